@@ -1,0 +1,156 @@
+/*
+ * tm_engine.h - the inference engine's data model and entry points.
+ *
+ * The host-side model compiler (host/compiler) turns a .tflite flatbuffer into
+ * C that defines one `const tm_model_t tm_model` plus a static arena.  The
+ * engine walks the model's op list and calls one kernel per op.  Everything a
+ * kernel needs that TFLite computes at Prepare time (requantization
+ * multipliers and shifts, padding, activation bounds) is computed by the
+ * compiler exactly as TFLite Micro does and stored in the op's params, so the
+ * kernels only do integer arithmetic.
+ *
+ * No dynamic allocation: tensors live either in flash (constants) or at a
+ * planned offset in the arena.
+ */
+#ifndef TM_ENGINE_H
+#define TM_ENGINE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define TM_MAX_RANK 5
+
+typedef enum {
+    TM_OK = 0,
+    TM_ERR_BAD_MODEL = 1,   /* a kernel met a tensor/params combination it cannot run */
+    TM_ERR_UNSUPPORTED = 2, /* op kind unknown to this firmware build */
+} tm_status_t;
+
+/* Element types; values are part of the wire protocol (docs/protocol.md). */
+typedef enum {
+    TM_INT8 = 0,
+    TM_INT16 = 1,
+    TM_INT32 = 2,
+    TM_FLOAT32 = 3,
+    TM_INT64 = 4,
+    TM_UINT8 = 5,
+} tm_dtype_t;
+
+typedef struct {
+    uint8_t dtype;          /* tm_dtype_t */
+    uint8_t rank;
+    uint16_t reserved;
+    int32_t dims[TM_MAX_RANK];
+    uint32_t bytes;         /* element count * element size */
+    int32_t arena_offset;   /* byte offset in the arena, or -1 for a constant */
+    const void *data;       /* constant data (flash), NULL for arena tensors */
+    float scale;            /* per-tensor scale (first scale when per-channel) */
+    int32_t zero_point;
+} tm_tensor_t;
+
+/* Op kinds.  Numbering is ours (not TFLite's builtin codes). */
+typedef enum {
+    TM_OP_CONV_2D = 1,
+    TM_OP_DEPTHWISE_CONV_2D = 2,
+    TM_OP_FULLY_CONNECTED = 3,
+    TM_OP_MAX_POOL_2D = 4,
+    TM_OP_AVERAGE_POOL_2D = 5,
+    TM_OP_RESHAPE = 6,
+    TM_OP_SOFTMAX = 7,
+    TM_OP_COUNT_ /* keep last */
+} tm_op_kind_t;
+
+typedef struct {
+    uint8_t kind;           /* tm_op_kind_t */
+    uint8_t n_inputs;
+    uint8_t n_outputs;
+    uint8_t reserved;
+    const int16_t *inputs;  /* tensor indices; -1 marks an absent optional input */
+    const int16_t *outputs;
+    const void *params;     /* one of the tm_*_params_t below, by kind */
+} tm_op_t;
+
+/* CONV_2D and DEPTHWISE_CONV_2D.  Tensors: in0 input NHWC, in1 filter
+ * (conv: OHWI, depthwise: 1HW(C*M)), in2 bias int32 (optional); out0 NHWC. */
+typedef struct {
+    int16_t stride_h, stride_w;
+    int16_t dilation_h, dilation_w;
+    int16_t pad_h, pad_w;             /* top / left padding (TFLite: total/2) */
+    int16_t depth_multiplier;         /* depthwise only, else 1 */
+    int16_t n_multipliers;            /* == output channels (per-channel) */
+    int32_t input_offset;             /* -input zero point */
+    int32_t output_offset;            /* +output zero point */
+    int32_t act_min, act_max;         /* fused activation, in output's type */
+    const int32_t *out_multiplier;    /* Q31 multipliers, one per out channel */
+    const int32_t *out_shift;         /* TFLite shift convention: >0 left */
+} tm_conv_params_t;
+
+/* FULLY_CONNECTED.  in0 input (flattened to [batches, depth]),
+ * in1 weights [units, depth], in2 bias (optional); out0 [batches, units]. */
+typedef struct {
+    int32_t input_offset;
+    int32_t filter_offset;            /* -weights zero point (0 for int8) */
+    int32_t output_offset;
+    int32_t act_min, act_max;
+    int16_t n_multipliers;            /* 1 (per-tensor) or units (per-channel) */
+    int16_t reserved;
+    const int32_t *out_multiplier;
+    const int32_t *out_shift;
+} tm_fc_params_t;
+
+/* MAX_POOL_2D, AVERAGE_POOL_2D. */
+typedef struct {
+    int16_t filter_h, filter_w;
+    int16_t stride_h, stride_w;
+    int16_t pad_h, pad_w;
+    int32_t act_min, act_max;
+} tm_pool_params_t;
+
+/* SOFTMAX (int8 in, int8 out with scale 1/256 and zero point -128). */
+typedef struct {
+    int32_t input_multiplier;
+    int32_t input_left_shift;
+    int32_t diff_min;
+} tm_softmax_params_t;
+
+typedef struct {
+    const char *name;
+    const tm_tensor_t *tensors;
+    const tm_op_t *ops;
+    const int16_t *inputs;
+    const int16_t *outputs;
+    uint8_t *arena;
+    uint32_t arena_bytes;
+    uint16_t n_tensors;
+    uint16_t n_ops;
+    uint8_t n_inputs;
+    uint8_t n_outputs;
+    uint8_t sha256[32];               /* of the .tflite file the C was made from */
+} tm_model_t;
+
+/* The model the compiler generated (model.c). */
+extern const tm_model_t tm_model;
+
+/* Runs every op in order.  Inputs must have been written to tm_tensor_ptr()
+ * of each input tensor first; they are consumed (the arena is reused). */
+tm_status_t tm_invoke(const tm_model_t *model);
+
+/* Index of the op that failed in the last tm_invoke, or -1. */
+int tm_failed_op(void);
+
+/* Pointer to a tensor's data (arena or flash). */
+void *tm_tensor_ptr(const tm_model_t *model, int tensor_index);
+
+/* Optional per-op hook: the firmware may define it to time each op.  The
+ * engine calls it before op i runs and once more with i == n_ops at the end. */
+void tm_op_boundary_hook(int op_index);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* TM_ENGINE_H */
