@@ -1,0 +1,53 @@
+# slingshot: `make flash && python -m host.evaluate`, `make test`.
+# Every target first installs what it needs (idempotent: a stamp file records it).
+
+PYTHON ?= python3
+BOARD  ?= mps2-an386
+MODEL  ?= models/digits_cnn_int8.tflite
+PYTEST ?= $(PYTHON) -m pytest
+
+DEB_PACKAGES := gcc-arm-none-eabi libnewlib-arm-none-eabi qemu-system-arm
+DEPS_STAMP   := build/.deps-$(shell cat pyproject.toml | sha1sum | cut -c1-12)
+SUDO         := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+
+.PHONY: deps flash test test-slow bench lint clean help
+
+help:
+	@echo "make flash [BOARD=$(BOARD)] [MODEL=$(MODEL)]  compile model, build firmware, flash/install it"
+	@echo "python -m host.evaluate                         evaluate the flashed board (see README)"
+	@echo "make test        default test suite (< 15 min)"
+	@echo "make test-slow   long tests"
+	@echo "make bench       benchmarks"
+	@echo "make lint        ruff"
+	@echo "make deps        install Debian and Python dependencies (done by the targets above)"
+
+deps: $(DEPS_STAMP)
+
+$(DEPS_STAMP): pyproject.toml
+	@missing=""; for p in $(DEB_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing Debian packages:$$missing"; \
+	  $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq $$missing >/dev/null || \
+	  { echo "error: could not install$$missing (run: sudo apt-get install$$missing)"; exit 1; }; \
+	fi
+	@echo "installing Python package and extras into $$($(PYTHON) -c 'import sys; print(sys.executable)')"
+	@$(PYTHON) -m pip install -q -e '.[dev]' || { echo "error: pip install failed (see above)"; exit 1; }
+	@mkdir -p build && rm -f build/.deps-* && touch $@
+
+flash: deps
+	@$(PYTHON) -m host.flash --board $(BOARD) --model $(MODEL)
+
+test: deps
+	@$(PYTEST) -q
+
+test-slow: deps
+	@$(PYTEST) -q -m slow
+
+bench: deps
+	@$(PYTHON) -m host.bench
+
+lint: deps
+	@$(PYTHON) -m ruff check host tests models
+
+clean:
+	rm -rf build results

@@ -1,0 +1,52 @@
+/* engine.c - walks the compiled model's op list (see tm_engine.h). */
+#include "tm_engine.h"
+
+#include "tm_kernels.h"
+
+static int failed_op = -1;
+
+__attribute__((weak)) void tm_op_boundary_hook(int op_index) { (void)op_index; }
+
+void *tm_tensor_ptr(const tm_model_t *model, int tensor_index) {
+    if (tensor_index < 0 || tensor_index >= model->n_tensors) {
+        return 0;
+    }
+    const tm_tensor_t *t = &model->tensors[tensor_index];
+    if (t->data != 0) {
+        return (void *)t->data; /* constants are only ever read */
+    }
+    return t->arena_offset >= 0 ? model->arena + t->arena_offset : 0;
+}
+
+typedef tm_status_t (*tm_kernel_fn)(const tm_model_t *model, const tm_op_t *op);
+
+static tm_kernel_fn kernel_for(uint8_t kind) {
+    switch (kind) {
+    case TM_OP_CONV_2D: return tm_kernel_conv_2d;
+    case TM_OP_DEPTHWISE_CONV_2D: return tm_kernel_depthwise_conv_2d;
+    case TM_OP_FULLY_CONNECTED: return tm_kernel_fully_connected;
+    case TM_OP_MAX_POOL_2D: return tm_kernel_max_pool_2d;
+    case TM_OP_AVERAGE_POOL_2D: return tm_kernel_average_pool_2d;
+    case TM_OP_RESHAPE: return tm_kernel_reshape;
+    case TM_OP_SOFTMAX: return tm_kernel_softmax;
+    default: return 0;
+    }
+}
+
+tm_status_t tm_invoke(const tm_model_t *model) {
+    failed_op = -1;
+    for (int i = 0; i < model->n_ops; ++i) {
+        tm_op_boundary_hook(i);
+        const tm_op_t *op = &model->ops[i];
+        tm_kernel_fn kernel = kernel_for(op->kind);
+        tm_status_t status = kernel ? kernel(model, op) : TM_ERR_UNSUPPORTED;
+        if (status != TM_OK) {
+            failed_op = i;
+            return status;
+        }
+    }
+    tm_op_boundary_hook(model->n_ops);
+    return TM_OK;
+}
+
+int tm_failed_op(void) { return failed_op; }

@@ -1,0 +1,32 @@
+/* pool_common.h - the window a pooling output reads, clipped to the input. */
+#ifndef TM_POOL_COMMON_H
+#define TM_POOL_COMMON_H
+
+#include "tm_kernels.h"
+
+typedef struct {
+    int batches, in_h, in_w, channels, out_h, out_w;
+} tm_pool_shape_t;
+
+static inline int tm_pool_shape(const tm_model_t *model, const tm_op_t *op, tm_pool_shape_t *s) {
+    const tm_tensor_t *in_t = tm_in_tensor(model, op, 0);
+    const tm_tensor_t *out_t = tm_out_tensor(model, op, 0);
+    if (!in_t || in_t->rank != 4 || out_t->rank != 4) {
+        return 0;
+    }
+    s->batches = in_t->dims[0];
+    s->in_h = in_t->dims[1];
+    s->in_w = in_t->dims[2];
+    s->channels = in_t->dims[3];
+    s->out_h = out_t->dims[1];
+    s->out_w = out_t->dims[2];
+    return 1;
+}
+
+/* First and one-past-last filter tap inside the input, along one axis. */
+static inline void tm_pool_window(int origin, int filter, int in_size, int *start, int *end) {
+    *start = origin < 0 ? -origin : 0;
+    *end = in_size - origin < filter ? in_size - origin : filter;
+}
+
+#endif /* TM_POOL_COMMON_H */

@@ -1,0 +1,60 @@
+/* SOFTMAX int8 -> int8 (scale 1/256, zero point -128) in gemmlowp fixed point:
+ * exp of (x - max) rescaled to Q5.26, summed in Q12.19, normalised by a
+ * fixed-point reciprocal. */
+#include "tm_fixedpoint.h"
+#include "tm_kernels.h"
+
+enum { kAccumulationIntegerBits = 12 };
+
+static inline int count_leading_zeros(uint32_t x) {
+    return x == 0 ? 32 : __builtin_clz(x);
+}
+
+static void softmax_row(const tm_softmax_params_t *p, const int8_t *in, int8_t *out, int depth) {
+    int32_t max_in_row = INT8_MIN;
+    for (int c = 0; c < depth; ++c) {
+        max_in_row = in[c] > max_in_row ? in[c] : max_in_row;
+    }
+    int32_t sum_of_exps = 0; /* Q12.19 */
+    for (int c = 0; c < depth; ++c) {
+        const int32_t diff = in[c] - max_in_row;
+        if (diff >= p->diff_min) {
+            const int32_t scaled = tm_srdhm((int32_t)((uint32_t)diff << p->input_left_shift), p->input_multiplier);
+            sum_of_exps += tm_rounding_divide_by_pot(tm_exp_on_negative_values_q5(scaled), kAccumulationIntegerBits);
+        }
+    }
+    /* Reciprocal of the sum: normalise it into [1, 2) then 1 / (1 + x). */
+    const int headroom_plus_one = count_leading_zeros((uint32_t)sum_of_exps);
+    const int num_bits_over_unit = kAccumulationIntegerBits - headroom_plus_one;
+    const int32_t shifted_sum_minus_one =
+        (int32_t)(((uint32_t)sum_of_exps << headroom_plus_one) - ((uint32_t)1 << 31));
+    const int32_t shifted_scale = tm_one_over_one_plus_x_q0(shifted_sum_minus_one);
+
+    for (int c = 0; c < depth; ++c) {
+        const int32_t diff = in[c] - max_in_row;
+        if (diff >= p->diff_min) {
+            const int32_t scaled = tm_srdhm((int32_t)((uint32_t)diff << p->input_left_shift), p->input_multiplier);
+            const int32_t exp_q0 = tm_exp_on_negative_values_q5(scaled);
+            const int32_t unsat = tm_rounding_divide_by_pot(tm_srdhm(shifted_scale, exp_q0), num_bits_over_unit + 31 - 8);
+            out[c] = (int8_t)tm_clamp_i32(unsat + INT8_MIN, INT8_MIN, INT8_MAX);
+        } else {
+            out[c] = INT8_MIN;
+        }
+    }
+}
+
+tm_status_t tm_kernel_softmax(const tm_model_t *model, const tm_op_t *op) {
+    const tm_softmax_params_t *p = (const tm_softmax_params_t *)op->params;
+    const tm_tensor_t *in_t = tm_in_tensor(model, op, 0);
+    const int8_t *input = (const int8_t *)tm_in_data(model, op, 0);
+    int8_t *output = (int8_t *)tm_out_data(model, op, 0);
+    if (!input || !output || in_t->rank < 1) {
+        return TM_ERR_BAD_MODEL;
+    }
+    const int depth = in_t->dims[in_t->rank - 1];
+    const int rows = tm_elements(in_t) / depth;
+    for (int r = 0; r < rows; ++r) {
+        softmax_row(p, input + r * depth, output + r * depth, depth);
+    }
+    return TM_OK;
+}

@@ -1,0 +1,36 @@
+/* tm_kernels.h - one entry point per op kind; each lives in ops/<op>.c. */
+#ifndef TM_KERNELS_H
+#define TM_KERNELS_H
+
+#include "tm_engine.h"
+
+tm_status_t tm_kernel_conv_2d(const tm_model_t *model, const tm_op_t *op);
+tm_status_t tm_kernel_depthwise_conv_2d(const tm_model_t *model, const tm_op_t *op);
+tm_status_t tm_kernel_fully_connected(const tm_model_t *model, const tm_op_t *op);
+tm_status_t tm_kernel_max_pool_2d(const tm_model_t *model, const tm_op_t *op);
+tm_status_t tm_kernel_average_pool_2d(const tm_model_t *model, const tm_op_t *op);
+tm_status_t tm_kernel_reshape(const tm_model_t *model, const tm_op_t *op);
+tm_status_t tm_kernel_softmax(const tm_model_t *model, const tm_op_t *op);
+
+/* Helpers shared by kernels. */
+static inline const tm_tensor_t *tm_in_tensor(const tm_model_t *m, const tm_op_t *op, int i) {
+    return (i < op->n_inputs && op->inputs[i] >= 0) ? &m->tensors[op->inputs[i]] : 0;
+}
+static inline const tm_tensor_t *tm_out_tensor(const tm_model_t *m, const tm_op_t *op, int i) {
+    return &m->tensors[op->outputs[i]];
+}
+static inline const void *tm_in_data(const tm_model_t *m, const tm_op_t *op, int i) {
+    return (i < op->n_inputs && op->inputs[i] >= 0) ? tm_tensor_ptr(m, op->inputs[i]) : 0;
+}
+static inline void *tm_out_data(const tm_model_t *m, const tm_op_t *op, int i) {
+    return tm_tensor_ptr(m, op->outputs[i]);
+}
+static inline int32_t tm_elements(const tm_tensor_t *t) {
+    int32_t n = 1;
+    for (int i = 0; i < t->rank; ++i) {
+        n *= t->dims[i];
+    }
+    return n;
+}
+
+#endif /* TM_KERNELS_H */

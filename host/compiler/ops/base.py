@@ -1,0 +1,116 @@
+"""The interface every op lowering implements, and the registry of them.
+
+A lowering checks that an operator is one the engine runs (types, options,
+quantization) and computes its C params: everything TFLite Micro computes at
+Prepare time, so the firmware kernel only does integer arithmetic.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from host.tflite.reader import ACTIVATIONS, Operator, Subgraph, Tensor
+
+
+@dataclass
+class LoweredOp:
+    kind: str                                   # C enum name, e.g. "TM_OP_CONV_2D"
+    params_type: str | None = None              # C struct type of the params
+    fields: dict[str, int | str] = field(default_factory=dict)
+    arrays: dict[str, tuple[str, list[int]]] = field(default_factory=dict)  # field -> (ctype, values)
+    used_inputs: tuple[int, ...] | None = None  # inputs whose data the kernel reads (None: all)
+    alias_output_to_input: bool = False         # output may share the input's bytes
+
+
+@dataclass(frozen=True)
+class OpContext:
+    op: Operator
+    graph: Subgraph
+
+    def tensor(self, position: int, outputs: bool = False) -> Tensor | None:
+        indices = self.op.outputs if outputs else self.op.inputs
+        if position >= len(indices) or indices[position] < 0:
+            return None
+        return self.graph.tensors[indices[position]]
+
+    def input(self, position: int) -> Tensor:
+        tensor = self.tensor(position)
+        if tensor is None:
+            raise KeyError(position)
+        return tensor
+
+    def output(self, position: int = 0) -> Tensor:
+        tensor = self.tensor(position, outputs=True)
+        if tensor is None:
+            raise KeyError(position)
+        return tensor
+
+    def option(self, slot: int, fmt: str, default: int | float = 0) -> int | float:
+        return default if self.op.options is None else self.op.options.scalar(slot, fmt, default)
+
+    def activation(self, slot: int) -> str:
+        return ACTIVATIONS.get(int(self.option(slot, "b", 0)), "UNKNOWN")
+
+
+@dataclass(frozen=True)
+class OpLowering:
+    opcode: str
+    check: Callable[[OpContext], list[str]]
+    lower: Callable[[OpContext], LoweredOp]
+
+
+REGISTRY: dict[str, OpLowering] = {}
+
+
+def register(opcode: str) -> Callable[[type], type]:
+    """Class decorator: a class with static `check` and `lower` methods."""
+
+    def wrap(cls: type) -> type:
+        REGISTRY[opcode] = OpLowering(opcode, cls.check, cls.lower)
+        return cls
+
+    return wrap
+
+
+def supported_ops() -> list[str]:
+    return sorted(REGISTRY)
+
+
+# ---- checks shared by several ops -------------------------------------------------
+
+def expect_dtype(tensor: Tensor | None, what: str, dtypes: tuple[str, ...]) -> list[str]:
+    if tensor is None:
+        return [f"{what} is missing"]
+    if tensor.dtype not in dtypes:
+        return [f"{what} '{tensor.name}' is {tensor.dtype}; supported: {', '.join(dtypes)}"]
+    return []
+
+
+def expect_quantized(tensor: Tensor | None, what: str) -> list[str]:
+    if tensor is None:
+        return []
+    if tensor.quant is None:
+        return [f"{what} '{tensor.name}' has no quantization parameters"]
+    if tensor.quant.per_channel:
+        return [f"{what} '{tensor.name}' must be per-tensor quantized"]
+    return []
+
+
+def expect_symmetric_weights(tensor: Tensor | None, what: str) -> list[str]:
+    if tensor is None or tensor.quant is None:
+        return [f"{what} has no quantization parameters"]
+    if tensor.data is None:
+        return [f"{what} '{tensor.name}' is not a constant"]
+    if any(int(z) != 0 for z in tensor.quant.zero_point):
+        return [f"{what} '{tensor.name}' has non-zero zero points (int8 weights must be symmetric)"]
+    return []
+
+
+def expect_activation(name: str, allowed: tuple[str, ...] = ("NONE", "RELU", "RELU6", "RELU_N1_TO_1")) -> list[str]:
+    return [] if name in allowed else [f"fused activation {name} is not supported"]
+
+
+def qparams(tensor: Tensor) -> tuple[float, int]:
+    assert tensor.quant is not None
+    return float(tensor.quant.scale[0]), int(tensor.quant.zero_point[0])
