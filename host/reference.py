@@ -11,6 +11,8 @@ from pathlib import Path
 
 import numpy as np
 
+from host.tflite.reader import parse_model
+
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 
@@ -27,19 +29,9 @@ class ReferenceInterpreter:
             else runtime.InterpreterConfig.kAllocationRecording
         )
         self._interp = runtime.Interpreter.from_bytes(data, intrepreter_config=config)
-        self.n_inputs = len(self._details(self._interp.get_input_details))
-        self.n_outputs = len(self._details(self._interp.get_output_details))
-
-    @staticmethod
-    def _details(getter) -> list[dict]:  # noqa: ANN001
-        out = []
-        while True:
-            try:
-                out.append(getter(len(out)))
-            except (ValueError, RuntimeError, IndexError):
-                return out
-            if len(out) > 64:
-                return out
+        graph = parse_model(data).subgraphs[0]
+        self.n_inputs = len(graph.inputs)
+        self.n_outputs = len(graph.outputs)
 
     def input_details(self, index: int = 0) -> dict:
         return self._interp.get_input_details(index)

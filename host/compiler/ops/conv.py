@@ -47,7 +47,11 @@ def _geometry(ctx: OpContext, slots: dict[str, int], filter_hw: tuple[int, int])
     _, in_h, in_w, _ = ctx.input(0).shape
     _, out_h, out_w, _ = ctx.output().shape
     f_h, f_w = filter_hw
-    if (quant.out_size(padding, in_h, f_h, stride_h, dil_h), quant.out_size(padding, in_w, f_w, stride_w, dil_w)) != (out_h, out_w):
+    expected = (
+        quant.out_size(padding, in_h, f_h, stride_h, dil_h),
+        quant.out_size(padding, in_w, f_w, stride_w, dil_w),
+    )
+    if expected != (out_h, out_w):
         return "output shape does not match input shape, filter, stride and padding"
     return {
         "stride_h": stride_h, "stride_w": stride_w, "dilation_h": dil_h, "dilation_w": dil_w,

@@ -23,7 +23,8 @@ def _geometry(ctx: OpContext) -> dict[str, int] | str:
         return "invalid padding, stride or filter size"
     _, in_h, in_w, _ = ctx.input(0).shape
     _, out_h, out_w, _ = ctx.output().shape
-    if (quant.out_size(padding, in_h, filter_h, stride_h), quant.out_size(padding, in_w, filter_w, stride_w)) != (out_h, out_w):
+    expected = (quant.out_size(padding, in_h, filter_h, stride_h), quant.out_size(padding, in_w, filter_w, stride_w))
+    if expected != (out_h, out_w):
         return "output shape does not match input shape, filter, stride and padding"
     return {
         "filter_h": filter_h, "filter_w": filter_w, "stride_h": stride_h, "stride_w": stride_w,

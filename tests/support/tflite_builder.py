@@ -1,0 +1,275 @@
+"""Build small .tflite models directly (no converter): random single-op graphs
+with chosen shapes, scales and zero points, for bit-exactness tests.
+
+Uses the flatbuffer object API TensorFlow ships with its TFLite schema.
+"""
+
+from __future__ import annotations
+
+import os
+
+import flatbuffers
+import numpy as np
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+from tensorflow.lite.python import schema_py_generated as fb  # noqa: E402
+
+TYPES = {"float32": 0, "int32": 2, "int8": 9, "int16": 7, "int64": 4}
+
+
+class GraphBuilder:
+    def __init__(self) -> None:
+        self.tensors: list[fb.TensorT] = []
+        self.buffers: list[fb.BufferT] = [fb.BufferT()]
+        self.operators: list[fb.OperatorT] = []
+        self.opcodes: list[str] = []
+
+    def tensor(
+        self,
+        shape: tuple[int, ...],
+        dtype: str,
+        scale: float | list[float] | None = None,
+        zero_point: int | list[int] = 0,
+        data: np.ndarray | None = None,
+        quantized_dimension: int = 0,
+    ) -> int:
+        t = fb.TensorT()
+        t.shape = list(shape)
+        t.type = TYPES[dtype]
+        t.name = f"t{len(self.tensors)}".encode()
+        t.buffer = 0
+        if data is not None:
+            buf = fb.BufferT()
+            buf.data = np.ascontiguousarray(data, dtype=dtype).tobytes()
+            self.buffers.append(buf)
+            t.buffer = len(self.buffers) - 1
+        if scale is not None:
+            q = fb.QuantizationParametersT()
+            q.scale = [float(s) for s in np.atleast_1d(scale)]
+            q.zeroPoint = [int(z) for z in np.atleast_1d(zero_point)]
+            if len(q.zeroPoint) != len(q.scale):
+                q.zeroPoint = q.zeroPoint * len(q.scale)
+            q.quantizedDimension = quantized_dimension
+            t.quantization = q
+        self.tensors.append(t)
+        return len(self.tensors) - 1
+
+    def op(self, opcode: str, inputs: list[int], outputs: list[int], options: object | None = None) -> None:
+        if opcode not in self.opcodes:
+            self.opcodes.append(opcode)
+        o = fb.OperatorT()
+        o.opcodeIndex = self.opcodes.index(opcode)
+        o.inputs, o.outputs = list(inputs), list(outputs)
+        if options is not None:
+            o.builtinOptionsType = getattr(fb.BuiltinOptions, type(options).__name__[:-1])
+            o.builtinOptions = options
+        self.operators.append(o)
+
+    def build(self, inputs: list[int], outputs: list[int]) -> bytes:
+        sg = fb.SubGraphT()
+        sg.tensors, sg.operators = self.tensors, self.operators
+        sg.inputs, sg.outputs = inputs, outputs
+        model = fb.ModelT()
+        model.version = 3
+        model.subgraphs = [sg]
+        model.buffers = self.buffers
+        model.operatorCodes = []
+        for name in self.opcodes:
+            code = fb.OperatorCodeT()
+            value = getattr(fb.BuiltinOperator, name)
+            code.builtinCode = value
+            code.deprecatedBuiltinCode = min(value, 127)
+            code.version = 1
+            model.operatorCodes.append(code)
+        b = flatbuffers.Builder(1024)
+        b.Finish(model.Pack(b), file_identifier=b"TFL3")
+        return bytes(b.Output())
+
+
+# ---- random single-op models ----------------------------------------------------
+
+ACTIVATIONS = [0, 1, 2, 3]  # NONE, RELU, RELU_N1_TO_1, RELU6
+
+
+def _qparams(rng: np.random.Generator) -> tuple[float, int]:
+    return float(rng.uniform(0.005, 0.2)), int(rng.integers(-128, 128))
+
+
+def _output_scale(rng: np.random.Generator, in_scale: float, w_scale: float, fan_in: int) -> float:
+    # Aim the accumulator's typical magnitude near the int8 range, with spread.
+    return in_scale * w_scale * 60.0 * np.sqrt(fan_in) * float(rng.uniform(0.3, 3.0)) / 127.0
+
+
+def random_conv(rng: np.random.Generator, depthwise: bool = False) -> bytes:
+    g = GraphBuilder()
+    h, w = int(rng.integers(3, 12)), int(rng.integers(3, 12))
+    in_c = int(rng.integers(1, 6))
+    kh, kw = int(rng.integers(1, 4)), int(rng.integers(1, 4))
+    stride_h, stride_w = int(rng.integers(1, 3)), int(rng.integers(1, 3))
+    dil_h, dil_w = (int(rng.integers(1, 3)), int(rng.integers(1, 3))) if rng.random() < 0.3 else (1, 1)
+    same = bool(rng.random() < 0.5)
+    eff_h, eff_w = (kh - 1) * dil_h + 1, (kw - 1) * dil_w + 1
+    if not same and (eff_h > h or eff_w > w):
+        same = True
+    out_h = (h + stride_h - 1) // stride_h if same else (h - eff_h + stride_h) // stride_h
+    out_w = (w + stride_w - 1) // stride_w if same else (w - eff_w + stride_w) // stride_w
+    mult = int(rng.integers(1, 3)) if depthwise else 1
+    out_c = in_c * mult if depthwise else int(rng.integers(1, 9))
+    in_scale, in_zp = _qparams(rng)
+    w_scales = rng.uniform(0.002, 0.05, size=out_c)
+    fan_in = kh * kw * (1 if depthwise else in_c)
+    out_scale = _output_scale(rng, in_scale, float(w_scales.mean()), fan_in)
+    out_zp = int(rng.integers(-128, 128))
+    if depthwise:
+        weights = rng.integers(-127, 128, size=(1, kh, kw, out_c), dtype=np.int8)
+        qdim = 3
+    else:
+        weights = rng.integers(-127, 128, size=(out_c, kh, kw, in_c), dtype=np.int8)
+        qdim = 0
+    bias = rng.integers(-2000, 2000, size=out_c).astype(np.int32)
+    x = g.tensor((1, h, w, in_c), "int8", in_scale, in_zp)
+    f = g.tensor(weights.shape, "int8", list(w_scales), 0, weights, quantized_dimension=qdim)
+    # TFLM's interpreter crashes on a depthwise conv without bias (the converter
+    # always emits one), so only CONV_2D gets the bias-less variant.
+    with_bias = depthwise or rng.random() < 0.85
+    b = g.tensor((out_c,), "int32", list(in_scale * w_scales), 0, bias) if with_bias else -1
+    y = g.tensor((1, out_h, out_w, out_c), "int8", out_scale, out_zp)
+    if depthwise:
+        opt = fb.DepthwiseConv2DOptionsT()
+        opt.depthMultiplier = mult
+    else:
+        opt = fb.Conv2DOptionsT()
+    opt.padding = 0 if same else 1
+    opt.strideH, opt.strideW = stride_h, stride_w
+    opt.dilationHFactor, opt.dilationWFactor = dil_h, dil_w
+    opt.fusedActivationFunction = int(rng.choice(ACTIVATIONS))
+    g.op("DEPTHWISE_CONV_2D" if depthwise else "CONV_2D", [x, f, b], [y], opt)
+    return g.build([x], [y])
+
+
+def random_fully_connected(rng: np.random.Generator) -> bytes:
+    g = GraphBuilder()
+    batches, depth, units = int(rng.integers(1, 3)), int(rng.integers(1, 40)), int(rng.integers(1, 12))
+    in_scale, in_zp = _qparams(rng)
+    w_scale = float(rng.uniform(0.002, 0.05))
+    out_scale = _output_scale(rng, in_scale, w_scale, depth)
+    weights = rng.integers(-127, 128, size=(units, depth), dtype=np.int8)
+    x = g.tensor((batches, depth), "int8", in_scale, in_zp)
+    f = g.tensor((units, depth), "int8", w_scale, 0, weights)
+    bias = rng.integers(-3000, 3000, size=units).astype(np.int32)
+    b = g.tensor((units,), "int32", in_scale * w_scale, 0, bias) if rng.random() < 0.85 else -1
+    y = g.tensor((batches, units), "int8", out_scale, int(rng.integers(-128, 128)))
+    opt = fb.FullyConnectedOptionsT()
+    opt.fusedActivationFunction = int(rng.choice(ACTIVATIONS))
+    g.op("FULLY_CONNECTED", [x, f, b], [y], opt)
+    return g.build([x], [y])
+
+
+def random_pool(rng: np.random.Generator, kind: str) -> bytes:
+    g = GraphBuilder()
+    h, w, c = int(rng.integers(2, 12)), int(rng.integers(2, 12)), int(rng.integers(1, 6))
+    fh, fw = int(rng.integers(1, min(h, 4) + 1)), int(rng.integers(1, min(w, 4) + 1))
+    sh, sw = int(rng.integers(1, 3)), int(rng.integers(1, 3))
+    same = bool(rng.random() < 0.5)
+    out_h = (h + sh - 1) // sh if same else (h - fh + sh) // sh
+    out_w = (w + sw - 1) // sw if same else (w - fw + sw) // sw
+    scale, zp = _qparams(rng)
+    x = g.tensor((1, h, w, c), "int8", scale, zp)
+    y = g.tensor((1, out_h, out_w, c), "int8", scale, zp)
+    opt = fb.Pool2DOptionsT()
+    opt.padding = 0 if same else 1
+    opt.strideH, opt.strideW, opt.filterHeight, opt.filterWidth = sh, sw, fh, fw
+    opt.fusedActivationFunction = int(rng.choice(ACTIVATIONS))
+    g.op(kind, [x], [y], opt)
+    return g.build([x], [y])
+
+
+def random_softmax(rng: np.random.Generator) -> bytes:
+    g = GraphBuilder()
+    rows, depth = int(rng.integers(1, 4)), int(rng.integers(2, 20))
+    x = g.tensor((rows, depth), "int8", float(rng.uniform(0.01, 0.5)), int(rng.integers(-128, 128)))
+    y = g.tensor((rows, depth), "int8", 1.0 / 256, -128)
+    opt = fb.SoftmaxOptionsT()
+    opt.beta = float(rng.choice([1.0, 1.0, 0.5, 2.0]))
+    g.op("SOFTMAX", [x], [y], opt)
+    return g.build([x], [y])
+
+
+def random_reshape_chain(rng: np.random.Generator) -> bytes:
+    """RESHAPE between two ops so aliasing in the arena is exercised."""
+    g = GraphBuilder()
+    h, w, c = int(rng.integers(1, 6)), int(rng.integers(1, 6)), int(rng.integers(1, 5))
+    scale, zp = _qparams(rng)
+    x = g.tensor((1, h, w, c), "int8", scale, zp)
+    p = g.tensor((1, h, w, c), "int8", scale, zp)
+    opt = fb.Pool2DOptionsT()
+    opt.padding, opt.strideH, opt.strideW, opt.filterHeight, opt.filterWidth = 0, 1, 1, 1, 1
+    g.op("MAX_POOL_2D", [x], [p], opt)
+    shape = g.tensor((2,), "int32", data=np.array([1, h * w * c], dtype=np.int32))
+    y = g.tensor((1, h * w * c), "int8", scale, zp)
+    ropt = fb.ReshapeOptionsT()
+    ropt.newShape = [1, h * w * c]
+    g.op("RESHAPE", [p, shape], [y], ropt)
+    return g.build([x], [y])
+
+
+GENERATORS = {
+    "CONV_2D": lambda rng: random_conv(rng),
+    "DEPTHWISE_CONV_2D": lambda rng: random_conv(rng, depthwise=True),
+    "FULLY_CONNECTED": random_fully_connected,
+    "MAX_POOL_2D": lambda rng: random_pool(rng, "MAX_POOL_2D"),
+    "AVERAGE_POOL_2D": lambda rng: random_pool(rng, "AVERAGE_POOL_2D"),
+    "SOFTMAX": random_softmax,
+    "RESHAPE": random_reshape_chain,
+}
+
+
+def random_multi_op(rng: np.random.Generator) -> bytes:
+    """conv -> depthwise -> avg pool -> reshape -> fc -> softmax with consistent qparams."""
+    g = GraphBuilder()
+    h = w = int(rng.integers(4, 9))
+    c1, c2 = int(rng.integers(1, 4)), int(rng.integers(2, 6))
+    s0, z0 = _qparams(rng)
+    x = g.tensor((1, h, w, c1), "int8", s0, z0)
+    w1s = rng.uniform(0.005, 0.05, size=c2)
+    s1 = _output_scale(rng, s0, float(w1s.mean()), 9 * c1)
+    w1 = g.tensor((c2, 3, 3, c1), "int8", list(w1s), 0, rng.integers(-127, 128, size=(c2, 3, 3, c1)), 0)
+    b1 = g.tensor((c2,), "int32", list(s0 * w1s), 0, rng.integers(-500, 500, size=c2))
+    a1 = g.tensor((1, h, w, c2), "int8", s1, int(rng.integers(-128, 0)))
+    o = fb.Conv2DOptionsT()
+    o.padding, o.strideH, o.strideW, o.fusedActivationFunction = 0, 1, 1, 1
+    o.dilationHFactor = o.dilationWFactor = 1
+    g.op("CONV_2D", [x, w1, b1], [a1], o)
+    w2s = rng.uniform(0.005, 0.05, size=c2)
+    s2 = _output_scale(rng, s1, float(w2s.mean()), 9)
+    w2 = g.tensor((1, 3, 3, c2), "int8", list(w2s), 0, rng.integers(-127, 128, size=(1, 3, 3, c2)), 3)
+    b2 = g.tensor((c2,), "int32", list(s1 * w2s), 0, rng.integers(-500, 500, size=c2))
+    a2 = g.tensor((1, h, w, c2), "int8", s2, int(rng.integers(-128, 0)))
+    d = fb.DepthwiseConv2DOptionsT()
+    d.padding, d.strideH, d.strideW, d.depthMultiplier, d.fusedActivationFunction = 0, 1, 1, 1, 3
+    d.dilationHFactor = d.dilationWFactor = 1
+    g.op("DEPTHWISE_CONV_2D", [a1, w2, b2], [a2], d)
+    ph, pw = h // 2, w // 2
+    a3 = g.tensor((1, ph, pw, c2), "int8", s2, g.tensors[a2].quantization.zeroPoint[0])
+    p = fb.Pool2DOptionsT()
+    p.padding, p.strideH, p.strideW, p.filterHeight, p.filterWidth = 1, 2, 2, 2, 2
+    g.op("AVERAGE_POOL_2D", [a2], [a3], p)
+    flat = ph * pw * c2
+    shape = g.tensor((2,), "int32", data=np.array([1, flat], dtype=np.int32))
+    a4 = g.tensor((1, flat), "int8", s2, g.tensors[a2].quantization.zeroPoint[0])
+    r = fb.ReshapeOptionsT()
+    r.newShape = [1, flat]
+    g.op("RESHAPE", [a3, shape], [a4], r)
+    units = 10
+    w5s = float(rng.uniform(0.005, 0.05))
+    s5 = _output_scale(rng, s2, w5s, flat)
+    w5 = g.tensor((units, flat), "int8", w5s, 0, rng.integers(-127, 128, size=(units, flat)))
+    b5 = g.tensor((units,), "int32", s2 * w5s, 0, rng.integers(-500, 500, size=units))
+    a5 = g.tensor((1, units), "int8", s5, int(rng.integers(-128, 128)))
+    f = fb.FullyConnectedOptionsT()
+    g.op("FULLY_CONNECTED", [a4, w5, b5], [a5], f)
+    y = g.tensor((1, units), "int8", 1.0 / 256, -128)
+    sm = fb.SoftmaxOptionsT()
+    sm.beta = 1.0
+    g.op("SOFTMAX", [a5], [y], sm)
+    return g.build([x], [y])
