@@ -15,14 +15,18 @@ SEEDS_PER_OP = 25
 INPUTS_PER_MODEL = 4
 
 
+def random_input(rng: np.random.Generator, dtype: str, shape: tuple[int, ...]) -> np.ndarray:
+    info = np.iinfo(dtype)
+    return rng.integers(info.min, int(info.max) + 1, size=shape).astype(dtype)
+
+
 def assert_bit_exact(data: bytes, rng: np.random.Generator, label: str) -> None:
     model = compile_bytes(data, name=label)
     native = NativeModel(model)
     reference = ReferenceInterpreter(data)
-    info = model.inputs[0]
     for k in range(INPUTS_PER_MODEL):
-        x = rng.integers(-128, 128, size=info.shape, dtype=np.int8)
-        ours, golden = native.run(x)[0], reference.run(x)[0]
+        xs = [random_input(rng, info.dtype, info.shape) for info in model.inputs]
+        ours, golden = native.run(*xs)[0], reference.run(*xs)[0]
         if not np.array_equal(ours, golden):
             where = tuple(np.argwhere(ours != golden)[0])
             pytest.fail(f"{label} input {k}: first difference at {where}: ours {ours[where]}, TFLM {golden[where]}")

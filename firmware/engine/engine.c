@@ -29,6 +29,7 @@ static tm_kernel_fn kernel_for(uint8_t kind) {
     case TM_OP_AVERAGE_POOL_2D: return tm_kernel_average_pool_2d;
     case TM_OP_RESHAPE: return tm_kernel_reshape;
     case TM_OP_SOFTMAX: return tm_kernel_softmax;
+    case TM_OP_ADD: return tm_kernel_add;
     default: return 0;
     }
 }

@@ -61,6 +61,7 @@ typedef enum {
     TM_OP_AVERAGE_POOL_2D = 5,
     TM_OP_RESHAPE = 6,
     TM_OP_SOFTMAX = 7,
+    TM_OP_ADD = 8,
     TM_OP_COUNT_ /* keep last */
 } tm_op_kind_t;
 
@@ -116,6 +117,17 @@ typedef struct {
     int32_t input_left_shift;
     int32_t diff_min;
 } tm_softmax_params_t;
+
+/* ADD (int8, int16): inputs rescaled to a common scale with `left_shift`
+ * bits of headroom, summed, rescaled to the output.  Broadcasting follows
+ * NumPy rules (dims of 1 repeat). */
+typedef struct {
+    int32_t input1_offset, input2_offset, output_offset;
+    int32_t input1_multiplier, input2_multiplier, output_multiplier;
+    int32_t input1_shift, input2_shift, output_shift;   /* <= 0 */
+    int32_t left_shift;
+    int32_t act_min, act_max;
+} tm_add_params_t;
 
 typedef struct {
     const char *name;

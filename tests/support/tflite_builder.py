@@ -273,3 +273,38 @@ def random_multi_op(rng: np.random.Generator) -> bytes:
     sm.beta = 1.0
     g.op("SOFTMAX", [a5], [y], sm)
     return g.build([x], [y])
+
+
+def random_add(rng: np.random.Generator, dtype: str = "int8") -> bytes:
+    """ADD with random scales, zero points (int8) and broadcasting."""
+    g = GraphBuilder()
+    rank = int(rng.integers(1, 5))
+    out_shape = tuple(int(d) for d in rng.integers(1, 6, size=rank))
+
+    def operand_shape() -> tuple[int, ...]:
+        keep = int(rng.integers(0, rank + 1))
+        shape = [1 if rng.random() < 0.3 else d for d in out_shape[rank - keep:]]
+        return tuple(shape) if shape else (1,)
+
+    a_shape, b_shape = operand_shape(), operand_shape()
+    if rng.random() < 0.5:
+        a_shape = out_shape
+    out_shape = tuple(int(d) for d in np.broadcast_shapes(a_shape, b_shape))
+
+    def zp() -> int:
+        return 0 if dtype == "int16" else int(rng.integers(-128, 128))
+
+    def scale() -> float:
+        return float(rng.uniform(0.01, 0.2)) / (256.0 if dtype == "int16" else 1.0)
+
+    a = g.tensor(a_shape, dtype, scale(), zp())
+    b = g.tensor(b_shape, dtype, scale(), zp())
+    y = g.tensor(out_shape, dtype, scale() * float(rng.uniform(1.0, 3.0)), zp())
+    opt = fb.AddOptionsT()
+    opt.fusedActivationFunction = int(rng.choice(ACTIVATIONS))
+    g.op("ADD", [a, b], [y], opt)
+    return g.build([a, b], [y])
+
+
+GENERATORS["ADD"] = random_add
+GENERATORS["ADD_INT16"] = lambda rng: random_add(rng, "int16")
