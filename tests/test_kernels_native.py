@@ -9,7 +9,8 @@ import pytest
 from host.compiler.compile import compile_bytes
 from host.native import NativeModel
 from host.reference import ReferenceInterpreter
-from tests.support.tflite_builder import GENERATORS, random_multi_op
+from host.tflite.reader import parse_model
+from tests.support.tflite_builder import GENERATORS, random_conv, random_fully_connected, random_multi_op
 
 SEEDS_PER_OP = 25
 INPUTS_PER_MODEL = 4
@@ -43,3 +44,22 @@ def test_single_op_bit_exact(op: str, seed: int) -> None:
 def test_multi_op_bit_exact(seed: int) -> None:
     rng = np.random.default_rng([seed, 99])
     assert_bit_exact(random_multi_op(rng), rng, f"multi_seed{seed}")
+
+
+@pytest.mark.parametrize("seed", range(12))
+@pytest.mark.parametrize("op", ["CONV_2D", "FULLY_CONNECTED"])
+def test_int16_without_bias_uses_64bit_path(op: str, seed: int) -> None:
+    """The accumulator width for bias-less 16x8 ops is easy to get wrong and only
+    shows on rounding ties: many models, many inputs."""
+    rng = np.random.default_rng([seed, 16])
+    make = random_conv if op == "CONV_2D" else random_fully_connected
+    for _ in range(50):
+        data = make(rng, dtype="int16")
+        if parse_model(data).subgraphs[0].operators[0].inputs[2] < 0:
+            break
+    else:
+        pytest.skip("generator produced no bias-less model")
+    model, reference = NativeModel(compile_bytes(data)), ReferenceInterpreter(data)
+    for _ in range(20):
+        x = random_input(rng, "int16", model.model.inputs[0].shape)
+        assert np.array_equal(model.run(x)[0], reference.run(x)[0])

@@ -83,6 +83,8 @@ typedef struct {
     int16_t pad_h, pad_w;             /* top / left padding (TFLite: total/2) */
     int16_t depth_multiplier;         /* depthwise only, else 1 */
     int16_t n_multipliers;            /* == output channels (per-channel) */
+    int16_t acc64;                    /* int16x8: 64-bit accumulator + requantize */
+    int16_t reserved;
     int32_t input_offset;             /* -input zero point */
     int32_t output_offset;            /* +output zero point */
     int32_t act_min, act_max;         /* fused activation, in output's type */
@@ -98,7 +100,7 @@ typedef struct {
     int32_t output_offset;
     int32_t act_min, act_max;
     int16_t n_multipliers;            /* 1 (per-tensor) or units (per-channel) */
-    int16_t reserved;
+    int16_t acc64;                    /* int16x8: 64-bit accumulator + requantize */
     const int32_t *out_multiplier;
     const int32_t *out_shift;
 } tm_fc_params_t;

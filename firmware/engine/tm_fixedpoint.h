@@ -44,6 +44,33 @@ static inline int32_t tm_multiply_by_quantized_multiplier(int32_t x, int32_t mul
     return tm_rounding_divide_by_pot(tm_srdhm(shifted, multiplier), right_shift);
 }
 
+/* 64-bit accumulator variant (int16x8 ops with int64 bias): TFLite reduces the
+ * multiplier to 16 bits and rounds once. */
+static inline int32_t tm_multiply_by_quantized_multiplier_64(int64_t x, int32_t multiplier, int32_t shift) {
+    const int32_t reduced = multiplier < 0x7FFF0000 ? ((multiplier + (1 << 15)) >> 16) : 0x7FFF;
+    const int total_shift = 15 - shift;
+    const int64_t round = (int64_t)1 << (total_shift - 1);
+    return (int32_t)((x * (int64_t)reduced + round) >> total_shift);
+}
+
+/* Requantizes an int16x8 accumulator on TFLM's path for the op and bias type
+ * (chosen by the compiler): 64-bit accumulator with an int64 bias, or the
+ * 32-bit (wrapping) path with an int32 bias. */
+static inline int32_t tm_requantize_s16(int64_t acc, const void *bias, int acc64, int index,
+                                        int32_t multiplier, int32_t shift) {
+    if (acc64) {
+        if (bias) {
+            acc += ((const int64_t *)bias)[index];
+        }
+        return tm_multiply_by_quantized_multiplier_64(acc, multiplier, shift);
+    }
+    uint32_t acc32 = (uint32_t)acc;
+    if (bias) {
+        acc32 += (uint32_t)((const int32_t *)bias)[index];
+    }
+    return tm_multiply_by_quantized_multiplier((int32_t)acc32, multiplier, shift);
+}
+
 /* x * 2^exponent, saturating (gemmlowp SaturatingRoundingMultiplyByPOT, exponent >= 0). */
 static inline int32_t tm_saturating_shift_left(int32_t x, int exponent) {
     if (exponent == 0) {

@@ -100,7 +100,20 @@ def _output_scale(rng: np.random.Generator, in_scale: float, w_scale: float, fan
     return in_scale * w_scale * 60.0 * np.sqrt(fan_in) * float(rng.uniform(0.3, 3.0)) / 127.0
 
 
-def random_conv(rng: np.random.Generator, depthwise: bool = False) -> bytes:
+def _activation_qparams(rng: np.random.Generator, dtype: str) -> tuple[float, int]:
+    scale, zp = _qparams(rng)
+    return (scale / 256.0, 0) if dtype == "int16" else (scale, zp)
+
+
+def _bias(rng: np.random.Generator, dtype: str, n: int, magnitude: int) -> tuple[np.ndarray, str]:
+    """int8 ops: int32 bias; int16 ops: int64 (what the converter emits) or int32."""
+    if dtype == "int16":
+        bias_type = "int64" if rng.random() < 0.7 else "int32"
+        return rng.integers(-magnitude * 256, magnitude * 256, size=n).astype(bias_type), bias_type
+    return rng.integers(-magnitude, magnitude, size=n).astype(np.int32), "int32"
+
+
+def random_conv(rng: np.random.Generator, depthwise: bool = False, dtype: str = "int8") -> bytes:
     g = GraphBuilder()
     h, w = int(rng.integers(3, 12)), int(rng.integers(3, 12))
     in_c = int(rng.integers(1, 6))
@@ -115,25 +128,29 @@ def random_conv(rng: np.random.Generator, depthwise: bool = False) -> bytes:
     out_w = (w + stride_w - 1) // stride_w if same else (w - eff_w + stride_w) // stride_w
     mult = int(rng.integers(1, 3)) if depthwise else 1
     out_c = in_c * mult if depthwise else int(rng.integers(1, 9))
-    in_scale, in_zp = _qparams(rng)
+    in_scale, in_zp = _activation_qparams(rng, dtype)
     w_scales = rng.uniform(0.002, 0.05, size=out_c)
     fan_in = kh * kw * (1 if depthwise else in_c)
-    out_scale = _output_scale(rng, in_scale, float(w_scales.mean()), fan_in)
-    out_zp = int(rng.integers(-128, 128))
+    out_scale, out_zp = _output_scale(rng, in_scale, float(w_scales.mean()), fan_in), int(rng.integers(-128, 128))
+    if dtype == "int16":
+        out_zp = 0
     if depthwise:
         weights = rng.integers(-127, 128, size=(1, kh, kw, out_c), dtype=np.int8)
         qdim = 3
     else:
         weights = rng.integers(-127, 128, size=(out_c, kh, kw, in_c), dtype=np.int8)
         qdim = 0
-    bias = rng.integers(-2000, 2000, size=out_c).astype(np.int32)
-    x = g.tensor((1, h, w, in_c), "int8", in_scale, in_zp)
+    bias, bias_type = _bias(rng, dtype, out_c, 2000)
+    if depthwise and dtype == "int16":
+        bias = bias.astype(np.int64)  # TFLM reads a 16x8 depthwise bias as int64
+        bias_type = "int64"
+    x = g.tensor((1, h, w, in_c), dtype, in_scale, in_zp)
     f = g.tensor(weights.shape, "int8", list(w_scales), 0, weights, quantized_dimension=qdim)
     # TFLM's interpreter crashes on a depthwise conv without bias (the converter
     # always emits one), so only CONV_2D gets the bias-less variant.
     with_bias = depthwise or rng.random() < 0.85
-    b = g.tensor((out_c,), "int32", list(in_scale * w_scales), 0, bias) if with_bias else -1
-    y = g.tensor((1, out_h, out_w, out_c), "int8", out_scale, out_zp)
+    b = g.tensor((out_c,), bias_type, list(in_scale * w_scales), 0, bias) if with_bias else -1
+    y = g.tensor((1, out_h, out_w, out_c), dtype, out_scale, out_zp)
     if depthwise:
         opt = fb.DepthwiseConv2DOptionsT()
         opt.depthMultiplier = mult
@@ -147,25 +164,26 @@ def random_conv(rng: np.random.Generator, depthwise: bool = False) -> bytes:
     return g.build([x], [y])
 
 
-def random_fully_connected(rng: np.random.Generator) -> bytes:
+def random_fully_connected(rng: np.random.Generator, dtype: str = "int8") -> bytes:
     g = GraphBuilder()
     batches, depth, units = int(rng.integers(1, 3)), int(rng.integers(1, 40)), int(rng.integers(1, 12))
-    in_scale, in_zp = _qparams(rng)
+    in_scale, in_zp = _activation_qparams(rng, dtype)
     w_scale = float(rng.uniform(0.002, 0.05))
     out_scale = _output_scale(rng, in_scale, w_scale, depth)
+    out_zp = 0 if dtype == "int16" else int(rng.integers(-128, 128))
     weights = rng.integers(-127, 128, size=(units, depth), dtype=np.int8)
-    x = g.tensor((batches, depth), "int8", in_scale, in_zp)
+    x = g.tensor((batches, depth), dtype, in_scale, in_zp)
     f = g.tensor((units, depth), "int8", w_scale, 0, weights)
-    bias = rng.integers(-3000, 3000, size=units).astype(np.int32)
-    b = g.tensor((units,), "int32", in_scale * w_scale, 0, bias) if rng.random() < 0.85 else -1
-    y = g.tensor((batches, units), "int8", out_scale, int(rng.integers(-128, 128)))
+    bias, bias_type = _bias(rng, dtype, units, 3000)
+    b = g.tensor((units,), bias_type, in_scale * w_scale, 0, bias) if rng.random() < 0.85 else -1
+    y = g.tensor((batches, units), dtype, out_scale, out_zp)
     opt = fb.FullyConnectedOptionsT()
     opt.fusedActivationFunction = int(rng.choice(ACTIVATIONS))
     g.op("FULLY_CONNECTED", [x, f, b], [y], opt)
     return g.build([x], [y])
 
 
-def random_pool(rng: np.random.Generator, kind: str) -> bytes:
+def random_pool(rng: np.random.Generator, kind: str, dtype: str = "int8") -> bytes:
     g = GraphBuilder()
     h, w, c = int(rng.integers(2, 12)), int(rng.integers(2, 12)), int(rng.integers(1, 6))
     fh, fw = int(rng.integers(1, min(h, 4) + 1)), int(rng.integers(1, min(w, 4) + 1))
@@ -173,9 +191,9 @@ def random_pool(rng: np.random.Generator, kind: str) -> bytes:
     same = bool(rng.random() < 0.5)
     out_h = (h + sh - 1) // sh if same else (h - fh + sh) // sh
     out_w = (w + sw - 1) // sw if same else (w - fw + sw) // sw
-    scale, zp = _qparams(rng)
-    x = g.tensor((1, h, w, c), "int8", scale, zp)
-    y = g.tensor((1, out_h, out_w, c), "int8", scale, zp)
+    scale, zp = _activation_qparams(rng, dtype)
+    x = g.tensor((1, h, w, c), dtype, scale, zp)
+    y = g.tensor((1, out_h, out_w, c), dtype, scale, zp)
     opt = fb.Pool2DOptionsT()
     opt.padding = 0 if same else 1
     opt.strideH, opt.strideW, opt.filterHeight, opt.filterWidth = sh, sw, fh, fw
@@ -308,3 +326,9 @@ def random_add(rng: np.random.Generator, dtype: str = "int8") -> bytes:
 
 GENERATORS["ADD"] = random_add
 GENERATORS["ADD_INT16"] = lambda rng: random_add(rng, "int16")
+
+GENERATORS["CONV_2D_INT16"] = lambda rng: random_conv(rng, dtype="int16")
+GENERATORS["DEPTHWISE_CONV_2D_INT16"] = lambda rng: random_conv(rng, depthwise=True, dtype="int16")
+GENERATORS["FULLY_CONNECTED_INT16"] = lambda rng: random_fully_connected(rng, "int16")
+GENERATORS["MAX_POOL_2D_INT16"] = lambda rng: random_pool(rng, "MAX_POOL_2D", "int16")
+GENERATORS["AVERAGE_POOL_2D_INT16"] = lambda rng: random_pool(rng, "AVERAGE_POOL_2D", "int16")

@@ -1,57 +1,83 @@
-/* DEPTHWISE_CONV_2D, int8 activations, per-channel int8 weights (1 x H x W x C*M). */
+/* DEPTHWISE_CONV_2D: int8 and int16x8, per-channel int8 weights (1 x H x W x C*M). */
 #include "tm_fixedpoint.h"
 #include "tm_kernels.h"
+
+typedef struct {
+    int batches, in_h, in_w, in_c, out_h, out_w, out_c, f_h, f_w;
+} dw_shape_t;
+
+static int dw_shape(const tm_model_t *model, const tm_op_t *op, int mult, dw_shape_t *s) {
+    const tm_tensor_t *in_t = tm_in_tensor(model, op, 0);
+    const tm_tensor_t *f_t = tm_in_tensor(model, op, 1);
+    const tm_tensor_t *out_t = tm_out_tensor(model, op, 0);
+    if (!in_t || !f_t || in_t->rank != 4 || out_t->rank != 4 || f_t->rank != 4) {
+        return 0;
+    }
+    s->batches = in_t->dims[0], s->in_h = in_t->dims[1], s->in_w = in_t->dims[2], s->in_c = in_t->dims[3];
+    s->out_h = out_t->dims[1], s->out_w = out_t->dims[2], s->out_c = out_t->dims[3];
+    s->f_h = f_t->dims[1], s->f_w = f_t->dims[2];
+    return s->out_c == s->in_c * mult;
+}
+
+#define TM_DW_ACC(T, ACC_T)                                                                     \
+    static ACC_T dw_acc_##T(const dw_shape_t *s, const tm_conv_params_t *p, const T *input,     \
+                            const int8_t *filter, int b, int y0, int x0, int ic, int oc) {      \
+        ACC_T acc = 0;                                                                          \
+        for (int fy = 0; fy < s->f_h; ++fy) {                                                   \
+            const int y = y0 + p->dilation_h * fy;                                              \
+            if (y < 0 || y >= s->in_h) {                                                        \
+                continue;                                                                       \
+            }                                                                                   \
+            for (int fx = 0; fx < s->f_w; ++fx) {                                               \
+                const int x = x0 + p->dilation_w * fx;                                          \
+                if (x < 0 || x >= s->in_w) {                                                    \
+                    continue;                                                                   \
+                }                                                                               \
+                const ACC_T in_v = input[((b * s->in_h + y) * s->in_w + x) * s->in_c + ic];     \
+                const ACC_T f_v = filter[(fy * s->f_w + fx) * s->out_c + oc];                   \
+                acc += f_v * (in_v + p->input_offset);                                          \
+            }                                                                                   \
+        }                                                                                       \
+        return acc;                                                                             \
+    }
+
+TM_DW_ACC(int8_t, int32_t)
+TM_DW_ACC(int16_t, int64_t)
 
 tm_status_t tm_kernel_depthwise_conv_2d(const tm_model_t *model, const tm_op_t *op) {
     const tm_conv_params_t *p = (const tm_conv_params_t *)op->params;
     const tm_tensor_t *in_t = tm_in_tensor(model, op, 0);
-    const tm_tensor_t *filter_t = tm_in_tensor(model, op, 1);
-    const tm_tensor_t *out_t = tm_out_tensor(model, op, 0);
-    const int8_t *input = (const int8_t *)tm_in_data(model, op, 0);
+    const void *input = tm_in_data(model, op, 0);
     const int8_t *filter = (const int8_t *)tm_in_data(model, op, 1);
-    const int32_t *bias = (const int32_t *)tm_in_data(model, op, 2);
-    int8_t *output = (int8_t *)tm_out_data(model, op, 0);
-    if (!input || !filter || !output || in_t->rank != 4 || out_t->rank != 4) {
-        return TM_ERR_BAD_MODEL;
-    }
-    const int batches = in_t->dims[0], in_h = in_t->dims[1], in_w = in_t->dims[2], in_c = in_t->dims[3];
-    const int out_h = out_t->dims[1], out_w = out_t->dims[2], out_c = out_t->dims[3];
-    const int f_h = filter_t->dims[1], f_w = filter_t->dims[2];
+    const void *bias = tm_in_data(model, op, 2);
+    void *output = tm_out_data(model, op, 0);
     const int mult = p->depth_multiplier;
-    if (out_c != in_c * mult) {
+    dw_shape_t s;
+    if (!input || !filter || !output || !dw_shape(model, op, mult, &s)) {
         return TM_ERR_BAD_MODEL;
     }
-
-    for (int b = 0; b < batches; ++b) {
-        for (int oy = 0; oy < out_h; ++oy) {
+    const int is_s16 = in_t->dtype == TM_INT16;
+    for (int b = 0; b < s.batches; ++b) {
+        for (int oy = 0; oy < s.out_h; ++oy) {
             const int y0 = oy * p->stride_h - p->pad_h;
-            for (int ox = 0; ox < out_w; ++ox) {
+            for (int ox = 0; ox < s.out_w; ++ox) {
                 const int x0 = ox * p->stride_w - p->pad_w;
-                for (int ic = 0; ic < in_c; ++ic) {
+                const int out_base = ((b * s.out_h + oy) * s.out_w + ox) * s.out_c;
+                for (int ic = 0; ic < s.in_c; ++ic) {
                     for (int m = 0; m < mult; ++m) {
                         const int oc = ic * mult + m;
-                        int32_t acc = 0;
-                        for (int fy = 0; fy < f_h; ++fy) {
-                            const int y = y0 + p->dilation_h * fy;
-                            if (y < 0 || y >= in_h) {
-                                continue;
-                            }
-                            for (int fx = 0; fx < f_w; ++fx) {
-                                const int x = x0 + p->dilation_w * fx;
-                                if (x < 0 || x >= in_w) {
-                                    continue;
-                                }
-                                const int32_t in_v = input[((b * in_h + y) * in_w + x) * in_c + ic];
-                                const int32_t f_v = filter[(fy * f_w + fx) * out_c + oc];
-                                acc += f_v * (in_v + p->input_offset);
-                            }
+                        int32_t v;
+                        if (is_s16) {
+                            const int64_t acc = dw_acc_int16_t(&s, p, (const int16_t *)input, filter, b, y0, x0, ic, oc);
+                            v = tm_requantize_s16(acc, bias, p->acc64, oc, p->out_multiplier[oc], p->out_shift[oc]);
+                            ((int16_t *)output)[out_base + oc] = (int16_t)tm_clamp_i32(v, p->act_min, p->act_max);
+                        } else {
+                            int32_t acc = dw_acc_int8_t(&s, p, (const int8_t *)input, filter, b, y0, x0, ic, oc);
+                            acc += bias ? ((const int32_t *)bias)[oc] : 0;
+                            v = tm_multiply_by_quantized_multiplier(acc, p->out_multiplier[oc], p->out_shift[oc]);
+                            v = tm_clamp_i32(v + p->output_offset, p->act_min, p->act_max);
+                            ((int8_t *)output)[out_base + oc] = (int8_t)v;
                         }
-                        if (bias) {
-                            acc += bias[oc];
-                        }
-                        acc = tm_multiply_by_quantized_multiplier(acc, p->out_multiplier[oc], p->out_shift[oc]);
-                        acc = tm_clamp_i32(acc + p->output_offset, p->act_min, p->act_max);
-                        output[((b * out_h + oy) * out_w + ox) * out_c + oc] = (int8_t)acc;
                     }
                 }
             }

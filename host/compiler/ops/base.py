@@ -111,6 +111,39 @@ def expect_activation(name: str, allowed: tuple[str, ...] = ("NONE", "RELU", "RE
     return [] if name in allowed else [f"fused activation {name} is not supported"]
 
 
+def activation_problems(ctx: OpContext, bias_position: int | None = None) -> list[str]:
+    """Input and output share one activation type: int8, or int16 with zero point 0
+    (16x8). Bias: int32 for int8; int32 or int64 for int16."""
+    inp, out = ctx.tensor(0), ctx.tensor(0, outputs=True)
+    problems = expect_dtype(inp, "input", ("int8", "int16")) + expect_dtype(out, "output", ("int8", "int16"))
+    if problems:
+        return problems
+    assert inp is not None and out is not None
+    if inp.dtype != out.dtype:
+        return [f"input is {inp.dtype} but output is {out.dtype}"]
+    problems += expect_quantized(inp, "input") + expect_quantized(out, "output")
+    if inp.dtype == "int16":
+        for what, t in (("input", inp), ("output", out)):
+            if t.quant is not None and int(t.quant.zero_point[0]) != 0:
+                problems.append(f"int16 {what} '{t.name}' must have zero point 0 (16x8 quantization)")
+    bias = ctx.tensor(bias_position) if bias_position is not None else None
+    if bias is not None:
+        allowed = ("int32", "int64") if inp.dtype == "int16" else ("int32",)
+        problems += expect_dtype(bias, "bias", allowed)
+        if bias.data is None:
+            problems.append("bias is not a constant")
+    return problems
+
+
 def qparams(tensor: Tensor) -> tuple[float, int]:
     assert tensor.quant is not None
     return float(tensor.quant.scale[0]), int(tensor.quant.zero_point[0])
+
+
+def uses_64bit_accumulator(ctx: OpContext) -> int:
+    """TFLM's accumulator for an int16x8 op: 32-bit only with an int32 bias;
+    64-bit with an int64 bias or none (measured against the interpreter)."""
+    if ctx.input(0).dtype != "int16":
+        return 0
+    bias = ctx.tensor(2)
+    return int(bias is None or bias.dtype == "int64")

@@ -1,4 +1,4 @@
-"""CONV_2D and DEPTHWISE_CONV_2D, int8 activations with per-channel int8 weights."""
+"""CONV_2D and DEPTHWISE_CONV_2D: int8 or int16 (16x8) activations, per-channel int8 weights."""
 
 from __future__ import annotations
 
@@ -6,12 +6,13 @@ from host.compiler import quant
 from host.compiler.ops.base import (
     LoweredOp,
     OpContext,
+    activation_problems,
     expect_activation,
     expect_dtype,
-    expect_quantized,
     expect_symmetric_weights,
     qparams,
     register,
+    uses_64bit_accumulator,
 )
 from host.tflite.reader import PADDINGS
 
@@ -19,18 +20,10 @@ INT8 = ("int8",)
 
 
 def _check_common(ctx: OpContext, activation_slot: int) -> list[str]:
-    problems = expect_dtype(ctx.tensor(0), "input", INT8)
-    problems += expect_dtype(ctx.tensor(1), "filter", INT8)
-    problems += expect_dtype(ctx.tensor(0, outputs=True), "output", INT8)
+    problems = activation_problems(ctx, bias_position=2) + expect_dtype(ctx.tensor(1), "filter", INT8)
     if problems:
         return problems
-    problems += expect_quantized(ctx.input(0), "input") + expect_quantized(ctx.output(), "output")
     problems += expect_symmetric_weights(ctx.input(1), "filter")
-    bias = ctx.tensor(2)
-    if bias is not None:
-        problems += expect_dtype(bias, "bias", ("int32",))
-        if bias.data is None:
-            problems.append("bias is not a constant")
     problems += expect_activation(ctx.activation(activation_slot))
     if len(ctx.input(0).shape) != 4:
         problems.append(f"input must be 4-D NHWC, got shape {ctx.input(0).shape}")
@@ -67,7 +60,7 @@ def _lower(ctx: OpContext, kind: str, geometry: dict[str, int], depth_multiplier
     assert filt.quant is not None
     channels = ctx.output().shape[3]
     mults, shifts = quant.conv_per_channel_multipliers(in_scale, filt.quant.scale, out_scale, channels)
-    act_min, act_max = quant.activation_range(activation, "int8", out_scale, out_zp)
+    act_min, act_max = quant.activation_range(activation, ctx.output().dtype, out_scale, out_zp)
     return LoweredOp(
         kind=kind,
         params_type="tm_conv_params_t",
@@ -75,6 +68,7 @@ def _lower(ctx: OpContext, kind: str, geometry: dict[str, int], depth_multiplier
             **geometry,
             "depth_multiplier": depth_multiplier,
             "n_multipliers": channels,
+            "acc64": uses_64bit_accumulator(ctx),
             "input_offset": -in_zp,
             "output_offset": out_zp,
             "act_min": act_min,
@@ -120,6 +114,10 @@ class DepthwiseConv2D:
         in_ch, out_ch = inp.shape[3], out.shape[3]
         if len(filt.shape) != 4 or filt.shape[3] != out_ch or out_ch % in_ch != 0:
             return [f"filter shape {filt.shape} does not fit input {inp.shape} / output {out.shape}"]
+        bias = ctx.tensor(2)
+        if inp.dtype == "int16" and bias is not None and bias.dtype != "int64":
+            # TFLM reads a 16x8 depthwise bias as int64 whatever its type.
+            return ["int16 depthwise convolution needs an int64 bias (TFLM reads it as int64)"]
         geometry = _geometry(ctx, DW_SLOTS, (filt.shape[1], filt.shape[2]))
         return [geometry] if isinstance(geometry, str) else []
 

@@ -1,4 +1,4 @@
-"""FULLY_CONNECTED, int8 activations, int8 weights (per-tensor or per-channel)."""
+"""FULLY_CONNECTED: int8 or int16 (16x8) activations, int8 weights (per-tensor or per-channel)."""
 
 from __future__ import annotations
 
@@ -8,12 +8,13 @@ from host.compiler import quant
 from host.compiler.ops.base import (
     LoweredOp,
     OpContext,
+    activation_problems,
     expect_activation,
     expect_dtype,
-    expect_quantized,
     expect_symmetric_weights,
     qparams,
     register,
+    uses_64bit_accumulator,
 )
 
 
@@ -21,16 +22,10 @@ from host.compiler.ops.base import (
 class FullyConnected:
     @staticmethod
     def check(ctx: OpContext) -> list[str]:
-        problems = expect_dtype(ctx.tensor(0), "input", ("int8",))
-        problems += expect_dtype(ctx.tensor(1), "weights", ("int8",))
-        problems += expect_dtype(ctx.tensor(0, outputs=True), "output", ("int8",))
+        problems = activation_problems(ctx, bias_position=2) + expect_dtype(ctx.tensor(1), "weights", ("int8",))
         if problems:
             return problems
-        problems += expect_quantized(ctx.input(0), "input") + expect_quantized(ctx.output(), "output")
         problems += expect_symmetric_weights(ctx.input(1), "weights")
-        bias = ctx.tensor(2)
-        if bias is not None:
-            problems += expect_dtype(bias, "bias", ("int32",))
         problems += expect_activation(ctx.activation(0))
         if int(ctx.option(1, "b", 0)) != 0:
             problems.append("shuffled weights format is not supported")
@@ -53,7 +48,7 @@ class FullyConnected:
         else:
             mult, shift = quant.per_tensor_conv_multiplier(in_scale, float(weights.quant.scale[0]), out_scale)
             mults, shifts = [mult], [shift]
-        act_min, act_max = quant.activation_range(ctx.activation(0), "int8", out_scale, out_zp)
+        act_min, act_max = quant.activation_range(ctx.activation(0), ctx.output().dtype, out_scale, out_zp)
         return LoweredOp(
             kind="TM_OP_FULLY_CONNECTED",
             params_type="tm_fc_params_t",
@@ -64,6 +59,7 @@ class FullyConnected:
                 "act_min": act_min,
                 "act_max": act_max,
                 "n_multipliers": len(mults),
+                "acc64": uses_64bit_accumulator(ctx),
             },
             arrays={"out_multiplier": ("int32_t", mults), "out_shift": ("int32_t", shifts)},
         )

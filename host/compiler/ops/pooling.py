@@ -1,4 +1,4 @@
-"""MAX_POOL_2D and AVERAGE_POOL_2D, int8."""
+"""MAX_POOL_2D and AVERAGE_POOL_2D, int8 and int16."""
 
 from __future__ import annotations
 
@@ -6,9 +6,8 @@ from host.compiler import quant
 from host.compiler.ops.base import (
     LoweredOp,
     OpContext,
+    activation_problems,
     expect_activation,
-    expect_dtype,
-    expect_quantized,
     qparams,
     register,
 )
@@ -34,11 +33,9 @@ def _geometry(ctx: OpContext) -> dict[str, int] | str:
 
 
 def _check(ctx: OpContext) -> list[str]:
-    problems = expect_dtype(ctx.tensor(0), "input", ("int8",))
-    problems += expect_dtype(ctx.tensor(0, outputs=True), "output", ("int8",))
+    problems = activation_problems(ctx)
     if problems:
         return problems
-    problems += expect_quantized(ctx.input(0), "input") + expect_quantized(ctx.output(), "output")
     problems += expect_activation(ctx.activation(5))
     if len(ctx.input(0).shape) != 4:
         return problems + [f"input must be 4-D NHWC, got {ctx.input(0).shape}"]
@@ -52,7 +49,7 @@ def _lower(ctx: OpContext, kind: str) -> LoweredOp:
     geometry = _geometry(ctx)
     assert isinstance(geometry, dict)
     out_scale, out_zp = qparams(ctx.output())
-    act_min, act_max = quant.activation_range(ctx.activation(5), "int8", out_scale, out_zp)
+    act_min, act_max = quant.activation_range(ctx.activation(5), ctx.output().dtype, out_scale, out_zp)
     return LoweredOp(kind=kind, params_type="tm_pool_params_t",
                      fields={**geometry, "act_min": act_min, "act_max": act_max})
 
