@@ -9,10 +9,15 @@ from host.compiler import compile_tflite
 from host.native import NativeModel
 from host.paths import SHARED_DIR
 from host.reference import ReferenceInterpreter
+from tests.test_kernels_native import random_input
 
 MODELS = {
     "kws": "mlperf-tiny/kws_ref_model.tflite",
     "vww": "mlperf-tiny/vww_96_int8.tflite",
+    "resnet": "mlperf-tiny/pretrainedResnet_quant.tflite",
+    "dg-resnet-int8": "david-goliath/cifar_resnet_int8.tflite",
+    "dg-resnet-int16": "david-goliath/cifar_resnet_int16.tflite",
+    "dg-vww-int16": "david-goliath/vww_int16.tflite",
     "coffee": "david-goliath/coffee_cnn_int8.tflite",
 }
 
@@ -26,6 +31,7 @@ def test_real_model_bit_exact_on_random_inputs(name: str) -> None:
     native = NativeModel(model)
     reference = ReferenceInterpreter(path)
     rng = np.random.default_rng(7)
+    info = model.inputs[0]
     for _ in range(5):
-        x = rng.integers(-128, 128, size=model.inputs[0].shape, dtype=np.int8)
+        x = random_input(rng, info.dtype, info.shape)
         assert np.array_equal(native.run(x)[0], reference.run(x)[0])

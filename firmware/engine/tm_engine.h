@@ -113,11 +113,15 @@ typedef struct {
     int32_t act_min, act_max;
 } tm_pool_params_t;
 
-/* SOFTMAX (int8 in, int8 out with scale 1/256 and zero point -128). */
+/* SOFTMAX.  int8 -> int8 (scale 1/256, zero point -128): gemmlowp fixed
+ * point.  int16 -> int16 (scale 1/32768, zero point 0): TFLM's LUT method,
+ * with the exp and 1/(1+x) tables (513 entries each) computed by the compiler. */
 typedef struct {
     int32_t input_multiplier;
-    int32_t input_left_shift;
+    int32_t input_left_shift;         /* int16: a signed QuantizeMultiplier shift */
     int32_t diff_min;
+    const int16_t *exp_lut;           /* int16 only */
+    const int16_t *one_over_one_plus_x_lut;
 } tm_softmax_params_t;
 
 /* ADD (int8, int16): inputs rescaled to a common scale with `left_shift`

@@ -202,11 +202,15 @@ def random_pool(rng: np.random.Generator, kind: str, dtype: str = "int8") -> byt
     return g.build([x], [y])
 
 
-def random_softmax(rng: np.random.Generator) -> bytes:
+def random_softmax(rng: np.random.Generator, dtype: str = "int8") -> bytes:
     g = GraphBuilder()
     rows, depth = int(rng.integers(1, 4)), int(rng.integers(2, 20))
-    x = g.tensor((rows, depth), "int8", float(rng.uniform(0.01, 0.5)), int(rng.integers(-128, 128)))
-    y = g.tensor((rows, depth), "int8", 1.0 / 256, -128)
+    if dtype == "int16":
+        x = g.tensor((rows, depth), "int16", float(rng.uniform(0.01, 0.5)) / 256, 0)
+        y = g.tensor((rows, depth), "int16", 1.0 / 32768, 0)
+    else:
+        x = g.tensor((rows, depth), "int8", float(rng.uniform(0.01, 0.5)), int(rng.integers(-128, 128)))
+        y = g.tensor((rows, depth), "int8", 1.0 / 256, -128)
     opt = fb.SoftmaxOptionsT()
     opt.beta = float(rng.choice([1.0, 1.0, 0.5, 2.0]))
     g.op("SOFTMAX", [x], [y], opt)
@@ -332,3 +336,4 @@ GENERATORS["DEPTHWISE_CONV_2D_INT16"] = lambda rng: random_conv(rng, depthwise=T
 GENERATORS["FULLY_CONNECTED_INT16"] = lambda rng: random_fully_connected(rng, "int16")
 GENERATORS["MAX_POOL_2D_INT16"] = lambda rng: random_pool(rng, "MAX_POOL_2D", "int16")
 GENERATORS["AVERAGE_POOL_2D_INT16"] = lambda rng: random_pool(rng, "AVERAGE_POOL_2D", "int16")
+GENERATORS["SOFTMAX_INT16"] = lambda rng: random_softmax(rng, "int16")

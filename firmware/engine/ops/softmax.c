@@ -1,6 +1,7 @@
-/* SOFTMAX int8 -> int8 (scale 1/256, zero point -128) in gemmlowp fixed point:
- * exp of (x - max) rescaled to Q5.26, summed in Q12.19, normalised by a
- * fixed-point reciprocal. */
+/* SOFTMAX.  int8 -> int8 (scale 1/256, zero point -128) in gemmlowp fixed
+ * point: exp of (x - max) rescaled to Q5.26, summed in Q12.19, normalised by a
+ * fixed-point reciprocal.  int16 -> int16: TFLM's interpolated lookup tables
+ * for exp and 1/(1+x), Q0.15. */
 #include "tm_fixedpoint.h"
 #include "tm_kernels.h"
 
@@ -43,16 +44,66 @@ static void softmax_row(const tm_softmax_params_t *p, const int8_t *in, int8_t *
     }
 }
 
+/* Linear interpolation in a 513-entry Q0.15 table indexed by an int16. */
+static inline int16_t lut_lookup(int16_t value, const int16_t *lut) {
+    const uint16_t index = (uint16_t)(256 + (value >> 7));
+    const int16_t offset = (int16_t)(value & 0x7f);
+    const int16_t base = lut[index];
+    const int16_t slope = (int16_t)(lut[index + 1] - lut[index]);
+    const int delta = (slope * offset + 64) >> 7;
+    return (int16_t)(base + delta);
+}
+
+static void softmax_row_s16(const tm_softmax_params_t *p, const int16_t *in, int16_t *out, int depth) {
+    int16_t max_in_row = INT16_MIN;
+    for (int c = 0; c < depth; ++c) {
+        max_in_row = in[c] > max_in_row ? in[c] : max_in_row;
+    }
+    int32_t sum_of_exps = 0; /* Q16.15; the exps are kept in `out` meanwhile */
+    for (int c = 0; c < depth; ++c) {
+        const int32_t diff = in[c] - max_in_row;
+        const int32_t scaled = tm_multiply_by_quantized_multiplier(diff, p->input_multiplier, p->input_left_shift);
+        /* [-65535, 0] maps to [-10, 0]; recentre to the table's int16 domain. */
+        const int16_t symmetric = (int16_t)tm_clamp_i32(scaled + 32767, INT16_MIN, INT16_MAX);
+        out[c] = lut_lookup(symmetric, p->exp_lut);
+        sum_of_exps += out[c];
+    }
+    const int headroom_plus_one = count_leading_zeros((uint32_t)sum_of_exps);
+    const int32_t shifted_sum =
+        (int32_t)((((int64_t)sum_of_exps << (headroom_plus_one - 1)) + (1 << 13)) >> 14);
+    /* x = sum - 1 for the 1/(1+x) table, recentred from [0, 65535]. */
+    const int32_t symmetric_sum = shifted_sum - ((1 << 15) + (1 << 16));
+    const int16_t reciprocal =
+        lut_lookup((int16_t)tm_clamp_i32(symmetric_sum, INT16_MIN, INT16_MAX), p->one_over_one_plus_x_lut);
+    const int right_shift = 31 - headroom_plus_one;
+    const int64_t round = (int64_t)(1 << (right_shift - 1));
+    for (int c = 0; c < depth; ++c) {
+        const int32_t result = (int32_t)(((int64_t)out[c] * reciprocal + round) >> right_shift);
+        out[c] = (int16_t)tm_clamp_i32(result, 0, INT16_MAX);
+    }
+}
+
 tm_status_t tm_kernel_softmax(const tm_model_t *model, const tm_op_t *op) {
     const tm_softmax_params_t *p = (const tm_softmax_params_t *)op->params;
     const tm_tensor_t *in_t = tm_in_tensor(model, op, 0);
-    const int8_t *input = (const int8_t *)tm_in_data(model, op, 0);
-    int8_t *output = (int8_t *)tm_out_data(model, op, 0);
+    const void *in_data = tm_in_data(model, op, 0);
+    void *out_data = tm_out_data(model, op, 0);
+    const int8_t *input = (const int8_t *)in_data;
+    int8_t *output = (int8_t *)out_data;
     if (!input || !output || in_t->rank < 1) {
         return TM_ERR_BAD_MODEL;
     }
     const int depth = in_t->dims[in_t->rank - 1];
     const int rows = tm_elements(in_t) / depth;
+    if (in_t->dtype == TM_INT16) {
+        if (!p->exp_lut || !p->one_over_one_plus_x_lut) {
+            return TM_ERR_BAD_MODEL;
+        }
+        for (int r = 0; r < rows; ++r) {
+            softmax_row_s16(p, (const int16_t *)in_data + r * depth, (int16_t *)out_data + r * depth, depth);
+        }
+        return TM_OK;
+    }
     for (int r = 0; r < rows; ++r) {
         softmax_row(p, input + r * depth, output + r * depth, depth);
     }
