@@ -17,6 +17,8 @@ INPUTS_PER_MODEL = 4
 
 
 def random_input(rng: np.random.Generator, dtype: str, shape: tuple[int, ...]) -> np.ndarray:
+    if dtype == "float32":
+        return (rng.standard_normal(shape) * rng.uniform(0.1, 30.0)).astype(np.float32)
     info = np.iinfo(dtype)
     return rng.integers(info.min, int(info.max) + 1, size=shape).astype(dtype)
 
@@ -28,6 +30,8 @@ def assert_bit_exact(data: bytes, rng: np.random.Generator, label: str) -> None:
     for k in range(INPUTS_PER_MODEL):
         xs = [random_input(rng, info.dtype, info.shape) for info in model.inputs]
         ours, golden = native.run(*xs)[0], reference.run(*xs)[0]
+        if ours.dtype == np.float32:  # compare float bits, not values
+            ours, golden = ours.view(np.uint32), golden.view(np.uint32)
         if not np.array_equal(ours, golden):
             where = tuple(np.argwhere(ours != golden)[0])
             pytest.fail(f"{label} input {k}: first difference at {where}: ours {ours[where]}, TFLM {golden[where]}")

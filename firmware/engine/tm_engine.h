@@ -62,6 +62,8 @@ typedef enum {
     TM_OP_RESHAPE = 6,
     TM_OP_SOFTMAX = 7,
     TM_OP_ADD = 8,
+    TM_OP_QUANTIZE = 9,
+    TM_OP_DEQUANTIZE = 10,
     TM_OP_COUNT_ /* keep last */
 } tm_op_kind_t;
 
@@ -134,6 +136,16 @@ typedef struct {
     int32_t left_shift;
     int32_t act_min, act_max;
 } tm_add_params_t;
+
+/* QUANTIZE (float32 -> int8/int16, or int -> int requantize) and
+ * DEQUANTIZE (int8/int16 -> float32). */
+typedef struct {
+    float scale;                      /* of the quantized side (float <-> int) */
+    int32_t zero_point;               /* of the quantized side (float <-> int) */
+    int32_t input_offset;             /* requantize: -input zero point */
+    int32_t output_offset;            /* requantize: +output zero point */
+    int32_t multiplier, shift;        /* requantize: input scale / output scale */
+} tm_quantize_params_t;
 
 typedef struct {
     const char *name;

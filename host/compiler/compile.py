@@ -73,8 +73,14 @@ def _check_graph(graph: Subgraph) -> None:
 
 
 def _is_float_model(graph: Subgraph) -> bool:
-    dtypes = {graph.tensors[op.inputs[0]].dtype for op in graph.operators if op.inputs and op.inputs[0] >= 0}
-    return dtypes == {"float32"}
+    """Float compute ops (QUANTIZE/DEQUANTIZE at the edges are fine)."""
+    edge_ops = {"QUANTIZE", "DEQUANTIZE"}
+    dtypes = {
+        graph.tensors[op.inputs[0]].dtype
+        for op in graph.operators
+        if op.opcode not in edge_ops and op.inputs and op.inputs[0] >= 0
+    }
+    return "float32" in dtypes
 
 
 def _io_problems(graph: Subgraph) -> list[str]:

@@ -337,3 +337,33 @@ GENERATORS["FULLY_CONNECTED_INT16"] = lambda rng: random_fully_connected(rng, "i
 GENERATORS["MAX_POOL_2D_INT16"] = lambda rng: random_pool(rng, "MAX_POOL_2D", "int16")
 GENERATORS["AVERAGE_POOL_2D_INT16"] = lambda rng: random_pool(rng, "AVERAGE_POOL_2D", "int16")
 GENERATORS["SOFTMAX_INT16"] = lambda rng: random_softmax(rng, "int16")
+
+
+def random_quantize(rng: np.random.Generator) -> bytes:
+    """float32 -> int8/int16, or int8/int16 -> int8/int16 requantization."""
+    g = GraphBuilder()
+    shape = tuple(int(d) for d in rng.integers(1, 8, size=int(rng.integers(1, 4))))
+    src = str(rng.choice(["float32", "int8", "int16"]))
+    dst = str(rng.choice(["int8", "int16"]))
+
+    def qp(dtype: str) -> tuple[float, int]:
+        return _activation_qparams(rng, dtype)
+
+    x = g.tensor(shape, src) if src == "float32" else g.tensor(shape, src, *qp(src))
+    y = g.tensor(shape, dst, *qp(dst))
+    g.op("QUANTIZE", [x], [y])
+    return g.build([x], [y])
+
+
+def random_dequantize(rng: np.random.Generator) -> bytes:
+    g = GraphBuilder()
+    shape = tuple(int(d) for d in rng.integers(1, 8, size=int(rng.integers(1, 4))))
+    src = str(rng.choice(["int8", "int16"]))
+    x = g.tensor(shape, src, *_activation_qparams(rng, src))
+    y = g.tensor(shape, "float32")
+    g.op("DEQUANTIZE", [x], [y])
+    return g.build([x], [y])
+
+
+GENERATORS["QUANTIZE"] = random_quantize
+GENERATORS["DEQUANTIZE"] = random_dequantize
