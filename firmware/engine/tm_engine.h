@@ -64,6 +64,7 @@ typedef enum {
     TM_OP_ADD = 8,
     TM_OP_QUANTIZE = 9,
     TM_OP_DEQUANTIZE = 10,
+    TM_OP_MUL = 11,
     TM_OP_COUNT_ /* keep last */
 } tm_op_kind_t;
 
@@ -136,6 +137,13 @@ typedef struct {
     int32_t left_shift;
     int32_t act_min, act_max;
 } tm_add_params_t;
+
+/* MUL (int8, int16): (x1 - z1) * (x2 - z2) requantized by s1*s2/so. */
+typedef struct {
+    int32_t input1_offset, input2_offset, output_offset;
+    int32_t output_multiplier, output_shift;
+    int32_t act_min, act_max;
+} tm_mul_params_t;
 
 /* QUANTIZE (float32 -> int8/int16, or int -> int requantize) and
  * DEQUANTIZE (int8/int16 -> float32). */

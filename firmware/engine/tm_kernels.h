@@ -12,6 +12,7 @@ tm_status_t tm_kernel_average_pool_2d(const tm_model_t *model, const tm_op_t *op
 tm_status_t tm_kernel_reshape(const tm_model_t *model, const tm_op_t *op);
 tm_status_t tm_kernel_softmax(const tm_model_t *model, const tm_op_t *op);
 tm_status_t tm_kernel_add(const tm_model_t *model, const tm_op_t *op);
+tm_status_t tm_kernel_mul(const tm_model_t *model, const tm_op_t *op);
 tm_status_t tm_kernel_quantize(const tm_model_t *model, const tm_op_t *op);
 tm_status_t tm_kernel_dequantize(const tm_model_t *model, const tm_op_t *op);
 

@@ -297,8 +297,8 @@ def random_multi_op(rng: np.random.Generator) -> bytes:
     return g.build([x], [y])
 
 
-def random_add(rng: np.random.Generator, dtype: str = "int8") -> bytes:
-    """ADD with random scales, zero points (int8) and broadcasting."""
+def random_add(rng: np.random.Generator, dtype: str = "int8", opcode: str = "ADD") -> bytes:
+    """ADD or MUL with random scales, zero points (int8) and broadcasting."""
     g = GraphBuilder()
     rank = int(rng.integers(1, 5))
     out_shape = tuple(int(d) for d in rng.integers(1, 6, size=rank))
@@ -321,10 +321,16 @@ def random_add(rng: np.random.Generator, dtype: str = "int8") -> bytes:
 
     a = g.tensor(a_shape, dtype, scale(), zp())
     b = g.tensor(b_shape, dtype, scale(), zp())
-    y = g.tensor(out_shape, dtype, scale() * float(rng.uniform(1.0, 3.0)), zp())
-    opt = fb.AddOptionsT()
+    if opcode == "MUL":
+        sa, sb = g.tensors[a].quantization.scale[0], g.tensors[b].quantization.scale[0]
+        full_range = 128 if dtype == "int8" else 32768
+        y = g.tensor(out_shape, dtype, sa * sb * full_range * float(rng.uniform(0.05, 1.0)), zp())
+        opt = fb.MulOptionsT()
+    else:
+        y = g.tensor(out_shape, dtype, scale() * float(rng.uniform(1.0, 3.0)), zp())
+        opt = fb.AddOptionsT()
     opt.fusedActivationFunction = int(rng.choice(ACTIVATIONS))
-    g.op("ADD", [a, b], [y], opt)
+    g.op(opcode, [a, b], [y], opt)
     return g.build([a, b], [y])
 
 
@@ -367,3 +373,5 @@ def random_dequantize(rng: np.random.Generator) -> bytes:
 
 GENERATORS["QUANTIZE"] = random_quantize
 GENERATORS["DEQUANTIZE"] = random_dequantize
+GENERATORS["MUL"] = lambda rng: random_add(rng, "int8", "MUL")
+GENERATORS["MUL_INT16"] = lambda rng: random_add(rng, "int16", "MUL")

@@ -3,26 +3,13 @@
 from __future__ import annotations
 
 from host.compiler import quant
-from host.compiler.ops.base import LoweredOp, OpContext, expect_activation, expect_quantized, qparams, register
-from host.compiler.ops.broadcast import broadcast_problems
+from host.compiler.ops.base import LoweredOp, OpContext, qparams, register
+from host.compiler.ops.mul import elementwise_binary_problems
 
 
 @register("ADD")
 class Add:
-    @staticmethod
-    def check(ctx: OpContext) -> list[str]:
-        tensors = [ctx.tensor(0), ctx.tensor(1), ctx.tensor(0, outputs=True)]
-        if any(t is None for t in tensors):
-            return ["needs two inputs and one output"]
-        dtypes = {t.dtype for t in tensors}
-        if len(dtypes) != 1 or not dtypes <= {"int8", "int16"}:
-            return [f"inputs/output must all be int8 or all int16, got {[t.dtype for t in tensors]}"]
-        problems = []
-        for name, t in zip(("input 1", "input 2", "output"), tensors, strict=True):
-            problems += expect_quantized(t, name)
-        problems += expect_activation(ctx.activation(0))
-        problems += broadcast_problems(ctx.input(0).shape, ctx.input(1).shape, ctx.output().shape)
-        return problems
+    check = staticmethod(elementwise_binary_problems)
 
     @staticmethod
     def lower(ctx: OpContext) -> LoweredOp:
