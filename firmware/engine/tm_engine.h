@@ -65,6 +65,8 @@ typedef enum {
     TM_OP_QUANTIZE = 9,
     TM_OP_DEQUANTIZE = 10,
     TM_OP_MUL = 11,
+    TM_OP_PAD = 12,
+    TM_OP_CONCATENATION = 13,
     TM_OP_COUNT_ /* keep last */
 } tm_op_kind_t;
 
@@ -144,6 +146,18 @@ typedef struct {
     int32_t output_multiplier, output_shift;
     int32_t act_min, act_max;
 } tm_mul_params_t;
+
+/* PAD / PADV2: before/after padding per output dim (rank aligned to the
+ * output), filled with `pad_value` (the output zero point, or PADV2's constant). */
+typedef struct {
+    int32_t before[TM_MAX_RANK];
+    int32_t pad_value;
+} tm_pad_params_t;
+
+/* CONCATENATION along `axis` (inputs and output share one quantization). */
+typedef struct {
+    int32_t axis;
+} tm_concat_params_t;
 
 /* QUANTIZE (float32 -> int8/int16, or int -> int requantize) and
  * DEQUANTIZE (int8/int16 -> float32). */

@@ -13,6 +13,17 @@ tm_status_t tm_kernel_reshape(const tm_model_t *model, const tm_op_t *op);
 tm_status_t tm_kernel_softmax(const tm_model_t *model, const tm_op_t *op);
 tm_status_t tm_kernel_add(const tm_model_t *model, const tm_op_t *op);
 tm_status_t tm_kernel_mul(const tm_model_t *model, const tm_op_t *op);
+tm_status_t tm_kernel_pad(const tm_model_t *model, const tm_op_t *op);
+tm_status_t tm_kernel_concatenation(const tm_model_t *model, const tm_op_t *op);
+
+static inline int tm_dtype_size(uint8_t dtype) {
+    switch (dtype) {
+    case TM_INT8: case TM_UINT8: return 1;
+    case TM_INT16: return 2;
+    case TM_INT64: return 8;
+    default: return 4;
+    }
+}
 tm_status_t tm_kernel_quantize(const tm_model_t *model, const tm_op_t *op);
 tm_status_t tm_kernel_dequantize(const tm_model_t *model, const tm_op_t *op);
 

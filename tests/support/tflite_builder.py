@@ -375,3 +375,48 @@ GENERATORS["QUANTIZE"] = random_quantize
 GENERATORS["DEQUANTIZE"] = random_dequantize
 GENERATORS["MUL"] = lambda rng: random_add(rng, "int8", "MUL")
 GENERATORS["MUL_INT16"] = lambda rng: random_add(rng, "int16", "MUL")
+
+
+def random_pad(rng: np.random.Generator, dtype: str = "int8") -> bytes:
+    g = GraphBuilder()
+    rank = int(rng.integers(1, 5))
+    shape = tuple(int(d) for d in rng.integers(1, 6, size=rank))
+    pads = rng.integers(0, 3, size=(rank, 2)).astype(np.int32)
+    out_shape = tuple(int(d + a + b) for d, (a, b) in zip(shape, pads, strict=True))
+    scale, zp = _activation_qparams(rng, dtype)
+    x = g.tensor(shape, dtype, scale, zp)
+    p = g.tensor((rank, 2), "int32", data=pads)
+    y = g.tensor(out_shape, dtype, scale, zp)
+    if rng.random() < 0.5:
+        value = g.tensor((1,), dtype, scale, zp, data=rng.integers(-100, 100, size=1).astype(dtype))
+        g.op("PADV2", [x, p, value], [y], fb.PadV2OptionsT())
+    else:
+        g.op("PAD", [x, p], [y], fb.PadOptionsT())
+    return g.build([x], [y])
+
+
+def random_concatenation(rng: np.random.Generator, dtype: str = "int8") -> bytes:
+    g = GraphBuilder()
+    rank = int(rng.integers(1, 5))
+    base = [int(d) for d in rng.integers(1, 5, size=rank)]
+    axis = int(rng.integers(0, rank))
+    n = int(rng.integers(2, 4))
+    scale, zp = _activation_qparams(rng, dtype)
+    inputs = []
+    for _ in range(n):
+        shape = list(base)
+        shape[axis] = int(rng.integers(1, 4))
+        inputs.append(g.tensor(tuple(shape), dtype, scale, zp))
+    out = list(base)
+    out[axis] = sum(int(g.tensors[i].shape[axis]) for i in inputs)
+    y = g.tensor(tuple(out), dtype, scale, zp)
+    opt = fb.ConcatenationOptionsT()
+    opt.axis = axis - rank if rng.random() < 0.3 else axis
+    g.op("CONCATENATION", inputs, [y], opt)
+    return g.build(inputs, [y])
+
+
+GENERATORS["PAD"] = random_pad
+GENERATORS["PAD_INT16"] = lambda rng: random_pad(rng, "int16")
+GENERATORS["CONCATENATION"] = random_concatenation
+GENERATORS["CONCATENATION_INT16"] = lambda rng: random_concatenation(rng, "int16")
