@@ -17,12 +17,12 @@ static int32_t exp_on_interval_neg_quarter_to_zero(int32_t a) {
     return exp_minus_one_eighth + tm_srdhm(exp_minus_one_eighth, x + poly);
 }
 
-int32_t tm_exp_on_negative_values_q5(int32_t a) {
-    enum { kIntegerBits = 5, kFractionalBits = 31 - kIntegerBits };
+int32_t tm_exp_on_negative_values(int32_t a, int integer_bits) {
+    const int kIntegerBits = integer_bits, kFractionalBits = 31 - integer_bits;
     const int32_t one_quarter = 1 << (kFractionalBits - 2);
     const int32_t mask = one_quarter - 1;
     const int32_t a_mod_quarter_minus_quarter = (a & mask) - one_quarter;
-    /* Rescale Q5.26 -> Q0.31: a saturating shift left by 5. */
+    /* Rescale to Q0.31: a saturating shift left by the integer bits. */
     int32_t result = exp_on_interval_neg_quarter_to_zero(
         tm_saturating_shift_left(a_mod_quarter_minus_quarter, kIntegerBits));
     const int32_t remainder = a_mod_quarter_minus_quarter - a;
@@ -31,7 +31,7 @@ int32_t tm_exp_on_negative_values_q5(int32_t a) {
     static const int32_t multipliers[7] = {
         1672461947, 1302514674, 790015084, 290630308, 39332535, 720401, 242,
     };
-    for (int k = -2; k <= 4; ++k) {
+    for (int k = -2; k <= 4 && k < kIntegerBits; ++k) {
         const int shift = kFractionalBits + k;
         if (remainder & (1 << shift)) {
             result = tm_srdhm(result, multipliers[k + 2]);
@@ -57,4 +57,13 @@ int32_t tm_one_over_one_plus_x_q0(int32_t a) {
     }
     /* x / 2 as Q1 with the same raw value, rescaled to Q0: shift left by 1. */
     return tm_saturating_shift_left(x, 1);
+}
+
+int32_t tm_logistic_q4(int32_t a) {
+    if (a == 0) {
+        return 1 << 30; /* one half */
+    }
+    const int32_t magnitude = a > 0 ? a : -a;
+    const int32_t positive = tm_one_over_one_plus_x_q0(tm_exp_on_negative_values(-magnitude, 4));
+    return a > 0 ? positive : TM_Q0_ONE - positive;
 }

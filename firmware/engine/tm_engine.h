@@ -67,6 +67,7 @@ typedef enum {
     TM_OP_MUL = 11,
     TM_OP_PAD = 12,
     TM_OP_CONCATENATION = 13,
+    TM_OP_LOGISTIC = 14,
     TM_OP_COUNT_ /* keep last */
 } tm_op_kind_t;
 
@@ -158,6 +159,15 @@ typedef struct {
 typedef struct {
     int32_t axis;
 } tm_concat_params_t;
+
+/* LOGISTIC int8 -> int8 (output scale 1/256, zero point -128): inputs beyond
+ * +-input_range_radius saturate; others go through gemmlowp's Q4.27 logistic. */
+typedef struct {
+    int32_t input_zero_point;
+    int32_t input_range_radius;
+    int32_t input_multiplier;
+    int32_t input_left_shift;
+} tm_logistic_params_t;
 
 /* QUANTIZE (float32 -> int8/int16, or int -> int requantize) and
  * DEQUANTIZE (int8/int16 -> float32). */

@@ -86,8 +86,12 @@ static inline int32_t tm_saturating_shift_left(int32_t x, int exponent) {
     return (int32_t)((uint32_t)x << exponent);
 }
 
-/* gemmlowp's exp(x) for x <= 0; input Q5.26, result Q0.31. */
-int32_t tm_exp_on_negative_values_q5(int32_t a);
+/* gemmlowp's exp(x) for x <= 0; input Q(integer_bits).(31-integer_bits) with
+ * integer_bits <= 5, result Q0.31. */
+int32_t tm_exp_on_negative_values(int32_t a, int integer_bits);
+
+/* gemmlowp's logistic for a Q4.27 input, result Q0.31. */
+int32_t tm_logistic_q4(int32_t a);
 
 /* gemmlowp's 1 / (1 + x) for x in [0, 1); input and result Q0.31. */
 int32_t tm_one_over_one_plus_x_q0(int32_t a);

@@ -420,3 +420,15 @@ GENERATORS["PAD"] = random_pad
 GENERATORS["PAD_INT16"] = lambda rng: random_pad(rng, "int16")
 GENERATORS["CONCATENATION"] = random_concatenation
 GENERATORS["CONCATENATION_INT16"] = lambda rng: random_concatenation(rng, "int16")
+
+
+def random_logistic(rng: np.random.Generator) -> bytes:
+    g = GraphBuilder()
+    shape = tuple(int(d) for d in rng.integers(1, 8, size=int(rng.integers(1, 4))))
+    x = g.tensor(shape, "int8", float(rng.uniform(0.005, 0.3)), int(rng.integers(-128, 128)))
+    y = g.tensor(shape, "int8", 1.0 / 256, -128)
+    g.op("LOGISTIC", [x], [y])
+    return g.build([x], [y])
+
+
+GENERATORS["LOGISTIC"] = random_logistic

@@ -21,7 +21,7 @@ static void softmax_row(const tm_softmax_params_t *p, const int8_t *in, int8_t *
         const int32_t diff = in[c] - max_in_row;
         if (diff >= p->diff_min) {
             const int32_t scaled = tm_srdhm((int32_t)((uint32_t)diff << p->input_left_shift), p->input_multiplier);
-            sum_of_exps += tm_rounding_divide_by_pot(tm_exp_on_negative_values_q5(scaled), kAccumulationIntegerBits);
+            sum_of_exps += tm_rounding_divide_by_pot(tm_exp_on_negative_values(scaled, 5), kAccumulationIntegerBits);
         }
     }
     /* Reciprocal of the sum: normalise it into [1, 2) then 1 / (1 + x). */
@@ -35,7 +35,7 @@ static void softmax_row(const tm_softmax_params_t *p, const int8_t *in, int8_t *
         const int32_t diff = in[c] - max_in_row;
         if (diff >= p->diff_min) {
             const int32_t scaled = tm_srdhm((int32_t)((uint32_t)diff << p->input_left_shift), p->input_multiplier);
-            const int32_t exp_q0 = tm_exp_on_negative_values_q5(scaled);
+            const int32_t exp_q0 = tm_exp_on_negative_values(scaled, 5);
             const int32_t unsat = tm_rounding_divide_by_pot(tm_srdhm(shifted_scale, exp_q0), num_bits_over_unit + 31 - 8);
             out[c] = (int8_t)tm_clamp_i32(unsat + INT8_MIN, INT8_MIN, INT8_MAX);
         } else {

@@ -4,6 +4,7 @@ from host.compiler.ops import (  # noqa: F401
     add,
     conv,
     fully_connected,
+    logistic,
     mul,
     pooling,
     quantize,
