@@ -33,6 +33,7 @@ static tm_kernel_fn kernel_for(uint8_t kind) {
     case TM_OP_MUL: return tm_kernel_mul;
     case TM_OP_PAD: return tm_kernel_pad;
     case TM_OP_LOGISTIC: return tm_kernel_logistic;
+    case TM_OP_MEAN: return tm_kernel_mean;
     case TM_OP_CONCATENATION: return tm_kernel_concatenation;
     case TM_OP_QUANTIZE: return tm_kernel_quantize;
     case TM_OP_DEQUANTIZE: return tm_kernel_dequantize;

@@ -68,6 +68,7 @@ typedef enum {
     TM_OP_PAD = 12,
     TM_OP_CONCATENATION = 13,
     TM_OP_LOGISTIC = 14,
+    TM_OP_MEAN = 15,
     TM_OP_COUNT_ /* keep last */
 } tm_op_kind_t;
 
@@ -168,6 +169,17 @@ typedef struct {
     int32_t input_multiplier;
     int32_t input_left_shift;
 } tm_logistic_params_t;
+
+/* MEAN over the axes in `reduce_mask` (bit d = input dim d), int8/int16, on
+ * the path TFLM takes: 1 = int8 4-D mean over H,W with keep_dims (rescale by
+ * s_in/s_out, then a rounded division by the count); 2 = every other case
+ * (the count folded into the multiplier by the compiler). */
+typedef struct {
+    int32_t mode;
+    int32_t reduce_mask;
+    int32_t multiplier, shift;
+    int32_t input_zero_point, output_zero_point;
+} tm_mean_params_t;
 
 /* QUANTIZE (float32 -> int8/int16, or int -> int requantize) and
  * DEQUANTIZE (int8/int16 -> float32). */

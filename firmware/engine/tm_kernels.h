@@ -14,6 +14,7 @@ tm_status_t tm_kernel_softmax(const tm_model_t *model, const tm_op_t *op);
 tm_status_t tm_kernel_add(const tm_model_t *model, const tm_op_t *op);
 tm_status_t tm_kernel_mul(const tm_model_t *model, const tm_op_t *op);
 tm_status_t tm_kernel_logistic(const tm_model_t *model, const tm_op_t *op);
+tm_status_t tm_kernel_mean(const tm_model_t *model, const tm_op_t *op);
 tm_status_t tm_kernel_pad(const tm_model_t *model, const tm_op_t *op);
 tm_status_t tm_kernel_concatenation(const tm_model_t *model, const tm_op_t *op);
 

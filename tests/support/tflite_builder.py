@@ -432,3 +432,32 @@ def random_logistic(rng: np.random.Generator) -> bytes:
 
 
 GENERATORS["LOGISTIC"] = random_logistic
+
+
+def random_mean(rng: np.random.Generator, dtype: str = "int8") -> bytes:
+    """MEAN over random axes, exercising all three TFLM paths."""
+    g = GraphBuilder()
+    path = int(rng.integers(1, 4))
+    if path == 1:
+        shape = (1, int(rng.integers(1, 8)), int(rng.integers(1, 8)), int(rng.integers(1, 6)))
+        axes, keep = [1, 2], True
+    else:
+        rank = int(rng.integers(1, 5))
+        shape = tuple(int(d) for d in rng.integers(1, 6, size=rank))
+        axes = sorted({int(a) for a in rng.integers(0, rank, size=int(rng.integers(1, rank + 1)))})
+        keep = bool(rng.random() < 0.5)
+    out_shape = tuple((1 if i in axes else d) for i, d in enumerate(shape)) if keep else tuple(
+        d for i, d in enumerate(shape) if i not in axes)
+    s_in, z_in = _activation_qparams(rng, dtype)
+    s_out, z_out = (s_in, z_in) if path == 2 else _activation_qparams(rng, dtype)
+    x = g.tensor(shape, dtype, s_in, z_in)
+    a = g.tensor((len(axes),), "int32", data=np.array(axes, dtype=np.int32))
+    y = g.tensor(out_shape or (1,), dtype, s_out, z_out)
+    opt = fb.ReducerOptionsT()
+    opt.keepDims = keep
+    g.op("MEAN", [x, a], [y], opt)
+    return g.build([x], [y])
+
+
+GENERATORS["MEAN"] = random_mean
+GENERATORS["MEAN_INT16"] = lambda rng: random_mean(rng, "int16")

@@ -5,6 +5,7 @@ from host.compiler.ops import (  # noqa: F401
     conv,
     fully_connected,
     logistic,
+    mean,
     mul,
     pooling,
     quantize,
