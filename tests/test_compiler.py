@@ -108,7 +108,7 @@ def _graph_with_unsupported_ops() -> bytes:
     x = g.tensor((1, 4), "int8", 0.1, 0)
     y = g.tensor((1, 4), "int8", 1 / 256, -128)
     z = g.tensor((1, 4), "int8", 0.1, 0)
-    g.op("LOGISTIC", [x], [y])
+    g.op("HARD_SWISH", [x], [y])
     g.op("TANH", [y], [z])
     return g.build([x], [z])
 
@@ -117,7 +117,7 @@ def test_unsupported_ops_are_all_listed_with_index() -> None:
     with pytest.raises(UnsupportedModelError) as err:
         compile_bytes(_graph_with_unsupported_ops())
     text = str(err.value)
-    assert "op 0 LOGISTIC" in text and "op 1 TANH" in text
+    assert "op 0 HARD_SWISH" in text and "op 1 TANH" in text
     assert "supported ops" in text and "CONV_2D" in text
 
 

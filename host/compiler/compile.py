@@ -68,7 +68,7 @@ def _check_graph(graph: Subgraph) -> None:
         listing = "\n  ".join(problems)
         raise UnsupportedModelError(
             f"model cannot be compiled ({len(problems)} problem(s)):\n  {listing}",
-            hint=f"supported ops (int8): {', '.join(supported_ops())}",
+            hint=f"supported ops (int8 and int16x8): {', '.join(supported_ops())}",
         )
 
 
