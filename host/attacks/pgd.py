@@ -1,0 +1,52 @@
+"""PGD (Madry et al. 2018): iterated signed-gradient steps projected onto the L∞ ε-ball, via ART."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from host.attacks.base import BATCH_SIZE, EPS, SEED, Attack, Param, at_least_one, positive, register
+from host.attacks.target import FloatModel
+from host.errors import UserError
+
+
+@register
+class PGD(Attack):
+    name = "pgd"
+    threat_model = "white-box"
+    norm = "inf"
+    description = "projected gradient descent, L∞ (ART ProjectedGradientDescent)"
+    params_spec = (
+        EPS,
+        Param("max_iter", int, 20, "gradient steps per restart", at_least_one),
+        # step = rel_step·ε: with 20 steps the iterate can cross the ball twice.
+        Param("rel_step", float, 0.1, "step size as a fraction of eps", positive),
+        Param("random_init", bool, True, "start from a uniform random point in the ε-ball"),
+        Param("restarts", int, 1, "random starts; the first that fools the model is kept", at_least_one),
+        SEED,
+        BATCH_SIZE,
+    )
+
+    def _check_params(self) -> None:
+        if self.params["restarts"] > 1 and not self.params["random_init"]:
+            raise UserError(
+                "attack 'pgd': restarts > 1 needs random_init=true (without it every restart is identical)"
+            )
+
+    @property
+    def step(self) -> float:
+        return self.params["rel_step"] * self.eps
+
+    def _generate(self, model: FloatModel, x: np.ndarray, y: np.ndarray) -> np.ndarray:
+        from art.attacks.evasion import ProjectedGradientDescent
+
+        attack = ProjectedGradientDescent(
+            model.art_classifier(),
+            norm=np.inf,
+            eps=self.eps,
+            eps_step=self.step,
+            max_iter=self.params["max_iter"],
+            num_random_init=self.params["restarts"] if self.params["random_init"] else 0,
+            batch_size=self.params["batch_size"],
+            verbose=False,
+        )
+        return attack.generate(x, y=y)

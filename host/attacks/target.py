@@ -1,0 +1,101 @@
+"""The float model an attack is crafted on, with what attacks need to know about it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from host.errors import UserError
+
+
+@dataclass
+class FloatModel:
+    """A Keras classifier plus its input range; hands out an ART wrapper on demand.
+
+    Gradients are taken through the logits when the model ends in a Softmax layer:
+    cross-entropy on saturated probabilities has vanishing gradients, which would make
+    white-box attacks look weaker than they are.
+    """
+
+    keras_model: Any
+    input_range: tuple[float, float] = (0.0, 1.0)
+    _art: Any = field(default=None, init=False, repr=False)
+    _logits: Any = field(default=None, init=False, repr=False)
+
+    @property
+    def input_shape(self) -> tuple[int | None, ...]:
+        return tuple(self.keras_model.inputs[0].shape)
+
+    @property
+    def num_classes(self) -> int:
+        return int(self.keras_model.outputs[0].shape[-1])
+
+    def logits_model(self) -> Any:
+        if self._logits is None:
+            self._logits = _strip_softmax(self.keras_model)
+        return self._logits
+
+    def outputs_logits(self) -> bool:
+        """False only for a model whose softmax could not be split off (e.g. Dense(activation=softmax))."""
+        return not _ends_in_softmax(self.logits_model())
+
+    def predict(self, x: np.ndarray, batch_size: int = 256) -> np.ndarray:
+        """Class scores (whatever the model outputs) for a float batch."""
+        return np.asarray(self.keras_model.predict(np.asarray(x, np.float32), batch_size=batch_size, verbose=0))
+
+    def art_classifier(self) -> Any:
+        """ART's TensorFlowV2Classifier around the logits model (built once)."""
+        if self._art is None:
+            from art.estimators.classification import TensorFlowV2Classifier
+            from tensorflow import keras
+
+            self._art = TensorFlowV2Classifier(
+                model=self.logits_model(),
+                nb_classes=self.num_classes,
+                input_shape=tuple(self.input_shape[1:]),
+                loss_object=keras.losses.SparseCategoricalCrossentropy(from_logits=self.outputs_logits()),
+                clip_values=self.input_range,
+            )
+        return self._art
+
+
+def _ends_in_softmax(model: Any) -> bool:
+    from tensorflow import keras
+
+    last = model.layers[-1]
+    if isinstance(last, keras.layers.Softmax):
+        return True
+    activation = getattr(last, "activation", None)
+    return activation is not None and getattr(activation, "__name__", "") == "softmax"
+
+
+def _strip_softmax(model: Any) -> Any:
+    """The same network without its final Softmax layer (shares weights), else the model itself."""
+    from tensorflow import keras
+
+    last = model.layers[-1]
+    if isinstance(last, keras.layers.Softmax):
+        return keras.Model(model.inputs, last.input, name=f"{model.name}_logits")
+    return model
+
+
+def load_float_model(path: Path | str, input_range: tuple[float, float] = (0.0, 1.0)) -> FloatModel:
+    """Load a .keras/.h5 model; a clear UserError if the path or file is wrong."""
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(
+            f"float model not found: {path}",
+            hint="pass --float-model PATH.keras (the float model the .tflite was converted from)",
+        )
+    if path.suffix not in (".keras", ".h5"):
+        raise UserError(f"float model must be a .keras or .h5 file, got {path.name}")
+    from tensorflow import keras
+
+    try:
+        model = keras.models.load_model(path, compile=False)
+    except Exception as err:  # Keras raises many types for a bad file
+        raise UserError(f"could not load float model {path}: {err}") from None
+    return FloatModel(model, input_range)
