@@ -1,0 +1,172 @@
+"""Where the quantized model runs during an evaluation: one small interface.
+
+A Backend takes one quantized input (the model's exact dtype and shape) and
+returns the raw output bytes plus the chip's cost counters when it has them.
+Three implementations:
+
+- `device`:    the flashed board over its link (host.device), the real target;
+- `native`:    the same C engine compiled for the host (host.native), no emulator;
+- `reference`: TFLite Micro itself (a stand-in that trivially agrees; for tests).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Protocol
+
+import numpy as np
+
+from host.compiler.types import TensorInfo
+from host.errors import UserError
+from host.tflite.reader import Tensor, parse_model
+
+BACKENDS = ("device", "native", "reference")
+
+
+@dataclass(frozen=True)
+class ModelIO:
+    """A .tflite model's bytes, hash and its single input/output as the device sees them."""
+
+    data: bytes
+    sha256: bytes
+    input: TensorInfo
+    output: TensorInfo
+
+    @classmethod
+    def from_bytes(cls, data: bytes, source: str = "model") -> ModelIO:
+        graph = parse_model(data).subgraphs[0]
+        if len(graph.inputs) != 1 or len(graph.outputs) != 1:
+            raise UserError(
+                f"{source}: the evaluator needs a single-input, single-output classifier; "
+                f"this model has {len(graph.inputs)} inputs and {len(graph.outputs)} outputs",
+            )
+        tin, tout = (_tensor_info(graph.tensors[i]) for i in (graph.inputs[0], graph.outputs[0]))
+        for role, info in (("input", tin), ("output", tout)):
+            if info.dtype not in ("int8", "int16") or info.scale <= 0:
+                raise UserError(
+                    f"{source}: {role} tensor is {info.dtype} (scale {info.scale}); the evaluator "
+                    "needs a fully quantized model with int8/int16 input and output",
+                    hint="convert with inference_input_type/inference_output_type = tf.int8",
+                )
+        return cls(data, hashlib.sha256(data).digest(), tin, tout)
+
+
+def _tensor_info(t: Tensor) -> TensorInfo:
+    scale = float(t.quant.scale[0]) if t.quant is not None else 0.0
+    zero = int(t.quant.zero_point[0]) if t.quant is not None else 0
+    return TensorInfo(name=t.name, dtype=t.dtype, shape=tuple(t.shape), scale=scale, zero_point=zero)
+
+
+@dataclass(frozen=True)
+class Inference:
+    output: bytes                 # raw output tensor bytes, as the device sent them
+    instructions: int | None      # retired instructions (chip only)
+    ticks: int | None             # the chip's cycle/tick counter (chip only)
+
+
+class Backend(Protocol):
+    name: str
+    description: str
+
+    def run(self, x_q: np.ndarray) -> Inference:
+        """One inference on a quantized input of the model's dtype and shape."""
+        ...
+
+
+class ReferenceBackend:
+    """TFLite Micro's interpreter: the bit-exact golden reference."""
+
+    name = "reference"
+
+    def __init__(self, model: ModelIO) -> None:
+        from host.reference import ReferenceInterpreter
+
+        self._model = model
+        self._interp = ReferenceInterpreter(model.data)
+        self.description = "TFLite Micro reference interpreter (host)"
+
+    def run(self, x_q: np.ndarray) -> Inference:
+        x_q = np.asarray(x_q, dtype=self._model.input.dtype).reshape(self._model.input.shape)
+        out = self._interp.run(x_q)[0]
+        return Inference(np.ascontiguousarray(out, dtype=self._model.output.dtype).tobytes(), None, None)
+
+
+class NativeBackend:
+    """The firmware engine compiled for the host: checks the C engine without an emulator."""
+
+    name = "native"
+
+    def __init__(self, model: ModelIO) -> None:
+        from host.compiler.compile import compile_bytes
+        from host.native import NativeModel
+
+        self._model = model
+        self._native = NativeModel(compile_bytes(model.data))
+        self.description = "firmware engine, host-native build"
+
+    def run(self, x_q: np.ndarray) -> Inference:
+        data = np.ascontiguousarray(x_q, dtype=self._model.input.dtype).tobytes()
+        return Inference(self._native.run_bytes(data), None, None)
+
+
+class DeviceBackend:
+    """The flashed board, through host.device."""
+
+    name = "device"
+
+    def __init__(self, device: object, model: ModelIO) -> None:
+        self._device = device
+        self._model = model
+        info = device.info  # type: ignore[attr-defined]
+        self.description = f"{getattr(info, 'board', 'device')} (on-chip)"
+        _check_device_matches(info, model)
+
+    def run(self, x_q: np.ndarray) -> Inference:
+        data = np.ascontiguousarray(x_q, dtype=self._model.input.dtype).tobytes()
+        result = self._device.infer(data)  # type: ignore[attr-defined]
+        return Inference(
+            bytes(result.output), getattr(result, "instructions", None), getattr(result, "ticks", None)
+        )
+
+
+def _check_device_matches(info: object, model: ModelIO) -> None:
+    """The flashed model must be this model: same hash, same I/O."""
+    flashed = getattr(info, "model_sha256", None)
+    if flashed is not None and bytes(flashed) != model.sha256:
+        raise UserError(
+            f"the board runs a different model (sha256 {bytes(flashed).hex()[:16]}…) than "
+            f"the one given (sha256 {model.sha256.hex()[:16]}…)",
+            hint="flash this model first: make flash MODEL=<path>, or pass --model of the flashed one",
+        )
+    inputs, outputs = getattr(info, "inputs", None), getattr(info, "outputs", None)
+    if inputs and outputs and (inputs[0].shape != model.input.shape or outputs[0].shape != model.output.shape):
+        raise UserError("the board's model I/O shapes differ from the given model's; re-flash it")
+
+
+@contextmanager
+def open_backend(kind: str, model: ModelIO, board: str | None = None) -> Iterator[Backend]:
+    """The backend named `kind` for this model (device: the flashed board, checked by hash)."""
+    if kind == "reference":
+        yield ReferenceBackend(model)
+    elif kind == "native":
+        yield NativeBackend(model)
+    elif kind == "device":
+        open_device = _device_opener()
+        with open_device(board=board, expected_sha256=model.sha256) as device:
+            yield DeviceBackend(device, model)
+    else:
+        raise UserError(f"unknown backend '{kind}'", hint=f"choose one of: {', '.join(BACKENDS)}")
+
+
+def _device_opener():  # noqa: ANN202  (host.device's own signature)
+    try:
+        from host.device import open_device
+    except ImportError as err:
+        raise UserError(
+            f"the device layer (host.device) is not available: {err}",
+            hint="use --backend native or --backend reference to evaluate without the board",
+        ) from None
+    return open_device

@@ -1,0 +1,158 @@
+"""Evaluation outputs: metrics.json, report.md, predictions.npz and the console table."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+COLUMNS = (
+    ("attack", "attack"), ("ε", "eps"), ("float acc", "float_accuracy"), ("int8 ref acc", "reference_accuracy"),
+    ("chip acc", "chip_accuracy"), ("attack success (float)", "attack_success_float"),
+    ("transfer success (chip)", "transfer_success_chip"), ("chip = ref", "chip_reference_agreement"),
+    ("median instr", "instructions_median"),
+)
+
+
+def write_results(document: dict[str, Any], out_dir: Path) -> dict[str, Path]:
+    """Write metrics.json, report.md and predictions.npz into out_dir; returns their paths."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    runs = document.pop("_predictions", {})
+    paths = {
+        "metrics": out_dir / "metrics.json",
+        "report": out_dir / "report.md",
+        "predictions": out_dir / "predictions.npz",
+    }
+    paths["metrics"].write_text(json.dumps(document, indent=2) + "\n")
+    paths["report"].write_text(render_markdown(document))
+    _write_predictions(runs, paths["predictions"])
+    return paths
+
+
+def _write_predictions(runs: dict[str, Any], path: Path) -> None:
+    arrays: dict[str, np.ndarray] = {}
+    for key, run in runs.items():
+        arrays[f"{key}/float"] = run.float_pred
+        arrays[f"{key}/reference"] = run.reference_pred
+        arrays[f"{key}/chip"] = run.chip_pred
+        arrays[f"{key}/chip_output"] = np.frombuffer(b"".join(run.chip_bytes), dtype=np.uint8).reshape(
+            len(run.chip_bytes), -1
+        ) if run.chip_bytes else np.zeros((0, 0), np.uint8)
+    np.savez_compressed(path, **arrays)
+
+
+def format_cell(key: str, value: Any) -> str:
+    if value is None:
+        return "–"
+    if key == "eps":
+        return "–" if value == 0 else f"{value:g}"
+    if isinstance(value, dict):  # a rate: {"rate", "count"/"identical", "of"}
+        count = value.get("count", value.get("identical"))
+        rate = value["rate"]
+        return "–" if rate is None else f"{100 * rate:.1f} % ({count}/{value['of']})"
+    if key.endswith("accuracy"):
+        return f"{100 * value:.1f} %"
+    if key == "instructions_median":
+        return f"{value:,.0f}"
+    return str(value)
+
+
+def table_rows(document: dict[str, Any]) -> list[list[str]]:
+    return [[format_cell(key, ev.get(key)) for _, key in COLUMNS] for ev in document["evaluations"]]
+
+
+def render_text_table(document: dict[str, Any]) -> str:
+    headers = [h for h, _ in COLUMNS]
+    rows = table_rows(document)
+    widths = [max(len(r[i]) for r in [headers, *rows]) for i in range(len(headers))]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip() for row in [headers, *rows]]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    return "\n".join(lines)
+
+
+def render_markdown_table(document: dict[str, Any]) -> str:
+    headers = [h for h, _ in COLUMNS]
+    lines = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
+    lines += ["| " + " | ".join(row) + " |" for row in table_rows(document)]
+    return "\n".join(lines)
+
+
+def mismatch_lines(document: dict[str, Any]) -> list[str]:
+    lines = []
+    for ev in document["evaluations"]:
+        first = ev["chip_reference_agreement"]["first_mismatch"]
+        if first:
+            where = "clean" if ev["attack"] == "clean" else f"{ev['attack']} ε={ev['eps']:g}"
+            lines.append(
+                f"{where}: first mismatch at sample {first['sample']} (dataset index {first['dataset_index']}): "
+                f"chip {first['chip']} vs reference {first['reference']}"
+            )
+    return lines
+
+
+def render_markdown(document: dict[str, Any]) -> str:
+    cfg, summary, run = document["config"], document["summary"], document["run"]
+    verdict = (
+        "**bit-exact**: every on-chip output equals the TFLite Micro reference byte for byte"
+        if summary["bit_exact"]
+        else f"**NOT bit-exact**: {summary['mismatched_inferences']} of {summary['inferences']} inferences differ"
+    )
+    parts = [
+        f"# Robustness evaluation `{run.get('id', '')}`",
+        "",
+        f"- model: `{cfg['model']}` (sha256 `{cfg['model_sha256'][:16]}…`), float model `{cfg['float_model']}`",
+        f"- int8 model ran on: {cfg['chip']} (backend `{cfg['backend']}`)",
+        f"- dataset: {cfg['dataset']}, first {cfg['num']} samples; seed {cfg['seed']}",
+        f"- input quantization: scale {cfg['input']['scale']:.8g}, zero point {cfg['input']['zero_point']}, "
+        f"range {cfg['input_range']}",
+        f"- {verdict}",
+        f"- {summary['inferences']} inferences in {run.get('duration_s', 0):.1f} s",
+        "",
+        "## Results",
+        "",
+        render_markdown_table(document),
+        "",
+    ]
+    mismatches = mismatch_lines(document)
+    if mismatches:
+        parts += ["## Chip vs reference mismatches", "", *[f"- {m}" for m in mismatches], ""]
+    parts += ["## Attacks", ""]
+    for ev in document["evaluations"]:
+        if ev["attack"] != "clean" and ev["eps"] == cfg["eps"][0]:
+            params = ", ".join(f"{k}={v}" for k, v in ev["params"].items() if k != "eps")
+            parts.append(f"- `{ev['attack']}`: {params}")
+    parts += ["", _DEFINITIONS]
+    return "\n".join(parts)
+
+
+_DEFINITIONS = """## Definitions
+
+White-box attacks are crafted on the float model and the resulting float inputs are
+quantized with the model's input scale/zero point; the reference and the chip receive
+identical int8 bytes. For n evaluated samples with labels y:
+
+- **float / int8 ref / chip acc**: share of the n inputs whose argmax equals y.
+- **attack success (float)**: among inputs the float model classifies correctly when clean,
+  the share it misclassifies under attack.
+- **transfer success (chip)**: among inputs the chip classifies correctly when clean,
+  the share it misclassifies under the (float-crafted) attack.
+- **chip = ref**: share of inferences whose output bytes are identical on chip and reference (must be 100 %).
+- **median instr**: median retired instructions per on-chip inference (– when the backend has no counter).
+
+metrics.json also holds `transfer_rate` (among inputs both classify correctly clean and the attack
+fools the float model, the share that also fools the chip), `float_int8_agreement`, `linf_float`
+and `linf_int8`. See docs/evaluate.md.
+"""
+
+
+def print_summary(document: dict[str, Any], paths: dict[str, Path]) -> None:
+    print(render_text_table(document))
+    for line in mismatch_lines(document):
+        print(f"MISMATCH {line}")
+    summary = document["summary"]
+    verdict = "bit-exact" if summary["bit_exact"] else "NOT bit-exact"
+    identical = summary["inferences"] - summary["mismatched_inferences"]
+    print(f"chip vs reference: {verdict} ({identical}/{summary['inferences']} identical)")
+    print(f"results: {paths['metrics'].parent}/ (metrics.json, report.md, predictions.npz)")
