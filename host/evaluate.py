@@ -163,6 +163,11 @@ def config_from_args(args: argparse.Namespace) -> EvalConfig:
     if args.seed < 0:
         raise UserError(f"--seed must be >= 0, got {args.seed}")
     _check_model_path(args.model)
+    if not args.float_model.is_file():
+        raise UserError(
+            f"float model not found: {args.float_model}",
+            hint="pass --float-model PATH.keras (the float model the .tflite was converted from)",
+        )
     return EvalConfig(
         model=args.model, float_model=args.float_model, board=args.board, backend=args.backend,
         num=args.num, eps=eps, attacks=attacks, attack_params=attack_params, seed=args.seed,
@@ -220,13 +225,13 @@ def evaluate(config: EvalConfig) -> dict[str, Any]:
     dataset = load_dataset(config)
     dataset.check_model_shape(model.input.shape, f"int8 model {config.model.name}")
     dataset.check_num_classes(int(np.prod(model.output.shape[1:])), f"int8 model {config.model.name}")
-    float_model = load_float_model(config.float_model, dataset.input_range)
-    dataset.check_model_shape(float_model.input_shape, f"float model {config.float_model.name}")
-    _make_deterministic(config.seed)
-
     reference = ReferenceBackend(model)
     started = time.time()
+    # The board first: "not flashed" or "other model flashed" must fail before TensorFlow loads.
     with open_backend(config.backend, model, config.board) as chip:
+        float_model = load_float_model(config.float_model, dataset.input_range)
+        dataset.check_model_shape(float_model.input_shape, f"float model {config.float_model.name}")
+        _make_deterministic(config.seed)
         runs = _run_all(config, dataset, model, float_model, reference, chip)
     return _metrics_document(config, dataset, model, runs, chip.description, time.time() - started)
 

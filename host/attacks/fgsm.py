@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from host.attacks.base import BATCH_SIZE, EPS, SEED, Attack, register
-from host.attacks.target import FloatModel
+from host.attacks.target import FloatModel, import_art
 
 
 @register
@@ -17,9 +17,7 @@ class FGSM(Attack):
     params_spec = (EPS, SEED, BATCH_SIZE)
 
     def _generate(self, model: FloatModel, x: np.ndarray, y: np.ndarray) -> np.ndarray:
-        from art.attacks.evasion import FastGradientMethod
-
-        attack = FastGradientMethod(
+        attack = import_art("art.attacks.evasion").FastGradientMethod(
             model.art_classifier(),
             norm=np.inf,
             eps=self.eps,

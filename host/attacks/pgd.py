@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from host.attacks.base import BATCH_SIZE, EPS, SEED, Attack, Param, at_least_one, positive, register
-from host.attacks.target import FloatModel
+from host.attacks.target import FloatModel, import_art
 from host.errors import UserError
 
 
@@ -37,9 +37,7 @@ class PGD(Attack):
         return self.params["rel_step"] * self.eps
 
     def _generate(self, model: FloatModel, x: np.ndarray, y: np.ndarray) -> np.ndarray:
-        from art.attacks.evasion import ProjectedGradientDescent
-
-        attack = ProjectedGradientDescent(
+        attack = import_art("art.attacks.evasion").ProjectedGradientDescent(
             model.art_classifier(),
             norm=np.inf,
             eps=self.eps,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -49,8 +50,9 @@ class FloatModel:
     def art_classifier(self) -> Any:
         """ART's TensorFlowV2Classifier around the logits model (built once)."""
         if self._art is None:
-            from art.estimators.classification import TensorFlowV2Classifier
             from tensorflow import keras
+
+            TensorFlowV2Classifier = import_art("art.estimators.classification").TensorFlowV2Classifier  # noqa: N806
 
             self._art = TensorFlowV2Classifier(
                 model=self.logits_model(),
@@ -60,6 +62,15 @@ class FloatModel:
                 clip_values=self.input_range,
             )
         return self._art
+
+
+def import_art(module: str) -> Any:
+    """An ART module, imported without its warning about optional PyTorch extras."""
+    import importlib
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        return importlib.import_module(module)
 
 
 def _ends_in_softmax(model: Any) -> bool:
