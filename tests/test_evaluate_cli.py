@@ -1,0 +1,164 @@
+"""host.evaluate: clear errors for bad input, reproducible metrics, mismatch reporting."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from host import backends, evaluate
+from host.errors import run_cli
+from host.paths import DEFAULT_MODEL, ROOT
+
+SMALL = ["--num", "12", "--eps", "0.1", "--attacks", "fgsm,pgd", "--attack-param", "pgd.max_iter=4", "--no-progress"]
+
+
+def run_module(*args: str, timeout: float = 300) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "host.evaluate", *args],
+        cwd=ROOT, capture_output=True, text=True, timeout=timeout,
+    )
+
+
+def assert_clean_failure(proc: subprocess.CompletedProcess, message: str) -> None:
+    assert proc.returncode != 0, proc.stdout
+    assert "Traceback" not in proc.stderr, proc.stderr
+    error_lines = [line for line in proc.stderr.splitlines() if line.startswith("error: ")]
+    assert len(error_lines) == 1, proc.stderr
+    assert message in error_lines[0], proc.stderr
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--eps", "0"], "--eps: 0 must be a positive"),
+        (["--eps", "-0.1"], "--eps: -0.1 must be a positive"),
+        (["--eps", "0.1,abc"], "'abc' is not a number"),
+        (["--eps", "nan"], "positive finite"),
+        (["--eps", ","], "at least one radius"),
+        (["--attacks", "fgsm,carlini"], "unknown attack 'carlini'"),
+        (["--num", "0"], "--num must be at least 1"),
+        (["--model", "missing.tflite"], "model file not found: missing.tflite"),
+        (["--model", "models/digits_cnn.keras"], "--model must be a .tflite file"),
+        (["--float-model", "missing.keras"], "float model not found"),
+        (["--attack-param", "pgd.max_iter=zero"], "max_iter must be int"),
+        (["--attack-param", "pgd.steps=3"], "has no parameter(s) steps"),
+        (["--attack-param", "fgsm.eps=3"], "set eps with --eps"),
+        (["--attack-param", "noise.seed=1", "--attacks", "fgsm"], "is not in --attacks"),
+        (["--run-id", "../escape"], "is not a plain name"),
+    ],
+)
+def test_bad_arguments_fail_cleanly(args: list[str], message: str) -> None:
+    assert_clean_failure(run_module(*args, "--backend", "reference"), message)
+
+
+def test_unknown_attack_message_lists_registry() -> None:
+    proc = run_module("--attacks", "carlini", "--backend", "reference")
+    assert "available attacks: fgsm, noise, pgd" in proc.stderr
+
+
+def test_num_beyond_dataset() -> None:
+    assert_clean_failure(run_module("--num", "451", "--backend", "reference"), "more than the 450 samples")
+
+
+def test_model_not_on_board_fails_cleanly(tmp_path: Path) -> None:
+    """A model that cannot be the flashed one (its hash is unique) must stop with one clear error."""
+    other = tmp_path / "other.tflite"
+    other.write_bytes(DEFAULT_MODEL.read_bytes() + b"\0" * 8)  # trailing bytes: same graph, new sha256
+    proc = run_module("--model", str(other), "--num", "2", "--no-progress", "--out", str(tmp_path))
+    assert proc.returncode != 0 and "Traceback" not in proc.stderr, proc.stderr
+    assert "error: " in proc.stderr
+
+
+def test_help_and_list_do_not_import_tensorflow() -> None:
+    code = (
+        "import sys\n"
+        "from host.errors import run_cli\nfrom host.evaluate import main\n"
+        "assert run_cli(main, ['--list-attacks']) == 0\n"
+        "assert 'tensorflow' not in sys.modules and 'art' not in sys.modules\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert "fgsm" in proc.stdout and "white-box" in proc.stdout
+    assert run_module("--help").returncode == 0
+
+
+def _deterministic_part(out_dir: Path) -> dict:
+    doc = json.loads((out_dir / "metrics.json").read_text())
+    doc.pop("run")
+    return doc
+
+
+def test_same_seed_gives_identical_results(tmp_path: Path) -> None:
+    for run_id in ("a", "b"):
+        argv = [*SMALL, "--backend", "reference", "--out", str(tmp_path), "--run-id", run_id]
+        assert run_cli(evaluate.main, argv) == 0
+    first, second = _deterministic_part(tmp_path / "a"), _deterministic_part(tmp_path / "b")
+    assert first == second
+    preds_a, preds_b = np.load(tmp_path / "a/predictions.npz"), np.load(tmp_path / "b/predictions.npz")
+    assert sorted(preds_a.files) == sorted(preds_b.files)
+    assert all(np.array_equal(preds_a[k], preds_b[k]) for k in preds_a.files)
+
+    evals = {(e["attack"], e["eps"]): e for e in first["evaluations"]}
+    assert set(evals) == {("clean", 0.0), ("fgsm", 0.1), ("pgd", 0.1)}
+    assert evals[("pgd", 0.1)]["params"]["max_iter"] == 4
+    assert first["summary"]["bit_exact"] and first["summary"]["inferences"] == 36
+    assert evals[("clean", 0.0)]["attack_success_float"] is None
+    assert evals[("fgsm", 0.1)]["float_accuracy"] < evals[("clean", 0.0)]["float_accuracy"]
+    assert evals[("fgsm", 0.1)]["linf_float"] <= 0.1 + 1e-6
+    assert "| pgd | 0.1 |" in (tmp_path / "a/report.md").read_text()
+
+
+@pytest.mark.skipif(shutil.which("cc") is None and shutil.which("gcc") is None, reason="no C compiler")
+def test_native_engine_backend_end_to_end(tmp_path: Path) -> None:
+    """The firmware engine (host-native build) agrees byte for byte with TFLite Micro under attack."""
+    proc = run_module(*SMALL, "--backend", "native", "--out", str(tmp_path), "--run-id", "native")
+    assert proc.returncode == 0, proc.stderr
+    assert "chip vs reference: bit-exact (36/36 identical)" in proc.stdout
+    assert (tmp_path / "native/report.md").exists()
+    doc = json.loads((tmp_path / "native/metrics.json").read_text())
+    assert doc["config"]["backend"] == "native" and doc["summary"]["bit_exact"]
+
+
+class CorruptingBackend(backends.ReferenceBackend):
+    """A 'chip' that gets sample 3 of every evaluation wrong by one LSB."""
+
+    name = "corrupt"
+
+    def __init__(self, model: backends.ModelIO) -> None:
+        super().__init__(model)
+        self.count = 0
+
+    def run(self, x_q: np.ndarray) -> backends.Inference:
+        result = super().run(x_q)
+        index, self.count = self.count % 5, self.count + 1
+        if index != 3:
+            return result
+        output = bytearray(result.output)
+        output[-1] ^= 1
+        return backends.Inference(bytes(output), 1000 + index, None)
+
+
+def test_chip_mismatch_reported_with_index_and_bytes(tmp_path: Path, monkeypatch, capsys) -> None:  # noqa: ANN001
+    @contextlib.contextmanager
+    def fake_open_backend(kind, model, board=None):  # noqa: ANN001, ANN202
+        yield CorruptingBackend(model)
+
+    monkeypatch.setattr(backends, "open_backend", fake_open_backend)
+    argv = ["--num", "5", "--attacks", "none", "--no-progress", "--out", str(tmp_path), "--run-id", "bad"]
+    assert run_cli(evaluate.main, argv) == 1
+    captured = capsys.readouterr()
+    assert "error: the chip's outputs differ from the TFLite Micro reference in 1 inference(s)" in captured.err
+    assert "MISMATCH clean: first mismatch at sample 3" in captured.out
+    agreement = json.loads((tmp_path / "bad/metrics.json").read_text())["evaluations"][0]["chip_reference_agreement"]
+    assert agreement["identical"] == 4 and agreement["of"] == 5
+    first = agreement["first_mismatch"]
+    assert first["sample"] == 3 and first["chip"] != first["reference"]
+    assert len(bytes.fromhex(first["chip"])) == 10
+    assert "first mismatch at sample 3" in (tmp_path / "bad/report.md").read_text()
