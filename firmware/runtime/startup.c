@@ -1,0 +1,54 @@
+/* startup.c - Cortex-M vector table and reset: copy .data, zero .bss, enable
+ * the FPU when there is one, start SysTick, run main.  Faults report an error
+ * frame on the UART (see protocol.c) and stop. */
+#include <stdint.h>
+
+extern uint32_t _sidata, _sdata, _edata, _sbss, _ebss, _estack;
+extern int main(void);
+extern void SysTick_Handler(void);
+void systick_init(void);
+void protocol_report_fault(uint32_t ipsr);
+
+#define SCB_CPACR (*(volatile uint32_t *)0xE000ED88u)
+
+void Reset_Handler(void) {
+    uint32_t *src = &_sidata;
+    for (uint32_t *dst = &_sdata; dst < &_edata;) {
+        *dst++ = *src++;
+    }
+    for (uint32_t *dst = &_sbss; dst < &_ebss;) {
+        *dst++ = 0;
+    }
+#if defined(__ARM_FP)
+    SCB_CPACR |= (0xFu << 20); /* CP10, CP11 full access */
+    __asm volatile("dsb\n\tisb" ::: "memory");
+#endif
+    systick_init();
+    main();
+    for (;;) {
+    }
+}
+
+static void Fault_Handler(void) {
+    uint32_t ipsr;
+    __asm volatile("mrs %0, ipsr" : "=r"(ipsr));
+    protocol_report_fault(ipsr);
+    for (;;) {
+    }
+}
+
+__attribute__((section(".vectors"), used)) static void (*const vectors[16])(void) = {
+    (void (*)(void))(&_estack),
+    Reset_Handler,
+    Fault_Handler, /* NMI */
+    Fault_Handler, /* HardFault */
+    Fault_Handler, /* MemManage */
+    Fault_Handler, /* BusFault */
+    Fault_Handler, /* UsageFault */
+    0, 0, 0, 0,
+    Fault_Handler, /* SVC */
+    Fault_Handler, /* DebugMon */
+    0,
+    Fault_Handler, /* PendSV */
+    SysTick_Handler,
+};

@@ -1,0 +1,107 @@
+"""A device: the flashed firmware on a board, behind the protocol client.
+
+    with open_device("mps2-an386") as dev:
+        dev.info.inputs, dev.infer(x_bytes).output
+
+For an emulated board the "flashed" image is build/flash/<board>/ (made by
+`make flash`); the device is a QEMU instance started here and always stopped.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from host.boards import Board, load_board
+from host.errors import UserError
+from host.paths import DEFAULT_BOARD, FLASH_DIR
+from host.protocol import Client, DeviceError, DeviceInfo, InferResult, outputs_from_bytes
+
+
+@dataclass(frozen=True)
+class FlashedImage:
+    board: str
+    model_path: str
+    model_sha256: bytes
+    elf: Path
+    flash_bytes: int
+    ram_bytes: int
+
+
+def flash_dir(board: str) -> Path:
+    return FLASH_DIR / board
+
+
+def read_flashed(board: str) -> FlashedImage:
+    manifest = flash_dir(board) / "manifest.json"
+    if not manifest.exists():
+        raise UserError(f"nothing flashed for board {board}",
+                        hint=f"run `make flash BOARD={board}` (or `make flash` for the default board) first")
+    data = json.loads(manifest.read_text())
+    elf = flash_dir(board) / "firmware.elf"
+    if not elf.exists():
+        raise UserError(f"{elf} is missing", hint=f"run `make flash BOARD={board}` again")
+    return FlashedImage(board=data["board"], model_path=data["model_path"],
+                        model_sha256=bytes.fromhex(data["model_sha256"]), elf=elf,
+                        flash_bytes=int(data.get("flash_bytes", 0)), ram_bytes=int(data.get("ram_bytes", 0)))
+
+
+class Device:
+    def __init__(self, board: Board, client: Client, info: DeviceInfo) -> None:
+        self.board, self.client, self.info = board, client, info
+
+    def infer(self, inputs: bytes) -> InferResult:
+        result = self.client.infer(inputs)
+        per_tick = self.board.instructions_per_tick
+        instructions = result.ticks * per_tick if per_tick else None
+        return InferResult(result.output, result.ticks, instructions)
+
+    def infer_arrays(self, *inputs: np.ndarray) -> tuple[list[np.ndarray], InferResult]:
+        data = b"".join(np.ascontiguousarray(x, dtype=t.dtype).tobytes()
+                        for x, t in zip(inputs, self.info.inputs, strict=True))
+        result = self.infer(data)
+        return outputs_from_bytes(result.output, self.info.outputs), result
+
+    def profile(self) -> list[int]:
+        return self.client.profile()
+
+
+@contextmanager
+def open_device(board: str | None = None, expected_sha256: bytes | None = None,
+                timeout_s: float = 30.0) -> Iterator[Device]:
+    """Boot (emulated) or connect to the flashed board and handshake."""
+    board_name = board or DEFAULT_BOARD
+    spec = load_board(board_name)
+    image = read_flashed(board_name)
+    if expected_sha256 is not None and image.model_sha256 != expected_sha256:
+        raise UserError(
+            f"the model flashed on {board_name} ({image.model_path}) is not the model you asked for",
+            hint="run `make flash MODEL=<your model>` first, or leave --model at its default")
+    if not spec.emulated:
+        raise UserError(f"board {board_name} is not emulated: real boards are not supported by this build yet")
+    from host.emulator import QemuProcess
+
+    with QemuProcess(spec, image.elf) as qemu:
+        link = qemu.start()
+        try:
+            client = Client(link, timeout_s=timeout_s, describe=f"board {board_name} (QEMU)")
+            info = _handshake(client, board_name)
+            if info.model_sha256 != image.model_sha256:
+                raise DeviceError(f"the firmware on {board_name} reports another model than the flash manifest",
+                                  hint=f"run `make flash BOARD={board_name}` again")
+            yield Device(spec, client, info)
+        finally:
+            link.close()
+
+
+def _handshake(client: Client, board: str) -> DeviceInfo:
+    try:
+        return client.handshake()
+    except DeviceError as err:
+        raise DeviceError(f"board {board} did not complete the handshake: {err.message}",
+                          hint="the firmware may not have booted; run `make flash` again") from None
