@@ -184,11 +184,19 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--seed", type=int, default=0, help="seed for random inputs")
     parser.add_argument("--target", choices=("chip", "native"), default="chip",
                         help="chip: build, boot and run on the board; native: the same engine built for this host")
+    parser.add_argument("--profile", action="store_true",
+                        help="print instructions per op of the last inference (chip only)")
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if args.target == "chip":
+        from host.boards import load_board
+
+        load_board(args.board)  # an unknown board fails before compiling
+    elif args.profile:
+        raise UserError("--profile needs the chip (--target chip): the host build has no tick counter")
     model = compile_tflite(args.model)
     inputs, count = parse_inputs(args.inputs, model, args.seed)
     if args.target == "native":

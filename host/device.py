@@ -81,19 +81,29 @@ def open_device(board: str | None = None, expected_sha256: bytes | None = None,
     if expected_sha256 is not None and image.model_sha256 != expected_sha256:
         raise UserError(
             f"the model flashed on {board_name} ({image.model_path}) is not the model you asked for",
-            hint="run `make flash MODEL=<your model>` first, or leave --model at its default")
+            hint="run `make flash MODEL=<your model>` first, or pass --model of the flashed one")
+    with boot_elf(spec, image.elf, image.model_sha256, timeout_s) as device:
+        yield device
+
+
+@contextmanager
+def boot_elf(spec: Board, elf: Path, model_sha256: bytes, timeout_s: float = 30.0) -> Iterator[Device]:
+    """Run a firmware ELF on an emulated board; the emulator always stops on exit."""
     if not spec.emulated:
-        raise UserError(f"board {board_name} is not emulated: real boards are not supported by this build yet")
+        raise UserError(f"board {spec.name} is not emulated: real boards are not supported by this build yet",
+                        hint="use an emulated board (see boards/ and docs/boards.md)")
     from host.emulator import QemuProcess
 
-    with QemuProcess(spec, image.elf) as qemu:
+    with QemuProcess(spec, elf) as qemu:
         link = qemu.start()
         try:
-            client = Client(link, timeout_s=timeout_s, describe=f"board {board_name} (QEMU)")
-            info = _handshake(client, board_name)
-            if info.model_sha256 != image.model_sha256:
-                raise DeviceError(f"the firmware on {board_name} reports another model than the flash manifest",
-                                  hint=f"run `make flash BOARD={board_name}` again")
+            client = Client(link, timeout_s=timeout_s, describe=f"board {spec.name} (QEMU)")
+            info = _handshake(client, spec.name)
+            if info.model_sha256 != model_sha256:
+                raise DeviceError(
+                    f"the firmware on {spec.name} runs model sha256 {info.model_sha256.hex()[:16]}…, "
+                    f"expected {model_sha256.hex()[:16]}…",
+                    hint=f"run `make flash BOARD={spec.name}` again")
             yield Device(spec, client, info)
         finally:
             link.close()

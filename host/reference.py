@@ -20,6 +20,9 @@ class ReferenceInterpreter:
     """Runs a .tflite model one sample at a time through TFLite Micro."""
 
     def __init__(self, model: Path | bytes, preserve_all_tensors: bool = False) -> None:
+        from host.quiet import import_tensorflow_quietly
+
+        import_tensorflow_quietly()
         from tflite_micro.python.tflite_micro import runtime
 
         data = model if isinstance(model, bytes) else Path(model).read_bytes()

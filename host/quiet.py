@@ -1,0 +1,28 @@
+"""Import TensorFlow without its C++ start-up banner on stderr.
+
+TF 2.21 logs through absl before TF_CPP_MIN_LOG_LEVEL is read ("oneDNN custom
+operations are on", twice); users of our CLIs should see our output only.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+
+def import_tensorflow_quietly() -> None:
+    """Import tensorflow (and tflite_micro, which loads it) with fd 2 muted; errors still surface."""
+    if "tensorflow" in sys.modules:
+        return
+    sys.stderr.flush()
+    saved = os.dup(2)
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, 2)
+        import tensorflow  # noqa: F401
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(devnull)

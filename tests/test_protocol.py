@@ -1,0 +1,151 @@
+"""Host protocol codec and client against a fake transport (no device)."""
+
+from __future__ import annotations
+
+import struct
+import zlib
+
+import pytest
+
+from host.protocol import (
+    Client,
+    DeviceError,
+    DeviceErrorFrame,
+    FrameDecoder,
+    Msg,
+    encode_frame,
+    parse_info,
+)
+
+
+def test_frame_matches_documented_example() -> None:
+    assert encode_frame(Msg.INFO, 1).hex(" ") == "a5 5a 01 01 00 00 4e d2 3a 98"
+    assert encode_frame(Msg.ECHO, 2, b"hi").hex(" ") == "a5 5a 05 02 02 00 68 69 a8 93 8c a8"
+
+
+def test_crc_covers_header_and_payload() -> None:
+    frame = encode_frame(0x05, 7, b"abc")
+    (crc,) = struct.unpack("<I", frame[-4:])
+    assert crc == zlib.crc32(frame[2:-4])
+
+
+def test_decoder_skips_garbage_and_bad_crc_and_splits_stream() -> None:
+    good1, good2 = encode_frame(0x85, 1, b"x" * 10), encode_frame(0x81, 2, b"")
+    corrupt = bytearray(encode_frame(0x85, 3, b"zz"))
+    corrupt[7] ^= 0x01
+    stream = b"\x00\xa5garbage" + bytes(corrupt) + good1 + b"\xa5" + good2
+    decoder = FrameDecoder()
+    frames = [f for i in range(len(stream)) for f in decoder.feed(stream[i:i + 1])]
+    assert [(f.type, f.seq, f.payload) for f in frames] == [(0x85, 1, b"x" * 10), (0x81, 2, b"")]
+    assert decoder.dropped >= 1
+
+
+class FakeTransport:
+    """Answers each request frame with a scripted function of (type, seq, payload)."""
+
+    def __init__(self, respond) -> None:  # noqa: ANN001
+        self.respond, self.pending, self.decoder = respond, bytearray(), FrameDecoder()
+        self.requests: list[tuple[int, bytes]] = []
+
+    def write(self, data: bytes) -> int:
+        for frame in self.decoder.feed(data):
+            self.requests.append((frame.type, frame.payload))
+            self.pending += self.respond(frame.type, frame.seq, frame.payload)
+        return len(data)
+
+    def read(self, size: int = 1) -> bytes:
+        out = bytes(self.pending[:size])
+        del self.pending[:size]
+        return out
+
+    @property
+    def in_waiting(self) -> int:
+        return len(self.pending)
+
+
+def info_payload(input_bytes: int = 64, output_bytes: int = 10, version: int = 1) -> bytes:
+    def string(s: str) -> bytes:
+        return bytes([len(s)]) + s.encode()
+
+    def tensors(n: int, dims: tuple[int, ...]) -> bytes:
+        return bytes([1, 0, len(dims)]) + struct.pack(f"<{len(dims)}I", *dims) + struct.pack("<fiI", 0.5, -3, n)
+
+    return (struct.pack("<HH", version, 4096) + string("0.1.0") + string("fake") + string("cortex-m4")
+            + string("m") + bytes(range(32)) + struct.pack("<IIH", 1234, 25_000_000, 7)
+            + tensors(input_bytes, (1, input_bytes)) + tensors(output_bytes, (1, output_bytes)))
+
+
+def test_parse_info_fields() -> None:
+    info = parse_info(info_payload())
+    assert (info.protocol_version, info.board, info.cpu, info.arena_bytes, info.n_ops) == (1, "fake", "cortex-m4",
+                                                                                          1234, 7)
+    assert info.inputs[0].shape == (1, 64) and info.inputs[0].zero_point == -3 and info.inputs[0].scale == 0.5
+    assert info.model_sha256 == bytes(range(32))
+
+
+def test_truncated_info_is_a_clear_error() -> None:
+    with pytest.raises(DeviceError, match="malformed INFO"):
+        parse_info(info_payload()[:20])
+
+
+def device(msg_type: int, seq: int, payload: bytes) -> bytes:
+    if msg_type == Msg.INFO:
+        return encode_frame(0x81, seq, info_payload())
+    if msg_type == Msg.INFER:
+        return encode_frame(0x82, seq, struct.pack("<Q", 99) + bytes(reversed(payload[:10])))
+    return encode_frame(Msg.ERROR, seq, bytes([4, msg_type]) + b"unknown request type")
+
+
+def test_client_handshake_infer_and_error_frames() -> None:
+    client = Client(FakeTransport(device), timeout_s=1)
+    assert client.handshake().board == "fake"
+    result = client.infer(bytes(range(64)))
+    assert result.ticks == 99 and result.output == bytes(reversed(range(10)))
+    with pytest.raises(DeviceErrorFrame, match="UNKNOWN_TYPE"):
+        client.request(0x33)
+    with pytest.raises(DeviceError, match="the model takes 64"):
+        client.infer(b"\x00" * 3)
+
+
+def test_client_ignores_stale_responses() -> None:
+    def stale_then_right(msg_type: int, seq: int, payload: bytes) -> bytes:
+        return encode_frame(0x85, (seq - 1) & 0xFF, b"old") + encode_frame(0x85, seq, payload)
+
+    assert Client(FakeTransport(stale_then_right), timeout_s=1).echo(b"new") == b"new"
+
+
+def test_protocol_version_mismatch_is_refused() -> None:
+    def old_device(msg_type: int, seq: int, payload: bytes) -> bytes:
+        return encode_frame(0x81, seq, info_payload(version=9))
+
+    with pytest.raises(DeviceError, match="protocol version 9"):
+        Client(FakeTransport(old_device), timeout_s=1).handshake()
+
+
+def test_silent_device_times_out_with_a_hint() -> None:
+    client = Client(FakeTransport(lambda *a: b""), timeout_s=0.2)
+    with pytest.raises(DeviceError, match="stopped answering") as err:
+        client.handshake()
+    assert "make flash" in (err.value.hint or "")
+
+
+def test_large_inputs_are_chunked_with_write_input() -> None:
+    stored = bytearray(10_000)
+
+    def big_device(msg_type: int, seq: int, payload: bytes) -> bytes:
+        if msg_type == Msg.INFO:
+            return encode_frame(0x81, seq, info_payload(input_bytes=10_000, output_bytes=5000))
+        if msg_type == Msg.WRITE_INPUT:
+            (offset,) = struct.unpack_from("<I", payload)
+            stored[offset:offset + len(payload) - 4] = payload[4:]
+            return encode_frame(0x83, seq, b"")
+        if msg_type == Msg.INFER:
+            assert payload == b""
+            return encode_frame(0x82, seq, struct.pack("<Q", 5))
+        offset, n = struct.unpack("<IH", payload)
+        return encode_frame(0x84, seq, bytes(stored[offset:offset + n]))
+
+    client = Client(FakeTransport(big_device), timeout_s=1)
+    data = bytes(i % 251 for i in range(10_000))
+    result = client.infer(data)
+    assert bytes(stored) == data and result.output == data[:5000] and result.ticks == 5
