@@ -8,6 +8,7 @@ so SysTick ticks count instructions deterministically (the cost metric).
 from __future__ import annotations
 
 import atexit
+import contextlib
 import ctypes
 import shutil
 import signal
@@ -29,10 +30,8 @@ _running: weakref.WeakSet[QemuProcess] = weakref.WeakSet()
 
 def _die_with_parent() -> None:
     """In the child: get SIGTERM when the host process dies, even by SIGKILL."""
-    try:
+    with contextlib.suppress(OSError):
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
-    except OSError:
-        pass
 
 
 def free_port() -> int:
