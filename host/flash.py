@@ -21,7 +21,6 @@ from host.build import FirmwareImage, build_firmware
 from host.compiler import CompiledModel, compile_tflite
 from host.errors import UserError, run_cli
 from host.paths import DEFAULT_BOARD, DEFAULT_MODEL, ROOT
-from host.tflite.reader import read_model_file
 
 
 def install(image: FirmwareImage, model: CompiledModel, model_path: Path, board: Board) -> Path:
@@ -55,8 +54,7 @@ def _display(path: Path) -> str:
 
 def flash(model_path: Path, board_name: str) -> tuple[FirmwareImage, CompiledModel, Path]:
     board = load_board(board_name)
-    read_model_file(model_path)  # clear errors for missing / non-TFLite files
-    model = compile_tflite(model_path)
+    model = compile_tflite(model_path)  # clear errors for missing / non-TFLite / unsupported models
     image = build_firmware(model, board)
     method = board.flash_method.get("method", "emulator")
     if method != "emulator":

@@ -22,7 +22,7 @@ class UnsupportedModelError(UserError):
 
 def compile_file(path: Path | str, name: str | None = None, reuse_arena: bool = True) -> CompiledModel:
     path = Path(path)
-    if path.suffix != ".tflite":
+    if path.exists() and not path.is_dir() and path.suffix != ".tflite":
         raise UserError(
             f"not a .tflite file: {path}",
             hint="pass a TFLite model (quantize a Keras model to int8 first)",

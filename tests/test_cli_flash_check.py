@@ -1,0 +1,98 @@
+"""`make flash`, `python -m host.flash`, `python -m host.check` and the README's main job, end to end."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from host.paths import DEFAULT_MODEL, FLASH_DIR, ROOT
+
+needs_toolchain = pytest.mark.skipif(
+    shutil.which("qemu-system-arm") is None or shutil.which("arm-none-eabi-gcc") is None,
+    reason="needs qemu-system-arm and gcc-arm-none-eabi (make deps)")
+
+
+def run(module: str, *args: str, timeout: float = 600) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", module, *args], cwd=ROOT, capture_output=True, text=True,
+                          timeout=timeout)
+
+
+def assert_clean_failure(proc: subprocess.CompletedProcess, *fragments: str) -> None:
+    assert proc.returncode != 0, proc.stdout
+    assert "Traceback" not in proc.stderr, proc.stderr
+    assert proc.stderr.startswith("error: "), proc.stderr
+    for fragment in fragments:
+        assert fragment in proc.stderr, proc.stderr
+
+
+@pytest.fixture
+def bad_files(tmp_path: Path) -> dict[str, Path]:
+    text = tmp_path / "notes.tflite"
+    text.write_text("this is not a model\n" * 10)
+    truncated = tmp_path / "truncated.tflite"
+    truncated.write_bytes(DEFAULT_MODEL.read_bytes()[:700])
+    return {"text": text, "truncated": truncated}
+
+
+@pytest.mark.parametrize("module", ["host.flash", "host.check"])
+def test_bad_model_files_are_refused_cleanly(module: str, bad_files: dict[str, Path], tmp_path: Path) -> None:
+    assert_clean_failure(run(module, "--model", str(tmp_path / "missing.tflite")), "not found")
+    assert_clean_failure(run(module, "--model", str(bad_files["text"])), "notes.tflite")
+    assert_clean_failure(run(module, "--model", str(bad_files["truncated"])), "truncated.tflite")
+    assert_clean_failure(run(module, "--model", str(ROOT / "models/digits_cnn.keras")), "not a .tflite")
+    assert_clean_failure(run(module, "--model", str(tmp_path)), "directory")
+
+
+@pytest.mark.parametrize("module", ["host.flash", "host.check"])
+def test_unknown_board_lists_boards(module: str) -> None:
+    proc = run(module, "--model", str(DEFAULT_MODEL), "--board", "arduino-uno")
+    assert_clean_failure(proc, "unknown board 'arduino-uno'", "mps2-an386")
+
+
+def test_check_bad_inputs_spec(tmp_path: Path) -> None:
+    assert_clean_failure(run("host.check", "--model", str(DEFAULT_MODEL), "--inputs", "random:0"), "random:N")
+    assert_clean_failure(run("host.check", "--model", str(DEFAULT_MODEL), "--inputs", str(tmp_path / "x.npz")),
+                         "not found")
+    assert_clean_failure(run("host.check", "--model", str(DEFAULT_MODEL), "--target", "native", "--profile"),
+                         "--profile needs the chip")
+
+
+def test_check_native_verdict() -> None:
+    proc = run("host.check", "--model", str(DEFAULT_MODEL), "--target", "native", "--inputs", "random:25")
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip().endswith("bit-exact 25/25")
+
+
+@needs_toolchain
+def test_check_on_chip_with_profile() -> None:
+    proc = run("host.check", "--model", str(DEFAULT_MODEL), "--inputs", "random:10", "--profile")
+    assert proc.returncode == 0, proc.stderr
+    out = proc.stdout
+    assert "bit-exact 10/10" in out and "instructions per inference" in out
+    assert "CONV_2D" in out.split("profile", 1)[1] and "%" in out
+
+
+@needs_toolchain
+def test_make_flash_then_evaluate_on_the_emulated_board(tmp_path: Path) -> None:
+    """The README's main job: `make flash && python -m host.evaluate` (a short run)."""
+    flash = subprocess.run(["make", "flash"], cwd=ROOT, capture_output=True, text=True, timeout=900)
+    assert flash.returncode == 0, flash.stdout + flash.stderr
+    assert "flash " in flash.stdout and "RAM " in flash.stdout and "4,194,304" in flash.stdout
+    manifest = json.loads((FLASH_DIR / "mps2-an386/manifest.json").read_text())
+    assert manifest["model_path"] == "models/digits_cnn_int8.tflite"
+
+    proc = run("host.evaluate", "--num", "20", "--eps", "0.1", "--attacks", "fgsm,pgd", "--out", str(tmp_path),
+               "--run-id", "e2e")
+    assert proc.returncode == 0, proc.stderr
+    assert "chip vs reference: bit-exact (60/60 identical)" in proc.stdout
+    assert "Traceback" not in proc.stderr and "oneDNN" not in proc.stderr
+    doc = json.loads((tmp_path / "e2e/metrics.json").read_text())
+    assert doc["config"]["backend"] == "device" and doc["summary"]["bit_exact"]
+    clean = doc["evaluations"][0]
+    assert clean["chip_accuracy"] == clean["reference_accuracy"] and clean["instructions_median"] > 1e6
+    assert (tmp_path / "e2e/report.md").exists()
