@@ -124,6 +124,11 @@ class DeviceBackend:
         self.description = f"{getattr(info, 'board', 'device')} (on-chip)"
         _check_device_matches(info, model)
 
+    @property
+    def retries(self) -> int:
+        """Requests the link had to send again (damaged in transit, never executed twice)."""
+        return int(self._device.client.retries)  # type: ignore[attr-defined]
+
     def run(self, x_q: np.ndarray) -> Inference:
         data = np.ascontiguousarray(x_q, dtype=self._model.input.dtype).tobytes()
         result = self._device.infer(data)  # type: ignore[attr-defined]

@@ -233,7 +233,10 @@ def evaluate(config: EvalConfig) -> dict[str, Any]:
         dataset.check_model_shape(float_model.input_shape, f"float model {config.float_model.name}")
         _make_deterministic(config.seed)
         runs = _run_all(config, dataset, model, float_model, reference, chip)
-    return _metrics_document(config, dataset, model, runs, chip.description, time.time() - started)
+        retries = getattr(chip, "retries", None)
+    document = _metrics_document(config, dataset, model, runs, chip.description, time.time() - started)
+    document["run"]["link_retries"] = retries
+    return document
 
 
 def _make_deterministic(seed: int) -> None:

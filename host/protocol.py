@@ -40,6 +40,10 @@ ERROR_NAMES = {
 }
 
 
+# The request was damaged on the way and not executed: sending it again is safe.
+RETRYABLE_ERRORS = frozenset({1, 2, 3})
+
+
 class DeviceError(UserError):
     """The device did not answer as the protocol says."""
 
@@ -195,24 +199,51 @@ class InferResult:
 class Client:
     """Request/response over a transport; one request in flight at a time."""
 
-    def __init__(self, transport: Transport, timeout_s: float = 10.0, describe: str = "device") -> None:
+    def __init__(self, transport: Transport, timeout_s: float = 10.0, describe: str = "device",
+                 max_retries: int = 3) -> None:
         self.transport = transport
         self.timeout_s = timeout_s
         self.describe = describe
         self.decoder = FrameDecoder()
         self.seq = 0
         self.info: DeviceInfo | None = None
+        self.max_retries = max_retries
+        self.retries = 0                      # requests sent again after a transit error
 
     def request(self, msg_type: int, payload: bytes = b"", timeout_s: float | None = None) -> bytes:
-        self.seq = (self.seq + 1) & 0xFF
-        self.transport.write(encode_frame(msg_type, self.seq, payload))
-        frame = self._wait_for(self.seq, timeout_s or self.timeout_s)
-        if frame.type == Msg.ERROR:
-            code, request = frame.payload[0], frame.payload[1]
-            raise DeviceErrorFrame(code, request, frame.payload[2:].decode("ascii", errors="replace"))
-        if frame.type != msg_type | RESPONSE:
-            raise DeviceError(f"{self.describe}: expected response 0x{msg_type | RESPONSE:02x}, got 0x{frame.type:02x}")
-        return frame.payload
+        """Send one request and return the response payload.
+
+        A request the device reports as damaged in transit (BAD_CRC, TOO_LONG,
+        TRUNCATED: it was not executed) is sent again, up to `max_retries`
+        times; every request is idempotent, so a retry cannot duplicate a result.
+        """
+        for attempt in range(self.max_retries + 1):
+            self.seq = (self.seq + 1) & 0xFF or 1
+            self.transport.write(encode_frame(msg_type, self.seq, payload))
+            frame = self._wait_for(self.seq, timeout_s or self.timeout_s)
+            if frame.type == Msg.ERROR:
+                code, request = frame.payload[0], frame.payload[1]
+                if code in RETRYABLE_ERRORS and attempt < self.max_retries:
+                    self.retries += 1
+                    self._resync()
+                    continue
+                raise DeviceErrorFrame(code, request, frame.payload[2:].decode("ascii", errors="replace"))
+            if frame.type != msg_type | RESPONSE:
+                raise DeviceError(
+                    f"{self.describe}: expected response 0x{msg_type | RESPONSE:02x}, got 0x{frame.type:02x}")
+            return frame.payload
+        raise AssertionError("unreachable")
+
+    def _resync(self, quiet_s: float = 0.05) -> None:
+        """Drop whatever is still arriving (the rest of a damaged exchange) until the line is quiet."""
+        import time
+
+        deadline = time.monotonic() + 2.0
+        last = time.monotonic()
+        while time.monotonic() - last < quiet_s and time.monotonic() < deadline:
+            if self._read_available():
+                last = time.monotonic()
+        self.decoder = FrameDecoder()
 
     def _wait_for(self, seq: int, timeout_s: float) -> Frame:
         import time

@@ -155,4 +155,7 @@ def print_summary(document: dict[str, Any], paths: dict[str, Path]) -> None:
     verdict = "bit-exact" if summary["bit_exact"] else "NOT bit-exact"
     identical = summary["inferences"] - summary["mismatched_inferences"]
     print(f"chip vs reference: {verdict} ({identical}/{summary['inferences']} identical)")
+    retries = document.get("run", {}).get("link_retries")
+    if retries:
+        print(f"link: {retries} request(s) sent again after a transit error (CRC/truncation); none executed twice")
     print(f"results: {paths['metrics'].parent}/ (metrics.json, report.md, predictions.npz)")

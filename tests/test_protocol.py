@@ -149,3 +149,36 @@ def test_large_inputs_are_chunked_with_write_input() -> None:
     data = bytes(i % 251 for i in range(10_000))
     result = client.infer(data)
     assert bytes(stored) == data and result.output == data[:5000] and result.ticks == 5
+
+
+def test_damaged_request_is_sent_again() -> None:
+    failures = {"left": 2}
+
+    def flaky(msg_type: int, seq: int, payload: bytes) -> bytes:
+        if failures["left"]:
+            failures["left"] -= 1
+            return encode_frame(Msg.ERROR, seq, bytes([3, msg_type]) + b"frame truncated")
+        return encode_frame(msg_type | 0x80, seq, payload)
+
+    transport = FakeTransport(flaky)
+    client = Client(transport, timeout_s=1)
+    assert client.echo(b"again") == b"again"
+    assert client.retries == 2 and [t for t, _ in transport.requests] == [Msg.ECHO] * 3
+
+
+def test_persistent_transit_errors_give_up_with_the_device_error() -> None:
+    def broken(msg_type: int, seq: int, payload: bytes) -> bytes:
+        return encode_frame(Msg.ERROR, seq, bytes([1, msg_type]) + b"frame CRC mismatch")
+
+    client = Client(FakeTransport(broken), timeout_s=1, max_retries=2)
+    with pytest.raises(DeviceErrorFrame, match="BAD_CRC"):
+        client.echo(b"x")
+    assert client.retries == 2
+
+
+def test_execution_errors_are_not_retried() -> None:
+    transport = FakeTransport(device)
+    client = Client(transport, timeout_s=1)
+    with pytest.raises(DeviceErrorFrame):
+        client.request(0x33)
+    assert client.retries == 0 and len(transport.requests) == 1
