@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 import numpy as np
+from serial import SerialException
 
 from host.compiler.types import DTYPE_NAMES, TensorInfo
 from host.errors import UserError
@@ -219,7 +220,7 @@ class Client:
         """
         for attempt in range(self.max_retries + 1):
             self.seq = (self.seq + 1) & 0xFF or 1
-            self.transport.write(encode_frame(msg_type, self.seq, payload))
+            self._write(encode_frame(msg_type, self.seq, payload))
             frame = self._wait_for(self.seq, timeout_s or self.timeout_s)
             if frame.type == Msg.ERROR:
                 code, request = frame.payload[0], frame.payload[1]
@@ -258,9 +259,22 @@ class Client:
 
     def _read_available(self) -> bytes:
         """Block for one byte (up to the transport timeout), then take what is waiting."""
-        data = self.transport.read(1) or b""
-        waiting = getattr(self.transport, "in_waiting", 0) if data else 0
-        return data + (self.transport.read(waiting) if waiting else b"")
+        try:
+            data = self.transport.read(1) or b""
+            waiting = getattr(self.transport, "in_waiting", 0) if data else 0
+            return data + (self.transport.read(waiting) if waiting else b"")
+        except (OSError, SerialException) as err:
+            raise self._link_lost(err) from None
+
+    def _write(self, data: bytes) -> None:
+        try:
+            self.transport.write(data)
+        except (OSError, SerialException) as err:
+            raise self._link_lost(err) from None
+
+    def _link_lost(self, err: Exception) -> DeviceError:
+        return DeviceError(f"lost the link to {self.describe}: {err}",
+                           hint="the board reset, was unplugged or the emulator stopped; check it and run again")
 
     def handshake(self) -> DeviceInfo:
         info = parse_info(self.request(Msg.INFO))

@@ -222,3 +222,33 @@ def test_emulator_stops_when_host_is_interrupted_or_killed(flashed, sig: int) ->
     finally:
         proc.kill()
         proc.wait()
+
+
+def test_emulator_dying_mid_run_is_a_clear_device_error(model, tmp_path: Path) -> None:  # noqa: ANN001
+    from host.protocol import DeviceError
+
+    board = load_board(DEFAULT_BOARD)
+    image = build_firmware(model, board, out_dir=tmp_path)
+    with boot_elf(board, image.elf, model.sha256, timeout_s=3) as dev:
+        (qemu,) = _qemu_children(os.getpid())
+        os.kill(qemu, signal.SIGKILL)
+        with pytest.raises(DeviceError, match="lost the link|stopped answering"):
+            for _ in range(3):
+                dev.infer(bytes(64))
+
+
+def test_firmware_that_never_answers_times_out_cleanly(model, tmp_path: Path) -> None:  # noqa: ANN001
+    from host.errors import UserError
+
+    board = load_board(DEFAULT_BOARD)
+    elf = tmp_path / "silent.elf"
+    # A valid Cortex-M image whose reset handler spins forever: vector table of two words, then `b .`.
+    subprocess.run(["arm-none-eabi-gcc", "-mcpu=cortex-m4", "-mthumb", "-nostdlib", "-Wl,-Ttext=0", "-o", str(elf),
+                    "-x", "assembler", "-"], input=".thumb\n.word 0x20001000\n.word reset+1\n"
+                    ".thumb_func\nreset: b reset\n.global _start\n_start:\n",
+                    check=True, capture_output=True, text=True)
+    started = time.monotonic()
+    with pytest.raises(UserError, match="did not complete the handshake"), \
+            boot_elf(board, elf, model.sha256, timeout_s=2):
+        pass
+    assert time.monotonic() - started < 15
