@@ -1,19 +1,47 @@
-"""Boards are data: boards/<name>/board.toml (see docs/boards.md)."""
+"""Boards are data: boards/<name>/board.toml (see docs/boards.md).
+
+A board file names the CPU and FPU, the memory map (flash, RAM and any
+extra regions such as CCM), the UART, the clock and how the board is run
+(an emulator) or flashed. Nothing in the host or the firmware branches on a
+board's name: adding a board is adding a folder.
+"""
 
 from __future__ import annotations
 
+import re
 import tomllib
 from dataclasses import dataclass, field
+from fractions import Fraction
 from pathlib import Path
+from typing import Any
 
 from host.errors import UserError
-from host.paths import BOARDS_DIR
+from host.paths import BOARDS_DIR, FIRMWARE_DIR
+
+# What the build can place in an extra memory region ([memory.<name>] holds = [...]).
+# Everything not listed in some region stays in RAM (the default place).
+PLACEABLE = {
+    "stack": "the main stack (stack_bytes)",
+    "arena": "the model's activation arena",
+    "io_buffers": "the protocol's receive/transmit/profile buffers",
+}
+FLOAT_ABIS = ("soft", "softfp", "hard")
+_REGION_NAME = re.compile(r"^[a-z][a-z0-9_]*$")
 
 
 @dataclass(frozen=True)
 class MemoryRegion:
     origin: int
     length: int
+    name: str = ""
+    holds: tuple[str, ...] = ()
+
+    @property
+    def end(self) -> int:
+        return self.origin + self.length
+
+    def contains(self, address: int) -> bool:
+        return self.origin <= address < self.end
 
 
 @dataclass(frozen=True)
@@ -36,16 +64,45 @@ class Board:
     extra_sources: tuple[str, ...] = ()
     extra_defines: dict = field(default_factory=dict)
     linker_script: str | None = None
+    regions: tuple[MemoryRegion, ...] = ()   # extra regions ([memory.<name>] other than flash and ram)
 
     @property
     def emulated(self) -> bool:
         return bool(self.emulator)
 
     @property
-    def instructions_per_tick(self) -> int | None:
-        """Instructions per SysTick tick under QEMU -icount shift=0 (None on real hardware)."""
+    def tick_ratio(self) -> Fraction | None:
+        """Exact guest instructions per SysTick tick under QEMU -icount (None on real hardware)."""
         value = self.emulator.get("instructions_per_tick")
-        return int(value) if value is not None else None
+        return None if value is None else _fraction(value)
+
+    @property
+    def instructions_per_tick(self) -> int | float | None:
+        """Instructions per tick: an int when whole (MPS2: 40), else a float (e.g. 125/21 at 168 MHz)."""
+        ratio = self.tick_ratio
+        if ratio is None:
+            return None
+        return int(ratio) if ratio.denominator == 1 else float(ratio)
+
+    @property
+    def icount_shift(self) -> int:
+        return int(self.emulator.get("icount_shift", 0))
+
+    def instructions(self, ticks: int) -> int | None:
+        """Guest instructions for a tick count (rounded to the nearest instruction)."""
+        ratio = self.tick_ratio
+        return None if ratio is None else round(ticks * ratio)
+
+    def region_of(self, item: str) -> MemoryRegion:
+        """The region holding a placeable item (stack, arena, io_buffers): an extra region or RAM."""
+        for region in self.regions:
+            if item in region.holds:
+                return region
+        return self.ram
+
+    @property
+    def all_regions(self) -> tuple[MemoryRegion, ...]:
+        return (self.flash, self.ram, *self.regions)
 
 
 def list_boards() -> list[str]:
@@ -54,37 +111,163 @@ def list_boards() -> list[str]:
 
 def load_board(name: str) -> Board:
     path = BOARDS_DIR / name / "board.toml"
-    if not path.exists():
+    if not name or "/" in name or not path.exists():
         raise UserError(
             f"unknown board '{name}'",
             hint=f"available boards: {', '.join(list_boards())} (each is a folder in boards/)",
         )
+    return load_board_file(path)
+
+
+def load_board_file(path: Path) -> Board:
+    """Parse and validate one board.toml; errors name the file and the field."""
     try:
         data = tomllib.loads(path.read_text())
-        return _board_from_toml(name, path.parent, data)
-    except (KeyError, TypeError, ValueError, tomllib.TOMLDecodeError) as err:
-        raise UserError(f"{path}: invalid board description ({err})", hint="see docs/boards.md") from None
+    except tomllib.TOMLDecodeError as err:
+        raise UserError(f"{path}: not valid TOML ({err})", hint="see docs/boards.md") from None
+    try:
+        return _board_from_toml(path.parent.name, path.parent, data)
+    except BoardFieldError as err:
+        raise UserError(f"{path}: field '{err.field}' {err.problem}", hint="see docs/boards.md") from None
+
+
+class BoardFieldError(Exception):
+    def __init__(self, field_name: str, problem: str) -> None:
+        super().__init__(f"{field_name}: {problem}")
+        self.field, self.problem = field_name, problem
+
+
+def _get(table: dict, key: str, kind: type | tuple[type, ...], where: str, default: Any = ...) -> Any:  # noqa: ANN401
+    name = f"{where}.{key}" if where else key
+    if key not in table:
+        if default is ...:
+            raise BoardFieldError(name, "is missing")
+        return default
+    value = table[key]
+    kinds = kind if isinstance(kind, tuple) else (kind,)
+    if isinstance(value, bool) and bool not in kinds or not isinstance(value, kinds):
+        expected = " or ".join(k.__name__ for k in kinds)
+        raise BoardFieldError(name, f"must be {'an' if expected[0] in 'aeiou' else 'a'} {expected}, "
+                                    f"got {value!r}")
+    return value
+
+
+def _positive(value: int, name: str) -> int:
+    if value <= 0:
+        raise BoardFieldError(name, f"must be positive, got {value}")
+    return value
+
+
+def _fraction(value: object, name: str = "emulator.instructions_per_tick") -> Fraction:
+    try:
+        if isinstance(value, bool):
+            raise ValueError
+        if isinstance(value, str):
+            ratio = Fraction(value.replace("_", ""))
+        elif isinstance(value, int | float):
+            ratio = Fraction(value)
+        else:
+            raise ValueError
+    except (ValueError, ZeroDivisionError):
+        raise BoardFieldError(name, f"must be a positive number or a fraction like \"125/21\", got {value!r}") \
+            from None
+    if ratio <= 0:
+        raise BoardFieldError(name, f"must be positive, got {value!r}")
+    return ratio
+
+
+def _region(memory: dict, key: str, extra: bool) -> MemoryRegion:
+    where = f"memory.{key}"
+    table = _get(memory, key, dict, "memory")
+    origin = _get(table, "origin", int, where)
+    length = _positive(_get(table, "length", int, where), f"{where}.length")
+    if origin < 0 or origin + length > 1 << 32:
+        raise BoardFieldError(f"{where}.origin", "the region must lie in the 32-bit address space")
+    holds: tuple[str, ...] = ()
+    if extra:
+        if not _REGION_NAME.match(key):
+            raise BoardFieldError(where, "region names are lower-case identifiers (e.g. ccm, dtcm)")
+        raw = _get(table, "holds", list, where, [])
+        for item in raw:
+            if item not in PLACEABLE:
+                raise BoardFieldError(f"{where}.holds", f"unknown item {item!r}; one of {', '.join(PLACEABLE)}")
+        holds = tuple(raw)
+    elif "holds" in table:
+        raise BoardFieldError(f"{where}.holds", "only extra regions take 'holds' (RAM holds the rest)")
+    return MemoryRegion(origin, length, key, holds)
 
 
 def _board_from_toml(name: str, directory: Path, data: dict) -> Board:
-    memory, uart = data["memory"], data["uart"]
+    memory = _get(data, "memory", dict, "")
+    uart = _get(data, "uart", dict, "")
+    flash = _region(memory, "flash", extra=False)
+    ram = _region(memory, "ram", extra=False)
+    regions = tuple(_region(memory, key, extra=True) for key in memory if key not in ("flash", "ram"))
+    _check_layout(flash, ram, regions)
+    fpu = _get(data, "fpu", str, "", "none")
+    float_abi = _get(data, "float_abi", str, "", "soft")
+    if float_abi not in FLOAT_ABIS:
+        raise BoardFieldError("float_abi", f"must be one of {', '.join(FLOAT_ABIS)}, got {float_abi!r}")
+    if fpu == "none" and float_abi != "soft":
+        raise BoardFieldError("float_abi", "must be \"soft\" for a core without FPU (fpu = \"none\")")
+    driver = _get(uart, "driver", str, "uart")
+    if not (FIRMWARE_DIR / "drivers" / f"uart_{driver}.c").exists():
+        raise BoardFieldError("uart.driver", f"no driver firmware/drivers/uart_{driver}.c")
+    emulator = dict(_get(data, "emulator", dict, "", {}))
+    if emulator:
+        if _get(emulator, "kind", str, "emulator") != "qemu":
+            raise BoardFieldError("emulator.kind", f"only \"qemu\" is supported, got {emulator['kind']!r}")
+        _get(emulator, "machine", str, "emulator")
+        if "instructions_per_tick" in emulator:
+            _fraction(emulator["instructions_per_tick"])
+        if not 0 <= _get(emulator, "icount_shift", int, "emulator", 0) <= 10:
+            raise BoardFieldError("emulator.icount_shift", "must be between 0 and 10")
+    sources = tuple(_get(data, "sources", list, "", []))
+    for source in sources:
+        if not isinstance(source, str) or not (directory / source).is_file():
+            raise BoardFieldError("sources", f"{source!r} is not a file in {directory}")
+    linker_script = _get(data, "linker_script", str, "", None)
+    if linker_script is not None and not (directory / linker_script).is_file():
+        raise BoardFieldError("linker_script", f"{linker_script!r} is not a file in {directory}")
+    board_name = _get(data, "name", str, "", name)
+    if board_name != name:
+        raise BoardFieldError("name", f"must match the folder name {name!r}, got {board_name!r}")
+    stack_bytes = _positive(_get(data, "stack_bytes", int, "", 16384), "stack_bytes")
+    if stack_bytes % 8:
+        raise BoardFieldError("stack_bytes", f"must be a multiple of 8, got {stack_bytes}")
     return Board(
-        name=data.get("name", name),
-        description=data.get("description", ""),
+        name=board_name,
+        description=_get(data, "description", str, "", ""),
         directory=directory,
-        cpu=data["cpu"],
-        fpu=data.get("fpu", "none"),
-        float_abi=data.get("float_abi", "soft"),
-        clock_hz=int(data["clock_hz"]),
-        flash=MemoryRegion(int(memory["flash"]["origin"]), int(memory["flash"]["length"])),
-        ram=MemoryRegion(int(memory["ram"]["origin"]), int(memory["ram"]["length"])),
-        uart_driver=uart["driver"],
-        uart_base=int(uart["base"]),
-        uart_baud=int(uart.get("baud", 115200)),
-        stack_bytes=int(data.get("stack_bytes", 16384)),
-        emulator=dict(data.get("emulator", {})),
-        flash_method=dict(data.get("flash", {})),
-        extra_sources=tuple(data.get("sources", ())),
-        extra_defines=dict(data.get("defines", {})),
-        linker_script=data.get("linker_script"),
+        cpu=_get(data, "cpu", str, ""),
+        fpu=fpu,
+        float_abi=float_abi,
+        clock_hz=_positive(_get(data, "clock_hz", int, ""), "clock_hz"),
+        flash=flash,
+        ram=ram,
+        uart_driver=driver,
+        uart_base=_get(uart, "base", int, "uart"),
+        uart_baud=_positive(_get(uart, "baud", int, "uart", 115200), "uart.baud"),
+        stack_bytes=stack_bytes,
+        emulator=emulator,
+        flash_method=dict(_get(data, "flash", dict, "", {})),
+        extra_sources=sources,
+        extra_defines=dict(_get(data, "defines", dict, "", {})),
+        linker_script=linker_script,
+        regions=regions,
     )
+
+
+def _check_layout(flash: MemoryRegion, ram: MemoryRegion, regions: tuple[MemoryRegion, ...]) -> None:
+    placed: dict[str, str] = {}
+    for region in regions:
+        for item in region.holds:
+            if item in placed:
+                raise BoardFieldError(f"memory.{region.name}.holds",
+                                      f"{item!r} is already placed in memory.{placed[item]}")
+            placed[item] = region.name
+    every = (flash, ram, *regions)
+    for i, a in enumerate(every):
+        for b in every[i + 1:]:
+            if a.origin < b.end and b.origin < a.end:
+                raise BoardFieldError(f"memory.{b.name}", f"overlaps memory.{a.name}")

@@ -8,34 +8,51 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import shutil
 import subprocess
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
-from host.boards import Board
+from host.boards import Board, MemoryRegion, list_boards, load_board
 from host.compiler import CompiledModel
 from host.errors import UserError
 from host.paths import BUILD_DIR, FIRMWARE_DIR
 
 TOOLCHAIN_HINT = "install the Arm toolchain: sudo apt-get install gcc-arm-none-eabi libnewlib-arm-none-eabi"
-CODE_ALLOWANCE = 64 * 1024   # engine + runtime code, for the pre-link fit check
-STATIC_RAM_ALLOWANCE = 12 * 1024  # protocol buffers and statics
+# Pre-build fit check (check_fits). Model-dependent sizes are exact; these cover the rest.
+CODE_ALLOWANCE = 64 * 1024    # engine + runtime code and tables in flash (measured ~22 KiB with -O2)
+IO_BUFFER_BYTES = 2 * 4096 + (512 + 1) * 8  # protocol.c: rx/tx payload + per-op tick stamps (.bss.tm_io)
+STATIC_RAM_ALLOWANCE = 1024   # other .data/.bss of runtime, engine and libc (measured < 100 B)
+# Input sections of the placeable items (host.boards.PLACEABLE) for the generated regions.ld.
+PLACEMENT_SECTIONS = {
+    "io_buffers": "*(.bss.tm_io)",
+    "arena": "*model.o(.bss.arena)",
+}
 
 
 @dataclass(frozen=True)
 class FirmwareImage:
     elf: Path
-    flash_bytes: int          # .text + .rodata + .data (load image)
-    ram_bytes: int            # .data + .bss + stack
+    flash_bytes: int          # load image in flash: .text + .rodata + .data initializers
+    ram_bytes: int            # RAM: .data + .bss (+ stack when the stack is in RAM)
     board: Board
+    region_bytes: dict[str, int] = field(default_factory=dict)  # extra regions (incl. the stack if placed there)
 
     def usage_lines(self) -> list[str]:
-        return [
+        stack = f" (incl. {self.board.stack_bytes:,} B stack)"
+        lines = [
             _usage("flash", self.flash_bytes, self.board.flash.length),
-            _usage("RAM", self.ram_bytes, self.board.ram.length) + f" (incl. {self.board.stack_bytes:,} B stack)",
+            _usage("RAM", self.ram_bytes, self.board.ram.length) + (stack if self._stack_in("ram") else ""),
         ]
+        for region in self.board.regions:
+            lines.append(_usage(region.name, self.region_bytes.get(region.name, 0), region.length)
+                         + (stack if self._stack_in(region.name) else ""))
+        return lines
+
+    def _stack_in(self, region: str) -> bool:
+        return self.board.region_of("stack").name == region
 
 
 def _usage(label: str, used: int, total: int) -> str:
@@ -49,20 +66,54 @@ def toolchain(tool: str = "gcc") -> str:
     return path
 
 
+@dataclass(frozen=True)
+class RegionNeed:
+    region: MemoryRegion
+    need: int
+    parts: tuple[tuple[str, int], ...]
+
+    @property
+    def short_by(self) -> int:
+        return self.need - self.region.length
+
+    def describe(self) -> str:
+        parts = " + ".join(f"{label} {size:,}" for label, size in self.parts)
+        return (f"memory.{self.region.name} (0x{self.region.origin:08X}, {self.region.length:,} bytes): "
+                f"needs about {self.need:,} bytes ({parts}), short by {self.short_by:,} bytes")
+
+
+def estimate_needs(model: CompiledModel, board: Board) -> list[RegionNeed]:
+    """What the model's firmware needs in each memory region (model sizes exact, code and statics estimated)."""
+    parts: dict[str, list[tuple[str, int]]] = {r.name: [] for r in board.all_regions}
+    parts["flash"] += [("weights", model.weights_bytes), ("code", CODE_ALLOWANCE)]
+    parts["ram"].append(("statics", STATIC_RAM_ALLOWANCE))
+    for item, label, size in (("arena", "arena", model.arena_bytes), ("io_buffers", "I/O buffers", IO_BUFFER_BYTES),
+                              ("stack", "stack", board.stack_bytes)):
+        parts[board.region_of(item).name].append((label, size))
+    return [RegionNeed(r, sum(size for _, size in parts[r.name]), tuple(parts[r.name]))
+            for r in board.all_regions if parts[r.name]]
+
+
 def check_fits(model: CompiledModel, board: Board) -> None:
-    """Refuse, before building, a model whose weights or arena cannot fit the board."""
-    flash_need = model.weights_bytes + CODE_ALLOWANCE
-    ram_need = model.arena_bytes + board.stack_bytes + STATIC_RAM_ALLOWANCE
-    problems = []
-    if flash_need > board.flash.length:
-        problems.append(f"flash: needs about {flash_need:,} bytes (weights {model.weights_bytes:,} + code), "
-                        f"board has {board.flash.length:,} (short by {flash_need - board.flash.length:,})")
-    if ram_need > board.ram.length:
-        problems.append(f"RAM: needs about {ram_need:,} bytes (arena {model.arena_bytes:,} + stack and buffers), "
-                        f"board has {board.ram.length:,} (short by {ram_need - board.ram.length:,})")
+    """Refuse, before building, a model that cannot fit the board: name each region and its shortfall."""
+    problems = [n for n in estimate_needs(model, board) if n.short_by > 0]
     if problems:
-        raise UserError(f"model '{model.name}' does not fit board {board.name}:\n  " + "\n  ".join(problems),
-                        hint="choose a board with more memory or a smaller model")
+        raise UserError(f"model '{model.name}' does not fit board {board.name}:\n  "
+                        + "\n  ".join(n.describe() for n in problems), hint=_boards_that_fit(model))
+
+
+def _boards_that_fit(model: CompiledModel) -> str:
+    fitting = []
+    for name in list_boards():
+        try:
+            other = load_board(name)
+        except UserError:
+            continue
+        if all(n.short_by <= 0 for n in estimate_needs(model, other)):
+            fitting.append(name)
+    if not fitting:
+        return "no board in boards/ has room for it: choose a smaller model"
+    return f"boards with room for it: {', '.join(fitting)}"
 
 
 def cflags(board: Board) -> list[str]:
@@ -96,16 +147,42 @@ def sources(board: Board, model_c: Path) -> list[Path]:
 
 
 def _memory_script(board: Board, out_dir: Path) -> Path:
+    (out_dir / "regions.ld").write_text(regions_script(board))
     if board.linker_script:
         return board.directory / board.linker_script
     script = out_dir / "memory.ld"
-    script.write_text(
-        "/* Generated from the board file. */\nMEMORY\n{\n"
-        f"    FLASH (rx)  : ORIGIN = 0x{board.flash.origin:08X}, LENGTH = 0x{board.flash.length:X}\n"
-        f"    RAM   (rwx) : ORIGIN = 0x{board.ram.origin:08X}, LENGTH = 0x{board.ram.length:X}\n"
-        "}\nINCLUDE sections.ld\n"
-    )
+    lines = ["/* Generated from the board file. */", "MEMORY", "{"]
+    for region in board.all_regions:
+        access = "rx" if region is board.flash else "rwx"
+        lines.append(f"    {region.name.upper():8} ({access}) : ORIGIN = 0x{region.origin:08X}, "
+                     f"LENGTH = 0x{region.length:X}")
+    script.write_text("\n".join([*lines, "}", "INCLUDE sections.ld", ""]))
     return script
+
+
+def regions_script(board: Board) -> str:
+    """Output sections for the extra regions (NOLOAD: zeroed by startup.c via the zero table)."""
+    out = ["/* Generated from the board file: extra memory regions (see docs/boards.md). */"]
+    zeroed = []
+    for region in board.regions:
+        body = [f"        {PLACEMENT_SECTIONS[item]}" for item in region.holds if item in PLACEMENT_SECTIONS]
+        if not region.holds:
+            continue
+        name = region.name
+        out += [f"    .{name} (NOLOAD) : ALIGN(16)", "    {", f"        __{name}_start = .;", *body,
+                "        . = ALIGN(4);", f"        __{name}_end = .;"]
+        if "stack" in region.holds:
+            out += ["        . = ALIGN(8);", "        . += __stack_size;", "        __stack_top = .;"]
+        out += [f"    }} > {name.upper()}", ""]
+        if body:
+            zeroed.append(name)
+    if zeroed:
+        out += ["    .zero_table : ALIGN(4)", "    {", "        __zero_table_start = .;",
+                *[f"        LONG(__{n}_start) LONG(__{n}_end)" for n in zeroed],
+                "        __zero_table_end = .;", "    } > FLASH"]
+    else:
+        out += ["    __zero_table_start = 0;", "    __zero_table_end = 0;"]
+    return "\n".join(out) + "\n"
 
 
 def _compile_one(cc: str, flags: list[str], src: Path, obj: Path) -> str | None:
@@ -139,31 +216,56 @@ def build_firmware(model: CompiledModel, board: Board, out_dir: Path | None = No
         raise UserError("firmware compilation failed:\n" + "\n".join(errors))
     elf = out_dir / "firmware.elf"
     link = [cc, *flags[:4], "-nostartfiles", "--specs=nano.specs", "--specs=nosys.specs",
-            f"-Wl,--defsym=__stack_size={board.stack_bytes}", f"-L{FIRMWARE_DIR / 'runtime'}",
+            f"-Wl,--defsym=__stack_size={board.stack_bytes}", f"-L{FIRMWARE_DIR / 'runtime'}", f"-L{out_dir}",
             f"-T{_memory_script(board, out_dir)}", "-Wl,--gc-sections", f"-Wl,-Map={out_dir / 'firmware.map'}",
             *map(str, objs), "-o", str(elf)]
     result = subprocess.run(link, capture_output=True, text=True)
     if result.returncode != 0:
-        raise UserError(f"firmware link failed for board {board.name}:\n{_explain_link_error(result.stderr)}",
-                        hint="the model or its arena does not fit the board's memory" if "overflow" in
-                        result.stderr.lower() else None)
+        explained, overflow = _explain_link_error(result.stderr)
+        raise UserError(f"firmware link failed for board {board.name}:\n{explained}",
+                        hint="the model or its arena does not fit the board's memory: choose a bigger board "
+                             "or a smaller model" if overflow else None)
     return image_sizes(elf, board)
 
 
-def _explain_link_error(stderr: str) -> str:
-    lines = [line for line in stderr.splitlines() if "overflow" in line.lower() or "error" in line.lower()]
-    return "\n".join(lines[:8]) or stderr[-2000:]
+_OVERFLOW = re.compile(r"region [`'](\w+)' overflowed by (\d+) bytes")
+
+
+def _explain_link_error(stderr: str) -> tuple[str, bool]:
+    """The linker's complaint, with 'region X overflowed' turned into the board file's region name."""
+    lines, overflow = [], False
+    for line in stderr.splitlines():
+        match = _OVERFLOW.search(line)
+        if match:
+            overflow = True
+            lines.append(f"  memory.{match.group(1).lower()} is short by {int(match.group(2)):,} bytes")
+        elif "overflow" in line.lower() or "error" in line.lower():
+            overflow = overflow or "overflow" in line.lower()
+            lines.append("  " + line.split(": ", 1)[-1] if "ld:" in line else "  " + line)
+    return "\n".join(dict.fromkeys(lines[:8])) or stderr[-2000:], overflow
+
+
+_SECTION = re.compile(r"^\s*\d+\s+(\S+)\s+([0-9a-f]+)\s+([0-9a-f]+)\s+([0-9a-f]+)\s+[0-9a-f]+\s+2\*\*\d+\s*$")
 
 
 def image_sizes(elf: Path, board: Board) -> FirmwareImage:
-    """Flash = .text + .ARM.exidx + .data; RAM = .data + .bss + stack."""
-    result = subprocess.run([toolchain("size"), "-A", str(elf)], capture_output=True, text=True, check=True)
-    sections = {}
-    for line in result.stdout.splitlines():
-        parts = line.split()
-        if len(parts) >= 2 and parts[1].isdigit():
-            sections[parts[0]] = int(parts[1])
-    data = sections.get(".data", 0)
-    flash = sections.get(".text", 0) + sections.get(".ARM.exidx", 0) + data
-    ram = data + sections.get(".bss", 0) + board.stack_bytes
-    return FirmwareImage(elf=elf, flash_bytes=flash, ram_bytes=ram, board=board)
+    """Bytes per memory region from the ELF's section headers: flash counts what is loaded at a
+    flash address (code, constants, .data initializers), other regions what runs at their addresses
+    (.data, .bss, NOLOAD sections), plus the stack where the board file puts it."""
+    result = subprocess.run([toolchain("objdump"), "-h", str(elf)], capture_output=True, text=True, check=True)
+    used = {r.name: 0 for r in board.all_regions}
+    lines = result.stdout.splitlines()
+    for line, flags in zip(lines, [*lines[1:], ""], strict=True):
+        match = _SECTION.match(line)
+        if not match or "ALLOC" not in flags:
+            continue
+        size, vma, lma = (int(match.group(i), 16) for i in (2, 3, 4))
+        if "LOAD" in flags and board.flash.contains(lma):
+            used["flash"] += size
+        for region in board.all_regions:
+            if region is not board.flash and region.contains(vma):
+                used[region.name] += size
+    if board.region_of("stack") is board.ram:
+        used["ram"] += board.stack_bytes
+    return FirmwareImage(elf=elf, flash_bytes=used["flash"], ram_bytes=used["ram"], board=board,
+                         region_bytes={r.name: used[r.name] for r in board.regions})

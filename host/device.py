@@ -10,6 +10,7 @@ For an emulated board the "flashed" image is build/flash/<board>/ (made by
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -20,7 +21,7 @@ import numpy as np
 from host.boards import Board, load_board
 from host.errors import UserError
 from host.paths import DEFAULT_BOARD, FLASH_DIR
-from host.protocol import Client, DeviceError, DeviceInfo, InferResult, outputs_from_bytes
+from host.protocol import Client, DeviceError, DeviceInfo, InferResult, Msg, outputs_from_bytes
 
 
 @dataclass(frozen=True)
@@ -57,9 +58,7 @@ class Device:
 
     def infer(self, inputs: bytes) -> InferResult:
         result = self.client.infer(inputs)
-        per_tick = self.board.instructions_per_tick
-        instructions = result.ticks * per_tick if per_tick else None
-        return InferResult(result.output, result.ticks, instructions)
+        return InferResult(result.output, result.ticks, self.board.instructions(result.ticks))
 
     def infer_arrays(self, *inputs: np.ndarray) -> tuple[list[np.ndarray], InferResult]:
         data = b"".join(np.ascontiguousarray(x, dtype=t.dtype).tobytes()
@@ -98,6 +97,7 @@ def boot_elf(spec: Board, elf: Path, model_sha256: bytes, timeout_s: float = 30.
         link = qemu.start()
         try:
             client = Client(link, timeout_s=timeout_s, describe=f"board {spec.name} (QEMU)")
+            _wait_until_listening(client, timeout_s)
             info = _handshake(client, spec.name)
             if info.model_sha256 != model_sha256:
                 raise DeviceError(
@@ -107,6 +107,24 @@ def boot_elf(spec: Board, elf: Path, model_sha256: bytes, timeout_s: float = 30.
             yield Device(spec, client, info)
         finally:
             link.close()
+
+
+def _wait_until_listening(client: Client, timeout_s: float, ping_s: float = 0.25) -> None:
+    """Ping with short ECHOs until the firmware answers.
+
+    A UART may drop what arrives before the firmware enabled its receiver
+    (QEMU's STM32 USART does, unlike the CMSDK UART, which holds the bytes
+    back), so the first request of a fresh boot can vanish. A lost ping costs
+    `ping_s`; the handshake then runs on a link known to be listening.
+    """
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            client.request(Msg.ECHO, b"ping", timeout_s=ping_s)
+            return
+        except DeviceError:
+            if time.monotonic() > deadline:
+                return  # let the handshake report the failure
 
 
 def _handshake(client: Client, board: str) -> DeviceInfo:

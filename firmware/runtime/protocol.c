@@ -31,10 +31,14 @@ typedef struct {
     uint64_t last_byte_tick;
 } parser_t;
 
-static uint8_t rx_payload[TM_MAX_PAYLOAD];
+/* The I/O buffers share one section so a board file can place them in an
+ * extra memory region (holds = ["io_buffers"], e.g. the STM32's CCM). */
+#define IO_BUFFER __attribute__((section(".bss.tm_io"), aligned(8)))
+
+static uint8_t rx_payload[TM_MAX_PAYLOAD] IO_BUFFER;
 static uint8_t rx_crc[4];
-static uint8_t tx_payload[TM_MAX_PAYLOAD];
-static uint64_t op_ticks[MAX_PROFILED_OPS + 1];
+static uint8_t tx_payload[TM_MAX_PAYLOAD] IO_BUFFER;
+static uint64_t op_ticks[MAX_PROFILED_OPS + 1] IO_BUFFER;
 static uint16_t profiled_ops;
 
 /* ---- sending ---------------------------------------------------------- */

@@ -1,15 +1,23 @@
-/* startup.c - Cortex-M vector table and reset: copy .data, zero .bss, enable
- * the FPU when there is one, start SysTick, run main.  Faults report an error
- * frame on the UART (see protocol.c) and stop. */
+/* startup.c - Cortex-M vector table and reset: copy .data from its load
+ * address (flash) to RAM, zero .bss and the zero-initialized sections of the
+ * board's extra memory regions (the linker's zero table, see sections.ld),
+ * point VTOR at the vector table, enable the FPU when there is one, start
+ * SysTick, run main.  Faults report an error frame on the UART (see
+ * protocol.c) and stop. */
 #include <stdint.h>
 
 extern uint32_t _sidata, _sdata, _edata, _sbss, _ebss, _estack;
+/* Pairs of (start, end) addresses, one per extra memory region (generated regions.ld). */
+extern const uint32_t __zero_table_start[], __zero_table_end[];
 extern int main(void);
 extern void SysTick_Handler(void);
 void systick_init(void);
 void protocol_report_fault(uint32_t ipsr);
 
+#define SCB_VTOR (*(volatile uint32_t *)0xE000ED08u)
 #define SCB_CPACR (*(volatile uint32_t *)0xE000ED88u)
+
+static void (*const vectors[16])(void);
 
 void Reset_Handler(void) {
     uint32_t *src = &_sidata;
@@ -19,6 +27,13 @@ void Reset_Handler(void) {
     for (uint32_t *dst = &_sbss; dst < &_ebss;) {
         *dst++ = 0;
     }
+    for (const uint32_t *entry = __zero_table_start; entry < __zero_table_end; entry += 2) {
+        for (uint32_t *dst = (uint32_t *)entry[0]; dst < (uint32_t *)entry[1];) {
+            *dst++ = 0;
+        }
+    }
+    /* The table is at the start of flash (0x08000000 on STM32, 0 on MPS2). */
+    SCB_VTOR = (uint32_t)(uintptr_t)vectors;
 #if defined(__ARM_FP)
     SCB_CPACR |= (0xFu << 20); /* CP10, CP11 full access */
     __asm volatile("dsb\n\tisb" ::: "memory");
