@@ -162,12 +162,16 @@ typedef struct {
 } tm_concat_params_t;
 
 /* LOGISTIC int8 -> int8 (output scale 1/256, zero point -128): inputs beyond
- * +-input_range_radius saturate; others go through gemmlowp's Q4.27 logistic. */
+ * +-input_range_radius saturate; others go through gemmlowp's Q4.27 logistic.
+ * int16 -> int16 (zero points 0, output scale 2^-15): the input is rescaled by
+ * (x * input_multiplier + round) >> input_left_shift (multiplier 0: x * 3) and
+ * interpolated in TFLM's 256-entry 0.16 sigmoid table (computed by the compiler). */
 typedef struct {
-    int32_t input_zero_point;
-    int32_t input_range_radius;
+    int32_t input_zero_point;         /* int8 only */
+    int32_t input_range_radius;       /* int8 only */
     int32_t input_multiplier;
     int32_t input_left_shift;
+    const uint16_t *sigmoid_lut;      /* int16 only: sigmoid(i / 24) * 2^16, i = 0..255 */
 } tm_logistic_params_t;
 
 /* MEAN over the axes in `reduce_mask` (bit d = input dim d), int8/int16, on

@@ -434,6 +434,35 @@ def random_logistic(rng: np.random.Generator) -> bytes:
 GENERATORS["LOGISTIC"] = random_logistic
 
 
+def _logistic_int16_input_scale(rng: np.random.Generator) -> float:
+    """TFLM's int16 LOGISTIC has a special case for an input scale of (about)
+    2^-12 and truncates the rescaling multiplier otherwise: cover both, other
+    powers of two, and scales whose range reaches saturation (|x| > ~10.7)."""
+    kind = int(rng.integers(0, 6))
+    if kind == 0:  # exactly or nearly 2^-12 (CheckedLog2 tolerance is 1e-3 in log2)
+        return 2.0**-12 * float(rng.choice([1.0, 1.0, 1.0004, 0.9996, 1.002, 0.998]))
+    if kind == 1:  # other powers of two, and 3 * 2^k
+        return float(rng.choice([1.0, 3.0])) * 2.0 ** int(rng.integers(-17, -6))
+    if kind == 2:  # beyond +-10.7: part of the range saturates
+        return float(np.exp(rng.uniform(np.log(4e-4), np.log(2.5))))
+    if kind == 3:  # tiny inputs around sigmoid(0)
+        return float(np.exp(rng.uniform(np.log(1e-8), np.log(1e-5))))
+    return float(np.exp(rng.uniform(np.log(1e-5), np.log(4e-4))))
+
+
+def random_logistic_int16(rng: np.random.Generator) -> bytes:
+    g = GraphBuilder()
+    shape = tuple(int(d) for d in rng.integers(1, 10, size=int(rng.integers(1, 4))))
+    out_scale = 1.0 / 32768 * (1.0 + 1e-4 if rng.random() < 0.1 else 1.0)  # within TFLM's log2 tolerance
+    x = g.tensor(shape, "int16", _logistic_int16_input_scale(rng), 0)
+    y = g.tensor(shape, "int16", out_scale, 0)
+    g.op("LOGISTIC", [x], [y])
+    return g.build([x], [y])
+
+
+GENERATORS["LOGISTIC_INT16"] = random_logistic_int16
+
+
 def random_mean(rng: np.random.Generator, dtype: str = "int8") -> bytes:
     """MEAN over random axes, exercising all three TFLM paths."""
     g = GraphBuilder()
