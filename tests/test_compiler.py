@@ -97,8 +97,12 @@ def test_truncated_file_is_refused(cut: int) -> None:
 
 
 def test_missing_and_wrong_suffix_paths(tmp_path) -> None:  # noqa: ANN001
+    keras_file = tmp_path / "model.h5"
+    keras_file.write_bytes(b"HDF")
     with pytest.raises(UserError, match="not a .tflite file"):
-        compile_file(tmp_path / "model.h5")
+        compile_file(keras_file)
+    with pytest.raises(UserError, match="model file not found"):
+        compile_file(tmp_path / "absent.h5")
     with pytest.raises(UserError, match="model file not found"):
         compile_file(tmp_path / "absent.tflite")
 
