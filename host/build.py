@@ -204,20 +204,28 @@ def _compile_one(cc: str, flags: list[str], src: Path, obj: Path) -> str | None:
 def build_firmware(model: CompiledModel, board: Board, out_dir: Path | None = None) -> FirmwareImage:
     check_fits(model, board)
     out_dir = out_dir or BUILD_DIR / board.name / model.name
-    obj_dir = out_dir / "obj"
-    obj_dir.mkdir(parents=True, exist_ok=True)
+    out_dir.mkdir(parents=True, exist_ok=True)
     model_c = model.write(out_dir)
+    objs = _compile_all(board, sources(board, model_c), out_dir / "obj")
+    return _link(board, objs, out_dir, out_dir / "firmware.elf")
+
+
+def _compile_all(board: Board, srcs: list[Path], obj_dir: Path) -> list[Path]:
+    obj_dir.mkdir(parents=True, exist_ok=True)
     cc, flags = toolchain("gcc"), cflags(board)
-    srcs = sources(board, model_c)
     objs = [obj_dir / f"{i:02d}_{s.stem}.o" for i, s in enumerate(srcs)]
     with ThreadPoolExecutor(max_workers=os.cpu_count() or 2) as pool:
         errors = [e for e in pool.map(lambda p: _compile_one(cc, flags, *p), zip(srcs, objs, strict=True)) if e]
     if errors:
         raise UserError("firmware compilation failed:\n" + "\n".join(errors))
-    elf = out_dir / "firmware.elf"
+    return objs
+
+
+def _link(board: Board, objs: list[Path], out_dir: Path, elf: Path) -> FirmwareImage:
+    cc, flags = toolchain("gcc"), cflags(board)
     link = [cc, *flags[:4], "-nostartfiles", "--specs=nano.specs", "--specs=nosys.specs",
             f"-Wl,--defsym=__stack_size={board.stack_bytes}", f"-L{FIRMWARE_DIR / 'runtime'}", f"-L{out_dir}",
-            f"-T{_memory_script(board, out_dir)}", "-Wl,--gc-sections", f"-Wl,-Map={out_dir / 'firmware.map'}",
+            f"-T{_memory_script(board, out_dir)}", "-Wl,--gc-sections", f"-Wl,-Map={elf.with_suffix('.map')}",
             *map(str, objs), "-o", str(elf)]
     result = subprocess.run(link, capture_output=True, text=True)
     if result.returncode != 0:
@@ -226,6 +234,18 @@ def build_firmware(model: CompiledModel, board: Board, out_dir: Path | None = No
                         hint="the model or its arena does not fit the board's memory: choose a bigger board "
                              "or a smaller model" if overflow else None)
     return image_sizes(elf, board)
+
+
+def build_calibration(board: Board, out_dir: Path | None = None) -> FirmwareImage:
+    """The tick calibration firmware (firmware/runtime/calibrate/): startup, SysTick and UART of the board
+    and a timed loop of known instruction count; see host.emulator.calibrate."""
+    out_dir = out_dir or BUILD_DIR / board.name / "_calibrate"
+    runtime = FIRMWARE_DIR / "runtime"
+    srcs = [runtime / "calibrate" / "calibrate.c", runtime / "startup.c", runtime / "systick.c",
+            FIRMWARE_DIR / "drivers" / f"uart_{board.uart_driver}.c",
+            *(board.directory / s for s in board.extra_sources)]
+    objs = _compile_all(board, srcs, out_dir / "obj")
+    return _link(board, objs, out_dir, out_dir / "calibrate.elf")
 
 
 _OVERFLOW = re.compile(r"region [`'](\w+)' overflowed by (\d+) bytes")

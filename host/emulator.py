@@ -1,8 +1,12 @@
 """QEMU as a board: start it with the UART on a loopback TCP port, connect
 with pyserial's socket:// URL, and make sure it always stops.
 
--icount shift=0 makes the guest run one instruction per virtual nanosecond,
-so SysTick ticks count instructions deterministically (the cost metric).
+-icount shift=N (the board file's emulator.icount_shift, default 0) makes the
+guest run one instruction per 2^N virtual nanoseconds, so SysTick ticks count
+instructions deterministically (the cost metric).  `calibrate` measures how
+many instructions one tick is on a board:
+
+    python -m host.emulator calibrate [BOARD ...]
 """
 
 from __future__ import annotations
@@ -14,8 +18,11 @@ import shutil
 import signal
 import socket
 import subprocess
+import sys
 import time
 import weakref
+from dataclasses import dataclass
+from fractions import Fraction
 from pathlib import Path
 
 import serial
@@ -55,7 +62,7 @@ class QemuProcess:
         if qemu is None:
             raise UserError("qemu-system-arm not found", hint=QEMU_HINT)
         return [
-            qemu, "-M", str(self.board.emulator["machine"]), "-icount", "shift=0",
+            qemu, "-M", str(self.board.emulator["machine"]), "-icount", f"shift={self.board.icount_shift}",
             "-nographic", "-monitor", "none", "-no-reboot",
             # nodelay: QEMU writes the UART byte by byte; Nagle would add ~40 ms per reply.
             "-serial", f"tcp:127.0.0.1:{port},server=on,wait=on,nodelay=on",
@@ -130,3 +137,86 @@ def _on_sigterm(signum: int, frame: object) -> None:
 atexit.register(_stop_all)
 if signal.getsignal(signal.SIGTERM) in (signal.SIG_DFL, None):
     signal.signal(signal.SIGTERM, _on_sigterm)
+
+
+@dataclass(frozen=True)
+class Calibration:
+    """Two timed runs of a 2-instruction loop (firmware/runtime/calibrate/calibrate.c)."""
+
+    board: str
+    counts: tuple[int, int]     # loop iterations
+    ticks: tuple[int, int]      # SysTick ticks each run took
+
+    @property
+    def instructions_per_tick(self) -> float:
+        return 2 * (self.counts[1] - self.counts[0]) / (self.ticks[1] - self.ticks[0])
+
+    @property
+    def overhead_instructions(self) -> float:
+        """Instructions of the timing itself (ticks_now calls), from the shorter run."""
+        return self.ticks[0] * self.instructions_per_tick - 2 * self.counts[0]
+
+    def agrees_with(self, ratio: Fraction, ticks_tolerance: float = 2.0) -> bool:
+        """Within the +-1 tick quantization of each of the two runs (plus a SysTick wrap interrupt)."""
+        expected_ticks = 2 * (self.counts[1] - self.counts[0]) / ratio
+        return abs((self.ticks[1] - self.ticks[0]) - expected_ticks) <= ticks_tolerance
+
+
+def calibrate(board: Board, timeout_s: float = 60.0) -> Calibration:
+    """Build and boot the calibration firmware; read its measurement line from the UART."""
+    from host.build import build_calibration
+
+    image = build_calibration(board)
+    with QemuProcess(board, image.elf) as qemu:
+        link = qemu.start()
+        try:
+            line = _read_line(link, b"calibrate ", timeout_s)
+        finally:
+            link.close()
+    fields = line.split()
+    if len(fields) != 5 or not all(f.isdigit() for f in fields[1:]):
+        raise UserError(f"board {board.name}: unexpected calibration output {line!r}")
+    n1, t1, n2, t2 = (int(f) for f in fields[1:])
+    return Calibration(board.name, (n1, n2), (t1, t2))
+
+
+def _read_line(link: serial.SerialBase, prefix: bytes, timeout_s: float) -> str:
+    buffer = b""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        buffer += link.read(max(1, link.in_waiting))
+        start = buffer.find(prefix)
+        end = buffer.find(b"\n", start) if start >= 0 else -1
+        if end >= 0:
+            return buffer[start:end].decode("ascii", errors="replace")
+    raise UserError(f"no calibration output within {timeout_s:.0f} s", hint="the firmware did not boot")
+
+
+def main(argv: list[str] | None = None) -> int:
+    import argparse
+
+    from host.boards import list_boards, load_board
+
+    parser = argparse.ArgumentParser(prog="python -m host.emulator", description="QEMU boards: tick calibration")
+    parser.add_argument("command", choices=("calibrate",))
+    parser.add_argument("boards", nargs="*", help="board names (default: every emulated board)")
+    args = parser.parse_args(argv)
+    boards = [load_board(name) for name in args.boards or list_boards()]
+    ok = True
+    for board in boards:
+        if not board.emulated:
+            continue
+        result = calibrate(board)
+        ratio = board.tick_ratio
+        agrees = ratio is not None and result.agrees_with(ratio)
+        ok = ok and agrees
+        print(f"{board.name:16} {result.counts[1] - result.counts[0]:,} loop iterations = "
+              f"{result.ticks[1] - result.ticks[0]:,} ticks -> {result.instructions_per_tick:.6f} instructions/tick; "
+              f"board file {ratio} = {float(ratio or 0):.6f} {'(agrees)' if agrees else '(DIFFERS)'}")
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    from host.errors import run_cli
+
+    sys.exit(run_cli(main))
