@@ -96,3 +96,18 @@ def test_make_flash_then_evaluate_on_the_emulated_board(tmp_path: Path) -> None:
     clean = doc["evaluations"][0]
     assert clean["chip_accuracy"] == clean["reference_accuracy"] and clean["instructions_median"] > 1e6
     assert (tmp_path / "e2e/report.md").exists()
+
+
+def test_missing_toolchain_and_qemu_name_the_debian_package(monkeypatch, capsys, tmp_path: Path) -> None:  # noqa: ANN001
+    from host import flash
+    from host.boards import load_board
+    from host.emulator import QemuProcess
+    from host.errors import UserError, run_cli
+
+    real_which = shutil.which
+    monkeypatch.setattr(shutil, "which", lambda name, *a, **k: None if "arm" in name else real_which(name, *a, **k))
+    assert run_cli(flash.main, ["--model", str(DEFAULT_MODEL)]) == 2
+    assert "gcc-arm-none-eabi" in capsys.readouterr().err
+    with pytest.raises(UserError, match="qemu-system-arm not found") as err:
+        QemuProcess(load_board("mps2-an386"), tmp_path / "x.elf").command(1234)
+    assert "apt-get install qemu-system-arm" in (err.value.hint or "")
