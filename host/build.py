@@ -86,10 +86,10 @@ def estimate_needs(model: CompiledModel, board: Board) -> list[RegionNeed]:
     """What the model's firmware needs in each memory region (model sizes exact, code and statics estimated)."""
     parts: dict[str, list[tuple[str, int]]] = {r.name: [] for r in board.all_regions}
     parts["flash"] += [("weights", model.weights_bytes), ("code", CODE_ALLOWANCE)]
-    parts["ram"].append(("statics", STATIC_RAM_ALLOWANCE))
     for item, label, size in (("arena", "arena", model.arena_bytes), ("io_buffers", "I/O buffers", IO_BUFFER_BYTES),
                               ("stack", "stack", board.stack_bytes)):
         parts[board.region_of(item).name].append((label, size))
+    parts["ram"].append(("other statics", STATIC_RAM_ALLOWANCE))
     return [RegionNeed(r, sum(size for _, size in parts[r.name]), tuple(parts[r.name]))
             for r in board.all_regions if parts[r.name]]
 
