@@ -259,7 +259,7 @@ def _explain_link_error(stderr: str) -> tuple[str, bool]:
         if match:
             overflow = True
             lines.append(f"  memory.{match.group(1).lower()} is short by {int(match.group(2)):,} bytes")
-        elif "overflow" in line.lower() or "error" in line.lower():
+        elif ("overflow" in line.lower() or "error" in line.lower()) and "collect2" not in line:
             overflow = overflow or "overflow" in line.lower()
             lines.append("  " + line.split(": ", 1)[-1] if "ld:" in line else "  " + line)
     return "\n".join(dict.fromkeys(lines[:8])) or stderr[-2000:], overflow

@@ -290,8 +290,8 @@ def test_shared_model_on_board(path: Path, name: str) -> None:
     board = load_board(name)
     model = compile_tflite(path)
     if any(n.short_by > 0 for n in estimate_needs(model, board)):
-        with pytest.raises(UserError, match="short by"):
+        with pytest.raises(UserError, match="short by"):  # refused before building, with the shortfall
             check_fits(model, board)
-        pytest.skip(f"{path.stem} does not fit {name} (refused with the shortfall)")
+        return
     exact, costs = run_model(model, path, board, count=3, seed=1)
     assert exact == 3, (path.stem, name, costs)
