@@ -29,6 +29,26 @@ FLOAT_ABIS = ("soft", "softfp", "hard")
 _REGION_NAME = re.compile(r"^[a-z][a-z0-9_]*$")
 
 
+class TickRatio(float):
+    """A non-integer instructions-per-tick ratio (e.g. 125/21) that stays exact:
+    times a tick count (an int) it gives the rounded whole instruction count, so
+    `ticks * board.instructions_per_tick` is an instruction count on every board."""
+
+    exact: Fraction
+
+    def __new__(cls, exact: Fraction) -> TickRatio:
+        value = super().__new__(cls, float(exact))
+        value.exact = exact
+        return value
+
+    def __mul__(self, other: object) -> int | float:  # type: ignore[override]
+        if isinstance(other, int) and not isinstance(other, bool):
+            return round(self.exact * other)
+        return float(self) * other  # type: ignore[operator]
+
+    __rmul__ = __mul__  # type: ignore[assignment]
+
+
 @dataclass(frozen=True)
 class MemoryRegion:
     origin: int
@@ -77,12 +97,13 @@ class Board:
         return None if value is None else _fraction(value)
 
     @property
-    def instructions_per_tick(self) -> int | float | None:
-        """Instructions per tick: an int when whole (MPS2: 40), else a float (e.g. 125/21 at 168 MHz)."""
+    def instructions_per_tick(self) -> int | TickRatio | None:
+        """Instructions per tick: an int when whole (MPS2: 40), else a TickRatio (125/21 at 168 MHz)
+        whose product with a tick count is the rounded instruction count."""
         ratio = self.tick_ratio
         if ratio is None:
             return None
-        return int(ratio) if ratio.denominator == 1 else float(ratio)
+        return int(ratio) if ratio.denominator == 1 else TickRatio(ratio)
 
     @property
     def icount_shift(self) -> int:

@@ -88,6 +88,8 @@ def test_the_new_boards_are_there() -> None:
     an547, stm32 = load_board("mps3-an547"), load_board("netduinoplus2")
     assert an547.tick_ratio == Fraction(125, 4) and an547.instructions_per_tick == 31.25
     assert stm32.flash.origin == 0x08000000 and stm32.ram.origin == 0x20000000
+    # ticks x instructions_per_tick is a whole instruction count even for 125/21 (what --profile prints)
+    assert 72555 * stm32.instructions_per_tick == 431875 == stm32.instructions(72555)
     assert load_board(DEFAULT_BOARD).instructions_per_tick == 40
 
 
