@@ -49,7 +49,7 @@ def device(model, tmp_path_factory) -> Iterator[Device]:  # noqa: ANN001
         yield dev
 
 
-def raw_exchange(dev: Device, data: bytes, wait_s: float = 1.0, frames: int = 1) -> list:
+def raw_exchange(dev: Device, data: bytes, wait_s: float = 10.0, frames: int = 1) -> list:
     """Write raw bytes; collect response frames until `frames` arrived or `wait_s` passed."""
     link = dev.client.transport
     drain(dev)
@@ -229,8 +229,9 @@ def test_emulator_dying_mid_run_is_a_clear_device_error(model, tmp_path: Path) -
 
     board = load_board(DEFAULT_BOARD)
     image = build_firmware(model, board, out_dir=tmp_path)
+    before = set(_qemu_children(os.getpid()))  # the module's device is running too
     with boot_elf(board, image.elf, model.sha256, timeout_s=3) as dev:
-        (qemu,) = _qemu_children(os.getpid())
+        (qemu,) = set(_qemu_children(os.getpid())) - before
         os.kill(qemu, signal.SIGKILL)
         with pytest.raises(DeviceError, match="lost the link|stopped answering"):
             for _ in range(3):
