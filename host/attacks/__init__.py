@@ -4,7 +4,25 @@ Importing this package registers every built-in attack; none imports
 TensorFlow or ART until it generates.
 """
 
-from host.attacks import fgsm, noise, pgd  # noqa: F401  (registers the attacks)
+from host.attacks import (  # noqa: F401  (registers the attacks)
+    apgd_ce,
+    apgd_t,
+    autoattack,
+    boundary,
+    cw_l2,
+    cw_linf,
+    deepfool,
+    ead,
+    fgsm,
+    geoda,
+    hopskipjump,
+    jsma,
+    noise,
+    patch,
+    pgd,
+    square,
+    zoo,
+)
 from host.attacks.base import (
     Attack,
     Param,
@@ -14,9 +32,10 @@ from host.attacks.base import (
     list_attacks,
     register,
 )
+from host.attacks.oracle import FloatOracle, QuantizedOracle, QueryOracle, ReferenceOracle
 from host.attacks.target import FloatModel, load_float_model
 
 __all__ = [
-    "Attack", "FloatModel", "Param", "attack_class", "describe_registry", "get_attack",
-    "list_attacks", "load_float_model", "register",
+    "Attack", "FloatModel", "FloatOracle", "Param", "QuantizedOracle", "QueryOracle", "ReferenceOracle",
+    "attack_class", "describe_registry", "get_attack", "list_attacks", "load_float_model", "register",
 ]

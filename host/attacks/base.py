@@ -1,14 +1,21 @@
 """The attack registry: one interface for every adversarial attack.
 
-An attack is a class with a name, a threat model, a norm and declared
-parameters (with defaults); `generate(model, x, y)` returns adversarial inputs
-inside the ε-ball around x and inside the model's input range.  Modules
-register their class with @register; callers use get_attack(name, **params).
+An attack is a class with a name, a threat model, a norm, what it runs on
+(`needs`: the float model, a query oracle over the quantized model, or nothing)
+and declared parameters (with defaults); `generate(model, x, y)` returns
+adversarial inputs inside the model's input range and, for bounded attacks,
+inside the ε-ball around x in the attack's norm.  Minimal-perturbation attacks
+(C&W, DeepFool, EAD, JSMA, decision-based ones) take `eps` as an optional budget:
+a result farther than eps from x is replaced by x (the attack failed within the
+budget).  Modules register their class with @register; callers use
+get_attack(name, **params).
 """
 
 from __future__ import annotations
 
+import math
 import random
+import sys
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -16,10 +23,13 @@ from typing import Any, ClassVar
 
 import numpy as np
 
+from host.attacks.oracle import QueryOracle
 from host.attacks.target import FloatModel
 from host.errors import UserError
 
 THREAT_MODELS = ("white-box", "black-box")
+NEEDS = ("float-model", "oracle", "nothing")
+NORMS = ("inf", "2", "1", "0", "patch")
 
 
 @dataclass(frozen=True)
@@ -68,9 +78,25 @@ def at_least_one(value: int) -> str | None:
     return None if value >= 1 else "must be >= 1"
 
 
+def in_range(lo: float, hi: float, lo_open: bool = False) -> Callable[[float], str | None]:
+    """A check for lo <= value <= hi (lo < value when lo_open)."""
+
+    def check(value: float) -> str | None:
+        ok = (value > lo if lo_open else value >= lo) and value <= hi
+        return None if ok else f"must be in {'(' if lo_open else '['}{lo:g}, {hi:g}]"
+
+    return check
+
+
 EPS = Param("eps", float, 0.1, "L∞ radius of the perturbation, in input units", positive)
 SEED = Param("seed", int, 0, "seed for any randomness (random init, noise)", non_negative)
 BATCH_SIZE = Param("batch_size", int, 128, "inputs per gradient batch", at_least_one)
+# Minimal-perturbation attacks: eps is a budget in the attack's own norm, unbounded by default.
+BUDGET = Param(
+    "eps", float, math.inf,
+    "budget in this attack's norm: a result farther than eps from x is replaced by x (inf: none)",
+    positive,
+)
 
 
 class Attack(ABC):
@@ -78,9 +104,16 @@ class Attack(ABC):
 
     name: ClassVar[str]
     threat_model: ClassVar[str]          # "white-box" (needs gradients) or "black-box"
-    norm: ClassVar[str]                  # "inf", "2", ...
+    norm: ClassVar[str]                  # "inf", "2", "1", "0" or "patch" (no norm bound)
     description: ClassVar[str]
     params_spec: ClassVar[tuple[Param, ...]] = (EPS, SEED)
+    # What generate(model, ...) takes: "float-model" (FloatModel or a Keras model),
+    # "oracle" (a QueryOracle, normally over the quantized model) or "nothing" (either).
+    needs: ClassVar[str] = "float-model"
+    # True: the result is always within eps of x (norm `norm`); False: eps is a budget
+    # (minimal-perturbation attacks) or absent (patch).
+    bounded: ClassVar[bool] = True
+    art_class: ClassVar[str] = ""        # the ART class doing the work, for docs and listings
 
     def __init__(self, **params: Any) -> None:
         spec = {p.name: p for p in self.params_spec}
@@ -95,45 +128,92 @@ class Attack(ABC):
             for name, p in spec.items()
         }
         self._check_params()
+        self.last_queries: int | None = None  # oracle queries used by the last generate (oracle attacks)
 
     @property
     def eps(self) -> float:
-        return float(self.params["eps"])
+        return float(self.params.get("eps", math.inf))
 
     def _check_params(self) -> None:
         """Cross-parameter checks (override)."""
         return None
 
-    def generate(self, model: FloatModel | Any, x: np.ndarray, y: np.ndarray) -> np.ndarray:
-        """Adversarial versions of x (float32), within eps of x (L∞) and clipped to the input range."""
-        target = model if isinstance(model, FloatModel) else FloatModel(model)
+    def generate(self, model: FloatModel | QueryOracle | Any, x: np.ndarray, y: np.ndarray) -> np.ndarray:
+        """Adversarial versions of x (float32) in the input range (and the ε-ball when bounded).
+
+        `model` is what the attack declares in `needs`: a FloatModel (or bare Keras model) for
+        white-box attacks, a QueryOracle for black-box query attacks (their query count is in
+        `last_queries` afterwards); anything else is a UserError before any work.
+        """
+        target = self._target(model)
         x = np.asarray(x, dtype=np.float32)
         y = np.asarray(y, dtype=np.int64)
         if len(x) != len(y):
             raise UserError(f"attack '{self.name}': {len(x)} inputs but {len(y)} labels")
+        self.last_queries = 0 if isinstance(target, QueryOracle) else None
         if len(x) == 0:
             return x.copy()
+        self._check_inputs(target, x)
         self._seed_rngs()
-        x_adv = self._generate(target, x, y)
+        before = target.queries if isinstance(target, QueryOracle) else 0
+        x_adv = np.asarray(self._generate(target, x, y), dtype=np.float32).reshape(x.shape)
+        if isinstance(target, QueryOracle):
+            self.last_queries = target.queries - before
         return self.project(x, x_adv, target.input_range)
 
+    def _target(self, model: Any) -> FloatModel | QueryOracle:
+        if self.needs == "oracle":
+            if not isinstance(model, QueryOracle):
+                raise UserError(
+                    f"attack '{self.name}' is a black-box query attack: it runs on a QueryOracle "
+                    f"(e.g. host.attacks.oracle.ReferenceOracle('model_int8.tflite')), "
+                    f"not on {type(model).__name__}",
+                )
+            return model
+        if isinstance(model, QueryOracle):
+            if self.needs == "nothing":
+                return model
+            raise UserError(
+                f"attack '{self.name}' is white-box: it needs the float model (FloatModel or a Keras "
+                f"model), not a query oracle",
+            )
+        return model if isinstance(model, FloatModel) else FloatModel(model)
+
+    def _check_inputs(self, target: FloatModel | QueryOracle, x: np.ndarray) -> None:
+        """Model-dependent parameter checks, before any long work (override)."""
+        return None
+
     def project(self, x: np.ndarray, x_adv: np.ndarray, input_range: tuple[float, float]) -> np.ndarray:
-        """Clip onto the ε-ball around x (this attack's norm) and the input range."""
-        if self.norm != "inf":
-            raise NotImplementedError(f"projection for norm {self.norm}")
+        """Clip to the input range and onto the ε-ball (bounded attacks) or the budget (others)."""
         lo, hi = input_range
-        x_adv = np.clip(x_adv, x - self.eps, x + self.eps)
-        return np.clip(x_adv, lo, hi).astype(np.float32)
+        if self.norm == "patch":
+            return np.clip(x_adv, lo, hi).astype(np.float32)
+        if self.bounded and self.norm == "inf":
+            x_adv = np.clip(x_adv, x - self.eps, x + self.eps)
+        elif self.bounded and self.norm == "2":
+            dist = perturbation_norm(x, x_adv, "2")
+            factor = np.minimum(1.0, self.eps / np.maximum(dist, 1e-12)).astype(np.float32)
+            x_adv = x + (x_adv - x) * factor.reshape((-1,) + (1,) * (x.ndim - 1))
+        elif self.bounded:
+            raise NotImplementedError(f"projection for norm {self.norm}")
+        # Clipping towards the box (which contains x) never moves a point away from x.
+        x_adv = np.clip(x_adv, lo, hi).astype(np.float32)
+        if not self.bounded and math.isfinite(self.eps):
+            over = perturbation_norm(x, x_adv, self.norm) > self.eps * (1 + 1e-6)
+            x_adv[over] = x[over]
+        return x_adv
 
     @abstractmethod
-    def _generate(self, model: FloatModel, x: np.ndarray, y: np.ndarray) -> np.ndarray:
-        """The attack itself; the result is projected afterwards."""
+    def _generate(self, model: Any, x: np.ndarray, y: np.ndarray) -> np.ndarray:
+        """The attack itself (model: FloatModel or QueryOracle per `needs`); projected afterwards."""
 
     def _seed_rngs(self) -> None:
-        # ART draws random starts from NumPy's global generator.
+        # ART draws random starts from NumPy's global generator; the patch uses TensorFlow's.
         seed = int(self.params.get("seed", 0))
         random.seed(seed)
         np.random.seed(seed)
+        if "tensorflow" in sys.modules:
+            sys.modules["tensorflow"].random.set_seed(seed)
 
     def describe(self) -> str:
         args = ", ".join(f"{k}={v}" for k, v in self.params.items())
@@ -174,13 +254,34 @@ def get_attack(name: str, **params: Any) -> Attack:
     return attack_class(name)(**params)
 
 
+def norm_label(norm: str, bounded: bool = True) -> str:
+    """'Linf', 'L2', ... ('patch' as is); minimal-perturbation attacks get a 'min-' prefix."""
+    label = norm if norm == "patch" else f"L{norm}"
+    return label if bounded or norm == "patch" else f"min-{label}"
+
+
+def perturbation_norm(x: np.ndarray, x_adv: np.ndarray, norm: str) -> np.ndarray:
+    """Per-sample size of x_adv - x in the given norm ("inf", "2", "1", "0")."""
+    delta = (np.asarray(x_adv, np.float64) - np.asarray(x, np.float64)).reshape(len(x), -1)
+    if norm == "inf":
+        return np.abs(delta).max(axis=1) if delta.size else np.zeros(len(x))
+    if norm == "2":
+        return np.sqrt((delta**2).sum(axis=1))
+    if norm == "1":
+        return np.abs(delta).sum(axis=1)
+    if norm == "0":
+        return (delta != 0).sum(axis=1).astype(np.float64)
+    raise ValueError(f"no perturbation norm '{norm}'")
+
+
 def describe_registry() -> str:
-    """One line per attack: name, threat model, norm, parameters with defaults."""
+    """One line per attack: name, threat model, norm, what it runs on, parameters with defaults."""
     lines = []
     for name in list_attacks():
         cls = _REGISTRY[name]
         params = ", ".join(f"{p.name}={p.default}" for p in cls.params_spec)
-        lines.append(f"{name:10s} {cls.threat_model:11s} L{cls.norm:3s} {cls.description} [{params}]")
+        norm = norm_label(cls.norm, cls.bounded)
+        lines.append(f"{name:12s} {cls.threat_model:10s} {norm:9s} {cls.needs:11s} {cls.description} [{params}]")
     return "\n".join(lines)
 
 
