@@ -11,6 +11,7 @@ the first op whose output differs from the reference.
 from __future__ import annotations
 
 import argparse
+import itertools
 import statistics
 import sys
 from collections.abc import Callable, Iterator
@@ -49,12 +50,19 @@ def _random_tensor(rng: np.random.Generator, info: TensorInfo) -> np.ndarray:
     return rng.integers(limits.min, int(limits.max) + 1, size=info.shape).astype(info.dtype)
 
 
-def npz_inputs(path: Path, infos: list[TensorInfo]) -> Iterator[list[np.ndarray]]:
-    """Inputs from an .npz: arrays named like the model inputs, or x / the first array."""
+def npz_inputs(path: Path, infos: list[TensorInfo],
+               input_range: tuple[float, float] = (0.0, 1.0)) -> Iterator[list[np.ndarray]]:
+    """Inputs from an .npz: arrays named like the model inputs, or x / the first array.
+
+    Float data is quantized with the input's scale and zero point; uint8 images
+    (e.g. CIFAR-10) are first mapped from 0..255 onto `input_range`."""
     if not path.exists():
         raise UserError(f"inputs file not found: {path}", hint="use --inputs random:N or an existing .npz")
     with np.load(path) as data:
-        arrays = [data[info.name] if info.name in data else data[data.files[0]] for info in infos]
+        arrays = [data[info.name] if info.name in data else data["x" if "x" in data else data.files[0]]
+                  for info in infos]
+    arrays = [_scale_uint8(a, input_range) if a.dtype == np.uint8 and info.dtype != "uint8" else a
+              for a, info in zip(arrays, infos, strict=True)]
     samples = len(arrays[0])
     for array, info in zip(arrays, infos, strict=True):
         if tuple(array.shape[1:]) != info.shape[1:] and tuple(array.shape[1:]) != info.shape:
@@ -63,13 +71,19 @@ def npz_inputs(path: Path, infos: list[TensorInfo]) -> Iterator[list[np.ndarray]
         yield [_as_input(array[k], info) for array, info in zip(arrays, infos, strict=True)]
 
 
+def _scale_uint8(images: np.ndarray, input_range: tuple[float, float]) -> np.ndarray:
+    lo, hi = input_range
+    return (images.astype(np.float32) * np.float32((hi - lo) / 255.0) + np.float32(lo)).astype(np.float32)
+
+
 def _as_input(sample: np.ndarray, info: TensorInfo) -> np.ndarray:
     if np.issubdtype(sample.dtype, np.floating) and info.dtype != "float32":
         sample = info.quantize(sample)  # float data for a quantized input
     return np.asarray(sample, dtype=info.dtype).reshape(info.shape)
 
 
-def parse_inputs(spec: str, model: CompiledModel, seed: int) -> tuple[Iterator[list[np.ndarray]], int]:
+def parse_inputs(spec: str, model: CompiledModel, seed: int, input_range: tuple[float, float] = (0.0, 1.0),
+                 limit: int | None = None) -> tuple[Iterator[list[np.ndarray]], int]:
     if spec.startswith("random:"):
         try:
             count = int(spec.split(":", 1)[1])
@@ -81,7 +95,9 @@ def parse_inputs(spec: str, model: CompiledModel, seed: int) -> tuple[Iterator[l
     path = Path(spec)
     with np.load(path) if path.exists() else _missing(path) as data:
         count = len(data[data.files[0]])
-    return npz_inputs(path, model.inputs), count
+    if limit is not None:
+        count = min(count, limit)
+    return itertools.islice(npz_inputs(path, model.inputs, input_range), count), count
 
 
 def _missing(path: Path):  # noqa: ANN202
@@ -176,12 +192,26 @@ def _progress(items: Iterator[list[np.ndarray]], total: int) -> Iterator[list[np
     yield from tqdm(items, total=total, desc="inferences", unit="inf", file=sys.stderr, leave=False)
 
 
+def _parse_range(text: str) -> tuple[float, float]:
+    try:
+        lo, hi = (float(v) for v in text.split(","))
+    except ValueError:
+        raise UserError(f"--input-range {text!r}: expected LO,HI such as 0,1 or 0,255") from None
+    if not lo < hi:
+        raise UserError(f"--input-range {text!r}: LO must be below HI")
+    return lo, hi
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m host.check", description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", required=True, type=Path, help="the .tflite model")
     parser.add_argument("--board", default=DEFAULT_BOARD, help=f"board to run on (default {DEFAULT_BOARD})")
     parser.add_argument("--inputs", default="random:10", help="random:N (default random:10) or a .npz file")
     parser.add_argument("--seed", type=int, default=0, help="seed for random inputs")
+    parser.add_argument("--num", type=int, default=None, help="use the first N samples of a .npz")
+    parser.add_argument("--input-range", default="0,1", metavar="LO,HI",
+                        help="range uint8 images in a .npz are mapped to before quantizing (default 0,1; "
+                        "the MLPerf Tiny ResNet takes 0,255)")
     parser.add_argument("--target", choices=("chip", "native"), default="chip",
                         help="chip: build, boot and run on the board; native: the same engine built for this host")
     parser.add_argument("--profile", action="store_true",
@@ -198,7 +228,7 @@ def main(argv: list[str] | None = None) -> int:
     elif args.profile:
         raise UserError("--profile needs the chip (--target chip): the host build has no tick counter")
     model = compile_tflite(args.model)
-    inputs, count = parse_inputs(args.inputs, model, args.seed)
+    inputs, count = parse_inputs(args.inputs, model, args.seed, _parse_range(args.input_range), args.num)
     if args.target == "native":
         runner, target = native_runner(model), "host-native engine (same C as the firmware)"
         exact, total, first, first_inputs, costs = check(args.model, runner, model, inputs, count)

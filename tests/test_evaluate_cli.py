@@ -60,7 +60,7 @@ def test_bad_arguments_fail_cleanly(args: list[str], message: str) -> None:
 
 def test_unknown_attack_message_lists_registry() -> None:
     proc = run_module("--attacks", "carlini", "--backend", "reference")
-    assert "available attacks: fgsm, noise, pgd" in proc.stderr
+    assert "available attacks: " in proc.stderr and "fgsm" in proc.stderr and "pgd" in proc.stderr
 
 
 def test_num_beyond_dataset() -> None:
