@@ -103,6 +103,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="results directory (default: results/)")
     p.add_argument("--run-id", default=None, help="subdirectory name (default: date-time-backend-seed)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--config", type=Path, default=None, metavar="STUDY.toml",
+                   help="run a configured study (precisions × attacks × ε; docs/experiments.md) instead")
+    p.add_argument("--quick", action="store_true", help="with --config: the config's [quick] overrides (fewer samples)")
     return p
 
 
@@ -411,6 +414,10 @@ def main(argv: list[str] | None = None) -> int:
 
         print(describe_registry())
         return 0
+    if args.config is not None:
+        return run_study(args, argv)
+    if args.quick:
+        raise UserError("--quick applies to --config studies only")
     config = config_from_args(args)
     run_id = resolve_run_id(args.run_id, config.backend, config.seed)
     out_dir = args.out / run_id
@@ -427,6 +434,24 @@ def main(argv: list[str] | None = None) -> int:
             f"{document['summary']['mismatched_inferences']} inference(s); details in {paths['report']}",
             exit_code=1,
         )
+    return 0
+
+
+def run_study(args: argparse.Namespace, argv: list[str] | None) -> int:
+    from host.config import load_experiment
+    from host.experiment import run_experiment
+    from host.report import print_study, write_study
+
+    experiment = load_experiment(args.config, quick=args.quick)
+    run_id = resolve_run_id(args.run_id, experiment.name + ("-quick" if args.quick else ""), experiment.seed)
+    document = run_experiment(experiment, progress=not args.no_progress)
+    document["run"].update({"id": run_id, "argv": list(sys.argv[1:] if argv is None else argv)})
+    paths = write_study(document, args.out / run_id)
+    print_study(document, paths)
+    mismatches = document["summary"]["chip_mismatches"]
+    if mismatches:
+        raise UserError(f"the chip's outputs differ from the TFLite Micro reference in {mismatches} inference(s); "
+                        f"details in {paths['report']}", exit_code=1)
     return 0
 
 

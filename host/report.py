@@ -159,3 +159,99 @@ def print_summary(document: dict[str, Any], paths: dict[str, Path]) -> None:
     if retries:
         print(f"link: {retries} request(s) sent again after a transit error (CRC/truncation); none executed twice")
     print(f"results: {paths['metrics'].parent}/ (metrics.json, report.md, predictions.npz)")
+
+
+# ---------------------------------------------------------------- configured studies (schema 2)
+
+
+def _pct(value: float | None) -> str:
+    return "–" if value is None else f"{100 * value:.1f} %"
+
+
+def study_rows(document: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
+    """One row per attack × ε: accuracy of every model, transfer float→int8, chip agreement."""
+    first = document["evaluations"][0]["models"]
+    keys = list(first)
+    full = max(m["n"] for m in first.values())
+    header = ["attack", "ε", *[f"{k} acc" + ("" if first[k]["n"] == full else f" (first {first[k]['n']})")
+                              for k in keys], "L∞ mean", "queries", "chip = ref"]
+    rows = []
+    for e in document["evaluations"]:
+        models = e["models"]
+        agreement = [m["reference_agreement"] for m in models.values() if "reference_agreement" in m]
+        same = f"{sum(a['identical'] for a in agreement)}/{sum(a['of'] for a in agreement)}" if agreement else "–"
+        linf = e["perturbation"].get("linf", {}).get("mean")
+        rows.append([e["attack"], "–" if not e["eps"] else f"{e['eps']:g}",
+                     *[_pct(models[k]["accuracy"]) if k in models else "–" for k in keys],
+                     "–" if linf is None else f"{linf:.4f}", str(e.get("queries") or "–"), same])
+    return header, rows
+
+
+def _markdown_table(header: list[str], rows: list[list[str]]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    return "\n".join(lines + ["| " + " | ".join(r) + " |" for r in rows])
+
+
+def render_study_markdown(document: dict[str, Any]) -> str:
+    exp = document["experiment"]
+    header, rows = study_rows(document)
+    parts = [f"# Study `{exp['name']}` — run `{document['run'].get('id', '')}`", "",
+             f"- config: `{exp['config']}`, seed {exp['seed']}",
+             f"- float model: `{exp['float_model']}`",
+             *[f"- {p}: sha256 `{v['sha256'][:16]}…` ({v['origin']})" for p, v in exp["precisions"].items()],
+             f"- dataset: `{exp['dataset']['path']}` from {exp['dataset']['start']}, {exp['dataset']['num']} samples, "
+             f"input range {exp['dataset']['input_range']}",
+             f"- chip: {exp['chip']['board'] or 'none'} {exp['chip']['precisions']} (first {exp['chip']['num']} of "
+             f"every set)",
+             f"- chip vs reference: {document['summary']['chip_inferences'] - document['summary']['chip_mismatches']}"
+             f"/{document['summary']['chip_inferences']} identical",
+             f"- wall time {document['run']['duration_s']} s", "", "## Accuracy under attack", "",
+             _markdown_table(header, rows), "", "## Transfer (among inputs both models classify correctly)", ""]
+    t_header = ["attack", "ε", *document["evaluations"][0]["transfer"].keys()]
+    t_rows = [[e["attack"], "–" if not e["eps"] else f"{e['eps']:g}",
+               *[_pct(v["rate"]) for v in e["transfer"].values()]] for e in document["evaluations"][1:]]
+    parts += [_markdown_table(t_header, t_rows), "", "## Quantization shift (float vs quantized label on adversarial "
+              "inputs: attenuation = float fooled, quantized not; amplification = the reverse)", ""]
+    q_rows = [[e["attack"], "–" if not e["eps"] else f"{e['eps']:g}", p,
+               _pct(v["shift"]["rate"]), _pct(v["attenuation"]["rate"]), _pct(v["amplification"]["rate"])]
+              for e in document["evaluations"][1:] for p, v in e["quantization_shift"].items()]
+    parts += [_markdown_table(["attack", "ε", "precision", "shift", "attenuation", "amplification"], q_rows), "",
+              "## Distance to the decision boundary (mean minimal successful perturbation over the ε sweep)", ""]
+    b_rows = [[a, k, f"{v['mean']:.4g}" if v.get("mean") is not None else "–", str(v.get("found", "–"))]
+              for a, per in document["boundary_distance"].items() for k, v in per.items()]
+    parts += [_markdown_table(["attack", "model", "mean distance", "found"], b_rows), "",
+              "## Gradient misalignment (float gradient vs finite differences on the quantized model)", ""]
+    g_rows = [[p, f"{v['mean']:.3f}" if v.get("mean") is not None else "–", f"{v['zero_density']:.3f}",
+               str(v["undefined"]), str(v["queries"])] for p, v in document["gradient_misalignment"].items()]
+    parts += [_markdown_table(["precision", "mean cosine", "zero density", "undefined", "queries"], g_rows), "",
+              "Definitions: docs/metrics.md."]
+    return "\n".join(parts) + "\n"
+
+
+def write_study(document: dict[str, Any], out_dir: Path) -> dict[str, Path]:
+    out_dir.mkdir(parents=True, exist_ok=True)
+    paths = {"metrics": out_dir / "metrics.json", "report": out_dir / "report.md"}
+    paths["metrics"].write_text(json.dumps(document, indent=2, default=_json_default) + "\n")
+    paths["report"].write_text(render_study_markdown(document))
+    return paths
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, np.integer | np.floating):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    return str(value)
+
+
+def print_study(document: dict[str, Any], paths: dict[str, Path]) -> None:
+    header, rows = study_rows(document)
+    widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(header)]
+    for line in (header, ["-" * w for w in widths], *rows):
+        print("  ".join(c.ljust(w) for c, w in zip(line, widths, strict=True)).rstrip())
+    s = document["summary"]
+    if s["chip_inferences"]:
+        verdict = "bit-exact" if not s["chip_mismatches"] else "NOT bit-exact"
+        print(f"chip vs reference: {verdict} ({s['chip_inferences'] - s['chip_mismatches']}/{s['chip_inferences']} "
+              "identical)")
+    print(f"results: {paths['metrics'].parent}/ (metrics.json, report.md)")

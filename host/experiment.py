@@ -1,0 +1,336 @@
+"""A configured study (`python -m host.evaluate --config study.toml`): one float model, its
+int16x8 and int8 versions, many attacks × ε, every input on the float model, on TFLite Micro
+for each precision and, for the precisions flashed to a board, on the chip.
+
+Metrics (docs/metrics.md) per attack × ε × precision: accuracy, attack success, transfer
+float→int16→int8, perturbation norms, quantization shift, queries of black-box attacks,
+chip-vs-reference agreement and instructions; per attack: distance to the decision boundary;
+once: gradient misalignment and zero density of finite-difference gradients.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from host.config import FLOAT, AttackSpec, Experiment, SliceSpec
+from host.errors import UserError
+
+GRADIENT_SAMPLES = 8          # clean inputs for gradient misalignment (FD estimates are query-hungry)
+FD_DIRECTIONS = 32
+RESERVED_ATTACK_KEYS = ("target", "via", "num")
+
+
+@dataclass
+class Target:
+    """One quantized precision: its model, its reference and (maybe) its chip."""
+
+    precision: str
+    model: Any                       # host.backends.ModelIO
+    reference: Any                   # host.backends.ReferenceBackend
+    chip: Any | None = None          # host.backends.DeviceBackend
+    origin: str = ""
+
+
+@dataclass
+class Outcome:
+    """Predictions of every evaluated model on one input set."""
+
+    preds: dict[str, np.ndarray] = field(default_factory=dict)          # "float32", "int8", "chip:int8", ...
+    raw: dict[str, list[bytes]] = field(default_factory=dict)           # quantized outputs, for agreement
+    instructions: dict[str, list[int]] = field(default_factory=dict)
+
+
+# ---------------------------------------------------------------- data and models
+
+
+def load_slice(spec: SliceSpec, input_range: tuple[float, float]) -> tuple[np.ndarray, np.ndarray]:
+    """x (float32 in input_range) and y of an .npz slice; uint8 pixels are mapped 0..255 -> range."""
+    if str(spec.path).startswith("builtin:"):
+        return _builtin_slice(spec)
+    try:
+        with np.load(spec.path, allow_pickle=False) as data:
+            if "x" not in data:
+                raise UserError(f"{spec.path}: no array 'x' (and 'y')")
+            stop = None if spec.num is None else spec.start + spec.num
+            x, y = data["x"][spec.start:stop], (data["y"][spec.start:stop] if "y" in data else None)
+    except (OSError, ValueError) as err:
+        raise UserError(f"{spec.path}: not a readable .npz ({err})") from None
+    if spec.num is not None and len(x) < spec.num:
+        raise UserError(f"{spec.path}: asked for {spec.num} samples from {spec.start}, it has {len(x) + spec.start}")
+    lo, hi = input_range
+    if x.dtype == np.uint8:
+        x = x.astype(np.float32) * np.float32((hi - lo) / 255.0) + np.float32(lo)
+    x = x.astype(np.float32)
+    if x.size and (x.min() < lo - 1e-6 or x.max() > hi + 1e-6):
+        raise UserError(f"{spec.path}: values {x.min():g}..{x.max():g} outside input_range [{lo:g}, {hi:g}]",
+                        hint="set [dataset] input_range to the range the model was trained on")
+    labels = np.zeros(len(x), np.int64) if y is None else y.astype(np.int64).reshape(-1)
+    return x, labels
+
+
+def _builtin_slice(spec: SliceSpec) -> tuple[np.ndarray, np.ndarray]:
+    from host.data import load_digits_split
+
+    x_train, y_train, x_test, y_test = load_digits_split()
+    x, y = (x_test, y_test) if str(spec.path).endswith("test") else (x_train, y_train)
+    stop = None if spec.num is None else spec.start + spec.num
+    return x[spec.start:stop], y[spec.start:stop]
+
+
+def prepare_targets(exp: Experiment, models: Any) -> dict[str, Target]:
+    from host.backends import ModelIO, ReferenceBackend
+
+    targets = {}
+    for precision in exp.precisions:
+        if precision == FLOAT:
+            continue
+        quantized = models[precision]
+        io = ModelIO.from_bytes(quantized.data, f"{precision} model")
+        targets[precision] = Target(precision, io, ReferenceBackend(io), origin=quantized.origin)
+    return targets
+
+
+@contextmanager
+def chips(exp: Experiment, targets: dict[str, Target]) -> Iterator[None]:
+    """Build and boot one firmware per chip precision; every emulator stops on exit."""
+    if not exp.chip_board:
+        yield
+        return
+    from host.backends import DeviceBackend
+    from host.boards import load_board
+    from host.build import build_firmware
+    from host.compiler.compile import compile_bytes
+    from host.device import boot_elf
+
+    board = load_board(exp.chip_board)
+    with ExitStack() as stack:
+        for precision in exp.chip_precisions:
+            target = targets.get(precision)
+            if target is None:
+                raise UserError(f"[chip] precisions lists {precision}, which is not in [model] precisions")
+            compiled = compile_bytes(target.model.data, name=f"{exp.name}_{precision}")
+            image = build_firmware(compiled, board)
+            device = stack.enter_context(boot_elf(board, image.elf, compiled.sha256))
+            target.chip = DeviceBackend(device, target.model)
+        yield
+
+
+# ---------------------------------------------------------------- running models
+
+
+def run_all(x: np.ndarray, float_model: Any, targets: dict[str, Target], chip_num: int | None,
+            bar: Any) -> Outcome:
+    out = Outcome()
+    out.preds[FLOAT] = float_model.predict(x).argmax(axis=1)
+    for precision, target in targets.items():
+        x_q = target.model.input.quantize(x)
+        out.raw[precision] = [target.reference.run(s).output for s in x_q]
+        out.preds[precision] = _argmax(out.raw[precision], target.model.output.dtype)
+        bar.update(len(x))
+        if target.chip is not None:
+            key = f"chip:{precision}"
+            n = len(x) if chip_num is None else min(chip_num, len(x))
+            results = []
+            for s in x_q[:n]:
+                results.append(target.chip.run(s))
+                bar.update(1)
+            out.raw[key] = [r.output for r in results]
+            out.preds[key] = _argmax(out.raw[key], target.model.output.dtype)
+            out.instructions[key] = [int(r.instructions) for r in results if r.instructions is not None]
+    return out
+
+
+def _argmax(outputs: list[bytes], dtype: str) -> np.ndarray:
+    return np.array([int(np.frombuffer(b, dtype=dtype).argmax()) for b in outputs], dtype=np.int64)
+
+
+# ---------------------------------------------------------------- metrics
+
+
+def evaluation_metrics(y: np.ndarray, x: np.ndarray, x_adv: np.ndarray, clean: Outcome, adv: Outcome,
+                       precisions: list[str]) -> dict[str, Any]:
+    from host import metrics
+
+    per_model = {}
+    for key, pred in adv.preds.items():
+        n = len(pred)
+        entry = {"n": n, "accuracy": float(np.mean(pred == y[:n])) if n else None,
+                 "attack_success": metrics.attack_success_rate(y[:n], clean.preds[key][:n], pred).as_dict()}
+        if key.startswith("chip:"):
+            reference = adv.raw[key.split(":", 1)[1]][:n]
+            same = [a == b for a, b in zip(adv.raw[key], reference, strict=True)]
+            first = next((i for i, ok in enumerate(same) if not ok), None)
+            entry["reference_agreement"] = {"identical": int(sum(same)), "of": n, "first_mismatch": first}
+            instr = adv.instructions.get(key, [])
+            entry["instructions_median"] = float(np.median(instr)) if instr else None
+        per_model[key] = entry
+    chain = [p for p in precisions if p in adv.preds]
+    return {
+        "models": per_model,
+        "transfer": {k: v.as_dict() for k, v in metrics.transfer_chain(
+            y, {p: clean.preds[p] for p in chain}, {p: adv.preds[p] for p in chain}, chain=tuple(chain)).items()},
+        "perturbation": metrics.norm_summary(x, x_adv),
+        "quantization_shift": {p: s.as_dict() for p, s in metrics.quantization_shifts(
+            y, adv.preds[FLOAT], {p: adv.preds[p] for p in chain if p != FLOAT}).items()},
+    }
+
+
+def boundary_distances(y: np.ndarray, x: np.ndarray, sweep: list[tuple[np.ndarray, Outcome]], norm: str,
+                       keys: list[str]) -> dict[str, Any]:
+    """Mean minimal successful perturbation over the ε sweep, per model."""
+    from host import metrics
+
+    out = {}
+    x_sweep = np.stack([x_adv for x_adv, _ in sweep])
+    for key in keys:
+        if not all(key in o.preds and len(o.preds[key]) == len(y) for _, o in sweep):
+            continue
+        preds = np.stack([o.preds[key] for _, o in sweep])
+        r = metrics.minimal_successful_perturbation(x, y, x_sweep, preds, norm=_metric_norm(norm))
+        out[key] = metrics.mean_boundary_distance(r)
+    return out
+
+
+def _metric_norm(norm: str) -> str:
+    return {"inf": "linf", "2": "l2", "1": "l1", "0": "l0"}.get(norm, "linf")
+
+
+def gradient_misalignment(x: np.ndarray, y: np.ndarray, float_model: Any, targets: dict[str, Target],
+                          input_range: tuple[float, float]) -> dict[str, Any]:
+    """Cosine between the float model's input gradient and FD estimates on each quantized model."""
+    from host import metrics
+    from host.attacks.oracle import QuantizedOracle
+
+    x, y = x[:GRADIENT_SAMPLES], y[:GRADIENT_SAMPLES]
+    float_grad = metrics.float_input_gradient(float_model.keras_model, x, y)
+    span = input_range[1] - input_range[0]
+    out = {}
+    for precision, target in targets.items():
+        oracle = QuantizedOracle.from_backend(target.reference, target.model, input_range)
+        fd = metrics.finite_difference_gradient(oracle, x, labels=y, h=span / 64, method="random",
+                                                directions=FD_DIRECTIONS, seed=0, clip=input_range)
+        out[precision] = {**metrics.gradient_misalignment(float_grad, fd), "queries": int(oracle.queries),
+                          "samples": len(x), "fd": f"random directions ({FD_DIRECTIONS}), h = range/64"}
+    return out
+
+
+# ---------------------------------------------------------------- the run
+
+
+def craft(spec: AttackSpec, eps: float | None, seed: int, x: np.ndarray, y: np.ndarray, float_model: Any,
+          targets: dict[str, Target], input_range: tuple[float, float]) -> tuple[np.ndarray, Any, dict]:
+    from host.attacks import get_attack
+    from host.attacks.oracle import QuantizedOracle
+
+    params = {k: v for k, v in spec.params.items() if k not in RESERVED_ATTACK_KEYS}
+    attack = get_attack(spec.name, seed=seed, **params, **({} if eps is None else {"eps": eps}))
+    info: dict[str, Any] = {"threat_model": attack.threat_model, "norm": attack.norm, "params": dict(attack.params)}
+    if attack.needs == "oracle":
+        target = targets[spec.params.get("target", "int8")]
+        backend = target.chip if spec.params.get("via") == "chip" else target.reference
+        if backend is None:
+            raise UserError(f"attack '{spec.name}' queries the chip, but {target.precision} is not on a [chip]")
+        oracle = QuantizedOracle.from_backend(backend, target.model, input_range)
+        x_adv = attack.generate(oracle, x, y)
+        info.update(oracle=f"{'chip' if backend is target.chip else 'reference'}:{target.precision}",
+                    queries=attack.last_queries)
+    else:
+        x_adv = attack.generate(float_model, x, y)
+    return x_adv, attack, info
+
+
+def run_experiment(exp: Experiment, progress: bool = True) -> dict[str, Any]:
+    from tqdm import tqdm
+
+    from host.attacks import FloatModel
+    from host.quantize import experiment_models
+
+    started = time.time()
+    x, y = load_slice(exp.dataset, exp.input_range)
+    rep = load_slice(exp.representative, exp.input_range)[0] if exp.representative else None
+    models = experiment_models(exp.float_model, rep, exp.given, [p for p in exp.precisions if p != FLOAT])
+    float_model = FloatModel(models.float_model, exp.input_range)
+    targets = prepare_targets(exp, models)
+    _seed(exp.seed)
+    evaluations, boundary = [], {}
+    with chips(exp, targets):
+        total = _work(exp, len(x), targets)
+        with tqdm(total=total, unit="inf", file=sys.stderr, disable=not progress, dynamic_ncols=True) as bar:
+            bar.set_description("clean")
+            clean = run_all(x, float_model, targets, exp.chip_num, bar)
+            evaluations.append({"attack": "clean", "eps": 0.0, **evaluation_metrics(
+                y, x, x, clean, clean, [FLOAT, *targets])})
+            for spec in exp.attacks:
+                n = min(len(x), spec.params.get("num", len(x)))
+                sweep = []
+                for eps in spec.eps:
+                    bar.set_description(spec.name if eps is None else f"{spec.name} ε={eps:g}")
+                    x_adv, _, info = craft(spec, eps, exp.seed, x[:n], y[:n], float_model, targets, exp.input_range)
+                    adv = run_all(x_adv, float_model, targets, exp.chip_num, bar)
+                    sub = _subset(clean, n)
+                    evaluations.append({"attack": spec.name, "eps": eps if eps is not None else _budget(info), **info,
+                                        **evaluation_metrics(y[:n], x[:n], x_adv, sub, adv, [FLOAT, *targets])})
+                    sweep.append((x_adv, adv))
+                boundary[spec.name] = boundary_distances(y[:n], x[:n], sweep, info["norm"],
+                                                         [FLOAT, *targets])
+    misalignment = gradient_misalignment(x, y, float_model, targets, exp.input_range)
+    return {
+        "schema": 2,
+        "experiment": _describe(exp, targets),
+        "evaluations": evaluations,
+        "boundary_distance": boundary,
+        "gradient_misalignment": misalignment,
+        "summary": _summary(evaluations),
+        "run": {"duration_s": round(time.time() - started, 1)},
+    }
+
+
+def _summary(evaluations: list[dict[str, Any]]) -> dict[str, Any]:
+    chip = [m["reference_agreement"] for e in evaluations for m in e["models"].values() if "reference_agreement" in m]
+    return {"chip_inferences": sum(a["of"] for a in chip),
+            "chip_mismatches": sum(a["of"] - a["identical"] for a in chip),
+            "evaluations": len(evaluations)}
+
+
+def _budget(info: dict[str, Any]) -> float | None:
+    """The eps of a minimal-perturbation attack run without an explicit ε: its budget (None if unbounded)."""
+    eps = info["params"].get("eps")
+    return None if eps is None or eps == float("inf") else float(eps)
+
+
+def _subset(outcome: Outcome, n: int) -> Outcome:
+    return Outcome({k: v[:n] for k, v in outcome.preds.items()}, {k: v[:n] for k, v in outcome.raw.items()},
+                   outcome.instructions)
+
+
+def _work(exp: Experiment, n: int, targets: dict[str, Target]) -> int:
+    per_set = n * len(targets) + sum(min(n, exp.chip_num or n) for t in targets.values() if t.chip is not None)
+    sets = 1 + sum(len(a.eps) for a in exp.attacks)
+    return per_set * sets
+
+
+def _seed(seed: int) -> None:
+    import tensorflow as tf
+
+    tf.keras.utils.set_random_seed(seed)
+
+
+def _describe(exp: Experiment, targets: dict[str, Target]) -> dict[str, Any]:
+    return {
+        "name": exp.name, "config": str(exp.source), "seed": exp.seed,
+        "float_model": str(exp.float_model),
+        "precisions": {p: {"sha256": t.model.sha256.hex(), "origin": t.origin,
+                           "input": {"scale": t.model.input.scale, "zero_point": t.model.input.zero_point}}
+                       for p, t in targets.items()},
+        "dataset": {"path": str(exp.dataset.path), "start": exp.dataset.start, "num": exp.dataset.num,
+                    "input_range": list(exp.input_range)},
+        "chip": {"board": exp.chip_board, "precisions": list(exp.chip_precisions), "num": exp.chip_num},
+        "attacks": [{"name": a.name, "eps": list(a.eps), "params": a.params} for a in exp.attacks],
+    }
