@@ -91,6 +91,7 @@ def test_registry_has_the_study_attacks_with_study_defaults() -> None:
         assert name in describe_registry()
     pgd = get_attack("pgd").params
     assert (pgd["max_iter"], pgd["rel_step"], pgd["restarts"]) == (20, 0.1, 20)
+    assert get_attack("pgd", random_init="false").params["restarts"] == 1  # no identical restarts
     assert get_attack("autoattack").eps == 0.004
     cw = {"max_iter": 10, "binary_search_steps": 10, "initial_const": 0.01}
     assert get_attack("cw-l2").params.items() >= cw.items() and get_attack("ead").params.items() >= cw.items()

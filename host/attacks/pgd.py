@@ -9,12 +9,16 @@ num_random_init loop, which re-attacks every input each restart and keeps the la
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
 from host.attacks.base import BATCH_SIZE, EPS, SEED, Attack, Param, at_least_one, positive, register
 from host.attacks.common import restart_until_fooled
 from host.attacks.target import FloatModel, import_art
 from host.errors import UserError
+
+RANDOM_INIT = Param("random_init", bool, True, "start from a uniform random point in the ε-ball")
 
 
 @register
@@ -29,11 +33,19 @@ class PGD(Attack):
         Param("max_iter", int, 20, "gradient steps per restart", at_least_one),
         # step = rel_step·ε: with 20 steps the iterate can cross the ball twice.
         Param("rel_step", float, 0.1, "step size as a fraction of eps", positive),
-        Param("random_init", bool, True, "start from a uniform random point in the ε-ball"),
-        Param("restarts", int, 20, "random starts; the first that fools the model is kept", at_least_one),
+        RANDOM_INIT,
+        Param("restarts", int, 20, "random starts (1 without random_init); the first that fools is kept",
+              at_least_one),
         SEED,
         BATCH_SIZE,
     )
+
+    def __init__(self, **params: Any) -> None:
+        # Without random starts the study's 20 restarts would be identical: default to one.
+        given = "random_init" in params and "restarts" not in params
+        if given and not RANDOM_INIT.validate(params["random_init"], self.name):
+            params = {**params, "restarts": 1}
+        super().__init__(**params)
 
     def _check_params(self) -> None:
         if self.params["restarts"] > 1 and not self.params["random_init"]:
