@@ -117,9 +117,19 @@ def _parse(doc: dict[str, Any], source: Path, quick: bool) -> Experiment:
 
 
 def _apply_quick(doc: dict[str, Any]) -> dict[str, Any]:
-    """[quick] keys are 'section_key = value' overrides, e.g. dataset_num = 50, chip_num = 10."""
-    quick = doc.get("quick", {})
+    """[quick] keys are 'section_key = value' overrides, e.g. dataset_num = 50, chip_num = 10;
+    attack_num caps every attack's samples; [quick.attack_params.<name>] overrides parameters."""
+    quick = dict(doc.get("quick", {}))
     out = {k: (dict(v) if isinstance(v, dict) else v) for k, v in doc.items()}
+    cap = quick.pop("attack_num", None)
+    overrides = quick.pop("attack_params", {})
+    if cap is not None or overrides:
+        attacks = [dict(a) for a in _attack_list(doc)]
+        for a in attacks:
+            if cap is not None:
+                a["num"] = min(int(a.get("num", cap)), _int(cap, "quick.attack_num", 1))
+            a.update(overrides.get(str(a.get("name", "")).lower(), {}))
+        out["attack"] = attacks
     for key, value in quick.items():
         section, _, name = key.partition("_")
         if section not in ("experiment", "model", "dataset", "chip") or not name:

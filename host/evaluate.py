@@ -200,9 +200,10 @@ def resolve_run_id(run_id: str | None, backend: str, seed: int) -> str:
 
 
 def _make_attack(name: str, eps: float, seed: int, attack_params: dict[str, dict[str, str]]):  # noqa: ANN202
-    from host.attacks import get_attack
+    from host.attacks import attack_class, get_attack
 
-    return get_attack(name, eps=eps, seed=seed, **attack_params.get(name, {}))
+    takes_eps = any(p.name == "eps" for p in attack_class(name).params_spec)  # e.g. not the patch attack
+    return get_attack(name, seed=seed, **attack_params.get(name, {}), **({"eps": eps} if takes_eps else {}))
 
 
 def load_dataset(config: EvalConfig):  # noqa: ANN201
