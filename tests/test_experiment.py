@@ -1,0 +1,106 @@
+"""Configured studies: the TOML loader's errors, and a small real study end to end."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from host.config import load_experiment
+from host.errors import UserError
+from host.paths import ROOT, SHARED_DIR
+
+MODELS = ROOT / "models"
+
+BASE = f"""
+[model]
+float = "{MODELS / 'digits_cnn.keras'}"
+int8 = "{MODELS / 'digits_cnn_int8.tflite'}"
+precisions = ["float32", "int8"]
+[dataset]
+path = "builtin:digits-test"
+num = 12
+"""
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "study.toml"
+    path.write_text(text)
+    return path
+
+
+def test_shipped_configs_load() -> None:
+    quick = load_experiment(ROOT / "configs/digits-quick.toml", quick=True)
+    assert quick.dataset.num == 40 and quick.chip_num == 20 and quick.precisions == ("float32", "int16x8", "int8")
+    if SHARED_DIR.exists():
+        study = load_experiment(ROOT / "configs/david-goliath-cifar10.toml")
+        assert study.dataset.num == 1000 and [a.name for a in study.attacks][:2] == ["pgd", "autoattack"]
+        assert study.attacks[0].eps == (0.0002, 0.0005, 0.001, 0.002, 0.004, 0.008)
+
+
+@pytest.mark.parametrize(("extra", "message"), [
+    ('[[attack]]\nname = "carlini"\n', "unknown attack 'carlini'"),
+    ('[[attack]]\nname = "pgd"\neps = [-0.1]\n', "eps must be a positive number"),
+    ('[[attack]]\nname = "pgd"\nmax_iter = 0\n', "max_iter"),
+    ('[[attack]]\nname = "square-linf"\ntarget = "int4"\n', "target must be one of"),
+    ('[[attack]]\nname = "square-linf"\nvia = "wifi"\n', "via must be"),
+    ('[chip]\nboard = "arduino-uno"\n', "unknown board 'arduino-uno'"),
+    ('[defense]\nname = "x"\n', "unknown section"),
+])
+def test_bad_configs_are_refused_before_work(tmp_path: Path, extra: str, message: str) -> None:
+    with pytest.raises(UserError, match=message):
+        load_experiment(write(tmp_path, BASE + extra))
+
+
+def test_missing_files_and_precisions(tmp_path: Path) -> None:
+    with pytest.raises(UserError, match="config file not found"):
+        load_experiment(tmp_path / "absent.toml")
+    with pytest.raises(UserError, match="model.float: file not found"):
+        load_experiment(write(tmp_path, BASE.replace("digits_cnn.keras", "nothing.keras")))
+    no_int16 = BASE.replace('["float32", "int8"]', '["float32", "int16x8", "int8"]')
+    with pytest.raises(UserError, match=r"no \.tflite in \[model\] and there is no \[dataset.representative\]"):
+        load_experiment(write(tmp_path, no_int16))
+    with pytest.raises(UserError, match="not valid TOML"):
+        load_experiment(write(tmp_path, "[model\n"))
+
+
+@pytest.mark.skipif(shutil.which("qemu-system-arm") is None, reason="needs qemu-system-arm (make deps)")
+def test_small_study_on_host_and_chip(tmp_path: Path) -> None:
+    config = write(tmp_path, BASE.replace('["float32", "int8"]', '["float32", "int16x8", "int8"]') + """
+[dataset.representative]
+path = "builtin:digits-train"
+num = 100
+[chip]
+board = "mps2-an386"
+precisions = ["int8"]
+num = 6
+[[attack]]
+name = "fgsm"
+eps = [0.1, 0.3]
+[[attack]]
+name = "deepfool"
+max_iter = 10
+num = 6
+""")
+    proc = subprocess.run([sys.executable, "-m", "host.evaluate", "--config", str(config), "--out", str(tmp_path),
+                           "--run-id", "s", "--no-progress"], cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr
+    assert "chip vs reference: bit-exact (24/24 identical)" in proc.stdout
+    doc = json.loads((tmp_path / "s/metrics.json").read_text())
+    evals = {(e["attack"], e["eps"]): e for e in doc["evaluations"]}
+    assert set(evals) == {("clean", 0.0), ("fgsm", 0.1), ("fgsm", 0.3), ("deepfool", None)}
+    clean = evals[("clean", 0.0)]["models"]
+    assert set(clean) == {"float32", "int16x8", "int8", "chip:int8"} and clean["chip:int8"]["n"] == 6
+    assert clean["chip:int8"]["instructions_median"] > 1e6
+    strong = evals[("fgsm", 0.3)]
+    assert strong["models"]["float32"]["accuracy"] < clean["float32"]["accuracy"]
+    assert strong["perturbation"]["linf"]["max"] <= 0.3 + 1e-6
+    assert set(strong["transfer"]) >= {"float32->int8", "float32->int16x8", "int16x8->int8"}
+    assert evals[("deepfool", None)]["models"]["float32"]["n"] == 6
+    assert set(doc["boundary_distance"]["fgsm"]) >= {"float32", "int8"}
+    assert doc["gradient_misalignment"]["int8"]["queries"] > 0
+    assert "## Transfer" in (tmp_path / "s/report.md").read_text()
