@@ -152,3 +152,28 @@ def test_generated_c_carries_model_hash_and_arena() -> None:
     assert model.sha256.hex()[:16] in model.c_source
     assert f".arena_bytes = {model.arena_bytes}u" in model.c_source
     assert model.inputs[0].dtype == "int8" and model.ops == ["CONV_2D"]
+
+
+def _relu_model(shape_signature: list[int] | None = None, subgraphs: int = 1) -> bytes:
+    """A one-op int8 model, optionally with a dynamic batch or extra subgraphs."""
+    import flatbuffers
+
+    g = GraphBuilder()
+    x = g.tensor((1, 4), "int8", 0.1, 0)
+    y = g.tensor((1, 4), "int8", 0.1, 0)
+    g.op("RELU", [x], [y])
+    model = fb.ModelT.InitFromObj(fb.Model.GetRootAsModel(g.build([x], [y]), 0))
+    if shape_signature is not None:
+        model.subgraphs[0].tensors[0].shapeSignature = shape_signature
+    model.subgraphs = model.subgraphs * subgraphs
+    b = flatbuffers.Builder(1024)
+    b.Finish(model.Pack(b), file_identifier=b"TFL3")
+    return bytes(b.Output())
+
+
+def test_dynamic_shapes_and_several_subgraphs_are_refused() -> None:
+    with pytest.raises(UserError, match="dynamic shape") as err:
+        compile_bytes(_relu_model(shape_signature=[1, -1]))
+    assert "op 0 RELU: not supported" in str(err.value)  # every problem at once
+    with pytest.raises(UserError, match="2 subgraphs"):
+        compile_bytes(_relu_model(subgraphs=2))
