@@ -78,6 +78,8 @@ def main(argv: list[str] | None = None) -> int:
           f"weights {model.weights_bytes:,} B")
     for line in image.usage_lines():
         print(line)
+    print(f"         flash = weights {model.weights_bytes:,} + code and tables "
+          f"{image.flash_bytes - model.weights_bytes:,}; RAM is the peak (statics, arena, stack: no heap)")
     print(f"flashed  {image.board.name} ({image.board.description.split(':')[0]}): {target / 'firmware.elf'} "
           f"in {time.monotonic() - started:.1f} s")
     print("next     python -m host.evaluate")
