@@ -1,8 +1,14 @@
-"""Evaluation outputs: metrics.json, report.md, predictions.npz and the console table."""
+"""Evaluation outputs: metrics.json, report.md, report.html, predictions.npz and the console table.
+
+`python -m host.report RUN` regenerates report.md and report.html of a run from its metrics.json;
+`python -m host.report RUN_A RUN_B [--out comparison.html]` compares two runs (docs/report.md).
+"""
 
 from __future__ import annotations
 
+import argparse
 import json
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -229,11 +235,36 @@ def render_study_markdown(document: dict[str, Any]) -> str:
 
 
 def write_study(document: dict[str, Any], out_dir: Path) -> dict[str, Path]:
+    """Write metrics.json, report.md, report.html and (when document["_gallery"] holds the arrays of
+    host.report_html.gallery_arrays) gallery.npz into out_dir; returns their paths."""
     out_dir.mkdir(parents=True, exist_ok=True)
+    gallery = document.pop("_gallery", None)
     paths = {"metrics": out_dir / "metrics.json", "report": out_dir / "report.md"}
     paths["metrics"].write_text(json.dumps(document, indent=2, default=_json_default) + "\n")
     paths["report"].write_text(render_study_markdown(document))
+    if gallery is not None:
+        from host.report_html import GALLERY_FILE, write_gallery
+
+        paths["gallery"] = write_gallery(gallery, out_dir / GALLERY_FILE)
+    html = _write_html(document, out_dir)
+    if html is not None:
+        paths["html"] = html
     return paths
+
+
+def _write_html(document: dict[str, Any], out_dir: Path) -> Path | None:
+    """report.html next to report.md; a failure here must not lose a finished run's metrics."""
+    from host.report_html import render_classic_html, render_study_html
+
+    path = out_dir / "report.html"
+    try:
+        render = render_study_html if document.get("schema") == 2 else render_classic_html
+        path.write_text(render(document, out_dir))
+    except Exception as err:  # noqa: BLE001 - report it, keep metrics.json and report.md
+        print(f"warning: report.html not written ({type(err).__name__}: {err}); "
+              f"retry with: python -m host.report {out_dir}", file=sys.stderr)
+        return None
+    return path
 
 
 def _json_default(value: Any) -> Any:
@@ -254,4 +285,121 @@ def print_study(document: dict[str, Any], paths: dict[str, Path]) -> None:
         verdict = "bit-exact" if not s["chip_mismatches"] else "NOT bit-exact"
         print(f"chip vs reference: {verdict} ({s['chip_inferences'] - s['chip_mismatches']}/{s['chip_inferences']} "
               "identical)")
-    print(f"results: {paths['metrics'].parent}/ (metrics.json, report.md)")
+    print(f"results: {paths['metrics'].parent}/ ({', '.join(p.name for p in paths.values())})")
+
+
+# ---------------------------------------------------------------- CLI: regenerate and compare
+
+
+def resolve_run(name: str) -> Path:
+    """A results directory from a path or a run id under results/; UserError when it is none."""
+    from host.errors import UserError
+    from host.paths import RESULTS_DIR
+
+    path = Path(name)
+    candidates = [path] if path.is_absolute() or path.exists() else [path, RESULTS_DIR / name]
+    directory = next((c for c in candidates if c.is_dir()), None)
+    if directory is None:
+        if path.is_file():
+            raise UserError(f"{name} is a file, not a results directory",
+                            hint="give a run id under results/ or the directory that holds metrics.json")
+        raise UserError(f"no run '{name}': neither a directory nor {RESULTS_DIR / name}",
+                        hint="give a run id under results/ (ls results/) or a results directory")
+    if not (directory / "metrics.json").is_file():
+        raise UserError(f"{directory} is not a results directory (no metrics.json)",
+                        hint="point at results/<run-id>/ written by python -m host.evaluate")
+    return directory
+
+
+def load_run(directory: Path) -> dict[str, Any]:
+    """metrics.json of a results directory, with a known schema (1 or 2)."""
+    from host.errors import UserError
+
+    path = directory / "metrics.json"
+    try:
+        document = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise UserError(f"{path}: not readable JSON ({err})") from None
+    if not isinstance(document, dict):
+        raise UserError(f"{path}: not a metrics document (top level is not an object)")
+    schema = document.get("schema")
+    if schema not in (1, 2):
+        raise UserError(f"{path}: unknown metrics.json schema {schema!r}",
+                        hint="host.report reads schema 1 (python -m host.evaluate) and 2 (--config studies)")
+    return document
+
+
+def regenerate(directory: Path) -> dict[str, Path]:
+    """Rewrite report.md and report.html of a run from its metrics.json."""
+    from host.errors import UserError
+    from host.report_html import render_classic_html, render_study_html
+
+    document = load_run(directory)
+    try:
+        if document["schema"] == 2:
+            markdown, html = render_study_markdown(document), render_study_html(document, directory)
+        else:
+            markdown, html = render_markdown(document), render_classic_html(document, directory)
+    except (KeyError, TypeError, ValueError, IndexError, AttributeError) as err:
+        raise UserError(f"{directory / 'metrics.json'}: incomplete or malformed schema-{document['schema']} "
+                        f"document ({type(err).__name__}: {err})") from None
+    paths = {"report": directory / "report.md", "html": directory / "report.html"}
+    paths["report"].write_text(markdown)
+    paths["html"].write_text(html)
+    return paths
+
+
+def compare(dir_a: Path, dir_b: Path, out: Path) -> Path:
+    """comparison.html of two runs."""
+    from host.errors import UserError
+    from host.report_html import render_comparison_html
+
+    a, b = load_run(dir_a), load_run(dir_b)
+    try:
+        text = render_comparison_html(a, b, dir_a.resolve().name, dir_b.resolve().name)
+    except (KeyError, TypeError, ValueError, IndexError, AttributeError) as err:
+        raise UserError(f"cannot compare {dir_a} and {dir_b}: malformed metrics.json ({type(err).__name__}: {err})"
+                        ) from None
+    if out.is_dir():
+        out = out / "comparison.html"
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(text)
+    except OSError as err:
+        raise UserError(f"cannot write {out}: {err.strerror or err}") from None
+    return out
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m host.report",
+        description="Regenerate report.md and report.html of a run from its metrics.json, or compare two runs.")
+    parser.add_argument("runs", nargs="+", metavar="RUN",
+                        help="a run id under results/ or a results directory; two runs: write a comparison")
+    parser.add_argument("--out", type=Path, default=None,
+                        help="comparison file (or directory for comparison.html); default ./comparison.html")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    from host.errors import UserError
+
+    args = build_parser().parse_args(argv)
+    if len(args.runs) > 2:
+        raise UserError(f"give one run (regenerate its report) or two (compare them), not {len(args.runs)}")
+    directories = [resolve_run(r) for r in args.runs]
+    if len(directories) == 1:
+        if args.out is not None:
+            raise UserError("--out applies to comparisons of two runs; a run's report is written into its directory")
+        paths = regenerate(directories[0])
+        print(f"wrote {paths['report']} and {paths['html']}")
+        return 0
+    out = compare(directories[0], directories[1], args.out or Path("comparison.html"))
+    print(f"wrote {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    from host.errors import run_cli
+
+    sys.exit(run_cli(main))
