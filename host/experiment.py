@@ -25,6 +25,7 @@ from host.errors import UserError
 GRADIENT_SAMPLES = 8          # clean inputs for gradient misalignment (FD estimates are query-hungry)
 FD_DIRECTIONS = 32
 RESERVED_ATTACK_KEYS = ("target", "via", "num")
+GALLERY_SAMPLES = 8           # first inputs kept (clean and adversarial) for the report's gallery
 
 
 @dataclass
@@ -251,6 +252,7 @@ def run_experiment(exp: Experiment, progress: bool = True) -> dict[str, Any]:
 
     from host.attacks import FloatModel
     from host.quantize import experiment_models
+    from host.report_html import gallery_arrays, gallery_entry
 
     started = time.time()
     x, y = load_slice(exp.dataset, exp.input_range)
@@ -259,7 +261,7 @@ def run_experiment(exp: Experiment, progress: bool = True) -> dict[str, Any]:
     float_model = FloatModel(models.float_model, exp.input_range)
     targets = prepare_targets(exp, models)
     _seed(exp.seed)
-    evaluations, boundary = [], {}
+    evaluations, boundary, gallery = [], {}, []
     with chips(exp, targets):
         total = _work(exp, len(x), targets)
         with tqdm(total=total, unit="inf", file=sys.stderr, disable=not progress, dynamic_ncols=True) as bar:
@@ -278,6 +280,8 @@ def run_experiment(exp: Experiment, progress: bool = True) -> dict[str, Any]:
                     evaluations.append({"attack": spec.name, "eps": eps if eps is not None else _budget(info), **info,
                                         **evaluation_metrics(y[:n], x[:n], x_adv, sub, adv, [FLOAT, *targets])})
                     sweep.append((x_adv, adv))
+                    gallery.append(gallery_entry(spec.name, evaluations[-1]["eps"], x_adv, adv.preds,
+                                                 GALLERY_SAMPLES))
                 boundary[spec.name] = boundary_distances(y[:n], x[:n], sweep, info["norm"],
                                                          [FLOAT, *targets])
     misalignment = gradient_misalignment(x, y, float_model, targets, exp.input_range)
@@ -288,6 +292,7 @@ def run_experiment(exp: Experiment, progress: bool = True) -> dict[str, Any]:
         "boundary_distance": boundary,
         "gradient_misalignment": misalignment,
         "summary": _summary(evaluations),
+        "_gallery": gallery_arrays(x, y, clean.preds, gallery, exp.input_range, GALLERY_SAMPLES),
         "run": {"duration_s": round(time.time() - started, 1)},
     }
 

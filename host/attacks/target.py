@@ -88,8 +88,15 @@ def _strip_softmax(model: Any) -> Any:
     from tensorflow import keras
 
     last = model.layers[-1]
-    if isinstance(last, keras.layers.Softmax):
+    if isinstance(last, keras.layers.Softmax) or (
+            isinstance(last, keras.layers.Activation) and _ends_in_softmax(model)):
         return keras.Model(model.inputs, last.input, name=f"{model.name}_logits")
+    if isinstance(last, keras.layers.Dense) and _ends_in_softmax(model):
+        # Dense(activation="softmax"): the same affine map without the softmax (weights copied).
+        linear = keras.layers.Dense(last.units, use_bias=last.use_bias, name=f"{last.name}_logits")
+        logits = keras.Model(model.inputs, linear(last.input), name=f"{model.name}_logits")
+        linear.set_weights(last.get_weights())
+        return logits
     return model
 
 
