@@ -252,8 +252,10 @@ def run_experiment(exp: Experiment, progress: bool = True) -> dict[str, Any]:
 
     from host.attacks import FloatModel
     from host.quantize import experiment_models
+    from host.quiet import import_tensorflow_quietly
     from host.report_html import gallery_arrays, gallery_entry
 
+    import_tensorflow_quietly()
     started = time.time()
     x, y = load_slice(exp.dataset, exp.input_range)
     rep = load_slice(exp.representative, exp.input_range)[0] if exp.representative else None
