@@ -5,23 +5,32 @@
 
 For an emulated board the "flashed" image is build/flash/<board>/ (made by
 `make flash`); the device is a QEMU instance started here and always stopped.
+
+The link can be given explicitly instead (`url=`, or the environment variable
+SLINGSHOT_LINK): any pyserial URL — `socket://host:port`, `rfc2217://host:port`
+(a remote board behind an RFC 2217 server) or a local port `/dev/ttyACM0` — to
+a board that already runs the flashed firmware; nothing is started then.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import serial
 
 from host.boards import Board, load_board
 from host.errors import UserError
 from host.paths import DEFAULT_BOARD, FLASH_DIR
 from host.protocol import Client, DeviceError, DeviceInfo, InferResult, Msg, outputs_from_bytes
+
+LINK_ENV = "SLINGSHOT_LINK"
 
 
 @dataclass(frozen=True)
@@ -60,6 +69,15 @@ class Device:
         result = self.client.infer(inputs)
         return InferResult(result.output, result.ticks, self.board.instructions(result.ticks))
 
+    def infer_many(self, inputs: Iterable[bytes], window: int | None = None) -> Iterator[InferResult]:
+        """One result per input, in order, pipelined: with `window` (default: the client's) > 1
+        the next requests travel while the chip computes. Costs are the same as with `infer`."""
+        if window is not None:
+            self.client.set_window(window)
+            self.info = self.client.info or self.info
+        for result in self.client.infer_many(inputs):
+            yield InferResult(result.output, result.ticks, self.board.instructions(result.ticks))
+
     def infer_arrays(self, *inputs: np.ndarray) -> tuple[list[np.ndarray], InferResult]:
         data = b"".join(np.ascontiguousarray(x, dtype=t.dtype).tobytes()
                         for x, t in zip(inputs, self.info.inputs, strict=True))
@@ -72,8 +90,12 @@ class Device:
 
 @contextmanager
 def open_device(board: str | None = None, expected_sha256: bytes | None = None,
-                timeout_s: float = 30.0) -> Iterator[Device]:
-    """Boot (emulated) or connect to the flashed board and handshake."""
+                timeout_s: float = 30.0, url: str | None = None, window: int = 1) -> Iterator[Device]:
+    """Boot (emulated) or connect to the flashed board and handshake.
+
+    `url` (or $SLINGSHOT_LINK) connects to a board already running the firmware over that
+    link instead of starting an emulator: `socket://`, `rfc2217://` or a serial device path.
+    """
     board_name = board or DEFAULT_BOARD
     spec = load_board(board_name)
     image = read_flashed(board_name)
@@ -81,32 +103,70 @@ def open_device(board: str | None = None, expected_sha256: bytes | None = None,
         raise UserError(
             f"the model flashed on {board_name} ({image.model_path}) is not the model you asked for",
             hint="run `make flash MODEL=<your model>` first, or pass --model of the flashed one")
-    with boot_elf(spec, image.elf, image.model_sha256, timeout_s) as device:
+    url = url or os.environ.get(LINK_ENV) or None
+    if url is not None:
+        with connect(spec, url, image.model_sha256, timeout_s, window) as device:
+            yield device
+        return
+    with boot_elf(spec, image.elf, image.model_sha256, timeout_s, window) as device:
         yield device
 
 
+def open_link(url: str, baudrate: int = 115200) -> serial.SerialBase:
+    """A pyserial link for `socket://host:port`, `rfc2217://host:port` or a device path."""
+    try:
+        return serial.serial_for_url(url, baudrate=baudrate, timeout=0.05)
+    except (serial.SerialException, ValueError, OSError) as err:
+        raise UserError(f"cannot open the link {url}: {err}",
+                        hint="check the URL (socket://HOST:PORT, rfc2217://HOST:PORT or /dev/tty...) "
+                             "and that the board or its server is up") from None
+
+
 @contextmanager
-def boot_elf(spec: Board, elf: Path, model_sha256: bytes, timeout_s: float = 30.0) -> Iterator[Device]:
+def connect(spec: Board, url: str, model_sha256: bytes, timeout_s: float = 30.0,
+            window: int = 1) -> Iterator[Device]:
+    """A board that already runs the firmware, over the link at `url`."""
+    link = open_link(url, spec.uart_baud)
+    try:
+        with attach(spec, link, model_sha256, timeout_s, window, describe=f"board {spec.name} ({url})") as device:
+            yield device
+    finally:
+        link.close()
+
+
+@contextmanager
+def boot_elf(spec: Board, elf: Path, model_sha256: bytes, timeout_s: float = 30.0,
+             window: int = 1) -> Iterator[Device]:
     """Run a firmware ELF on an emulated board; the emulator always stops on exit."""
     if not spec.emulated:
-        raise UserError(f"board {spec.name} is not emulated: real boards are not supported by this build yet",
-                        hint="use an emulated board (see boards/ and docs/boards.md)")
+        raise UserError(f"board {spec.name} is not emulated: connect to it with a link URL",
+                        hint=f"open_device(url=...) or {LINK_ENV}=rfc2217://HOST:PORT (or /dev/ttyACM0); "
+                             "see docs/boards.md")
     from host.emulator import QemuProcess
 
     with QemuProcess(spec, elf) as qemu:
         link = qemu.start()
         try:
-            client = Client(link, timeout_s=timeout_s, describe=f"board {spec.name} (QEMU)")
-            _wait_until_listening(client, timeout_s)
-            info = _handshake(client, spec.name)
-            if info.model_sha256 != model_sha256:
-                raise DeviceError(
-                    f"the firmware on {spec.name} runs model sha256 {info.model_sha256.hex()[:16]}…, "
-                    f"expected {model_sha256.hex()[:16]}…",
-                    hint=f"run `make flash BOARD={spec.name}` again")
-            yield Device(spec, client, info)
+            with attach(spec, link, model_sha256, timeout_s, window, describe=f"board {spec.name} (QEMU)") as device:
+                yield device
         finally:
             link.close()
+
+
+@contextmanager
+def attach(spec: Board, link: object, model_sha256: bytes, timeout_s: float = 30.0, window: int = 1,
+           describe: str | None = None) -> Iterator[Device]:
+    """Handshake over an open link (any pyserial-like object) and check the model."""
+    client = Client(link, timeout_s=timeout_s, describe=describe or f"board {spec.name}",  # type: ignore[arg-type]
+                    window=window)
+    _wait_until_listening(client, timeout_s)
+    info = _handshake(client, spec.name)
+    if info.model_sha256 != model_sha256:
+        raise DeviceError(
+            f"the firmware on {spec.name} runs model sha256 {info.model_sha256.hex()[:16]}…, "
+            f"expected {model_sha256.hex()[:16]}…",
+            hint=f"run `make flash BOARD={spec.name}` again")
+    yield Device(spec, client, info)
 
 
 def _wait_until_listening(client: Client, timeout_s: float, ping_s: float = 0.25) -> None:
@@ -120,7 +180,7 @@ def _wait_until_listening(client: Client, timeout_s: float, ping_s: float = 0.25
     deadline = time.monotonic() + timeout_s
     while True:
         try:
-            client.request(Msg.ECHO, b"ping", timeout_s=ping_s)
+            client.request(Msg.ECHO, b"ping", timeout_s=ping_s, max_retries=0)
             return
         except DeviceError:
             if time.monotonic() > deadline:

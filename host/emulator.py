@@ -72,16 +72,22 @@ class QemuProcess:
     def start(self) -> serial.SerialBase:
         """Start QEMU and return a connected link (QEMU waits for it before running)."""
         for _ in range(5):
-            self.port = free_port()
-            self.process = subprocess.Popen(self.command(self.port), stdin=subprocess.DEVNULL,
-                                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                                            preexec_fn=_die_with_parent)
-            _running.add(self)
+            self.launch()
             link = self._connect()
             if link is not None:
                 return link
             self.stop()
         raise UserError(f"QEMU did not start for board {self.board.name}: {self._stderr()}", hint=QEMU_HINT)
+
+    def launch(self) -> int:
+        """Start QEMU without connecting; returns the TCP port of its UART, where it waits for
+        one client (e.g. a host.faultproxy or an RFC 2217 bridge) before running the firmware."""
+        self.port = free_port()
+        self.process = subprocess.Popen(self.command(self.port), stdin=subprocess.DEVNULL,
+                                        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                                        preexec_fn=_die_with_parent)
+        _running.add(self)
+        return self.port
 
     def _connect(self) -> serial.SerialBase | None:
         deadline = time.monotonic() + self.boot_timeout_s

@@ -1,15 +1,24 @@
-"""The host side of the device protocol (docs/protocol.md).
+"""The host side of the device protocol (docs/protocol.md), version 2.
 
 Frame: A5 5A | type u8 | seq u8 | length u16 LE | payload | CRC-32 LE over
 type..payload. Any pyserial object is a transport (`serial.serial_for_url`
 gives `socket://`, `rfc2217://` and `/dev/tty…`).
+
+The Client retransmits a request whose frame or response was lost or damaged
+(the device answers a request it already ran with its recorded response, so a
+retry never runs anything twice), matches responses to requests by seq and
+type, and can keep several requests in flight (`window`, `infer_many`).
 """
 
 from __future__ import annotations
 
+import contextlib
 import struct
+import time
 import zlib
-from dataclasses import dataclass
+from collections import deque
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
 from typing import Protocol
 
 import numpy as np
@@ -18,7 +27,7 @@ from serial import SerialException
 from host.compiler.types import DTYPE_NAMES, TensorInfo
 from host.errors import UserError
 
-PROTOCOL_VERSION = 1
+PROTOCOL_VERSION = 2
 SYNC = b"\xa5\x5a"
 HEADER = struct.Struct("<BBH")
 RESPONSE = 0x80
@@ -37,12 +46,13 @@ class Msg:
 
 ERROR_NAMES = {
     1: "BAD_CRC", 2: "TOO_LONG", 3: "TRUNCATED", 4: "UNKNOWN_TYPE",
-    5: "BAD_LENGTH", 6: "BAD_OFFSET", 7: "INFER_FAILED", 8: "FAULT",
+    5: "BAD_LENGTH", 6: "BAD_OFFSET", 7: "INFER_FAILED", 8: "FAULT", 9: "SEQ_GAP", 10: "REPLAY_LOST",
 }
 
 
-# The request was damaged on the way and not executed: sending it again is safe.
-RETRYABLE_ERRORS = frozenset({1, 2, 3})
+# The request was damaged or lost on the way (or arrived out of order) and was not run: send it again.
+RETRYABLE_ERRORS = frozenset({1, 2, 3, 9})
+FAULT_ERROR = 8
 
 
 class DeviceError(UserError):
@@ -136,6 +146,10 @@ class DeviceInfo:
     n_ops: int
     inputs: list[TensorInfo]
     outputs: list[TensorInfo]
+    rx_buffer_bytes: int = 0      # the device's receive ring (0: it polls the UART)
+    history: int = 1              # requests whose responses it remembers (the largest window)
+    replay_bytes: int = 0         # responses up to this size are remembered for all of them
+    window: int = 1               # the pipelining window the device accepted
 
     @property
     def input_bytes(self) -> int:
@@ -184,8 +198,10 @@ def parse_info(payload: bytes) -> DeviceInfo:
         firmware, board, cpu, model = r.string(), r.string(), r.string(), r.string()
         sha = r.raw(32)
         arena, tick_hz, n_ops = r.take("IIH")
+        inputs, outputs = r.tensors("input"), r.tensors("output")
+        extra = r.take("HBHB") if len(payload) - r.pos >= 6 else (0, 1, 0, 1)  # version 2
         return DeviceInfo(version, max_payload, firmware, board, cpu, model, sha, arena, tick_hz, n_ops,
-                          r.tensors("input"), r.tensors("output"))
+                          inputs, outputs, *extra)
     except struct.error:
         raise DeviceError("malformed INFO response from the device") from None
 
@@ -197,11 +213,50 @@ class InferResult:
     instructions: int | None = None
 
 
+@dataclass(eq=False)
+class PendingRequest:
+    """One request in flight: sent (maybe several times) and not yet answered."""
+
+    seq: int
+    type: int
+    frame: bytes
+    response_bytes: int | None         # expected response payload size, None if unknown/large
+    timeout_s: float
+    max_retries: int
+    first_sent: float = 0.0
+    last_sent: float = 0.0
+    sends: int = 0
+    response: Frame | None = None
+    error: Exception | None = None
+    last_error: Frame | None = field(default=None, repr=False)   # last retryable error frame
+
+    @property
+    def done(self) -> bool:
+        return self.response is not None or self.error is not None
+
+
 class Client:
-    """Request/response over a transport; one request in flight at a time."""
+    """Requests and responses over a transport, with retransmission and optional pipelining.
+
+    * A request the device reports as damaged or out of order (BAD_CRC, TOO_LONG, TRUNCATED,
+      SEQ_GAP: it was not run), or whose response does not come within the retransmission
+      timeout (lost or garbled in either direction), is sent again with the same seq and
+      bytes, after the line went idle, up to `max_retries` times per request. The device
+      answers a request it already ran with its recorded response, so a retry never runs an
+      INFER or WRITE_INPUT twice. `retries` counts the retransmissions.
+    * A response is taken only for a request in flight with that seq and the matching
+      response type; anything else (a late duplicate, a response to an older copy) is dropped.
+    * `window` > 1 keeps up to that many requests in flight (`submit`/`collect`, `infer_many`);
+      the device then runs them strictly in seq order.
+    """
+
+    IDLE_BEFORE_RESEND_S = 0.25     # > the device's 100 ms mid-frame timeout (and QEMU's slack)
+    QUIET_S = 0.03                  # no byte for this long: the rest of a damaged exchange is over
+    MIN_RTO_S = 0.3
+    FIRST_RTO_S = 1.0               # before a round trip of that request type was measured
 
     def __init__(self, transport: Transport, timeout_s: float = 10.0, describe: str = "device",
-                 max_retries: int = 3) -> None:
+                 max_retries: int = 3, window: int = 1) -> None:
         self.transport = transport
         self.timeout_s = timeout_s
         self.describe = describe
@@ -209,53 +264,167 @@ class Client:
         self.seq = 0
         self.info: DeviceInfo | None = None
         self.max_retries = max_retries
-        self.retries = 0                      # requests sent again after a transit error
+        self.window = max(1, window)            # asked for at the handshake
+        self.retries = 0                        # requests sent again (damaged, lost or out of order)
+        self.timeouts = 0                       # of which after a response timeout
+        self.dropped_frames = 0                 # stale or duplicate responses ignored
+        self.pending: list[PendingRequest] = []
+        self._session_window = 1
+        self._last_write = 0.0
+        self._rtt: dict[int, float] = {}
 
-    def request(self, msg_type: int, payload: bytes = b"", timeout_s: float | None = None) -> bytes:
-        """Send one request and return the response payload.
+    # ---- requests -----------------------------------------------------------------------
 
-        A request the device reports as damaged in transit (BAD_CRC, TOO_LONG,
-        TRUNCATED: it was not executed) is sent again, up to `max_retries`
-        times; every request is idempotent, so a retry cannot duplicate a result.
-        """
-        for attempt in range(self.max_retries + 1):
-            self.seq = (self.seq + 1) & 0xFF or 1
-            self._write(encode_frame(msg_type, self.seq, payload))
-            frame = self._wait_for(self.seq, timeout_s or self.timeout_s)
-            if frame.type == Msg.ERROR:
-                code, request = frame.payload[0], frame.payload[1]
-                if code in RETRYABLE_ERRORS and attempt < self.max_retries:
-                    self.retries += 1
-                    self._resync()
-                    continue
-                raise DeviceErrorFrame(code, request, frame.payload[2:].decode("ascii", errors="replace"))
-            if frame.type != msg_type | RESPONSE:
-                raise DeviceError(
-                    f"{self.describe}: expected response 0x{msg_type | RESPONSE:02x}, got 0x{frame.type:02x}")
-            return frame.payload
-        raise AssertionError("unreachable")
+    def request(self, msg_type: int, payload: bytes = b"", timeout_s: float | None = None,
+                max_retries: int | None = None) -> bytes:
+        """Send one request and return its response payload (raises its error frame)."""
+        return self.collect(self.submit(msg_type, payload, timeout_s, max_retries))
 
-    def _resync(self, quiet_s: float = 0.05) -> None:
-        """Drop whatever is still arriving (the rest of a damaged exchange) until the line is quiet."""
-        import time
+    def submit(self, msg_type: int, payload: bytes = b"", timeout_s: float | None = None,
+               max_retries: int | None = None) -> PendingRequest:
+        """Send a request as soon as the window has room for it; `collect` its response."""
+        frame_bytes = len(payload) + 10
+        while not self._room_for(frame_bytes):
+            self._pump()
+        self.seq = self.seq % 255 + 1
+        req = PendingRequest(self.seq, msg_type, encode_frame(msg_type, self.seq, payload),
+                             self._response_bytes(msg_type, payload), timeout_s or self.timeout_s,
+                             self.max_retries if max_retries is None else max_retries)
+        self.pending.append(req)
+        self._send(req)
+        return req
 
+    def collect(self, req: PendingRequest) -> bytes:
+        while not req.done:
+            self._pump()
+        if req.error is not None:
+            raise req.error
+        assert req.response is not None
+        return req.response.payload
+
+    def _room_for(self, frame_bytes: int) -> bool:
+        if not self.pending:
+            return True
+        info = self.info
+        if info is None or len(self.pending) >= self._session_window:
+            return False
+        # Every request in flight must stay replayable while later ones run ...
+        if any(r.response_bytes is None or r.response_bytes > info.replay_bytes for r in self.pending):
+            return False
+        # ... and what waits behind the one running must fit the device's receive ring.
+        return sum(len(r.frame) for r in self.pending[1:]) + frame_bytes <= info.rx_buffer_bytes
+
+    def _response_bytes(self, msg_type: int, payload: bytes) -> int | None:
+        info = self.info
+        if msg_type == Msg.WRITE_INPUT:
+            return 0
+        if msg_type == Msg.ECHO:
+            return len(payload)
+        if msg_type == Msg.READ_OUTPUT and len(payload) == 6:
+            return int(struct.unpack_from("<H", payload, 4)[0])
+        if msg_type == Msg.INFER and info is not None:
+            return 8 + info.output_bytes if info.output_bytes <= info.max_payload - 8 else 8
+        return None
+
+    # ---- the receive loop -----------------------------------------------------------------
+
+    def _pump(self) -> None:
+        """Read what arrives (up to the transport timeout), match it, retransmit what is overdue."""
+        for frame in self.decoder.feed(self._read_available()):
+            if self._dispatch(frame):
+                self._recover()
+                return
+        self._check_timers()
+
+    def _dispatch(self, frame: Frame, recovering: bool = False) -> bool:
+        """Apply one received frame; True if requests must be sent again."""
+        if frame.type == Msg.ERROR and len(frame.payload) >= 2 and frame.payload[0] == FAULT_ERROR:
+            raise _error_frame(frame)
+        req = next((r for r in self.pending if r.seq == frame.seq), None)
+        if frame.type == Msg.ERROR and len(frame.payload) >= 2 and frame.payload[0] in RETRYABLE_ERRORS:
+            if req is not None:
+                req.last_error = frame
+            return bool(self.pending) and not recovering
+        if req is None:
+            self.dropped_frames += 1           # stale: a late or duplicated answer to a finished request
+            return False
+        if frame.type == Msg.ERROR:
+            req.error = _error_frame(frame)
+        elif frame.type != req.type | RESPONSE:
+            req.error = DeviceError(
+                f"{self.describe}: expected response 0x{req.type | RESPONSE:02x} to seq {req.seq}, "
+                f"got 0x{frame.type:02x}")
+        elif req.response_bytes is not None and req.type == Msg.INFER and len(frame.payload) != req.response_bytes:
+            req.error = DeviceError(f"{self.describe}: INFER response of {len(frame.payload)} bytes, "
+                                    f"expected {req.response_bytes}")
+        else:
+            req.response = frame
+            if req.sends == 1:
+                rtt = time.monotonic() - req.first_sent
+                old = self._rtt.get(req.type)
+                self._rtt[req.type] = rtt if old is None else 0.8 * old + 0.2 * rtt
+        index = self.pending.index(req)
+        del self.pending[index]
+        # The device answers in order: an older request still waiting, whose last copy went out
+        # before this one was first sent, or its response, was lost.
+        return not recovering and any(r.last_sent < req.first_sent for r in self.pending[:index])
+
+    def _check_timers(self) -> None:
+        if not self.pending:
+            return
+        now = time.monotonic()
+        oldest = self.pending[0]
+        if now - oldest.first_sent > oldest.timeout_s:
+            self._give_up(oldest)
+        if oldest.sends <= oldest.max_retries and now >= oldest.last_sent + self._rto(oldest):
+            self.timeouts += 1
+            self._recover()
+
+    def _rto(self, req: PendingRequest) -> float:
+        rtt = self._rtt.get(req.type)
+        base = self.FIRST_RTO_S if rtt is None else max(self.MIN_RTO_S, 0.2 + 4 * rtt * len(self.pending))
+        return min(base * 2 ** (req.sends - 1), req.timeout_s / 2)
+
+    def _recover(self) -> None:
+        """Let the line go idle (the device drops a partial frame after 100 ms), take any
+        response still arriving, then send every unanswered request again, in order."""
         deadline = time.monotonic() + 2.0
-        last = time.monotonic()
-        while time.monotonic() - last < quiet_s and time.monotonic() < deadline:
-            if self._read_available():
-                last = time.monotonic()
-        self.decoder = FrameDecoder()
-
-    def _wait_for(self, seq: int, timeout_s: float) -> Frame:
-        import time
-
-        deadline = time.monotonic() + timeout_s
+        last_byte = time.monotonic()
         while time.monotonic() < deadline:
-            for frame in self.decoder.feed(self._read_available()):
-                if frame.seq == seq or frame.type == Msg.ERROR and frame.seq == 0:
-                    return frame
-        raise DeviceError(f"{self.describe} stopped answering (no response within {timeout_s:.0f} s)",
-                          hint="check the link and that the board runs slingshot firmware (make flash)")
+            now = time.monotonic()
+            if now - last_byte >= self.QUIET_S and now - self._last_write >= self.IDLE_BEFORE_RESEND_S:
+                break
+            data = self._read_available()
+            if data:
+                last_byte = time.monotonic()
+                for frame in self.decoder.feed(data):
+                    self._dispatch(frame, recovering=True)
+        self.decoder = FrameDecoder()
+        for req in list(self.pending):
+            if req.sends > req.max_retries:
+                if req.last_error is not None:
+                    self._give_up(req)
+                continue                       # no retries left: wait for the response until its timeout
+            self.retries += 1
+            self._send(req)
+
+    def _give_up(self, req: PendingRequest) -> None:
+        self.pending.remove(req)
+        if req.last_error is not None:
+            raise _error_frame(req.last_error)
+        raise DeviceError(
+            f"{self.describe} stopped answering (no response to request 0x{req.type:02x} seq {req.seq} "
+            f"within {req.timeout_s:.1f} s, {req.sends} attempts)",
+            hint="check the link and that the board runs slingshot firmware (make flash)")
+
+    def _send(self, req: PendingRequest) -> None:
+        now = time.monotonic()
+        if req.sends == 0:
+            req.first_sent = now
+        req.last_sent = now
+        req.sends += 1
+        req.last_error = None
+        self._write(req.frame)
 
     def _read_available(self) -> bytes:
         """Block for one byte (up to the transport timeout), then take what is waiting."""
@@ -271,53 +440,104 @@ class Client:
             self.transport.write(data)
         except (OSError, SerialException) as err:
             raise self._link_lost(err) from None
+        self._last_write = time.monotonic()
 
     def _link_lost(self, err: Exception) -> DeviceError:
         return DeviceError(f"lost the link to {self.describe}: {err}",
                            hint="the board reset, was unplugged or the emulator stopped; check it and run again")
 
+    # ---- messages -------------------------------------------------------------------------
+
     def handshake(self) -> DeviceInfo:
-        info = parse_info(self.request(Msg.INFO))
-        if info.protocol_version != PROTOCOL_VERSION:
+        """INFO stating this host's protocol version and window; refuses a device of another version."""
+        self._drain_pending()
+        payload = self.request(Msg.INFO, struct.pack("<HB", PROTOCOL_VERSION, self.window))
+        if len(payload) < 2:
+            raise DeviceError("malformed INFO response from the device")
+        (version,) = struct.unpack_from("<H", payload)
+        if version != PROTOCOL_VERSION:
             raise DeviceError(
-                f"{self.describe} speaks protocol version {info.protocol_version}, this host speaks "
+                f"{self.describe} speaks protocol version {version}, this host speaks version "
                 f"{PROTOCOL_VERSION}", hint="re-flash the firmware from this checkout (make flash)")
+        info = parse_info(payload)
         self.info = info
+        self._session_window = max(1, min(self.window, info.window, info.history))
         return info
+
+    def set_window(self, window: int) -> None:
+        """Change the pipelining window (a new handshake when it changes)."""
+        window = max(1, window)
+        if window != self.window or self.info is None:
+            self.window = window
+            self.handshake()
+
+    def _drain_pending(self) -> None:
+        for req in list(self.pending):
+            with contextlib.suppress(DeviceError):
+                self.collect(req)
 
     def echo(self, payload: bytes) -> bytes:
         return self.request(Msg.ECHO, payload)
 
     def infer(self, inputs: bytes, timeout_s: float | None = None) -> InferResult:
+        (result,) = self.infer_many([inputs], timeout_s)
+        return result
+
+    def infer_many(self, inputs: Iterable[bytes], timeout_s: float | None = None) -> Iterator[InferResult]:
+        """Results of one inference per input, in order; with a window > 1 the next inputs
+        travel while the device computes."""
         info = self.info or self.handshake()
-        if len(inputs) != info.input_bytes:
-            raise DeviceError(f"input is {len(inputs)} bytes, the model takes {info.input_bytes}")
-        if len(inputs) <= info.max_payload:
-            payload = self.request(Msg.INFER, inputs, timeout_s)
-        else:
-            self._write_input(inputs, info.max_payload)
-            payload = self.request(Msg.INFER, b"", timeout_s)
+        inflight: deque[tuple[list[PendingRequest], PendingRequest, list[PendingRequest]]] = deque()
+        for data in inputs:
+            if len(data) != info.input_bytes:
+                raise DeviceError(f"input is {len(data)} bytes, the model takes {info.input_bytes}")
+            if len(data) <= info.max_payload:
+                writes: list[PendingRequest] = []
+                infer = self.submit(Msg.INFER, data, timeout_s)
+            else:
+                writes = self._submit_input(data, info)
+                infer = self.submit(Msg.INFER, b"", timeout_s)
+            reads = [] if info.output_bytes <= info.max_payload - 8 else self._submit_reads(info)
+            inflight.append((writes, infer, reads))
+            while inflight and all(r.done for r in (*inflight[0][0], inflight[0][1], *inflight[0][2])):
+                yield self._assemble(*inflight.popleft(), info)
+        while inflight:
+            yield self._assemble(*inflight.popleft(), info)
+
+    def _submit_input(self, inputs: bytes, info: DeviceInfo) -> list[PendingRequest]:
+        chunk = info.max_payload - 4
+        if self._session_window > 1 and info.rx_buffer_bytes > 64:
+            chunk = min(chunk, info.rx_buffer_bytes - 14)   # a chunk fits the ring: it can travel early
+        return [self.submit(Msg.WRITE_INPUT, struct.pack("<I", offset) + inputs[offset:offset + chunk])
+                for offset in range(0, len(inputs), chunk)]
+
+    def _submit_reads(self, info: DeviceInfo) -> list[PendingRequest]:
+        reads, offset = [], 0
+        while offset < info.output_bytes:
+            n = min(info.max_payload, info.output_bytes - offset)
+            reads.append(self.submit(Msg.READ_OUTPUT, struct.pack("<IH", offset, n)))
+            offset += n
+        return reads
+
+    def _assemble(self, writes: list[PendingRequest], infer: PendingRequest, reads: list[PendingRequest],
+                  info: DeviceInfo) -> InferResult:
+        for req in writes:
+            self.collect(req)
+        payload = self.collect(infer)
         (ticks,) = struct.unpack_from("<Q", payload)
-        output = payload[8:] if len(payload) > 8 or info.output_bytes == 0 else self._read_output(info)
+        output = payload[8:] if not reads else b"".join(self.collect(r) for r in reads)
         return InferResult(output=output, ticks=ticks)
-
-    def _write_input(self, inputs: bytes, max_payload: int) -> None:
-        chunk = max_payload - 4
-        for offset in range(0, len(inputs), chunk):
-            self.request(Msg.WRITE_INPUT, struct.pack("<I", offset) + inputs[offset:offset + chunk])
-
-    def _read_output(self, info: DeviceInfo) -> bytes:
-        out = bytearray()
-        while len(out) < info.output_bytes:
-            n = min(info.max_payload, info.output_bytes - len(out))
-            out += self.request(Msg.READ_OUTPUT, struct.pack("<IH", len(out), n))
-        return bytes(out)
 
     def profile(self) -> list[int]:
         """Ticks per op of the last inference."""
         payload = self.request(Msg.PROFILE)
         (count,) = struct.unpack_from("<H", payload)
         return list(struct.unpack_from(f"<{count}I", payload, 2))
+
+
+def _error_frame(frame: Frame) -> DeviceErrorFrame:
+    code, request = frame.payload[0], frame.payload[1]
+    return DeviceErrorFrame(code, request, frame.payload[2:].decode("ascii", errors="replace"))
 
 
 def outputs_from_bytes(raw: bytes, outputs: list[TensorInfo]) -> list[np.ndarray]:

@@ -81,7 +81,7 @@ def error_of(frame) -> tuple[int, int]:  # noqa: ANN001
 
 def test_info_describes_board_and_model(device: Device, model) -> None:  # noqa: ANN001
     info = device.info
-    assert info.protocol_version == 1 and info.max_payload == 4096
+    assert info.protocol_version == 2 and info.max_payload == 4096
     assert (info.board, info.cpu, info.tick_hz) == ("mps2-an386", "cortex-m4", 25_000_000)
     assert info.model_sha256 == model.sha256 and info.arena_bytes == model.arena_bytes
     assert info.n_ops == len(model.ops)

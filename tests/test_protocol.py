@@ -8,6 +8,7 @@ import zlib
 import pytest
 
 from host.protocol import (
+    PROTOCOL_VERSION,
     Client,
     DeviceError,
     DeviceErrorFrame,
@@ -63,7 +64,8 @@ class FakeTransport:
         return len(self.pending)
 
 
-def info_payload(input_bytes: int = 64, output_bytes: int = 10, version: int = 1) -> bytes:
+def info_payload(input_bytes: int = 64, output_bytes: int = 10, version: int = PROTOCOL_VERSION,
+                 extra: bytes = b"") -> bytes:
     def string(s: str) -> bytes:
         return bytes([len(s)]) + s.encode()
 
@@ -72,12 +74,12 @@ def info_payload(input_bytes: int = 64, output_bytes: int = 10, version: int = 1
 
     return (struct.pack("<HH", version, 4096) + string("0.1.0") + string("fake") + string("cortex-m4")
             + string("m") + bytes(range(32)) + struct.pack("<IIH", 1234, 25_000_000, 7)
-            + tensors(input_bytes, (1, input_bytes)) + tensors(output_bytes, (1, output_bytes)))
+            + tensors(input_bytes, (1, input_bytes)) + tensors(output_bytes, (1, output_bytes)) + extra)
 
 
 def test_parse_info_fields() -> None:
     info = parse_info(info_payload())
-    assert (info.protocol_version, info.board, info.cpu, info.arena_bytes, info.n_ops) == (1, "fake", "cortex-m4",
+    assert (info.protocol_version, info.board, info.cpu, info.arena_bytes, info.n_ops) == (2, "fake", "cortex-m4",
                                                                                           1234, 7)
     assert info.inputs[0].shape == (1, 64) and info.inputs[0].zero_point == -3 and info.inputs[0].scale == 0.5
     assert info.model_sha256 == bytes(range(32))

@@ -1,5 +1,10 @@
 /* uart_stm32.c - the USART of STM32F2/F4 parts (SR/DR/BRR/CR1), polled.
  *
+ * Receive: the RXNE interrupt moves bytes into a ring (board.h).  IRQ numbers
+ * of the STM32F4 vector table (as wired in QEMU's stm32f405_soc.c): USART1 37,
+ * USART2 38, USART3 39, UART4 52, UART5 53, USART6 71; -DUART_RX_IRQ=n
+ * overrides, -1 polls.
+ *
  * Written for real hardware and emulated by QEMU's stm32f2xx_usart: the
  * board file gives the instance (UART_BASE), its bus clock (UART_CLOCK_HZ),
  * the RCC enable bit of the USART and, optionally, the GPIO port, pins and
@@ -29,6 +34,24 @@
 #define UART_BAUD 115200u
 #endif
 
+#ifndef UART_RX_IRQ
+#if UART_BASE == 0x40011000u
+#define UART_RX_IRQ 37
+#elif UART_BASE == 0x40004400u
+#define UART_RX_IRQ 38
+#elif UART_BASE == 0x40004800u
+#define UART_RX_IRQ 39
+#elif UART_BASE == 0x40004C00u
+#define UART_RX_IRQ 52
+#elif UART_BASE == 0x40005000u
+#define UART_RX_IRQ 53
+#elif UART_BASE == 0x40011400u
+#define UART_RX_IRQ 71
+#else
+#define UART_RX_IRQ (-1)
+#endif
+#endif
+
 #define REG(base, offset) (*(volatile uint32_t *)((base) + (offset)))
 
 #define USART_SR REG(UART_BASE, 0x00u)
@@ -39,9 +62,13 @@
 #define USART_CR3 REG(UART_BASE, 0x14u)
 #define SR_RXNE (1u << 5)
 #define SR_TXE (1u << 7)
+#define CR1_RXNEIE (1u << 5)
 #define CR1_RE (1u << 2)
 #define CR1_TE (1u << 3)
 #define CR1_UE (1u << 13)
+
+#define NVIC_ISER(n) (*(volatile uint32_t *)(0xE000E100u + 4u * (uint32_t)(n)))
+#define NVIC_ICER(n) (*(volatile uint32_t *)(0xE000E180u + 4u * (uint32_t)(n)))
 
 #define RCC_BASE 0x40023800u
 #define RCC_AHB1ENR REG(RCC_BASE, 0x30u)
@@ -76,7 +103,12 @@ void board_init(void) {
     USART_CR2 = 0;                                            /* 1 stop bit */
     USART_CR3 = 0;                                            /* no flow control */
     USART_BRR = (UART_CLOCK_HZ + UART_BAUD / 2u) / UART_BAUD; /* 16x oversampling: mantissa.fraction */
-    USART_CR1 = CR1_UE | CR1_TE | CR1_RE;                     /* 8N1 */
+#if UART_RX_IRQ >= 0
+    USART_CR1 = CR1_UE | CR1_TE | CR1_RE | CR1_RXNEIE; /* 8N1 */
+    uart_rx_hold(0);
+#else
+    USART_CR1 = CR1_UE | CR1_TE | CR1_RE; /* 8N1 */
+#endif
 }
 
 void uart_write(const uint8_t *data, size_t n) {
@@ -87,12 +119,74 @@ void uart_write(const uint8_t *data, size_t n) {
     }
 }
 
+/* Reading SR then DR also clears an overrun (ORE), so a lost byte cannot wedge the receiver;
+ * the protocol's CRC and timeout deal with the lost byte itself. */
+#if UART_RX_IRQ >= 0
+#define RING_MASK (UART_RX_RING_BYTES - 1u)
+_Static_assert((UART_RX_RING_BYTES & RING_MASK) == 0, "UART_RX_RING_BYTES must be a power of two");
+static volatile uint8_t ring[UART_RX_RING_BYTES];
+static volatile uint32_t ring_head, ring_tail;
+
+void uart_rx_isr(void) {
+    while (USART_SR & SR_RXNE) {
+        if (ring_head - ring_tail >= UART_RX_RING_BYTES) {
+            /* Ring full: leave the byte in DR (QEMU holds the next ones back) and stop the
+             * level interrupt; uart_try_read takes it and turns the interrupt on again. */
+            USART_CR1 &= ~CR1_RXNEIE;
+            return;
+        }
+        ring[ring_head & RING_MASK] = (uint8_t)USART_DR;
+        ring_head++;
+    }
+}
+
+void uart_rx_hold(int hold) {
+    if (hold) {
+        NVIC_ICER(UART_RX_IRQ / 32) = 1u << (UART_RX_IRQ % 32);
+    } else {
+        NVIC_ISER(UART_RX_IRQ / 32) = 1u << (UART_RX_IRQ % 32);
+    }
+    __asm volatile("dsb\n\tisb" ::: "memory");
+}
+
+void uart_wait_rx(void) {
+    __asm volatile("cpsid i" ::: "memory");
+    if (ring_head == ring_tail && !(USART_SR & SR_RXNE)) {
+        __asm volatile("wfi" ::: "memory"); /* a pending interrupt ends it even with PRIMASK set */
+    }
+    __asm volatile("cpsie i" ::: "memory");
+}
+
+uint32_t uart_rx_buffer_bytes(void) { return UART_RX_RING_BYTES; }
+
 int uart_try_read(uint8_t *byte) {
-    /* Reading SR then DR also clears an overrun (ORE), so a lost byte cannot wedge the receiver;
-     * the protocol's CRC and timeout deal with the lost byte itself. */
+    int got = 1;
+    __asm volatile("cpsid i" ::: "memory");
+    if (ring_head != ring_tail) {
+        *byte = ring[ring_tail & RING_MASK];
+        ring_tail++;
+    } else if (USART_SR & SR_RXNE) { /* a byte the ISR left behind (the ring was full) */
+        *byte = (uint8_t)USART_DR;
+    } else {
+        got = 0;
+    }
+    if (!(USART_CR1 & CR1_RXNEIE)) {
+        USART_CR1 |= CR1_RXNEIE;
+    }
+    __asm volatile("cpsie i" ::: "memory");
+    return got;
+}
+#else
+void uart_rx_isr(void) {}
+void uart_rx_hold(int hold) { (void)hold; }
+void uart_wait_rx(void) {}
+uint32_t uart_rx_buffer_bytes(void) { return 0; }
+
+int uart_try_read(uint8_t *byte) {
     if (!(USART_SR & SR_RXNE)) {
         return 0;
     }
     *byte = (uint8_t)USART_DR;
     return 1;
 }
+#endif

@@ -1,5 +1,8 @@
 /* protocol.c - frame parser (a byte-driven state machine with an inter-byte
- * timeout, so a truncated frame never hangs the device) and the handlers. */
+ * timeout, so a truncated frame never hangs the device), the request history
+ * that makes every request idempotent (a retransmitted request gets its
+ * recorded response, it is not run again), in-order execution for a
+ * pipelining host, and the handlers.  docs/protocol.md is the specification. */
 #include "protocol.h"
 
 #include <string.h>
@@ -41,6 +44,26 @@ static uint8_t tx_payload[TM_MAX_PAYLOAD] IO_BUFFER;
 static uint64_t op_ticks[MAX_PROFILED_OPS + 1] IO_BUFFER;
 static uint16_t profiled_ops;
 
+/* ---- request history (replay of retransmitted requests) ------------------ */
+
+typedef struct {
+    uint8_t valid, type, seq, resp_type;
+    uint32_t crc;        /* CRC-32 of the request frame: with type and seq, its identity */
+    uint16_t length;     /* response payload bytes */
+    uint8_t kept;        /* payload in data[] (else only while it is still in tx_payload) */
+    uint8_t data[TM_REPLAY_BYTES];
+} history_t;
+
+static history_t history[TM_HISTORY];
+static uint32_t history_next;
+static int tx_owner = -1;          /* history entry whose response payload is in tx_payload */
+static uint8_t window = 1;         /* the host's pipelining window (INFO request) */
+static uint8_t expected_seq;       /* next seq in order when window > 1 */
+static struct {
+    uint8_t type, seq;
+    uint32_t crc;
+} current;                         /* the request being run */
+
 /* ---- sending ---------------------------------------------------------- */
 
 static void put_u16(uint8_t *p, uint32_t v) { p[0] = (uint8_t)v; p[1] = (uint8_t)(v >> 8); }
@@ -70,6 +93,79 @@ static void send_error(uint8_t seq, uint8_t code, uint8_t request, const char *m
     memcpy(buf + 2, message, n);
     send_frame(TM_MSG_ERROR, seq, buf, (uint32_t)(2 + n));
 }
+
+/* Handlers build payloads they send from tx_payload through this (it ends the replay from tx_payload). */
+static uint8_t *tx_begin(void) {
+    tx_owner = -1;
+    return tx_payload;
+}
+
+/* Every outcome of running a request (response or error) is recorded, then sent. */
+static void respond(uint8_t type, const uint8_t *payload, uint32_t length) {
+    const uint32_t index = history_next;
+    history_t *h = &history[index];
+    if (tx_owner == (int)index) {
+        tx_owner = -1;
+    }
+    h->valid = 1;
+    h->type = current.type;
+    h->seq = current.seq;
+    h->crc = current.crc;
+    h->resp_type = type;
+    h->length = (uint16_t)length;
+    h->kept = length <= TM_REPLAY_BYTES;
+    if (h->kept && length) {
+        memcpy(h->data, payload, length);
+    }
+    if (payload == tx_payload) {
+        tx_owner = (int)index;
+    }
+    history_next = (history_next + 1u) % TM_HISTORY;
+    send_frame(type, current.seq, payload, length);
+}
+
+static void respond_error(uint8_t code, const char *message) {
+    uint8_t buf[2 + 96];
+    size_t n = strlen(message);
+    n = n > 96 ? 96 : n;
+    buf[0] = code;
+    buf[1] = current.type;
+    memcpy(buf + 2, message, n);
+    respond(TM_MSG_ERROR, buf, (uint32_t)(2 + n));
+}
+
+static const history_t *history_find(uint8_t type, uint8_t seq, uint32_t crc) {
+    for (uint32_t i = 0; i < TM_HISTORY; ++i) {
+        const history_t *h = &history[i];
+        if (h->valid && h->type == type && h->seq == seq && h->crc == crc) {
+            return h;
+        }
+    }
+    return 0;
+}
+
+static void history_clear(void) {
+    memset(history, 0, sizeof history);
+    history_next = 0;
+    tx_owner = -1;
+}
+
+static void replay(const history_t *h) {
+    if (h->kept) {
+        send_frame(h->resp_type, h->seq, h->data, h->length);
+    } else if (tx_owner == (int)(h - history)) {
+        send_frame(h->resp_type, h->seq, tx_payload, h->length);
+    } else {
+        send_error(h->seq, TM_ERR_REPLAY_LOST, h->type, "request already run; its response is no longer kept");
+    }
+}
+
+/* Seqs run 1..255 (0 is the device's own): how far `seq` is ahead of `from`, 0..254. */
+static uint32_t seq_ahead(uint8_t from, uint8_t seq) {
+    return ((uint32_t)seq + 255u - (uint32_t)from) % 255u;
+}
+
+static uint8_t seq_next(uint8_t seq) { return (uint8_t)(seq % 255u + 1u); }
 
 void protocol_report_fault(uint32_t ipsr) {
     static const char digits[] = "0123456789";
@@ -141,8 +237,20 @@ static uint32_t put_tensors(uint8_t *p, const int16_t *indices, int count) {
     return n;
 }
 
-static void handle_info(uint8_t seq) {
-    uint8_t *p = tx_payload;
+/* INFO. A payload (u16 host protocol version, optional u8 window) starts a
+ * session: the history is cleared and, when the versions agree, the host's
+ * pipelining window (1..TM_HISTORY) is taken. The response always carries the
+ * device's own version first; the host decides about a mismatch. */
+static void handle_info(const uint8_t *payload, uint32_t length) {
+    if (length >= 2) {
+        const uint32_t host_version = (uint32_t)payload[0] | ((uint32_t)payload[1] << 8);
+        uint32_t w = length >= 3 ? payload[2] : 1u;
+        w = w < 1u ? 1u : (w > TM_HISTORY ? TM_HISTORY : w);
+        history_clear();
+        window = host_version == TM_PROTOCOL_VERSION ? (uint8_t)w : 1u;
+        expected_seq = seq_next(current.seq);
+    }
+    uint8_t *p = tx_begin();
     uint32_t n = 0;
     put_u16(p + n, TM_PROTOCOL_VERSION);
     put_u16(p + n + 2, TM_MAX_PAYLOAD);
@@ -159,7 +267,12 @@ static void handle_info(uint8_t seq) {
     n += 10;
     n += put_tensors(p + n, tm_model.inputs, tm_model.n_inputs);
     n += put_tensors(p + n, tm_model.outputs, tm_model.n_outputs);
-    send_frame(TM_MSG_INFO | TM_MSG_RESPONSE, seq, p, n);
+    put_u16(p + n, (uint16_t)uart_rx_buffer_bytes());
+    p[n + 2] = TM_HISTORY;
+    put_u16(p + n + 3, TM_REPLAY_BYTES);
+    p[n + 5] = window;
+    n += 6;
+    respond(TM_MSG_INFO | TM_MSG_RESPONSE, p, n);
 }
 
 void tm_op_boundary_hook(int op_index) {
@@ -169,93 +282,105 @@ void tm_op_boundary_hook(int op_index) {
     }
 }
 
-static void handle_infer(uint8_t seq, const uint8_t *payload, uint32_t length) {
+static void handle_infer(const uint8_t *payload, uint32_t length) {
     const uint32_t in_bytes = io_bytes(tm_model.inputs, tm_model.n_inputs);
     if (length != 0 && length != in_bytes) {
-        send_error(seq, TM_ERR_BAD_LENGTH, TM_MSG_INFER, "input length does not match the model inputs");
+        respond_error(TM_ERR_BAD_LENGTH, "input length does not match the model inputs");
         return;
     }
     if (length) {
         copy_io(tm_model.inputs, tm_model.n_inputs, 0, (uint8_t *)payload, length, 1);
     }
+    /* No interrupt handler inside the measured interval: bytes arriving now wait (board.h). */
+    uart_rx_hold(1);
     const uint64_t start = ticks_now();
     const tm_status_t status = tm_invoke(&tm_model);
     const uint64_t elapsed = ticks_now() - start;
+    uart_rx_hold(0);
     if (status != TM_OK) {
         char message[] = "kernel failed at op 000";
         const int op = tm_failed_op();
         message[sizeof message - 4] = (char)('0' + (op / 100) % 10);
         message[sizeof message - 3] = (char)('0' + (op / 10) % 10);
         message[sizeof message - 2] = (char)('0' + op % 10);
-        send_error(seq, TM_ERR_INFER_FAILED, TM_MSG_INFER, message);
+        respond_error(TM_ERR_INFER_FAILED, message);
         return;
     }
-    put_u32(tx_payload, (uint32_t)elapsed);
-    put_u32(tx_payload + 4, (uint32_t)(elapsed >> 32));
+    uint8_t *tx = tx_begin();
+    put_u32(tx, (uint32_t)elapsed);
+    put_u32(tx + 4, (uint32_t)(elapsed >> 32));
     const uint32_t out_bytes = io_bytes(tm_model.outputs, tm_model.n_outputs);
     uint32_t n = 8;
     if (out_bytes <= TM_MAX_PAYLOAD - 8) { /* else the host uses READ_OUTPUT */
-        copy_io(tm_model.outputs, tm_model.n_outputs, 0, tx_payload + 8, out_bytes, 0);
+        copy_io(tm_model.outputs, tm_model.n_outputs, 0, tx + 8, out_bytes, 0);
         n += out_bytes;
     }
-    send_frame(TM_MSG_INFER | TM_MSG_RESPONSE, seq, tx_payload, n);
+    respond(TM_MSG_INFER | TM_MSG_RESPONSE, tx, n);
 }
 
-static void handle_write_input(uint8_t seq, const uint8_t *payload, uint32_t length) {
+static void handle_write_input(const uint8_t *payload, uint32_t length) {
     if (length < 4) {
-        send_error(seq, TM_ERR_BAD_LENGTH, TM_MSG_WRITE_INPUT, "needs a u32 offset");
+        respond_error(TM_ERR_BAD_LENGTH, "needs a u32 offset");
         return;
     }
     const uint32_t offset = get_u32(payload);
     const uint32_t n = length - 4;
     if (offset > io_bytes(tm_model.inputs, tm_model.n_inputs) ||
         n > io_bytes(tm_model.inputs, tm_model.n_inputs) - offset) {
-        send_error(seq, TM_ERR_BAD_OFFSET, TM_MSG_WRITE_INPUT, "write beyond the model inputs");
+        respond_error(TM_ERR_BAD_OFFSET, "write beyond the model inputs");
         return;
     }
     copy_io(tm_model.inputs, tm_model.n_inputs, offset, (uint8_t *)payload + 4, n, 1);
-    send_frame(TM_MSG_WRITE_INPUT | TM_MSG_RESPONSE, seq, 0, 0);
+    respond(TM_MSG_WRITE_INPUT | TM_MSG_RESPONSE, 0, 0);
 }
 
-static void handle_read_output(uint8_t seq, const uint8_t *payload, uint32_t length) {
+static void handle_read_output(const uint8_t *payload, uint32_t length) {
     if (length != 6) {
-        send_error(seq, TM_ERR_BAD_LENGTH, TM_MSG_READ_OUTPUT, "needs u32 offset, u16 length");
+        respond_error(TM_ERR_BAD_LENGTH, "needs u32 offset, u16 length");
         return;
     }
     const uint32_t offset = get_u32(payload);
     const uint32_t n = (uint32_t)payload[4] | ((uint32_t)payload[5] << 8);
     const uint32_t total = io_bytes(tm_model.outputs, tm_model.n_outputs);
     if (n > TM_MAX_PAYLOAD || offset > total || n > total - offset) {
-        send_error(seq, TM_ERR_BAD_OFFSET, TM_MSG_READ_OUTPUT, "read beyond the model outputs");
+        respond_error(TM_ERR_BAD_OFFSET, "read beyond the model outputs");
         return;
     }
-    copy_io(tm_model.outputs, tm_model.n_outputs, offset, tx_payload, n, 0);
-    send_frame(TM_MSG_READ_OUTPUT | TM_MSG_RESPONSE, seq, tx_payload, n);
+    uint8_t *tx = tx_begin();
+    copy_io(tm_model.outputs, tm_model.n_outputs, offset, tx, n, 0);
+    respond(TM_MSG_READ_OUTPUT | TM_MSG_RESPONSE, tx, n);
 }
 
-static void handle_profile(uint8_t seq) {
+static void handle_echo(const uint8_t *payload, uint32_t length) {
+    uint8_t *tx = tx_begin();
+    memcpy(tx, payload, length);
+    respond(TM_MSG_ECHO | TM_MSG_RESPONSE, tx, length);
+}
+
+static void handle_profile(void) {
     /* u16 op count, then u32 ticks per op of the last inference. */
     const uint32_t ops = profiled_ops;
     if (2 + 4 * ops > TM_MAX_PAYLOAD) {
-        send_error(seq, TM_ERR_BAD_LENGTH, TM_MSG_PROFILE, "too many ops to report");
+        respond_error(TM_ERR_BAD_LENGTH, "too many ops to report");
         return;
     }
-    put_u16(tx_payload, ops);
+    uint8_t *tx = tx_begin();
+    put_u16(tx, ops);
     for (uint32_t i = 0; i < ops; ++i) {
-        put_u32(tx_payload + 2 + 4 * i, (uint32_t)(op_ticks[i + 1] - op_ticks[i]));
+        put_u32(tx + 2 + 4 * i, (uint32_t)(op_ticks[i + 1] - op_ticks[i]));
     }
-    send_frame(TM_MSG_PROFILE | TM_MSG_RESPONSE, seq, tx_payload, 2 + 4 * ops);
+    respond(TM_MSG_PROFILE | TM_MSG_RESPONSE, tx, 2 + 4 * ops);
 }
 
-static void dispatch(uint8_t type, uint8_t seq, const uint8_t *payload, uint32_t length) {
-    switch (type) {
-    case TM_MSG_INFO: handle_info(seq); break;
-    case TM_MSG_INFER: handle_infer(seq, payload, length); break;
-    case TM_MSG_WRITE_INPUT: handle_write_input(seq, payload, length); break;
-    case TM_MSG_READ_OUTPUT: handle_read_output(seq, payload, length); break;
-    case TM_MSG_ECHO: send_frame(TM_MSG_ECHO | TM_MSG_RESPONSE, seq, payload, length); break;
-    case TM_MSG_PROFILE: handle_profile(seq); break;
-    default: send_error(seq, TM_ERR_UNKNOWN_TYPE, type, "unknown request type"); break;
+static void dispatch(const uint8_t *payload, uint32_t length) {
+    switch (current.type) {
+    case TM_MSG_INFO: handle_info(payload, length); break;
+    case TM_MSG_INFER: handle_infer(payload, length); break;
+    case TM_MSG_WRITE_INPUT: handle_write_input(payload, length); break;
+    case TM_MSG_READ_OUTPUT: handle_read_output(payload, length); break;
+    case TM_MSG_ECHO: handle_echo(payload, length); break;
+    case TM_MSG_PROFILE: handle_profile(); break;
+    default: respond_error(TM_ERR_UNKNOWN_TYPE, "unknown request type"); break;
     }
 }
 
@@ -269,7 +394,33 @@ static void frame_complete(parser_t *p) {
         send_error(seq, TM_ERR_BAD_CRC, type, "frame CRC mismatch");
         return;
     }
-    dispatch(type, seq, rx_payload, p->length);
+    const history_t *seen = history_find(type, seq, crc);
+    if (seen) { /* a retransmission or a duplicate: the recorded response, not a second run */
+        replay(seen);
+        return;
+    }
+    const int hello = type == TM_MSG_INFO && p->length >= 2;
+    if (window > 1 && !hello) {
+        /* Pipelining: run strictly in order. A seq a little ahead means the ones before it
+         * were lost on the way: refuse it (the host sends them again, in order). A seq far
+         * ahead is a new start; one behind (not in the history) runs without moving on. */
+        const uint32_t ahead = seq_ahead(expected_seq, seq);
+        if (ahead >= 1 && ahead < window) {
+            char message[] = "out of order: expected seq 000";
+            message[sizeof message - 4] = (char)('0' + expected_seq / 100);
+            message[sizeof message - 3] = (char)('0' + (expected_seq / 10) % 10);
+            message[sizeof message - 2] = (char)('0' + expected_seq % 10);
+            send_error(seq, TM_ERR_SEQ_GAP, type, message);
+            return;
+        }
+        if (ahead < 128) {
+            expected_seq = seq_next(seq);
+        }
+    }
+    current.type = type;
+    current.seq = seq;
+    current.crc = crc;
+    dispatch(rx_payload, p->length);
 }
 
 static void parse_byte(parser_t *p, uint8_t byte) {
@@ -335,8 +486,10 @@ void protocol_run(void) {
         if (uart_try_read(&byte)) {
             parser.last_byte_tick = ticks_now();
             parse_byte(&parser, byte);
+        } else if (parser.state == HUNT0) {
+            uart_wait_rx(); /* idle between frames: sleep until the RX interrupt */
         } else {
-            check_timeout(&parser);
+            check_timeout(&parser); /* inside a frame: poll, so the 100 ms idle timeout is exact */
         }
     }
 }

@@ -2,17 +2,22 @@
  *
  * Frame: A5 5A | type u8 | seq u8 | length u16 LE | payload | CRC-32 LE over
  * type..payload.  Every request gets exactly one response frame (type | 0x80,
- * same seq) or an error frame (0x7F). */
+ * same seq) or an error frame (0x7F).  Version 2: INFO carries the host's
+ * version (and pipelining window); a request seen again (same type, seq and
+ * CRC) gets its recorded response instead of running twice; with a window
+ * > 1 requests run strictly in seq order (SEQ_GAP otherwise). */
 #ifndef TM_PROTOCOL_H
 #define TM_PROTOCOL_H
 
 #include <stdint.h>
 
-#define TM_PROTOCOL_VERSION 1
+#define TM_PROTOCOL_VERSION 2
 #define TM_MAX_PAYLOAD 4096
 #define TM_SYNC0 0xA5
 #define TM_SYNC1 0x5A
-#define TM_FIRMWARE_VERSION "0.1.0"
+#define TM_FIRMWARE_VERSION "0.2.0"
+#define TM_HISTORY 4         /* requests whose responses are remembered (max pipelining window) */
+#define TM_REPLAY_BYTES 100  /* responses up to this size are kept for every remembered request */
 
 enum {
     TM_MSG_INFO = 0x01,
@@ -34,6 +39,8 @@ enum {
     TM_ERR_BAD_OFFSET = 6,
     TM_ERR_INFER_FAILED = 7,
     TM_ERR_FAULT = 8,
+    TM_ERR_SEQ_GAP = 9,      /* a request ahead of the next expected seq: not run, send again in order */
+    TM_ERR_REPLAY_LOST = 10, /* a request already run whose response is no longer kept */
 };
 
 /* Runs the protocol forever. */

@@ -3,8 +3,11 @@
  * board's extra memory regions (the linker's zero table, see sections.ld),
  * point VTOR at the vector table, enable the FPU when there is one, start
  * SysTick, run main.  Faults report an error frame on the UART (see
- * protocol.c) and stop. */
+ * protocol.c) and stop.  The external interrupt vectors all lead to the
+ * UART receive handler (the only interrupt the firmware enables, board.h). */
 #include <stdint.h>
+
+#include "board.h"
 
 extern uint32_t _sidata, _sdata, _edata, _sbss, _ebss, _estack;
 /* Pairs of (start, end) addresses, one per extra memory region (generated regions.ld). */
@@ -17,7 +20,11 @@ void protocol_report_fault(uint32_t ipsr);
 #define SCB_VTOR (*(volatile uint32_t *)0xE000ED08u)
 #define SCB_CPACR (*(volatile uint32_t *)0xE000ED88u)
 
-static void (*const vectors[16])(void);
+#define N_EXTERNAL_IRQS 96 /* covers the UART IRQs of every board (STM32F405 USART6 is 71) */
+#define N_VECTORS (16 + N_EXTERNAL_IRQS)
+#define IRQ_X8 uart_rx_isr, uart_rx_isr, uart_rx_isr, uart_rx_isr, uart_rx_isr, uart_rx_isr, uart_rx_isr, uart_rx_isr
+
+static void (*const vectors[N_VECTORS])(void);
 
 void Reset_Handler(void) {
     uint32_t *src = &_sidata;
@@ -52,7 +59,7 @@ static void Fault_Handler(void) {
     }
 }
 
-__attribute__((section(".vectors"), used)) static void (*const vectors[16])(void) = {
+__attribute__((section(".vectors"), used)) static void (*const vectors[N_VECTORS])(void) = {
     (void (*)(void))(&_estack),
     Reset_Handler,
     Fault_Handler, /* NMI */
@@ -66,4 +73,5 @@ __attribute__((section(".vectors"), used)) static void (*const vectors[16])(void
     0,
     Fault_Handler, /* PendSV */
     SysTick_Handler,
+    IRQ_X8, IRQ_X8, IRQ_X8, IRQ_X8, IRQ_X8, IRQ_X8, IRQ_X8, IRQ_X8, IRQ_X8, IRQ_X8, IRQ_X8, IRQ_X8,
 };
