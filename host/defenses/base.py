@@ -1,0 +1,315 @@
+"""The defense registry: one interface for every adversarial defense.
+
+A defense is a class with a name, a kind and declared parameters (with defaults):
+
+* kind "preprocess": `apply(x, input_range)` maps a float batch (NHWC, inside the model's input
+  range) to a float batch of the same shape inside the same range.  Defenses with an integer
+  definition on the quantized input tensor also implement `apply_quantized(q, scale, zero_point,
+  input_range)` (`has_integer_reference` is True): the NumPy reference a firmware pre-processing
+  stage must match bit for bit.
+* kind "train": `train(float_model, x_train, y_train, input_range, **overrides)` returns a NEW
+  float Keras model with the input model's architecture (a clone, fine-tuned), ready for
+  host.quantize.quantize.
+
+Modules register their class with @register; callers use get_defense(name, **params).
+Parameters are validated on construction (UserError naming the defense and the parameter).
+"""
+
+from __future__ import annotations
+
+import random
+import sys
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import numpy as np
+
+from host.errors import UserError
+
+KINDS = ("preprocess", "train")
+
+
+@dataclass(frozen=True)
+class Param:
+    """One defense parameter: its type, default, and a check returning a problem or None.
+
+    type may be bool, int, float, str or tuple (a list of strings; a comma-separated string
+    is split; non-string items, e.g. Keras models passed from Python, are kept as they are).
+    """
+
+    name: str
+    type: type
+    default: Any
+    help: str
+    check: Callable[[Any], str | None] | None = None
+
+    def validate(self, value: Any, defense: str) -> Any:
+        value = self._coerce(value, defense)
+        problem = self.check(value) if self.check else None
+        if problem:
+            raise UserError(f"defense '{defense}': {self.name}={value!r} is invalid: {problem}")
+        return value
+
+    def _coerce(self, value: Any, defense: str) -> Any:
+        if self.type is bool:
+            if isinstance(value, bool):
+                return value
+            if isinstance(value, str) and value.lower() in ("true", "1", "yes", "false", "0", "no"):
+                return value.lower() in ("true", "1", "yes")
+            raise UserError(f"defense '{defense}': {self.name} must be true or false, got {value!r}")
+        if self.type is tuple:
+            if isinstance(value, str):
+                return tuple(v.strip() for v in value.split(",") if v.strip())
+            if isinstance(value, Sequence):
+                return tuple(value)
+            return (value,)
+        if self.type is int and isinstance(value, float) and not value.is_integer():
+            raise UserError(f"defense '{defense}': {self.name} must be an integer, got {value!r}")
+        if self.type in (int, float) and isinstance(value, bool):
+            raise UserError(f"defense '{defense}': {self.name} must be {self.type.__name__}, got {value!r}")
+        try:
+            return self.type(value)
+        except (TypeError, ValueError):
+            raise UserError(
+                f"defense '{defense}': {self.name} must be {self.type.__name__}, got {value!r}"
+            ) from None
+
+
+def positive(value: float) -> str | None:
+    return None if value > 0 else "must be > 0"
+
+
+def non_negative(value: float) -> str | None:
+    return None if value >= 0 else "must be >= 0"
+
+
+def at_least_one(value: int) -> str | None:
+    return None if value >= 1 else "must be >= 1"
+
+
+def in_range(lo: float, hi: float) -> Callable[[float], str | None]:
+    def check(value: float) -> str | None:
+        return None if lo <= value <= hi else f"must be in [{lo:g}, {hi:g}]"
+
+    return check
+
+
+def one_of(*choices: str) -> Callable[[str], str | None]:
+    def check(value: str) -> str | None:
+        return None if value in choices else f"must be one of {', '.join(choices)}"
+
+    return check
+
+
+SEED = Param("seed", int, 0, "seed for every random choice (shuffling, random starts, initialisation)",
+             non_negative)
+
+
+class Defense(ABC):
+    """Base class: subclasses set the class attributes (and implement apply or train)."""
+
+    name: ClassVar[str]
+    kind: ClassVar[str]                      # "preprocess" or "train"
+    description: ClassVar[str]
+    params_spec: ClassVar[tuple[Param, ...]] = ()
+    implementation: ClassVar[str] = ""       # the ART class doing the work, or "ours: ..."
+
+    def __init__(self, **params: Any) -> None:
+        self.params: dict[str, Any] = self._validated(params, base=None)
+        self._check_params()
+
+    def _validated(self, params: dict[str, Any], base: dict[str, Any] | None) -> dict[str, Any]:
+        spec = {p.name: p for p in self.params_spec}
+        unknown = sorted(set(params) - set(spec))
+        if unknown:
+            raise UserError(
+                f"defense '{self.name}' has no parameter(s) {', '.join(unknown)}",
+                hint=f"its parameters: {', '.join(sorted(spec)) or '(none)'}",
+            )
+        start = dict(base) if base is not None else {name: p.default for name, p in spec.items()}
+        for name, value in params.items():
+            start[name] = spec[name].validate(value, self.name)
+        return start
+
+    def _check_params(self) -> None:
+        """Cross-parameter checks (override)."""
+        return None
+
+    def describe(self) -> str:
+        args = ", ".join(f"{k}={v}" for k, v in self.params.items())
+        return f"{self.name}({args})"
+
+
+def check_input_range(input_range: Sequence[float], defense: str) -> tuple[float, float]:
+    try:
+        lo, hi = (float(v) for v in input_range)
+    except (TypeError, ValueError):
+        raise UserError(f"defense '{defense}': input_range must be two numbers, got {input_range!r}") from None
+    if not lo < hi:
+        raise UserError(f"defense '{defense}': empty input range [{lo}, {hi}]")
+    return lo, hi
+
+
+class Preprocessor(Defense):
+    """An input transformation applied before the model (on the host or in firmware)."""
+
+    kind = "preprocess"
+    has_integer_reference: ClassVar[bool] = False
+
+    def apply(self, x: np.ndarray, input_range: Sequence[float] = (0.0, 1.0)) -> np.ndarray:
+        """The defended inputs: float32, same shape, inside input_range.
+
+        x is a float batch NHWC in input_range (values outside by more than 1e-6 of the range
+        width are a UserError; smaller excursions are clipped first).
+        """
+        lo, hi = check_input_range(input_range, self.name)
+        x = np.asarray(x)
+        if x.ndim != 4:
+            raise UserError(f"defense '{self.name}': inputs must be a batch of NHWC images, got shape {x.shape}")
+        if not np.issubdtype(x.dtype, np.number) or (x.size and not np.all(np.isfinite(x))):
+            raise UserError(f"defense '{self.name}': inputs must be finite numbers")
+        x = x.astype(np.float32)
+        if len(x) == 0:
+            return x.copy()
+        tol = 1e-6 * (hi - lo)
+        if float(x.min()) < lo - tol or float(x.max()) > hi + tol:
+            raise UserError(
+                f"defense '{self.name}': input values {float(x.min()):g}..{float(x.max()):g} fall outside "
+                f"the input range [{lo:g}, {hi:g}]",
+                hint="pass input_range= the range the model was trained on",
+            )
+        x = np.clip(x, lo, hi)
+        out = np.asarray(self._apply(x, lo, hi), dtype=np.float32).reshape(x.shape)
+        return np.clip(out, lo, hi).astype(np.float32)
+
+    @abstractmethod
+    def _apply(self, x: np.ndarray, lo: float, hi: float) -> np.ndarray:
+        """The transformation on a clipped float32 NHWC batch."""
+
+    def apply_quantized(
+        self, q: np.ndarray, scale: float, zero_point: int, input_range: Sequence[float] = (0.0, 1.0),
+    ) -> np.ndarray:
+        """The integer definition on the quantized input tensor (same dtype as q); see docs/defenses.md."""
+        raise UserError(
+            f"defense '{self.name}' ({self.describe()}) has no integer definition on quantized inputs",
+            hint="feature-squeezing, median-smoothing and spatial-smoothing with filter=median have one",
+        )
+
+
+class Trainer(Defense):
+    """A defense that produces a new float model (same architecture) by (re-)training."""
+
+    kind = "train"
+
+    def train(
+        self,
+        float_model: Any,
+        x_train: np.ndarray,
+        y_train: np.ndarray,
+        input_range: Sequence[float] = (0.0, 1.0),
+        **overrides: Any,
+    ) -> Any:
+        """A new Keras model: a clone of float_model fine-tuned by this defense.
+
+        The input model is not modified.  `overrides` replace this instance's parameters for
+        this call (validated the same way).  Same inputs and seed: same weights.
+        """
+        params = self._validated(overrides, base=self.params)
+        lo, hi = check_input_range(input_range, self.name)
+        x, y = check_training_data(float_model, x_train, y_train, (lo, hi), self.name)
+        seed_everything(int(params["seed"]))
+        return self._train(float_model, x, y, (lo, hi), params)
+
+    @abstractmethod
+    def _train(self, float_model: Any, x: np.ndarray, y: np.ndarray, input_range: tuple[float, float],
+               params: dict[str, Any]) -> Any:
+        """The training itself; returns the new Keras model."""
+
+
+def check_training_data(
+    model: Any, x: np.ndarray, y: np.ndarray, input_range: tuple[float, float], defense: str,
+) -> tuple[np.ndarray, np.ndarray]:
+    x = np.asarray(x)
+    y = np.asarray(y).reshape(-1)
+    if x.ndim < 2 or len(x) != len(y):
+        raise UserError(f"defense '{defense}': {len(x)} training inputs but {len(y)} labels")
+    if len(x) == 0:
+        raise UserError(f"defense '{defense}': the training set is empty")
+    inputs = list(getattr(model, "inputs", None) or [])
+    if len(inputs) != 1:
+        raise UserError(f"defense '{defense}': needs a single-input Keras model")
+    shape = tuple(inputs[0].shape[1:])
+    if tuple(x.shape[1:]) != shape:
+        raise UserError(
+            f"defense '{defense}': training inputs have shape {x.shape[1:]} but the model expects {shape}"
+        )
+    lo, hi = input_range
+    if float(x.min()) < lo - 1e-6 * (hi - lo) or float(x.max()) > hi + 1e-6 * (hi - lo):
+        raise UserError(
+            f"defense '{defense}': training inputs {float(x.min()):g}..{float(x.max()):g} fall outside "
+            f"the input range [{lo:g}, {hi:g}]",
+        )
+    classes = int(model.outputs[0].shape[-1])
+    if y.min() < 0 or y.max() >= classes or not np.issubdtype(y.dtype, np.integer):
+        raise UserError(f"defense '{defense}': labels must be integers in 0..{classes - 1}")
+    return np.clip(x, lo, hi).astype(np.float32), y.astype(np.int64)
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    if "tensorflow" in sys.modules:
+        sys.modules["tensorflow"].random.set_seed(seed)
+
+
+_REGISTRY: dict[str, type[Defense]] = {}
+
+
+def register(cls: type[Defense]) -> type[Defense]:
+    """Class decorator adding a defense to the registry under cls.name."""
+    if cls.kind not in KINDS:
+        raise ValueError(f"{cls.__name__}: kind must be one of {KINDS}")
+    if cls.name in _REGISTRY and _REGISTRY[cls.name] is not cls:
+        raise ValueError(f"defense name '{cls.name}' registered twice")
+    _REGISTRY[cls.name] = cls
+    return cls
+
+
+def list_defenses(kind: str | None = None) -> list[str]:
+    """Registered defense names (sorted), optionally only one kind."""
+    _load_builtin_defenses()
+    if kind is not None and kind not in KINDS:
+        raise UserError(f"unknown defense kind '{kind}'", hint=f"kinds: {', '.join(KINDS)}")
+    return sorted(n for n, c in _REGISTRY.items() if kind is None or c.kind == kind)
+
+
+def defense_class(name: str) -> type[Defense]:
+    _load_builtin_defenses()
+    key = str(name).strip().lower()
+    if key not in _REGISTRY:
+        raise UserError(
+            f"unknown defense '{name}'",
+            hint=f"available defenses: {', '.join(sorted(_REGISTRY))}",
+        )
+    return _REGISTRY[key]
+
+
+def get_defense(name: str, **params: Any) -> Defense:
+    """A defense instance by registry name; UserError for an unknown name or bad params."""
+    return defense_class(name)(**params)
+
+
+def describe_registry() -> str:
+    """One line per defense: name, kind, implementation, description, parameters with defaults."""
+    lines = []
+    for name in list_defenses():
+        cls = _REGISTRY[name]
+        params = ", ".join(f"{p.name}={p.default}" for p in cls.params_spec)
+        lines.append(f"{name:18s} {cls.kind:10s} {cls.description} [{params}] ({cls.implementation})")
+    return "\n".join(lines)
+
+
+def _load_builtin_defenses() -> None:
+    import host.defenses  # noqa: F401  (its __init__ imports every defense module)
