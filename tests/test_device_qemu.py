@@ -24,9 +24,9 @@ import pytest
 from host.boards import load_board
 from host.build import build_firmware
 from host.compiler import compile_tflite
-from host.device import Device, boot_elf
+from host.device import LINK_ENV, Device, boot_elf, connect, open_device, read_flashed
 from host.paths import DEFAULT_BOARD, DEFAULT_MODEL, ROOT
-from host.protocol import HEADER, SYNC, DeviceErrorFrame, FrameDecoder, Msg, encode_frame
+from host.protocol import HEADER, SYNC, Client, DeviceError, DeviceErrorFrame, FrameDecoder, Msg, encode_frame
 from host.reference import ReferenceInterpreter
 
 pytestmark = [
@@ -165,6 +165,189 @@ def test_garbage_on_the_line_is_survived(device: Device) -> None:
     time.sleep(0.3)  # let a discard triggered by a fake header run out
     still_answers(device)
     assert device.client.echo(b"alive") == b"alive"
+
+
+# ------------------------------------------------------------- version 2: negotiation, replay, order
+
+
+def test_version_negotiation(device: Device, monkeypatch: pytest.MonkeyPatch) -> None:
+    # The host states its version; the device answers with its own (first field of INFO).
+    (reply,) = raw_exchange(device, encode_frame(Msg.INFO, 90, struct.pack("<HB", 3, 1)))
+    assert reply.type == Msg.INFO | 0x80 and struct.unpack_from("<H", reply.payload) == (2,)
+    import host.protocol
+
+    monkeypatch.setattr(host.protocol, "PROTOCOL_VERSION", 3)
+    with pytest.raises(DeviceError, match="speaks protocol version 2, this host speaks version 3"):
+        Client(device.client.transport, timeout_s=5).handshake()
+    monkeypatch.undo()
+    still_answers(device)
+
+
+def test_retransmitted_infer_is_replayed_not_rerun(device: Device, model) -> None:  # noqa: ANN001
+    reference = ReferenceInterpreter(DEFAULT_MODEL)
+    x = np.arange(64, dtype=np.int8).reshape(model.inputs[0].shape)
+    y = (-x).astype(np.int8)
+    write_x = encode_frame(Msg.WRITE_INPUT, 101, struct.pack("<I", 0) + x.tobytes())
+    infer = encode_frame(Msg.INFER, 102, b"")
+    assert raw_exchange(device, write_x)[0].type == Msg.WRITE_INPUT | 0x80
+    (first,) = raw_exchange(device, infer)
+    assert first.payload[8:] == reference.run(x)[0].tobytes()
+    assert raw_exchange(device, encode_frame(Msg.WRITE_INPUT, 103, struct.pack("<I", 0) + y.tobytes()))
+    # The same INFER again (its response was "lost"): the recorded response, not a run on y.
+    (again,) = raw_exchange(device, infer)
+    assert again == first
+    # A retransmitted chunk write is not applied again either: y stays the input.
+    assert raw_exchange(device, write_x)[0].type == Msg.WRITE_INPUT | 0x80
+    (fresh,) = raw_exchange(device, encode_frame(Msg.INFER, 104, b""))
+    assert fresh.payload[8:] == reference.run(y)[0].tobytes()
+    # A request duplicated on the line: two identical answers, one run.
+    echo = encode_frame(Msg.ECHO, 105, b"twice")
+    replies = raw_exchange(device, echo + echo, frames=2)
+    assert [(r.seq, r.payload) for r in replies] == [(105, b"twice")] * 2
+    still_answers(device)
+
+
+def test_pipelined_session_runs_requests_in_order(device: Device) -> None:
+    # With a window of 2, a request one ahead of the expected seq (its predecessor lost) is refused.
+    (hello,) = raw_exchange(device, encode_frame(Msg.INFO, 110, struct.pack("<HB", 2, 2)))
+    assert hello.payload[-1] == 2                       # the window the device accepted
+    (gap,) = raw_exchange(device, encode_frame(Msg.ECHO, 112, b"early"))
+    assert gap.seq == 112 and error_of(gap) == (9, Msg.ECHO) and b"expected seq 111" in gap.payload
+    replies = raw_exchange(device, encode_frame(Msg.ECHO, 111, b"a") + encode_frame(Msg.ECHO, 112, b"b"), frames=2)
+    assert [(r.seq, r.payload) for r in replies] == [(111, b"a"), (112, b"b")]
+    still_answers(device)                               # a new handshake: window 1 again
+
+
+def test_pipelined_inference_is_bit_exact_and_costs_the_same(device: Device, model) -> None:  # noqa: ANN001
+    rng = np.random.default_rng(7)
+    inputs = [rng.integers(-128, 128, 64, dtype=np.int8).tobytes() for _ in range(60)]
+    one_by_one = [device.infer(x) for x in inputs]
+    pipelined = list(device.infer_many(inputs, window=4))
+    assert device.client.info is not None and device.client.info.window == 4
+    device.client.set_window(1)
+    assert [r.output for r in pipelined] == [r.output for r in one_by_one]
+    # The receive interrupt is held off during tm_invoke: queued bytes add no instructions.
+    assert max(abs(a.ticks - b.ticks) for a, b in zip(pipelined, one_by_one, strict=True)) <= 1
+
+
+# ------------------------------------------------------------- explicit links: socket://, rfc2217://
+
+
+class Rfc2217Bridge:
+    """An RFC 2217 server on loopback (pyserial's PortManager) whose serial port is QEMU's TCP
+    socket: what a remote board behind ser2net or pyserial's rfc2217_server.py looks like."""
+
+    def __init__(self, qemu_port: int) -> None:
+        import socket
+        import threading
+
+        self.qemu_port = qemu_port
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self.listener.getsockname()[1]
+        self.alive = True
+        self.lock = threading.Lock()
+        self.threads = [threading.Thread(target=self._serve, daemon=True)]
+        self.threads[0].start()
+
+    def _serve(self) -> None:
+        import socket
+        import threading
+
+        import serial
+        from serial.rfc2217 import PortManager
+
+        client, _ = self.listener.accept()
+        client.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                port = serial.serial_for_url(f"socket://127.0.0.1:{self.qemu_port}", timeout=0.05)
+                break
+            except serial.SerialException:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.05)
+        bridge = self
+
+        class Connection:
+            def write(self, data: bytes) -> None:
+                with bridge.lock:
+                    client.sendall(data)
+
+        manager = PortManager(port, Connection())
+
+        def to_client() -> None:
+            while self.alive:
+                try:
+                    data = port.read(port.in_waiting or 1)
+                    if data:
+                        Connection().write(b"".join(manager.escape(data)))
+                except (OSError, AttributeError, serial.SerialException):
+                    return   # the port was closed by the other side
+
+        reader = threading.Thread(target=to_client, daemon=True)
+        reader.start()
+        self.threads.append(reader)
+        try:
+            while self.alive:
+                data = client.recv(4096)
+                if not data:
+                    break
+                port.write(b"".join(manager.filter(data)))
+        except OSError:
+            pass
+        finally:
+            self.alive = False
+            reader.join(timeout=1)
+            port.close()
+            client.close()
+
+    def close(self) -> None:
+        self.alive = False
+        self.listener.close()
+        for thread in self.threads:
+            thread.join(timeout=3)
+
+
+def test_rfc2217_link_to_a_remote_board(flashed, model) -> None:  # noqa: ANN001
+    from host.emulator import QemuProcess
+
+    board = load_board(DEFAULT_BOARD)
+    image = read_flashed(DEFAULT_BOARD)
+    with QemuProcess(board, image.elf) as qemu:
+        bridge = Rfc2217Bridge(qemu.launch())
+        try:
+            with open_device(url=f"rfc2217://127.0.0.1:{bridge.port}", timeout_s=10) as dev:
+                assert dev.client.describe.endswith(f"(rfc2217://127.0.0.1:{bridge.port})")
+                x = np.arange(64, dtype=np.int8).reshape(model.inputs[0].shape)
+                (ours,), result = dev.infer_arrays(x)
+                assert ours.tobytes() == ReferenceInterpreter(DEFAULT_MODEL).run(x)[0].tobytes()
+                assert 1_000_000 < (result.instructions or 0) < 2_000_000
+                assert dev.client.echo(bytes(range(256)) * 4) == bytes(range(256)) * 4  # 0xFF is escaped
+        finally:
+            bridge.close()
+
+
+def test_link_url_from_the_environment(flashed, model, monkeypatch: pytest.MonkeyPatch) -> None:  # noqa: ANN001
+    from host.emulator import QemuProcess
+
+    board = load_board(DEFAULT_BOARD)
+    image = read_flashed(DEFAULT_BOARD)
+    with QemuProcess(board, image.elf) as qemu:
+        port = qemu.launch()
+        time.sleep(0.3)   # QEMU opens its socket
+        monkeypatch.setenv(LINK_ENV, f"socket://127.0.0.1:{port}")
+        with open_device(timeout_s=10) as dev:
+            assert dev.info.board == DEFAULT_BOARD and dev.infer(bytes(64)).ticks > 0
+
+
+def test_unreachable_link_is_a_clear_error(model) -> None:  # noqa: ANN001
+    from host.emulator import free_port
+    from host.errors import UserError
+
+    with pytest.raises(UserError, match="cannot open the link"), \
+            connect(load_board(DEFAULT_BOARD), f"socket://127.0.0.1:{free_port()}", model.sha256):
+        pass
 
 
 # ------------------------------------------------------------- emulator lifetime

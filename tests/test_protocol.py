@@ -22,6 +22,8 @@ from host.protocol import (
 def test_frame_matches_documented_example() -> None:
     assert encode_frame(Msg.INFO, 1).hex(" ") == "a5 5a 01 01 00 00 4e d2 3a 98"
     assert encode_frame(Msg.ECHO, 2, b"hi").hex(" ") == "a5 5a 05 02 02 00 68 69 a8 93 8c a8"
+    hello = encode_frame(Msg.INFO, 1, struct.pack("<HB", PROTOCOL_VERSION, 1))
+    assert hello.hex(" ") == "a5 5a 01 01 03 00 02 00 01 47 99 64 c3"
 
 
 def test_crc_covers_header_and_payload() -> None:
@@ -184,3 +186,122 @@ def test_execution_errors_are_not_retried() -> None:
     with pytest.raises(DeviceErrorFrame):
         client.request(0x33)
     assert client.retries == 0 and len(transport.requests) == 1
+
+
+# ---------------------------------------------------------------- version 2: retransmission and replay
+
+
+class ReplayingDevice:
+    """A fake v2 device: runs each new (type, seq, payload) once, answers repeats from its record;
+    `runs` counts executions. `lose` decides per (direction, type, seq, copy) to drop a frame."""
+
+    def __init__(self, lose=lambda direction, msg_type, seq, copy: False) -> None:  # noqa: ANN001
+        self.lose = lose
+        self.history: dict[tuple[int, int, bytes], bytes] = {}
+        self.runs: dict[int, int] = {}
+        self.copies: dict[tuple[str, int, int], int] = {}
+        self.state = 0
+
+    def _copy(self, direction: str, msg_type: int, seq: int) -> int:
+        key = (direction, msg_type, seq)
+        self.copies[key] = self.copies.get(key, 0) + 1
+        return self.copies[key]
+
+    def __call__(self, msg_type: int, seq: int, payload: bytes) -> bytes:
+        if self.lose("request", msg_type, seq, self._copy("request", msg_type, seq)):
+            return b""
+        key = (msg_type, seq, payload)
+        if key not in self.history:
+            self.runs[seq] = self.runs.get(seq, 0) + 1
+            self.history[key] = self._run(msg_type, seq, payload)
+        if self.lose("response", msg_type, seq, self._copy("response", msg_type, seq)):
+            return b""
+        return self.history[key]
+
+    def _run(self, msg_type: int, seq: int, payload: bytes) -> bytes:
+        if msg_type == Msg.INFO:
+            return encode_frame(0x81, seq, info_payload(extra=struct.pack("<HBHB", 1024, 4, 100, 4)))
+        if msg_type == Msg.INFER:
+            self.state += 1                      # a second run would be visible in the ticks
+            return encode_frame(0x82, seq, struct.pack("<Q", self.state) + bytes(reversed(payload[:10])))
+        return encode_frame(msg_type | 0x80, seq, payload)
+
+
+def fast_client(transport: FakeTransport, **kwargs) -> Client:  # noqa: ANN003
+    client = Client(transport, timeout_s=5, **kwargs)
+    client.FIRST_RTO_S = client.MIN_RTO_S = 0.05   # type: ignore[misc]
+    client.IDLE_BEFORE_RESEND_S = 0.01             # type: ignore[misc]
+    return client
+
+
+def test_handshake_states_the_host_version_and_window() -> None:
+    transport = FakeTransport(ReplayingDevice())
+    info = fast_client(transport, window=3).handshake()
+    assert transport.requests[0] == (Msg.INFO, struct.pack("<HB", PROTOCOL_VERSION, 3))
+    assert (info.rx_buffer_bytes, info.history, info.replay_bytes, info.window) == (1024, 4, 100, 4)
+
+
+def test_version_mismatch_names_both_versions() -> None:
+    def v3_device(msg_type: int, seq: int, payload: bytes) -> bytes:
+        return encode_frame(0x81, seq, info_payload(version=3))
+
+    with pytest.raises(DeviceError, match="device speaks protocol version 3, this host speaks version 2"):
+        Client(FakeTransport(v3_device), timeout_s=1).handshake()
+
+
+def test_lost_response_is_retransmitted_and_replayed_not_rerun() -> None:
+    device = ReplayingDevice(lambda d, t, s, copy: d == "response" and t == Msg.INFER and copy == 1)
+    client = fast_client(FakeTransport(device))
+    client.handshake()
+    result = client.infer(bytes(range(64)))
+    assert result.ticks == 1 and result.output == bytes(reversed(range(10)))
+    assert client.retries == 1 and client.timeouts == 1 and max(device.runs.values()) == 1
+
+
+def test_lost_request_is_retransmitted() -> None:
+    device = ReplayingDevice(lambda d, t, s, copy: d == "request" and t == Msg.ECHO and copy <= 2)
+    client = fast_client(FakeTransport(device))
+    assert client.echo(b"third time") == b"third time"
+    assert client.retries == 2
+
+
+def test_retries_are_bounded_with_a_clear_error() -> None:
+    device = ReplayingDevice(lambda d, t, s, copy: t == Msg.ECHO)
+    client = fast_client(FakeTransport(device), max_retries=2)
+    client.timeout_s = 1.0
+    with pytest.raises(DeviceError, match=r"stopped answering .*seq 1.*3 attempts"):
+        client.echo(b"void")
+    assert client.retries == 2
+
+
+def test_late_duplicate_response_is_dropped() -> None:
+    late: list[bytes] = []
+    calls = {"n": 0}
+
+    def slow_echo(msg_type: int, seq: int, payload: bytes) -> bytes:
+        calls["n"] += 1
+        reply = encode_frame(msg_type | 0x80, seq, payload)
+        if calls["n"] == 1:                # the first answer arrives only after the retry ...
+            late.append(reply)
+            return b""
+        out = b"".join(late) + reply       # ... followed by the replayed one: a duplicate
+        late.clear()
+        return out
+
+    client = fast_client(FakeTransport(slow_echo))
+    assert client.echo(b"one") == b"one"
+    assert client.echo(b"two") == b"two"
+    assert client.retries == 1 and client.dropped_frames == 1
+
+
+def test_pipelined_inferences_keep_order_through_a_lost_response() -> None:
+    device = ReplayingDevice(lambda d, t, s, copy: d == "response" and s == 5 and copy == 1)
+    transport = FakeTransport(device)
+    client = fast_client(transport, window=3)
+    client.handshake()
+    inputs = [bytes([i]) * 64 for i in range(12)]
+    results = list(client.infer_many(inputs))
+    assert [r.output for r in results] == [bytes([i]) * 10 for i in range(12)]
+    assert [r.ticks for r in results] == list(range(1, 13))       # each ran once, in order
+    assert max(device.runs.values()) == 1 and client.retries >= 1
+    assert not client.pending

@@ -63,7 +63,8 @@
 #if UART_RX_IRQ >= 0
 #define RING_MASK (UART_RX_RING_BYTES - 1u)
 _Static_assert((UART_RX_RING_BYTES & RING_MASK) == 0, "UART_RX_RING_BYTES must be a power of two");
-static volatile uint8_t ring[UART_RX_RING_BYTES];
+/* With the protocol buffers (.bss.tm_io): a board file may place them in an extra region. */
+static volatile uint8_t ring[UART_RX_RING_BYTES] __attribute__((section(".bss.tm_io")));
 static volatile uint32_t ring_head, ring_tail; /* written by the ISR / by the reader */
 
 void uart_rx_isr(void) {

@@ -124,7 +124,8 @@ void uart_write(const uint8_t *data, size_t n) {
 #if UART_RX_IRQ >= 0
 #define RING_MASK (UART_RX_RING_BYTES - 1u)
 _Static_assert((UART_RX_RING_BYTES & RING_MASK) == 0, "UART_RX_RING_BYTES must be a power of two");
-static volatile uint8_t ring[UART_RX_RING_BYTES];
+/* With the protocol buffers (.bss.tm_io): a board file may place them in an extra region. */
+static volatile uint8_t ring[UART_RX_RING_BYTES] __attribute__((section(".bss.tm_io")));
 static volatile uint32_t ring_head, ring_tail;
 
 void uart_rx_isr(void) {

@@ -15,7 +15,7 @@
 #include <stdint.h>
 
 #ifndef UART_RX_RING_BYTES
-#define UART_RX_RING_BYTES 1024u /* a power of two */
+#define UART_RX_RING_BYTES 512u /* a power of two */
 #endif
 
 void board_init(void);

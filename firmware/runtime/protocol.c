@@ -54,7 +54,7 @@ typedef struct {
     uint8_t data[TM_REPLAY_BYTES];
 } history_t;
 
-static history_t history[TM_HISTORY];
+static history_t history[TM_HISTORY] IO_BUFFER;
 static uint32_t history_next;
 static int tx_owner = -1;          /* history entry whose response payload is in tx_payload */
 static uint8_t window = 1;         /* the host's pipelining window (INFO request) */
