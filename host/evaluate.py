@@ -450,6 +450,10 @@ def run_study(args: argparse.Namespace, argv: list[str] | None) -> int:
     paths = write_study(document, args.out / run_id)
     print_study(document, paths)
     mismatches = document["summary"]["chip_mismatches"]
+    failed = document["summary"].get("failed_attacks", [])
+    if failed:
+        raise UserError(f"{len(failed)} attack(s) failed ({', '.join(f['attack'] for f in failed)}); the other "
+                        f"results are in {paths['report'].parent}", exit_code=1)
     if mismatches:
         raise UserError(f"the chip's outputs differ from the TFLite Micro reference in {mismatches} inference(s); "
                         f"details in {paths['report']}", exit_code=1)

@@ -253,7 +253,7 @@ def run_experiment(exp: Experiment, progress: bool = True) -> dict[str, Any]:
     from host.attacks import FloatModel
     from host.quantize import experiment_models
     from host.quiet import import_tensorflow_quietly
-    from host.report_html import gallery_arrays, gallery_entry
+    from host.report_html import gallery_arrays
 
     import_tensorflow_quietly()
     started = time.time()
@@ -263,7 +263,7 @@ def run_experiment(exp: Experiment, progress: bool = True) -> dict[str, Any]:
     float_model = FloatModel(models.float_model, exp.input_range)
     targets = prepare_targets(exp, models)
     _seed(exp.seed)
-    evaluations, boundary, gallery = [], {}, []
+    evaluations, boundary, gallery, failures = [], {}, [], []
     with chips(exp, targets):
         total = _work(exp, len(x), targets)
         with tqdm(total=total, unit="inf", file=sys.stderr, disable=not progress, dynamic_ncols=True) as bar:
@@ -272,20 +272,13 @@ def run_experiment(exp: Experiment, progress: bool = True) -> dict[str, Any]:
             evaluations.append({"attack": "clean", "eps": 0.0, **evaluation_metrics(
                 y, x, x, clean, clean, [FLOAT, *targets])})
             for spec in exp.attacks:
-                n = min(len(x), spec.params.get("num", len(x)))
-                sweep = []
-                for eps in spec.eps:
-                    bar.set_description(spec.name if eps is None else f"{spec.name} ε={eps:g}")
-                    x_adv, _, info = craft(spec, eps, exp.seed, x[:n], y[:n], float_model, targets, exp.input_range)
-                    adv = run_all(x_adv, float_model, targets, exp.chip_num, bar)
-                    sub = _subset(clean, n)
-                    evaluations.append({"attack": spec.name, "eps": eps if eps is not None else _budget(info), **info,
-                                        **evaluation_metrics(y[:n], x[:n], x_adv, sub, adv, [FLOAT, *targets])})
-                    sweep.append((x_adv, adv))
-                    gallery.append(gallery_entry(spec.name, evaluations[-1]["eps"], x_adv, adv.preds,
-                                                 GALLERY_SAMPLES))
-                boundary[spec.name] = boundary_distances(y[:n], x[:n], sweep, info["norm"],
-                                                         [FLOAT, *targets])
+                try:
+                    evaluations += _run_attack(spec, exp, x, y, clean, float_model, targets, bar, gallery, boundary)
+                except (UserError, ValueError, RuntimeError, ArithmeticError) as err:
+                    # One attack failing (e.g. inside ART) must not lose the others' results.
+                    message = err.message if isinstance(err, UserError) else f"{type(err).__name__}: {err}"
+                    failures.append({"attack": spec.name, "error": message})
+                    print(f"warning: attack '{spec.name}' failed and is left out: {message}", file=sys.stderr)
     misalignment = gradient_misalignment(x, y, float_model, targets, exp.input_range)
     return {
         "schema": 2,
@@ -293,7 +286,7 @@ def run_experiment(exp: Experiment, progress: bool = True) -> dict[str, Any]:
         "evaluations": evaluations,
         "boundary_distance": boundary,
         "gradient_misalignment": misalignment,
-        "summary": _summary(evaluations),
+        "summary": {**_summary(evaluations), "failed_attacks": failures},
         "_gallery": gallery_arrays(x, y, clean.preds, gallery, exp.input_range, GALLERY_SAMPLES),
         "run": {"duration_s": round(time.time() - started, 1)},
     }
@@ -304,6 +297,29 @@ def _summary(evaluations: list[dict[str, Any]]) -> dict[str, Any]:
     return {"chip_inferences": sum(a["of"] for a in chip),
             "chip_mismatches": sum(a["of"] - a["identical"] for a in chip),
             "evaluations": len(evaluations)}
+
+
+def _run_attack(spec: AttackSpec, exp: Experiment, x: np.ndarray, y: np.ndarray, clean: Outcome,
+                float_model: Any, targets: dict[str, Target], bar: Any, gallery: list,
+                boundary: dict[str, Any]) -> list[dict[str, Any]]:
+    """Every ε of one attack: craft, run on every model, metrics; then its boundary distance."""
+    from host.report_html import gallery_entry
+
+    n = min(len(x), spec.params.get("num", len(x)))
+    sweep, evaluations = [], []
+    for eps in spec.eps:
+        bar.set_description(spec.name if eps is None else f"{spec.name} ε={eps:g}")
+        started = time.time()
+        x_adv, _, info = craft(spec, eps, exp.seed, x[:n], y[:n], float_model, targets, exp.input_range)
+        crafted = time.time() - started
+        adv = run_all(x_adv, float_model, targets, exp.chip_num, bar)
+        evaluations.append({"attack": spec.name, "eps": eps if eps is not None else _budget(info), **info,
+                            "seconds": {"craft": round(crafted, 1), "run": round(time.time() - started - crafted, 1)},
+                            **evaluation_metrics(y[:n], x[:n], x_adv, _subset(clean, n), adv, [FLOAT, *targets])})
+        sweep.append((x_adv, adv))
+        gallery.append(gallery_entry(spec.name, evaluations[-1]["eps"], x_adv, adv.preds, GALLERY_SAMPLES))
+    boundary[spec.name] = boundary_distances(y[:n], x[:n], sweep, info["norm"], [FLOAT, *targets])
+    return evaluations
 
 
 def _budget(info: dict[str, Any]) -> float | None:

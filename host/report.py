@@ -211,7 +211,10 @@ def render_study_markdown(document: dict[str, Any]) -> str:
              f"every set)",
              f"- chip vs reference: {document['summary']['chip_inferences'] - document['summary']['chip_mismatches']}"
              f"/{document['summary']['chip_inferences']} identical",
-             f"- wall time {document['run']['duration_s']} s", "", "## Accuracy under attack", "",
+             f"- wall time {document['run']['duration_s']} s",
+             *[f"- **attack `{f['attack']}` failed** and is left out: {f['error']}"
+               for f in document["summary"].get("failed_attacks", [])],
+             "", "## Accuracy under attack", "",
              _markdown_table(header, rows), "", "## Transfer (among inputs both models classify correctly)", ""]
     t_header = ["attack", "ε", *document["evaluations"][0]["transfer"].keys()]
     t_rows = [[e["attack"], "–" if not e["eps"] else f"{e['eps']:g}",
@@ -281,6 +284,8 @@ def print_study(document: dict[str, Any], paths: dict[str, Path]) -> None:
     for line in (header, ["-" * w for w in widths], *rows):
         print("  ".join(c.ljust(w) for c, w in zip(line, widths, strict=True)).rstrip())
     s = document["summary"]
+    for failure in s.get("failed_attacks", []):
+        print(f"FAILED   {failure['attack']}: {failure['error']}")
     if s["chip_inferences"]:
         verdict = "bit-exact" if not s["chip_mismatches"] else "NOT bit-exact"
         print(f"chip vs reference: {verdict} ({s['chip_inferences'] - s['chip_mismatches']}/{s['chip_inferences']} "
