@@ -330,11 +330,13 @@ class Client:
 
     def _pump(self) -> None:
         """Read what arrives (up to the transport timeout), match it, retransmit what is overdue."""
+        resend = False
         for frame in self.decoder.feed(self._read_available()):
-            if self._dispatch(frame):
-                self._recover()
-                return
-        self._check_timers()
+            resend = self._dispatch(frame) or resend
+        if resend:
+            self._recover()
+        else:
+            self._check_timers()
 
     def _dispatch(self, frame: Frame, recovering: bool = False) -> bool:
         """Apply one received frame; True if requests must be sent again."""
