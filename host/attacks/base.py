@@ -17,8 +17,6 @@ import math
 import random
 import sys
 from abc import ABC, abstractmethod
-from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import numpy as np
@@ -26,66 +24,12 @@ import numpy as np
 from host.attacks.oracle import QueryOracle
 from host.attacks.target import FloatModel
 from host.errors import UserError
+from host.params import Param, at_least_one, in_range, non_negative, one_of, positive  # noqa: F401  (re-exported)
 
 THREAT_MODELS = ("white-box", "black-box")
 NEEDS = ("float-model", "oracle", "nothing")
 NORMS = ("inf", "2", "1", "0", "patch")
 
-
-@dataclass(frozen=True)
-class Param:
-    """One attack parameter: its type, default, and a check returning a problem or None."""
-
-    name: str
-    type: type
-    default: Any
-    help: str
-    check: Callable[[Any], str | None] | None = None
-
-    def validate(self, value: Any, attack: str) -> Any:
-        value = self._coerce(value, attack)
-        problem = self.check(value) if self.check else None
-        if problem:
-            raise UserError(f"attack '{attack}': {self.name}={value!r} is invalid: {problem}")
-        return value
-
-    def _coerce(self, value: Any, attack: str) -> Any:
-        if self.type is bool:
-            if isinstance(value, bool):
-                return value
-            if isinstance(value, str) and value.lower() in ("true", "1", "yes", "false", "0", "no"):
-                return value.lower() in ("true", "1", "yes")
-            raise UserError(f"attack '{attack}': {self.name} must be true or false, got {value!r}")
-        if self.type is int and isinstance(value, float) and not value.is_integer():
-            raise UserError(f"attack '{attack}': {self.name} must be an integer, got {value!r}")
-        try:
-            return self.type(value)
-        except (TypeError, ValueError):
-            raise UserError(
-                f"attack '{attack}': {self.name} must be {self.type.__name__}, got {value!r}"
-            ) from None
-
-
-def positive(value: float) -> str | None:
-    return None if value > 0 else "must be > 0"
-
-
-def non_negative(value: float) -> str | None:
-    return None if value >= 0 else "must be >= 0"
-
-
-def at_least_one(value: int) -> str | None:
-    return None if value >= 1 else "must be >= 1"
-
-
-def in_range(lo: float, hi: float, lo_open: bool = False) -> Callable[[float], str | None]:
-    """A check for lo <= value <= hi (lo < value when lo_open)."""
-
-    def check(value: float) -> str | None:
-        ok = (value > lo if lo_open else value >= lo) and value <= hi
-        return None if ok else f"must be in {'(' if lo_open else '['}{lo:g}, {hi:g}]"
-
-    return check
 
 
 EPS = Param("eps", float, 0.1, "L∞ radius of the perturbation, in input units", positive)
@@ -124,7 +68,7 @@ class Attack(ABC):
                 hint=f"its parameters: {', '.join(sorted(spec))}",
             )
         self.params: dict[str, Any] = {
-            name: p.validate(params[name], self.name) if name in params else p.default
+            name: p.validate(params[name], f"attack '{self.name}'") if name in params else p.default
             for name, p in spec.items()
         }
         self._check_params()

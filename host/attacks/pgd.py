@@ -43,7 +43,7 @@ class PGD(Attack):
     def __init__(self, **params: Any) -> None:
         # Without random starts the study's 20 restarts would be identical: default to one.
         given = "random_init" in params and "restarts" not in params
-        if given and not RANDOM_INIT.validate(params["random_init"], self.name):
+        if given and not RANDOM_INIT.validate(params["random_init"], f"attack '{self.name}'"):
             params = {**params, "restarts": 1}
         super().__init__(**params)
 

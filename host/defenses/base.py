@@ -20,87 +20,16 @@ from __future__ import annotations
 import random
 import sys
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Sequence
 from typing import Any, ClassVar
 
 import numpy as np
 
 from host.errors import UserError
+from host.params import Param, at_least_one, in_range, non_negative, one_of, positive  # noqa: F401  (re-exported)
 
 KINDS = ("preprocess", "train")
 
-
-@dataclass(frozen=True)
-class Param:
-    """One defense parameter: its type, default, and a check returning a problem or None.
-
-    type may be bool, int, float, str or tuple (a list of strings; a comma-separated string
-    is split; non-string items, e.g. Keras models passed from Python, are kept as they are).
-    """
-
-    name: str
-    type: type
-    default: Any
-    help: str
-    check: Callable[[Any], str | None] | None = None
-
-    def validate(self, value: Any, defense: str) -> Any:
-        value = self._coerce(value, defense)
-        problem = self.check(value) if self.check else None
-        if problem:
-            raise UserError(f"defense '{defense}': {self.name}={value!r} is invalid: {problem}")
-        return value
-
-    def _coerce(self, value: Any, defense: str) -> Any:
-        if self.type is bool:
-            if isinstance(value, bool):
-                return value
-            if isinstance(value, str) and value.lower() in ("true", "1", "yes", "false", "0", "no"):
-                return value.lower() in ("true", "1", "yes")
-            raise UserError(f"defense '{defense}': {self.name} must be true or false, got {value!r}")
-        if self.type is tuple:
-            if isinstance(value, str):
-                return tuple(v.strip() for v in value.split(",") if v.strip())
-            if isinstance(value, Sequence):
-                return tuple(value)
-            return (value,)
-        if self.type is int and isinstance(value, float) and not value.is_integer():
-            raise UserError(f"defense '{defense}': {self.name} must be an integer, got {value!r}")
-        if self.type in (int, float) and isinstance(value, bool):
-            raise UserError(f"defense '{defense}': {self.name} must be {self.type.__name__}, got {value!r}")
-        try:
-            return self.type(value)
-        except (TypeError, ValueError):
-            raise UserError(
-                f"defense '{defense}': {self.name} must be {self.type.__name__}, got {value!r}"
-            ) from None
-
-
-def positive(value: float) -> str | None:
-    return None if value > 0 else "must be > 0"
-
-
-def non_negative(value: float) -> str | None:
-    return None if value >= 0 else "must be >= 0"
-
-
-def at_least_one(value: int) -> str | None:
-    return None if value >= 1 else "must be >= 1"
-
-
-def in_range(lo: float, hi: float) -> Callable[[float], str | None]:
-    def check(value: float) -> str | None:
-        return None if lo <= value <= hi else f"must be in [{lo:g}, {hi:g}]"
-
-    return check
-
-
-def one_of(*choices: str) -> Callable[[str], str | None]:
-    def check(value: str) -> str | None:
-        return None if value in choices else f"must be one of {', '.join(choices)}"
-
-    return check
 
 
 SEED = Param("seed", int, 0, "seed for every random choice (shuffling, random starts, initialisation)",
@@ -130,7 +59,7 @@ class Defense(ABC):
             )
         start = dict(base) if base is not None else {name: p.default for name, p in spec.items()}
         for name, value in params.items():
-            start[name] = spec[name].validate(value, self.name)
+            start[name] = spec[name].validate(value, f"defense '{self.name}'")
         return start
 
     def _check_params(self) -> None:
