@@ -23,7 +23,8 @@ from host.paths import BUILD_DIR, FIRMWARE_DIR
 TOOLCHAIN_HINT = "install the Arm toolchain: sudo apt-get install gcc-arm-none-eabi libnewlib-arm-none-eabi"
 # Pre-build fit check (check_fits). Model-dependent sizes are exact; these cover the rest.
 CODE_ALLOWANCE = 64 * 1024    # engine + runtime code and tables in flash (measured ~22 KiB with -O2)
-IO_BUFFER_BYTES = 2 * 4096 + (512 + 1) * 8  # protocol.c: rx/tx payload + per-op tick stamps (.bss.tm_io)
+# protocol.c: rx/tx payload + per-op tick stamps + UART receive ring (512) + request history (448) (.bss.tm_io)
+IO_BUFFER_BYTES = 2 * 4096 + (512 + 1) * 8 + 512 + 448
 STATIC_RAM_ALLOWANCE = 1024   # other .data/.bss of runtime, engine and libc (measured < 100 B)
 # Input sections of the placeable items (host.boards.PLACEABLE) for the generated regions.ld.
 PLACEMENT_SECTIONS = {

@@ -26,7 +26,7 @@ FLOAT = "float32"
 QUANTIZED_PRECISIONS = ("int16x8", "int8")
 PRECISION_ALIASES = {"float": FLOAT, "float32": FLOAT, "int8": "int8", "int16": "int16x8", "int16x8": "int16x8",
                      "16x8": "int16x8"}
-SECTIONS = {"experiment", "model", "dataset", "chip", "attack", "quick"}
+SECTIONS = {"experiment", "model", "dataset", "chip", "attack", "defense", "quick"}
 
 
 @dataclass(frozen=True)
@@ -34,6 +34,14 @@ class AttackSpec:
     name: str
     eps: tuple[float | None, ...]      # None: the attack's own default (minimal-perturbation attacks)
     params: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class DefenseSpec:
+    name: str
+    kind: str                          # "preprocess" | "train"
+    params: dict[str, Any] = field(default_factory=dict)
+    train_data: SliceSpec | None = None
 
 
 @dataclass(frozen=True)
@@ -58,6 +66,7 @@ class Experiment:
     chip_precisions: tuple[str, ...]
     chip_num: int | None
     attacks: tuple[AttackSpec, ...]
+    defenses: tuple[DefenseSpec, ...] = ()
 
 
 def load_experiment(path: Path | str, quick: bool = False) -> Experiment:
@@ -113,6 +122,7 @@ def _parse(doc: dict[str, Any], source: Path, quick: bool) -> Experiment:
         if chip.get("board") else (),
         chip_num=_int(chip["num"], "chip.num", 1) if "num" in chip else None,
         attacks=tuple(_attack(a, i) for i, a in enumerate(_attack_list(doc))),
+        defenses=tuple(_defense(d, i, base) for i, d in enumerate(_table_list(doc, "defense"))),
     )
 
 
@@ -160,7 +170,7 @@ def _existing(base: Path, value: Any, key: str) -> Path:
     if not isinstance(value, str) or not value:
         raise UserError(f"{key} must be a path string")
     if value.startswith("builtin:"):
-        if value not in BUILTIN_DATASETS or not key.startswith("dataset"):
+        if value not in BUILTIN_DATASETS or not key.startswith(("dataset", "defense")):
             raise UserError(f"{key}: unknown built-in {value!r}; built-in datasets: {', '.join(BUILTIN_DATASETS)}")
         return Path(value)
     path = Path(value) if Path(value).is_absolute() else (base / value)
@@ -212,6 +222,34 @@ def _attack_list(doc: dict[str, Any]) -> list[dict[str, Any]]:
     if not isinstance(attacks, list) or not all(isinstance(a, dict) for a in attacks):
         raise UserError("attacks are [[attack]] tables, each with a name and its parameters")
     return attacks
+
+
+def _table_list(doc: dict[str, Any], key: str) -> list[dict[str, Any]]:
+    tables = doc.get(key, [])
+    if not isinstance(tables, list) or not all(isinstance(t, dict) for t in tables):
+        raise UserError(f"[[{key}]] entries must be tables, each with a name and its parameters")
+    return tables
+
+
+def _defense(table: dict[str, Any], index: int, base: Path) -> DefenseSpec:
+    """[[defense]]: name, its parameters; train-based ones need `data` = {path, start, num}."""
+    from host.defenses import get_defense
+
+    name = str(_required(table, "name", f"defense #{index + 1}")).lower()
+    params = {k: v for k, v in table.items() if k not in ("name", "data")}
+    defense = get_defense(name, **params)  # unknown defense (lists the registry) or bad parameter
+    data = None
+    if defense.kind == "train":
+        spec = _required(table, "data", f"defense '{name}'")
+        if not isinstance(spec, dict):
+            raise UserError(f"defense '{name}': data must be a table {{path, start, num}} (training images, "
+                            "not the evaluation images)")
+        data = SliceSpec(_existing(base, _required(spec, "path", f"defense '{name}' data"), f"defense '{name}' data"),
+                         _int(spec.get("start", 0), f"defense '{name}' data.start", 0),
+                         _int(spec["num"], f"defense '{name}' data.num", 1) if "num" in spec else None)
+    elif "data" in table:
+        raise UserError(f"defense '{name}' is a pre-processing defense: it takes no training data")
+    return DefenseSpec(name, defense.kind, params, data)
 
 
 def _attack(table: dict[str, Any], index: int) -> AttackSpec:

@@ -127,7 +127,7 @@ def chips(exp: Experiment, targets: dict[str, Target]) -> Iterator[None]:
 
 
 def run_all(x: np.ndarray, float_model: Any, targets: dict[str, Target], chip_num: int | None,
-            bar: Any) -> Outcome:
+            bar: Any, use_chip: bool = True) -> Outcome:
     out = Outcome()
     out.preds[FLOAT] = float_model.predict(x).argmax(axis=1)
     for precision, target in targets.items():
@@ -135,7 +135,7 @@ def run_all(x: np.ndarray, float_model: Any, targets: dict[str, Target], chip_nu
         out.raw[precision] = [target.reference.run(s).output for s in x_q]
         out.preds[precision] = _argmax(out.raw[precision], target.model.output.dtype)
         bar.update(len(x))
-        if target.chip is not None:
+        if target.chip is not None and use_chip:
             key = f"chip:{precision}"
             n = len(x) if chip_num is None else min(chip_num, len(x))
             results = []
@@ -181,6 +181,30 @@ def evaluation_metrics(y: np.ndarray, x: np.ndarray, x_adv: np.ndarray, clean: O
         "quantization_shift": {p: s.as_dict() for p, s in metrics.quantization_shifts(
             y, adv.preds[FLOAT], {p: adv.preds[p] for p in chain if p != FLOAT}).items()},
     }
+
+
+def defended_metrics(y: np.ndarray, clean: dict[str, Outcome], adv: dict[str, Outcome]) -> dict[str, Any]:
+    """Per pre-processing defense: accuracy and attack success of every host model on defended inputs."""
+    from host import metrics
+
+    return {name: {"models": {key: {"accuracy": float(np.mean(pred == y)),
+                                    "attack_success": metrics.attack_success_rate(
+                                        y, clean[name].preds[key][:len(y)], pred).as_dict()}
+                              for key, pred in outcome.preds.items()}}
+            for name, outcome in adv.items()}
+
+
+def preprocessors(exp: Experiment) -> dict[str, Any]:
+    from host.defenses import get_defense
+
+    return {d.name: get_defense(d.name, **d.params) for d in exp.defenses if d.kind == "preprocess"}
+
+
+def run_defended(x: np.ndarray, defenses: dict[str, Any], float_model: Any, targets: dict[str, Target],
+                 input_range: tuple[float, float], bar: Any) -> dict[str, Outcome]:
+    """Host models on each defense's pre-processed inputs (non-adaptive: attacks ignore the defense)."""
+    return {name: run_all(d.apply(x, input_range), float_model, targets, None, bar, use_chip=False)
+            for name, d in defenses.items()}
 
 
 def boundary_distances(y: np.ndarray, x: np.ndarray, sweep: list[tuple[np.ndarray, Outcome]], norm: str,
@@ -271,16 +295,23 @@ def run_experiment(exp: Experiment, progress: bool = True) -> dict[str, Any]:
             clean = run_all(x, float_model, targets, exp.chip_num, bar)
             evaluations.append({"attack": "clean", "eps": 0.0, **evaluation_metrics(
                 y, x, x, clean, clean, [FLOAT, *targets])})
+            defenses = preprocessors(exp)
+            clean_defended = run_defended(x, defenses, float_model, targets, exp.input_range, bar)
+            if defenses:
+                evaluations[-1]["defended"] = defended_metrics(y, clean_defended, clean_defended)
             for spec in exp.attacks:
                 try:
-                    evaluations += _run_attack(spec, exp, x, y, clean, float_model, targets, bar, gallery, boundary)
+                    evaluations += _run_attack(spec, exp, x, y, clean, float_model, targets, bar, gallery, boundary,
+                                               defenses, clean_defended)
                 except (UserError, ValueError, RuntimeError, ArithmeticError) as err:
                     # One attack failing (e.g. inside ART) must not lose the others' results.
                     message = err.message if isinstance(err, UserError) else f"{type(err).__name__}: {err}"
                     failures.append({"attack": spec.name, "error": message})
                     print(f"warning: attack '{spec.name}' failed and is left out: {message}", file=sys.stderr)
     misalignment = gradient_misalignment(x, y, float_model, targets, exp.input_range)
+    trained = {d.name: defended_study(exp, d, models.float_model, progress) for d in exp.defenses if d.kind == "train"}
     return {
+        "defended_models": trained,
         "schema": 2,
         "experiment": _describe(exp, targets),
         "evaluations": evaluations,
@@ -292,6 +323,32 @@ def run_experiment(exp: Experiment, progress: bool = True) -> dict[str, Any]:
     }
 
 
+def defended_study(exp: Experiment, spec: Any, float_keras: Any, progress: bool) -> dict[str, Any]:
+    """Train the defended float model, then run the same study on it (quantized from the representative set)."""
+    import dataclasses
+    import hashlib
+
+    from host.defenses import get_defense
+    from host.paths import BUILD_DIR
+
+    if exp.representative is None:
+        raise UserError(f"defense '{spec.name}' trains a new model: its int8/int16x8 versions need a "
+                        "[dataset.representative] set")
+    x_train, y_train = load_slice(spec.train_data, exp.input_range)
+    print(f"training defense '{spec.name}' on {len(x_train)} images …", file=sys.stderr)
+    model = get_defense(spec.name, **spec.params).train(float_keras, x_train, y_train, input_range=exp.input_range)
+    key = hashlib.sha256(f"{exp.float_model}|{spec}".encode()).hexdigest()[:16]
+    path = BUILD_DIR / "defended" / f"{exp.name}-{spec.name}-{key}.keras"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    model.save(path)
+    sub = dataclasses.replace(exp, name=f"{exp.name}+{spec.name}", float_model=path, given={}, defenses=())
+    document = run_experiment(sub, progress)
+    document.pop("_gallery", None)
+    document["defense"] = {"name": spec.name, "params": spec.params, "model": str(path),
+                           "train_data": str(spec.train_data.path)}
+    return document
+
+
 def _summary(evaluations: list[dict[str, Any]]) -> dict[str, Any]:
     chip = [m["reference_agreement"] for e in evaluations for m in e["models"].values() if "reference_agreement" in m]
     return {"chip_inferences": sum(a["of"] for a in chip),
@@ -301,7 +358,8 @@ def _summary(evaluations: list[dict[str, Any]]) -> dict[str, Any]:
 
 def _run_attack(spec: AttackSpec, exp: Experiment, x: np.ndarray, y: np.ndarray, clean: Outcome,
                 float_model: Any, targets: dict[str, Target], bar: Any, gallery: list,
-                boundary: dict[str, Any]) -> list[dict[str, Any]]:
+                boundary: dict[str, Any], defenses: dict[str, Any],
+                clean_defended: dict[str, Outcome]) -> list[dict[str, Any]]:
     """Every ε of one attack: craft, run on every model, metrics; then its boundary distance."""
     from host.report_html import gallery_entry
 
@@ -316,6 +374,9 @@ def _run_attack(spec: AttackSpec, exp: Experiment, x: np.ndarray, y: np.ndarray,
         evaluations.append({"attack": spec.name, "eps": eps if eps is not None else _budget(info), **info,
                             "seconds": {"craft": round(crafted, 1), "run": round(time.time() - started - crafted, 1)},
                             **evaluation_metrics(y[:n], x[:n], x_adv, _subset(clean, n), adv, [FLOAT, *targets])})
+        if defenses:
+            adv_defended = run_defended(x_adv, defenses, float_model, targets, exp.input_range, bar)
+            evaluations[-1]["defended"] = defended_metrics(y[:n], clean_defended, adv_defended)
         sweep.append((x_adv, adv))
         gallery.append(gallery_entry(spec.name, evaluations[-1]["eps"], x_adv, adv.preds, GALLERY_SAMPLES))
     boundary[spec.name] = boundary_distances(y[:n], x[:n], sweep, info["norm"], [FLOAT, *targets])
@@ -334,7 +395,8 @@ def _subset(outcome: Outcome, n: int) -> Outcome:
 
 
 def _work(exp: Experiment, n: int, targets: dict[str, Target]) -> int:
-    per_set = n * len(targets) + sum(min(n, exp.chip_num or n) for t in targets.values() if t.chip is not None)
+    per_set = n * len(targets) * (1 + len(preprocessors(exp))) + sum(
+        min(n, exp.chip_num or n) for t in targets.values() if t.chip is not None)
     sets = 1 + sum(len(a.eps) for a in exp.attacks)
     return per_set * sets
 

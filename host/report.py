@@ -232,9 +232,41 @@ def render_study_markdown(document: dict[str, Any]) -> str:
               "## Gradient misalignment (float gradient vs finite differences on the quantized model)", ""]
     g_rows = [[p, f"{v['mean']:.3f}" if v.get("mean") is not None else "–", f"{v['zero_density']:.3f}",
                str(v["undefined"]), str(v["queries"])] for p, v in document["gradient_misalignment"].items()]
-    parts += [_markdown_table(["precision", "mean cosine", "zero density", "undefined", "queries"], g_rows), "",
-              "Definitions: docs/metrics.md."]
+    parts += [_markdown_table(["precision", "mean cosine", "zero density", "undefined", "queries"], g_rows), ""]
+    parts += _defense_section(document)
+    parts += ["Definitions: docs/metrics.md; defenses: docs/defenses.md."]
     return "\n".join(parts) + "\n"
+
+
+def defense_rows(document: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
+    """Accuracy per host model under every attack × ε: undefended, each pre-processing defense
+    (non-adaptive: attacks crafted without it) and each adversarially trained model."""
+    models = [k for k in document["evaluations"][0]["models"] if not k.startswith("chip:")]
+    rows = []
+
+    def add(defense: str, evaluations: list[dict[str, Any]], pick: Any) -> None:
+        for e in evaluations:
+            per_model = pick(e)
+            if per_model is None:
+                continue
+            rows.append([defense, e["attack"], "–" if not e["eps"] else f"{e['eps']:g}",
+                         *[_pct(per_model[m]["accuracy"]) if m in per_model else "–" for m in models]])
+
+    add("none", document["evaluations"], lambda e: e["models"])
+    names = sorted({n for e in document["evaluations"] for n in e.get("defended", {})})
+    for name in names:
+        add(name, document["evaluations"], lambda e, n=name: e.get("defended", {}).get(n, {}).get("models"))
+    for name, sub in document.get("defended_models", {}).items():
+        add(f"{name} (trained)", sub["evaluations"], lambda e: e["models"])
+    return ["defense", "attack", "ε", *[f"{m} acc" for m in models]], rows
+
+
+def _defense_section(document: dict[str, Any]) -> list[str]:
+    if not document.get("defended_models") and not any("defended" in e for e in document["evaluations"]):
+        return []
+    header, rows = defense_rows(document)
+    return ["## Defenses (host models; pre-processing defenses against attacks that ignore them)", "",
+            _markdown_table(header, rows), ""]
 
 
 def write_study(document: dict[str, Any], out_dir: Path) -> dict[str, Path]:

@@ -49,7 +49,10 @@ def test_shipped_configs_load() -> None:
     ('[[attack]]\nname = "square-linf"\ntarget = "int4"\n', "target must be one of"),
     ('[[attack]]\nname = "square-linf"\nvia = "wifi"\n', "via must be"),
     ('[chip]\nboard = "arduino-uno"\n', "unknown board 'arduino-uno'"),
-    ('[defense]\nname = "x"\n', "unknown section"),
+    ('[[defense]]\nname = "x"\n', "unknown defense 'x'"),
+    ('[[defense]]\nname = "pgd-at"\n', "needs 'data'"),
+    ('[[defense]]\nname = "jpeg"\nquality = 500\n', "quality"),
+    ('[defend]\nname = "x"\n', "unknown section"),
 ])
 def test_bad_configs_are_refused_before_work(tmp_path: Path, extra: str, message: str) -> None:
     with pytest.raises(UserError, match=message):
@@ -85,6 +88,9 @@ eps = [0.1, 0.3]
 name = "deepfool"
 max_iter = 10
 num = 6
+[[defense]]
+name = "feature-squeezing"
+bit_depth = 2
 """)
     proc = subprocess.run([sys.executable, "-m", "host.evaluate", "--config", str(config), "--out", str(tmp_path),
                            "--run-id", "s", "--no-progress"], cwd=ROOT, capture_output=True, text=True, timeout=600)
@@ -103,4 +109,7 @@ num = 6
     assert evals[("deepfool", None)]["models"]["float32"]["n"] == 6
     assert set(doc["boundary_distance"]["fgsm"]) >= {"float32", "int8"}
     assert doc["gradient_misalignment"]["int8"]["queries"] > 0
-    assert "## Transfer" in (tmp_path / "s/report.md").read_text()
+    squeezed = strong["defended"]["feature-squeezing"]["models"]
+    assert set(squeezed) == {"float32", "int16x8", "int8"} and 0 <= squeezed["int8"]["accuracy"] <= 1
+    report = (tmp_path / "s/report.md").read_text()
+    assert "## Transfer" in report and "| feature-squeezing | fgsm | 0.3 |" in report
