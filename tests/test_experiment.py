@@ -88,6 +88,13 @@ eps = [0.1, 0.3]
 name = "deepfool"
 max_iter = 10
 num = 6
+[[attack]]
+name = "square-linf"
+eps = [0.3]
+target = "int8"
+via = "chip"
+num = 3
+max_iter = 20
 [[defense]]
 name = "feature-squeezing"
 bit_depth = 2
@@ -95,10 +102,12 @@ bit_depth = 2
     proc = subprocess.run([sys.executable, "-m", "host.evaluate", "--config", str(config), "--out", str(tmp_path),
                            "--run-id", "s", "--no-progress"], cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr
-    assert "chip vs reference: bit-exact (24/24 identical)" in proc.stdout
+    assert "chip vs reference: bit-exact (27/27 identical)" in proc.stdout
     doc = json.loads((tmp_path / "s/metrics.json").read_text())
     evals = {(e["attack"], e["eps"]): e for e in doc["evaluations"]}
-    assert set(evals) == {("clean", 0.0), ("fgsm", 0.1), ("fgsm", 0.3), ("deepfool", None)}
+    assert set(evals) == {("clean", 0.0), ("fgsm", 0.1), ("fgsm", 0.3), ("deepfool", None), ("square-linf", 0.3)}
+    square = evals[("square-linf", 0.3)]
+    assert square["oracle"] == "chip:int8" and square["queries"] >= 3  # the chip answered the attack's queries
     clean = evals[("clean", 0.0)]["models"]
     assert set(clean) == {"float32", "int16x8", "int8", "chip:int8"} and clean["chip:int8"]["n"] == 6
     assert clean["chip:int8"]["instructions_median"] > 1e6
