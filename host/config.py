@@ -26,7 +26,7 @@ FLOAT = "float32"
 QUANTIZED_PRECISIONS = ("int16x8", "int8")
 PRECISION_ALIASES = {"float": FLOAT, "float32": FLOAT, "int8": "int8", "int16": "int16x8", "int16x8": "int16x8",
                      "16x8": "int16x8"}
-SECTIONS = {"experiment", "model", "dataset", "chip", "attack", "defense", "quick"}
+SECTIONS = {"experiment", "model", "dataset", "chip", "attack", "defense", "bitwidth", "quick"}
 
 
 @dataclass(frozen=True)
@@ -67,6 +67,7 @@ class Experiment:
     chip_num: int | None
     attacks: tuple[AttackSpec, ...]
     defenses: tuple[DefenseSpec, ...] = ()
+    bitwidths: tuple[Any, ...] = ()         # host.bitwidth.BitWidth: simulated 2..8-bit models
 
 
 def load_experiment(path: Path | str, quick: bool = False) -> Experiment:
@@ -123,6 +124,7 @@ def _parse(doc: dict[str, Any], source: Path, quick: bool) -> Experiment:
         chip_num=_int(chip["num"], "chip.num", 1) if "num" in chip else None,
         attacks=tuple(_attack(a, i) for i, a in enumerate(_attack_list(doc))),
         defenses=tuple(_defense(d, i, base) for i, d in enumerate(_table_list(doc, "defense"))),
+        bitwidths=_bitwidths(_table(doc, "bitwidth")),
     )
 
 
@@ -222,6 +224,18 @@ def _attack_list(doc: dict[str, Any]) -> list[dict[str, Any]]:
     if not isinstance(attacks, list) or not all(isinstance(a, dict) for a in attacks):
         raise UserError("attacks are [[attack]] tables, each with a name and its parameters")
     return attacks
+
+
+def _bitwidths(table: dict[str, Any]) -> tuple[Any, ...]:
+    """[bitwidth] bits = [2, 4, 8], modes = ["weights", "weights+activations"] (host-simulated)."""
+    if not table:
+        return ()
+    from host.bitwidth import parse_bitwidths
+
+    unknown = set(table) - {"bits", "modes"}
+    if unknown:
+        raise UserError(f"[bitwidth] has unknown key(s) {sorted(unknown)}; it takes bits and modes")
+    return parse_bitwidths(table.get("bits"), table.get("modes", ["weights", "weights+activations"]))
 
 
 def _table_list(doc: dict[str, Any], key: str) -> list[dict[str, Any]]:

@@ -127,9 +127,11 @@ def chips(exp: Experiment, targets: dict[str, Target]) -> Iterator[None]:
 
 
 def run_all(x: np.ndarray, float_model: Any, targets: dict[str, Target], chip_num: int | None,
-            bar: Any, use_chip: bool = True) -> Outcome:
+            bar: Any, use_chip: bool = True, simulated: dict[str, Any] | None = None) -> Outcome:
     out = Outcome()
     out.preds[FLOAT] = float_model.predict(x).argmax(axis=1)
+    for key, model in (simulated or {}).items():
+        out.preds[key] = np.asarray(model.predict(x, verbose=0, batch_size=256)).argmax(axis=1)
     for precision, target in targets.items():
         x_q = target.model.input.quantize(x)
         out.raw[precision] = [target.reference.run(s).output for s in x_q]
@@ -286,13 +288,14 @@ def run_experiment(exp: Experiment, progress: bool = True) -> dict[str, Any]:
     models = experiment_models(exp.float_model, rep, exp.given, [p for p in exp.precisions if p != FLOAT])
     float_model = FloatModel(models.float_model, exp.input_range)
     targets = prepare_targets(exp, models)
+    simulated = simulated_models(exp, models.float_model, rep if rep is not None else x)
     _seed(exp.seed)
     evaluations, boundary, gallery, failures = [], {}, [], []
     with chips(exp, targets):
         total = _work(exp, len(x), targets)
         with tqdm(total=total, unit="inf", file=sys.stderr, disable=not progress, dynamic_ncols=True) as bar:
             bar.set_description("clean")
-            clean = run_all(x, float_model, targets, exp.chip_num, bar)
+            clean = run_all(x, float_model, targets, exp.chip_num, bar, simulated=simulated)
             evaluations.append({"attack": "clean", "eps": 0.0, **evaluation_metrics(
                 y, x, x, clean, clean, [FLOAT, *targets])})
             defenses = preprocessors(exp)
@@ -302,7 +305,7 @@ def run_experiment(exp: Experiment, progress: bool = True) -> dict[str, Any]:
             for spec in exp.attacks:
                 try:
                     evaluations += _run_attack(spec, exp, x, y, clean, float_model, targets, bar, gallery, boundary,
-                                               defenses, clean_defended)
+                                               defenses, clean_defended, simulated)
                 except (UserError, ValueError, RuntimeError, ArithmeticError) as err:
                     # One attack failing (e.g. inside ART) must not lose the others' results.
                     message = err.message if isinstance(err, UserError) else f"{type(err).__name__}: {err}"
@@ -359,7 +362,7 @@ def _summary(evaluations: list[dict[str, Any]]) -> dict[str, Any]:
 def _run_attack(spec: AttackSpec, exp: Experiment, x: np.ndarray, y: np.ndarray, clean: Outcome,
                 float_model: Any, targets: dict[str, Target], bar: Any, gallery: list,
                 boundary: dict[str, Any], defenses: dict[str, Any],
-                clean_defended: dict[str, Outcome]) -> list[dict[str, Any]]:
+                clean_defended: dict[str, Outcome], simulated: dict[str, Any]) -> list[dict[str, Any]]:
     """Every ε of one attack: craft, run on every model, metrics; then its boundary distance."""
     from host.report_html import gallery_entry
 
@@ -370,7 +373,7 @@ def _run_attack(spec: AttackSpec, exp: Experiment, x: np.ndarray, y: np.ndarray,
         started = time.time()
         x_adv, _, info = craft(spec, eps, exp.seed, x[:n], y[:n], float_model, targets, exp.input_range)
         crafted = time.time() - started
-        adv = run_all(x_adv, float_model, targets, exp.chip_num, bar)
+        adv = run_all(x_adv, float_model, targets, exp.chip_num, bar, simulated=simulated)
         evaluations.append({"attack": spec.name, "eps": eps if eps is not None else _budget(info), **info,
                             "seconds": {"craft": round(crafted, 1), "run": round(time.time() - started - crafted, 1)},
                             **evaluation_metrics(y[:n], x[:n], x_adv, _subset(clean, n), adv, [FLOAT, *targets])})
@@ -379,8 +382,15 @@ def _run_attack(spec: AttackSpec, exp: Experiment, x: np.ndarray, y: np.ndarray,
             evaluations[-1]["defended"] = defended_metrics(y[:n], clean_defended, adv_defended)
         sweep.append((x_adv, adv))
         gallery.append(gallery_entry(spec.name, evaluations[-1]["eps"], x_adv, adv.preds, GALLERY_SAMPLES))
-    boundary[spec.name] = boundary_distances(y[:n], x[:n], sweep, info["norm"], [FLOAT, *targets])
+    boundary[spec.name] = boundary_distances(y[:n], x[:n], sweep, info["norm"], [FLOAT, *targets, *simulated])
     return evaluations
+
+
+def simulated_models(exp: Experiment, float_keras: Any, calibration: np.ndarray) -> dict[str, Any]:
+    """The [bitwidth] sweep: host-simulated b-bit versions of the float model (host.bitwidth)."""
+    from host.bitwidth import simulate
+
+    return {w.key: simulate(float_keras, w, calibration[:500]) for w in exp.bitwidths}
 
 
 def _budget(info: dict[str, Any]) -> float | None:

@@ -177,7 +177,7 @@ def _pct(value: float | None) -> str:
 def study_rows(document: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
     """One row per attack × ε: accuracy of every model, transfer float→int8, chip agreement."""
     first = document["evaluations"][0]["models"]
-    keys = list(first)
+    keys = [k for k in first if not k.startswith("sim:")]  # the bit-width sweep has its own table
     full = max(m["n"] for m in first.values())
     header = ["attack", "ε", *[f"{k} acc" + ("" if first[k]["n"] == full else f" (first {first[k]['n']})")
                               for k in keys], "L∞ mean", "queries", "chip = ref"]
@@ -234,6 +234,7 @@ def render_study_markdown(document: dict[str, Any]) -> str:
                str(v["undefined"]), str(v["queries"])] for p, v in document["gradient_misalignment"].items()]
     parts += [_markdown_table(["precision", "mean cosine", "zero density", "undefined", "queries"], g_rows), ""]
     parts += _defense_section(document)
+    parts += _bitwidth_section(document)
     parts += ["Definitions: docs/metrics.md; defenses: docs/defenses.md."]
     return "\n".join(parts) + "\n"
 
@@ -259,6 +260,25 @@ def defense_rows(document: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
     for name, sub in document.get("defended_models", {}).items():
         add(f"{name} (trained)", sub["evaluations"], lambda e: e["models"])
     return ["defense", "attack", "ε", *[f"{m} acc" for m in models]], rows
+
+
+def bitwidth_rows(document: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
+    """Accuracy of the host-simulated b-bit models next to float32 and the deployed precisions."""
+    first = document["evaluations"][0]["models"]
+    sims = [k for k in first if k.startswith("sim:")]
+    deployed = [k for k in first if not k.startswith(("sim:", "chip:"))]
+    rows = [[e["attack"], "–" if not e["eps"] else f"{e['eps']:g}",
+             *[_pct(e["models"][k]["accuracy"]) if k in e["models"] else "–" for k in deployed + sims]]
+            for e in document["evaluations"]]
+    return ["attack", "ε", *[k.removeprefix("sim:") for k in deployed + sims]], rows
+
+
+def _bitwidth_section(document: dict[str, Any]) -> list[str]:
+    if not any(k.startswith("sim:") for k in document["evaluations"][0]["models"]):
+        return []
+    header, rows = bitwidth_rows(document)
+    return ["## Bit-width sweep (host-simulated: wN = N-bit weights, wNaN = N-bit weights and activations)", "",
+            _markdown_table(header, rows), ""]
 
 
 def _defense_section(document: dict[str, Any]) -> list[str]:

@@ -1,0 +1,47 @@
+"""Host-simulated bit-width sweep: weight quantizer, simulated models, config errors."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from host.bitwidth import BitWidth, parse_bitwidths, quantize_weights, simulate
+from host.errors import UserError
+from host.paths import DEFAULT_FLOAT_MODEL
+
+
+def test_weight_quantizer_is_symmetric_per_channel_with_2b_minus_1_levels() -> None:
+    w = np.array([[0.6, -2.0], [-1.0, 1.0], [0.25, 0.1]], np.float32)  # 2 output channels (last axis)
+    q = quantize_weights(w, 2)                                           # levels -1, 0, 1 per channel
+    assert np.allclose(q[:, 0], [1.0, -1.0, 0.0]) and np.allclose(q[:, 1], [-2.0, 2.0, 0.0])
+    for bits in (3, 4, 8):
+        q = quantize_weights(w, bits)
+        step = np.abs(w).max(axis=0) / (2 ** (bits - 1) - 1)
+        assert np.all(np.abs(q - w) <= step / 2 + 1e-7)
+        assert len(np.unique(q[:, 0])) <= 2 ** bits - 1
+
+
+def test_parse_bitwidths_and_errors() -> None:
+    widths = parse_bitwidths([8, 2, 4], ["weights", "weights+activations"])
+    assert [w.key for w in widths] == ["sim:w2", "sim:w4", "sim:w8", "sim:w2a2", "sim:w4a4", "sim:w8a8"]
+    with pytest.raises(UserError, match="2..8 bits"):
+        parse_bitwidths([1, 4], ["weights"])
+    with pytest.raises(UserError, match="modes"):
+        parse_bitwidths([4], ["activations"])
+
+
+def test_simulated_models_lose_accuracy_only_at_low_width() -> None:
+    from host.data import load_digits_split
+    from host.quantize import load_float_keras
+
+    x_train, _, x_test, y_test = load_digits_split()
+    model = load_float_keras(DEFAULT_FLOAT_MODEL)
+    x_test, y_test = x_test[:200], y_test[:200]
+
+    def accuracy(m) -> float:  # noqa: ANN001
+        return float(np.mean(m.predict(x_test, verbose=0).argmax(axis=1) == y_test))
+
+    base = accuracy(model)
+    assert accuracy(simulate(model, BitWidth(8, True), x_train[:200])) >= base - 0.01
+    assert accuracy(simulate(model, BitWidth(2, True), x_train[:200])) < base - 0.2
+    assert accuracy(model) == base  # the original model is untouched
