@@ -11,7 +11,7 @@ from host.paths import DEFAULT_FLOAT_MODEL
 
 
 def test_weight_quantizer_is_symmetric_per_channel_with_2b_minus_1_levels() -> None:
-    w = np.array([[0.6, -2.0], [-1.0, 1.0], [0.25, 0.1]], np.float32)  # 2 output channels (last axis)
+    w = np.array([[0.6, -2.0], [-1.0, 1.2], [0.25, 0.1]], np.float32)  # 2 output channels (last axis)
     q = quantize_weights(w, 2)                                           # levels -1, 0, 1 per channel
     assert np.allclose(q[:, 0], [1.0, -1.0, 0.0]) and np.allclose(q[:, 1], [-2.0, 2.0, 0.0])
     for bits in (3, 4, 8):
