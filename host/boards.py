@@ -26,6 +26,12 @@ PLACEABLE = {
     "io_buffers": "the protocol's receive/transmit/profile buffers",
 }
 FLOAT_ABIS = ("soft", "softfp", "hard")
+EMULATOR_KINDS = ("qemu", "renode")
+# How `make flash` puts the image on the board ([flash] method): install for an emulator, program through
+# a debug probe with pyOCD, or copy the .bin/.hex to the probe's USB mass-storage drive (Mbed/DAPLink, ST-LINK).
+FLASH_METHODS = ("emulator", "pyocd", "mass_storage")
+IMAGE_FORMATS = ("bin", "hex")
+_USB_ID = re.compile(r"^[0-9A-Fa-f]{4}:[0-9A-Fa-f]{4}$")
 _REGION_NAME = re.compile(r"^[a-z][a-z0-9_]*$")
 
 
@@ -85,10 +91,27 @@ class Board:
     extra_defines: dict = field(default_factory=dict)
     linker_script: str | None = None
     regions: tuple[MemoryRegion, ...] = ()   # extra regions ([memory.<name>] other than flash and ram)
+    usb_ids: tuple[tuple[int, int], ...] = ()  # [uart] usb: VID:PID of the USB serial bridge (real boards)
 
     @property
     def emulated(self) -> bool:
         return bool(self.emulator)
+
+    @property
+    def emulator_kind(self) -> str | None:
+        """"qemu", "renode" or None (a real board)."""
+        return str(self.emulator.get("kind", "qemu")) if self.emulator else None
+
+    @property
+    def method(self) -> str:
+        """The flash method ([flash] method): "emulator", "pyocd" or "mass_storage"."""
+        return str(self.flash_method.get("method", "emulator"))
+
+    @property
+    def probe_target(self) -> str | None:
+        """pyOCD target name ([flash] target), e.g. "stm32f446retx"."""
+        value = self.flash_method.get("target")
+        return None if value is None else str(value)
 
     @property
     def tick_ratio(self) -> Fraction | None:
@@ -126,8 +149,24 @@ class Board:
         return (self.flash, self.ram, *self.regions)
 
 
-def list_boards() -> list[str]:
-    return sorted(p.parent.name for p in BOARDS_DIR.glob("*/board.toml"))
+def list_boards(every: bool = False) -> list[str]:
+    """Board names. By default the boards this machine runs by itself, i.e. those emulated by QEMU
+    (the default test matrix, `python -m host.emulator calibrate`); `every=True` adds real boards
+    (flashed through a probe) and boards emulated by Renode."""
+    names = sorted(p.parent.name for p in BOARDS_DIR.glob("*/board.toml"))
+    return names if every else [n for n in names if _emulator_kind(BOARDS_DIR / n / "board.toml") == "qemu"]
+
+
+def _emulator_kind(path: Path) -> str | None:
+    """The [emulator] kind of a board file without validating it (an unreadable file counts as QEMU,
+    so that loading it reports the problem)."""
+    try:
+        emulator = tomllib.loads(path.read_text()).get("emulator")
+    except (OSError, tomllib.TOMLDecodeError):
+        return "qemu"
+    if not isinstance(emulator, dict) or not emulator:
+        return None
+    return str(emulator.get("kind", "qemu"))
 
 
 def load_board(name: str) -> Board:
@@ -135,7 +174,7 @@ def load_board(name: str) -> Board:
     if not name or "/" in name or not path.exists():
         raise UserError(
             f"unknown board '{name}'",
-            hint=f"available boards: {', '.join(list_boards())} (each is a folder in boards/)",
+            hint=f"available boards: {', '.join(list_boards(every=True))} (each is a folder in boards/)",
         )
     return load_board_file(path)
 
@@ -236,9 +275,18 @@ def _board_from_toml(name: str, directory: Path, data: dict) -> Board:
         raise BoardFieldError("uart.driver", f"no driver firmware/drivers/uart_{driver}.c")
     emulator = dict(_get(data, "emulator", dict, "", {}))
     if emulator:
-        if _get(emulator, "kind", str, "emulator") != "qemu":
-            raise BoardFieldError("emulator.kind", f"only \"qemu\" is supported, got {emulator['kind']!r}")
-        _get(emulator, "machine", str, "emulator")
+        kind = _get(emulator, "kind", str, "emulator")
+        if kind not in EMULATOR_KINDS:
+            raise BoardFieldError("emulator.kind", f"must be one of {', '.join(EMULATOR_KINDS)}, got {kind!r}")
+        if kind == "qemu":
+            _get(emulator, "machine", str, "emulator")
+        else:
+            platform = _get(emulator, "platform", str, "emulator")
+            if not platform.startswith("@") and not (directory / platform).is_file():
+                raise BoardFieldError("emulator.platform", f"{platform!r} is neither a file in {directory} nor a "
+                                                           "Renode path like \"@platforms/cpus/stm32f4.repl\"")
+            _positive(_get(emulator, "performance_mips", int, "emulator", 100), "emulator.performance_mips")
+            _get(emulator, "uart", str, "emulator")
         if "instructions_per_tick" in emulator:
             _fraction(emulator["instructions_per_tick"])
         if not 0 <= _get(emulator, "icount_shift", int, "emulator", 0) <= 10:
@@ -250,6 +298,9 @@ def _board_from_toml(name: str, directory: Path, data: dict) -> Board:
     linker_script = _get(data, "linker_script", str, "", None)
     if linker_script is not None and not (directory / linker_script).is_file():
         raise BoardFieldError("linker_script", f"{linker_script!r} is not a file in {directory}")
+    flash_method = dict(_get(data, "flash", dict, "", {}))
+    _check_flash_method(flash_method, bool(emulator))
+    usb_ids = tuple(_usb_id(v) for v in _get(uart, "usb", list, "uart", []))
     board_name = _get(data, "name", str, "", name)
     if board_name != name:
         raise BoardFieldError("name", f"must match the folder name {name!r}, got {board_name!r}")
@@ -271,12 +322,38 @@ def _board_from_toml(name: str, directory: Path, data: dict) -> Board:
         uart_baud=_positive(_get(uart, "baud", int, "uart", 115200), "uart.baud"),
         stack_bytes=stack_bytes,
         emulator=emulator,
-        flash_method=dict(_get(data, "flash", dict, "", {})),
+        flash_method=flash_method,
         extra_sources=sources,
         extra_defines=dict(_get(data, "defines", dict, "", {})),
         linker_script=linker_script,
         regions=regions,
+        usb_ids=usb_ids,
     )
+
+
+def _check_flash_method(table: dict, emulated: bool) -> None:
+    method = _get(table, "method", str, "flash", "emulator")
+    if method not in FLASH_METHODS:
+        raise BoardFieldError("flash.method", f"must be one of {', '.join(FLASH_METHODS)}, got {method!r}")
+    if emulated != (method == "emulator"):
+        raise BoardFieldError("flash.method", "must be \"emulator\" exactly when the board has an [emulator]"
+                              if emulated else "a real board (no [emulator]) needs \"pyocd\" or \"mass_storage\"")
+    if method == "pyocd":
+        _get(table, "target", str, "flash")
+    if method == "mass_storage":
+        labels = _get(table, "drive_labels", list, "flash", [])
+        if not all(isinstance(label, str) and label for label in labels):
+            raise BoardFieldError("flash.drive_labels", f"must be a list of volume labels, got {labels!r}")
+    fmt = _get(table, "format", str, "flash", "bin")
+    if fmt not in IMAGE_FORMATS:
+        raise BoardFieldError("flash.format", f"must be one of {', '.join(IMAGE_FORMATS)}, got {fmt!r}")
+
+
+def _usb_id(value: object) -> tuple[int, int]:
+    if not isinstance(value, str) or not _USB_ID.match(value):
+        raise BoardFieldError("uart.usb", f"entries are USB ids \"VID:PID\" in hex like \"0483:374B\", got {value!r}")
+    vid, pid = value.split(":")
+    return int(vid, 16), int(pid, 16)
 
 
 def _check_layout(flash: MemoryRegion, ram: MemoryRegion, regions: tuple[MemoryRegion, ...]) -> None:

@@ -26,6 +26,8 @@ CODE_ALLOWANCE = 64 * 1024    # engine + runtime code and tables in flash (measu
 # protocol.c: rx/tx payload + per-op tick stamps + UART receive ring (512) + request history (448) (.bss.tm_io)
 IO_BUFFER_BYTES = 2 * 4096 + (512 + 1) * 8 + 512 + 448
 STATIC_RAM_ALLOWANCE = 1024   # other .data/.bss of runtime, engine and libc (measured < 100 B)
+# MLPerf Tiny mode (firmware/runtime/mlperf_mode.c): the command line buffer; the `db` buffer holds the inputs.
+MLPERF_COMMAND_BYTES = 1024
 # Input sections of the placeable items (host.boards.PLACEABLE) for the generated regions.ld.
 PLACEMENT_SECTIONS = {
     "io_buffers": "*(.bss.tm_io)",
@@ -83,21 +85,29 @@ class RegionNeed:
                 f"needs about {self.need:,} bytes ({parts}), short by {self.short_by:,} bytes")
 
 
-def estimate_needs(model: CompiledModel, board: Board) -> list[RegionNeed]:
-    """What the model's firmware needs in each memory region (model sizes exact, code and statics estimated)."""
+def mlperf_db_bytes(model: CompiledModel) -> int:
+    """The MLPerf mode's `db` buffer: every input tensor's bytes (rounded up to 4)."""
+    return (sum(t.nbytes for t in model.inputs) + 3) // 4 * 4
+
+
+def estimate_needs(model: CompiledModel, board: Board, mlperf: bool = False) -> list[RegionNeed]:
+    """What the model's firmware needs in each memory region (model sizes exact, code and statics estimated).
+    `mlperf`: the MLPerf Tiny mode build, which adds its input and command buffers to RAM."""
     parts: dict[str, list[tuple[str, int]]] = {r.name: [] for r in board.all_regions}
     parts["flash"] += [("weights", model.weights_bytes), ("code", CODE_ALLOWANCE)]
     for item, label, size in (("arena", "arena", model.arena_bytes), ("io_buffers", "I/O buffers", IO_BUFFER_BYTES),
                               ("stack", "stack", board.stack_bytes)):
         parts[board.region_of(item).name].append((label, size))
     parts["ram"].append(("other statics", STATIC_RAM_ALLOWANCE))
+    if mlperf:
+        parts["ram"].append(("MLPerf db and command buffers", mlperf_db_bytes(model) + MLPERF_COMMAND_BYTES))
     return [RegionNeed(r, sum(size for _, size in parts[r.name]), tuple(parts[r.name]))
             for r in board.all_regions if parts[r.name]]
 
 
-def check_fits(model: CompiledModel, board: Board) -> None:
+def check_fits(model: CompiledModel, board: Board, mlperf: bool = False) -> None:
     """Refuse, before building, a model that cannot fit the board: name each region and its shortfall."""
-    problems = [n for n in estimate_needs(model, board) if n.short_by > 0]
+    problems = [n for n in estimate_needs(model, board, mlperf) if n.short_by > 0]
     if problems:
         raise UserError(f"model '{model.name}' does not fit board {board.name}:\n  "
                         + "\n  ".join(n.describe() for n in problems), hint=_boards_that_fit(model))
@@ -105,7 +115,7 @@ def check_fits(model: CompiledModel, board: Board) -> None:
 
 def _boards_that_fit(model: CompiledModel) -> str:
     fitting = []
-    for name in list_boards():
+    for name in list_boards(every=True):
         try:
             other = load_board(name)
         except UserError:
@@ -117,7 +127,7 @@ def _boards_that_fit(model: CompiledModel) -> str:
     return f"boards with room for it: {', '.join(fitting)}"
 
 
-def cflags(board: Board) -> list[str]:
+def cflags(board: Board, extra_defines: dict[str, str] | None = None) -> list[str]:
     flags = [f"-mcpu={board.cpu}", "-mthumb", f"-mfloat-abi={board.float_abi}"]
     if board.fpu != "none":
         flags.append(f"-mfpu={board.fpu}")
@@ -130,10 +140,27 @@ def cflags(board: Board) -> list[str]:
         "UART_BASE": f"0x{board.uart_base:08X}u",
         "UART_BAUD": f"{board.uart_baud}u",
         **{k: str(v) for k, v in board.extra_defines.items()},
+        **(extra_defines or {}),
     }
     flags += [f"-D{k}={v}" for k, v in defines.items()]
+    flags += [f"-DTM_OPT_{f.upper()}=1" for f in cpu_features(board)]
     flags += [f"-I{FIRMWARE_DIR / d}" for d in ("engine", "runtime")]
     return flags
+
+
+# Optimized kernel folders by CPU feature (docs/engine.md, "Optimized kernels"): firmware/engine/ops_dsp/
+# for the DSP extension, ops_mve/ for Helium, each with -DTM_OPT_<FEATURE>=1 so that engine.c picks them.
+# A "+nodsp" / "+nomve" CPU suffix drops a feature; TM_KERNELS=portable in the environment builds the
+# portable kernels only (for comparisons).
+CPU_FEATURES = {"cortex-m4": ("dsp",), "cortex-m7": ("dsp",), "cortex-m33": ("dsp",), "cortex-m35p": ("dsp",),
+                "cortex-m55": ("dsp", "mve"), "cortex-m85": ("dsp", "mve")}
+
+
+def cpu_features(board: Board) -> tuple[str, ...]:
+    if os.environ.get("TM_KERNELS", "") == "portable":
+        return ()
+    cpu, *extensions = board.cpu.split("+")
+    return tuple(f for f in CPU_FEATURES.get(cpu, ()) if f"no{f}" not in extensions)
 
 
 def sources(board: Board, model_c: Path) -> list[Path]:
@@ -141,7 +168,7 @@ def sources(board: Board, model_c: Path) -> list[Path]:
     if not driver.exists():
         raise UserError(f"board {board.name}: no UART driver '{board.uart_driver}' ({driver} missing)")
     found = [model_c, driver]
-    for folder in ("engine", "engine/ops", "runtime"):
+    for folder in ("engine", "engine/ops", *(f"engine/ops_{f}" for f in cpu_features(board)), "runtime"):
         found += sorted((FIRMWARE_DIR / folder).glob("*.c"))
     found += [board.directory / s for s in board.extra_sources]
     return found
@@ -202,18 +229,54 @@ def _compile_one(cc: str, flags: list[str], src: Path, obj: Path) -> str | None:
     return None
 
 
-def build_firmware(model: CompiledModel, board: Board, out_dir: Path | None = None) -> FirmwareImage:
-    check_fits(model, board)
-    out_dir = out_dir or BUILD_DIR / board.name / model.name
+def mlperf_defines(model: CompiledModel) -> dict[str, str]:
+    """-D defines of the MLPerf Tiny mode build (firmware/runtime/mlperf_mode.c, docs/mlperf.md)."""
+    return {"TM_MLPERF_MODE": "1", "TM_MLPERF_DB_BYTES": f"{mlperf_db_bytes(model)}u",
+            "TM_MLPERF_CMD_BYTES": f"{MLPERF_COMMAND_BYTES}u"}
+
+
+def build_firmware(model: CompiledModel, board: Board, out_dir: Path | None = None,
+                   mlperf: bool = False) -> FirmwareImage:
+    """Build the firmware; `mlperf` builds the MLPerf Tiny compatibility mode (the EEMBC text protocol,
+    docs/mlperf.md) instead of the framed protocol (into build/<board>/<model>-mlperf by default)."""
+    check_fits(model, board, mlperf)
+    out_dir = out_dir or BUILD_DIR / board.name / (model.name + ("-mlperf" if mlperf else ""))
     out_dir.mkdir(parents=True, exist_ok=True)
     model_c = model.write(out_dir)
-    objs = _compile_all(board, sources(board, model_c), out_dir / "obj")
+    defines = mlperf_defines(model) if mlperf else None
+    objs = _compile_all(board, sources(board, model_c), out_dir / "obj", defines)
     return _link(board, objs, out_dir, out_dir / "firmware.elf")
 
 
-def _compile_all(board: Board, srcs: list[Path], obj_dir: Path) -> list[Path]:
+def export_image(image: FirmwareImage, fmt: str) -> Path:
+    """The ELF's load image as firmware.bin (raw, from the lowest flash address) or firmware.hex (Intel HEX),
+    what a mass-storage probe (Mbed/DAPLink, ST-LINK) takes."""
+    out = image.elf.with_suffix(f".{fmt}")
+    kind = {"bin": "binary", "hex": "ihex"}[fmt]
+    sections = [f"--only-section={name}" for name in _flash_sections(image)]
+    result = subprocess.run([toolchain("objcopy"), "-O", kind, *sections, str(image.elf), str(out)],
+                            capture_output=True, text=True)
+    if result.returncode != 0:
+        raise UserError(f"objcopy could not write {out}: {result.stderr.strip()}")
+    return out
+
+
+def _flash_sections(image: FirmwareImage) -> list[str]:
+    """Sections with contents loaded at a flash address (code, constants, .data initializers)."""
+    result = subprocess.run([toolchain("objdump"), "-h", str(image.elf)], capture_output=True, text=True, check=True)
+    lines = result.stdout.splitlines()
+    names = []
+    for line, flags in zip(lines, [*lines[1:], ""], strict=True):
+        match = _SECTION.match(line)
+        if match and "LOAD" in flags and "CONTENTS" in flags and image.board.flash.contains(int(match.group(4), 16)):
+            names.append(match.group(1))
+    return names
+
+
+def _compile_all(board: Board, srcs: list[Path], obj_dir: Path,
+                 extra_defines: dict[str, str] | None = None) -> list[Path]:
     obj_dir.mkdir(parents=True, exist_ok=True)
-    cc, flags = toolchain("gcc"), cflags(board)
+    cc, flags = toolchain("gcc"), cflags(board, extra_defines)
     objs = [obj_dir / f"{i:02d}_{s.stem}.o" for i, s in enumerate(srcs)]
     with ThreadPoolExecutor(max_workers=os.cpu_count() or 2) as pool:
         errors = [e for e in pool.map(lambda p: _compile_one(cc, flags, *p), zip(srcs, objs, strict=True)) if e]
