@@ -78,7 +78,8 @@ def model() -> CompiledModel:
 
 
 @pytest.fixture(scope="module", params=BOARDS)
-def dut(request: pytest.FixtureRequest, model: CompiledModel, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Dut]:
+def dut(request: pytest.FixtureRequest, model: CompiledModel,
+        tmp_path_factory: pytest.TempPathFactory) -> Iterator[Dut]:
     board = load_board(request.param)
     image = build_firmware(model, board, out_dir=tmp_path_factory.mktemp("mlperf"), mlperf=True)
     with QemuProcess(board, image.elf) as qemu:
