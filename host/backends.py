@@ -12,7 +12,7 @@ Three implementations:
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Protocol
@@ -135,6 +135,16 @@ class DeviceBackend:
         return Inference(
             bytes(result.output), getattr(result, "instructions", None), getattr(result, "ticks", None)
         )
+
+    def run_many(self, xs: Iterable[np.ndarray], window: int = 1) -> Iterator[Inference]:
+        """One result per input, in order, with up to `window` requests in flight (the protocol's
+        pipelining: the next inputs travel while the chip computes; costs as with `run`)."""
+        dtype = self._model.input.dtype
+        data = (np.ascontiguousarray(x, dtype=dtype).tobytes() for x in xs)
+        for result in self._device.infer_many(data, window=window):  # type: ignore[attr-defined]
+            yield Inference(
+                bytes(result.output), getattr(result, "instructions", None), getattr(result, "ticks", None)
+            )
 
 
 def _check_device_matches(info: object, model: ModelIO) -> None:

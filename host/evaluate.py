@@ -10,24 +10,33 @@ See docs/evaluate.md for every option and the exact metric definitions.
 from __future__ import annotations
 
 import argparse
+import hashlib
+import json
 import math
 import os
 import re
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from host.errors import UserError, run_cli
 from host.paths import DEFAULT_BOARD, DEFAULT_FLOAT_MODEL, DEFAULT_MODEL, RESULTS_DIR, ROOT
+from host.results_db import BACKEND_ROLES, DB_NAME, EvaluationRecord, ResultsDB
+
+if TYPE_CHECKING:
+    from host.pool import BackendPool
 
 DEFAULT_EPS = (0.05, 0.1, 0.2)
 DEFAULT_ATTACKS = ("fgsm", "pgd")
 DEFAULT_SEED = 0
+DEFAULT_WINDOW = 4
+DEFAULT_MAX_RESTARTS = 3
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # before any TensorFlow import: no C++ log spam
 
 RUN_ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
@@ -46,6 +55,9 @@ class EvalConfig:
     seed: int = DEFAULT_SEED
     dataset: Path | None = None          # None: the digits test split
     progress: bool = True
+    devices: int = 1                     # emulator instances sharing the inputs (results identical)
+    window: int = DEFAULT_WINDOW         # protocol pipelining window per device
+    max_restarts: int = DEFAULT_MAX_RESTARTS
 
 
 @dataclass
@@ -103,6 +115,16 @@ def build_parser() -> argparse.ArgumentParser:
                    help="results directory (default: results/)")
     p.add_argument("--run-id", default=None, help="subdirectory name (default: date-time-backend-seed)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--resume", default=None, metavar="RUN_ID",
+                   help="finish the interrupted run --out/RUN_ID from its results.sqlite (its options are "
+                   "read back; giving a different one is an error)")
+    p.add_argument("--devices", type=int, default=1, metavar="N",
+                   help="run N emulator instances of the flashed board and share the inputs (default: 1; "
+                   "results are identical)")
+    p.add_argument("--window", type=int, default=DEFAULT_WINDOW, metavar="W",
+                   help="requests in flight per device (protocol pipelining; default: %(default)s)")
+    p.add_argument("--max-restarts", type=int, default=DEFAULT_MAX_RESTARTS, metavar="K",
+                   help="emulator restarts after a failed device before the run stops (default: %(default)s)")
     p.add_argument("--config", type=Path, default=None, metavar="STUDY.toml",
                    help="run a configured study (precisions × attacks × ε; docs/experiments.md) instead")
     p.add_argument("--quick", action="store_true", help="with --config: the config's [quick] overrides (fewer samples)")
@@ -165,6 +187,15 @@ def config_from_args(args: argparse.Namespace) -> EvalConfig:
         raise UserError(f"--num must be at least 1, got {args.num}")
     if args.seed < 0:
         raise UserError(f"--seed must be >= 0, got {args.seed}")
+    if args.devices < 1:
+        raise UserError(f"--devices must be at least 1, got {args.devices}")
+    if args.devices > 1 and args.backend != "device":
+        raise UserError(f"--devices {args.devices} needs --backend device (the {args.backend} backend is "
+                        "one host process)")
+    if args.window < 1:
+        raise UserError(f"--window must be at least 1, got {args.window}")
+    if args.max_restarts < 0:
+        raise UserError(f"--max-restarts must be >= 0, got {args.max_restarts}")
     _check_model_path(args.model)
     if not args.float_model.is_file():
         raise UserError(
@@ -174,7 +205,8 @@ def config_from_args(args: argparse.Namespace) -> EvalConfig:
     return EvalConfig(
         model=args.model, float_model=args.float_model, board=args.board, backend=args.backend,
         num=args.num, eps=eps, attacks=attacks, attack_params=attack_params, seed=args.seed,
-        dataset=args.dataset, progress=not args.no_progress,
+        dataset=args.dataset, progress=not args.no_progress, devices=args.devices, window=args.window,
+        max_restarts=args.max_restarts,
     )
 
 
@@ -220,10 +252,15 @@ def load_dataset(config: EvalConfig):  # noqa: ANN201
     return dataset
 
 
-def evaluate(config: EvalConfig) -> dict[str, Any]:
-    """Run the whole evaluation; returns the metrics document (see host.report for the files)."""
+def evaluate(config: EvalConfig, db: ResultsDB | Callable[[str], ResultsDB]) -> dict[str, Any]:
+    """Run (or finish) the whole evaluation, every inference stored in `db` as it arrives;
+    returns the metrics document (see host.report for the files).
+
+    `db` is the run's database, or a function that creates it once the chip answered
+    (given the chip's description), so a board that is not flashed leaves no run behind.
+    """
     from host.attacks import load_float_model
-    from host.backends import ModelIO, ReferenceBackend, open_backend
+    from host.backends import ModelIO, ReferenceBackend
 
     model = ModelIO.from_bytes(config.model.read_bytes(), str(config.model))
     dataset = load_dataset(config)
@@ -231,16 +268,48 @@ def evaluate(config: EvalConfig) -> dict[str, Any]:
     dataset.check_num_classes(int(np.prod(model.output.shape[1:])), f"int8 model {config.model.name}")
     reference = ReferenceBackend(model)
     started = time.time()
+    bar = _progress_bar(config)
     # The board first: "not flashed" or "other model flashed" must fail before TensorFlow loads.
-    with open_backend(config.backend, model, config.board) as chip:
+    with bar, open_pool(config, model, log=lambda message: bar.write(message, file=sys.stderr)) as chip:
+        db = db if isinstance(db, ResultsDB) else db(chip.description)
+        restarts_before = int(db.meta("restarts", "0") or 0)
         float_model = load_float_model(config.float_model, dataset.input_range)
         dataset.check_model_shape(float_model.input_shape, f"float model {config.float_model.name}")
         _make_deterministic(config.seed)
-        runs = _run_all(config, dataset, model, float_model, reference, chip)
-        retries = getattr(chip, "retries", None)
+        try:
+            runs = _run_all(config, dataset, model, float_model, reference, chip, db, bar)
+        finally:
+            db.set_meta("restarts", str(restarts_before + chip.restarts))
+        retries = chip.retries
+        shares = list(chip.done_by)
     document = _metrics_document(config, dataset, model, runs, chip.description, time.time() - started)
-    document["run"]["link_retries"] = retries
+    document["run"].update({
+        "link_retries": retries, "devices": config.devices, "window": config.window,
+        "inferences_per_device": shares, "device_restarts": restarts_before + chip.restarts,
+        "sessions": int(db.meta("sessions", "1") or 1),
+    })
     return document
+
+
+def open_pool(config: EvalConfig, model: Any, log: Callable[[str], None] | None = None) -> BackendPool:
+    """config.devices instances of the backend (each its own emulator) behind one work queue."""
+    from host import backends
+    from host.pool import BackendPool
+
+    if config.backend == "device":
+        import host.emulator  # noqa: F401  (in the main thread: it installs the SIGTERM handler)
+
+    def opener() -> AbstractContextManager[Any]:
+        return backends.open_backend(config.backend, model, config.board)
+
+    return BackendPool(opener, devices=config.devices, window=config.window, max_restarts=config.max_restarts,
+                       log=log)
+
+
+def _progress_bar(config: EvalConfig):  # noqa: ANN202
+    from tqdm import tqdm
+
+    return tqdm(total=0, unit="inf", desc="boot", file=sys.stderr, disable=not config.progress, dynamic_ncols=True)
 
 
 def _make_deterministic(seed: int) -> None:
@@ -250,47 +319,112 @@ def _make_deterministic(seed: int) -> None:
     tf.config.experimental.enable_op_determinism()
 
 
-def _run_all(config, dataset, model, float_model, reference, chip) -> list[RunOutputs]:  # noqa: ANN001
-    from tqdm import tqdm
+def evaluation_plan(config: EvalConfig) -> list[tuple[str, float]]:
+    return [("clean", 0.0)] + [(a, e) for a in config.attacks for e in config.eps]
 
-    plan = [("clean", 0.0)] + [(a, e) for a in config.attacks for e in config.eps]
-    bar = tqdm(total=len(plan) * len(dataset), unit="inf", desc="clean", file=sys.stderr,
-               disable=not config.progress, dynamic_ncols=True)
+
+def _run_all(config, dataset, model, float_model, reference, chip, db, bar) -> list[RunOutputs]:  # noqa: ANN001
+    """Every evaluation in plan order; only what the database lacks is computed."""
+    plan = evaluation_plan(config)
+    n = len(dataset)
+    bar.reset(total=len(plan) * n)
+    bar.update(db.count("chip"))
     runs = []
-    with bar:
-        for attack_name, eps in plan:
-            bar.set_description(f"{attack_name}" if attack_name == "clean" else f"{attack_name} ε={eps:g}")
-            if attack_name == "clean":
-                x_eval, params = dataset.x, {}
-            else:
-                attack = _make_attack(attack_name, eps, config.seed, config.attack_params)
-                x_eval, params = attack.generate(float_model, dataset.x, dataset.y), dict(attack.params)
-            runs.append(_run_one(attack_name, eps, params, dataset.x, x_eval, model, float_model,
-                                 reference, chip, bar))
+    for position, (attack_name, eps) in enumerate(plan):
+        key = _key(attack_name, eps)
+        bar.set_description(f"{attack_name}" if attack_name == "clean" else f"{attack_name} ε={eps:g}")
+        stored = db.evaluation(key)
+        if stored is None or not _complete(db, key, n):
+            _compute(config, dataset, model, float_model, reference, chip, db, bar, position, attack_name, eps,
+                     stored)
+        runs.append(_stored_run(db, key, model))
     return runs
 
 
-def _run_one(attack, eps, params, x_clean, x_eval, model, float_model, reference, chip, bar) -> RunOutputs:  # noqa: ANN001
-    float_pred = float_model.predict(x_eval).argmax(axis=1)
+def _complete(db: ResultsDB, key: str, n: int) -> bool:
+    return all(len(db.done(key, role)) == n for role in BACKEND_ROLES)
+
+
+def _compute(config, dataset, model, float_model, reference, chip, db, bar, position, attack_name, eps,  # noqa: ANN001
+             stored: EvaluationRecord | None) -> None:
+    """Craft this evaluation's inputs (checked against the stored hash when resuming), then run
+    the float model, the reference and the chip on whatever the database lacks."""
+    key, n = _key(attack_name, eps), len(dataset)
+    if attack_name == "clean":
+        x_eval, params = dataset.x, {}
+    else:
+        attack = _make_attack(attack_name, eps, config.seed, config.attack_params)
+        x_eval, params = attack.generate(float_model, dataset.x, dataset.y), dict(attack.params)
     x_q = model.input.quantize(x_eval)
-    ref_bytes, chip_bytes, instructions, ticks = [], [], [], []
-    for sample in x_q:
-        ref_bytes.append(reference.run(sample).output)
-        result = chip.run(sample)
-        chip_bytes.append(result.output)
-        if result.instructions is not None:
-            instructions.append(int(result.instructions))
-        if result.ticks is not None:
-            ticks.append(int(result.ticks))
-        bar.update(1)
-    q_shift = np.abs(x_q.astype(np.int32) - model.input.quantize(x_clean).astype(np.int32))
+    q_shift = np.abs(x_q.astype(np.int32) - model.input.quantize(dataset.x).astype(np.int32))
+    record = EvaluationRecord(
+        key=key, position=position, attack=attack_name, eps=float(eps),
+        params=json.loads(json.dumps(params, sort_keys=True)), n=n,
+        inputs_sha256=array_sha256(np.asarray(x_eval)), quantized_sha256=array_sha256(x_q),
+        linf_float=float(np.max(np.abs(x_eval - dataset.x))) if len(x_eval) else 0.0,
+        linf_int8=float(q_shift.max() * model.input.scale) if q_shift.size else 0.0,
+    )
+    if stored is None:
+        db.add_evaluation(record, np.ascontiguousarray(x_q).tobytes())
+    elif stored != record:
+        what = "inputs" if stored.inputs_sha256 != record.inputs_sha256 else "evaluation"
+        raise UserError(
+            f"resumed run: the {what} re-crafted for {key} differ from the stored ones "
+            f"(sha256 {record.inputs_sha256[:16]}… vs {stored.inputs_sha256[:16]}…); not continuing",
+            hint="the attack, its parameters, the float model or the dataset changed since the run started; "
+                 "start a new run")
+    all_samples = set(range(n))
+    if db.done(key, "float") != all_samples:
+        scores = np.asarray(float_model.predict(x_eval), dtype=np.float32)
+        have = db.done(key, "float")
+        db.add(key, [(i, "float", scores[i].tobytes(), None, None) for i in range(n) if i not in have])
+    missing_ref = all_samples - db.done(key, "reference")
+    missing_chip = sorted(all_samples - db.done(key, "chip"))
+    for batch in chip.run((i, x_q[i]) for i in missing_chip):
+        rows = []
+        for index, result in batch:
+            rows.append((index, "chip", result.output, _int_or_none(result.ticks), _int_or_none(result.instructions)))
+            if index in missing_ref:  # the reference runs here, while the chip computes the next inputs
+                rows.append((index, "reference", reference.run(x_q[index]).output, None, None))
+                missing_ref.discard(index)
+        db.add(key, rows)
+        bar.update(len(batch))
+    if missing_ref:
+        db.add(key, [(i, "reference", reference.run(x_q[i]).output, None, None) for i in sorted(missing_ref)])
+
+
+def _int_or_none(value: Any) -> int | None:
+    return None if value is None else int(value)
+
+
+def array_sha256(x: np.ndarray) -> str:
+    """sha256 over dtype, shape and the bytes of an array."""
+    x = np.ascontiguousarray(x)
+    digest = hashlib.sha256(f"{x.dtype.str}{x.shape}".encode())
+    digest.update(x.tobytes())
+    return digest.hexdigest()
+
+
+def _stored_run(db: ResultsDB, key: str, model: Any) -> RunOutputs:
+    """One evaluation's outputs, read back from the database in sample order (so a fresh, a
+    resumed and a pooled run give the same document)."""
+    record = db.evaluation(key)
+    assert record is not None
+    floats = db.rows(key, "float")
+    refs, chips = db.rows(key, "reference"), db.rows(key, "chip")
+    for rows in (floats, refs, chips):
+        if [r.sample for r in rows] != list(range(record.n)):
+            raise UserError(f"results database {db.path}: evaluation {key} is incomplete or has extra rows")
+    ref_bytes, chip_bytes = [r.output for r in refs], [r.output for r in chips]
+    float_pred = np.array([int(np.frombuffer(r.output, dtype=np.float32).argmax()) for r in floats], dtype=np.int64)
     return RunOutputs(
-        attack=attack, eps=eps, params=params, float_pred=float_pred,
+        attack=record.attack, eps=record.eps, params=record.params, float_pred=float_pred,
         reference_pred=_argmax_bytes(ref_bytes, model.output.dtype),
         chip_pred=_argmax_bytes(chip_bytes, model.output.dtype),
-        reference_bytes=ref_bytes, chip_bytes=chip_bytes, instructions=instructions, ticks=ticks,
-        linf_float=float(np.max(np.abs(x_eval - x_clean))) if len(x_eval) else 0.0,
-        linf_int8=float(q_shift.max() * model.input.scale) if q_shift.size else 0.0,
+        reference_bytes=ref_bytes, chip_bytes=chip_bytes,
+        instructions=[r.instructions for r in chips if r.instructions is not None],
+        ticks=[r.ticks for r in chips if r.ticks is not None],
+        linf_float=record.linf_float, linf_int8=record.linf_int8,
     )
 
 
@@ -355,8 +489,6 @@ def _median(values: list[int]) -> float | None:
 
 
 def _metrics_document(config, dataset, model, runs, chip_description, duration) -> dict[str, Any]:  # noqa: ANN001
-    import hashlib
-
     indices = np.arange(len(dataset))
     evaluations = [run_metrics(dataset.y, runs[0], run, indices) for run in runs]
     mismatched = sum(e["chip_reference_agreement"]["of"] - e["chip_reference_agreement"]["identical"]
@@ -393,7 +525,11 @@ def _metrics_document(config, dataset, model, runs, chip_description, duration) 
 
 
 def _run_key(run: RunOutputs) -> str:
-    return "clean" if run.attack == "clean" else f"{run.attack}_eps{run.eps:g}"
+    return _key(run.attack, run.eps)
+
+
+def _key(attack: str, eps: float) -> str:
+    return "clean" if attack == "clean" else f"{attack}_eps{eps:g}"
 
 
 def _tensor_json(info) -> dict[str, Any]:  # noqa: ANN001
@@ -416,18 +552,75 @@ def main(argv: list[str] | None = None) -> int:
         print(describe_registry())
         return 0
     if args.config is not None:
+        if args.resume is not None:
+            raise UserError("--resume applies to the default evaluation, not to --config studies")
         return run_study(args, argv)
     if args.quick:
         raise UserError("--quick applies to --config studies only")
+    this_argv = list(sys.argv[1:] if argv is None else argv)
+    if args.resume is not None:
+        return resume_run(args, this_argv)
     config = config_from_args(args)
     run_id = resolve_run_id(args.run_id, config.backend, config.seed)
     out_dir = args.out / run_id
-    document = evaluate(config)
+    if (out_dir / DB_NAME).exists():
+        raise UserError(f"run '{run_id}' already exists in {args.out}",
+                        hint=f"continue it with --resume {run_id}, or choose another --run-id")
+    created: list[ResultsDB] = []
 
+    def create(chip_description: str) -> ResultsDB:
+        db = ResultsDB.create(out_dir / DB_NAME, config_json(config), this_argv)
+        db.lock()
+        db.set_meta("chip", chip_description)
+        created.append(db)
+        return db
+
+    return _run_and_report(config, create, created, run_id, args.out, this_argv)
+
+
+def resume_run(args: argparse.Namespace, this_argv: list[str]) -> int:
+    """--resume RUN_ID: the run's options come from its database; finish what is missing."""
+    run_id = args.resume
+    if not RUN_ID_PATTERN.match(run_id):
+        raise UserError(f"--resume '{run_id}' is not a plain run id", hint="the name of a directory under --out")
+    if args.run_id is not None and args.run_id != run_id:
+        raise UserError(f"--run-id {args.run_id} conflicts with --resume {run_id}", hint="give only --resume")
+    out_dir = args.out / run_id
+    db = ResultsDB.open(out_dir / DB_NAME)
+    if db.finished:
+        raise UserError(f"--resume {run_id}: this run is already finished; its results are in {out_dir}/",
+                        hint="nothing to resume; start a new run (another --run-id) to evaluate again")
+    db.lock()
+    config = resumed_config(args, this_argv, db.config)
+    db.set_meta("sessions", str(int(db.meta("sessions", "1") or 1) + 1))
+    done = db.count("chip")
+    print(f"resuming run {run_id}: {done} chip inference(s) already in {db.path}", file=sys.stderr)
+    return _run_and_report(config, db, [db], run_id, args.out, db.argv, resumed_argv=this_argv)
+
+
+def _run_and_report(config: EvalConfig, db: ResultsDB | Callable[[str], ResultsDB], created: list[ResultsDB],
+                    run_id: str, out: Path, argv: list[str], resumed_argv: list[str] | None = None) -> int:
     from host.report import print_summary, write_results
 
-    document["run"].update({"id": run_id, "argv": list(sys.argv[1:] if argv is None else argv)})
+    try:
+        document = evaluate(config, db)
+    except (UserError, KeyboardInterrupt) as err:
+        if created and not created[0].finished:
+            kept = created[0].count("chip")
+            resume = f"python -m host.evaluate --resume {run_id}" + (f" --out {out}" if out != RESULTS_DIR else "")
+            note = f"{kept} chip inference(s) so far are kept in {created[0].path}; continue with: {resume}"
+            if isinstance(err, UserError):
+                err.hint = f"{err.hint}\n  {note}" if err.hint else note
+            else:
+                print(note, file=sys.stderr)
+        raise
+    db_final = created[0]
+    out_dir = out / run_id
+    document["run"].update({"id": run_id, "argv": argv})
+    if resumed_argv is not None:
+        document["run"]["resume_argv"] = resumed_argv
     paths = write_results(document, out_dir)
+    db_final.set_meta("status", "finished")
     print_summary(document, paths)
     if not document["summary"]["bit_exact"]:
         raise UserError(
@@ -436,6 +629,74 @@ def main(argv: list[str] | None = None) -> int:
             exit_code=1,
         )
     return 0
+
+
+# Options that decide which inferences a run makes: stored in its database, fixed on --resume.
+WORK_OPTIONS = ("num", "eps", "attacks", "attack_param", "board", "backend", "model", "float_model", "dataset",
+                "seed")
+
+
+def config_json(config: EvalConfig) -> dict[str, Any]:
+    """The run's work-defining options (and the hashes of its files), as stored in results.sqlite."""
+    return {
+        "model": _display_path(config.model), "model_sha256": _file_sha256(config.model),
+        "float_model": _display_path(config.float_model), "float_model_sha256": _file_sha256(config.float_model),
+        "dataset": None if config.dataset is None else _display_path(config.dataset),
+        "dataset_sha256": None if config.dataset is None else _file_sha256(config.dataset),
+        "board": config.board, "backend": config.backend, "num": config.num, "seed": config.seed,
+        "eps": list(config.eps), "attacks": list(config.attacks),
+        "attack_params": {a: dict(sorted(p.items())) for a, p in sorted(config.attack_params.items())},
+    }
+
+
+def _file_sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def _given_options(argv: list[str]) -> set[str]:
+    """The options the user actually typed (argparse defaults suppressed)."""
+    parser = build_parser()
+    for action in parser._actions:
+        action.default = argparse.SUPPRESS
+    return set(vars(parser.parse_args(argv)))
+
+
+def resumed_config(args: argparse.Namespace, argv: list[str], stored: dict[str, Any]) -> EvalConfig:
+    """The stored run's config; an option given now that differs from it is an error."""
+    def path(text: str | None) -> Path | None:
+        return None if text is None else (Path(text) if Path(text).is_absolute() else ROOT / text)
+
+    stored_args = {
+        "num": stored["num"], "seed": stored["seed"], "board": stored["board"], "backend": stored["backend"],
+        "eps": ",".join(repr(float(e)) for e in stored["eps"]),
+        "attacks": ",".join(stored["attacks"]) or "none",
+        "attack_param": [f"{a}.{k}={v}" for a, params in stored["attack_params"].items() for k, v in params.items()],
+        "model": path(stored["model"]), "float_model": path(stored["float_model"]), "dataset": path(stored["dataset"]),
+    }
+    given = _given_options(argv) & set(WORK_OPTIONS)
+    execution = {k: getattr(args, k) for k in ("devices", "window", "max_restarts", "no_progress")}
+    candidate = argparse.Namespace(**{**stored_args, **{k: getattr(args, k) for k in given}}, **execution)
+    config = config_from_args(candidate)
+    now = config_json(config)
+
+    def norm(d: dict[str, Any]) -> dict[str, Any]:
+        return {**d, "board": d.get("board") or DEFAULT_BOARD}
+
+    differ = [k for k in sorted(set(now) | set(stored)) if norm(now).get(k) != norm(stored).get(k)]
+    if differ:
+        files = [k for k in differ if k.endswith("_sha256")]
+        options = [k for k in differ if not k.endswith("_sha256")]
+        if options:
+            detail = "; ".join(f"{k}: run has {stored.get(k)!r}, given {now.get(k)!r}" for k in options)
+            raise UserError(f"--resume {args.resume}: options conflict with the run's ({detail})",
+                            hint="a resumed run keeps its own options: drop them (only --devices, --window, "
+                                 "--max-restarts, --no-progress and --out may be given)")
+        raise UserError(f"--resume {args.resume}: file(s) changed since the run started: "
+                        + ", ".join(k.removesuffix("_sha256") for k in files),
+                        hint="restore them, or start a new run")
+    if given:  # equal to the stored values: run with the stored spelling (same metrics document)
+        config = config_from_args(argparse.Namespace(**stored_args, **execution))
+    return config
 
 
 def run_study(args: argparse.Namespace, argv: list[str] | None) -> int:
