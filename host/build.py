@@ -153,7 +153,7 @@ def cflags(board: Board, extra_defines: dict[str, str] | None = None) -> list[st
 # A "+nodsp" / "+nomve" CPU suffix drops a feature; TM_KERNELS=portable in the environment builds the
 # portable kernels only (for comparisons).
 CPU_FEATURES = {"cortex-m4": ("dsp",), "cortex-m7": ("dsp",), "cortex-m33": ("dsp",), "cortex-m35p": ("dsp",),
-                "cortex-m55": ("dsp", "mve"), "cortex-m85": ("dsp", "mve")}
+                "cortex-m55": ("dsp",), "cortex-m85": ("dsp",)}
 
 
 def cpu_features(board: Board) -> tuple[str, ...]:
@@ -229,21 +229,27 @@ def _compile_one(cc: str, flags: list[str], src: Path, obj: Path) -> str | None:
     return None
 
 
-def mlperf_defines(model: CompiledModel) -> dict[str, str]:
-    """-D defines of the MLPerf Tiny mode build (firmware/runtime/mlperf_mode.c, docs/mlperf.md)."""
-    return {"TM_MLPERF_MODE": "1", "TM_MLPERF_DB_BYTES": f"{mlperf_db_bytes(model)}u",
-            "TM_MLPERF_CMD_BYTES": f"{MLPERF_COMMAND_BYTES}u"}
+def mlperf_defines(model: CompiledModel, model_id: str | None = None) -> dict[str, str]:
+    """-D defines of the MLPerf Tiny mode build (firmware/runtime/mlperf_mode.c, docs/mlperf.md);
+    `model_id` is what `profile%` reports as m-model-[...] (e.g. kws01; default: the model's name)."""
+    defines = {"TM_MLPERF_MODE": "1", "TM_MLPERF_DB_BYTES": f"{mlperf_db_bytes(model)}u",
+               "TM_MLPERF_CMD_BYTES": f"{MLPERF_COMMAND_BYTES}u"}
+    if model_id is not None:
+        if not re.fullmatch(r"[A-Za-z0-9_.-]{1,32}", model_id):
+            raise UserError(f"MLPerf model id {model_id!r}: letters, digits, '_', '.', '-' only (e.g. kws01)")
+        defines["TM_MLPERF_MODEL_ID"] = f'"{model_id}"'
+    return defines
 
 
 def build_firmware(model: CompiledModel, board: Board, out_dir: Path | None = None,
-                   mlperf: bool = False) -> FirmwareImage:
+                   mlperf: bool = False, mlperf_model_id: str | None = None) -> FirmwareImage:
     """Build the firmware; `mlperf` builds the MLPerf Tiny compatibility mode (the EEMBC text protocol,
     docs/mlperf.md) instead of the framed protocol (into build/<board>/<model>-mlperf by default)."""
     check_fits(model, board, mlperf)
     out_dir = out_dir or BUILD_DIR / board.name / (model.name + ("-mlperf" if mlperf else ""))
     out_dir.mkdir(parents=True, exist_ok=True)
     model_c = model.write(out_dir)
-    defines = mlperf_defines(model) if mlperf else None
+    defines = mlperf_defines(model, mlperf_model_id) if mlperf else None
     objs = _compile_all(board, sources(board, model_c), out_dir / "obj", defines)
     return _link(board, objs, out_dir, out_dir / "firmware.elf")
 

@@ -10,6 +10,9 @@ The link can be given explicitly instead (`url=`, or the environment variable
 SLINGSHOT_LINK): any pyserial URL — `socket://host:port`, `rfc2217://host:port`
 (a remote board behind an RFC 2217 server) or a local port `/dev/ttyACM0` — to
 a board that already runs the flashed firmware; nothing is started then.
+A real board (no emulator in its board file) is reached over the serial port
+`make flash` recorded, or the one found by the board file's USB VID:PID
+(host/probe.py).
 """
 
 from __future__ import annotations
@@ -41,6 +44,8 @@ class FlashedImage:
     elf: Path
     flash_bytes: int
     ram_bytes: int
+    mode: str = "protocol"          # "mlperf": the MLPerf Tiny mode build (docs/mlperf.md), no framed protocol
+    port: str | None = None         # real boards: the serial port found or given at flash time
 
 
 def flash_dir(board: str) -> Path:
@@ -58,7 +63,8 @@ def read_flashed(board: str) -> FlashedImage:
         raise UserError(f"{elf} is missing", hint=f"run `make flash BOARD={board}` again")
     return FlashedImage(board=data["board"], model_path=data["model_path"],
                         model_sha256=bytes.fromhex(data["model_sha256"]), elf=elf,
-                        flash_bytes=int(data.get("flash_bytes", 0)), ram_bytes=int(data.get("ram_bytes", 0)))
+                        flash_bytes=int(data.get("flash_bytes", 0)), ram_bytes=int(data.get("ram_bytes", 0)),
+                        mode=str(data.get("mode", "protocol")), port=data.get("port"))
 
 
 class Device:
@@ -103,7 +109,15 @@ def open_device(board: str | None = None, expected_sha256: bytes | None = None,
         raise UserError(
             f"the model flashed on {board_name} ({image.model_path}) is not the model you asked for",
             hint="run `make flash MODEL=<your model>` first, or pass --model of the flashed one")
+    if image.mode == "mlperf":
+        raise UserError(f"the firmware flashed on {board_name} is the MLPerf Tiny mode build: it speaks the "
+                        "EEMBC text protocol, not slingshot's (docs/mlperf.md)",
+                        hint=f"run `make flash BOARD={board_name}` without MLPERF=1 first")
     url = url or os.environ.get(LINK_ENV) or None
+    if url is None and not spec.emulated:
+        from host.probe import find_serial_port
+
+        url = image.port or find_serial_port(spec)
     if url is not None:
         with connect(spec, url, image.model_sha256, timeout_s, window) as device:
             yield device
@@ -113,13 +127,24 @@ def open_device(board: str | None = None, expected_sha256: bytes | None = None,
 
 
 def open_link(url: str, baudrate: int = 115200) -> serial.SerialBase:
-    """A pyserial link for `socket://host:port`, `rfc2217://host:port` or a device path."""
+    """A pyserial link for `socket://host:port`, `rfc2217://host:port` or a device path
+    (a local port is opened exclusively: a port another program holds is an error, not shared)."""
+    local = "://" not in url
     try:
+        if local:
+            return serial.serial_for_url(url, baudrate=baudrate, timeout=0.05, exclusive=True)
         return serial.serial_for_url(url, baudrate=baudrate, timeout=0.05)
     except (serial.SerialException, ValueError, OSError) as err:
-        raise UserError(f"cannot open the link {url}: {err}",
-                        hint="check the URL (socket://HOST:PORT, rfc2217://HOST:PORT or /dev/tty...) "
-                             "and that the board or its server is up") from None
+        text = str(err)
+        if local and any(word in text.lower() for word in ("busy", "lock", "permission denied")):
+            hint = ("another program holds the port (a serial monitor, another host.evaluate) or you may not "
+                    "use it (Linux: the dialout group); close it and retry")
+        elif local and not Path(url).exists():
+            hint = "no such port: is the board plugged in? `python -m serial.tools.list_ports -v` lists them"
+        else:
+            hint = ("check the URL (socket://HOST:PORT, rfc2217://HOST:PORT or /dev/tty...) "
+                    "and that the board or its server is up")
+        raise UserError(f"cannot open the link {url}: {text}", hint=hint) from None
 
 
 @contextmanager
@@ -144,10 +169,16 @@ def boot_elf(spec: Board, elf: Path, model_sha256: bytes, timeout_s: float = 30.
                              "see docs/boards.md")
     from host.emulator import QemuProcess
 
-    with QemuProcess(spec, elf) as qemu:
-        link = qemu.start()
+    runner: type[QemuProcess]
+    if spec.emulator_kind == "renode":
+        from host.renode import RenodeProcess as runner
+    else:
+        runner = QemuProcess
+    with runner(spec, elf) as emulator:
+        link = emulator.start()
+        name = "Renode" if spec.emulator_kind == "renode" else "QEMU"
         try:
-            with attach(spec, link, model_sha256, timeout_s, window, describe=f"board {spec.name} (QEMU)") as device:
+            with attach(spec, link, model_sha256, timeout_s, window, describe=f"board {spec.name} ({name})") as device:
                 yield device
         finally:
             link.close()
