@@ -18,13 +18,31 @@ void *tm_tensor_ptr(const tm_model_t *model, int tensor_index) {
     return t->arena_offset >= 0 ? model->arena + t->arena_offset : 0;
 }
 
+/* Kernel selection at build time: the most specific optimized kernel the build
+ * has (Helium, then DSP), else the portable one. */
+#if defined(TM_OPT_MVE)
+#define TM_CONV_2D tm_kernel_conv_2d_mve
+#define TM_FULLY_CONNECTED tm_kernel_fully_connected_mve
+#elif defined(TM_OPT_DSP)
+#define TM_CONV_2D tm_kernel_conv_2d_dsp
+#define TM_FULLY_CONNECTED tm_kernel_fully_connected_dsp
+#else
+#define TM_CONV_2D tm_kernel_conv_2d
+#define TM_FULLY_CONNECTED tm_kernel_fully_connected
+#endif
+#if defined(TM_OPT_DSP)
+#define TM_DEPTHWISE_CONV_2D tm_kernel_depthwise_conv_2d_dsp
+#else
+#define TM_DEPTHWISE_CONV_2D tm_kernel_depthwise_conv_2d
+#endif
+
 typedef tm_status_t (*tm_kernel_fn)(const tm_model_t *model, const tm_op_t *op);
 
 static tm_kernel_fn kernel_for(uint8_t kind) {
     switch (kind) {
-    case TM_OP_CONV_2D: return tm_kernel_conv_2d;
-    case TM_OP_DEPTHWISE_CONV_2D: return tm_kernel_depthwise_conv_2d;
-    case TM_OP_FULLY_CONNECTED: return tm_kernel_fully_connected;
+    case TM_OP_CONV_2D: return TM_CONV_2D;
+    case TM_OP_DEPTHWISE_CONV_2D: return TM_DEPTHWISE_CONV_2D;
+    case TM_OP_FULLY_CONNECTED: return TM_FULLY_CONNECTED;
     case TM_OP_MAX_POOL_2D: return tm_kernel_max_pool_2d;
     case TM_OP_AVERAGE_POOL_2D: return tm_kernel_average_pool_2d;
     case TM_OP_RESHAPE: return tm_kernel_reshape;

@@ -29,6 +29,19 @@ static inline int tm_dtype_size(uint8_t dtype) {
 tm_status_t tm_kernel_quantize(const tm_model_t *model, const tm_op_t *op);
 tm_status_t tm_kernel_dequantize(const tm_model_t *model, const tm_op_t *op);
 
+/* Optimized kernels, compiled only for cores with the feature (host/build.py adds
+ * ops_dsp/ with -DTM_OPT_DSP, ops_mve/ with -DTM_OPT_MVE); each falls back to the
+ * portable kernel above for the cases it does not cover.  engine.c picks them. */
+#if defined(TM_OPT_DSP)
+tm_status_t tm_kernel_conv_2d_dsp(const tm_model_t *model, const tm_op_t *op);
+tm_status_t tm_kernel_depthwise_conv_2d_dsp(const tm_model_t *model, const tm_op_t *op);
+tm_status_t tm_kernel_fully_connected_dsp(const tm_model_t *model, const tm_op_t *op);
+#endif
+#if defined(TM_OPT_MVE)
+tm_status_t tm_kernel_conv_2d_mve(const tm_model_t *model, const tm_op_t *op);
+tm_status_t tm_kernel_fully_connected_mve(const tm_model_t *model, const tm_op_t *op);
+#endif
+
 /* Helpers shared by kernels. */
 static inline const tm_tensor_t *tm_in_tensor(const tm_model_t *m, const tm_op_t *op, int i) {
     return (i < op->n_inputs && op->inputs[i] >= 0) ? &m->tensors[op->inputs[i]] : 0;

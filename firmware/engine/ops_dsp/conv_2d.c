@@ -1,0 +1,162 @@
+/*
+ * CONV_2D, int8, for cores with the DSP extension (selected at build time, see
+ * docs/engine.md "Optimized kernels").  Same results as ops/conv_2d.c, bit for bit.
+ *
+ * No im2col buffer: for each output row the valid filter rows are found once;
+ * for each output pixel the valid filter columns form one range.  With
+ * dilation_w == 1 the taps of a filter row that lie in the image are one
+ * contiguous run of input bytes (and of filter bytes), so the dot product runs
+ * over (valid columns) x in_c elements at once: a 3x3 RGB first layer is runs
+ * of 9, a 1x1 pointwise layer runs of in_c.  Two neighbouring output pixels
+ * with the same valid range are computed together against two output channels
+ * (2 x 2 block: each widened input and weight quadruple is used twice).
+ *
+ * Grouped convolutions and int16x8 go to the portable kernel.
+ */
+#include "dsp_mac.h"
+
+typedef struct {
+    const tm_conv_params_t *p;
+    const int8_t *input, *filter;
+    const int32_t *bias;
+    int in_h, in_w, in_c, out_c, f_h, f_w;
+    int fy0, fy1;            /* valid filter rows of the current output row */
+    int y0;                  /* input row of filter row 0 */
+} conv_ctx_t;
+
+/* Valid taps [t0, t1) of a filter of `taps` taps at `origin` with `dilation`, input length `size`. */
+static void tap_range(int origin, int taps, int dilation, int size, int *t0, int *t1) {
+    int a = 0, b = taps;
+    while (a < b && origin + dilation * a < 0) {
+        ++a;
+    }
+    while (b > a && origin + dilation * (b - 1) >= size) {
+        --b;
+    }
+    *t0 = a, *t1 = b;
+}
+
+/* Two pixels (input column origins xa, xb, same valid columns [fx0, fx1)) x two channels oc, oc + 1. */
+static void block_2x2(const conv_ctx_t *c, const int8_t *in_row_base, int xa, int xb, int fx0, int fx1, int oc,
+                      int32_t s[4]) {
+    const tm_conv_params_t *p = c->p;
+    const int f_stride = c->f_h * c->f_w * c->in_c;
+    for (int fy = c->fy0; fy < c->fy1; ++fy) {
+        const int8_t *row = in_row_base + (c->y0 + p->dilation_h * fy) * c->in_w * c->in_c;
+        const int8_t *w = c->filter + oc * f_stride + (fy * c->f_w) * c->in_c;
+        if (p->dilation_w == 1) {
+            const int n = (fx1 - fx0) * c->in_c;
+            tm_mac_2x2(row + (xa + fx0) * c->in_c, row + (xb + fx0) * c->in_c, w + fx0 * c->in_c,
+                       w + f_stride + fx0 * c->in_c, n, p->input_offset, s);
+        } else {
+            for (int fx = fx0; fx < fx1; ++fx) {
+                const int dx = p->dilation_w * fx;
+                tm_mac_2x2(row + (xa + dx) * c->in_c, row + (xb + dx) * c->in_c, w + fx * c->in_c,
+                           w + f_stride + fx * c->in_c, c->in_c, p->input_offset, s);
+            }
+        }
+    }
+}
+
+/* One pixel (column origin x, valid columns [fx0, fx1)) x two channels (or one when two == 0). */
+static void block_1x2(const conv_ctx_t *c, const int8_t *in_row_base, int x, int fx0, int fx1, int oc, int two,
+                      int32_t s[2]) {
+    const tm_conv_params_t *p = c->p;
+    const int f_stride = c->f_h * c->f_w * c->in_c;
+    for (int fy = c->fy0; fy < c->fy1; ++fy) {
+        const int8_t *row = in_row_base + (c->y0 + p->dilation_h * fy) * c->in_w * c->in_c;
+        const int8_t *w = c->filter + oc * f_stride + (fy * c->f_w) * c->in_c;
+        const int step = p->dilation_w == 1 ? fx1 - fx0 : 1;
+        const int n = step * c->in_c;
+        for (int fx = fx0; fx < fx1; fx += step) {
+            const int8_t *a = row + (x + p->dilation_w * fx) * c->in_c;
+            if (two) {
+                tm_mac_1x2(a, w + fx * c->in_c, w + f_stride + fx * c->in_c, n, p->input_offset, s);
+            } else {
+                s[0] = tm_mac_1x1(a, w + fx * c->in_c, n, p->input_offset, s[0]);
+            }
+        }
+    }
+}
+
+static inline int32_t bias_of(const conv_ctx_t *c, int oc) { return c->bias ? c->bias[oc] : 0; }
+
+static inline int8_t out_of(const conv_ctx_t *c, int32_t acc, int oc) {
+    const tm_conv_params_t *p = c->p;
+    return tm_dsp_out_s8(acc, p->out_multiplier[oc], p->out_shift[oc], p->output_offset, p->act_min, p->act_max);
+}
+
+tm_status_t tm_kernel_conv_2d_dsp(const tm_model_t *model, const tm_op_t *op) {
+    const tm_conv_params_t *p = (const tm_conv_params_t *)op->params;
+    const tm_tensor_t *in_t = tm_in_tensor(model, op, 0);
+    const tm_tensor_t *f_t = tm_in_tensor(model, op, 1);
+    const tm_tensor_t *out_t = tm_out_tensor(model, op, 0);
+    const int8_t *input = (const int8_t *)tm_in_data(model, op, 0);
+    const int8_t *filter = (const int8_t *)tm_in_data(model, op, 1);
+    int8_t *output = (int8_t *)tm_out_data(model, op, 0);
+    if (!in_t || !f_t || in_t->dtype != TM_INT8 || in_t->rank != 4 || f_t->rank != 4 || out_t->rank != 4 ||
+        f_t->dims[3] != in_t->dims[3] || f_t->dims[0] != out_t->dims[3] || !input || !filter || !output) {
+        return tm_kernel_conv_2d(model, op); /* int16x8, grouped, or malformed: the portable kernel */
+    }
+    conv_ctx_t c = {
+        .p = p, .input = input, .filter = filter, .bias = (const int32_t *)tm_in_data(model, op, 2),
+        .in_h = in_t->dims[1], .in_w = in_t->dims[2], .in_c = in_t->dims[3], .out_c = out_t->dims[3],
+        .f_h = f_t->dims[1], .f_w = f_t->dims[2],
+    };
+    const int batches = in_t->dims[0], out_h = out_t->dims[1], out_w = out_t->dims[2], out_c = c.out_c;
+    for (int b = 0; b < batches; ++b) {
+        const int8_t *in_b = input + b * c.in_h * c.in_w * c.in_c;
+        for (int oy = 0; oy < out_h; ++oy) {
+            c.y0 = oy * p->stride_h - p->pad_h;
+            tap_range(c.y0, c.f_h, p->dilation_h, c.in_h, &c.fy0, &c.fy1);
+            int8_t *out_row = output + ((b * out_h + oy) * out_w) * out_c;
+            int ox = 0;
+            while (ox < out_w) {
+                const int xa = ox * p->stride_w - p->pad_w;
+                int fx0, fx1;
+                tap_range(xa, c.f_w, p->dilation_w, c.in_w, &fx0, &fx1);
+                int8_t *out_a = out_row + ox * out_c;
+                int pair = 0, fxb0 = 0, fxb1 = 0;
+                const int xb = xa + p->stride_w;
+                if (ox + 1 < out_w) {
+                    tap_range(xb, c.f_w, p->dilation_w, c.in_w, &fxb0, &fxb1);
+                    pair = fxb0 == fx0 && fxb1 == fx1;
+                }
+                if (pair) {
+                    int8_t *out_b = out_a + out_c;
+                    int oc = 0;
+                    for (; oc + 1 < out_c; oc += 2) {
+                        const int32_t b0 = bias_of(&c, oc), b1 = bias_of(&c, oc + 1);
+                        int32_t s[4] = {b0, b1, b0, b1};
+                        block_2x2(&c, in_b, xa, xb, fx0, fx1, oc, s);
+                        out_a[oc] = out_of(&c, s[0], oc);
+                        out_a[oc + 1] = out_of(&c, s[1], oc + 1);
+                        out_b[oc] = out_of(&c, s[2], oc);
+                        out_b[oc + 1] = out_of(&c, s[3], oc + 1);
+                    }
+                    if (oc < out_c) {
+                        int32_t sa[2] = {bias_of(&c, oc), 0}, sb[2] = {bias_of(&c, oc), 0};
+                        block_1x2(&c, in_b, xa, fx0, fx1, oc, 0, sa);
+                        block_1x2(&c, in_b, xb, fx0, fx1, oc, 0, sb);
+                        out_a[oc] = out_of(&c, sa[0], oc);
+                        out_b[oc] = out_of(&c, sb[0], oc);
+                    }
+                    ox += 2;
+                } else {
+                    int oc = 0;
+                    for (; oc < out_c; oc += 2) {
+                        const int two = oc + 1 < out_c;
+                        int32_t s[2] = {bias_of(&c, oc), two ? bias_of(&c, oc + 1) : 0};
+                        block_1x2(&c, in_b, xa, fx0, fx1, oc, two, s);
+                        out_a[oc] = out_of(&c, s[0], oc);
+                        if (two) {
+                            out_a[oc + 1] = out_of(&c, s[1], oc + 1);
+                        }
+                    }
+                    ox += 1;
+                }
+            }
+        }
+    }
+    return TM_OK;
+}

@@ -1,0 +1,142 @@
+/*
+ * DEPTHWISE_CONV_2D, int8, depth multiplier 1, for cores with the DSP
+ * extension.  Same results as ops/depthwise_conv_2d.c, bit for bit.
+ *
+ * Channels are innermost (NHWC), so four channels of one tap are one word of
+ * input and one of filter.  Both are widened to int16 pairs (channels 0,2 and
+ * 1,3; the input offset folded in by SXTAB16) and each channel accumulates
+ * with SMLABB / SMLATT.  Taps outside the image are skipped by computing the
+ * valid filter rows and columns once per output pixel.  Two output pixels of
+ * a row that see the same valid columns share each widened filter word.
+ * int16x8 and depth multipliers other than 1 go to the portable kernel.
+ */
+#include "dsp_common.h"
+
+typedef struct {
+    const tm_conv_params_t *p;
+    const int8_t *filter;
+    const int32_t *bias;
+    int in_h, in_w, ch, f_w;
+    int fy0, fy1, y0;
+} dw_ctx_t;
+
+static void tap_range(int origin, int taps, int dilation, int size, int *t0, int *t1) {
+    int a = 0, b = taps;
+    while (a < b && origin + dilation * a < 0) {
+        ++a;
+    }
+    while (b > a && origin + dilation * (b - 1) >= size) {
+        --b;
+    }
+    *t0 = a, *t1 = b;
+}
+
+static inline int8_t out_of(const dw_ctx_t *c, int32_t acc, int ch) {
+    const tm_conv_params_t *p = c->p;
+    return tm_dsp_out_s8(acc, p->out_multiplier[ch], p->out_shift[ch], p->output_offset, p->act_min, p->act_max);
+}
+
+static inline int32_t bias_of(const dw_ctx_t *c, int ch) { return c->bias ? c->bias[ch] : 0; }
+
+/* Output pixels with input column origins xa (and xb when two), valid columns [fx0, fx1). */
+static void dw_pixels(const dw_ctx_t *c, const int8_t *in_b, int xa, int xb, int two, int fx0, int fx1, int8_t *out_a,
+                      int8_t *out_b) {
+    const tm_conv_params_t *p = c->p;
+    const int ch = c->ch, row_stride = c->in_w * ch, dx = p->dilation_w * ch;
+    const int32_t off = p->input_offset, off2 = tm_pack_offset(off);
+    const int8_t *in_row0 = in_b + (c->y0 + p->dilation_h * c->fy0) * row_stride;
+    const int dy = p->dilation_h * row_stride;
+    int k = 0;
+    for (; k + 3 < ch; k += 4) {
+        int32_t a0 = bias_of(c, k), a1 = bias_of(c, k + 1), a2 = bias_of(c, k + 2), a3 = bias_of(c, k + 3);
+        int32_t b0 = a0, b1 = a1, b2 = a2, b3 = a3;
+        const int8_t *in_row = in_row0;
+        for (int fy = c->fy0; fy < c->fy1; ++fy, in_row += dy) {
+            const int8_t *fp = c->filter + (fy * c->f_w + fx0) * ch + k;
+            const int8_t *ip = in_row + (xa + p->dilation_w * fx0) * ch + k;
+            const int8_t *jp = in_row + (xb + p->dilation_w * fx0) * ch + k;
+            for (int fx = fx0; fx < fx1; ++fx, fp += ch, ip += dx, jp += dx) {
+                const uint32_t f = tm_ld32(fp), x = tm_ld32(ip);
+                const int32_t fl = __sxtb16(f), fh = __sxtb16(tm_ror8(f));
+                const int32_t xl = __sxtab16(off2, x), xh = __sxtab16(off2, tm_ror8(x));
+                a0 = __smlabb(xl, fl, a0);
+                a2 = __smlatt(xl, fl, a2);
+                a1 = __smlabb(xh, fh, a1);
+                a3 = __smlatt(xh, fh, a3);
+                if (two) {
+                    const uint32_t y = tm_ld32(jp);
+                    const int32_t yl = __sxtab16(off2, y), yh = __sxtab16(off2, tm_ror8(y));
+                    b0 = __smlabb(yl, fl, b0);
+                    b2 = __smlatt(yl, fl, b2);
+                    b1 = __smlabb(yh, fh, b1);
+                    b3 = __smlatt(yh, fh, b3);
+                }
+            }
+        }
+        int8_t r[4] = {out_of(c, a0, k), out_of(c, a1, k + 1), out_of(c, a2, k + 2), out_of(c, a3, k + 3)};
+        memcpy(out_a + k, r, 4);
+        if (two) {
+            int8_t t[4] = {out_of(c, b0, k), out_of(c, b1, k + 1), out_of(c, b2, k + 2), out_of(c, b3, k + 3)};
+            memcpy(out_b + k, t, 4);
+        }
+    }
+    for (; k < ch; ++k) {
+        int32_t a = bias_of(c, k), b = a;
+        const int8_t *in_row = in_row0;
+        for (int fy = c->fy0; fy < c->fy1; ++fy, in_row += dy) {
+            for (int fx = fx0; fx < fx1; ++fx) {
+                const int32_t f = c->filter[(fy * c->f_w + fx) * ch + k];
+                a += f * (in_row[(xa + p->dilation_w * fx) * ch + k] + off);
+                if (two) {
+                    b += f * (in_row[(xb + p->dilation_w * fx) * ch + k] + off);
+                }
+            }
+        }
+        out_a[k] = out_of(c, a, k);
+        if (two) {
+            out_b[k] = out_of(c, b, k);
+        }
+    }
+}
+
+tm_status_t tm_kernel_depthwise_conv_2d_dsp(const tm_model_t *model, const tm_op_t *op) {
+    const tm_conv_params_t *p = (const tm_conv_params_t *)op->params;
+    const tm_tensor_t *in_t = tm_in_tensor(model, op, 0);
+    const tm_tensor_t *f_t = tm_in_tensor(model, op, 1);
+    const tm_tensor_t *out_t = tm_out_tensor(model, op, 0);
+    const int8_t *input = (const int8_t *)tm_in_data(model, op, 0);
+    const int8_t *filter = (const int8_t *)tm_in_data(model, op, 1);
+    int8_t *output = (int8_t *)tm_out_data(model, op, 0);
+    if (!in_t || !f_t || in_t->dtype != TM_INT8 || p->depth_multiplier != 1 || in_t->rank != 4 || f_t->rank != 4 ||
+        out_t->rank != 4 || out_t->dims[3] != in_t->dims[3] || f_t->dims[3] != in_t->dims[3] || !input || !filter ||
+        !output) {
+        return tm_kernel_depthwise_conv_2d(model, op);
+    }
+    dw_ctx_t c = {
+        .p = p, .filter = filter, .bias = (const int32_t *)tm_in_data(model, op, 2),
+        .in_h = in_t->dims[1], .in_w = in_t->dims[2], .ch = in_t->dims[3], .f_w = f_t->dims[2],
+    };
+    const int f_h = f_t->dims[1];
+    const int batches = in_t->dims[0], out_h = out_t->dims[1], out_w = out_t->dims[2];
+    for (int b = 0; b < batches; ++b) {
+        const int8_t *in_b = input + b * c.in_h * c.in_w * c.ch;
+        for (int oy = 0; oy < out_h; ++oy) {
+            c.y0 = oy * p->stride_h - p->pad_h;
+            tap_range(c.y0, f_h, p->dilation_h, c.in_h, &c.fy0, &c.fy1);
+            int8_t *out_row = output + ((b * out_h + oy) * out_w) * c.ch;
+            int ox = 0;
+            while (ox < out_w) {
+                const int xa = ox * p->stride_w - p->pad_w, xb = xa + p->stride_w;
+                int fx0, fx1, gx0 = -1, gx1 = -1;
+                tap_range(xa, c.f_w, p->dilation_w, c.in_w, &fx0, &fx1);
+                if (ox + 1 < out_w) {
+                    tap_range(xb, c.f_w, p->dilation_w, c.in_w, &gx0, &gx1);
+                }
+                const int two = gx0 == fx0 && gx1 == fx1;
+                dw_pixels(&c, in_b, xa, xb, two, fx0, fx1, out_row + ox * c.ch, out_row + (ox + 1) * c.ch);
+                ox += two ? 2 : 1;
+            }
+        }
+    }
+    return TM_OK;
+}

@@ -1,0 +1,77 @@
+/*
+ * dsp_common.h - helpers of the kernels for cores with the Armv7E-M / Armv8-M
+ * DSP extension (Cortex-M4, M7, M33, M55): SIMD widening of int8 quadruples to
+ * int16 pairs (SXTB16 / SXTAB16) and dual 16-bit multiply-accumulates (SMLAD).
+ *
+ * A quadruple q = (q0, q1, q2, q3) (little-endian bytes of a word) is widened
+ * into two int16 pairs: lo = (q0, q2) and hi = (q1, q3).  Inputs and weights
+ * are widened the same way, so SMLAD(lo_x, lo_w) + SMLAD(hi_x, hi_w) is the
+ * dot product of the quadruples.  The input offset (-zero point) is folded in
+ * by SXTAB16: x + offset is in [-255, 255] and fits int16.
+ *
+ * Everything is exact integer arithmetic: the accumulators hold the same
+ * int32 sums as the portable kernels (ops/ directory), and requantization is the
+ * same double rounding (tm_fixedpoint.h), so results are bit-identical.
+ */
+#ifndef TM_DSP_COMMON_H
+#define TM_DSP_COMMON_H
+
+#if !defined(__ARM_FEATURE_DSP)
+#error "ops_dsp/ needs a core with the DSP extension (build.py adds it only for those)"
+#endif
+
+#include <arm_acle.h>
+#include <stdint.h>
+#include <string.h>
+
+#include "tm_fixedpoint.h"
+#include "tm_kernels.h"
+
+/* An unaligned 32-bit load (LDR allows unaligned addresses on these cores). */
+static inline uint32_t tm_ld32(const void *p) {
+    uint32_t v;
+    memcpy(&v, p, sizeof v);
+    return v;
+}
+
+/* Rotate right by 8 (gcc 12's arm_acle.h has no __ror). */
+static inline uint32_t tm_ror8(uint32_t x) { return (x >> 8) | (x << 24); }
+
+static inline void tm_st32(void *p, uint32_t v) { memcpy(p, &v, sizeof v); }
+
+/* The offset replicated in both halfwords, for SXTAB16. */
+static inline int32_t tm_pack_offset(int32_t offset) {
+    return (int32_t)(((uint32_t)offset & 0xFFFFu) | ((uint32_t)offset << 16));
+}
+
+/*
+ * tm_multiply_by_quantized_multiplier (TFLite's double rounding) in fewer
+ * instructions, for a non-negative multiplier (QuantizeMultiplier's output,
+ * 0 or in [2^30, 2^31)):
+ *  - SRDHM: with nudge 2^30 for ab >= 0 and 1 - 2^30 for ab < 0 and a
+ *    truncating division, (ab + nudge) / 2^31 equals floor((ab + 2^30) / 2^31)
+ *    in both cases (for ab < 0 the truncation is a ceiling); a = b = INT32_MIN,
+ *    the only saturating case, needs a negative multiplier.
+ *  - rounding divide by 2^e, ties away from zero: as tm_rounding_divide_by_pot,
+ *    (x >> e) + (remainder > threshold), which needs no branch for e == 0.
+ */
+static inline int32_t tm_dsp_requantize(int32_t acc, int32_t multiplier, int32_t shift) {
+    const int left = shift > 0 ? shift : 0;
+    const int right = shift > 0 ? 0 : -shift;
+    const int64_t ab = (int64_t)(int32_t)((uint32_t)acc << left) * multiplier;
+    const int32_t x = (int32_t)((ab + (1LL << 30)) >> 31);
+    const int32_t mask = (int32_t)((1u << right) - 1u);
+    const int32_t threshold = (mask >> 1) + (int32_t)((uint32_t)x >> 31);
+    return (x >> right) + ((x & mask) > threshold);
+}
+
+/* int8 output: requantize, add the output zero point, clamp to the fused activation. */
+static inline int8_t tm_dsp_out_s8(int32_t acc, int32_t multiplier, int32_t shift, int32_t out_offset,
+                                   int32_t act_min, int32_t act_max) {
+    int32_t v = tm_dsp_requantize(acc, multiplier, shift) + out_offset;
+    v = v < act_min ? act_min : v;
+    v = v > act_max ? act_max : v;
+    return (int8_t)v;
+}
+
+#endif /* TM_DSP_COMMON_H */
