@@ -377,6 +377,10 @@ def _run_attack(spec: AttackSpec, exp: Experiment, x: np.ndarray, y: np.ndarray,
         evaluations.append({"attack": spec.name, "eps": eps if eps is not None else _budget(info), **info,
                             "seconds": {"craft": round(crafted, 1), "run": round(time.time() - started - crafted, 1)},
                             **evaluation_metrics(y[:n], x[:n], x_adv, _subset(clean, n), adv, [FLOAT, *targets])})
+        accuracy = ", ".join(f"{k} {100 * m['accuracy']:.1f} %"
+                             for k, m in evaluations[-1]["models"].items() if m["accuracy"] is not None)
+        label = spec.name if eps is None else f"{spec.name} ε={eps:g}"
+        bar.write(f"{label}: crafted in {crafted:.1f} s; accuracy {accuracy}", file=sys.stderr)
         if defenses:
             adv_defended = run_defended(x_adv, defenses, float_model, targets, exp.input_range, bar)
             evaluations[-1]["defended"] = defended_metrics(y[:n], clean_defended, adv_defended)
