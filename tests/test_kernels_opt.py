@@ -30,9 +30,9 @@ pytestmark = [
                        reason="needs qemu-system-arm and gcc-arm-none-eabi (make deps)"),
 ]
 
-BOARDS = {"mps2-an386": ("dsp",), "mps2-an500": ("dsp",), "mps3-an547": ("dsp",)}
+BOARDS = {"mps2-an386": ("dsp",), "mps2-an500": ("dsp",), "mps3-an547": ("dsp", "mve")}
 INPUTS_PER_MODEL = 3
-SEEDS = 3           # per generator and board in the default run
+SEEDS = 2           # per generator and board in the default run
 SLOW_SEEDS = 12     # under -m slow
 REAL_MODELS = {
     "resnet": "mlperf-tiny/pretrainedResnet_quant.tflite",

@@ -57,15 +57,15 @@ static void dw_pixels(const dw_ctx_t *c, const int8_t *in_b, int xa, int xb, int
             const int8_t *jp = in_row + (xb + p->dilation_w * fx0) * ch + k;
             for (int fx = fx0; fx < fx1; ++fx, fp += ch, ip += dx, jp += dx) {
                 const uint32_t f = tm_ld32(fp), x = tm_ld32(ip);
-                const int32_t fl = __sxtb16(f), fh = __sxtb16(tm_ror8(f));
-                const int32_t xl = __sxtab16(off2, x), xh = __sxtab16(off2, tm_ror8(x));
+                const int32_t fl = __sxtb16(f), fh = tm_sxtb16_ror8(f);
+                const int32_t xl = __sxtab16(off2, x), xh = tm_sxtab16_ror8(off2, x);
                 a0 = __smlabb(xl, fl, a0);
                 a2 = __smlatt(xl, fl, a2);
                 a1 = __smlabb(xh, fh, a1);
                 a3 = __smlatt(xh, fh, a3);
                 if (two) {
                     const uint32_t y = tm_ld32(jp);
-                    const int32_t yl = __sxtab16(off2, y), yh = __sxtab16(off2, tm_ror8(y));
+                    const int32_t yl = __sxtab16(off2, y), yh = tm_sxtab16_ror8(off2, y);
                     b0 = __smlabb(yl, fl, b0);
                     b2 = __smlatt(yl, fl, b2);
                     b1 = __smlabb(yh, fh, b1);

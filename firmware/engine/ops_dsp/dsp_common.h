@@ -34,8 +34,19 @@ static inline uint32_t tm_ld32(const void *p) {
     return v;
 }
 
-/* Rotate right by 8 (gcc 12's arm_acle.h has no __ror). */
-static inline uint32_t tm_ror8(uint32_t x) { return (x >> 8) | (x << 24); }
+/* SXTB16 / SXTAB16 of the word rotated right by 8 (bytes 1 and 3): one instruction with the
+ * rotation operand, which gcc 12 does not form from the intrinsics. */
+static inline int32_t tm_sxtb16_ror8(uint32_t x) {
+    int32_t r;
+    __asm__("sxtb16 %0, %1, ror #8" : "=r"(r) : "r"(x));
+    return r;
+}
+
+static inline int32_t tm_sxtab16_ror8(int32_t a, uint32_t x) {
+    int32_t r;
+    __asm__("sxtab16 %0, %1, %2, ror #8" : "=r"(r) : "r"(a), "r"(x));
+    return r;
+}
 
 static inline void tm_st32(void *p, uint32_t v) { memcpy(p, &v, sizeof v); }
 

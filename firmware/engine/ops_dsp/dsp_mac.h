@@ -18,14 +18,14 @@ static inline void tm_mac_2x2(const int8_t *a0, const int8_t *a1, const int8_t *
         const uint32_t x0 = tm_ld32(a0), x1 = tm_ld32(a1);
         const uint32_t f0 = tm_ld32(w0), f1 = tm_ld32(w1);
         a0 += 4, a1 += 4, w0 += 4, w1 += 4;
-        const int32_t x0l = __sxtab16(off2, x0), x0h = __sxtab16(off2, tm_ror8(x0));
-        const int32_t x1l = __sxtab16(off2, x1), x1h = __sxtab16(off2, tm_ror8(x1));
-        const int32_t f0l = __sxtb16(f0), f0h = __sxtb16(tm_ror8(f0));
+        const int32_t x0l = __sxtab16(off2, x0), x0h = tm_sxtab16_ror8(off2, x0);
+        const int32_t x1l = __sxtab16(off2, x1), x1h = tm_sxtab16_ror8(off2, x1);
+        const int32_t f0l = __sxtb16(f0), f0h = tm_sxtb16_ror8(f0);
         s00 = __smlad(x0l, f0l, s00);
         s00 = __smlad(x0h, f0h, s00);
         s10 = __smlad(x1l, f0l, s10);
         s10 = __smlad(x1h, f0h, s10);
-        const int32_t f1l = __sxtb16(f1), f1h = __sxtb16(tm_ror8(f1));
+        const int32_t f1l = __sxtb16(f1), f1h = tm_sxtb16_ror8(f1);
         s01 = __smlad(x0l, f1l, s01);
         s01 = __smlad(x0h, f1h, s01);
         s11 = __smlad(x1l, f1l, s11);
@@ -46,11 +46,11 @@ static inline void tm_mac_1x2(const int8_t *a, const int8_t *w0, const int8_t *w
     for (; n >= 4; n -= 4) {
         const uint32_t x = tm_ld32(a), f0 = tm_ld32(w0), f1 = tm_ld32(w1);
         a += 4, w0 += 4, w1 += 4;
-        const int32_t xl = __sxtab16(off2, x), xh = __sxtab16(off2, tm_ror8(x));
+        const int32_t xl = __sxtab16(off2, x), xh = tm_sxtab16_ror8(off2, x);
         s0 = __smlad(xl, __sxtb16(f0), s0);
-        s0 = __smlad(xh, __sxtb16(tm_ror8(f0)), s0);
+        s0 = __smlad(xh, tm_sxtb16_ror8(f0), s0);
         s1 = __smlad(xl, __sxtb16(f1), s1);
-        s1 = __smlad(xh, __sxtb16(tm_ror8(f1)), s1);
+        s1 = __smlad(xh, tm_sxtb16_ror8(f1), s1);
     }
     for (; n > 0; --n) {
         const int32_t x = *a++ + offset;
@@ -66,7 +66,7 @@ static inline int32_t tm_mac_1x1(const int8_t *a, const int8_t *w, int n, int32_
         const uint32_t x = tm_ld32(a), f = tm_ld32(w);
         a += 4, w += 4;
         s = __smlad(__sxtab16(off2, x), __sxtb16(f), s);
-        s = __smlad(__sxtab16(off2, tm_ror8(x)), __sxtb16(tm_ror8(f)), s);
+        s = __smlad(tm_sxtab16_ror8(off2, x), tm_sxtb16_ror8(f), s);
     }
     for (; n > 0; --n) {
         s += (*a++ + offset) * *w++;
