@@ -153,7 +153,7 @@ def cflags(board: Board, extra_defines: dict[str, str] | None = None) -> list[st
 # A "+nodsp" / "+nomve" CPU suffix drops a feature; TM_KERNELS=portable in the environment builds the
 # portable kernels only (for comparisons).
 CPU_FEATURES = {"cortex-m4": ("dsp",), "cortex-m7": ("dsp",), "cortex-m33": ("dsp",), "cortex-m35p": ("dsp",),
-                "cortex-m55": ("dsp",), "cortex-m85": ("dsp",)}
+                "cortex-m55": ("dsp", "mve"), "cortex-m85": ("dsp", "mve")}
 
 
 def cpu_features(board: Board) -> tuple[str, ...]:
