@@ -21,7 +21,7 @@ import numpy as np
 import pytest
 
 from host.boards import Board, MemoryRegion, list_boards, load_board, load_board_file
-from host.build import build_firmware, check_fits, estimate_needs, regions_script
+from host.build import IO_BUFFER_BYTES, build_firmware, check_fits, estimate_needs, regions_script
 from host.check import first_mismatch, random_inputs
 from host.compiler import CompiledModel, compile_tflite
 from host.errors import UserError, run_cli
@@ -169,7 +169,7 @@ def test_digits_fits_every_board(digits: CompiledModel, name: str) -> None:
 
 def test_estimate_follows_the_placement(digits: CompiledModel) -> None:
     needs = {n.region.name: n for n in estimate_needs(digits, psram_board())}
-    assert dict(needs["psram"].parts) == {"arena": 2048, "I/O buffers": 12296, "stack": 16384}
+    assert dict(needs["psram"].parts) == {"arena": 2048, "I/O buffers": IO_BUFFER_BYTES, "stack": 16384}
     assert set(dict(needs["ram"].parts)) == {"other statics"}
 
 
@@ -181,7 +181,7 @@ def test_coffee_cnn_refused_on_netduinoplus2_before_building() -> None:
     message = str(err.value)
     assert "does not fit board netduinoplus2" in message and "memory.ram (0x20000000, 131,072 bytes)" in message
     short = int(message.split("short by ")[1].split(" bytes")[0].replace(",", ""))
-    expected = model.arena_bytes + 12296 + 16384 + 1024 - 131072
+    expected = model.arena_bytes + IO_BUFFER_BYTES + 16384 + 1024 - 131072
     assert short == expected
     assert "boards with room for it" in message and "mps3-an547" in message
 
@@ -272,7 +272,7 @@ def test_extra_region_holds_stack_buffers_and_arena(digits: CompiledModel, tmp_p
     psram = board.regions[0]
     for name in ("arena", "rx_payload", "tx_payload", "op_ticks", "__stack_top", "_estack"):
         assert psram.contains(symbols[name]) or symbols[name] == psram.end, name
-    assert image.region_bytes["psram"] >= 2048 + 12296 + 16384
+    assert image.region_bytes["psram"] >= 2048 + IO_BUFFER_BYTES + 16384
     assert image.ram_bytes < 1024  # only the other statics stay in RAM
     assert any(line.startswith("psram") and "stack" in line for line in image.usage_lines())
     exact, _ = run_model(digits, DEFAULT_MODEL, board, count=3, out_dir=tmp_path)
