@@ -43,6 +43,12 @@ class DefenseSpec:
     params: dict[str, Any] = field(default_factory=dict)
     train_data: SliceSpec | None = None
 
+    @property
+    def label(self) -> str:
+        """How results name it: the name and the parameters the config set, e.g. feature-squeezing(bit_depth=4)."""
+        shown = ", ".join(f"{k}={v}" for k, v in self.params.items())
+        return f"{self.name}({shown})" if shown else self.name
+
 
 @dataclass(frozen=True)
 class SliceSpec:
@@ -133,6 +139,8 @@ def _apply_quick(doc: dict[str, Any]) -> dict[str, Any]:
     attack_num caps every attack's samples; [quick.attack_params.<name>] overrides parameters."""
     quick = dict(doc.get("quick", {}))
     out = {k: (dict(v) if isinstance(v, dict) else v) for k, v in doc.items()}
+    if quick.pop("train_defenses", True) is False:  # skip train-based defenses in the quick variant
+        out["defense"] = [d for d in _table_list(doc, "defense") if d.get("data") is None]
     cap = quick.pop("attack_num", None)
     overrides = quick.pop("attack_params", {})
     if cap is not None or overrides:

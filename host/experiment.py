@@ -199,7 +199,7 @@ def defended_metrics(y: np.ndarray, clean: dict[str, Outcome], adv: dict[str, Ou
 def preprocessors(exp: Experiment) -> dict[str, Any]:
     from host.defenses import get_defense
 
-    return {d.name: get_defense(d.name, **d.params) for d in exp.defenses if d.kind == "preprocess"}
+    return {d.label: get_defense(d.name, **d.params) for d in exp.defenses if d.kind == "preprocess"}
 
 
 def run_defended(x: np.ndarray, defenses: dict[str, Any], float_model: Any, targets: dict[str, Target],
@@ -321,7 +321,7 @@ def run_experiment(exp: Experiment, progress: bool = True) -> dict[str, Any]:
                     failures.append({"attack": spec.name, "error": message})
                     print(f"warning: attack '{spec.name}' failed and is left out: {message}", file=sys.stderr)
     misalignment = gradient_misalignment(x, y, float_model, targets, exp.input_range)
-    trained = {d.name: defended_study(exp, d, models.float_model, progress) for d in exp.defenses if d.kind == "train"}
+    trained = {d.label: defended_study(exp, d, models.float_model, progress) for d in exp.defenses if d.kind == "train"}
     return {
         "defended_models": trained,
         "schema": 2,

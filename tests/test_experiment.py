@@ -118,7 +118,7 @@ bit_depth = 2
     assert evals[("deepfool", None)]["models"]["float32"]["n"] == 6
     assert set(doc["boundary_distance"]["fgsm"]) >= {"float32", "int8"}
     assert doc["gradient_misalignment"]["int8"]["queries"] > 0
-    squeezed = strong["defended"]["feature-squeezing"]["models"]
+    squeezed = strong["defended"]["feature-squeezing(bit_depth=2)"]["models"]
     assert set(squeezed) == {"float32", "int16x8", "int8"} and 0 <= squeezed["int8"]["accuracy"] <= 1
     report = (tmp_path / "s/report.md").read_text()
-    assert "## Transfer" in report and "| feature-squeezing | fgsm | 0.3 |" in report
+    assert "## Transfer" in report and "| feature-squeezing(bit_depth=2) | fgsm | 0.3 |" in report
