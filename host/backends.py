@@ -15,6 +15,7 @@ import hashlib
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Protocol
 
 import numpy as np
@@ -162,18 +163,57 @@ def _check_device_matches(info: object, model: ModelIO) -> None:
 
 
 @contextmanager
-def open_backend(kind: str, model: ModelIO, board: str | None = None) -> Iterator[Backend]:
-    """The backend named `kind` for this model (device: the flashed board, checked by hash)."""
+def open_backend(kind: str, model: ModelIO, board: str | None = None,
+                 elf: Path | None = None) -> Iterator[Backend]:
+    """The backend named `kind` for this model (device: the flashed board, checked by hash;
+    with `elf`, that firmware image on the emulated board, e.g. one pinned by `pin_firmware`)."""
     if kind == "reference":
         yield ReferenceBackend(model)
     elif kind == "native":
         yield NativeBackend(model)
+    elif kind == "device" and elf is not None:
+        from host.boards import load_board
+        from host.device import boot_elf
+        from host.paths import DEFAULT_BOARD
+
+        with boot_elf(load_board(board or DEFAULT_BOARD), elf, model.sha256) as device:
+            yield DeviceBackend(device, model)
     elif kind == "device":
         open_device = _device_opener()
         with open_device(board=board, expected_sha256=model.sha256) as device:
             yield DeviceBackend(device, model)
     else:
         raise UserError(f"unknown backend '{kind}'", hint=f"choose one of: {', '.join(BACKENDS)}")
+
+
+@dataclass(frozen=True)
+class PinnedFirmware:
+    elf: Path            # a private copy of the flashed firmware.elf
+    sha256: str          # of the ELF
+
+
+def pin_firmware(model: ModelIO, board: str | None, into: Path) -> PinnedFirmware | None:
+    """Copy the firmware flashed for an emulated board (after checking it runs `model`), so
+    every emulator of a run — restarts included — boots the same image even if the board is
+    re-flashed meanwhile. None for a board reached over a link (nothing to pin)."""
+    import os
+
+    from host.boards import load_board
+    from host.device import LINK_ENV, read_flashed
+    from host.paths import DEFAULT_BOARD
+
+    name = board or DEFAULT_BOARD
+    if os.environ.get(LINK_ENV) or not load_board(name).emulated:
+        return None
+    image = read_flashed(name)
+    if image.model_sha256 != model.sha256:
+        raise UserError(
+            f"the model flashed on {name} ({image.model_path}) is not the model you asked for",
+            hint="run `make flash MODEL=<your model>` first, or pass --model of the flashed one")
+    data = image.elf.read_bytes()
+    into.mkdir(parents=True, exist_ok=True)
+    (into / "firmware.elf").write_bytes(data)
+    return PinnedFirmware(into / "firmware.elf", hashlib.sha256(data).hexdigest())
 
 
 def _device_opener():  # noqa: ANN202  (host.device's own signature)

@@ -4,6 +4,11 @@ Measures, for a model (default: the digits model) on a board (default
 mps2-an386): firmware build time (clean and no-op), QEMU boot + handshake,
 link round trips, inferences per second on the emulated chip, the host-native
 engine and the TFLite Micro reference, and instructions per inference.
+
+The device pool (`python -m host.evaluate --devices N`): inferences/s of the chip part of an
+evaluation (host.pool.BackendPool, pipelining window W per device, the TFLite Micro reference
+run on the host as the results arrive, as host.evaluate does) with 1 and 2 emulators, their
+ratio, and the CPU time per inference of QEMU and of the host process, which bound it.
 """
 
 from __future__ import annotations
@@ -14,7 +19,8 @@ import statistics
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -76,20 +82,114 @@ def bench(model_path: Path, board_name: str, count: int) -> list[tuple[str, str]
     return rows
 
 
+def bench_pool(model_path: Path, board_name: str, count: int, window: int,
+               device_counts: tuple[int, ...] = (1, 2)) -> list[tuple[str, str]]:
+    """Chip-part throughput of an evaluation with 1 and 2 emulators (see the module docstring)."""
+    import os
+
+    from host.backends import DeviceBackend, ModelIO, ReferenceBackend
+    from host.device import boot_elf
+    from host.pool import BackendPool
+
+    board = load_board(board_name)
+    compiled = compile_tflite(model_path)
+    io = ModelIO.from_bytes(model_path.read_bytes(), str(model_path))
+    reference = ReferenceBackend(io)
+    rng = np.random.default_rng(1)
+    items = [(i, rng.integers(-128, 128, io.input.shape, dtype=np.int8)) for i in range(count)]
+    rows, rates = [], {}
+    with tempfile.TemporaryDirectory() as tmp:
+        image = build_firmware(compiled, board, Path(tmp) / "fw")
+
+        @contextmanager
+        def opener() -> Iterator[DeviceBackend]:
+            with boot_elf(board, image.elf, compiled.sha256) as device:
+                yield DeviceBackend(device, io)
+
+        for devices in device_counts:
+            with BackendPool(opener, devices=devices, window=window) as pool:
+                for _ in pool.run(items[:8 * devices]):  # warm up: every device answered once
+                    pass
+                qemus = _children("qemu-system")
+                cpu_qemu, cpu_host = _cpu_seconds(qemus), _self_cpu_seconds()
+                start = time.perf_counter()
+                done = 0
+                for batch in pool.run(items):
+                    for index, _ in batch:
+                        reference.run(items[index][1])   # the evaluator's host work, overlapped
+                    done += len(batch)
+                elapsed = time.perf_counter() - start
+                qemu_ms = (_cpu_seconds(qemus) - cpu_qemu) / done * 1e3
+                host_ms = (_self_cpu_seconds() - cpu_host) / done * 1e3
+            rates[devices] = done / elapsed
+            rows.append((f"chip part inferences/s, {devices} device{'s' * (devices > 1)} (window {window})",
+                         f"{rates[devices]:.1f}"))
+            rows.append((f"  CPU per inference: QEMU / host, {devices} dev", f"{qemu_ms:.2f} / {host_ms:.2f} ms"))
+    if 1 in rates and 2 in rates:
+        rows.append(("2 devices / 1 device", f"{rates[2] / rates[1]:.2f}x"))
+    rows.append(("load average (1 min) after the runs", f"{os.getloadavg()[0]:.2f}"))
+    return rows
+
+
+def _children(prefix: str) -> list[int]:
+    """Pids of this process's children whose command name starts with `prefix`."""
+    import os
+
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_text()
+            except OSError:
+                continue
+            comm, rest = stat[stat.index("(") + 1:stat.rindex(")")], stat[stat.rindex(")") + 2:].split()
+            if int(rest[1]) == os.getpid() and comm.startswith(prefix):
+                found.append(int(entry.name))
+    return found
+
+
+def _cpu_seconds(pids: list[int]) -> float:
+    import os
+
+    total = 0
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += int(fields[11]) + int(fields[12])   # utime + stime (clock ticks)
+    return total / os.sysconf("SC_CLK_TCK")
+
+
+def _self_cpu_seconds() -> float:
+    import os
+
+    t = os.times()
+    return t.user + t.system
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m host.bench", description=__doc__.split("\n\n")[0])
     p.add_argument("--model", type=Path, default=DEFAULT_MODEL, help="model (default: %(default)s)")
     p.add_argument("--board", default=DEFAULT_BOARD, help="board (default: %(default)s)")
     p.add_argument("--count", type=int, default=200, help="inferences per throughput figure (default: %(default)s)")
+    p.add_argument("--window", type=int, default=4, help="pipelining window per device in the pool figures "
+                   "(default: %(default)s, as python -m host.evaluate)")
+    p.add_argument("--pool-only", action="store_true", help="only the device pool figures")
     args = p.parse_args(argv)
     for tool in ("qemu-system-arm", "arm-none-eabi-gcc"):
         if shutil.which(tool) is None:
             from host.errors import UserError
 
             raise UserError(f"{tool} not found", hint="run `make deps`")
+    import host.emulator  # noqa: F401  (in the main thread: it installs the SIGTERM handler)
+
     print(f"bench: {args.model} on {args.board}")
-    for name, value in bench(args.model, args.board, args.count):
-        print(f"  {name:40s} {value:>12s}")
+    figures = [] if args.pool_only else bench(args.model, args.board, args.count)
+    for name, value in figures:
+        print(f"  {name:44s} {value:>16s}")
+    for name, value in bench_pool(args.model, args.board, args.count * 4, args.window):
+        print(f"  {name:44s} {value:>16s}")
     return 0
 
 

@@ -16,6 +16,7 @@ import math
 import os
 import re
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager
@@ -259,7 +260,6 @@ def evaluate(config: EvalConfig, db: ResultsDB | Callable[[str], ResultsDB]) -> 
     `db` is the run's database, or a function that creates it once the chip answered
     (given the chip's description), so a board that is not flashed leaves no run behind.
     """
-    from host.attacks import load_float_model
     from host.backends import ModelIO, ReferenceBackend
 
     model = ModelIO.from_bytes(config.model.read_bytes(), str(config.model))
@@ -270,29 +270,56 @@ def evaluate(config: EvalConfig, db: ResultsDB | Callable[[str], ResultsDB]) -> 
     started = time.time()
     bar = _progress_bar(config)
     # The board first: "not flashed" or "other model flashed" must fail before TensorFlow loads.
-    with bar, open_pool(config, model, log=lambda message: bar.write(message, file=sys.stderr)) as chip:
-        db = db if isinstance(db, ResultsDB) else db(chip.description)
-        restarts_before = int(db.meta("restarts", "0") or 0)
-        float_model = load_float_model(config.float_model, dataset.input_range)
-        dataset.check_model_shape(float_model.input_shape, f"float model {config.float_model.name}")
-        _make_deterministic(config.seed)
-        try:
-            runs = _run_all(config, dataset, model, float_model, reference, chip, db, bar)
-        finally:
-            db.set_meta("restarts", str(restarts_before + chip.restarts))
-        retries = chip.retries
-        shares = list(chip.done_by)
+    with tempfile.TemporaryDirectory(prefix="slingshot-fw-") as tmp, bar:
+        firmware = pin_firmware(config, model, Path(tmp))
+        with open_pool(config, model, firmware, log=lambda message: bar.write(message, file=sys.stderr)) as chip:
+            db = db if isinstance(db, ResultsDB) else db(chip.description)
+            runs, retries, shares, restarts, sessions = _evaluate_on(config, dataset, model, reference, chip, db,
+                                                                     bar, firmware)
     document = _metrics_document(config, dataset, model, runs, chip.description, time.time() - started)
+    document["config"]["firmware_sha256"] = None if firmware is None else firmware.sha256
     document["run"].update({
         "link_retries": retries, "devices": config.devices, "window": config.window,
-        "inferences_per_device": shares, "device_restarts": restarts_before + chip.restarts,
-        "sessions": int(db.meta("sessions", "1") or 1),
+        "inferences_per_device": shares, "device_restarts": restarts, "sessions": sessions,
     })
     return document
 
 
-def open_pool(config: EvalConfig, model: Any, log: Callable[[str], None] | None = None) -> BackendPool:
-    """config.devices instances of the backend (each its own emulator) behind one work queue."""
+def pin_firmware(config: EvalConfig, model: Any, into: Path) -> Any:
+    """The flashed firmware, copied for this session (None: not the device backend, or a board
+    over a link)."""
+    from host import backends
+
+    return backends.pin_firmware(model, config.board, into) if config.backend == "device" else None
+
+
+def _evaluate_on(config, dataset, model, reference, chip, db, bar, firmware):  # noqa: ANN001, ANN202
+    from host.attacks import load_float_model
+
+    firmware_sha = "" if firmware is None else firmware.sha256
+    stored_sha = db.meta("firmware_sha256")
+    if stored_sha is None:
+        db.set_meta("firmware_sha256", firmware_sha)
+    elif stored_sha != firmware_sha:
+        raise UserError(
+            f"the board's firmware changed since the run started (sha256 {firmware_sha[:16] or 'none'}…, "
+            f"the run used {stored_sha[:16] or 'none'}…): a resumed run must use the same firmware",
+            hint="re-flash the firmware the run started with, or start a new run")
+    restarts_before = int(db.meta("restarts", "0") or 0)
+    float_model = load_float_model(config.float_model, dataset.input_range)
+    dataset.check_model_shape(float_model.input_shape, f"float model {config.float_model.name}")
+    _make_deterministic(config.seed)
+    try:
+        runs = _run_all(config, dataset, model, float_model, reference, chip, db, bar)
+    finally:
+        db.set_meta("restarts", str(restarts_before + chip.restarts))
+    return runs, chip.retries, list(chip.done_by), restarts_before + chip.restarts, int(db.meta("sessions", "1") or 1)
+
+
+def open_pool(config: EvalConfig, model: Any, firmware: Any = None,
+              log: Callable[[str], None] | None = None) -> BackendPool:
+    """config.devices instances of the backend (each its own emulator, booting the pinned
+    `firmware` when given) behind one work queue."""
     from host import backends
     from host.pool import BackendPool
 
@@ -300,7 +327,9 @@ def open_pool(config: EvalConfig, model: Any, log: Callable[[str], None] | None 
         import host.emulator  # noqa: F401  (in the main thread: it installs the SIGTERM handler)
 
     def opener() -> AbstractContextManager[Any]:
-        return backends.open_backend(config.backend, model, config.board)
+        if firmware is None:
+            return backends.open_backend(config.backend, model, config.board)
+        return backends.open_backend(config.backend, model, config.board, elf=firmware.elf)
 
     return BackendPool(opener, devices=config.devices, window=config.window, max_restarts=config.max_restarts,
                        log=log)
@@ -676,7 +705,14 @@ def resumed_config(args: argparse.Namespace, argv: list[str], stored: dict[str, 
     given = _given_options(argv) & set(WORK_OPTIONS)
     execution = {k: getattr(args, k) for k in ("devices", "window", "max_restarts", "no_progress")}
     candidate = argparse.Namespace(**{**stored_args, **{k: getattr(args, k) for k in given}}, **execution)
-    config = config_from_args(candidate)
+    try:
+        config = config_from_args(candidate)
+    except UserError as err:
+        if not given:
+            raise
+        raise UserError(f"--resume {args.resume}: {', '.join('--' + k.replace('_', '-') for k in sorted(given))} "
+                        f"conflict(s) with the run's options: {err.message}",
+                        hint="a resumed run keeps its own options: drop them") from None
     now = config_json(config)
 
     def norm(d: dict[str, Any]) -> dict[str, Any]:

@@ -126,14 +126,14 @@ class BackendPool:
             with contextlib.suppress(queue.Empty):
                 while len(batch) < 256:
                     batch.append(self._results.get_nowait())
-            out = []
-            for kind, value in batch:
-                if kind == "error":
-                    self._abort()
-                    raise value
-                out.append(value)
-            remaining -= len(out)
-            yield out
+            out = [value for kind, value in batch if kind == "ok"]
+            errors = [value for kind, value in batch if kind == "error"]
+            if out:  # what arrived before a failure is real: hand it over first
+                remaining -= len(out)
+                yield out
+            if errors:
+                self._abort()
+                raise errors[0]
 
     def _next_result(self) -> tuple[str, Any]:
         while True:
