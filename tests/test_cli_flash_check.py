@@ -94,7 +94,7 @@ def test_make_flash_then_evaluate_on_the_emulated_board(tmp_path: Path) -> None:
     doc = json.loads((tmp_path / "e2e/metrics.json").read_text())
     assert doc["config"]["backend"] == "device" and doc["summary"]["bit_exact"]
     clean = doc["evaluations"][0]
-    assert clean["chip_accuracy"] == clean["reference_accuracy"] and clean["instructions_median"] > 1e6
+    assert clean["chip_accuracy"] == clean["reference_accuracy"] and clean["instructions_median"] > 1e5
     assert (tmp_path / "e2e/report.md").exists()
 
 

@@ -102,7 +102,7 @@ def test_inference_bit_exact_with_reference(device: Device, model) -> None:  # n
         x = rng.integers(-128, 128, size=model.inputs[0].shape, dtype=np.int8)
         (ours,), result = device.infer_arrays(x)
         assert ours.tobytes() == reference.run(x)[0].tobytes()
-        assert result.instructions == result.ticks * 40 and 1_000_000 < result.instructions < 2_000_000
+        assert result.instructions == result.ticks * 40 and 100_000 < result.instructions < 2_000_000
 
 
 def test_write_input_then_infer_and_read_output(device: Device, model) -> None:  # noqa: ANN001
@@ -322,7 +322,7 @@ def test_rfc2217_link_to_a_remote_board(flashed, model) -> None:  # noqa: ANN001
                 x = np.arange(64, dtype=np.int8).reshape(model.inputs[0].shape)
                 (ours,), result = dev.infer_arrays(x)
                 assert ours.tobytes() == ReferenceInterpreter(DEFAULT_MODEL).run(x)[0].tobytes()
-                assert 1_000_000 < (result.instructions or 0) < 2_000_000
+                assert 100_000 < (result.instructions or 0) < 2_000_000
                 assert dev.client.echo(bytes(range(256)) * 4) == bytes(range(256)) * 4  # 0xFF is escaped
         finally:
             bridge.close()
