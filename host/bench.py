@@ -82,9 +82,12 @@ def bench(model_path: Path, board_name: str, count: int) -> list[tuple[str, str]
     return rows
 
 
-def bench_pool(model_path: Path, board_name: str, count: int, window: int,
-               device_counts: tuple[int, ...] = (1, 2)) -> list[tuple[str, str]]:
-    """Chip-part throughput of an evaluation with 1 and 2 emulators (see the module docstring)."""
+def bench_pool(model_path: Path, board_name: str, count: int, window: int, rounds: int = 3) -> list[tuple[str, str]]:
+    """Chip-part throughput of an evaluation with 1 and 2 emulators (see the module docstring).
+
+    Both pools stay booted and take turns, `rounds` times (1, 2, 1, 2, ...): on a shared machine
+    the load changes over time, so each figure is the median over its rounds and the ratio the
+    median of the per-round ratios."""
     import os
 
     from host.backends import DeviceBackend, ModelIO, ReferenceBackend
@@ -97,7 +100,8 @@ def bench_pool(model_path: Path, board_name: str, count: int, window: int,
     reference = ReferenceBackend(io)
     rng = np.random.default_rng(1)
     items = [(i, rng.integers(-128, 128, io.input.shape, dtype=np.int8)) for i in range(count)]
-    rows, rates = [], {}
+    rates: dict[int, list[float]] = {1: [], 2: []}
+    cpu: dict[int, list[tuple[float, float]]] = {1: [], 2: []}
     with tempfile.TemporaryDirectory() as tmp:
         image = build_firmware(compiled, board, Path(tmp) / "fw")
 
@@ -106,27 +110,36 @@ def bench_pool(model_path: Path, board_name: str, count: int, window: int,
             with boot_elf(board, image.elf, compiled.sha256) as device:
                 yield DeviceBackend(device, io)
 
-        for devices in device_counts:
-            with BackendPool(opener, devices=devices, window=window) as pool:
-                for _ in pool.run(items[:8 * devices]):  # warm up: every device answered once
-                    pass
-                qemus = _children("qemu-system")
-                cpu_qemu, cpu_host = _cpu_seconds(qemus), _self_cpu_seconds()
-                start = time.perf_counter()
-                done = 0
-                for batch in pool.run(items):
-                    for index, _ in batch:
-                        reference.run(items[index][1])   # the evaluator's host work, overlapped
-                    done += len(batch)
-                elapsed = time.perf_counter() - start
-                qemu_ms = (_cpu_seconds(qemus) - cpu_qemu) / done * 1e3
-                host_ms = (_self_cpu_seconds() - cpu_host) / done * 1e3
-            rates[devices] = done / elapsed
-            rows.append((f"chip part inferences/s, {devices} device{'s' * (devices > 1)} (window {window})",
-                         f"{rates[devices]:.1f}"))
-            rows.append((f"  CPU per inference: QEMU / host, {devices} dev", f"{qemu_ms:.2f} / {host_ms:.2f} ms"))
-    if 1 in rates and 2 in rates:
-        rows.append(("2 devices / 1 device", f"{rates[2] / rates[1]:.2f}x"))
+        before = set(_children("qemu-system"))
+        with BackendPool(opener, devices=1, window=window) as one:
+            qemus = {1: sorted(set(_children("qemu-system")) - before)}
+            with BackendPool(opener, devices=2, window=window) as two:
+                qemus[2] = sorted(set(_children("qemu-system")) - before - set(qemus[1]))
+                pools = {1: one, 2: two}
+                for pool in pools.values():
+                    for _ in pool.run(items[:16]):  # warm up: every device answered
+                        pass
+                for _ in range(rounds):
+                    for devices, pool in pools.items():
+                        cpu_qemu, cpu_host = _cpu_seconds(qemus[devices]), _self_cpu_seconds()
+                        start = time.perf_counter()
+                        for batch in pool.run(items):
+                            for index, _ in batch:
+                                reference.run(items[index][1])   # the evaluator's host work, overlapped
+                        rates[devices].append(count / (time.perf_counter() - start))
+                        cpu[devices].append(((_cpu_seconds(qemus[devices]) - cpu_qemu) / count * 1e3,
+                                             (_self_cpu_seconds() - cpu_host) / count * 1e3))
+    rows = []
+    for devices in (1, 2):
+        label = f"{devices} device{'s' * (devices > 1)}"
+        rows.append((f"chip part inferences/s, {label} (window {window})",
+                     f"{statistics.median(rates[devices]):.1f}"))
+        rows.append((f"  rounds, {label}", " ".join(f"{r:.0f}" for r in rates[devices])))
+        rows.append((f"  CPU/inference QEMU / host, {label}",
+                     f"{statistics.median(c[0] for c in cpu[devices]):.2f} / "
+                     f"{statistics.median(c[1] for c in cpu[devices]):.2f} ms"))
+    ratios = [b / a for a, b in zip(rates[1], rates[2], strict=True)]
+    rows.append(("2 devices / 1 device (median of rounds)", f"{statistics.median(ratios):.2f}x"))
     rows.append(("load average (1 min) after the runs", f"{os.getloadavg()[0]:.2f}"))
     return rows
 
@@ -175,6 +188,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--count", type=int, default=200, help="inferences per throughput figure (default: %(default)s)")
     p.add_argument("--window", type=int, default=4, help="pipelining window per device in the pool figures "
                    "(default: %(default)s, as python -m host.evaluate)")
+    p.add_argument("--rounds", type=int, default=3, help="alternating 1- and 2-device rounds (default: %(default)s)")
     p.add_argument("--pool-only", action="store_true", help="only the device pool figures")
     args = p.parse_args(argv)
     for tool in ("qemu-system-arm", "arm-none-eabi-gcc"):
@@ -188,7 +202,7 @@ def main(argv: list[str] | None = None) -> int:
     figures = [] if args.pool_only else bench(args.model, args.board, args.count)
     for name, value in figures:
         print(f"  {name:44s} {value:>16s}")
-    for name, value in bench_pool(args.model, args.board, args.count * 4, args.window):
+    for name, value in bench_pool(args.model, args.board, args.count * 2, args.window, args.rounds):
         print(f"  {name:44s} {value:>16s}")
     return 0
 
