@@ -45,6 +45,7 @@ test-slow: deps
 
 bench: deps
 	@$(PYTHON) -m host.bench
+	@if [ -d ../shared/models ]; then $(PYTHON) -m host.perf; else echo "host.perf skipped: ../shared/models absent"; fi
 
 lint: deps
 	@$(PYTHON) -m ruff check host tests models
