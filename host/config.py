@@ -141,6 +141,13 @@ def _apply_quick(doc: dict[str, Any]) -> dict[str, Any]:
     out = {k: (dict(v) if isinstance(v, dict) else v) for k, v in doc.items()}
     if quick.pop("train_defenses", True) is False:  # skip train-based defenses in the quick variant
         out["defense"] = [d for d in _table_list(doc, "defense") if d.get("data") is None]
+    skip = quick.pop("skip_attacks", [])
+    if skip:
+        known = {str(a.get("name", "")).lower() for a in _attack_list(doc)}
+        if not isinstance(skip, list) or not set(skip) <= known:
+            raise UserError(f"quick.skip_attacks must list attacks of this config ({sorted(known)}), got {skip!r}")
+        doc = {**doc, "attack": [a for a in _attack_list(doc) if str(a.get("name", "")).lower() not in skip]}
+        out["attack"] = doc["attack"]
     cap = quick.pop("attack_num", None)
     overrides = quick.pop("attack_params", {})
     if cap is not None or overrides:
