@@ -4,7 +4,11 @@ For clean inputs and every attack × ε, each input runs on (a) the float Keras
 model, (b) the TFLite Micro reference with the int8-quantized input and (c) the
 chip with the same int8 bytes.  Prints accuracies, attack/transfer success,
 chip-vs-reference agreement and on-chip cost; writes results/<run-id>/.
-See docs/evaluate.md for every option and the exact metric definitions.
+
+Every inference is stored as it arrives in results/<run-id>/results.sqlite (host.results_db);
+a dead emulator is restarted (host.pool, also `--devices N` emulators sharing the inputs) and
+`--resume <run-id>` finishes a run whose host died. See docs/evaluate.md for every option and
+the exact metric definitions.
 """
 
 from __future__ import annotations

@@ -52,6 +52,11 @@ def assert_clean_failure(proc: subprocess.CompletedProcess, message: str) -> Non
         (["--attack-param", "fgsm.eps=3"], "set eps with --eps"),
         (["--attack-param", "noise.seed=1", "--attacks", "fgsm"], "is not in --attacks"),
         (["--run-id", "../escape"], "is not a plain name"),
+        (["--devices", "0"], "--devices must be at least 1"),
+        (["--devices", "2"], "--devices 2 needs --backend device"),
+        (["--window", "0"], "--window must be at least 1"),
+        (["--max-restarts", "-1"], "--max-restarts must be >= 0"),
+        (["--resume", "x", "--config", "configs/x.toml"], "--resume applies to the default evaluation"),
     ],
 )
 def test_bad_arguments_fail_cleanly(args: list[str], message: str) -> None:

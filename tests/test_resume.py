@@ -128,9 +128,14 @@ def metrics(run_dir: Path) -> dict:
 def assert_same_results(run_dir: Path, baseline: Path) -> None:
     """Equal results; instruction/tick medians within one tick (see the module docstring)."""
     got, want = metrics(run_dir), metrics(baseline)
+    # Another engineer may re-flash the board between two runs of this module (each run pins its
+    # own firmware): outputs must still agree byte for byte, costs only on the same firmware.
+    same_firmware = got["config"].pop("firmware_sha256") == want["config"].pop("firmware_sha256")
     for a, b in zip(got["evaluations"], want["evaluations"], strict=True):
-        assert abs(a.pop("instructions_median") - b.pop("instructions_median")) <= TICK
-        assert abs(a.pop("ticks_median") - b.pop("ticks_median")) <= 1
+        a_instr, b_instr = a.pop("instructions_median"), b.pop("instructions_median")
+        a_ticks, b_ticks = a.pop("ticks_median"), b.pop("ticks_median")
+        if same_firmware:
+            assert abs(a_instr - b_instr) <= TICK and abs(a_ticks - b_ticks) <= 1
     assert got == want
     preds, base = np.load(run_dir / "predictions.npz"), np.load(baseline / "predictions.npz")
     assert sorted(preds.files) == sorted(base.files)
@@ -146,7 +151,7 @@ def assert_same_results(run_dir: Path, baseline: Path) -> None:
     assert mine.keys() == theirs.keys()
     for key, (output, ticks) in mine.items():
         assert output == theirs[key][0], key
-        if ticks is not None:
+        if ticks is not None and same_firmware:
             assert abs(ticks - theirs[key][1]) <= 1, key
 
 
