@@ -163,20 +163,20 @@ def _check_device_matches(info: object, model: ModelIO) -> None:
 
 
 @contextmanager
-def open_backend(kind: str, model: ModelIO, board: str | None = None,
-                 elf: Path | None = None) -> Iterator[Backend]:
+def open_backend(kind: str, model: ModelIO, board: str | None = None, elf: Path | None = None,
+                 cpus: set[int] | None = None) -> Iterator[Backend]:
     """The backend named `kind` for this model (device: the flashed board, checked by hash;
-    with `elf`, that firmware image on the emulated board, e.g. one pinned by `pin_firmware`)."""
+    with `elf`, that firmware image on the emulated board, e.g. one pinned by `pin_firmware`,
+    its QEMU process bound to `cpus` when given)."""
     if kind == "reference":
         yield ReferenceBackend(model)
     elif kind == "native":
         yield NativeBackend(model)
     elif kind == "device" and elf is not None:
         from host.boards import load_board
-        from host.device import boot_elf
         from host.paths import DEFAULT_BOARD
 
-        with boot_elf(load_board(board or DEFAULT_BOARD), elf, model.sha256) as device:
+        with boot_emulated(load_board(board or DEFAULT_BOARD), elf, model.sha256, cpus) as device:
             yield DeviceBackend(device, model)
     elif kind == "device":
         open_device = _device_opener()
@@ -184,6 +184,48 @@ def open_backend(kind: str, model: ModelIO, board: str | None = None,
             yield DeviceBackend(device, model)
     else:
         raise UserError(f"unknown backend '{kind}'", hint=f"choose one of: {', '.join(BACKENDS)}")
+
+
+@contextmanager
+def boot_emulated(spec: object, elf: Path, model_sha256: bytes, cpus: set[int] | None = None,
+                  timeout_s: float = 30.0) -> Iterator[object]:
+    """host.device.boot_elf, with the QEMU process (all its threads) bound to `cpus`.
+
+    QEMU under -icount runs the guest in one thread and the UART in its main loop thread, which
+    hand every UART byte to each other; on one core that hand-off is cheap, across cores (or
+    behind another emulator's threads) it costs a wake-up: one emulator per core is much faster
+    (docs/evaluate.md, "Several devices")."""
+    import shutil
+
+    from host.device import attach, boot_elf
+    from host.emulator import QemuProcess
+
+    taskset = shutil.which("taskset")
+    if not cpus or taskset is None:
+        with boot_elf(spec, elf, model_sha256, timeout_s) as device:  # type: ignore[arg-type]
+            yield device
+        return
+
+    class BoundQemu(QemuProcess):
+        def command(self, port: int) -> list[str]:
+            return [taskset, "-c", ",".join(map(str, sorted(cpus))), *super().command(port)]
+
+    with BoundQemu(spec, elf) as qemu:  # type: ignore[arg-type]
+        link = qemu.start()
+        try:
+            with attach(spec, link, model_sha256, timeout_s,  # type: ignore[arg-type]
+                        describe=f"board {spec.name} (QEMU)") as device:  # type: ignore[attr-defined]
+                yield device
+        finally:
+            link.close()
+
+
+def cpu_for(slot: int) -> set[int] | None:
+    """The core for device `slot` (round-robin over the cores this process may use)."""
+    import os
+
+    allowed = sorted(os.sched_getaffinity(0))
+    return {allowed[slot % len(allowed)]} if allowed else None
 
 
 @dataclass(frozen=True)

@@ -82,7 +82,8 @@ def bench(model_path: Path, board_name: str, count: int) -> list[tuple[str, str]
     return rows
 
 
-def bench_pool(model_path: Path, board_name: str, count: int, window: int, rounds: int = 3) -> list[tuple[str, str]]:
+def bench_pool(model_path: Path, board_name: str, count: int, window: int, rounds: int = 3,
+               pin: bool = True) -> list[tuple[str, str]]:
     """Chip-part throughput of an evaluation with 1 and 2 emulators (see the module docstring).
 
     Both pools stay booted and take turns, `rounds` times (1, 2, 1, 2, ...): on a shared machine
@@ -90,8 +91,7 @@ def bench_pool(model_path: Path, board_name: str, count: int, window: int, round
     median of the per-round ratios."""
     import os
 
-    from host.backends import DeviceBackend, ModelIO, ReferenceBackend
-    from host.device import boot_elf
+    from host.backends import DeviceBackend, ModelIO, ReferenceBackend, boot_emulated, cpu_for
     from host.pool import BackendPool
 
     board = load_board(board_name)
@@ -106,8 +106,8 @@ def bench_pool(model_path: Path, board_name: str, count: int, window: int, round
         image = build_firmware(compiled, board, Path(tmp) / "fw")
 
         @contextmanager
-        def opener() -> Iterator[DeviceBackend]:
-            with boot_elf(board, image.elf, compiled.sha256) as device:
+        def opener(slot: int) -> Iterator[DeviceBackend]:
+            with boot_emulated(board, image.elf, compiled.sha256, cpu_for(slot) if pin else None) as device:
                 yield DeviceBackend(device, io)
 
         before = set(_children("qemu-system"))
@@ -131,7 +131,7 @@ def bench_pool(model_path: Path, board_name: str, count: int, window: int, round
                                              (_self_cpu_seconds() - cpu_host) / count * 1e3))
     rows = []
     for devices in (1, 2):
-        label = f"{devices} device{'s' * (devices > 1)}"
+        label = f"{devices} device{'s' * (devices > 1)}{'' if pin else ', not pinned'}"
         rows.append((f"chip part inferences/s, {label} (window {window})",
                      f"{statistics.median(rates[devices]):.1f}"))
         rows.append((f"  rounds, {label}", " ".join(f"{r:.0f}" for r in rates[devices])))
@@ -190,6 +190,7 @@ def main(argv: list[str] | None = None) -> int:
                    "(default: %(default)s, as python -m host.evaluate)")
     p.add_argument("--rounds", type=int, default=3, help="alternating 1- and 2-device rounds (default: %(default)s)")
     p.add_argument("--pool-only", action="store_true", help="only the device pool figures")
+    p.add_argument("--no-pin", action="store_true", help="pool figures without binding each emulator to a core")
     args = p.parse_args(argv)
     for tool in ("qemu-system-arm", "arm-none-eabi-gcc"):
         if shutil.which(tool) is None:
@@ -202,7 +203,7 @@ def main(argv: list[str] | None = None) -> int:
     figures = [] if args.pool_only else bench(args.model, args.board, args.count)
     for name, value in figures:
         print(f"  {name:44s} {value:>16s}")
-    for name, value in bench_pool(args.model, args.board, args.count * 2, args.window, args.rounds):
+    for name, value in bench_pool(args.model, args.board, args.count * 2, args.window, args.rounds, not args.no_pin):
         print(f"  {name:44s} {value:>16s}")
     return 0
 

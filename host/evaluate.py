@@ -63,6 +63,7 @@ class EvalConfig:
     devices: int = 1                     # emulator instances sharing the inputs (results identical)
     window: int = DEFAULT_WINDOW         # protocol pipelining window per device
     max_restarts: int = DEFAULT_MAX_RESTARTS
+    pin_cpus: bool = True                # each emulator bound to one core (round-robin)
 
 
 @dataclass
@@ -130,6 +131,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="requests in flight per device (protocol pipelining; default: %(default)s)")
     p.add_argument("--max-restarts", type=int, default=DEFAULT_MAX_RESTARTS, metavar="K",
                    help="emulator restarts after a failed device before the run stops (default: %(default)s)")
+    p.add_argument("--no-pin", action="store_true",
+                   help="let the OS place the emulators (default: each bound to one core, round-robin)")
     p.add_argument("--config", type=Path, default=None, metavar="STUDY.toml",
                    help="run a configured study (precisions × attacks × ε; docs/experiments.md) instead")
     p.add_argument("--quick", action="store_true", help="with --config: the config's [quick] overrides (fewer samples)")
@@ -211,7 +214,7 @@ def config_from_args(args: argparse.Namespace) -> EvalConfig:
         model=args.model, float_model=args.float_model, board=args.board, backend=args.backend,
         num=args.num, eps=eps, attacks=attacks, attack_params=attack_params, seed=args.seed,
         dataset=args.dataset, progress=not args.no_progress, devices=args.devices, window=args.window,
-        max_restarts=args.max_restarts,
+        max_restarts=args.max_restarts, pin_cpus=not getattr(args, "no_pin", False),
     )
 
 
@@ -330,10 +333,11 @@ def open_pool(config: EvalConfig, model: Any, firmware: Any = None,
     if config.backend == "device":
         import host.emulator  # noqa: F401  (in the main thread: it installs the SIGTERM handler)
 
-    def opener() -> AbstractContextManager[Any]:
+    def opener(slot: int) -> AbstractContextManager[Any]:
         if firmware is None:
             return backends.open_backend(config.backend, model, config.board)
-        return backends.open_backend(config.backend, model, config.board, elf=firmware.elf)
+        cpus = backends.cpu_for(slot) if config.pin_cpus else None
+        return backends.open_backend(config.backend, model, config.board, elf=firmware.elf, cpus=cpus)
 
     return BackendPool(opener, devices=config.devices, window=config.window, max_restarts=config.max_restarts,
                        log=log)
@@ -707,7 +711,7 @@ def resumed_config(args: argparse.Namespace, argv: list[str], stored: dict[str, 
         "model": path(stored["model"]), "float_model": path(stored["float_model"]), "dataset": path(stored["dataset"]),
     }
     given = _given_options(argv) & set(WORK_OPTIONS)
-    execution = {k: getattr(args, k) for k in ("devices", "window", "max_restarts", "no_progress")}
+    execution = {k: getattr(args, k) for k in ("devices", "window", "max_restarts", "no_progress", "no_pin")}
     candidate = argparse.Namespace(**{**stored_args, **{k: getattr(args, k) for k in given}}, **execution)
     try:
         config = config_from_args(candidate)

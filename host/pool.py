@@ -1,6 +1,6 @@
 """A pool of N instances of one backend (N emulators of the flashed board), one thread each.
 
-    with BackendPool(lambda: open_backend("device", model), devices=2, window=4) as pool:
+    with BackendPool(lambda slot: open_backend("device", model), devices=2, window=4) as pool:
         for batch in pool.run([(index, x_q), ...]):      # results as they arrive, any order
             for index, inference in batch: ...
 
@@ -35,7 +35,7 @@ from host.backends import Backend, Inference
 from host.errors import UserError
 from host.protocol import DeviceError
 
-Opener = Callable[[], AbstractContextManager[Backend]]
+Opener = Callable[[int], AbstractContextManager[Backend]]   # slot -> that device's backend
 Item = tuple[int, np.ndarray]
 
 
@@ -152,7 +152,7 @@ class BackendPool:
     def _serve(self, slot: int) -> None:
         while True:
             try:
-                with self.opener() as backend:
+                with self.opener(slot) as backend:
                     self._attach(slot, backend)
                     try:
                         self._work(slot, backend)

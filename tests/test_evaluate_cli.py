@@ -152,7 +152,7 @@ class CorruptingBackend(backends.ReferenceBackend):
 
 def test_chip_mismatch_reported_with_index_and_bytes(tmp_path: Path, monkeypatch, capsys) -> None:  # noqa: ANN001
     @contextlib.contextmanager
-    def fake_open_backend(kind, model, board=None, elf=None):  # noqa: ANN001, ANN202
+    def fake_open_backend(kind, model, board=None, **pinning):  # noqa: ANN001, ANN003, ANN202
         yield CorruptingBackend(model)
 
     monkeypatch.setattr(backends, "open_backend", fake_open_backend)

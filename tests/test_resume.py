@@ -348,7 +348,7 @@ class FlakyBackend:
 
 def flaky_opener(state: dict):  # noqa: ANN201
     @contextlib.contextmanager
-    def opener() -> Iterator[FlakyBackend]:
+    def opener(slot: int) -> Iterator[FlakyBackend]:
         state["opened"] += 1
         yield FlakyBackend(state)
 
