@@ -57,72 +57,14 @@
 #define CTRL_RX_INT_EN 0x8u
 #define INT_RX 0x2u
 
-#define NVIC_ISER(n) (*(volatile uint32_t *)(0xE000E100u + 4u * (uint32_t)(n)))
-#define NVIC_ICER(n) (*(volatile uint32_t *)(0xE000E180u + 4u * (uint32_t)(n)))
 
-#if UART_RX_IRQ >= 0
-#define RING_MASK (UART_RX_RING_BYTES - 1u)
-_Static_assert((UART_RX_RING_BYTES & RING_MASK) == 0, "UART_RX_RING_BYTES must be a power of two");
-/* With the protocol buffers (.bss.tm_io): a board file may place them in an extra region. */
-static volatile uint8_t ring[UART_RX_RING_BYTES] __attribute__((section(".bss.tm_io")));
-static volatile uint32_t ring_head, ring_tail; /* written by the ISR / by the reader */
-
-void uart_rx_isr(void) {
-    UART_INTCLEAR = INT_RX; /* first: a byte arriving from here on raises it again */
-    /* A full ring leaves the byte in the UART: QEMU holds the next ones back, the reader polls it. */
-    while ((UART_STATE & STATE_RX_FULL) && ring_head - ring_tail < UART_RX_RING_BYTES) {
-        ring[ring_head & RING_MASK] = (uint8_t)UART_DATA;
-        ring_head++;
-    }
-}
-
-void uart_rx_hold(int hold) {
-    if (hold) {
-        NVIC_ICER(UART_RX_IRQ / 32) = 1u << (UART_RX_IRQ % 32);
-    } else {
-        NVIC_ISER(UART_RX_IRQ / 32) = 1u << (UART_RX_IRQ % 32);
-    }
-    __asm volatile("dsb\n\tisb" ::: "memory");
-}
-
-void uart_wait_rx(void) {
-    __asm volatile("cpsid i" ::: "memory");
-    if (ring_head == ring_tail && !(UART_STATE & STATE_RX_FULL)) {
-        __asm volatile("wfi" ::: "memory"); /* a pending interrupt ends it even with PRIMASK set */
-    }
-    __asm volatile("cpsie i" ::: "memory");
-}
-
-uint32_t uart_rx_buffer_bytes(void) { return UART_RX_RING_BYTES; }
-
-int uart_try_read(uint8_t *byte) {
-    int got = 1;
-    __asm volatile("cpsid i" ::: "memory"); /* the ISR must not read the UART between our check and read */
-    if (ring_head != ring_tail) {
-        *byte = ring[ring_tail & RING_MASK];
-        ring_tail++;
-    } else if (UART_STATE & STATE_RX_FULL) { /* a byte the ISR left behind (the ring was full) */
-        *byte = (uint8_t)UART_DATA;
-    } else {
-        got = 0;
-    }
-    __asm volatile("cpsie i" ::: "memory");
-    return got;
-}
-#else
-void uart_rx_isr(void) {}
-void uart_rx_hold(int hold) { (void)hold; }
-void uart_wait_rx(void) {}
-uint32_t uart_rx_buffer_bytes(void) { return 0; }
-
-int uart_try_read(uint8_t *byte) {
-    if (!(UART_STATE & STATE_RX_FULL)) {
-        return 0;
-    }
-    *byte = (uint8_t)UART_DATA;
-    return 1;
-}
-#endif
+/* The shared receive path (uart_rx_ring.h), on this peripheral's registers. */
+#define RX_READY() (UART_STATE & STATE_RX_FULL)
+#define RX_TAKE() (uint8_t)UART_DATA
+#define RX_ACK() (UART_INTCLEAR = INT_RX)
+#define RX_PAUSE() ((void)0)
+#define RX_RESUME() ((void)0)
+#include "uart_rx_ring.h"
 
 void board_init(void) {
     UART_BAUDDIV = UART_CLOCK_HZ / UART_BAUD;

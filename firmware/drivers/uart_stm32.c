@@ -67,8 +67,6 @@
 #define CR1_TE (1u << 3)
 #define CR1_UE (1u << 13)
 
-#define NVIC_ISER(n) (*(volatile uint32_t *)(0xE000E100u + 4u * (uint32_t)(n)))
-#define NVIC_ICER(n) (*(volatile uint32_t *)(0xE000E180u + 4u * (uint32_t)(n)))
 
 #define RCC_BASE 0x40023800u
 #define RCC_AHB1ENR REG(RCC_BASE, 0x30u)
@@ -121,73 +119,10 @@ void uart_write(const uint8_t *data, size_t n) {
 
 /* Reading SR then DR also clears an overrun (ORE), so a lost byte cannot wedge the receiver;
  * the protocol's CRC and timeout deal with the lost byte itself. */
-#if UART_RX_IRQ >= 0
-#define RING_MASK (UART_RX_RING_BYTES - 1u)
-_Static_assert((UART_RX_RING_BYTES & RING_MASK) == 0, "UART_RX_RING_BYTES must be a power of two");
-/* With the protocol buffers (.bss.tm_io): a board file may place them in an extra region. */
-static volatile uint8_t ring[UART_RX_RING_BYTES] __attribute__((section(".bss.tm_io")));
-static volatile uint32_t ring_head, ring_tail;
-
-void uart_rx_isr(void) {
-    while (USART_SR & SR_RXNE) {
-        if (ring_head - ring_tail >= UART_RX_RING_BYTES) {
-            /* Ring full: leave the byte in DR (QEMU holds the next ones back) and stop the
-             * level interrupt; uart_try_read takes it and turns the interrupt on again. */
-            USART_CR1 &= ~CR1_RXNEIE;
-            return;
-        }
-        ring[ring_head & RING_MASK] = (uint8_t)USART_DR;
-        ring_head++;
-    }
-}
-
-void uart_rx_hold(int hold) {
-    if (hold) {
-        NVIC_ICER(UART_RX_IRQ / 32) = 1u << (UART_RX_IRQ % 32);
-    } else {
-        NVIC_ISER(UART_RX_IRQ / 32) = 1u << (UART_RX_IRQ % 32);
-    }
-    __asm volatile("dsb\n\tisb" ::: "memory");
-}
-
-void uart_wait_rx(void) {
-    __asm volatile("cpsid i" ::: "memory");
-    if (ring_head == ring_tail && !(USART_SR & SR_RXNE)) {
-        __asm volatile("wfi" ::: "memory"); /* a pending interrupt ends it even with PRIMASK set */
-    }
-    __asm volatile("cpsie i" ::: "memory");
-}
-
-uint32_t uart_rx_buffer_bytes(void) { return UART_RX_RING_BYTES; }
-
-int uart_try_read(uint8_t *byte) {
-    int got = 1;
-    __asm volatile("cpsid i" ::: "memory");
-    if (ring_head != ring_tail) {
-        *byte = ring[ring_tail & RING_MASK];
-        ring_tail++;
-    } else if (USART_SR & SR_RXNE) { /* a byte the ISR left behind (the ring was full) */
-        *byte = (uint8_t)USART_DR;
-    } else {
-        got = 0;
-    }
-    if (!(USART_CR1 & CR1_RXNEIE)) {
-        USART_CR1 |= CR1_RXNEIE;
-    }
-    __asm volatile("cpsie i" ::: "memory");
-    return got;
-}
-#else
-void uart_rx_isr(void) {}
-void uart_rx_hold(int hold) { (void)hold; }
-void uart_wait_rx(void) {}
-uint32_t uart_rx_buffer_bytes(void) { return 0; }
-
-int uart_try_read(uint8_t *byte) {
-    if (!(USART_SR & SR_RXNE)) {
-        return 0;
-    }
-    *byte = (uint8_t)USART_DR;
-    return 1;
-}
-#endif
+/* The shared receive path (uart_rx_ring.h), on this peripheral's registers. */
+#define RX_READY() (USART_SR & SR_RXNE)
+#define RX_TAKE() (uint8_t)USART_DR
+#define RX_ACK() ((void)0)
+#define RX_PAUSE() (USART_CR1 &= ~CR1_RXNEIE)
+#define RX_RESUME() (USART_CR1 |= CR1_RXNEIE)
+#include "uart_rx_ring.h"

@@ -81,8 +81,6 @@
 #define ISR_TXE (1u << 7)
 #define ICR_ALL 0x00121B5Fu /* PE FE NE ORE IDLE TC LBD CTS RTO EOB CM WUF: clear every flag */
 
-#define NVIC_ISER(n) (*(volatile uint32_t *)(0xE000E100u + 4u * (uint32_t)(n)))
-#define NVIC_ICER(n) (*(volatile uint32_t *)(0xE000E180u + 4u * (uint32_t)(n)))
 
 #define RCC_BASE 0x40021000u
 #define RCC_CR REG(RCC_BASE, 0x00u)
@@ -172,70 +170,10 @@ void uart_write(const uint8_t *data, size_t n) {
     }
 }
 
-#if UART_RX_IRQ >= 0
-#define RING_MASK (UART_RX_RING_BYTES - 1u)
-_Static_assert((UART_RX_RING_BYTES & RING_MASK) == 0, "UART_RX_RING_BYTES must be a power of two");
-static volatile uint8_t ring[UART_RX_RING_BYTES] __attribute__((section(".bss.tm_io")));
-static volatile uint32_t ring_head, ring_tail;
-
-void uart_rx_isr(void) {
-    while (USART_ISR & ISR_RXNE) {
-        if (ring_head - ring_tail >= UART_RX_RING_BYTES) {
-            USART_CR1 &= ~CR1_RXNEIE; /* ring full: uart_try_read takes the byte and re-enables */
-            return;
-        }
-        ring[ring_head & RING_MASK] = (uint8_t)USART_RDR;
-        ring_head++;
-    }
-}
-
-void uart_rx_hold(int hold) {
-    if (hold) {
-        NVIC_ICER(UART_RX_IRQ / 32) = 1u << (UART_RX_IRQ % 32);
-    } else {
-        NVIC_ISER(UART_RX_IRQ / 32) = 1u << (UART_RX_IRQ % 32);
-    }
-    __asm volatile("dsb\n\tisb" ::: "memory");
-}
-
-void uart_wait_rx(void) {
-    __asm volatile("cpsid i" ::: "memory");
-    if (ring_head == ring_tail && !(USART_ISR & ISR_RXNE)) {
-        __asm volatile("wfi" ::: "memory");
-    }
-    __asm volatile("cpsie i" ::: "memory");
-}
-
-uint32_t uart_rx_buffer_bytes(void) { return UART_RX_RING_BYTES; }
-
-int uart_try_read(uint8_t *byte) {
-    int got = 1;
-    __asm volatile("cpsid i" ::: "memory");
-    if (ring_head != ring_tail) {
-        *byte = ring[ring_tail & RING_MASK];
-        ring_tail++;
-    } else if (USART_ISR & ISR_RXNE) {
-        *byte = (uint8_t)USART_RDR;
-    } else {
-        got = 0;
-    }
-    if (!(USART_CR1 & CR1_RXNEIE)) {
-        USART_CR1 |= CR1_RXNEIE;
-    }
-    __asm volatile("cpsie i" ::: "memory");
-    return got;
-}
-#else
-void uart_rx_isr(void) {}
-void uart_rx_hold(int hold) { (void)hold; }
-void uart_wait_rx(void) {}
-uint32_t uart_rx_buffer_bytes(void) { return 0; }
-
-int uart_try_read(uint8_t *byte) {
-    if (!(USART_ISR & ISR_RXNE)) {
-        return 0;
-    }
-    *byte = (uint8_t)USART_RDR;
-    return 1;
-}
-#endif
+/* The shared receive path (uart_rx_ring.h), on this peripheral's registers. */
+#define RX_READY() (USART_ISR & ISR_RXNE)
+#define RX_TAKE() (uint8_t)USART_RDR
+#define RX_ACK() ((void)0)
+#define RX_PAUSE() (USART_CR1 &= ~CR1_RXNEIE)
+#define RX_RESUME() (USART_CR1 |= CR1_RXNEIE)
+#include "uart_rx_ring.h"
