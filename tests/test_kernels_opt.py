@@ -15,14 +15,11 @@ import numpy as np
 import pytest
 
 from host.boards import load_board
-from host.build import build_firmware, cpu_features
+from host.build import cpu_features
 from host.compiler import compile_tflite
-from host.compiler.compile import compile_bytes
-from host.device import boot_elf
 from host.paths import SHARED_DIR
-from host.reference import ReferenceInterpreter
+from tests.support.chip import assert_bit_exact_on_chip
 from tests.support.tflite_builder import ACTIVATIONS, GENERATORS, GraphBuilder, fb
-from tests.test_kernels_native import random_input
 
 pytestmark = [
     pytest.mark.qemu,
@@ -122,21 +119,7 @@ def board_dirs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, object]:
 
 def run_bit_exact(board_name: str, out_dir, data: bytes, label: str, rng: np.random.Generator,  # noqa: ANN001
                   model=None) -> None:  # noqa: ANN001
-    board = load_board(board_name)
-    model = model or compile_bytes(data, name="opt_model")
-    image = build_firmware(model, board, out_dir)
-    reference = ReferenceInterpreter(data)
-    with boot_elf(board, image.elf, model.sha256, timeout_s=60) as device:
-        for k in range(INPUTS_PER_MODEL):
-            xs = [random_input(rng, t.dtype, t.shape) for t in model.inputs]
-            ours, _ = device.infer_arrays(*xs)
-            golden = reference.run(*xs)
-            for i, (a, b) in enumerate(zip(ours, golden, strict=True)):
-                if a.tobytes() != b.tobytes():
-                    a_bits, b_bits = (a.view(np.uint32), b.view(np.uint32)) if a.dtype == np.float32 else (a, b)
-                    where = tuple(int(v) for v in np.argwhere(a_bits != b_bits.reshape(a.shape))[0])
-                    pytest.fail(f"{board_name} {label} input {k} output {i}: first difference at {where}: "
-                                f"chip {a[where]}, TFLM {b.reshape(a.shape)[where]}")
+    assert_bit_exact_on_chip(board_name, out_dir, data, label, rng, model, INPUTS_PER_MODEL)
 
 
 def test_boards_select_the_optimized_kernels() -> None:

@@ -1,0 +1,35 @@
+"""Run a .tflite model as firmware on an emulated board and compare every output with TFLite Micro."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from host.boards import load_board
+from host.build import build_firmware
+from host.compiler import CompiledModel
+from host.compiler.compile import compile_bytes
+from host.device import boot_elf
+from host.reference import ReferenceInterpreter
+from tests.test_kernels_native import random_input
+
+
+def assert_bit_exact_on_chip(board_name: str, out_dir: Path, data: bytes, label: str, rng: np.random.Generator,
+                             model: CompiledModel | None = None, inputs: int = 3) -> None:
+    """Build, boot, run `inputs` random inputs; fail with the first differing element."""
+    board = load_board(board_name)
+    model = model or compile_bytes(data, name="chip_model")
+    image = build_firmware(model, board, out_dir)
+    reference = ReferenceInterpreter(data)
+    with boot_elf(board, image.elf, model.sha256, timeout_s=60) as device:
+        for k in range(inputs):
+            xs = [random_input(rng, t.dtype, t.shape) for t in model.inputs]
+            ours, _ = device.infer_arrays(*xs)
+            for i, (a, b) in enumerate(zip(ours, reference.run(*xs), strict=True)):
+                if a.tobytes() != b.tobytes():
+                    a_bits, b_bits = (a.view(np.uint32), b.view(np.uint32)) if a.dtype == np.float32 else (a, b)
+                    where = tuple(int(v) for v in np.argwhere(a_bits != b_bits.reshape(a.shape))[0])
+                    pytest.fail(f"{board_name} {label} input {k} output {i}: first difference at {where}: "
+                                f"chip {a[where]}, TFLM {b.reshape(a.shape)[where]}")
