@@ -22,17 +22,7 @@
  */
 #include <stdint.h>
 
-#include "board.h"
-
-#ifndef UART_BASE
-#error "UART_BASE must be defined by the board file"
-#endif
-#ifndef UART_CLOCK_HZ
-#define UART_CLOCK_HZ CPU_CLOCK_HZ
-#endif
-#ifndef UART_BAUD
-#define UART_BAUD 115200u
-#endif
+#include "uart_config.h"
 
 #ifndef UART_RX_IRQ
 #if UART_BASE == 0x40011000u

@@ -29,17 +29,7 @@
  * manual) register maps; see docs/boards.md, "Real boards". */
 #include <stdint.h>
 
-#include "board.h"
-
-#ifndef UART_BASE
-#error "UART_BASE must be defined by the board file"
-#endif
-#ifndef UART_CLOCK_HZ
-#define UART_CLOCK_HZ CPU_CLOCK_HZ
-#endif
-#ifndef UART_BAUD
-#define UART_BAUD 115200u
-#endif
+#include "uart_config.h"
 #ifndef UART_LPUART
 #define UART_LPUART 0
 #endif
