@@ -116,17 +116,22 @@ def accuracy_sweeps(panels: Sequence[tuple[str, str, Mapping[str, Sequence[tuple
         if log:
             _eps_axis(ax, eps_all)
             ax.text(0.01, 0.02, "dotted: clean accuracy", transform=ax.transAxes, fontsize=8, color="#555")
-        ax.set_title(title, fontsize=11)
-        ax.set_xlabel(xlabel)
-        ax.set_ylabel("accuracy")
-        ax.set_ylim(-0.03, 1.03)
-        _pct_axis(ax)
-        ax.grid(True, which="both", alpha=0.3)
+        _accuracy_axes(ax, title, xlabel)
     for ax in axes[len(panels):]:
         ax.set_visible(False)
     fig.legend(list(handles.values()), list(handles), loc="outside lower center",
                ncols=min(5 if ncols > 1 else 3, len(handles)), fontsize=9, frameon=False)
     return _png(fig)
+
+
+def _accuracy_axes(ax, title: str, xlabel: str) -> None:  # noqa: ANN001
+    """Title, labels, 0..100 % scale and grid of an accuracy panel."""
+    ax.set_title(title, fontsize=11)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel("accuracy")
+    ax.set_ylim(-0.03, 1.03)
+    _pct_axis(ax)
+    ax.grid(True, which="both", alpha=0.3)
 
 
 def grouped_bars(groups: Sequence[str], series: Mapping[str, Sequence[float | None]], xlabel: str,
@@ -308,12 +313,7 @@ def comparison_overlay(panels: Sequence[tuple[str, str, Mapping[str, Mapping[str
                                   linestyle="-" if r == 0 else "--", linewidth=1.6, label=f"{run}: {model}")
                 handles.setdefault(f"{run}: {model}", line)
         _eps_axis(ax, eps_all)
-        ax.set_title(title, fontsize=11)
-        ax.set_xlabel(xlabel)
-        ax.set_ylabel("accuracy")
-        ax.set_ylim(-0.03, 1.03)
-        _pct_axis(ax)
-        ax.grid(True, which="both", alpha=0.3)
+        _accuracy_axes(ax, title, xlabel)
     for ax in axes[len(panels):]:
         ax.set_visible(False)
     fig.legend(list(handles.values()), list(handles), loc="outside lower center",
