@@ -14,8 +14,6 @@ get_attack(name, **params).
 from __future__ import annotations
 
 import math
-import random
-import sys
 from abc import ABC, abstractmethod
 from typing import Any, ClassVar
 
@@ -25,6 +23,7 @@ from host.attacks.oracle import QueryOracle
 from host.attacks.target import FloatModel
 from host.errors import UserError
 from host.params import Param, at_least_one, in_range, non_negative, one_of, positive  # noqa: F401  (re-exported)
+from host.registry import Registry, seed_everything
 
 THREAT_MODELS = ("white-box", "black-box")
 NEEDS = ("float-model", "oracle", "nothing")
@@ -153,44 +152,29 @@ class Attack(ABC):
 
     def _seed_rngs(self) -> None:
         # ART draws random starts from NumPy's global generator; the patch uses TensorFlow's.
-        seed = int(self.params.get("seed", 0))
-        random.seed(seed)
-        np.random.seed(seed)
-        if "tensorflow" in sys.modules:
-            sys.modules["tensorflow"].random.set_seed(seed)
+        seed_everything(int(self.params.get("seed", 0)))
 
     def describe(self) -> str:
         args = ", ".join(f"{k}={v}" for k, v in self.params.items())
         return f"{self.name}({args})"
 
 
-_REGISTRY: dict[str, type[Attack]] = {}
+_REGISTRY = Registry("attack", "host.attacks")  # host.attacks' __init__ imports every attack module
 
 
 def register(cls: type[Attack]) -> type[Attack]:
     """Class decorator adding an attack to the registry under cls.name."""
     if cls.threat_model not in THREAT_MODELS:
         raise ValueError(f"{cls.__name__}: threat_model must be one of {THREAT_MODELS}")
-    if cls.name in _REGISTRY and _REGISTRY[cls.name] is not cls:
-        raise ValueError(f"attack name '{cls.name}' registered twice")
-    _REGISTRY[cls.name] = cls
-    return cls
+    return _REGISTRY.register(cls)
 
 
 def list_attacks() -> list[str]:
-    _load_builtin_attacks()
-    return sorted(_REGISTRY)
+    return _REGISTRY.names()
 
 
 def attack_class(name: str) -> type[Attack]:
-    _load_builtin_attacks()
-    key = name.strip().lower()
-    if key not in _REGISTRY:
-        raise UserError(
-            f"unknown attack '{name}'",
-            hint=f"available attacks: {', '.join(sorted(_REGISTRY))}",
-        )
-    return _REGISTRY[key]
+    return _REGISTRY.lookup(name)
 
 
 def get_attack(name: str, **params: Any) -> Attack:
@@ -228,6 +212,3 @@ def describe_registry() -> str:
         lines.append(f"{name:12s} {cls.threat_model:10s} {norm:9s} {cls.needs:11s} {cls.description} [{params}]")
     return "\n".join(lines)
 
-
-def _load_builtin_attacks() -> None:
-    import host.attacks  # noqa: F401  (its __init__ imports every attack module)

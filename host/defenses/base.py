@@ -17,8 +17,6 @@ Parameters are validated on construction (UserError naming the defense and the p
 
 from __future__ import annotations
 
-import random
-import sys
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from typing import Any, ClassVar
@@ -27,6 +25,7 @@ import numpy as np
 
 from host.errors import UserError
 from host.params import Param, at_least_one, in_range, non_negative, one_of, positive  # noqa: F401  (re-exported)
+from host.registry import Registry, seed_everything  # noqa: F401  (seed_everything re-exported)
 
 KINDS = ("preprocess", "train")
 
@@ -186,43 +185,25 @@ def check_training_data(
     return np.clip(x, lo, hi).astype(np.float32), y.astype(np.int64)
 
 
-def seed_everything(seed: int) -> None:
-    random.seed(seed)
-    np.random.seed(seed)
-    if "tensorflow" in sys.modules:
-        sys.modules["tensorflow"].random.set_seed(seed)
-
-
-_REGISTRY: dict[str, type[Defense]] = {}
+_REGISTRY = Registry("defense", "host.defenses")  # host.defenses' __init__ imports every defense module
 
 
 def register(cls: type[Defense]) -> type[Defense]:
     """Class decorator adding a defense to the registry under cls.name."""
     if cls.kind not in KINDS:
         raise ValueError(f"{cls.__name__}: kind must be one of {KINDS}")
-    if cls.name in _REGISTRY and _REGISTRY[cls.name] is not cls:
-        raise ValueError(f"defense name '{cls.name}' registered twice")
-    _REGISTRY[cls.name] = cls
-    return cls
+    return _REGISTRY.register(cls)
 
 
 def list_defenses(kind: str | None = None) -> list[str]:
     """Registered defense names (sorted), optionally only one kind."""
-    _load_builtin_defenses()
     if kind is not None and kind not in KINDS:
         raise UserError(f"unknown defense kind '{kind}'", hint=f"kinds: {', '.join(KINDS)}")
-    return sorted(n for n, c in _REGISTRY.items() if kind is None or c.kind == kind)
+    return [n for n in _REGISTRY.names() if kind is None or _REGISTRY[n].kind == kind]
 
 
 def defense_class(name: str) -> type[Defense]:
-    _load_builtin_defenses()
-    key = str(name).strip().lower()
-    if key not in _REGISTRY:
-        raise UserError(
-            f"unknown defense '{name}'",
-            hint=f"available defenses: {', '.join(sorted(_REGISTRY))}",
-        )
-    return _REGISTRY[key]
+    return _REGISTRY.lookup(name)
 
 
 def get_defense(name: str, **params: Any) -> Defense:
@@ -239,6 +220,3 @@ def describe_registry() -> str:
         lines.append(f"{name:18s} {cls.kind:10s} {cls.description} [{params}] ({cls.implementation})")
     return "\n".join(lines)
 
-
-def _load_builtin_defenses() -> None:
-    import host.defenses  # noqa: F401  (its __init__ imports every defense module)
