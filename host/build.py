@@ -241,18 +241,39 @@ def mlperf_defines(model: CompiledModel, model_id: str | None = None) -> dict[st
     return defines
 
 
+def preprocess_defines(model: CompiledModel, preprocess: object, input_range: tuple[float, float]) -> dict[str, str]:
+    """-D defines of the input pre-processing stage (firmware/runtime/preprocess.c, docs/defenses.md):
+    `preprocess` is "squeeze:BITS", "median:WINDOW" or a host.defenses.on_chip.ChipStage."""
+    from host.defenses.on_chip import parse_stage
+
+    stage = parse_stage(preprocess)  # type: ignore[arg-type]
+    if stage is None:
+        return {}
+    if not model.inputs:
+        raise UserError(f"model '{model.name}' has no input for the pre-processing stage {stage.label}")
+    return stage.defines(model.inputs[0], input_range)
+
+
 def build_firmware(model: CompiledModel, board: Board, out_dir: Path | None = None,
-                   mlperf: bool = False, mlperf_model_id: str | None = None) -> FirmwareImage:
+                   mlperf: bool = False, mlperf_model_id: str | None = None,
+                   preprocess: object = None, input_range: tuple[float, float] = (0.0, 1.0)) -> FirmwareImage:
     """Build the firmware; `mlperf` builds the MLPerf Tiny compatibility mode (the EEMBC text protocol,
-    docs/mlperf.md) instead of the framed protocol (into build/<board>/<model>-mlperf by default)."""
+    docs/mlperf.md) instead of the framed protocol (into build/<board>/<model>-mlperf by default).
+    `preprocess` ("squeeze:4", "median:2"): the on-chip input pre-processing stage, for a model input
+    whose `input_range` is the float range it quantizes (into build/<board>/<model>-squeeze4 by default)."""
     if mlperf:
         check_fits(model, board, mlperf)
     else:
         check_fits(model, board)  # (the two-argument call some callers and tests stand in for)
-    out_dir = out_dir or BUILD_DIR / board.name / (model.name + ("-mlperf" if mlperf else ""))
+    pre = preprocess_defines(model, preprocess, input_range)
+    if pre and mlperf:
+        raise UserError("the input pre-processing stage runs in the framed protocol's INFER, not in the MLPerf mode",
+                        hint="drop PREPROCESS or MLPERF")
+    suffix = "-mlperf" if mlperf else (f"-pre{pre['TM_PREPROCESS']}-{pre['TM_PREPROCESS_PARAM']}" if pre else "")
+    out_dir = out_dir or BUILD_DIR / board.name / (model.name + suffix)
     out_dir.mkdir(parents=True, exist_ok=True)
     model_c = model.write(out_dir)
-    defines = mlperf_defines(model, mlperf_model_id) if mlperf else None
+    defines = mlperf_defines(model, mlperf_model_id) if mlperf else (pre or None)
     objs = _compile_all(board, sources(board, model_c), out_dir / "obj", defines)
     return _link(board, objs, out_dir, out_dir / "firmware.elf")
 

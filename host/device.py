@@ -72,8 +72,12 @@ class Device:
         self.board, self.client, self.info = board, client, info
 
     def infer(self, inputs: bytes) -> InferResult:
-        result = self.client.infer(inputs)
-        return InferResult(result.output, result.ticks, self.board.instructions(result.ticks))
+        return self._with_instructions(self.client.infer(inputs))
+
+    def _with_instructions(self, result: InferResult) -> InferResult:
+        pre = result.preprocess_ticks
+        return InferResult(result.output, result.ticks, self.board.instructions(result.ticks),
+                           pre, None if pre is None else self.board.instructions(pre))
 
     def infer_many(self, inputs: Iterable[bytes], window: int | None = None) -> Iterator[InferResult]:
         """One result per input, in order, pipelined: with `window` (default: the client's) > 1
@@ -82,7 +86,7 @@ class Device:
             self.client.set_window(window)
             self.info = self.client.info or self.info
         for result in self.client.infer_many(inputs):
-            yield InferResult(result.output, result.ticks, self.board.instructions(result.ticks))
+            yield self._with_instructions(result)
 
     def infer_arrays(self, *inputs: np.ndarray) -> tuple[list[np.ndarray], InferResult]:
         data = b"".join(np.ascontiguousarray(x, dtype=t.dtype).tobytes()

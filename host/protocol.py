@@ -150,6 +150,18 @@ class DeviceInfo:
     history: int = 1              # requests whose responses it remembers (the largest window)
     replay_bytes: int = 0         # responses up to this size are remembered for all of them
     window: int = 1               # the pipelining window the device accepted
+    preprocess_kind: int = 0      # the firmware's input pre-processing stage: 0 none, 1 squeeze, 2 median
+    preprocess_param: int = 0     # its bits or window
+
+    @property
+    def infer_trailer_bytes(self) -> int:
+        """INFER responses end with u32 pre-processing ticks when the firmware has a stage."""
+        return 4 if self.preprocess_kind else 0
+
+    @property
+    def outputs_inline(self) -> bool:
+        """Whether INFER responses carry the outputs (else READ_OUTPUT fetches them)."""
+        return self.output_bytes <= self.max_payload - 8 - self.infer_trailer_bytes
 
     @property
     def input_bytes(self) -> int:
@@ -200,8 +212,9 @@ def parse_info(payload: bytes) -> DeviceInfo:
         arena, tick_hz, n_ops = r.take("IIH")
         inputs, outputs = r.tensors("input"), r.tensors("output")
         extra = r.take("HBHB") if len(payload) - r.pos >= 6 else (0, 1, 0, 1)  # version 2
+        stage = r.take("BB") if len(payload) - r.pos >= 2 else (0, 0)      # firmware with a pre-processing stage
         return DeviceInfo(version, max_payload, firmware, board, cpu, model, sha, arena, tick_hz, n_ops,
-                          inputs, outputs, *extra)
+                          inputs, outputs, *extra, *stage)
     except struct.error:
         raise DeviceError("malformed INFO response from the device") from None
 
@@ -211,6 +224,8 @@ class InferResult:
     output: bytes
     ticks: int
     instructions: int | None = None
+    preprocess_ticks: int | None = None          # the firmware's pre-processing stage, outside `ticks`
+    preprocess_instructions: int | None = None
 
 
 @dataclass(eq=False)
@@ -323,7 +338,7 @@ class Client:
         if msg_type == Msg.READ_OUTPUT and len(payload) == 6:
             return int(struct.unpack_from("<H", payload, 4)[0])
         if msg_type == Msg.INFER and info is not None:
-            return 8 + info.output_bytes if info.output_bytes <= info.max_payload - 8 else 8
+            return 8 + (info.output_bytes if info.outputs_inline else 0) + info.infer_trailer_bytes
         return None
 
     # ---- the receive loop -----------------------------------------------------------------
@@ -499,7 +514,7 @@ class Client:
             else:
                 writes = self._submit_input(data, info)
                 infer = self.submit(Msg.INFER, b"", timeout_s)
-            reads = [] if info.output_bytes <= info.max_payload - 8 else self._submit_reads(info)
+            reads = [] if info.outputs_inline else self._submit_reads(info)
             inflight.append((writes, infer, reads))
             while inflight and all(r.done for r in (*inflight[0][0], inflight[0][1], *inflight[0][2])):
                 yield self._assemble(*inflight.popleft(), info)
@@ -527,8 +542,9 @@ class Client:
             self.collect(req)
         payload = self.collect(infer)
         (ticks,) = struct.unpack_from("<Q", payload)
-        output = payload[8:] if not reads else b"".join(self.collect(r) for r in reads)
-        return InferResult(output=output, ticks=ticks)
+        output = payload[8:8 + info.output_bytes] if not reads else b"".join(self.collect(r) for r in reads)
+        pre = struct.unpack_from("<I", payload, len(payload) - 4)[0] if info.infer_trailer_bytes else None
+        return InferResult(output=output, ticks=ticks, preprocess_ticks=pre)
 
     def profile(self) -> list[int]:
         """Ticks per op of the last inference."""

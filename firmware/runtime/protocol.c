@@ -9,6 +9,7 @@
 
 #include "board.h"
 #include "crc32.h"
+#include "preprocess.h"
 #include "tm_engine.h"
 
 #ifndef BOARD_NAME
@@ -272,6 +273,11 @@ static void handle_info(const uint8_t *payload, uint32_t length) {
     put_u16(p + n + 3, TM_REPLAY_BYTES);
     p[n + 5] = window;
     n += 6;
+    if (preprocess_kind() != TM_PRE_NONE) { /* the pre-processing stage (preprocess.h) */
+        p[n] = preprocess_kind();
+        p[n + 1] = preprocess_param();
+        n += 2;
+    }
     respond(TM_MSG_INFO | TM_MSG_RESPONSE, p, n);
 }
 
@@ -293,6 +299,15 @@ static void handle_infer(const uint8_t *payload, uint32_t length) {
     }
     /* No interrupt handler inside the measured interval: bytes arriving now wait (board.h). */
     uart_rx_hold(1);
+    /* The pre-processing stage, if built in, is timed on its own: ticks stay the inference's. */
+    const uint64_t pre_start = ticks_now();
+    const int pre_failed = preprocess_input(&tm_model);
+    const uint64_t pre_ticks = ticks_now() - pre_start;
+    if (pre_failed) {
+        uart_rx_hold(0);
+        respond_error(TM_ERR_INFER_FAILED, "pre-processing stage does not suit the model input");
+        return;
+    }
     const uint64_t start = ticks_now();
     const tm_status_t status = tm_invoke(&tm_model);
     const uint64_t elapsed = ticks_now() - start;
@@ -310,10 +325,15 @@ static void handle_infer(const uint8_t *payload, uint32_t length) {
     put_u32(tx, (uint32_t)elapsed);
     put_u32(tx + 4, (uint32_t)(elapsed >> 32));
     const uint32_t out_bytes = io_bytes(tm_model.outputs, tm_model.n_outputs);
+    const uint32_t trailer = preprocess_kind() != TM_PRE_NONE ? 4u : 0u;
     uint32_t n = 8;
-    if (out_bytes <= TM_MAX_PAYLOAD - 8) { /* else the host uses READ_OUTPUT */
+    if (out_bytes <= TM_MAX_PAYLOAD - 8 - trailer) { /* else the host uses READ_OUTPUT */
         copy_io(tm_model.outputs, tm_model.n_outputs, 0, tx + 8, out_bytes, 0);
         n += out_bytes;
+    }
+    if (preprocess_kind() != TM_PRE_NONE) { /* u32 pre-processing ticks last */
+        put_u32(tx + n, (uint32_t)pre_ticks);
+        n += 4;
     }
     respond(TM_MSG_INFER | TM_MSG_RESPONSE, tx, n);
 }

@@ -125,6 +125,10 @@ class Preprocessor(Defense):
             hint="feature-squeezing, median-smoothing and spatial-smoothing with filter=median have one",
         )
 
+    def chip_stage(self) -> Any:
+        """The firmware pre-processing stage doing the same (host.defenses.on_chip.ChipStage), or None."""
+        return None
+
 
 class Trainer(Defense):
     """A defense that produces a new float model (same architecture) by (re-)training."""

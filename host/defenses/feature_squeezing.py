@@ -14,6 +14,7 @@ import numpy as np
 from host.attacks.target import import_art
 from host.defenses.base import Param, Preprocessor, check_input_range, in_range, register
 from host.defenses.integer import squeeze_bits_quantized
+from host.defenses.on_chip import PARAM_RANGES, ChipStage
 
 
 @register
@@ -38,3 +39,8 @@ class FeatureSqueezing(Preprocessor):
         """squeeze_bits_quantized: the integer definition (docs/defenses.md)."""
         check_input_range(input_range, self.name)
         return squeeze_bits_quantized(q, self.params["bit_depth"], scale, zero_point, input_range)
+
+    def chip_stage(self) -> ChipStage | None:
+        """squeeze:bits (the firmware takes 1..16 bits)."""
+        bits = self.params["bit_depth"]
+        return ChipStage("squeeze", bits) if bits <= PARAM_RANGES["squeeze"][1] else None

@@ -20,6 +20,12 @@ import numpy as np
 from host.attacks.target import import_art
 from host.defenses.base import Param, Preprocessor, UserError, at_least_one, check_input_range, one_of, register
 from host.defenses.integer import median_filter_quantized
+from host.defenses.on_chip import PARAM_RANGES, ChipStage
+
+
+def _median_stage(window: int) -> ChipStage | None:
+    """median:window (the firmware takes windows 1..5)."""
+    return ChipStage("median", window) if window <= PARAM_RANGES["median"][1] else None
 
 
 def _art_median(x: np.ndarray, window: int, lo: float, hi: float) -> np.ndarray:
@@ -48,6 +54,9 @@ class MedianSmoothing(Preprocessor):
         """The same rank filter on the integers (exact: the median commutes with quantization)."""
         check_input_range(input_range, self.name)
         return median_filter_quantized(q, self.params["window"])
+
+    def chip_stage(self) -> ChipStage | None:
+        return _median_stage(self.params["window"])
 
 
 @register
@@ -83,3 +92,6 @@ class SpatialSmoothing(Preprocessor):
             )
         check_input_range(input_range, self.name)
         return median_filter_quantized(q, self.params["window"])
+
+    def chip_stage(self) -> ChipStage | None:
+        return _median_stage(self.params["window"]) if self.params["filter"] == "median" else None
