@@ -1,0 +1,136 @@
+"""Our Square attack (L2 and L∞, Andriushchenko et al. 2020) and FAB-T (Croce & Hein 2020):
+small synthetic cases for the update rules, then the digits model (int8 reference oracle for
+Square, the float model for FAB-T)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from host.attacks import FloatModel, ReferenceOracle, get_attack, load_float_model
+from host.attacks.base import perturbation_norm
+from host.attacks.common import art_evasion
+from host.attacks.square import l2_init, l2_update, linf_update, p_at, pyramid, square_side, two_pyramids
+from host.data import load_digits_split
+from host.paths import DEFAULT_FLOAT_MODEL, DEFAULT_MODEL
+
+N = 40
+TOL = 1e-5
+WIDE_BOX = (-100.0, 100.0)  # no clipping: the update rules' norms are exact
+
+
+@pytest.fixture(scope="module")
+def float_model() -> FloatModel:
+    return load_float_model(DEFAULT_FLOAT_MODEL)
+
+
+@pytest.fixture(scope="module")
+def oracle() -> ReferenceOracle:
+    return ReferenceOracle(DEFAULT_MODEL)
+
+
+@pytest.fixture(scope="module")
+def digits(float_model: FloatModel, oracle: ReferenceOracle) -> tuple[np.ndarray, np.ndarray]:
+    """N test digits both the float and the int8 model classify correctly."""
+    _, _, x, y = load_digits_split()
+    ok = (float_model.predict(x).argmax(axis=1) == y) & (oracle.predict_labels(x) == y)
+    return x[ok][:N], y[ok][:N]
+
+
+def in_contract(attack, x: np.ndarray, x_adv: np.ndarray) -> None:  # noqa: ANN001
+    assert x_adv.shape == x.shape and x_adv.dtype == np.float32 and np.all(np.isfinite(x_adv))
+    assert x_adv.min() >= 0.0 and x_adv.max() <= 1.0
+    assert np.all(perturbation_norm(x, x_adv, attack.norm) <= attack.eps + TOL)
+
+
+# ---------------------------------------------------------------- Square: update rules
+
+
+def test_pyramid_peaks_in_the_centre_and_two_pyramids_have_unit_norm_and_opposite_halves() -> None:
+    eta = pyramid(5, 5)
+    assert eta[2, 2] == eta.max() and eta[0, 0] == eta.min() > 0 and np.allclose(eta, eta.T)
+    for side in (2, 3, 4, 7):
+        pattern = two_pyramids(side)
+        assert np.isclose(np.sqrt((pattern**2).sum()), 1.0)
+        assert np.all(pattern[:, : side // 2] >= 0) and np.all(pattern[:, side // 2 :] < 0)
+    assert np.isclose(np.abs(two_pyramids(1)).sum(), 1.0)  # degenerate side: one pixel, no NaN
+
+
+def test_schedule_halves_p_at_the_papers_iterations_rescaled() -> None:
+    assert p_at(0, 10_000, 0.8) == 0.8 and p_at(11, 10_000, 0.8) == 0.4 and p_at(9999, 10_000, 0.8) == 0.8 / 512
+    # Iteration 1 of 100 stands for 100 of 10,000 (past 10 and 50), iteration 3 for 300 (past 200).
+    assert (p_at(0, 100, 0.8), p_at(1, 100, 0.8), p_at(3, 100, 0.8)) == (0.8, 0.2, 0.1)
+    assert square_side(0.8, 32, 32) == 29 and square_side(1e-6, 8, 8, minimum=2) == 2
+
+
+@pytest.mark.parametrize("shape", [(5, 8, 8, 1), (3, 32, 32, 3), (2, 4, 4, 2)])
+def test_l2_start_and_updates_spend_exactly_the_budget_without_nan(shape: tuple[int, ...]) -> None:
+    rng = np.random.default_rng(0)
+    x = rng.random(shape)
+    eps = 0.7
+    best = l2_init(x, eps, WIDE_BOX, rng)
+    assert np.allclose(perturbation_norm(x, best, "2"), eps)
+    for side in (1, 2, 3, shape[1]):
+        best = l2_update(x, best, eps, side, WIDE_BOX, rng)
+        assert np.all(np.isfinite(best)) and np.allclose(perturbation_norm(x, best, "2"), eps)
+    # From x itself (no perturbation yet: ART's 0/0) the whole budget goes into one window.
+    fresh = l2_update(x, x.copy(), eps, 2, WIDE_BOX, rng)
+    assert np.all(np.isfinite(fresh)) and np.allclose(perturbation_norm(x, fresh, "2"), eps)
+    assert np.all(perturbation_norm(x, fresh, "0") <= 4 * shape[-1])
+
+
+def test_linf_update_sets_one_window_per_channel_to_plus_or_minus_eps() -> None:
+    rng = np.random.default_rng(1)
+    x = np.full((4, 8, 8, 3), 0.5)
+    out = linf_update(x, x.copy(), 0.1, 3, (0.0, 1.0), rng)
+    changed = out != x
+    assert np.all(changed.sum(axis=(1, 2)) == 9)  # a 3x3 window in each channel
+    assert np.allclose(np.abs(out - x)[changed], 0.1)
+
+
+# ---------------------------------------------------------------- Square on the int8 digits model
+
+
+def test_square_l2_fools_the_int8_digits_inside_the_ball_and_counts_queries(oracle, digits) -> None:  # noqa: ANN001
+    x, y = digits
+    attack = get_attack("square-l2", eps=1.0, max_iter=200, seed=1)
+    before = oracle.queries
+    x_adv = attack.generate(oracle, x, y)
+    in_contract(attack, x, x_adv)
+    assert attack.last_queries == oracle.queries - before == attack.queries_per_input.sum()
+    assert attack.queries_per_input.max() <= 200 + 1
+    fooled = ReferenceOracle(DEFAULT_MODEL).predict_labels(x_adv) != y
+    assert np.array_equal(fooled, attack.fooled)
+    assert fooled.mean() >= 0.6, f"square-l2 fooled {fooled.sum()}/{len(x)}"  # measured 0.85 on 100 digits
+    again = get_attack("square-l2", eps=1.0, max_iter=200, seed=1).generate(oracle, x, y)
+    assert np.array_equal(x_adv, again)
+
+
+def test_square_l2_restarts_only_add_successes(oracle, digits) -> None:  # noqa: ANN001
+    x, y = digits[0][:12], digits[1][:12]
+    one = get_attack("square-l2", eps=0.5, max_iter=40, seed=2)
+    three = get_attack("square-l2", eps=0.5, max_iter=40, seed=2, restarts=3)
+    one.generate(oracle, x, y)
+    x_adv = three.generate(oracle, x, y)
+    in_contract(three, x, x_adv)
+    assert np.all(three.fooled[one.fooled]) and three.fooled.sum() >= one.fooled.sum()
+
+
+def test_square_linf_is_at_least_as_strong_as_arts_at_the_same_budget(oracle, digits) -> None:  # noqa: ANN001
+    x, y = digits
+    eps, iters = 0.1, 100
+    ours = get_attack("square-linf", eps=eps, max_iter=iters, seed=0)
+    x_ours = ours.generate(oracle, x, y)
+    in_contract(ours, x, x_ours)
+    art = art_evasion("SquareAttack")(
+        oracle.art_classifier(), norm=np.inf, eps=eps, max_iter=iters, p_init=0.05, nb_restarts=1, verbose=False,
+    )
+    np.random.seed(0)
+    before = oracle.queries
+    x_art = art.generate(x, y=y)
+    art_queries = oracle.queries - before
+    reference = ReferenceOracle(DEFAULT_MODEL)
+    ours_fooled = int((reference.predict_labels(x_ours) != y).sum())
+    art_fooled = int((reference.predict_labels(x_art) != y).sum())
+    assert ours_fooled >= art_fooled, f"ours {ours_fooled}, ART {art_fooled} of {len(x)}"
+    assert ours.last_queries <= art_queries
