@@ -2,7 +2,10 @@
  * CONV_2D, int8, for cores with the DSP extension (selected at build time, see
  * docs/engine.md "Optimized kernels").  Same results as ops/conv_2d.c, bit for bit.
  *
- * No im2col buffer: for each output row the valid filter rows are found once;
+ * Filters of up to TM_DSP_GEMM_MAX_TAPS taps per output pixel take the im2col +
+ * matrix product path (conv_2d_gemm.c); larger ones the direct path below.
+ *
+ * Direct path, no im2col buffer: for each output row the valid filter rows are found once;
  * for each output pixel the valid filter columns form one range.  With
  * dilation_w == 1 the taps of a filter row that lie in the image are one
  * contiguous run of input bytes (and of filter bytes), so the dot product runs
@@ -13,6 +16,7 @@
  *
  * Grouped convolutions and int16x8 go to the portable kernel.
  */
+#include "dsp_conv.h"
 #include "dsp_mac.h"
 
 typedef struct {
@@ -97,6 +101,11 @@ tm_status_t tm_kernel_conv_2d_dsp(const tm_model_t *model, const tm_op_t *op) {
     if (!in_t || !f_t || in_t->dtype != TM_INT8 || in_t->rank != 4 || f_t->rank != 4 || out_t->rank != 4 ||
         f_t->dims[3] != in_t->dims[3] || f_t->dims[0] != out_t->dims[3] || !input || !filter || !output) {
         return tm_kernel_conv_2d(model, op); /* int16x8, grouped, or malformed: the portable kernel */
+    }
+    if (tm_dsp_conv_2d_gemm_fits(f_t->dims[1] * f_t->dims[2] * f_t->dims[3])) {
+        tm_dsp_conv_2d_gemm(p, input, filter, (const int32_t *)tm_in_data(model, op, 2), output, in_t->dims, f_t->dims,
+                            out_t->dims);
+        return TM_OK;
     }
     conv_ctx_t c = {
         .p = p, .input = input, .filter = filter, .bias = (const int32_t *)tm_in_data(model, op, 2),

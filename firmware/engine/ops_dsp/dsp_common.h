@@ -76,6 +76,35 @@ static inline int32_t tm_dsp_requantize(int32_t acc, int32_t multiplier, int32_t
     return (x >> right) + ((x & mask) > threshold);
 }
 
+/*
+ * The same for a right shift (shift <= -1, the usual case), with both roundings done on the 64-bit
+ * product: x = floor(y / 2^31) with y = acc * multiplier + 2^30 (SRDHM), then ties away from zero,
+ * floor((x + half - (x < 0)) / 2^right) with half = 2^(right-1); since x < 0 exactly when y < 0 and
+ * floor(floor(z / a) / b) = floor(z / ab), that is floor((y + (half - (y < 0)) * 2^31) / 2^(31+right)).
+ */
+static inline int32_t tm_dsp_requantize_right(int32_t acc, int32_t multiplier, int32_t half, int32_t right_m1) {
+    int64_t y = (int64_t)acc * multiplier + (1LL << 30);
+    const int32_t c = half + (int32_t)(y >> 63);
+    y += (int64_t)c * (1LL << 31);
+    return (int32_t)(y >> 32) >> right_m1;
+}
+
+/* Per-channel requantization constants: multiplier, and for a right shift half and right - 1. */
+typedef struct {
+    int32_t multiplier, shift, half, right_m1;
+} tm_dsp_rq_t;
+
+static inline tm_dsp_rq_t tm_dsp_rq_of(int32_t multiplier, int32_t shift) {
+    const int32_t right = shift < 0 ? -shift : 0;
+    tm_dsp_rq_t q = {multiplier, shift, right > 0 ? (int32_t)(1u << (right - 1)) : 0, right > 0 ? right - 1 : 0};
+    return q;
+}
+
+static inline int32_t tm_dsp_rq_apply(const tm_dsp_rq_t *q, int32_t acc) {
+    return q->shift < 0 ? tm_dsp_requantize_right(acc, q->multiplier, q->half, q->right_m1)
+                        : tm_dsp_requantize(acc, q->multiplier, q->shift);
+}
+
 /* int8 output: requantize, add the output zero point, clamp to the fused activation. */
 static inline int8_t tm_dsp_out_s8(int32_t acc, int32_t multiplier, int32_t shift, int32_t out_offset,
                                    int32_t act_min, int32_t act_max) {

@@ -1,0 +1,17 @@
+/* dsp_conv.h - the im2col + matrix product path of the DSP CONV_2D kernel (conv_2d_gemm.c). */
+#ifndef TM_DSP_CONV_H
+#define TM_DSP_CONV_H
+
+#include "dsp_common.h"
+
+/* Taps per output pixel (f_h * f_w * in_c) the column buffer holds: two pixels of int16 on the
+ * stack, 2 * 1024 * 2 + 16 = 4,112 bytes while a CONV_2D runs (docs/engine.md). */
+#define TM_DSP_GEMM_MAX_TAPS 1024
+
+int tm_dsp_conv_2d_gemm_fits(int taps);
+
+/* int8 CONV_2D (not grouped: filter depth == input depth), NHWC, OHWI filter. */
+void tm_dsp_conv_2d_gemm(const tm_conv_params_t *p, const int8_t *input, const int8_t *filter, const int32_t *bias,
+                         int8_t *output, const int32_t in_dims[4], const int32_t f_dims[4], const int32_t out_dims[4]);
+
+#endif /* TM_DSP_CONV_H */
