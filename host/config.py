@@ -5,6 +5,7 @@
     [dataset]     path, start, num, input_range, [dataset.representative] path/start/num
     [chip]        board, precisions, num
     [[attack]]    name, eps = [...], other parameters of the attack
+    [[defense]]   name, its parameters (data for train-based ones), on_chip = true: its firmware stage on the [chip]
     [quick]       overrides used by --quick, e.g. dataset_num = 50
 
 Relative paths are relative to the directory of the config file. Everything is
@@ -42,6 +43,7 @@ class DefenseSpec:
     kind: str                          # "preprocess" | "train"
     params: dict[str, Any] = field(default_factory=dict)
     train_data: SliceSpec | None = None
+    on_chip: bool = False              # also run its firmware pre-processing stage on the [chip] (docs/defenses.md)
 
     @property
     def label(self) -> str:
@@ -108,6 +110,9 @@ def _parse(doc: dict[str, Any], source: Path, quick: bool) -> Experiment:
                                              "dataset.representative.path"),
                                    _int(rep.get("start", 0), "dataset.representative.start", 0),
                                    _int(rep.get("num", 500), "dataset.representative.num", 1))
+    if any(d.get("on_chip") is True for d in _table_list(doc, "defense")) and not chip.get("board"):
+        raise UserError("a [[defense]] has on_chip = true but there is no [chip] board to run it on",
+                        hint="add [chip] board = \"mps2-an386\" (and precisions), or drop on_chip")
     missing = [p for p in precisions if p != FLOAT and p not in given]
     if missing and representative is None:
         raise UserError(f"precision(s) {missing} have no .tflite in [model] and there is no [dataset.representative] "
@@ -265,8 +270,15 @@ def _defense(table: dict[str, Any], index: int, base: Path) -> DefenseSpec:
     from host.defenses import get_defense
 
     name = str(_required(table, "name", f"defense #{index + 1}")).lower()
-    params = {k: v for k, v in table.items() if k not in ("name", "data")}
+    params = {k: v for k, v in table.items() if k not in ("name", "data", "on_chip")}
     defense = get_defense(name, **params)  # unknown defense (lists the registry) or bad parameter
+    on_chip = table.get("on_chip", False)
+    if not isinstance(on_chip, bool):
+        raise UserError(f"defense '{name}': on_chip must be true or false, got {on_chip!r}")
+    if on_chip and (defense.kind != "preprocess" or defense.chip_stage() is None):
+        raise UserError(f"defense '{name}' ({defense.describe()}) has no firmware pre-processing stage",
+                        hint="on_chip = true works for feature-squeezing (bit_depth 1..16), median-smoothing and "
+                             "spatial-smoothing with filter = median (window 1..5)")
     data = None
     if defense.kind == "train":
         spec = _required(table, "data", f"defense '{name}'")
@@ -278,7 +290,7 @@ def _defense(table: dict[str, Any], index: int, base: Path) -> DefenseSpec:
                          _int(spec["num"], f"defense '{name}' data.num", 1) if "num" in spec else None)
     elif "data" in table:
         raise UserError(f"defense '{name}' is a pre-processing defense: it takes no training data")
-    return DefenseSpec(name, defense.kind, params, data)
+    return DefenseSpec(name, defense.kind, params, data, on_chip)
 
 
 def _attack(table: dict[str, Any], index: int) -> AttackSpec:

@@ -37,6 +37,20 @@ class Target:
     reference: Any                   # host.backends.ReferenceBackend
     chip: Any | None = None          # host.backends.DeviceBackend
     origin: str = ""
+    stage_chips: dict[str, StageChip] = field(default_factory=dict)   # defense label -> its on-chip stage
+
+
+@dataclass
+class StageChip:
+    """A firmware with a defense's pre-processing stage (docs/defenses.md, "On the chip"): it gets the
+    raw quantized input and squeezes or filters it itself before the inference."""
+
+    device: Any                      # host.device.Device
+    stage: Any                       # host.defenses.on_chip.ChipStage
+    input: Any                       # the model input's TensorInfo
+
+    def run(self, x_q: np.ndarray) -> Any:
+        return self.device.infer(np.ascontiguousarray(x_q, dtype=self.input.dtype).tobytes())
 
 
 @dataclass
@@ -120,7 +134,18 @@ def chips(exp: Experiment, targets: dict[str, Target]) -> Iterator[None]:
             image = build_firmware(compiled, board)
             device = stack.enter_context(boot_elf(board, image.elf, compiled.sha256))
             target.chip = DeviceBackend(device, target.model)
+            for label, stage in chip_stages(exp).items():
+                image = build_firmware(compiled, board, preprocess=stage, input_range=exp.input_range)
+                device = stack.enter_context(boot_elf(board, image.elf, compiled.sha256))
+                target.stage_chips[label] = StageChip(device, stage, target.model.input)
         yield
+
+
+def chip_stages(exp: Experiment) -> dict[str, Any]:
+    """The firmware stage of every pre-processing defense with on_chip = true, by its label."""
+    from host.defenses import get_defense
+
+    return {d.label: get_defense(d.name, **d.params).chip_stage() for d in exp.defenses if d.on_chip}
 
 
 # ---------------------------------------------------------------- running models
@@ -186,14 +211,35 @@ def evaluation_metrics(y: np.ndarray, x: np.ndarray, x_adv: np.ndarray, clean: O
 
 
 def defended_metrics(y: np.ndarray, clean: dict[str, Outcome], adv: dict[str, Outcome]) -> dict[str, Any]:
-    """Per pre-processing defense: accuracy and attack success of every host model on defended inputs."""
+    """Per pre-processing defense: accuracy and attack success of every host model on defended inputs;
+    with the stage on the chip also the chip's ("chip:<precision>"), its agreement with the reference
+    on the host's integer pre-processing ("stage-ref:<precision>") and its instructions."""
+    return {name: {"models": {key: _defended_entry(y, clean[name], outcome, key) for key in outcome.preds}}
+            for name, outcome in adv.items()}
+
+
+def _defended_entry(y: np.ndarray, clean: Outcome, adv: Outcome, key: str) -> dict[str, Any]:
     from host import metrics
 
-    return {name: {"models": {key: {"accuracy": float(np.mean(pred == y)),
-                                    "attack_success": metrics.attack_success_rate(
-                                        y, clean[name].preds[key][:len(y)], pred).as_dict()}
-                              for key, pred in outcome.preds.items()}}
-            for name, outcome in adv.items()}
+    pred = adv.preds[key]
+    n = len(pred)
+    entry: dict[str, Any] = {
+        "accuracy": float(np.mean(pred == y[:n])) if n else None,
+        "attack_success": metrics.attack_success_rate(y[:n], clean.preds[key][:n], pred).as_dict()}
+    if not key.startswith("chip:"):
+        return entry
+    precision = key.split(":", 1)[1]
+    same = [a == b for a, b in zip(adv.raw[key], adv.raw[f"stage-ref:{precision}"], strict=True)]
+    pre, inference = adv.instructions.get(f"chip-pre:{precision}", []), adv.instructions.get(key, [])
+    entry.update(n=n, reference_agreement={"identical": int(sum(same)), "of": n,
+                                           "first_mismatch": next((i for i, ok in enumerate(same) if not ok), None)},
+                 preprocess_instructions_median=_median(pre), instructions_median=_median(inference),
+                 total_instructions_median=_median([a + b for a, b in zip(pre, inference, strict=True)]))
+    return entry
+
+
+def _median(values: list[int]) -> float | None:
+    return float(np.median(values)) if values else None
 
 
 def preprocessors(exp: Experiment) -> dict[str, Any]:
@@ -203,10 +249,38 @@ def preprocessors(exp: Experiment) -> dict[str, Any]:
 
 
 def run_defended(x: np.ndarray, defenses: dict[str, Any], float_model: Any, targets: dict[str, Target],
-                 input_range: tuple[float, float], bar: Any) -> dict[str, Outcome]:
-    """Host models on each defense's pre-processed inputs (non-adaptive: attacks ignore the defense)."""
-    return {name: run_all(d.apply(x, input_range), float_model, targets, None, bar, use_chip=False)
-            for name, d in defenses.items()}
+                 input_range: tuple[float, float], bar: Any, chip_num: int | None = None) -> dict[str, Outcome]:
+    """Host models on each defense's pre-processed inputs (non-adaptive: attacks ignore the defense);
+    a defense with its stage on the chip also runs there on the raw inputs."""
+    outcomes = {}
+    for name, d in defenses.items():
+        outcome = run_all(d.apply(x, input_range), float_model, targets, None, bar, use_chip=False)
+        for precision, target in targets.items():
+            if name in target.stage_chips:
+                run_stage_chip(outcome, x, precision, target, target.stage_chips[name], input_range, chip_num, bar)
+        outcomes[name] = outcome
+    return outcomes
+
+
+def run_stage_chip(out: Outcome, x: np.ndarray, precision: str, target: Target, chip: StageChip,
+                   input_range: tuple[float, float], chip_num: int | None, bar: Any) -> None:
+    """The chip pre-processes the quantized input itself; its reference is TFLite Micro on the host's
+    integer pre-processing of the same bytes (host/defenses/integer.py)."""
+    n = len(x) if chip_num is None else min(chip_num, len(x))
+    x_q = target.model.input.quantize(x[:n])
+    staged = chip.stage.reference(x_q, chip.input, input_range)
+    out.raw[f"stage-ref:{precision}"] = [target.reference.run(s).output for s in staged]
+    out.preds[f"stage-ref:{precision}"] = _argmax(out.raw[f"stage-ref:{precision}"], target.model.output.dtype)
+    results = []
+    for s in x_q:
+        results.append(chip.run(s))
+        bar.update(1)
+    key = f"chip:{precision}"
+    out.raw[key] = [r.output for r in results]
+    out.preds[key] = _argmax(out.raw[key], target.model.output.dtype)
+    out.instructions[key] = [int(r.instructions) for r in results if r.instructions is not None]
+    out.instructions[f"chip-pre:{precision}"] = [int(r.preprocess_instructions) for r in results
+                                                  if r.preprocess_instructions is not None]
 
 
 def boundary_distances(y: np.ndarray, x: np.ndarray, sweep: list[tuple[np.ndarray, Outcome]], norm: str,
@@ -308,7 +382,7 @@ def run_experiment(exp: Experiment, progress: bool = True) -> dict[str, Any]:
             evaluations.append({"attack": "clean", "eps": 0.0, **evaluation_metrics(
                 y, x, x, clean, clean, [FLOAT, *targets])})
             defenses = preprocessors(exp)
-            clean_defended = run_defended(x, defenses, float_model, targets, exp.input_range, bar)
+            clean_defended = run_defended(x, defenses, float_model, targets, exp.input_range, bar, exp.chip_num)
             if defenses:
                 evaluations[-1]["defended"] = defended_metrics(y, clean_defended, clean_defended)
             for spec in exp.attacks:
@@ -363,8 +437,12 @@ def defended_study(exp: Experiment, spec: Any, float_keras: Any, progress: bool)
 
 def _summary(evaluations: list[dict[str, Any]]) -> dict[str, Any]:
     chip = [m["reference_agreement"] for e in evaluations for m in e["models"].values() if "reference_agreement" in m]
+    staged = [m["reference_agreement"] for e in evaluations for d in e.get("defended", {}).values()
+              for m in d["models"].values() if "reference_agreement" in m]
     return {"chip_inferences": sum(a["of"] for a in chip),
             "chip_mismatches": sum(a["of"] - a["identical"] for a in chip),
+            "defended_chip_inferences": sum(a["of"] for a in staged),
+            "defended_chip_mismatches": sum(a["of"] - a["identical"] for a in staged),
             "evaluations": len(evaluations)}
 
 
@@ -391,7 +469,7 @@ def _run_attack(spec: AttackSpec, exp: Experiment, x: np.ndarray, y: np.ndarray,
         label = spec.name if eps is None else f"{spec.name} ε={eps:g}"
         bar.write(f"{label}: crafted in {crafted:.1f} s; accuracy {accuracy}", file=sys.stderr)
         if defenses:
-            adv_defended = run_defended(x_adv, defenses, float_model, targets, exp.input_range, bar)
+            adv_defended = run_defended(x_adv, defenses, float_model, targets, exp.input_range, bar, exp.chip_num)
             evaluations[-1]["defended"] = defended_metrics(y[:n], clean_defended, adv_defended)
         sweep.append((x_adv, adv))
         gallery.append(gallery_entry(spec.name, evaluations[-1]["eps"], x_adv, adv.preds, GALLERY_SAMPLES))
@@ -419,7 +497,7 @@ def _subset(outcome: Outcome, n: int) -> Outcome:
 
 def _work(exp: Experiment, n: int, targets: dict[str, Target]) -> int:
     per_set = n * len(targets) * (1 + len(preprocessors(exp))) + sum(
-        min(n, exp.chip_num or n) for t in targets.values() if t.chip is not None)
+        min(n, exp.chip_num or n) * (1 + len(t.stage_chips)) for t in targets.values() if t.chip is not None)
     sets = 1 + sum(len(a.eps) for a in exp.attacks)
     return per_set * sets
 
@@ -439,6 +517,7 @@ def _describe(exp: Experiment, targets: dict[str, Target]) -> dict[str, Any]:
                        for p, t in targets.items()},
         "dataset": {"path": str(exp.dataset.path), "start": exp.dataset.start, "num": exp.dataset.num,
                     "input_range": list(exp.input_range)},
-        "chip": {"board": exp.chip_board, "precisions": list(exp.chip_precisions), "num": exp.chip_num},
+        "chip": {"board": exp.chip_board, "precisions": list(exp.chip_precisions), "num": exp.chip_num,
+                 "preprocess_stages": {label: stage.label for label, stage in chip_stages(exp).items()}},
         "attacks": [{"name": a.name, "eps": list(a.eps), "params": a.params} for a in exp.attacks],
     }

@@ -281,12 +281,42 @@ def _bitwidth_section(document: dict[str, Any]) -> list[str]:
             _markdown_table(header, rows), ""]
 
 
+def defense_chip_rows(document: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
+    """Pre-processing defenses whose stage ran on the chip (on_chip = true): the chip's accuracy, the
+    reference's on the host's integer pre-processing, bit-exactness and median instructions."""
+    rows = []
+    for e in document["evaluations"]:
+        for name, defended in sorted(e.get("defended", {}).items()):
+            for key, m in defended["models"].items():
+                if not key.startswith("chip:"):
+                    continue
+                precision = key.split(":", 1)[1]
+                agree = m["reference_agreement"]
+                rows.append([name, e["attack"], "–" if not e["eps"] else f"{e['eps']:g}", precision,
+                             _pct(m["accuracy"]), _pct(defended["models"][f"stage-ref:{precision}"]["accuracy"]),
+                             f"{agree['identical']}/{agree['of']}", *(_instructions(m.get(k)) for k in (
+                                 "preprocess_instructions_median", "instructions_median",
+                                 "total_instructions_median"))])
+    header = ["defense", "attack", "ε", "precision", "chip acc", "ref acc (integer stage)", "chip = ref",
+              "pre-processing instr", "inference instr", "total instr"]
+    return header, rows
+
+
+def _instructions(value: float | None) -> str:
+    return "–" if value is None else f"{value:,.0f}"
+
+
 def _defense_section(document: dict[str, Any]) -> list[str]:
     if not document.get("defended_models") and not any("defended" in e for e in document["evaluations"]):
         return []
     header, rows = defense_rows(document)
-    return ["## Defenses (host models; pre-processing defenses against attacks that ignore them)", "",
-            _markdown_table(header, rows), ""]
+    parts = ["## Defenses (host models; pre-processing defenses against attacks that ignore them)", "",
+             _markdown_table(header, rows), ""]
+    chip_header, chip_rows = defense_chip_rows(document)
+    if chip_rows:
+        parts += ["### Pre-processing on the chip (the firmware stage; medians over the inputs)", "",
+                  _markdown_table(chip_header, chip_rows), ""]
+    return parts
 
 
 def write_study(document: dict[str, Any], out_dir: Path) -> dict[str, Path]:
