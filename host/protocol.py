@@ -13,6 +13,8 @@ type, and can keep several requests in flight (`window`, `infer_many`).
 from __future__ import annotations
 
 import contextlib
+import functools
+import os
 import struct
 import time
 import zlib
@@ -163,11 +165,11 @@ class DeviceInfo:
         """Whether INFER responses carry the outputs (else READ_OUTPUT fetches them)."""
         return self.output_bytes <= self.max_payload - 8 - self.infer_trailer_bytes
 
-    @property
+    @functools.cached_property
     def input_bytes(self) -> int:
         return sum(t.nbytes for t in self.inputs)
 
-    @property
+    @functools.cached_property
     def output_bytes(self) -> int:
         return sum(t.nbytes for t in self.outputs)
 
@@ -287,6 +289,7 @@ class Client:
         self._session_window = 1
         self._last_write = 0.0
         self._rtt: dict[int, float] = {}
+        self._socket_fd = _socket_fd(transport)
 
     # ---- requests -----------------------------------------------------------------------
 
@@ -321,7 +324,10 @@ class Client:
         if not self.pending:
             return True
         info = self.info
-        if info is None or len(self.pending) >= self._session_window:
+        # A sliding window in seq space, not a count: the device replays only its last
+        # `history` requests, so nothing may go out `window` seqs or more past the oldest
+        # unanswered one (whose response may yet have to be replayed).
+        if info is None or (self.seq % 255 + 1 - self.pending[0].seq) % 255 >= self._session_window:
             return False
         # Every request in flight must stay replayable while later ones run ...
         if any(r.response_bytes is None or r.response_bytes > info.replay_bytes for r in self.pending):
@@ -447,10 +453,20 @@ class Client:
         """Block for one byte (up to the transport timeout), then take what is waiting."""
         try:
             data = self.transport.read(1) or b""
-            waiting = getattr(self.transport, "in_waiting", 0) if data else 0
-            return data + (self.transport.read(waiting) if waiting else b"")
+            return data + self._read_waiting() if data else data
         except (OSError, SerialException) as err:
             raise self._link_lost(err) from None
+
+    def _read_waiting(self) -> bytes:
+        """What has already arrived, without blocking. pyserial's socket:// port reports
+        `in_waiting` as 0 or 1, which would cost two system calls per byte: read its
+        (non-blocking) socket directly."""
+        if self._socket_fd is not None:
+            with contextlib.suppress(BlockingIOError, InterruptedError):
+                return os.read(self._socket_fd, 65536)
+            return b""
+        waiting = getattr(self.transport, "in_waiting", 0)
+        return self.transport.read(waiting) if waiting else b""
 
     def _write(self, data: bytes) -> None:
         try:
@@ -551,6 +567,13 @@ class Client:
         payload = self.request(Msg.PROFILE)
         (count,) = struct.unpack_from("<H", payload)
         return list(struct.unpack_from(f"<{count}I", payload, 2))
+
+
+def _socket_fd(transport: Transport) -> int | None:
+    """The descriptor of a pyserial socket:// port (non-blocking once connected), else None."""
+    from serial.urlhandler.protocol_socket import Serial as SocketSerial
+
+    return transport.fileno() if isinstance(transport, SocketSerial) and transport.is_open else None
 
 
 def _error_frame(frame: Frame) -> DeviceErrorFrame:

@@ -195,8 +195,8 @@ class ReplayingDevice:
     """A fake v2 device: runs each new (type, seq, payload) once, answers repeats from its record;
     `runs` counts executions. `lose` decides per (direction, type, seq, copy) to drop a frame."""
 
-    def __init__(self, lose=lambda direction, msg_type, seq, copy: False) -> None:  # noqa: ANN001
-        self.lose = lose
+    def __init__(self, lose=lambda direction, msg_type, seq, copy: False, keep: int = 1000) -> None:  # noqa: ANN001
+        self.lose, self.keep = lose, keep      # keep: requests remembered (the firmware: 4)
         self.history: dict[tuple[int, int, bytes], bytes] = {}
         self.runs: dict[int, int] = {}
         self.copies: dict[tuple[str, int, int], int] = {}
@@ -214,6 +214,8 @@ class ReplayingDevice:
         if key not in self.history:
             self.runs[seq] = self.runs.get(seq, 0) + 1
             self.history[key] = self._run(msg_type, seq, payload)
+            if len(self.history) > self.keep:
+                del self.history[next(iter(self.history))]
         if self.lose("response", msg_type, seq, self._copy("response", msg_type, seq)):
             return b""
         return self.history[key]
@@ -305,3 +307,14 @@ def test_pipelined_inferences_keep_order_through_a_lost_response() -> None:
     assert [r.ticks for r in results] == list(range(1, 13))       # each ran once, in order
     assert max(device.runs.values()) == 1 and client.retries >= 1
     assert not client.pending
+
+
+def test_window_slides_from_the_oldest_unanswered_request() -> None:
+    # The response to seq 5 is lost twice; later ones arrive. Sending more than `window` seqs past
+    # seq 5 would push it out of a 4-request history, so its retransmission would run again.
+    device = ReplayingDevice(lambda d, t, s, copy: d == "response" and s == 5 and copy <= 2, keep=4)
+    client = fast_client(FakeTransport(device), window=4)
+    client.handshake()
+    results = list(client.infer_many([bytes([i]) * 64 for i in range(12)]))
+    assert [r.output for r in results] == [bytes([i]) * 10 for i in range(12)]
+    assert max(device.runs.values()) == 1

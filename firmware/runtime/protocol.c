@@ -423,8 +423,14 @@ static void frame_complete(parser_t *p) {
     if (window > 1 && !hello) {
         /* Pipelining: run strictly in order. A seq a little ahead means the ones before it
          * were lost on the way: refuse it (the host sends them again, in order). A seq far
-         * ahead is a new start; one behind (not in the history) runs without moving on. */
+         * ahead is a new start. One behind that is no longer in the history is a stale copy
+         * (e.g. held up on the line past the host's retransmission): running it again could
+         * overwrite a newer input chunk, so it is refused. */
         const uint32_t ahead = seq_ahead(expected_seq, seq);
+        if (ahead >= 128u) {
+            send_error(seq, TM_ERR_REPLAY_LOST, type, "request already run; its response is no longer kept");
+            return;
+        }
         if (ahead >= 1 && ahead < window) {
             char message[] = "out of order: expected seq 000";
             message[sizeof message - 4] = (char)('0' + expected_seq / 100);
@@ -433,9 +439,7 @@ static void frame_complete(parser_t *p) {
             send_error(seq, TM_ERR_SEQ_GAP, type, message);
             return;
         }
-        if (ahead < 128) {
-            expected_seq = seq_next(seq);
-        }
+        expected_seq = seq_next(seq);
     }
     current.type = type;
     current.seq = seq;
