@@ -100,8 +100,9 @@ def bench_pool(model_path: Path, board_name: str, count: int, window: int, round
     reference = ReferenceBackend(io)
     rng = np.random.default_rng(1)
     items = [(i, rng.integers(-128, 128, io.input.shape, dtype=np.int8)) for i in range(count)]
-    rates: dict[int, list[float]] = {1: [], 2: []}
-    cpu: dict[int, list[tuple[float, float]]] = {1: [], 2: []}
+    modes = [(devices, overlap) for overlap in (False, True) for devices in (1, 2)]
+    rates: dict[tuple[int, bool], list[float]] = {mode: [] for mode in modes}
+    cpu: dict[tuple[int, bool], list[tuple[float, float]]] = {mode: [] for mode in modes}
     with tempfile.TemporaryDirectory() as tmp:
         image = build_firmware(compiled, board, Path(tmp) / "fw")
 
@@ -120,26 +121,30 @@ def bench_pool(model_path: Path, board_name: str, count: int, window: int, round
                     for _ in pool.run(items[:16]):  # warm up: every device answered
                         pass
                 for _ in range(rounds):
-                    for devices, pool in pools.items():
+                    for devices, overlap in modes:
                         cpu_qemu, cpu_host = _cpu_seconds(qemus[devices]), _self_cpu_seconds()
                         start = time.perf_counter()
-                        for batch in pool.run(items):
+                        for batch in pools[devices].run(items):
                             for index, _ in batch:
-                                reference.run(items[index][1])   # the evaluator's host work, overlapped
-                        rates[devices].append(count / (time.perf_counter() - start))
-                        cpu[devices].append(((_cpu_seconds(qemus[devices]) - cpu_qemu) / count * 1e3,
-                                             (_self_cpu_seconds() - cpu_host) / count * 1e3))
+                                if overlap:
+                                    reference.run(items[index][1])   # the evaluator's host work
+                        rates[devices, overlap].append(count / (time.perf_counter() - start))
+                        cpu[devices, overlap].append(
+                            ((_cpu_seconds(qemus[devices]) - cpu_qemu) / count * 1e3,
+                             (_self_cpu_seconds() - cpu_host) / count * 1e3))
     rows = []
-    for devices in (1, 2):
-        label = f"{devices} device{'s' * (devices > 1)}{'' if pin else ', not pinned'}"
-        rows.append((f"chip part inferences/s, {label} (window {window})",
-                     f"{statistics.median(rates[devices]):.1f}"))
-        rows.append((f"  rounds, {label}", " ".join(f"{r:.0f}" for r in rates[devices])))
-        rows.append((f"  CPU/inference QEMU / host, {label}",
-                     f"{statistics.median(c[0] for c in cpu[devices]):.2f} / "
-                     f"{statistics.median(c[1] for c in cpu[devices]):.2f} ms"))
-    ratios = [b / a for a, b in zip(rates[1], rates[2], strict=True)]
-    rows.append(("2 devices / 1 device (median of rounds)", f"{statistics.median(ratios):.2f}x"))
+    for overlap in (False, True):
+        what = "with the reference run alongside" if overlap else "devices only"
+        for devices in (1, 2):
+            mode = devices, overlap
+            label = f"{devices} device{'s' * (devices > 1)}{'' if pin else ', not pinned'}"
+            rows.append((f"inferences/s, {label}, {what}", f"{statistics.median(rates[mode]):.1f}"))
+            rows.append(("  rounds", " ".join(f"{r:.0f}" for r in rates[mode])))
+            rows.append(("  CPU/inference QEMU / host",
+                         f"{statistics.median(c[0] for c in cpu[mode]):.2f} / "
+                         f"{statistics.median(c[1] for c in cpu[mode]):.2f} ms"))
+        ratios = [b / a for a, b in zip(rates[1, overlap], rates[2, overlap], strict=True)]
+        rows.append((f"2 devices / 1 device, {what}", f"{statistics.median(ratios):.2f}x"))
     rows.append(("load average (1 min) after the runs", f"{os.getloadavg()[0]:.2f}"))
     return rows
 
