@@ -14,6 +14,7 @@ SUDO         := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 help:
 	@echo "make flash [BOARD=$(BOARD)] [MODEL=$(MODEL)]  compile model, build firmware, flash/install it"
+	@echo "           [PREPROCESS=squeeze:4|median:2]      with an input pre-processing stage (docs/defenses.md)"
 	@echo "python -m host.evaluate                         evaluate the flashed board (see README)"
 	@echo "make test        default test suite (< 15 min)"
 	@echo "make test-slow   long tests"

@@ -160,6 +160,11 @@ def _check_device_matches(info: object, model: ModelIO) -> None:
     inputs, outputs = getattr(info, "inputs", None), getattr(info, "outputs", None)
     if inputs and outputs and (inputs[0].shape != model.input.shape or outputs[0].shape != model.output.shape):
         raise UserError("the board's model I/O shapes differ from the given model's; re-flash it")
+    if getattr(info, "preprocess_kind", 0):
+        raise UserError("the flashed firmware pre-processes its inputs (make flash PREPROCESS=...): its outputs "
+                        "are not the reference's on the raw inputs",
+                        hint="re-flash without PREPROCESS, or measure the stage with python -m "
+                             "host.defenses.chip_cost / a study with on_chip = true (docs/defenses.md)")
 
 
 @contextmanager

@@ -30,6 +30,7 @@ from host.errors import UserError, run_cli
 from host.paths import DEFAULT_BOARD, DEFAULT_MODEL, ROOT
 
 MLPERF_ENV, MLPERF_MODEL_ENV = "MLPERF", "MLPERF_MODEL"   # make flash MLPERF=1 [MLPERF_MODEL=kws01]
+PREPROCESS_ENV, PREPROCESS_RANGE_ENV = "PREPROCESS", "PREPROCESS_RANGE"   # make flash PREPROCESS=squeeze:4
 
 
 def install(image: FirmwareImage, model: CompiledModel, model_path: Path, board: Board,
@@ -65,11 +66,15 @@ def _display(path: Path) -> str:
 
 def flash(model_path: Path, board_name: str, mlperf: bool = False, mlperf_model_id: str | None = None,
           probe: str | None = None, port: str | None = None,
-          drive: Path | None = None) -> tuple[FirmwareImage, CompiledModel, Path]:
+          drive: Path | None = None, preprocess: str | None = None,
+          input_range: tuple[float, float] = (0.0, 1.0)) -> tuple[FirmwareImage, CompiledModel, Path]:
     board = load_board(board_name)
     model = compile_tflite(model_path)  # clear errors for missing / non-TFLite / unsupported models
-    image = build_firmware(model, board, mlperf=mlperf, mlperf_model_id=mlperf_model_id)
+    image = build_firmware(model, board, mlperf=mlperf, mlperf_model_id=mlperf_model_id,
+                           preprocess=preprocess, input_range=input_range)
     extra: dict = {"mode": "mlperf" if mlperf else "protocol", "flash_method": board.method}
+    if preprocess:
+        extra["preprocess"] = preprocess
     if board.method != "emulator":
         extra.update(program(image, board, probe, port, drive))
     return image, model, install(image, model, model_path, board, extra)
@@ -117,14 +122,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--port", metavar="PORT", help="real boards: the serial port (device path or pyserial URL) "
                                                    "instead of finding it by USB VID:PID")
     p.add_argument("--drive", type=Path, metavar="PATH", help="real boards, mass_storage: the probe's mounted drive")
+    p.add_argument("--preprocess", default=os.environ.get(PREPROCESS_ENV) or None, metavar="STAGE",
+                   help="input pre-processing stage on the chip: squeeze:BITS or median:WINDOW "
+                        f"(also {PREPROCESS_ENV}=; docs/defenses.md)")
+    p.add_argument("--preprocess-range", default=os.environ.get(PREPROCESS_RANGE_ENV) or "0,1", metavar="LO,HI",
+                   help="the model input's float range, where squeezing puts its levels (default 0,1)")
     return p
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     started = time.monotonic()
+    from host.check import _parse_range
+
     image, model, target = flash(args.model, args.board, args.mlperf, args.mlperf_model, args.probe, args.port,
-                                 args.drive)
+                                 args.drive, args.preprocess, _parse_range(args.preprocess_range))
     print(f"model    {args.model}: {len(model.ops)} ops, arena {model.arena_bytes:,} B, "
           f"weights {model.weights_bytes:,} B")
     for line in image.usage_lines():
@@ -133,6 +145,11 @@ def main(argv: list[str] | None = None) -> int:
           f"{image.flash_bytes - model.weights_bytes:,}; RAM is the peak (statics, arena, stack: no heap)")
     print(f"flashed  {image.board.name} ({image.board.description.split(':')[0]}): {target / 'firmware.elf'} "
           f"in {time.monotonic() - started:.1f} s" + (" [MLPerf Tiny mode]" if args.mlperf else ""))
+    if args.preprocess:
+        print(f"stage    {args.preprocess} on the input before every inference; INFER reports its ticks apart "
+              "(docs/protocol.md)")
+        print("next     python -m host.defenses.chip_cost, or a study with on_chip = true (docs/defenses.md)")
+        return 0
     print("next     the MLPerf Tiny runner, see docs/mlperf.md" if args.mlperf else "next     python -m host.evaluate")
     return 0
 

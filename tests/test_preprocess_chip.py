@@ -262,3 +262,25 @@ num = 8
         load_experiment(config)
     config.write_text(base + '[chip]\nboard = "mps2-an386"\n[[defense]]\nname = "median-smoothing"\non_chip = true\n')
     assert load_experiment(config).defenses[0].on_chip
+
+
+@needs_chip
+def test_flash_with_a_stage(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """make flash PREPROCESS=median:2 (into a private flash folder, not the shared default one): the manifest
+    names the stage, the device reports it, and host.evaluate's backend refuses to compare it with the
+    reference on raw inputs."""
+    import json
+
+    import host.device
+    from host.backends import DeviceBackend, ModelIO
+    from host.flash import main as flash_main
+
+    monkeypatch.setattr(host.device, "flash_dir", lambda board: tmp_path / board)
+    monkeypatch.setenv("PREPROCESS", "median:2")
+    assert flash_main(["--board", BOARD, "--model", str(DEFAULT_MODEL)]) == 0
+    assert json.loads((tmp_path / BOARD / "manifest.json").read_text())["preprocess"] == "median:2"
+    with host.device.open_device(BOARD) as device:
+        assert (device.info.preprocess_kind, device.info.preprocess_param) == (2, 2)
+        assert device.infer(bytes(64)).preprocess_instructions > 0
+        with pytest.raises(UserError, match="pre-processes its inputs"):
+            DeviceBackend(device, ModelIO.from_bytes(DEFAULT_MODEL.read_bytes()))
