@@ -13,6 +13,7 @@ from host.attacks import (  # noqa: F401  (registers the attacks)
     cw_linf,
     deepfool,
     ead,
+    fab_t,
     fgsm,
     geoda,
     hopskipjump,

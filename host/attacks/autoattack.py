@@ -1,13 +1,16 @@
-"""AutoAttack (Croce & Hein 2020), standard L∞ ensemble minus FAB-T: APGD-CE, APGD-T, Square.
+"""AutoAttack (Croce & Hein 2020), the standard L∞ ensemble: APGD-CE, APGD-T, FAB-T, Square.
 
-Each stage runs only on the inputs every earlier stage left correctly classified.  Composed from
-our registry attacks rather than ART's AutoAttack: that class imports the undeclared optional
-package `multiprocess` in generate (ModuleNotFoundError here) and its default ensemble is not the
-standard one (APGD-DLR untargeted and DeepFool instead of APGD-T and FAB-T).  ART 1.20 has no FAB.
-Square runs on the float model through a FloatOracle (its queries are in `last_queries`).
+Each stage runs only on the inputs every earlier stage left correctly classified (by the float
+model).  Composed from our registry attacks rather than ART's AutoAttack: that class imports the
+undeclared optional package `multiprocess` in generate (ModuleNotFoundError here) and its default
+ensemble is not the standard one (APGD-DLR untargeted and DeepFool instead of APGD-T and FAB-T);
+ART 1.20 has no FAB, so FAB-T is ours (host/attacks/fab_t.py).  Square runs on the float model
+through a FloatOracle (its queries are in `last_queries`).
 """
 
 from __future__ import annotations
+
+from typing import Any
 
 import numpy as np
 
@@ -16,34 +19,41 @@ from host.attacks.base import BATCH_SIZE, SEED, Attack, Param, at_least_one, get
 from host.attacks.oracle import FloatOracle
 from host.attacks.target import FloatModel
 
+STAGES = ("apgd-ce", "apgd-t", "fab-t", "square-linf")
+
 
 @register
 class AutoAttack(Attack):
     name = "autoattack"
     threat_model = "white-box"
     norm = "inf"
-    description = "AutoAttack ensemble: apgd-ce, apgd-t, square-linf on the float model (no FAB-T: not in ART)"
-    art_class = "AutoProjectedGradientDescent ×2 + SquareAttack"
+    description = "AutoAttack standard ensemble: apgd-ce, apgd-t, fab-t, square-linf on the float model"
+    art_class = "AutoProjectedGradientDescent ×2 + FAB-T (ours) + Square (ours)"
     params_spec = (
         AA_EPS, APGD_ITER,
-        Param("n_targets", int, 9, "APGD-T target classes", at_least_one),
+        Param("n_targets", int, 9, "APGD-T and FAB-T target classes", at_least_one),
+        Param("fab_max_iter", int, 100, "FAB-T iterations per target (AutoAttack: 100)", at_least_one),
         Param("square_max_iter", int, 5000, "Square iterations (queries per input, AutoAttack: 5000)", at_least_one),
         SEED, BATCH_SIZE,
     )
 
-    def _generate(self, model: FloatModel, x: np.ndarray, y: np.ndarray) -> np.ndarray:
-        common = {"eps": self.eps, "seed": self.params["seed"]}
-        batch = {"batch_size": self.params["batch_size"]}
-        stages = [
-            (get_attack("apgd-ce", max_iter=self.params["max_iter"], **common, **batch), model),
-            (get_attack("apgd-t", max_iter=self.params["max_iter"], n_targets=self.params["n_targets"],
-                        **common, **batch), model),
-            (get_attack("square-linf", max_iter=self.params["square_max_iter"], **common), FloatOracle(model)),
+    def _stages(self, model: FloatModel) -> list[tuple[Attack, Any]]:
+        p = self.params
+        common = {"eps": self.eps, "seed": p["seed"]}
+        batch = {"batch_size": p["batch_size"]}
+        targets = {"n_targets": p["n_targets"]}
+        return [
+            (get_attack("apgd-ce", max_iter=p["max_iter"], **common, **batch), model),
+            (get_attack("apgd-t", max_iter=p["max_iter"], **targets, **common, **batch), model),
+            (get_attack("fab-t", max_iter=p["fab_max_iter"], **targets, **common, **batch), model),
+            (get_attack("square-linf", max_iter=p["square_max_iter"], **common), FloatOracle(model)),
         ]
+
+    def _generate(self, model: FloatModel, x: np.ndarray, y: np.ndarray) -> np.ndarray:
         x_adv = x.copy()
         robust = model.predict(x).argmax(axis=1) == y
-        self.stage_fooled: dict[str, int] = {}
-        for attack, target in stages:
+        self.stage_fooled: dict[str, int] = dict.fromkeys(STAGES, 0)  # inputs each stage fooled first
+        for attack, target in self._stages(model):
             idx = np.flatnonzero(robust)
             if idx.size == 0:
                 break
