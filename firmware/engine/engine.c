@@ -32,8 +32,10 @@ void *tm_tensor_ptr(const tm_model_t *model, int tensor_index) {
 #endif
 #if defined(TM_OPT_DSP)
 #define TM_DEPTHWISE_CONV_2D tm_kernel_depthwise_conv_2d_dsp
+#define TM_ADD tm_kernel_add_dsp
 #else
 #define TM_DEPTHWISE_CONV_2D tm_kernel_depthwise_conv_2d
+#define TM_ADD tm_kernel_add
 #endif
 
 typedef tm_status_t (*tm_kernel_fn)(const tm_model_t *model, const tm_op_t *op);
@@ -47,7 +49,7 @@ static tm_kernel_fn kernel_for(uint8_t kind) {
     case TM_OP_AVERAGE_POOL_2D: return tm_kernel_average_pool_2d;
     case TM_OP_RESHAPE: return tm_kernel_reshape;
     case TM_OP_SOFTMAX: return tm_kernel_softmax;
-    case TM_OP_ADD: return tm_kernel_add;
+    case TM_OP_ADD: return TM_ADD;
     case TM_OP_MUL: return tm_kernel_mul;
     case TM_OP_PAD: return tm_kernel_pad;
     case TM_OP_LOGISTIC: return tm_kernel_logistic;

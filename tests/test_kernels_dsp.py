@@ -1,0 +1,107 @@
+"""Shapes that reach the paths added to the DSP kernels (firmware/engine/ops_dsp/) for issue 6, byte for
+byte against TFLite Micro on mps2-an386 (M4), mps2-an500 (M7) and mps3-an547 (M55, which uses the DSP
+kernels as fallback): ADD without broadcasting (tabulated inputs), CONV_2D through the im2col + matrix
+product path (odd pixel counts, odd channel counts, tap counts not a multiple of 4, the KWS-like 10x4
+first layer) and above its tap limit (direct path).  More seeds: `-m slow`."""
+
+from __future__ import annotations
+
+import shutil
+
+import numpy as np
+import pytest
+
+from tests.support.chip import assert_bit_exact_on_chip
+from tests.support.tflite_builder import ACTIVATIONS, GraphBuilder, fb
+
+pytestmark = [
+    pytest.mark.qemu,
+    pytest.mark.skipif(shutil.which("qemu-system-arm") is None or shutil.which("arm-none-eabi-gcc") is None,
+                       reason="needs qemu-system-arm and gcc-arm-none-eabi (make deps)"),
+]
+
+BOARDS = ("mps2-an386", "mps2-an500", "mps3-an547")
+SEEDS = 2
+SLOW_SEEDS = 10
+GEMM_MAX_TAPS = 1024  # TM_DSP_GEMM_MAX_TAPS in firmware/engine/ops_dsp/dsp_conv.h
+
+
+def random_add_same_shape(rng: np.random.Generator) -> bytes:
+    """int8 ADD of two tensors of the output's shape, large enough for the tabulated path (>= 256 elements)
+    and small enough for the reference interpreter's arena (10x the model's bytes)."""
+    g = GraphBuilder()
+    shape = (1, int(rng.integers(6, 9)), int(rng.integers(6, 9)), int(rng.integers(8, 16)))
+    scales = rng.uniform(0.01, 0.2, size=2)
+    a = g.tensor(shape, "int8", float(scales[0]), int(rng.integers(-128, 128)))
+    b = g.tensor(shape, "int8", float(scales[1]), int(rng.integers(-128, 128)))
+    y = g.tensor(shape, "int8", float(rng.uniform(0.01, 0.2) * rng.uniform(1.0, 3.0)), int(rng.integers(-128, 128)))
+    opt = fb.AddOptionsT()
+    opt.fusedActivationFunction = int(rng.choice(ACTIVATIONS))
+    g.op("ADD", [a, b], [y], opt)
+    return g.build([a, b], [y])
+
+
+def random_conv(rng: np.random.Generator, kws: bool = False, big: bool = False) -> bytes:
+    """int8 CONV_2D: `kws` a 10x4 filter over a one-channel input with stride 2 (KWS's first layer),
+    `big` more taps than the column buffer holds, else random small shapes."""
+    g = GraphBuilder()
+    if kws:
+        h, w, in_c, kh, kw, stride = int(rng.integers(10, 20)), int(rng.integers(4, 10)), 1, 10, 4, 2
+    elif big:
+        h, w, in_c, kh, kw, stride = 5, 5, int(rng.choice([120, 125])), 3, 3, 1
+    else:
+        h, w = int(rng.integers(1, 8)), int(rng.integers(1, 8))
+        in_c, kh, kw = int(rng.integers(1, 24)), int(rng.integers(1, 4)), int(rng.integers(1, 4))
+        stride = int(rng.integers(1, 3))
+    assert big == (kh * kw * in_c > GEMM_MAX_TAPS)
+    same = bool(rng.random() < 0.6) or kh > h or kw > w
+    out_h = (h + stride - 1) // stride if same else (h - kh + stride) // stride
+    out_w = (w + stride - 1) // stride if same else (w - kw + stride) // stride
+    out_c = int(rng.integers(1, 12)) if not kws else 64
+    in_scale, in_zp = float(rng.uniform(0.005, 0.2)), int(rng.integers(-128, 128))
+    w_scales = rng.uniform(0.002, 0.05, size=out_c)
+    out_scale = in_scale * float(w_scales.mean()) * 60.0 * np.sqrt(kh * kw * in_c) * float(rng.uniform(0.3, 3)) / 127
+    weights = rng.integers(-127, 128, size=(out_c, kh, kw, in_c), dtype=np.int8)
+    x = g.tensor((1, h, w, in_c), "int8", in_scale, in_zp)
+    f = g.tensor(weights.shape, "int8", list(w_scales), 0, weights, quantized_dimension=0)
+    bias = rng.integers(-3000, 3000, size=out_c).astype(np.int32)
+    b = g.tensor((out_c,), "int32", list(in_scale * w_scales), 0, bias) if rng.random() < 0.9 else -1
+    y = g.tensor((1, out_h, out_w, out_c), "int8", out_scale, int(rng.integers(-128, 128)))
+    opt = fb.Conv2DOptionsT()
+    opt.padding = 0 if same else 1
+    opt.strideH = opt.strideW = stride
+    opt.fusedActivationFunction = int(rng.choice(ACTIVATIONS))
+    g.op("CONV_2D", [x, f, b], [y], opt)
+    return g.build([x], [y])
+
+
+GENERATORS = {
+    "ADD_SAME_SHAPE": random_add_same_shape,
+    "CONV_2D_GEMM": random_conv,
+    "CONV_2D_KWS": lambda rng: random_conv(rng, kws=True),
+    "CONV_2D_DIRECT": lambda rng: random_conv(rng, big=True),
+}
+
+
+@pytest.fixture(scope="session")
+def dsp_board_dirs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, object]:
+    return {name: tmp_path_factory.mktemp(f"dsp-{name}") for name in BOARDS}
+
+
+def _check(board_name: str, op: str, seeds: range, dirs: dict) -> None:  # noqa: ANN001
+    for seed in seeds:
+        rng = np.random.default_rng([seed, sum(op.encode()), 61])
+        assert_bit_exact_on_chip(board_name, dirs[board_name], GENERATORS[op](rng), f"{op} seed {seed}", rng)
+
+
+@pytest.mark.parametrize("op", sorted(GENERATORS))
+@pytest.mark.parametrize("board_name", BOARDS)
+def test_dsp_paths(board_name: str, op: str, dsp_board_dirs: dict) -> None:
+    _check(board_name, op, range(SEEDS), dsp_board_dirs)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("op", sorted(GENERATORS))
+@pytest.mark.parametrize("board_name", BOARDS)
+def test_dsp_paths_more_seeds(board_name: str, op: str, dsp_board_dirs: dict) -> None:
+    _check(board_name, op, range(SEEDS, SEEDS + SLOW_SEEDS), dsp_board_dirs)
