@@ -105,7 +105,28 @@ static inline int32_t reflect(int32_t i, int32_t n) {
     return m < n ? m : period - 1 - m;
 }
 
-/* The value of rank RANK (0-based) among the WINDOW² gathered (insertion sort: at most 25). */
+static inline int32_t min32(int32_t a, int32_t b) { return a < b ? a : b; }
+static inline int32_t max32(int32_t a, int32_t b) { return a > b ? a : b; }
+
+/* The value of rank RANK (0-based) among the WINDOW² gathered: min/max networks for the
+ * windows the study uses (no data-dependent branches), insertion sort for the others. */
+#if WINDOW == 2
+static inline int32_t rank_value(int32_t *v) { /* the 3rd smallest of 4: the lower of the two largest */
+    return max32(min32(max32(v[0], v[1]), max32(v[2], v[3])), max32(min32(v[0], v[1]), min32(v[2], v[3])));
+}
+#elif WINDOW == 3
+#define SORT2(a, b) do { const int32_t lo_ = min32(a, b); (b) = max32(a, b); (a) = lo_; } while (0)
+static inline int32_t rank_value(int32_t *p) { /* median of 9, 19 exchanges (Paeth; Devillard's opt_med9) */
+    SORT2(p[1], p[2]); SORT2(p[4], p[5]); SORT2(p[7], p[8]);
+    SORT2(p[0], p[1]); SORT2(p[3], p[4]); SORT2(p[6], p[7]);
+    SORT2(p[1], p[2]); SORT2(p[4], p[5]); SORT2(p[7], p[8]);
+    SORT2(p[0], p[3]); SORT2(p[5], p[8]); SORT2(p[4], p[7]);
+    SORT2(p[3], p[6]); SORT2(p[1], p[4]); SORT2(p[2], p[5]);
+    SORT2(p[4], p[7]); SORT2(p[4], p[2]); SORT2(p[6], p[4]);
+    SORT2(p[4], p[2]);
+    return p[4];
+}
+#else
 static inline int32_t rank_value(int32_t *v) {
     for (int i = 1; i < WINDOW * WINDOW; ++i) {
         const int32_t x = v[i];
@@ -118,6 +139,7 @@ static inline int32_t rank_value(int32_t *v) {
     }
     return v[RANK];
 }
+#endif
 
 static inline int32_t load(const void *base, int32_t index, int wide) {
     return wide ? ((const int16_t *)base)[index] : ((const int8_t *)base)[index];
@@ -137,8 +159,10 @@ static inline const uint8_t *original_row(uint8_t *image, int32_t row, int32_t c
     return row > current ? image + (uint32_t)row * row_bytes : ring + (uint32_t)(row % RING_ROWS) * row_bytes;
 }
 
-/* One H×W×C image, rows top to bottom, in place. */
-static void median_image(uint8_t *image, int32_t height, int32_t width, int32_t channels, int wide) {
+/* One H×W×C image, rows top to bottom, in place.  Inlined into one copy per element width
+ * so that the loads are not dispatched per value. */
+static inline __attribute__((always_inline)) void median_image(uint8_t *image, int32_t height, int32_t width,
+                                                               int32_t channels, int wide) {
     const uint32_t row_bytes = (uint32_t)(width * channels) << wide;
     for (int32_t i = 0; i < height; ++i) {
         memcpy(ring + (uint32_t)(i % RING_ROWS) * row_bytes, image + (uint32_t)i * row_bytes, row_bytes);
@@ -178,7 +202,12 @@ int preprocess_input(const tm_model_t *model) {
         return 1;
     }
     for (int32_t n = 0; n < t->dims[0]; ++n) {
-        median_image((uint8_t *)data + (uint32_t)n * image_bytes, height, width, channels, wide);
+        uint8_t *image = (uint8_t *)data + (uint32_t)n * image_bytes;
+        if (wide) {
+            median_image(image, height, width, channels, 1);
+        } else {
+            median_image(image, height, width, channels, 0);
+        }
     }
     return 0;
 }
