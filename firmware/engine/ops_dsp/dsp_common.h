@@ -83,10 +83,16 @@ static inline int32_t tm_dsp_requantize(int32_t acc, int32_t multiplier, int32_t
  * floor(floor(z / a) / b) = floor(z / ab), that is floor((y + (half - (y < 0)) * 2^31) / 2^(31+right)).
  */
 static inline int32_t tm_dsp_requantize_right(int32_t acc, int32_t multiplier, int32_t half, int32_t right_m1) {
-    int64_t y = (int64_t)acc * multiplier + (1LL << 30);
-    const int32_t c = half + (int32_t)(y >> 63);
-    y += (int64_t)c * (1LL << 31);
-    return (int32_t)(y >> 32) >> right_m1;
+    /* y in (hi, lo); c * 2^31 added as (c << 31, c >> 1) with the carry: gcc spends 5 instructions on it */
+    int32_t lo = 1 << 30, hi = 0, c;
+    __asm__("smlal %0, %1, %3, %4\n\t"
+            "add   %2, %5, %1, asr #31\n\t"
+            "adds  %0, %0, %2, lsl #31\n\t"
+            "adc   %1, %1, %2, asr #1"
+            : "+&r"(lo), "+&r"(hi), "=&r"(c)
+            : "r"(acc), "r"(multiplier), "r"(half)
+            : "cc");
+    return hi >> right_m1;
 }
 
 /* Per-channel requantization constants: multiplier, and for a right shift half and right - 1. */
