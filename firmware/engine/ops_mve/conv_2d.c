@@ -1,14 +1,15 @@
 /*
  * CONV_2D, int8, on Helium.  Same results as ops/conv_2d.c, bit for bit.
  *
- * As ops_dsp/conv_2d.c, no im2col: the valid filter rows of an output row and
- * the valid columns of an output pixel are found once, and with dilation_w == 1
- * the valid taps of a filter row are one contiguous run of (columns x in_c)
- * bytes of input and of filter.  Each run is one tail-predicated vector loop
- * over two output channels (16 MACs per VMLADAVA); the input offset is applied
- * through the sum of the weights of the same taps (mve_common.h).  Grouped
- * convolutions, int16x8 and runs shorter than one vector (e.g. in_c 1) go to the
- * DSP (or portable) kernel.
+ * Each output pixel's receptive field is one contiguous patch of
+ * filter_h x filter_w x in_c bytes, the layout of one filter (OHWI): the input
+ * pixel itself for a 1x1 filter, else an im2col copy on the stack with the taps
+ * outside the image set to the input zero point (mve_common.h explains why that
+ * and the effective bias give the portable accumulator).  Four output channels
+ * share each 16-byte load of the patch (four VMLADAVA, 64 MACs), and the four
+ * results are requantized together (tm_mve_requantize).  Grouped convolutions,
+ * int16x8 and patches larger than TM_MVE_PATCH_BYTES go to the DSP (or portable)
+ * kernel.
  */
 #include "mve_common.h"
 
@@ -18,6 +19,12 @@
 #define TM_CONV_FALLBACK tm_kernel_conv_2d
 #endif
 
+typedef struct {
+    int in_h, in_w, in_c, out_h, out_w, out_c, f_h, f_w, patch;
+    int8_t pad_value; /* the input zero point: x + input_offset = 0 */
+} conv_geom_t;
+
+/* Valid taps [t0, t1) of a filter of `taps` taps starting at `origin`. */
 static void tap_range(int origin, int taps, int dilation, int size, int *t0, int *t1) {
     int a = 0, b = taps;
     while (a < b && origin + dilation * a < 0) {
@@ -27,6 +34,107 @@ static void tap_range(int origin, int taps, int dilation, int size, int *t0, int
         --b;
     }
     *t0 = a, *t1 = b;
+}
+
+/* One filter row of taps starting at input column x0 (row = input row y). */
+static void im2col_row(const conv_geom_t *g, const tm_conv_params_t *p, const int8_t *row, int x0, int8_t *dst) {
+    const int c = g->in_c;
+    if (p->dilation_w == 1) {
+        int fx0, fx1;
+        tap_range(x0, g->f_w, 1, g->in_w, &fx0, &fx1);
+        tm_mve_fill(dst, g->pad_value, fx0 * c);
+        tm_mve_copy(dst + fx0 * c, row + (x0 + fx0) * c, (fx1 - fx0) * c);
+        tm_mve_fill(dst + fx1 * c, g->pad_value, (g->f_w - fx1) * c);
+        return;
+    }
+    for (int fx = 0; fx < g->f_w; ++fx, dst += c) {
+        const int x = x0 + p->dilation_w * fx;
+        if (x >= 0 && x < g->in_w) {
+            tm_mve_copy(dst, row + x * c, c);
+        } else {
+            tm_mve_fill(dst, g->pad_value, c);
+        }
+    }
+}
+
+/* The patch of the output pixel whose window starts at (y0, x0): a pointer into
+ * the input when it is one in-image pixel (1x1 filter), else built in `buf`. */
+static const int8_t *patch_at(const conv_geom_t *g, const tm_conv_params_t *p, const int8_t *in_b, int y0, int x0,
+                              int8_t *buf) {
+    const int row_bytes = g->f_w * g->in_c, in_row_bytes = g->in_w * g->in_c;
+    const int inside = y0 >= 0 && y0 + p->dilation_h * (g->f_h - 1) < g->in_h && x0 >= 0 &&
+                       x0 + p->dilation_w * (g->f_w - 1) < g->in_w;
+    if (inside && g->f_h == 1 && g->f_w == 1) {
+        return in_b + y0 * in_row_bytes + x0 * g->in_c;
+    }
+    if (inside && p->dilation_w == 1) { /* the common case: whole filter rows */
+        const int8_t *src = in_b + y0 * in_row_bytes + x0 * g->in_c;
+        for (int fy = 0; fy < g->f_h; ++fy) {
+            tm_mve_copy(buf + fy * row_bytes, src + fy * p->dilation_h * in_row_bytes, row_bytes);
+        }
+        return buf;
+    }
+    for (int fy = 0; fy < g->f_h; ++fy) {
+        const int y = y0 + p->dilation_h * fy;
+        if (y >= 0 && y < g->in_h) {
+            im2col_row(g, p, in_b + y * in_row_bytes, x0, buf + fy * row_bytes);
+        } else {
+            tm_mve_fill(buf + fy * row_bytes, g->pad_value, row_bytes);
+        }
+    }
+    return buf;
+}
+
+/* Per output channel of a chunk: effective bias (bias + input_offset * sum of
+ * the filter, wrapping int32), multiplier and the two shifts; lanes past the
+ * last channel repeat it (computed, never stored). */
+typedef struct {
+    int32_t eff[TM_MVE_CHANNEL_CHUNK], mult[TM_MVE_CHANNEL_CHUNK];
+    int32_t left[TM_MVE_CHANNEL_CHUNK], right[TM_MVE_CHANNEL_CHUNK];
+} chunk_quant_t;
+
+static void chunk_prepare(const conv_geom_t *g, const tm_conv_params_t *p, const int8_t *filter,
+                          const int32_t *bias, int c0, int count, chunk_quant_t *q) {
+    const int padded = (count + 3) & ~3;
+    for (int k = 0; k < padded; ++k) {
+        const int c = c0 + (k < count ? k : count - 1);
+        const int32_t s = tm_mve_sum_s8(filter + c * g->patch, g->patch);
+        q->eff[k] = (int32_t)((uint32_t)(bias ? bias[c] : 0) + (uint32_t)p->input_offset * (uint32_t)s);
+        q->mult[k] = p->out_multiplier[c];
+        q->left[k] = p->out_shift[c] > 0 ? p->out_shift[c] : 0;
+        q->right[k] = p->out_shift[c] > 0 ? 0 : p->out_shift[c];
+    }
+}
+
+/* Output channels c0 .. c0+count of one pixel from its patch (w: channel c0's filter). */
+static void pixel_channels(const conv_geom_t *g, const tm_conv_params_t *p, const int8_t *patch,
+                           const int8_t *w, const chunk_quant_t *q, int count, int8_t *out) {
+    const int n = g->patch;
+    for (int c = 0; c < count; c += 4, w += 4 * n) {
+        const int lanes = count - c;
+        const int8_t *rows[4] = {w, lanes > 1 ? w + n : w, lanes > 2 ? w + 2 * n : w, lanes > 3 ? w + 3 * n : w};
+        const int32x4_t acc = vaddq_s32(tm_mve_dot_1x4(patch, rows, n), vldrwq_s32(q->eff + c));
+        const tm_mve_quant_t lq = {vldrwq_s32(q->mult + c), vldrwq_s32(q->left + c), vldrwq_s32(q->right + c)};
+        tm_mve_store_s8(out + c, acc, lq, p->output_offset, p->act_min, p->act_max, lanes);
+    }
+}
+
+static void conv_batch(const conv_geom_t *g, const tm_conv_params_t *p, const int8_t *in_b, const int8_t *filter,
+                       const int32_t *bias, int8_t *out_b) {
+    int8_t patch_buf[TM_MVE_PATCH_BYTES] __attribute__((aligned(16)));
+    chunk_quant_t q __attribute__((aligned(16)));
+    for (int c0 = 0; c0 < g->out_c; c0 += TM_MVE_CHANNEL_CHUNK) {
+        const int count = g->out_c - c0 < TM_MVE_CHANNEL_CHUNK ? g->out_c - c0 : TM_MVE_CHANNEL_CHUNK;
+        chunk_prepare(g, p, filter, bias, c0, count, &q);
+        for (int oy = 0; oy < g->out_h; ++oy) {
+            const int y0 = oy * p->stride_h - p->pad_h;
+            int8_t *out_row = out_b + oy * g->out_w * g->out_c + c0;
+            for (int ox = 0; ox < g->out_w; ++ox) {
+                const int8_t *patch = patch_at(g, p, in_b, y0, ox * p->stride_w - p->pad_w, patch_buf);
+                pixel_channels(g, p, patch, filter + c0 * g->patch, &q, count, out_row + ox * g->out_c);
+            }
+        }
+    }
 }
 
 tm_status_t tm_kernel_conv_2d_mve(const tm_model_t *model, const tm_op_t *op) {
@@ -42,53 +150,20 @@ tm_status_t tm_kernel_conv_2d_mve(const tm_model_t *model, const tm_op_t *op) {
         f_t->dims[3] != in_t->dims[3] || f_t->dims[0] != out_t->dims[3] || !input || !filter || !output) {
         return TM_CONV_FALLBACK(model, op);
     }
-    const int batches = in_t->dims[0], in_h = in_t->dims[1], in_w = in_t->dims[2], in_c = in_t->dims[3];
-    const int out_h = out_t->dims[1], out_w = out_t->dims[2], out_c = out_t->dims[3];
-    const int f_h = f_t->dims[1], f_w = f_t->dims[2], f_stride = f_h * f_w * in_c;
-#if defined(TM_OPT_DSP)
-    if ((p->dilation_w == 1 ? f_w * in_c : in_c) < 16) {
-        return tm_kernel_conv_2d_dsp(model, op); /* runs shorter than a vector: SMLAD does better */
+    const conv_geom_t g = {
+        .in_h = in_t->dims[1], .in_w = in_t->dims[2], .in_c = in_t->dims[3],
+        .out_h = out_t->dims[1], .out_w = out_t->dims[2], .out_c = out_t->dims[3],
+        .f_h = f_t->dims[1], .f_w = f_t->dims[2], .patch = f_t->dims[1] * f_t->dims[2] * f_t->dims[3],
+        .pad_value = (int8_t)-p->input_offset,
+    };
+    const int one_by_one = g.f_h == 1 && g.f_w == 1 && p->pad_h == 0 && p->pad_w == 0 &&
+                           (g.out_h - 1) * p->stride_h < g.in_h && (g.out_w - 1) * p->stride_w < g.in_w;
+    if (!one_by_one && g.patch > TM_MVE_PATCH_BYTES) {
+        return TM_CONV_FALLBACK(model, op);
     }
-#endif
-    for (int b = 0; b < batches; ++b) {
-        const int8_t *in_b = input + b * in_h * in_w * in_c;
-        for (int oy = 0; oy < out_h; ++oy) {
-            const int y0 = oy * p->stride_h - p->pad_h;
-            int fy0, fy1;
-            tap_range(y0, f_h, p->dilation_h, in_h, &fy0, &fy1);
-            for (int ox = 0; ox < out_w; ++ox) {
-                const int x0 = ox * p->stride_w - p->pad_w;
-                int fx0, fx1;
-                tap_range(x0, f_w, p->dilation_w, in_w, &fx0, &fx1);
-                const int step = p->dilation_w == 1 ? fx1 - fx0 : 1;
-                const int n = step * in_c;
-                int8_t *out_px = output + ((b * out_h + oy) * out_w + ox) * out_c;
-                for (int oc = 0; oc < out_c; oc += 2) {
-                    const int two = oc + 1 < out_c;
-                    int32_t s[4] = {0, 0, 0, 0};
-                    for (int fy = fy0; fy < fy1; ++fy) {
-                        const int8_t *row = in_b + (y0 + p->dilation_h * fy) * in_w * in_c;
-                        const int8_t *w = filter + oc * f_stride + fy * f_w * in_c;
-                        for (int fx = fx0; fx < fx1; fx += step) {
-                            const int8_t *a = row + (x0 + p->dilation_w * fx) * in_c;
-                            if (two) {
-                                tm_mve_dot_1x2(a, w + fx * in_c, w + f_stride + fx * in_c, n, s);
-                            } else {
-                                int32_t t[2] = {s[0], s[2]};
-                                tm_mve_dot_1x1(a, w + fx * in_c, n, t);
-                                s[0] = t[0], s[2] = t[1];
-                            }
-                        }
-                    }
-                    for (int k = 0; k <= two; ++k) {
-                        const int c = oc + k;
-                        const int32_t acc = tm_mve_acc(bias ? bias[c] : 0, s[k], p->input_offset, s[2 + k]);
-                        out_px[c] = tm_mve_out_s8(acc, p->out_multiplier[c], p->out_shift[c], p->output_offset,
-                                                  p->act_min, p->act_max);
-                    }
-                }
-            }
-        }
+    for (int b = 0; b < in_t->dims[0]; ++b) {
+        conv_batch(&g, p, input + b * g.in_h * g.in_w * g.in_c, filter, bias,
+                   output + b * g.out_h * g.out_w * g.out_c);
     }
     return TM_OK;
 }

@@ -1,7 +1,9 @@
 /*
- * FULLY_CONNECTED, int8 (weights zero point 0), on Helium: two units per pass
- * over the input row, 16 MACs per VMLADAVA (see mve_common.h).  Same results
- * as ops/fully_connected.c, bit for bit; int16x8 goes to the DSP or portable kernel.
+ * FULLY_CONNECTED, int8 (weights zero point 0), on Helium: four units per pass
+ * over the input row (four VMLADAVA per 16-byte load, 64 MACs), the sums of
+ * their weights for the input offset in the same pass (mve_common.h), and the
+ * four results requantized together.  Same results as ops/fully_connected.c,
+ * bit for bit; int16x8 goes to the DSP or portable kernel.
  */
 #include "mve_common.h"
 
@@ -10,6 +12,24 @@
 #else
 #define TM_FC_FALLBACK tm_kernel_fully_connected
 #endif
+
+static void fc_row(const tm_fc_params_t *p, const int8_t *in_row, const int8_t *weights, const int32_t *bias,
+                   int units, int depth, int8_t *out_row) {
+    const int per_channel = p->n_multipliers > 1;
+    const tm_mve_quant_t per_tensor = tm_mve_quant(vdupq_n_s32(p->out_multiplier[0]), vdupq_n_s32(p->out_shift[0]));
+    for (int u = 0; u < units; u += 4) {
+        const int lanes = units - u < 4 ? units - u : 4;
+        const int8_t *w[4];
+        tm_mve_rows4(weights, u, units, depth, w);
+        int32x4_t sums;
+        const int32x4_t dot = tm_mve_dot_sums_1x4(in_row, w, depth, &sums);
+        const int32x4_t b = bias ? vldrwq_z_s32(bias + u, vctp32q((uint32_t)lanes)) : vdupq_n_s32(0);
+        const int32x4_t acc = vmlaq_n_s32(vaddq_s32(b, dot), sums, p->input_offset);
+        const tm_mve_quant_t q =
+            per_channel ? tm_mve_quant_at(p->out_multiplier + u, p->out_shift + u, lanes) : per_tensor;
+        tm_mve_store_s8(out_row + u, acc, q, p->output_offset, p->act_min, p->act_max, lanes);
+    }
+}
 
 tm_status_t tm_kernel_fully_connected_mve(const tm_model_t *model, const tm_op_t *op) {
     const tm_fc_params_t *p = (const tm_fc_params_t *)op->params;
@@ -26,28 +46,8 @@ tm_status_t tm_kernel_fully_connected_mve(const tm_model_t *model, const tm_op_t
     }
     const int units = w_t->dims[0], depth = w_t->dims[1];
     const int batches = tm_elements(out_t) / units;
-    const int per_channel = p->n_multipliers > 1;
     for (int b = 0; b < batches; ++b) {
-        const int8_t *in_row = input + b * depth;
-        int8_t *out_row = output + b * units;
-        for (int u = 0; u < units; u += 2) {
-            const int8_t *w0 = weights + u * depth;
-            const int two = u + 1 < units;
-            int32_t s[4] = {0, 0, 0, 0};
-            if (two) {
-                tm_mve_dot_1x2(in_row, w0, w0 + depth, depth, s);
-            } else {
-                int32_t t[2] = {0, 0};
-                tm_mve_dot_1x1(in_row, w0, depth, t);
-                s[0] = t[0], s[2] = t[1];
-            }
-            for (int k = 0; k <= two; ++k) {
-                const int q = per_channel ? u + k : 0;
-                const int32_t acc = tm_mve_acc(bias ? bias[u + k] : 0, s[k], p->input_offset, s[2 + k]);
-                out_row[u + k] = tm_mve_out_s8(acc, p->out_multiplier[q], p->out_shift[q], p->output_offset,
-                                               p->act_min, p->act_max);
-            }
-        }
+        fc_row(p, input + b * depth, weights, bias, units, depth, output + b * units);
     }
     return TM_OK;
 }

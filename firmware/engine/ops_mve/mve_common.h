@@ -1,14 +1,27 @@
 /*
- * mve_common.h - int8 dot products on Helium (M-profile Vector Extension,
+ * mve_common.h - int8 building blocks on Helium (M-profile Vector Extension,
  * Cortex-M55/M85), for ops_mve/.  16 int8 lanes per vector; the last partial
  * vector is tail-predicated (VCTP + zeroing loads), so any length works.
  *
- * The input offset (-input zero point) is not added lane by lane: the kernels
- * accumulate sum(w * x) with VMLADAVA and sum(w) with VADDVA over the same
- * (valid) taps and form sum(w * (x + offset)) = sum(w * x) + offset * sum(w),
- * which is the portable kernel's int32 accumulator exactly (all in wrapping
- * 32-bit arithmetic).  Requantization is ops_dsp's (the M55 also has the DSP
- * extension) or the portable helper.
+ * Input offset.  The kernels never add the offset (-input zero point) lane by
+ * lane in their dot products: they accumulate sum(w * x) with VMLADAVA and add
+ * offset * sum(w), folded into an "effective bias" bias + offset * sum(w) that
+ * is computed once per output channel.  sum(w * (x + offset)) = sum(w * x) +
+ * offset * sum(w) holds in wrapping 32-bit arithmetic, so this is the portable
+ * kernel's int32 accumulator exactly.  Taps outside the image are filled with
+ * the input zero point (x + offset = 0), so the sum over the whole filter is
+ * right for border pixels too.
+ *
+ * Requantization (tm_mve_requantize) is TFLite's double rounding on four lanes:
+ * - SaturatingRoundingDoublingHighMul(a, b) = floor((a*b + 2^30) / 2^31) for
+ *   every a, b: for a*b < 0 gemmlowp adds 1 - 2^30 and truncates toward zero,
+ *   and ceil((m + 1) / 2^31) = floor(m / 2^31) + 1, which is the same value;
+ *   a = b = INT32_MIN saturates to INT32_MAX.  That is exactly VQRDMULH.
+ * - RoundingDivideByPOT rounds ties away from zero; VRSHL (right shift by a
+ *   negative amount) rounds ties up, so negative values are first lowered by
+ *   one when the shift is non-zero (a negative value never sits on a tie after
+ *   that, and a non-tie keeps its rounding).  INT32_MIN stays (saturating add)
+ *   and gives -2^(31-e) either way.
  */
 #ifndef TM_MVE_COMMON_H
 #define TM_MVE_COMMON_H
@@ -23,43 +36,145 @@
 #include "tm_fixedpoint.h"
 #include "tm_kernels.h"
 
-/* s[0] += a.w0, s[1] += a.w1, s[2] += sum(w0), s[3] += sum(w1) over n elements. */
-static inline void tm_mve_dot_1x2(const int8_t *a, const int8_t *w0, const int8_t *w1, int n, int32_t s[4]) {
-    int32_t d0 = s[0], d1 = s[1], e0 = s[2], e1 = s[3];
+/* Stack scratch of the convolution (docs/engine.md, "Optimized kernels"): one
+ * im2col patch (filter_h x filter_w x in_c bytes) and the requantization
+ * parameters of up to TM_MVE_CHANNEL_CHUNK output channels (4 words each).
+ * Larger patches use the DSP kernel; more channels are done chunk by chunk. */
+#define TM_MVE_PATCH_BYTES 1152
+#define TM_MVE_CHANNEL_CHUNK 64
+
+/* Requantization parameters of four lanes: Q31 multipliers, left and right shifts. */
+typedef struct {
+    int32x4_t multiplier, left, right;
+} tm_mve_quant_t;
+
+static inline tm_mve_quant_t tm_mve_quant(int32x4_t multiplier, int32x4_t shift) {
+    const int32x4_t zero = vdupq_n_s32(0);
+    const tm_mve_quant_t q = {multiplier, vmaxq_s32(shift, zero), vminq_s32(shift, zero)};
+    return q;
+}
+
+/* Per-channel parameters of channels c .. c+3 (lanes past `count` read nothing). */
+static inline tm_mve_quant_t tm_mve_quant_at(const int32_t *multiplier, const int32_t *shift, int count) {
+    const mve_pred16_t p = vctp32q((uint32_t)count);
+    return tm_mve_quant(vldrwq_z_s32(multiplier, p), vldrwq_z_s32(shift, p));
+}
+
+/* tm_multiply_by_quantized_multiplier on four lanes, bit for bit (see the top). */
+static inline int32x4_t tm_mve_requantize(int32x4_t acc, tm_mve_quant_t q) {
+    int32x4_t x = vshlq_s32(acc, q.left);                      /* wraps, as the portable shift */
+    x = vqrdmulhq_s32(x, q.multiplier);
+    const int32x4_t fixup = vshrq_n_s32(vandq_s32(x, q.right), 31); /* -1: negative and shifting */
+    x = vqaddq_s32(x, fixup);
+    return vrshlq_s32(x, q.right);
+}
+
+/* Requantize, add the output offset, clamp, store the low byte of `count` (<= 4) lanes. */
+static inline void tm_mve_store_s8(int8_t *out, int32x4_t acc, tm_mve_quant_t q, int32_t out_offset,
+                                   int32_t act_min, int32_t act_max, int count) {
+    int32x4_t v = vaddq_n_s32(tm_mve_requantize(acc, q), out_offset);
+    v = vminq_s32(vmaxq_s32(v, vdupq_n_s32(act_min)), vdupq_n_s32(act_max));
+    vstrbq_p_s32(out, v, vctp32q((uint32_t)count));
+}
+
+/* sum of n int8. */
+static inline int32_t tm_mve_sum_s8(const int8_t *w, int n) {
+    int32_t s = 0;
+    for (; n > 0; n -= 16) {
+        s = vaddvaq_s8(s, vldrbq_z_s8(w, vctp8q((uint32_t)n)));
+        w += 16;
+    }
+    return s;
+}
+
+/* Dot products of one row x (n int8) with four weight rows w[0..3] (n int8 each).
+ * A tail-predicated low-overhead loop (WLSTP/LETP: the last partial vector
+ * loads and accumulates only its first n % 16 lanes): 10 instructions per 64
+ * MACs.  Inline assembly because GCC 12 neither emits tail-predicated loops
+ * nor post-increment addressing here; VMLADAVA needs even accumulators ("Te"). */
+static inline int32x4_t tm_mve_dot_1x4(const int8_t *x, const int8_t *const w[4], int n) {
+    const int8_t *w0 = w[0], *w1 = w[1], *w2 = w[2], *w3 = w[3];
+    int32_t a0 = 0, a1 = 0, a2 = 0, a3 = 0;
+    __asm__ volatile(
+        "   wlstp.8 lr, %[n], 2f\n"
+        "1: vldrb.8 q0, [%[x]], #16\n"
+        "   vldrb.8 q1, [%[w0]], #16\n"
+        "   vmladava.s8 %[a0], q0, q1\n"
+        "   vldrb.8 q2, [%[w1]], #16\n"
+        "   vmladava.s8 %[a1], q0, q2\n"
+        "   vldrb.8 q1, [%[w2]], #16\n"
+        "   vmladava.s8 %[a2], q0, q1\n"
+        "   vldrb.8 q2, [%[w3]], #16\n"
+        "   vmladava.s8 %[a3], q0, q2\n"
+        "   letp lr, 1b\n"
+        "2:\n"
+        : [x] "+r"(x), [w0] "+r"(w0), [w1] "+r"(w1), [w2] "+r"(w2), [w3] "+r"(w3),
+          [a0] "+Te"(a0), [a1] "+Te"(a1), [a2] "+Te"(a2), [a3] "+Te"(a3)
+        : [n] "r"(n)
+        : "q0", "q1", "q2", "lr", "memory");
+    int32x4_t r = vdupq_n_s32(a0);
+    r = vsetq_lane_s32(a1, r, 1);
+    r = vsetq_lane_s32(a2, r, 2);
+    return vsetq_lane_s32(a3, r, 3);
+}
+
+/* As tm_mve_dot_1x4, and *sums = sum of each weight row (for the input offset). */
+static inline int32x4_t tm_mve_dot_sums_1x4(const int8_t *x, const int8_t *const w[4], int n, int32x4_t *sums) {
+    const int8_t *w0 = w[0], *w1 = w[1], *w2 = w[2], *w3 = w[3];
+    int32_t a0 = 0, a1 = 0, a2 = 0, a3 = 0, s0 = 0, s1 = 0, s2 = 0, s3 = 0;
     for (; n > 0; n -= 16) {
         const mve_pred16_t p = vctp8q((uint32_t)n);
-        const int8x16_t x = vldrbq_z_s8(a, p), f0 = vldrbq_z_s8(w0, p), f1 = vldrbq_z_s8(w1, p);
-        a += 16, w0 += 16, w1 += 16;
-        d0 = vmladavaq_s8(d0, x, f0);
-        d1 = vmladavaq_s8(d1, x, f1);
-        e0 = vaddvaq_s8(e0, f0);
-        e1 = vaddvaq_s8(e1, f1);
+        const int8x16_t v = vldrbq_z_s8(x, p);
+        const int8x16_t f0 = vldrbq_z_s8(w0, p), f1 = vldrbq_z_s8(w1, p);
+        const int8x16_t f2 = vldrbq_z_s8(w2, p), f3 = vldrbq_z_s8(w3, p);
+        x += 16, w0 += 16, w1 += 16, w2 += 16, w3 += 16;
+        a0 = vmladavaq_s8(a0, v, f0), s0 = vaddvaq_s8(s0, f0);
+        a1 = vmladavaq_s8(a1, v, f1), s1 = vaddvaq_s8(s1, f1);
+        a2 = vmladavaq_s8(a2, v, f2), s2 = vaddvaq_s8(s2, f2);
+        a3 = vmladavaq_s8(a3, v, f3), s3 = vaddvaq_s8(s3, f3);
     }
-    s[0] = d0, s[1] = d1, s[2] = e0, s[3] = e1;
+    int32x4_t s = vdupq_n_s32(s0);
+    s = vsetq_lane_s32(s1, s, 1);
+    s = vsetq_lane_s32(s2, s, 2);
+    *sums = vsetq_lane_s32(s3, s, 3);
+    int32x4_t r = vdupq_n_s32(a0);
+    r = vsetq_lane_s32(a1, r, 1);
+    r = vsetq_lane_s32(a2, r, 2);
+    return vsetq_lane_s32(a3, r, 3);
 }
 
-/* s[0] += a.w, s[1] += sum(w) over n elements. */
-static inline void tm_mve_dot_1x1(const int8_t *a, const int8_t *w, int n, int32_t s[2]) {
-    int32_t d = s[0], e = s[1];
-    for (; n > 0; n -= 16) {
-        const mve_pred16_t p = vctp8q((uint32_t)n);
-        const int8x16_t x = vldrbq_z_s8(a, p), f = vldrbq_z_s8(w, p);
-        a += 16, w += 16;
-        d = vmladavaq_s8(d, x, f);
-        e = vaddvaq_s8(e, f);
+/* Pointers to weight rows c .. c+3 of `rows` rows of `stride` bytes; rows past
+ * the last repeat it (their lanes are computed but not stored). */
+static inline void tm_mve_rows4(const int8_t *w, int c, int rows, int stride, const int8_t *out[4]) {
+    for (int k = 0; k < 4; ++k) {
+        out[k] = w + (c + k < rows ? c + k : rows - 1) * stride;
     }
-    s[0] = d, s[1] = e;
 }
 
-/* bias + dot + offset * weight_sum in wrapping int32 arithmetic (the portable accumulator). */
-static inline int32_t tm_mve_acc(int32_t bias, int32_t dot, int32_t offset, int32_t weight_sum) {
-    return (int32_t)((uint32_t)bias + (uint32_t)dot + (uint32_t)offset * (uint32_t)weight_sum);
+/* dst[0..n) = src[0..n) (tail-predicated loop, 3 instructions per 16 bytes). */
+static inline void tm_mve_copy(int8_t *dst, const int8_t *src, int n) {
+    __asm__ volatile(
+        "   wlstp.8 lr, %[n], 2f\n"
+        "1: vldrb.8 q0, [%[src]], #16\n"
+        "   vstrb.8 q0, [%[dst]], #16\n"
+        "   letp lr, 1b\n"
+        "2:\n"
+        : [src] "+r"(src), [dst] "+r"(dst)
+        : [n] "r"(n)
+        : "q0", "lr", "memory");
 }
 
-static inline int8_t tm_mve_out_s8(int32_t acc, int32_t multiplier, int32_t shift, int32_t out_offset,
-                                   int32_t act_min, int32_t act_max) {
-    const int32_t v = tm_multiply_by_quantized_multiplier(acc, multiplier, shift) + out_offset;
-    return (int8_t)tm_clamp_i32(v, act_min, act_max);
+/* dst[0..n) = value. */
+static inline void tm_mve_fill(int8_t *dst, int8_t value, int n) {
+    const int8x16_t v = vdupq_n_s8(value);
+    __asm__ volatile(
+        "   wlstp.8 lr, %[n], 2f\n"
+        "1: vstrb.8 %q[v], [%[dst]], #16\n"
+        "   letp lr, 1b\n"
+        "2:\n"
+        : [dst] "+r"(dst)
+        : [n] "r"(n), [v] "w"(v)
+        : "lr", "memory");
 }
 
 #endif /* TM_MVE_COMMON_H */
