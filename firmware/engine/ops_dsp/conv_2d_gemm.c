@@ -23,6 +23,7 @@ typedef struct {
     const int32_t *bias;
     int in_h, in_w, in_c, f_h, f_w, out_w, out_c;
     int k, k4; /* taps per pixel, and rounded down to a multiple of 4 */
+    int32_t out_offset, act_min, act_max;
 } gemm_ctx_t;
 
 /* Slot of tap k of pixel `col` (0, 1) in the buffer. */
@@ -49,12 +50,48 @@ static void fill_run_aligned(int16_t *buf, const int8_t *src, int k, int in_c, i
     }
 }
 
-/* The same for any in_c, one tap at a time. */
-static void fill_run_any(const gemm_ctx_t *g, int16_t *buf, const int8_t *src, int k, int col) {
-    const int32_t off = g->p->input_offset;
-    for (int i = 0; i < g->in_c; ++i) {
-        buf[slot_of(g, k + i, col)] = src ? (int16_t)(src[i] + off) : 0;
+/* Taps of pixel `col` from the int8 taps in natural order (stage, k of them), widened by words. */
+static void widen_staged(const gemm_ctx_t *g, int16_t *buf, const int8_t *stage, int col) {
+    const int32_t off = g->p->input_offset, off2 = tm_pack_offset(off);
+    uint32_t *dst = (uint32_t *)(void *)(buf + (col << 2));
+    for (int i = 0; i < g->k4; i += 4, dst += 4) {
+        const uint32_t x = tm_ld32(stage + i);
+        dst[0] = (uint32_t)__sxtab16(off2, x);
+        dst[1] = (uint32_t)tm_sxtab16_ror8(off2, x);
     }
+    for (int i = g->k4; i < g->k; ++i) {
+        buf[slot_of(g, i, col)] = (int16_t)(stage[i] + off);
+    }
+}
+
+/*
+ * in_c not a multiple of 4 (an RGB first layer, KWS's one-channel input): the taps are first copied
+ * as int8 in natural order (out-of-image taps = the input zero point, which adds 0), then widened.
+ */
+__attribute__((noinline)) static void fill_column_staged(const gemm_ctx_t *g, int16_t *buf, int y0, int x0,
+                                                         int col) {
+    const tm_conv_params_t *p = g->p;
+    int8_t stage[TM_DSP_GEMM_MAX_TAPS + 4];
+    const int8_t zp = (int8_t)(-p->input_offset);
+    int8_t *d = stage;
+    for (int fy = 0; fy < g->f_h; ++fy) {
+        const int y = y0 + fy * p->dilation_h;
+        const int row_ok = y >= 0 && y < g->in_h;
+        for (int fx = 0; fx < g->f_w; ++fx) {
+            const int x = x0 + fx * p->dilation_w;
+            if (row_ok && x >= 0 && x < g->in_w) {
+                const int8_t *src = g->input + (y * g->in_w + x) * g->in_c;
+                for (int i = 0; i < g->in_c; ++i) {
+                    *d++ = src[i];
+                }
+            } else {
+                for (int i = 0; i < g->in_c; ++i) {
+                    *d++ = zp;
+                }
+            }
+        }
+    }
+    widen_staged(g, buf, stage, col);
 }
 
 /* The taps of output pixel `pix` (row-major over the output plane) into column `col`. */
@@ -62,7 +99,10 @@ static void fill_column(const gemm_ctx_t *g, int16_t *buf, int pix, int col) {
     const tm_conv_params_t *p = g->p;
     const int oy = pix / g->out_w, ox = pix - oy * g->out_w;
     const int y0 = oy * p->stride_h - p->pad_h, x0 = ox * p->stride_w - p->pad_w;
-    const int aligned = (g->in_c & 3) == 0;
+    if (g->in_c & 3) {
+        fill_column_staged(g, buf, y0, x0, col);
+        return;
+    }
     const int32_t off2 = tm_pack_offset(p->input_offset);
     int k = 0;
     for (int fy = 0; fy < g->f_h; ++fy) {
@@ -71,105 +111,139 @@ static void fill_column(const gemm_ctx_t *g, int16_t *buf, int pix, int col) {
         for (int fx = 0; fx < g->f_w; ++fx, k += g->in_c) {
             const int x = x0 + fx * p->dilation_w;
             const int8_t *src = row_ok && x >= 0 && x < g->in_w ? g->input + (y * g->in_w + x) * g->in_c : 0;
-            if (aligned) {
-                fill_run_aligned(buf, src, k, g->in_c, col, off2);
-            } else {
-                fill_run_any(g, buf, src, k, col);
-            }
+            fill_run_aligned(buf, src, k, g->in_c, col, off2);
         }
     }
 }
 
+/* Work of gemm_pairs (read and updated by the assembly: keep the field offsets). */
+typedef struct {
+    const int16_t *buf; /* +0  the two pixels' taps */
+    const int8_t *w;    /* +4  weights of the first channel */
+    int32_t dw;         /* +8  offset of the second channel's weights (k, or 0 for a lone last channel) */
+    int32_t k4;         /* +12 taps in groups of 4 */
+    int32_t w_step;     /* +16 from the end of a channel's groups to the next pair's first channel */
+    int32_t pairs;      /* +20 channel pairs left (>= 1) */
+    int32_t *acc;       /* +24 where the next pair's 4 sums go (pixel 0 ch 0, ch 1, pixel 1 ch 0, ch 1) */
+} gemm_job_t;
+
 /*
- * The 4-tap loop of gemm_2x2 in assembly: gcc keeps the 14 live values (4 sums, 4 widened weights,
- * 2 input words, 4 pointers) in registers only when told to.  r0 = buffer, r1 = weights of channel
- * 0, r2 = offset of channel 1's weights, r3 = end of channel 0's weights; the sums s[4] (5th argument,
- * on the stack) are read and written back.  18 instructions per 16 MACs.
+ * For `pairs` channel pairs: the 4 dot products over the k4 grouped taps, stored to acc.  In assembly:
+ * gcc keeps the 14 live values of the inner loop (4 sums, 4 widened weights, 2 input words, 4
+ * pointers) in registers only when told to.  Inner loop: 18 instructions per 16 MACs; per pair ~20.
  */
-__attribute__((naked)) static void gemm_2x2_loop(const int16_t *buf __attribute__((unused)),
-                                                 const int8_t *w0 __attribute__((unused)),
-                                                 int dw __attribute__((unused)),
-                                                 const int8_t *end __attribute__((unused)),
-                                                 int32_t *s __attribute__((unused))) {
+__attribute__((naked)) static void gemm_pairs(gemm_job_t *job __attribute__((unused))) {
     __asm__ volatile(
-        "push   {r4-r11, lr}\n"
-        "ldr    r12, [sp, #36]\n"
-        "ldm    r12, {r4-r7}\n"
-        "cmp    r1, r3\n"
-        "beq    2f\n"
+        "push    {r0, r4-r11, lr}\n"
+        "ldr     r1, [r0, #4]\n"
+        "ldr     r2, [r0, #8]\n"
+        "3:\n"
+        "ldr     r12, [sp]\n"
+        "ldr     r0, [r12, #0]\n"
+        "ldr     r3, [r12, #12]\n"
+        "add     r3, r1, r3\n"
+        "movs    r4, #0\n"
+        "movs    r5, #0\n"
+        "movs    r6, #0\n"
+        "movs    r7, #0\n"
+        "cmp     r1, r3\n"
+        "beq     2f\n"
         "1:\n"
-        "ldr    r12, [r1, r2]\n"
-        "ldr    lr, [r1], #4\n"
-        "sxtb16 r8, lr\n"
-        "sxtb16 r9, lr, ror #8\n"
-        "sxtb16 r10, r12\n"
-        "sxtb16 r11, r12, ror #8\n"
-        "ldrd   r12, lr, [r0, #8]\n"
-        "smlad  r6, r12, r8, r6\n"
-        "smlad  r7, r12, r10, r7\n"
-        "smlad  r6, lr, r9, r6\n"
-        "smlad  r7, lr, r11, r7\n"
-        "ldrd   r12, lr, [r0], #16\n"
-        "smlad  r4, r12, r8, r4\n"
-        "smlad  r5, r12, r10, r5\n"
-        "smlad  r4, lr, r9, r4\n"
-        "smlad  r5, lr, r11, r5\n"
-        "cmp    r1, r3\n"
-        "bne    1b\n"
+        "ldr     r12, [r1, r2]\n"
+        "ldr     lr, [r1], #4\n"
+        "sxtb16  r8, lr\n"
+        "sxtb16  r9, lr, ror #8\n"
+        "sxtb16  r10, r12\n"
+        "sxtb16  r11, r12, ror #8\n"
+        "ldrd    r12, lr, [r0, #8]\n"
+        "smlad   r6, r12, r8, r6\n"
+        "smlad   r7, r12, r10, r7\n"
+        "smlad   r6, lr, r9, r6\n"
+        "smlad   r7, lr, r11, r7\n"
+        "ldrd    r12, lr, [r0], #16\n"
+        "smlad   r4, r12, r8, r4\n"
+        "smlad   r5, r12, r10, r5\n"
+        "smlad   r4, lr, r9, r4\n"
+        "smlad   r5, lr, r11, r5\n"
+        "cmp     r1, r3\n"
+        "bne     1b\n"
         "2:\n"
-        "ldr    r12, [sp, #36]\n"
-        "stm    r12, {r4-r7}\n"
-        "pop    {r4-r11, pc}\n");
+        "ldr     r12, [sp]\n"
+        "ldr     r0, [r12, #24]\n"
+        "stm     r0!, {r4-r7}\n"
+        "str     r0, [r12, #24]\n"
+        "ldr     r0, [r12, #16]\n"
+        "add     r1, r1, r0\n"
+        "ldr     r0, [r12, #20]\n"
+        "subs    r0, r0, #1\n"
+        "str     r0, [r12, #20]\n"
+        "bne     3b\n"
+        "pop     {r0, r4-r11, pc}\n");
 }
 
-/*
- * s[0..3] += (pixel 0, channel w0), (pixel 0, channel w0 + dw), (pixel 1, w0), (pixel 1, w0 + dw)
- * over groups of 4 taps (k4 taps), then the tail taps.
- */
-static void gemm_2x2(const int16_t *buf, const int8_t *w0, int dw, int k4, int tail, int32_t s[4]) {
-    gemm_2x2_loop(buf, w0, dw, w0 + k4, s);
-    const int16_t *t = buf + 2 * k4;
-    w0 += k4;
-    for (int i = 0; i < tail; ++i) {
-        const int32_t x0 = t[i], x1 = t[4 + i], v0 = w0[i], v1 = w0[dw + i];
-        s[0] += x0 * v0, s[1] += x0 * v1, s[2] += x1 * v0, s[3] += x1 * v1;
+/* Channel pairs per call of gemm_pairs: the sums of a chunk live on the stack (4 * 4 * 64 = 1 KiB). */
+#define GEMM_CHUNK_PAIRS 64
+
+/* The K % 4 last taps of channels [oc0, oc0 + 2 * pairs), added to the chunk's sums. */
+static void add_tail(const gemm_ctx_t *g, const int16_t *buf, int oc0, int pairs, int32_t *acc) {
+    const int16_t *t = buf + 2 * g->k4;
+    for (int j = 0; j < pairs; ++j) {
+        const int oc = oc0 + 2 * j, two = oc + 1 < g->out_c;
+        const int8_t *w0 = g->filter + oc * g->k + g->k4, *w1 = two ? w0 + g->k : w0;
+        for (int i = 0; i < g->k - g->k4; ++i) {
+            const int32_t x0 = t[i], x1 = t[4 + i];
+            acc[4 * j] += x0 * w0[i], acc[4 * j + 1] += x0 * w1[i];
+            acc[4 * j + 2] += x1 * w0[i], acc[4 * j + 3] += x1 * w1[i];
+        }
     }
 }
 
-static inline int8_t clamp_out(const tm_conv_params_t *p, int32_t v) {
-    v += p->output_offset;
-    v = v < p->act_min ? p->act_min : v;
-    return (int8_t)(v > p->act_max ? p->act_max : v);
-}
-
-/* The two pixels' outputs of channel oc (out1 NULL: pixel 0 only). */
-static inline void store_channel(const tm_conv_params_t *p, int oc, int32_t s0, int32_t s1, int8_t *out0,
-                                 int8_t *out1) {
-    const tm_dsp_rq_t q = tm_dsp_rq_of(p->out_multiplier[oc], p->out_shift[oc]);
-    if (q.shift < 0) {
-        out0[oc] = clamp_out(p, tm_dsp_requantize_right(s0, q.multiplier, q.half, q.right_m1));
-        if (out1) {
-            out1[oc] = clamp_out(p, tm_dsp_requantize_right(s1, q.multiplier, q.half, q.right_m1));
-        }
+/* Output channel oc of both pixels (out1 NULL: pixel 0 only) from its two sums. */
+static inline void store_channel(const gemm_ctx_t *g, int oc, int32_t s0, int32_t s1, int8_t *out0, int8_t *out1) {
+    const tm_conv_params_t *p = g->p;
+    const int32_t bias = g->bias ? g->bias[oc] : 0, mult = p->out_multiplier[oc], shift = p->out_shift[oc];
+    int32_t v0, v1;
+    if (shift < 0) {
+        const int32_t half = (int32_t)(1u << (-shift - 1));
+        v0 = tm_dsp_requantize_right(s0 + bias, mult, half, -shift - 1);
+        v1 = tm_dsp_requantize_right(s1 + bias, mult, half, -shift - 1);
     } else {
-        out0[oc] = clamp_out(p, tm_dsp_requantize(s0, q.multiplier, q.shift));
-        if (out1) {
-            out1[oc] = clamp_out(p, tm_dsp_requantize(s1, q.multiplier, q.shift));
-        }
+        v0 = tm_dsp_requantize(s0 + bias, mult, shift);
+        v1 = tm_dsp_requantize(s1 + bias, mult, shift);
+    }
+    const int32_t lo = g->act_min, hi = g->act_max;
+    v0 += g->out_offset, v1 += g->out_offset;
+    v0 = v0 < lo ? lo : v0, v1 = v1 < lo ? lo : v1;
+    out0[oc] = (int8_t)(v0 > hi ? hi : v0);
+    if (out1) {
+        out1[oc] = (int8_t)(v1 > hi ? hi : v1);
     }
 }
 
 /* All output channels of pixels out0 (and out1 when non-NULL) from the filled buffer. */
 static void pixels_pair(const gemm_ctx_t *g, const int16_t *buf, int8_t *out0, int8_t *out1) {
-    const tm_conv_params_t *p = g->p;
-    for (int oc = 0; oc < g->out_c; oc += 2) {
-        const int two = oc + 1 < g->out_c;
-        const int32_t b0 = g->bias ? g->bias[oc] : 0, b1 = g->bias && two ? g->bias[oc + 1] : 0;
-        int32_t s[4] = {b0, b1, b0, b1};
-        gemm_2x2(buf, g->filter + oc * g->k, two ? g->k : 0, g->k4, g->k - g->k4, s);
-        store_channel(p, oc, s[0], s[2], out0, out1);
-        if (two) {
-            store_channel(p, oc + 1, s[1], s[3], out0, out1);
+    int32_t acc[4 * GEMM_CHUNK_PAIRS];
+    const int all_pairs = (g->out_c + 1) / 2;
+    for (int pair0 = 0; pair0 < all_pairs; pair0 += GEMM_CHUNK_PAIRS) {
+        const int pairs = all_pairs - pair0 < GEMM_CHUNK_PAIRS ? all_pairs - pair0 : GEMM_CHUNK_PAIRS;
+        const int oc0 = 2 * pair0, lone = oc0 + 2 * pairs > g->out_c; /* the last pair is one channel */
+        gemm_job_t job = {buf, g->filter + oc0 * g->k, g->k, g->k4, 2 * g->k - g->k4, pairs - lone, acc};
+        if (job.pairs > 0) {
+            gemm_pairs(&job);
+        }
+        if (lone) {
+            job.w = g->filter + (g->out_c - 1) * g->k, job.dw = 0, job.pairs = 1;
+            gemm_pairs(&job);
+        }
+        if (g->k != g->k4) {
+            add_tail(g, buf, oc0, pairs, acc);
+        }
+        for (int j = 0; j < pairs; ++j) {
+            const int oc = oc0 + 2 * j;
+            store_channel(g, oc, acc[4 * j], acc[4 * j + 2], out0, out1);
+            if (oc + 1 < g->out_c) {
+                store_channel(g, oc + 1, acc[4 * j + 1], acc[4 * j + 3], out0, out1);
+            }
         }
     }
 }
@@ -183,6 +257,7 @@ void tm_dsp_conv_2d_gemm(const tm_conv_params_t *p, const int8_t *input, const i
         .p = p, .filter = filter, .bias = bias,
         .in_h = in_dims[1], .in_w = in_dims[2], .in_c = in_dims[3], .f_h = f_dims[1], .f_w = f_dims[2],
         .out_w = out_dims[2], .out_c = out_dims[3],
+        .out_offset = p->output_offset, .act_min = p->act_min, .act_max = p->act_max,
     };
     g.k = g.f_h * g.f_w * g.in_c;
     g.k4 = g.k & ~3;
