@@ -8,6 +8,8 @@ fresh uniform random point in the ε-ball and runs only on the inputs no earlier
 so an input counts as fooled iff any restart fooled it (the first fooling example is kept; an
 input never fooled keeps the first restart's result).  This is the success set of ART's own
 num_random_init loop, which re-attacks every input each restart and keeps the last success.
+engine="ours" runs the later restarts of the few inputs left side by side in full batches
+(host/attacks/batched/restarts.py): the same rule, drawn in a different order than engine="art".
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import numpy as np
 
 from host.attacks.base import BATCH_SIZE, EPS, SEED, Attack, Param, at_least_one, positive, register
 from host.attacks.batched import ENGINE, pgd_linf
+from host.attacks.batched.restarts import restart_in_batches
 from host.attacks.common import restart_until_fooled
 from host.attacks.target import FloatModel, import_art
 from host.errors import UserError
@@ -64,11 +67,14 @@ class PGD(Attack):
         return self.params["rel_step"] * self.eps
 
     def _generate(self, model: FloatModel, x: np.ndarray, y: np.ndarray) -> np.ndarray:
-        run = self._art_run(model) if self.params["engine"] == "art" else self._our_run(model)
-        return restart_until_fooled(
-            model, x, y, self.params["restarts"],
-            lambda xs, ys: self.project(xs, run(xs, ys), model.input_range),
-        )
+        def projected(run: Callable[[np.ndarray, np.ndarray], np.ndarray]) -> Callable[..., np.ndarray]:
+            return lambda xs, ys: self.project(xs, run(xs, ys), model.input_range)
+
+        restarts = self.params["restarts"]
+        if self.params["engine"] == "art":
+            return restart_until_fooled(model, x, y, restarts, projected(self._art_run(model)))
+        # Same restart rule, but the few inputs left run several restarts per batch.
+        return restart_in_batches(model, x, y, restarts, self.params["batch_size"], projected(self._our_run(model)))
 
     def _our_run(self, model: FloatModel) -> Callable[[np.ndarray, np.ndarray], np.ndarray]:
         p = self.params

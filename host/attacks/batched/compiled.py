@@ -72,3 +72,19 @@ def cross_entropy(y: Any, scores: Any, from_logits: bool) -> Any:
         return tf.nn.sparse_softmax_cross_entropy_with_logits(labels=y, logits=scores)
     picked = tf.gather(scores, y, axis=1, batch_dims=1)
     return -tf.math.log(tf.clip_by_value(picked, 1e-12, 1.0))
+
+
+def predicted_labels(model: FloatModel, x: np.ndarray, batch_size: int) -> np.ndarray:
+    """argmax of the model's scores, through one compiled forward pass (no Keras predict set-up per call)."""
+    forward = compiled(model, ("forward",), _build_forward)
+    return in_batches(lambda xb: forward(xb), batch_size, x.astype(np.float32)).argmax(axis=1)
+
+
+def _build_forward(net: Any, model: FloatModel) -> Any:
+    import tensorflow as tf
+
+    @tf.function(input_signature=[input_spec(model)], reduce_retracing=True)
+    def forward(x: Any) -> Any:
+        return net(x, training=False)
+
+    return forward

@@ -1,0 +1,216 @@
+"""`python -m host.bench_attacks` (part of `make bench`): adversarial examples per second for
+PGD-20, C&W-L2 and DeepFool on the study's CIFAR-10 ResNet, our batched engine vs ART 1.20,
+with both engines' success rates on the same inputs.  Writes the table into docs/bench.md.
+
+Both engines run the registry attack with the study's parameters (only `engine` differs),
+back to back so they see the same machine load, each after one untimed warm-up call on two
+inputs (tracing, ART's set-up).  ART may be timed on the first --art-num inputs only (C&W-L2
+takes ~11 min for 200 in ART); success is then compared on exactly those inputs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import os
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from host.errors import UserError, run_cli
+from host.paths import ROOT, SHARED_DIR
+
+FLOAT_MODEL = SHARED_DIR / "models" / "david-goliath" / "cifar_resnet_float.h5"
+CIFAR = SHARED_DIR / "data" / "cifar10" / "test_first1017.npz"
+DOCS = ROOT / "docs" / "bench.md"
+BEGIN, END = "<!-- bench_attacks:begin -->", "<!-- bench_attacks:end -->"
+ATTACKS = ("pgd", "cw-l2", "deepfool")
+LABELS = {"pgd": "PGD-20", "cw-l2": "C&W-L2", "deepfool": "DeepFool"}
+WARMUP = 2  # inputs of the untimed first call per engine
+
+
+@dataclass(frozen=True)
+class Run:
+    """One engine's run of one attack: how many inputs, how long, what it did to them."""
+
+    inputs: int
+    seconds: float
+    x_adv: np.ndarray
+
+    @property
+    def per_second(self) -> float:
+        return self.inputs / self.seconds
+
+
+@dataclass(frozen=True)
+class Row:
+    attack: str
+    ours: Run
+    art: Run
+    ours_success: tuple[int, int]       # (fooled, correctly classified) on the inputs ART ran on
+    art_success: tuple[int, int]
+    ours_success_all: tuple[int, int]   # the same over all inputs ours ran on
+    ours_median_l2: float
+    art_median_l2: float
+
+
+def attack_params(name: str, pgd_eps: float) -> dict[str, Any]:
+    """The registry attack's parameters for the benchmark: the study's, plus PGD's ε."""
+    return {"eps": pgd_eps} if name == "pgd" else {}
+
+
+def run_engine(model: Any, name: str, params: dict[str, Any], engine: str, x: np.ndarray, y: np.ndarray) -> Run:
+    from host.attacks import get_attack
+
+    attack = get_attack(name, engine=engine, **params)
+    attack.generate(model, x[:WARMUP], y[:WARMUP])  # tracing / ART set-up, not timed
+    start = time.perf_counter()
+    x_adv = attack.generate(model, x, y)
+    return Run(len(x), time.perf_counter() - start, x_adv)
+
+
+def success(model: Any, x_adv: np.ndarray, y: np.ndarray, correct: np.ndarray) -> tuple[int, int]:
+    """(inputs fooled, inputs classified correctly before the attack) among these inputs."""
+    fooled = (model.predict(x_adv).argmax(axis=1) != y) & correct
+    return int(fooled.sum()), int(correct.sum())
+
+
+def median_l2(model: Any, x: np.ndarray, x_adv: np.ndarray, y: np.ndarray, correct: np.ndarray) -> float:
+    """Median L2 perturbation of the inputs fooled (nan if none)."""
+    from host.attacks.base import perturbation_norm
+
+    fooled = (model.predict(x_adv).argmax(axis=1) != y) & correct
+    return float(np.median(perturbation_norm(x, x_adv, "2")[fooled])) if fooled.any() else float("nan")
+
+
+def bench_attack(model: Any, name: str, params: dict[str, Any], x: np.ndarray, y: np.ndarray, art_num: int) -> Row:
+    correct = model.predict(x).argmax(axis=1) == y
+    ours = run_engine(model, name, params, "ours", x, y)
+    art = run_engine(model, name, params, "art", x[:art_num], y[:art_num])
+    head = slice(0, art_num)
+    return Row(
+        attack=name, ours=ours, art=art,
+        ours_success=success(model, ours.x_adv[head], y[head], correct[head]),
+        art_success=success(model, art.x_adv, y[head], correct[head]),
+        ours_success_all=success(model, ours.x_adv, y, correct),
+        ours_median_l2=median_l2(model, x[head], ours.x_adv[head], y[head], correct[head]),
+        art_median_l2=median_l2(model, x[head], art.x_adv, y[head], correct[head]),
+    )
+
+
+def percent(fooled_of: tuple[int, int]) -> str:
+    fooled, total = fooled_of
+    return f"{100.0 * fooled / max(total, 1):.1f} % ({fooled}/{total})"
+
+
+def table(rows: Sequence[Row], num: int) -> str:
+    lines = [
+        "| attack | ours adv/s | ART adv/s | speed-up | success ours | success ART | "
+        f"success ours, all {num} | median L2 ours / ART |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        l2 = "–" if r.attack == "pgd" else f"{r.ours_median_l2:.3f} / {r.art_median_l2:.3f}"
+        lines.append(
+            f"| {LABELS[r.attack]} | {r.ours.per_second:.1f} ({r.ours.inputs} in {r.ours.seconds:.1f} s) "
+            f"| {r.art.per_second:.2f} ({r.art.inputs} in {r.art.seconds:.1f} s) "
+            f"| {r.ours.per_second / r.art.per_second:.1f}× | {percent(r.ours_success)} | {percent(r.art_success)} "
+            f"| {percent(r.ours_success_all)} | {l2} |"
+        )
+    return "\n".join(lines)
+
+
+def explanation(rows: Sequence[Row], args: argparse.Namespace) -> str:
+    subset = {r.attack: r.art.inputs for r in rows if r.art.inputs < args.num}
+    parts = [
+        f"CIFAR-10 ResNet (`{FLOAT_MODEL.relative_to(SHARED_DIR.parent)}`), the first {args.num} inputs of "
+        f"`{CIFAR.name}`; registry parameters (the study's): PGD-20 ε = {args.pgd_eps:g}, step ε/10, "
+        "20 restarts on still-robust inputs; C&W-L2 10 steps × 10 binary-search steps, c0 = 0.01; "
+        "DeepFool 100 steps, overshoot 1e-6.",
+        "Success = inputs fooled / inputs the float model classified correctly; median L2 over the fooled ones.",
+    ]
+    if subset:
+        which = ", ".join(f"{LABELS[a]} on the first {n}" for a, n in subset.items())
+        parts.append(
+            f"ART was run (timed, and its success measured) on a subset of the same inputs: {which}; "
+            "the two success columns compare ours and ART on exactly those inputs, the next column is ours "
+            f"on all {args.num}."
+        )
+    return "\n".join(parts)
+
+
+def write_docs(text: str, path: Path) -> None:
+    """Replace the section between the markers in docs/bench.md (append it the first time)."""
+    old = path.read_text() if path.is_file() else ""
+    block = f"{BEGIN}\n{text}\n{END}"
+    if BEGIN in old and END in old:
+        new = old[: old.index(BEGIN)] + block + old[old.index(END) + len(END):]
+    else:
+        new = old.rstrip("\n") + "\n\n" + block + "\n"
+    path.write_text(new)
+
+
+def load_inputs(num: int) -> tuple[Any, np.ndarray, np.ndarray]:
+    from host.attacks import load_float_model
+    from host.data import load_npz_dataset
+
+    for path in (FLOAT_MODEL, CIFAR):
+        if not path.is_file():
+            raise UserError(f"{path} not found", hint="the benchmark needs ../shared (models and data)")
+    data = load_npz_dataset(CIFAR)
+    if not 1 <= num <= len(data.x):
+        raise UserError(f"--num must be in 1..{len(data.x)}")
+    return load_float_model(FLOAT_MODEL), data.x[:num], data.y[:num]
+
+
+def parse(argv: list[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="python -m host.bench_attacks", description=__doc__.split("\n\n")[0])
+    p.add_argument("--num", type=int, default=200, help="CIFAR inputs per attack (default 200)")
+    p.add_argument("--art-num", type=int, default=None,
+                   help="ART runs on the first N of them only (default: all; success compared on those N)")
+    p.add_argument("--art-num-slow", type=int, default=None,
+                   help="like --art-num but only for C&W-L2 and DeepFool (ART's slow ones)")
+    p.add_argument("--attacks", default=",".join(ATTACKS), help=f"comma-separated subset of {','.join(ATTACKS)}")
+    p.add_argument("--pgd-eps", type=float, default=0.004, help="PGD's L∞ ε (default 0.004, in the study's range)")
+    p.add_argument("--no-write", action="store_true", help="print only; do not update docs/bench.md")
+    args = p.parse_args(argv)
+    args.attacks = [a.strip() for a in args.attacks.split(",") if a.strip()]
+    unknown = sorted(set(args.attacks) - set(ATTACKS))
+    if unknown:
+        raise UserError(f"--attacks: no benchmark for {', '.join(unknown)}", hint=f"choose from {', '.join(ATTACKS)}")
+    return args
+
+
+def art_num_for(name: str, args: argparse.Namespace) -> int:
+    limit = args.art_num_slow if name != "pgd" and args.art_num_slow else args.art_num
+    return min(limit or args.num, args.num)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse(argv)
+    from host.quiet import import_tensorflow_quietly
+
+    import_tensorflow_quietly()
+    model, x, y = load_inputs(args.num)
+    rows = []
+    for name in args.attacks:
+        rows.append(bench_attack(model, name, attack_params(name, args.pgd_eps), x, y, art_num_for(name, args)))
+        print(f"{LABELS[name]}: done", file=sys.stderr, flush=True)
+    command = "python -m host.bench_attacks " + " ".join(argv if argv is not None else sys.argv[1:])
+    stamp = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")
+    text = (f"`{command.strip()}`, {stamp}, load average {os.getloadavg()[0]:.1f} at the end:\n\n"
+            f"{table(rows, args.num)}\n\n{explanation(rows, args)}")
+    print(text)
+    if not args.no_write:
+        write_docs(text, DOCS)
+        print(f"written: {DOCS.relative_to(ROOT)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(run_cli(main))
