@@ -211,6 +211,7 @@ def render_study_markdown(document: dict[str, Any]) -> str:
              f"every set)",
              f"- chip vs reference: {document['summary']['chip_inferences'] - document['summary']['chip_mismatches']}"
              f"/{document['summary']['chip_inferences']} identical",
+             *_staged_summary_lines(document["summary"]),
              f"- wall time {document['run']['duration_s']} s",
              *[f"- **attack `{f['attack']}` failed** and is left out: {f['error']}"
                for f in document["summary"].get("failed_attacks", [])],
@@ -302,6 +303,14 @@ def defense_chip_rows(document: dict[str, Any]) -> tuple[list[str], list[list[st
     return header, rows
 
 
+def _staged_summary_lines(summary: dict[str, Any]) -> list[str]:
+    total = summary.get("defended_chip_inferences")
+    if not total:
+        return []
+    return [f"- pre-processing on the chip vs reference on the integer stage: "
+            f"{total - summary['defended_chip_mismatches']}/{total} identical"]
+
+
 def _instructions(value: float | None) -> str:
     return "–" if value is None else f"{value:,.0f}"
 
@@ -372,6 +381,11 @@ def print_study(document: dict[str, Any], paths: dict[str, Path]) -> None:
         verdict = "bit-exact" if not s["chip_mismatches"] else "NOT bit-exact"
         print(f"chip vs reference: {verdict} ({s['chip_inferences'] - s['chip_mismatches']}/{s['chip_inferences']} "
               "identical)")
+    if s.get("defended_chip_inferences"):
+        verdict = "bit-exact" if not s["defended_chip_mismatches"] else "NOT bit-exact"
+        staged, mismatches = s["defended_chip_inferences"], s["defended_chip_mismatches"]
+        print(f"pre-processing on the chip vs reference on the integer stage: {verdict} "
+              f"({staged - mismatches}/{staged} identical)")
     print(f"results: {paths['metrics'].parent}/ ({', '.join(p.name for p in paths.values())})")
 
 

@@ -234,6 +234,8 @@ name = "jpeg"
             assert chip["total_instructions_median"] > chip["instructions_median"]
     report = (tmp_path / "s/report.md").read_text()
     assert "### Pre-processing on the chip" in report
+    assert "- pre-processing on the chip vs reference on the integer stage: 20/20 identical" in report
+    assert "pre-processing on the chip vs reference on the integer stage: bit-exact (20/20 identical)" in proc.stdout
     assert "| median-smoothing(window=2) | fgsm | 0.2 | int8 |" in report and "| 5/5 |" in report
 
 
@@ -284,3 +286,8 @@ def test_flash_with_a_stage(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> 
         assert device.infer(bytes(64)).preprocess_instructions > 0
         with pytest.raises(UserError, match="pre-processes its inputs"):
             DeviceBackend(device, ModelIO.from_bytes(DEFAULT_MODEL.read_bytes()))
+
+
+def test_no_stage_in_the_mlperf_mode(model: CompiledModel) -> None:
+    with pytest.raises(UserError, match="MLPerf"):
+        build_firmware(model, load_board(BOARD), mlperf=True, preprocess="squeeze:4")
