@@ -37,6 +37,13 @@ void *tm_tensor_ptr(const tm_model_t *model, int tensor_index) {
 #define TM_DEPTHWISE_CONV_2D tm_kernel_depthwise_conv_2d
 #define TM_ADD tm_kernel_add
 #endif
+/* Helium versions of the kernels above where ops_mve/ has one (each falls back itself). */
+#if defined(TM_OPT_MVE)
+#undef TM_ADD
+#define TM_ADD tm_kernel_add_mve
+#undef TM_DEPTHWISE_CONV_2D
+#define TM_DEPTHWISE_CONV_2D tm_kernel_depthwise_conv_2d_mve
+#endif
 
 typedef tm_status_t (*tm_kernel_fn)(const tm_model_t *model, const tm_op_t *op);
 

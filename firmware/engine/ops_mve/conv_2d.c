@@ -85,44 +85,33 @@ static const int8_t *patch_at(const conv_geom_t *g, const tm_conv_params_t *p, c
     return buf;
 }
 
-/* Per output channel of a chunk: effective bias (bias + input_offset * sum of
- * the filter, wrapping int32), multiplier and the two shifts; lanes past the
- * last channel repeat it (computed, never stored). */
-typedef struct {
-    int32_t eff[TM_MVE_CHANNEL_CHUNK], mult[TM_MVE_CHANNEL_CHUNK];
-    int32_t left[TM_MVE_CHANNEL_CHUNK], right[TM_MVE_CHANNEL_CHUNK];
-} chunk_quant_t;
-
+/* eff[k] = bias + input_offset * sum of the filter of channel c0 + k (wrapping int32). */
 static void chunk_prepare(const conv_geom_t *g, const tm_conv_params_t *p, const int8_t *filter,
-                          const int32_t *bias, int c0, int count, chunk_quant_t *q) {
-    const int padded = (count + 3) & ~3;
-    for (int k = 0; k < padded; ++k) {
+                          const int32_t *bias, int c0, int count, tm_mve_chunk_t *q) {
+    tm_mve_chunk_quant(p->out_multiplier, p->out_shift, c0, count, q);
+    for (int k = 0; k < ((count + 3) & ~3); ++k) {
         const int c = c0 + (k < count ? k : count - 1);
         const int32_t s = tm_mve_sum_s8(filter + c * g->patch, g->patch);
         q->eff[k] = (int32_t)((uint32_t)(bias ? bias[c] : 0) + (uint32_t)p->input_offset * (uint32_t)s);
-        q->mult[k] = p->out_multiplier[c];
-        q->left[k] = p->out_shift[c] > 0 ? p->out_shift[c] : 0;
-        q->right[k] = p->out_shift[c] > 0 ? 0 : p->out_shift[c];
     }
 }
 
 /* Output channels c0 .. c0+count of one pixel from its patch (w: channel c0's filter). */
 static void pixel_channels(const conv_geom_t *g, const tm_conv_params_t *p, const int8_t *patch,
-                           const int8_t *w, const chunk_quant_t *q, int count, int8_t *out) {
+                           const int8_t *w, const tm_mve_chunk_t *q, int count, int8_t *out) {
     const int n = g->patch;
     for (int c = 0; c < count; c += 4, w += 4 * n) {
         const int lanes = count - c;
         const int8_t *rows[4] = {w, lanes > 1 ? w + n : w, lanes > 2 ? w + 2 * n : w, lanes > 3 ? w + 3 * n : w};
         const int32x4_t acc = vaddq_s32(tm_mve_dot_1x4(patch, rows, n), vldrwq_s32(q->eff + c));
-        const tm_mve_quant_t lq = {vldrwq_s32(q->mult + c), vldrwq_s32(q->left + c), vldrwq_s32(q->right + c)};
-        tm_mve_store_s8(out + c, acc, lq, p->output_offset, p->act_min, p->act_max, lanes);
+        tm_mve_store_s8(out + c, acc, tm_mve_chunk_at(q, c), p->output_offset, p->act_min, p->act_max, lanes);
     }
 }
 
 static void conv_batch(const conv_geom_t *g, const tm_conv_params_t *p, const int8_t *in_b, const int8_t *filter,
                        const int32_t *bias, int8_t *out_b) {
     int8_t patch_buf[TM_MVE_PATCH_BYTES] __attribute__((aligned(16)));
-    chunk_quant_t q __attribute__((aligned(16)));
+    tm_mve_chunk_t q __attribute__((aligned(16)));
     for (int c0 = 0; c0 < g->out_c; c0 += TM_MVE_CHANNEL_CHUNK) {
         const int count = g->out_c - c0 < TM_MVE_CHANNEL_CHUNK ? g->out_c - c0 : TM_MVE_CHANNEL_CHUNK;
         chunk_prepare(g, p, filter, bias, c0, count, &q);

@@ -1,0 +1,65 @@
+/*
+ * ADD, int8, on Helium, when both inputs have the output's element count (no
+ * broadcasting): four elements per pass in 32-bit lanes, each rescaled with
+ * tm_mve_requantize (TFLite's double rounding, bit for bit; mve_common.h).
+ * Broadcasting and int16 go to the DSP (or portable) kernel.
+ */
+#include "mve_common.h"
+
+#if defined(TM_OPT_DSP)
+#define TM_ADD_FALLBACK tm_kernel_add_dsp
+#else
+#define TM_ADD_FALLBACK tm_kernel_add
+#endif
+
+typedef struct {
+    int32_t in1_offset, in2_offset, left_shift, out_offset, act_min, act_max;
+    tm_mve_quant_t q1, q2, qo;
+} add_vec_t;
+
+static int32x4_t add_four(const add_vec_t *a, int32x4_t x, int32x4_t y) {
+    const int32x4_t sx = vshlq_r_s32(vaddq_n_s32(x, a->in1_offset), a->left_shift);
+    const int32x4_t sy = vshlq_r_s32(vaddq_n_s32(y, a->in2_offset), a->left_shift);
+    const int32x4_t sum = vaddq_s32(tm_mve_requantize(sx, a->q1), tm_mve_requantize(sy, a->q2));
+    const int32x4_t v = vaddq_n_s32(tm_mve_requantize(sum, a->qo), a->out_offset);
+    return vminq_s32(vmaxq_s32(v, vdupq_n_s32(a->act_min)), vdupq_n_s32(a->act_max));
+}
+
+static void add_s8(const add_vec_t *a, const int8_t *in1, const int8_t *in2, int8_t *out, int32_t count) {
+    int32_t i = 0;
+    for (; i + 4 <= count; i += 4) {
+        vstrbq_s32(out + i, add_four(a, vldrbq_s32(in1 + i), vldrbq_s32(in2 + i)));
+    }
+    if (i < count) {
+        const mve_pred16_t p = vctp32q((uint32_t)(count - i));
+        vstrbq_p_s32(out + i, add_four(a, vldrbq_z_s32(in1 + i, p), vldrbq_z_s32(in2 + i, p)), p);
+    }
+}
+
+static tm_mve_quant_t scalar_quant(int32_t multiplier, int32_t shift) {
+    return tm_mve_quant(vdupq_n_s32(multiplier), vdupq_n_s32(shift));
+}
+
+tm_status_t tm_kernel_add_mve(const tm_model_t *model, const tm_op_t *op) {
+    const tm_add_params_t *p = (const tm_add_params_t *)op->params;
+    const tm_tensor_t *in1_t = tm_in_tensor(model, op, 0);
+    const tm_tensor_t *in2_t = tm_in_tensor(model, op, 1);
+    const tm_tensor_t *out_t = tm_out_tensor(model, op, 0);
+    const int8_t *in1 = (const int8_t *)tm_in_data(model, op, 0);
+    const int8_t *in2 = (const int8_t *)tm_in_data(model, op, 1);
+    int8_t *out = (int8_t *)tm_out_data(model, op, 0);
+    const int32_t count = tm_elements(out_t);
+    if (!in1_t || !in2_t || !in1 || !in2 || !out || out_t->dtype != TM_INT8 || tm_elements(in1_t) != count ||
+        tm_elements(in2_t) != count) {
+        return TM_ADD_FALLBACK(model, op);
+    }
+    const add_vec_t a = {
+        .in1_offset = p->input1_offset, .in2_offset = p->input2_offset, .left_shift = p->left_shift,
+        .out_offset = p->output_offset, .act_min = p->act_min, .act_max = p->act_max,
+        .q1 = scalar_quant(p->input1_multiplier, p->input1_shift),
+        .q2 = scalar_quant(p->input2_multiplier, p->input2_shift),
+        .qo = scalar_quant(p->output_multiplier, p->output_shift),
+    };
+    add_s8(&a, in1, in2, out, count);
+    return TM_OK;
+}
