@@ -165,26 +165,49 @@ static int list_taps(const dw_ctx_t *c, int f_h, int y0, int x0, int32_t taps[2 
     return n;
 }
 
+/* Channels whose requantization constants are prepared once per op (2 KiB on the stack). */
+#define DW_MAX_PREPARED 256
+
+/* Per channel: multiplier and, for a right shift, right - 1 (else -1 - shift: the general path). */
+typedef struct {
+    int32_t multiplier, right_m1;
+} dw_rq_t;
+
+static void prepare_rq(const dw_ctx_t *c, dw_rq_t *rq) {
+    for (int k = 0; k < c->ch; ++k) {
+        const int32_t shift = c->p->out_shift[k];
+        rq[k].multiplier = c->p->out_multiplier[k];
+        rq[k].right_m1 = shift < 0 ? -shift - 1 : -1 - shift;
+    }
+}
+
+static inline int32_t dw_requantize(const dw_rq_t *q, int32_t acc) {
+    if (q->right_m1 >= 0) {
+        return tm_dsp_requantize_right(acc, q->multiplier, (int32_t)(1u << q->right_m1), q->right_m1);
+    }
+    return tm_dsp_requantize(acc, q->multiplier, -1 - q->right_m1);
+}
+
 /* Requantized outputs of channels k..k+3. */
-static inline void store_4ch(const dw_ctx_t *c, const int32_t acc[4], int k, int8_t *out) {
-    const tm_conv_params_t *p = c->p;
+static inline void store_4ch(const dw_ctx_t *c, const dw_rq_t *rq, const int32_t acc[4], int k, int8_t *out) {
+    const int32_t out_offset = c->p->output_offset, lo = c->p->act_min, hi = c->p->act_max;
     for (int i = 0; i < 4; ++i) {
-        const tm_dsp_rq_t q = tm_dsp_rq_of(p->out_multiplier[k + i], p->out_shift[k + i]);
-        int32_t v = tm_dsp_rq_apply(&q, acc[i]) + p->output_offset;
-        v = v < p->act_min ? p->act_min : v;
-        out[k + i] = (int8_t)(v > p->act_max ? p->act_max : v);
+        int32_t v = dw_requantize(&rq[k + i], acc[i]) + out_offset;
+        v = v < lo ? lo : v;
+        out[k + i] = (int8_t)(v > hi ? hi : v);
     }
 }
 
 /* One output pixel: channels by 4 down the tap list, the ch % 4 last ones one by one. */
-static void dw_pixel_taps(const dw_ctx_t *c, const int8_t *in_b, const int32_t *taps, int n, int8_t *out) {
+static void dw_pixel_taps(const dw_ctx_t *c, const dw_rq_t *rq, const int8_t *in_b, const int32_t *taps, int n,
+                          int8_t *out) {
     const tm_conv_params_t *p = c->p;
     const int32_t off2 = tm_pack_offset(p->input_offset);
     int k = 0;
     for (; k + 3 < c->ch; k += 4) {
         int32_t acc[4] = {bias_of(c, k), bias_of(c, k + 1), bias_of(c, k + 2), bias_of(c, k + 3)};
         dw_taps_4ch(taps, taps + 2 * n, in_b + k, c->filter + k, acc, off2);
-        store_4ch(c, acc, k, out);
+        store_4ch(c, rq, acc, k, out);
     }
     for (; k < c->ch; ++k) {
         int32_t a = bias_of(c, k);
@@ -198,10 +221,12 @@ static void dw_pixel_taps(const dw_ctx_t *c, const int8_t *in_b, const int32_t *
 static void dw_by_taps(const dw_ctx_t *c, const int8_t *in_b, int f_h, int out_h, int out_w, int8_t *out_b) {
     const tm_conv_params_t *p = c->p;
     int32_t taps[2 * DW_MAX_TAPS];
+    dw_rq_t rq[DW_MAX_PREPARED];
+    prepare_rq(c, rq);
     for (int oy = 0; oy < out_h; ++oy) {
         for (int ox = 0; ox < out_w; ++ox) {
             const int n = list_taps(c, f_h, oy * p->stride_h - p->pad_h, ox * p->stride_w - p->pad_w, taps);
-            dw_pixel_taps(c, in_b, taps, n, out_b + (oy * out_w + ox) * c->ch);
+            dw_pixel_taps(c, rq, in_b, taps, n, out_b + (oy * out_w + ox) * c->ch);
         }
     }
 }
@@ -227,7 +252,7 @@ tm_status_t tm_kernel_depthwise_conv_2d_dsp(const tm_model_t *model, const tm_op
     const int batches = in_t->dims[0], out_h = out_t->dims[1], out_w = out_t->dims[2];
     for (int b = 0; b < batches; ++b) {
         const int8_t *in_b = input + b * c.in_h * c.in_w * c.ch;
-        if (f_h * c.f_w <= DW_MAX_TAPS) {
+        if (f_h * c.f_w <= DW_MAX_TAPS && c.ch <= DW_MAX_PREPARED) {
             dw_by_taps(&c, in_b, f_h, out_h, out_w, output + b * out_h * out_w * c.ch);
             continue;
         }
