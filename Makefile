@@ -47,7 +47,7 @@ test-slow: deps
 bench: deps
 	@$(PYTHON) -m host.bench
 	@if [ -d ../shared/models ]; then $(PYTHON) -m host.perf; else echo "host.perf skipped: ../shared/models absent"; fi
-	@if [ -d ../shared/models ]; then nice -n 10 $(PYTHON) -m host.bench_attacks --art-num-slow 50; else echo "host.bench_attacks skipped: ../shared/models absent"; fi
+	@if [ -d ../shared/models ]; then nice -n 10 $(PYTHON) -m host.bench_attacks; else echo "host.bench_attacks skipped: ../shared/models absent"; fi
 
 lint: deps
 	@$(PYTHON) -m ruff check host tests models
