@@ -1,6 +1,7 @@
 """Shapes that reach the paths added to the DSP kernels (firmware/engine/ops_dsp/) for issue 6, byte for
 byte against TFLite Micro on mps2-an386 (M4), mps2-an500 (M7) and mps3-an547 (M55, which uses the DSP
-kernels as fallback): ADD without broadcasting (tabulated inputs), CONV_2D through the im2col + matrix
+kernels as fallback): ADD without broadcasting (tabulated inputs), QUANTIZE / DEQUANTIZE on the FPU (with
+rounding ties and the float32 just below 0.5), CONV_2D through the im2col + matrix
 product path (odd pixel counts, odd channel counts, tap counts not a multiple of 4, the KWS-like 10x4
 first layer) and above its tap limit (direct path).  More seeds: `-m slow`."""
 
@@ -11,8 +12,14 @@ import shutil
 import numpy as np
 import pytest
 
+from host.boards import load_board
+from host.build import build_firmware
+from host.compiler.compile import compile_bytes
+from host.device import boot_elf
+from host.reference import ReferenceInterpreter
 from tests.support.chip import assert_bit_exact_on_chip
 from tests.support.tflite_builder import ACTIVATIONS, GraphBuilder, fb
+from tests.support.tflite_builder import GENERATORS as BUILDER_GENERATORS
 
 pytestmark = [
     pytest.mark.qemu,
@@ -80,6 +87,8 @@ GENERATORS = {
     "CONV_2D_GEMM": random_conv,
     "CONV_2D_KWS": lambda rng: random_conv(rng, kws=True),
     "CONV_2D_DIRECT": lambda rng: random_conv(rng, big=True),
+    "QUANTIZE": BUILDER_GENERATORS["QUANTIZE"],
+    "DEQUANTIZE": BUILDER_GENERATORS["DEQUANTIZE"],
 }
 
 
@@ -105,3 +114,32 @@ def test_dsp_paths(board_name: str, op: str, dsp_board_dirs: dict) -> None:
 @pytest.mark.parametrize("board_name", BOARDS)
 def test_dsp_paths_more_seeds(board_name: str, op: str, dsp_board_dirs: dict) -> None:
     _check(board_name, op, range(SEEDS, SEEDS + SLOW_SEEDS), dsp_board_dirs)
+
+
+def quantize_edges() -> np.ndarray:
+    """Float inputs whose quotient by a power-of-two scale is a rounding tie, the float32 just below 0.5,
+    values near the int8/int16 limits and beyond them (saturation; not beyond int32, where TFLM's cast is
+    undefined)."""
+    below_half = float(np.nextafter(np.float32(0.5), np.float32(0)))
+    base = [0.0, -0.0, 0.5, -0.5, 1.5, -1.5, 2.5, -2.5, below_half, -below_half, 126.5, 127.5, -128.5, -129.5,
+            32766.5, 32767.5, -32768.5, 1048575.5, 1048576.0, -1048577.0, 5.0e8, -5.0e8]
+    return np.array(base + [k + 0.5 for k in range(-200, 200, 7)], dtype=np.float32)
+
+
+@pytest.mark.parametrize("dtype", ["int8", "int16"])
+@pytest.mark.parametrize("board_name", BOARDS)
+def test_quantize_rounding_edges(board_name: str, dtype: str, dsp_board_dirs: dict) -> None:
+    edges = quantize_edges()
+    for scale, zp in ((1.0, 0), (0.25, 3), (1.0, -7)):
+        g = GraphBuilder()
+        x = g.tensor((len(edges),), "float32")
+        y = g.tensor((len(edges),), dtype, scale, zp)
+        g.op("QUANTIZE", [x], [y])
+        data = g.build([x], [y])
+        model = compile_bytes(data, name="quantize_edges")
+        image = build_firmware(model, load_board(board_name), dsp_board_dirs[board_name])
+        with boot_elf(load_board(board_name), image.elf, model.sha256, timeout_s=60) as device:
+            for xs in (edges * np.float32(scale), edges):
+                ours, _ = device.infer_arrays(xs.astype(np.float32))
+                golden = ReferenceInterpreter(data).run(xs.astype(np.float32))
+                assert ours[0].tobytes() == golden[0].tobytes(), (board_name, dtype, scale, zp, ours[0], golden[0])

@@ -33,9 +33,13 @@ void *tm_tensor_ptr(const tm_model_t *model, int tensor_index) {
 #if defined(TM_OPT_DSP)
 #define TM_DEPTHWISE_CONV_2D tm_kernel_depthwise_conv_2d_dsp
 #define TM_ADD tm_kernel_add_dsp
+#define TM_QUANTIZE tm_kernel_quantize_dsp
+#define TM_DEQUANTIZE tm_kernel_dequantize_dsp
 #else
 #define TM_DEPTHWISE_CONV_2D tm_kernel_depthwise_conv_2d
 #define TM_ADD tm_kernel_add
+#define TM_QUANTIZE tm_kernel_quantize
+#define TM_DEQUANTIZE tm_kernel_dequantize
 #endif
 /* Helium versions of the kernels above where ops_mve/ has one (each falls back itself). */
 #if defined(TM_OPT_MVE)
@@ -62,8 +66,8 @@ static tm_kernel_fn kernel_for(uint8_t kind) {
     case TM_OP_LOGISTIC: return tm_kernel_logistic;
     case TM_OP_MEAN: return tm_kernel_mean;
     case TM_OP_CONCATENATION: return tm_kernel_concatenation;
-    case TM_OP_QUANTIZE: return tm_kernel_quantize;
-    case TM_OP_DEQUANTIZE: return tm_kernel_dequantize;
+    case TM_OP_QUANTIZE: return TM_QUANTIZE;
+    case TM_OP_DEQUANTIZE: return TM_DEQUANTIZE;
     default: return 0;
     }
 }
