@@ -62,4 +62,6 @@ class AutoAttack(Attack):
             x_adv[idx[fooled]] = candidate[fooled]
             robust[idx[fooled]] = False
             self.stage_fooled[attack.name] = int(fooled.sum())
+            if attack.last_queries is not None:  # Square's float-model queries
+                self.last_queries = (self.last_queries or 0) + attack.last_queries
         return x_adv

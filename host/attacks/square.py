@@ -4,8 +4,9 @@ Ours, written from the paper (not ART: its L2 update divides where it should mul
 returns NaN), for L∞ and L2, batched over inputs.  Each iteration proposes one random update
 per input still robust, sends all proposals to the QueryOracle in one call (one query per
 input) and keeps a proposal iff it lowers the margin loss  score_y - max_{k≠y} score_k  on the
-oracle's scores (probabilities for the quantized models).  An input is fooled, and no longer
-queried, once the oracle's top class is not y.
+oracle's scores (probabilities for the quantized models); proposals that tie it are kept too
+(ACCEPT_TIES, below).  An input is fooled, and no longer queried, once the oracle's top class
+is not y.
 
 * L∞ (paper, Alg. 1-2): start from vertical stripes of ±ε; an update sets a random h×h
   window of every channel to x ± ε (one random sign per channel).
@@ -36,6 +37,11 @@ PAPER_BUDGET = 10_000
 # Proposals identical to the current point cannot lower the loss; redraw them (no query) this often.
 NO_OP_REDRAWS = 10
 TINY = 1e-12
+# Keep proposals that tie the best loss, not only those that beat it (the paper: strictly lower).
+# A quantized oracle's scores are flat over large regions (int8 softmax saturates at 255/256),
+# so a strict search freezes there; accepting ties lets it drift across the plateau.  Measured
+# (int8 reference): digits L∞ ε=0.1, 200 it: 38 -> 45 of 100 fooled; CIFAR L2 ε=1, 300 it: 12 -> 14 of 20.
+ACCEPT_TIES = True
 
 Box = tuple[float, float]
 Init = Callable[[np.ndarray, float, Box, np.random.Generator], np.ndarray]
@@ -214,7 +220,7 @@ def square_search(
         proposal = propose(update, x[todo], best[todo], eps, side, box, rng)
         new_loss, new_fooled = evaluate(oracle, proposal, y[todo])
         queries[todo] += 1
-        better = new_loss < loss[todo]
+        better = new_loss <= loss[todo] if ACCEPT_TIES else new_loss < loss[todo]
         best[todo[better]], loss[todo[better]] = proposal[better], new_loss[better]
         fooled[todo[better]] = new_fooled[better]
     return SearchResult(best.astype(np.float32), fooled, queries)
