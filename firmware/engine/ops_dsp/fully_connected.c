@@ -8,6 +8,139 @@
  */
 #include "dsp_mac.h"
 
+/*
+ * Widened-input path (depth up to FC_MAX_DEPTH): the input row is widened to int16 once, with the
+ * offset added, into a stack buffer (2 KiB) in the order SXTB16 widens a weight word (elements
+ * 0, 2, 1, 3 of each group of 4); then four units per pass in assembly: per 4 elements one LDRD of
+ * the input and, per unit, one weight word, two SXTB16 and two SMLAD (23 instructions per 16 MACs).
+ */
+#define FC_MAX_DEPTH 1024
+#define FC_CHUNK_UNITS 128 /* sums of one call on the stack: 512 B */
+
+/* Work of fc_quads (read and updated by the assembly: keep the field offsets). */
+typedef struct {
+    const int16_t *x;  /* +0  widened input */
+    const int8_t *w;   /* +4  weights of the first unit of the next quad */
+    int32_t d1, d2, d3; /* +8 +12 +16 offsets of the other three units' weights (repeat the last for < 4) */
+    int32_t k4;        /* +20 elements in groups of 4 */
+    int32_t w_step;    /* +24 from the end of a unit's groups to the next quad's first unit */
+    int32_t quads;     /* +28 quads left (>= 1) */
+    int32_t *acc;      /* +32 where the next quad's 4 sums go */
+} fc_job_t;
+
+__attribute__((naked)) static void fc_quads(fc_job_t *job __attribute__((unused))) {
+    __asm__ volatile(
+        "push    {r0, r4-r11, lr}\n"
+        "ldr     r1, [r0, #4]\n"
+        "ldr     r2, [r0, #8]\n"
+        "ldr     r12, [r0, #12]\n"
+        "ldr     lr, [r0, #16]\n"
+        "3:\n"
+        "ldr     r0, [sp]\n"
+        "ldr     r3, [r0, #20]\n"
+        "add     r3, r1, r3\n"
+        "ldr     r0, [r0, #0]\n"
+        "mov.w   r4, #0\n"
+        "mov.w   r5, #0\n"
+        "mov.w   r6, #0\n"
+        "mov.w   r7, #0\n"
+        "cmp     r1, r3\n"
+        "beq     2f\n"
+        "1:\n"
+        "ldrd    r8, r9, [r0], #8\n"
+        "ldr     r10, [r1, r2]\n"
+        "sxtb16  r11, r10\n"
+        "smlad   r5, r8, r11, r5\n"
+        "sxtb16  r11, r10, ror #8\n"
+        "smlad   r5, r9, r11, r5\n"
+        "ldr     r10, [r1, r12]\n"
+        "sxtb16  r11, r10\n"
+        "smlad   r6, r8, r11, r6\n"
+        "sxtb16  r11, r10, ror #8\n"
+        "smlad   r6, r9, r11, r6\n"
+        "ldr     r10, [r1, lr]\n"
+        "sxtb16  r11, r10\n"
+        "smlad   r7, r8, r11, r7\n"
+        "sxtb16  r11, r10, ror #8\n"
+        "smlad   r7, r9, r11, r7\n"
+        "ldr     r10, [r1], #4\n"
+        "sxtb16  r11, r10\n"
+        "smlad   r4, r8, r11, r4\n"
+        "sxtb16  r11, r10, ror #8\n"
+        "smlad   r4, r9, r11, r4\n"
+        "cmp     r1, r3\n"
+        "bne     1b\n"
+        "2:\n"
+        "ldr     r3, [sp]\n"
+        "ldr     r0, [r3, #32]\n"
+        "stm     r0!, {r4-r7}\n"
+        "str     r0, [r3, #32]\n"
+        "ldr     r0, [r3, #24]\n"
+        "add     r1, r1, r0\n"
+        "ldr     r0, [r3, #28]\n"
+        "subs    r0, r0, #1\n"
+        "str     r0, [r3, #28]\n"
+        "bne     3b\n"
+        "pop     {r0, r4-r11, pc}\n");
+}
+
+/* x (depth int8) + offset into buf: groups of 4 in SXTB16 order, the depth % 4 last in natural order. */
+static void widen_input(const int8_t *x, int depth, int32_t offset, int16_t *buf) {
+    const int32_t off2 = tm_pack_offset(offset);
+    const int k4 = depth & ~3;
+    uint32_t *dst = (uint32_t *)(void *)buf;
+    for (int i = 0; i < k4; i += 4, dst += 2) {
+        const uint32_t v = tm_ld32(x + i);
+        dst[0] = (uint32_t)__sxtab16(off2, v);
+        dst[1] = (uint32_t)tm_sxtab16_ror8(off2, v);
+    }
+    for (int i = k4; i < depth; ++i) {
+        buf[i] = (int16_t)(x[i] + offset);
+    }
+}
+
+/* Sums of units [u0, u0 + n) into acc (n <= FC_CHUNK_UNITS). */
+static void fc_chunk(const int16_t *buf, const int8_t *weights, int depth, int u0, int n, int32_t *acc) {
+    const int k4 = depth & ~3, quads = n / 4, rest = n % 4;
+    fc_job_t job = {buf, weights + u0 * depth, depth, 2 * depth, 3 * depth, k4, 4 * depth - k4, quads, acc};
+    if (quads > 0) {
+        fc_quads(&job);
+    }
+    if (rest > 0) { /* 1-3 units: the missing ones repeat the last */
+        const int last = (rest - 1) * depth;
+        job.w = weights + (u0 + 4 * quads) * depth;
+        job.d1 = depth < last ? depth : last, job.d2 = 2 * depth < last ? 2 * depth : last, job.d3 = last;
+        job.quads = 1;
+        fc_quads(&job);
+    }
+    for (int u = 0; u < n && k4 < depth; ++u) {
+        const int8_t *w = weights + (u0 + u) * depth;
+        for (int i = k4; i < depth; ++i) {
+            acc[u] += buf[i] * w[i];
+        }
+    }
+}
+
+static void fc_widened(const tm_fc_params_t *p, const int8_t *input, const int8_t *weights, const int32_t *bias,
+                       int8_t *output, int batches, int units, int depth) {
+    int16_t buf[FC_MAX_DEPTH] __attribute__((aligned(8)));
+    int32_t acc[FC_CHUNK_UNITS + 3];
+    const int per_channel = p->n_multipliers > 1;
+    for (int b = 0; b < batches; ++b) {
+        widen_input(input + b * depth, depth, p->input_offset, buf);
+        for (int u0 = 0; u0 < units; u0 += FC_CHUNK_UNITS) {
+            const int n = units - u0 < FC_CHUNK_UNITS ? units - u0 : FC_CHUNK_UNITS;
+            fc_chunk(buf, weights, depth, u0, n, acc);
+            for (int u = 0; u < n; ++u) {
+                const int q = per_channel ? u0 + u : 0;
+                const int32_t s = acc[u] + (bias ? bias[u0 + u] : 0);
+                output[b * units + u0 + u] = tm_dsp_out_s8(s, p->out_multiplier[q], p->out_shift[q],
+                                                           p->output_offset, p->act_min, p->act_max);
+            }
+        }
+    }
+}
+
 tm_status_t tm_kernel_fully_connected_dsp(const tm_model_t *model, const tm_op_t *op) {
     const tm_fc_params_t *p = (const tm_fc_params_t *)op->params;
     const tm_tensor_t *in_t = tm_in_tensor(model, op, 0);
@@ -23,6 +156,10 @@ tm_status_t tm_kernel_fully_connected_dsp(const tm_model_t *model, const tm_op_t
     }
     const int units = w_t->dims[0], depth = w_t->dims[1];
     const int batches = tm_elements(out_t) / units;
+    if (depth <= FC_MAX_DEPTH) {
+        fc_widened(p, input, weights, bias, output, batches, units, depth);
+        return TM_OK;
+    }
     const int per_channel = p->n_multipliers > 1;
     for (int b = 0; b < batches; ++b) {
         const int8_t *in_row = input + b * depth;
