@@ -10,7 +10,8 @@ import numpy as np
 
 from host.attacks.target import FloatModel
 
-# keras logits model -> {kernel key: tf.function}; weak so a dropped model frees its graphs.
+# keras logits model -> {kernel key: tf.function}.  The kernels call the model through a weak
+# reference, so a model nobody else holds is freed together with its entry and graphs.
 _COMPILED: weakref.WeakKeyDictionary[Any, dict[tuple, Any]] = weakref.WeakKeyDictionary()
 
 
@@ -20,8 +21,17 @@ def compiled(model: FloatModel, key: tuple, build: Callable[[Any, FloatModel], A
     per_model = _COMPILED.setdefault(net, {})
     full_key = (*key, tuple(model.input_range), model.outputs_logits())
     if full_key not in per_model:
-        per_model[full_key] = build(net, model)
+        per_model[full_key] = build(_weak_call(net), model)
     return per_model[full_key]
+
+
+def _weak_call(net: Any) -> Callable[..., Any]:
+    ref = weakref.ref(net)
+
+    def call(x: Any, training: bool = False) -> Any:
+        return ref()(x, training=training)
+
+    return call
 
 
 def input_spec(model: FloatModel) -> Any:
