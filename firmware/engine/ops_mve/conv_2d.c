@@ -85,42 +85,60 @@ static const int8_t *patch_at(const conv_geom_t *g, const tm_conv_params_t *p, c
     return buf;
 }
 
-/* eff[k] = bias + input_offset * sum of the filter of channel c0 + k (wrapping int32). */
+/* Tables of channels c0 .. c0+count, grouped by four (lanes past the last
+ * channel repeat it: computed, never stored): effective bias (bias +
+ * input_offset * sum of the filter, wrapping int32), multiplier, shifts. */
 static void chunk_prepare(const conv_geom_t *g, const tm_conv_params_t *p, const int8_t *filter,
-                          const int32_t *bias, int c0, int count, tm_mve_chunk_t *q) {
-    tm_mve_chunk_quant(p->out_multiplier, p->out_shift, c0, count, q);
+                          const int32_t *bias, int c0, int count, tm_mve_group_t *groups) {
     for (int k = 0; k < ((count + 3) & ~3); ++k) {
         const int c = c0 + (k < count ? k : count - 1);
-        const int32_t s = tm_mve_sum_s8(filter + c * g->patch, g->patch);
-        q->eff[k] = (int32_t)((uint32_t)(bias ? bias[c] : 0) + (uint32_t)p->input_offset * (uint32_t)s);
+        const int32_t s = tm_mve_sum_s8(filter + c * g->patch, g->patch), shift = p->out_shift[c];
+        tm_mve_group_t *t = &groups[k / 4];
+        t->eff[k % 4] = (int32_t)((uint32_t)(bias ? bias[c] : 0) + (uint32_t)p->input_offset * (uint32_t)s);
+        t->mult[k % 4] = p->out_multiplier[c];
+        t->left[k % 4] = shift > 0 ? shift : 0;
+        t->right[k % 4] = shift > 0 ? 0 : shift;
     }
 }
 
+/* The last 1-3 channels of a pixel (w: the first one's filter). */
+static void pixel_tail(int n, const int8_t *patch, const int8_t *w, const tm_mve_group_t *t,
+                       const tm_mve_out_t *o, int lanes, int8_t *out) {
+    const int8_t *rows[4] = {w, lanes > 1 ? w + n : w, lanes > 2 ? w + 2 * n : w, w};
+    const int32x4_t acc = vaddq_s32(tm_mve_dot_1x4(patch, rows, n), vldrwq_s32(t->eff));
+    const tm_mve_quant_t q = {vldrwq_s32(t->mult), vldrwq_s32(t->left), vldrwq_s32(t->right)};
+    const int32x4_t v = vaddq_s32(tm_mve_requantize(acc, q), o->offset);
+    vstrbq_p_s32(out, vminq_s32(vmaxq_s32(v, o->lo), o->hi), vctp32q((uint32_t)lanes));
+}
+
 /* Output channels c0 .. c0+count of one pixel from its patch (w: channel c0's filter). */
-static void pixel_channels(const conv_geom_t *g, const tm_conv_params_t *p, const int8_t *patch,
-                           const int8_t *w, const tm_mve_chunk_t *q, int count, int8_t *out) {
-    const int n = g->patch;
-    for (int c = 0; c < count; c += 4, w += 4 * n) {
-        const int lanes = count - c;
-        const int8_t *rows[4] = {w, lanes > 1 ? w + n : w, lanes > 2 ? w + 2 * n : w, lanes > 3 ? w + 3 * n : w};
-        const int32x4_t acc = vaddq_s32(tm_mve_dot_1x4(patch, rows, n), vldrwq_s32(q->eff + c));
-        tm_mve_store_s8(out + c, acc, tm_mve_chunk_at(q, c), p->output_offset, p->act_min, p->act_max, lanes);
+static void pixel_channels(int n, const int8_t *patch, const int8_t *w, const tm_mve_group_t *t,
+                           const tm_mve_out_t *o, int count, int8_t *out) {
+    int c = 0;
+    for (; c + 4 <= count; c += 4, w += 4 * n, ++t) {
+        int32_t a[4];
+        tm_mve_dot4(patch, w, w + n, w + 2 * n, w + 3 * n, n, a);
+        tm_mve_requant4(a, t, o, out + c);
+    }
+    if (c < count) {
+        pixel_tail(n, patch, w, t, o, count - c, out + c);
     }
 }
 
 static void conv_batch(const conv_geom_t *g, const tm_conv_params_t *p, const int8_t *in_b, const int8_t *filter,
                        const int32_t *bias, int8_t *out_b) {
     int8_t patch_buf[TM_MVE_PATCH_BYTES] __attribute__((aligned(16)));
-    tm_mve_chunk_t q __attribute__((aligned(16)));
+    tm_mve_group_t groups[TM_MVE_CHANNEL_CHUNK / 4] __attribute__((aligned(16)));
+    const tm_mve_out_t o = tm_mve_out(p->output_offset, p->act_min, p->act_max);
     for (int c0 = 0; c0 < g->out_c; c0 += TM_MVE_CHANNEL_CHUNK) {
         const int count = g->out_c - c0 < TM_MVE_CHANNEL_CHUNK ? g->out_c - c0 : TM_MVE_CHANNEL_CHUNK;
-        chunk_prepare(g, p, filter, bias, c0, count, &q);
+        chunk_prepare(g, p, filter, bias, c0, count, groups);
         for (int oy = 0; oy < g->out_h; ++oy) {
             const int y0 = oy * p->stride_h - p->pad_h;
             int8_t *out_row = out_b + oy * g->out_w * g->out_c + c0;
             for (int ox = 0; ox < g->out_w; ++ox) {
                 const int8_t *patch = patch_at(g, p, in_b, y0, ox * p->stride_w - p->pad_w, patch_buf);
-                pixel_channels(g, p, patch, filter + c0 * g->patch, &q, count, out_row + ox * g->out_c);
+                pixel_channels(g->patch, patch, filter + c0 * g->patch, groups, &o, count, out_row + ox * g->out_c);
             }
         }
     }

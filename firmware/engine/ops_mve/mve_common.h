@@ -112,13 +112,15 @@ static inline int32_t tm_mve_sum_s8(const int8_t *w, int n) {
     return s;
 }
 
-/* Dot products of one row x (n int8) with four weight rows w[0..3] (n int8 each).
- * A tail-predicated low-overhead loop (WLSTP/LETP: the last partial vector
- * loads and accumulates only its first n % 16 lanes): 10 instructions per 64
- * MACs.  Inline assembly because GCC 12 neither emits tail-predicated loops
- * nor post-increment addressing here; VMLADAVA needs even accumulators ("Te"). */
-static inline int32x4_t tm_mve_dot_1x4(const int8_t *x, const int8_t *const w[4], int n) {
-    const int8_t *w0 = w[0], *w1 = w[1], *w2 = w[2], *w3 = w[3];
+/* Dot products of one row x (n int8) with the four weight rows w0 .. w3 (n int8
+ * each) into a[0..3].  A tail-predicated low-overhead loop (WLSTP/LETP: the
+ * last partial vector loads and accumulates only its first n % 16 lanes): 10
+ * instructions per 64 MACs.  Inline assembly because GCC 12 neither emits
+ * tail-predicated loops nor post-increment addressing here; VMLADAVA needs even
+ * accumulator registers ("Te"). */
+static inline __attribute__((always_inline)) void tm_mve_dot4(const int8_t *x, const int8_t *w0, const int8_t *w1,
+                                                              const int8_t *w2, const int8_t *w3, int n,
+                                                              int32_t a[4]) {
     int32_t a0 = 0, a1 = 0, a2 = 0, a3 = 0;
     __asm__ volatile(
         "   wlstp.8 lr, %[n], 2f\n"
@@ -137,10 +139,62 @@ static inline int32x4_t tm_mve_dot_1x4(const int8_t *x, const int8_t *const w[4]
           [a0] "+Te"(a0), [a1] "+Te"(a1), [a2] "+Te"(a2), [a3] "+Te"(a3)
         : [n] "r"(n)
         : "q0", "q1", "q2", "lr", "memory");
-    int32x4_t r = vdupq_n_s32(a0);
-    r = vsetq_lane_s32(a1, r, 1);
-    r = vsetq_lane_s32(a2, r, 2);
-    return vsetq_lane_s32(a3, r, 3);
+    a[0] = a0, a[1] = a1, a[2] = a2, a[3] = a3;
+}
+
+/* The same, as a vector. */
+static inline int32x4_t tm_mve_dot_1x4(const int8_t *x, const int8_t *const w[4], int n) {
+    int32_t a[4];
+    tm_mve_dot4(x, w[0], w[1], w[2], w[3], n, a);
+    int32x4_t r = vdupq_n_s32(a[0]);
+    r = vsetq_lane_s32(a[1], r, 1);
+    r = vsetq_lane_s32(a[2], r, 2);
+    return vsetq_lane_s32(a[3], r, 3);
+}
+
+/* Requantization tables of four output channels, one 64-byte record per group
+ * so that one pointer reaches all four with immediate offsets. */
+typedef struct {
+    int32_t eff[4], mult[4], left[4], right[4];
+} tm_mve_group_t;
+
+/* Output vectors of the requantization: offset, activation min and max. */
+typedef struct {
+    int32x4_t offset, lo, hi;
+} tm_mve_out_t;
+
+static inline tm_mve_out_t tm_mve_out(int32_t offset, int32_t act_min, int32_t act_max) {
+    const tm_mve_out_t o = {vdupq_n_s32(offset), vdupq_n_s32(act_min), vdupq_n_s32(act_max)};
+    return o;
+}
+
+/* out[0..3] = requantized a[k] + t->eff[k] (tm_mve_requantize + offset + clamp)
+ * in 17 instructions; assembly so the four accumulators go straight from the
+ * general registers into lanes (VMOV Qd[2], Qd[0], Rt, Rt2). */
+static inline __attribute__((always_inline)) void tm_mve_requant4(const int32_t a[4], const tm_mve_group_t *t,
+                                                                  const tm_mve_out_t *o, int8_t *out) {
+    __asm__ volatile(
+        "   vmov q0[2], q0[0], %[a0], %[a2]\n"
+        "   vmov q0[3], q0[1], %[a1], %[a3]\n"
+        "   vldrw.32 q1, [%[t]]\n"
+        "   vadd.i32 q0, q0, q1\n"
+        "   vldrw.32 q1, [%[t], #32]\n"
+        "   vshl.s32 q0, q0, q1\n"
+        "   vldrw.32 q1, [%[t], #16]\n"
+        "   vqrdmulh.s32 q0, q0, q1\n"
+        "   vldrw.32 q1, [%[t], #48]\n"
+        "   vand q2, q0, q1\n"
+        "   vshr.s32 q2, q2, #31\n"
+        "   vqadd.s32 q0, q0, q2\n"
+        "   vrshl.s32 q0, q0, q1\n"
+        "   vadd.i32 q0, q0, %q[off]\n"
+        "   vmax.s32 q0, q0, %q[lo]\n"
+        "   vmin.s32 q0, q0, %q[hi]\n"
+        "   vstrb.32 q0, [%[out]]\n"
+        :
+        : [a0] "r"(a[0]), [a1] "r"(a[1]), [a2] "r"(a[2]), [a3] "r"(a[3]), [t] "r"(t), [out] "l"(out),
+          [off] "w"(o->offset), [lo] "w"(o->lo), [hi] "w"(o->hi)
+        : "q0", "q1", "q2", "memory");
 }
 
 /* As tm_mve_dot_1x4, and *sums = sum of each weight row (for the input offset). */
