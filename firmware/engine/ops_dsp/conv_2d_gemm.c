@@ -24,6 +24,7 @@ typedef struct {
     int in_h, in_w, in_c, f_h, f_w, out_w, out_c;
     int k, k4; /* taps per pixel, and rounded down to a multiple of 4 */
     int32_t out_offset, act_min, act_max;
+    const int32_t *rq_table; /* requantize_pairs' table, or 0 */
 } gemm_ctx_t;
 
 /* Slot of tap k of pixel `col` (0, 1) in the buffer. */
@@ -136,10 +137,13 @@ typedef struct {
     int32_t w_step;     /* +16 from the end of a channel's groups to the next pair's first channel */
     int32_t pairs;      /* +20 channel pairs left (>= 1) */
     int32_t *acc;       /* +24 where the next pair's 4 sums go (pixel 0 ch 0, ch 1, pixel 1 ch 0, ch 1) */
+    const int32_t *bias; /* +28 the sums start from bias[0] and bias[bias_d1 / 4] */
+    int32_t bias_d1;    /* +32 bytes to the second channel's bias (4, or 0) */
+    int32_t bias_step;  /* +36 bytes to the next pair's bias (8, or 0 without a bias) */
 } gemm_job_t;
 
 /*
- * For `pairs` channel pairs: the 4 dot products over the k4 grouped taps, stored to acc.  In assembly:
+ * For `pairs` channel pairs: bias + the 4 dot products over the k4 grouped taps, stored to acc.  In assembly:
  * gcc keeps the 14 live values of the inner loop (4 sums, 4 widened weights, 2 input words, 4
  * pointers) in registers only when told to.  Inner loop (two groups per pass): 17 instructions per 16 MACs; per pair ~22.
  */
@@ -153,10 +157,12 @@ __attribute__((naked)) static void gemm_pairs(gemm_job_t *job __attribute__((unu
         "ldr     r0, [r12, #0]\n"
         "ldr     lr, [r12, #12]\n"
         "add     r3, r1, lr\n"
-        "mov.w   r4, #0\n"
-        "mov.w   r5, #0\n"
-        "mov.w   r6, #0\n"
-        "mov.w   r7, #0\n"
+        "ldr     r4, [r12, #28]\n"
+        "ldr     r5, [r12, #32]\n"
+        "ldr     r5, [r4, r5]\n"
+        "ldr     r4, [r4]\n"
+        "mov     r6, r4\n"
+        "mov     r7, r5\n"
         "cmp     r1, r3\n"
         "beq     2f\n"
         "tst     lr, #4\n" /* an odd number of groups: start with the second copy */
@@ -202,6 +208,10 @@ __attribute__((naked)) static void gemm_pairs(gemm_job_t *job __attribute__((unu
         "ldr     r0, [r12, #24]\n"
         "stm     r0!, {r4-r7}\n"
         "str     r0, [r12, #24]\n"
+        "ldr     r0, [r12, #28]\n"
+        "ldr     r4, [r12, #36]\n"
+        "add     r0, r0, r4\n"
+        "str     r0, [r12, #28]\n"
         "ldr     r0, [r12, #16]\n"
         "add     r1, r1, r0\n"
         "ldr     r0, [r12, #20]\n"
@@ -228,53 +238,144 @@ static void add_tail(const gemm_ctx_t *g, const int16_t *buf, int oc0, int pairs
     }
 }
 
-/* Output channel oc of both pixels (out1 NULL: pixel 0 only) from its two sums. */
-static inline void store_channel(const gemm_ctx_t *g, int oc, int32_t s0, int32_t s1, int8_t *out0, int8_t *out1) {
-    const tm_conv_params_t *p = g->p;
-    const int32_t bias = g->bias ? g->bias[oc] : 0, mult = p->out_multiplier[oc], shift = p->out_shift[oc];
-    int32_t v0, v1;
-    if (shift < 0) {
-        const int32_t half = (int32_t)(1u << (-shift - 1));
-        v0 = tm_dsp_requantize_right(s0 + bias, mult, half, -shift - 1);
-        v1 = tm_dsp_requantize_right(s1 + bias, mult, half, -shift - 1);
-    } else {
-        v0 = tm_dsp_requantize(s0 + bias, mult, shift);
-        v1 = tm_dsp_requantize(s1 + bias, mult, shift);
-    }
-    const int32_t lo = g->act_min, hi = g->act_max;
-    v0 += g->out_offset, v1 += g->out_offset;
-    v0 = v0 < lo ? lo : v0, v1 = v1 < lo ? lo : v1;
-    out0[oc] = (int8_t)(v0 > hi ? hi : v0);
-    if (out1) {
-        out1[oc] = (int8_t)(v1 > hi ? hi : v1);
+static inline int32_t clamp_to(int32_t v, int32_t lo, int32_t hi) {
+    v = v < lo ? lo : v;
+    return v > hi ? hi : v;
+}
+
+/*
+ * Output channels [oc0 + j0, oc0 + j1) of both pixels from a chunk's sums (acc[4 * (j / 2) + j % 2]
+ * pixel 0, + 2 pixel 1, as gemm_pairs stores them).  out1 may be out0 (a lone last pixel: same values).
+ */
+static void requantize_range(const gemm_ctx_t *g, const int32_t *acc, int oc0, int j0, int j1, int8_t *out0,
+                             int8_t *out1) {
+    const int32_t *mult = g->p->out_multiplier + oc0, *shift = g->p->out_shift + oc0;
+    const int32_t out_offset = g->out_offset, lo = g->act_min, hi = g->act_max;
+    out0 += oc0, out1 += oc0;
+    for (int j = j0; j < j1; ++j) {
+        const int32_t m = mult[j], sh = shift[j];
+        const int32_t *a = acc + 4 * (j >> 1) + (j & 1);
+        int32_t v0 = a[0], v1 = a[2];
+        if (sh < 0) {
+            const int32_t right_m1 = -sh - 1, half = (int32_t)(1u << right_m1);
+            v0 = tm_dsp_requantize_right(v0, m, half, right_m1);
+            v1 = tm_dsp_requantize_right(v1, m, half, right_m1);
+        } else {
+            v0 = tm_dsp_requantize(v0, m, sh);
+            v1 = tm_dsp_requantize(v1, m, sh);
+        }
+        out0[j] = (int8_t)clamp_to(v0 + out_offset, lo, hi);
+        out1[j] = (int8_t)clamp_to(v1 + out_offset, lo, hi);
     }
 }
+
+/* Work of requantize_pairs (read by the assembly: keep the field offsets). */
+typedef struct {
+    const int32_t *acc;   /* +0  sums as gemm_pairs stores them */
+    const int32_t *table; /* +4  per channel: multiplier, right shift - 1, 2^(right shift - 1) */
+    int8_t *out0, *out1;  /* +8 +12 outputs of the chunk's first channel */
+    int32_t pairs;        /* +16 channel pairs (>= 1) */
+    int32_t out_offset, act_min, act_max; /* +20 +24 +28 */
+} rq_job_t;
+
+#define RQ_ONE(SRC, DST)                    \
+    "ldr     r11, [r0, #" SRC "]\n"         \
+    "mov.w   r12, #0x40000000\n"            \
+    "mov.w   lr, #0\n"                      \
+    "smlal   r12, lr, r11, r8\n"            \
+    "add     r11, r10, lr, asr #31\n"       \
+    "adds    r12, r12, r11, lsl #31\n"      \
+    "adc     lr, lr, r11, asr #1\n"         \
+    "asr     lr, lr, r9\n"                  \
+    "add     lr, lr, r5\n"                  \
+    "cmp     lr, r6\n"                      \
+    "it      lt\n"                          \
+    "movlt   lr, r6\n"                      \
+    "cmp     lr, r7\n"                      \
+    "it      gt\n"                          \
+    "movgt   lr, r7\n"                      \
+    "strb    lr, [" DST "], #1\n"
+
+/*
+ * Both pixels' outputs of `pairs` channel pairs, for ops whose shifts are all right shifts: the
+ * requantization of tm_dsp_requantize_right, + output offset, clamp, 16 instructions per output
+ * (gcc: about 30, short of registers).
+ */
+__attribute__((naked)) static void requantize_pairs(const rq_job_t *job __attribute__((unused))) {
+    __asm__ volatile(
+        "push    {r4-r11, lr}\n"
+        "ldr     r1, [r0, #4]\n"
+        "ldr     r2, [r0, #8]\n"
+        "ldr     r3, [r0, #12]\n"
+        "ldr     r4, [r0, #16]\n"
+        "ldr     r5, [r0, #20]\n"
+        "ldr     r6, [r0, #24]\n"
+        "ldr     r7, [r0, #28]\n"
+        "ldr     r0, [r0, #0]\n"
+        "1:\n"
+        "ldm     r1!, {r8-r10}\n"
+        RQ_ONE("0", "r2")
+        RQ_ONE("8", "r3")
+        "ldm     r1!, {r8-r10}\n"
+        RQ_ONE("4", "r2")
+        RQ_ONE("12", "r3")
+        "add     r0, r0, #16\n"
+        "subs    r4, r4, #1\n"
+        "bne     1b\n"
+        "pop     {r4-r11, pc}\n");
+}
+
+/* Channels whose requantization table (12 bytes each) is built once per op: 1.5 KiB on the stack. */
+#define RQ_TABLE_CHANNELS 128
+
+/* The table of requantize_pairs, if every shift is a right shift and out_c fits; else 0. */
+static int build_rq_table(const tm_conv_params_t *p, int out_c, int32_t *table) {
+    if (out_c > RQ_TABLE_CHANNELS) {
+        return 0;
+    }
+    for (int oc = 0; oc < out_c; ++oc) {
+        const int32_t shift = p->out_shift[oc];
+        if (shift >= 0) {
+            return 0;
+        }
+        table[3 * oc] = p->out_multiplier[oc];
+        table[3 * oc + 1] = -shift - 1;
+        table[3 * oc + 2] = (int32_t)(1u << (-shift - 1));
+    }
+    return 1;
+}
+
+static const int32_t no_bias[2] = {0, 0};
 
 /* All output channels of pixels out0 (and out1 when non-NULL) from the filled buffer. */
 static void pixels_pair(const gemm_ctx_t *g, const int16_t *buf, int8_t *out0, int8_t *out1) {
     int32_t acc[4 * GEMM_CHUNK_PAIRS];
     const int all_pairs = (g->out_c + 1) / 2;
+    out1 = out1 ? out1 : out0;
     for (int pair0 = 0; pair0 < all_pairs; pair0 += GEMM_CHUNK_PAIRS) {
         const int pairs = all_pairs - pair0 < GEMM_CHUNK_PAIRS ? all_pairs - pair0 : GEMM_CHUNK_PAIRS;
         const int oc0 = 2 * pair0, lone = oc0 + 2 * pairs > g->out_c; /* the last pair is one channel */
-        gemm_job_t job = {buf, g->filter + oc0 * g->k, g->k, g->k4, 2 * g->k - g->k4, pairs - lone, acc};
+        gemm_job_t job = {buf, g->filter + oc0 * g->k, g->k, g->k4, 2 * g->k - g->k4, pairs - lone, acc,
+                          g->bias ? g->bias + oc0 : no_bias, g->bias ? 4 : 0, g->bias ? 8 : 0};
         if (job.pairs > 0) {
             gemm_pairs(&job);
         }
         if (lone) {
-            job.w = g->filter + (g->out_c - 1) * g->k, job.dw = 0, job.pairs = 1;
+            job.w = g->filter + (g->out_c - 1) * g->k, job.dw = 0, job.pairs = 1, job.bias_d1 = 0;
             gemm_pairs(&job);
         }
         if (g->k != g->k4) {
             add_tail(g, buf, oc0, pairs, acc);
         }
-        for (int j = 0; j < pairs; ++j) {
-            const int oc = oc0 + 2 * j;
-            store_channel(g, oc, acc[4 * j], acc[4 * j + 2], out0, out1);
-            if (oc + 1 < g->out_c) {
-                store_channel(g, oc + 1, acc[4 * j + 1], acc[4 * j + 3], out0, out1);
-            }
+        const int n = 2 * pairs - lone, full = n / 2;
+        int j0 = 0;
+        if (g->rq_table && full > 0) {
+            const rq_job_t rq = {acc, g->rq_table + 3 * oc0, out0 + oc0, out1 + oc0, full, g->out_offset,
+                                 g->act_min, g->act_max};
+            requantize_pairs(&rq);
+            j0 = 2 * full;
         }
+        requantize_range(g, acc, oc0, j0, n, out0, out1);
     }
 }
 
@@ -289,6 +390,8 @@ void tm_dsp_conv_2d_gemm(const tm_conv_params_t *p, const int8_t *input, const i
         .out_w = out_dims[2], .out_c = out_dims[3],
         .out_offset = p->output_offset, .act_min = p->act_min, .act_max = p->act_max,
     };
+    int32_t rq_table[3 * RQ_TABLE_CHANNELS];
+    g.rq_table = build_rq_table(p, g.out_c, rq_table) ? rq_table : 0;
     g.k = g.f_h * g.f_w * g.in_c;
     g.k4 = g.k & ~3;
     const int pixels = out_dims[1] * out_dims[2];
