@@ -10,8 +10,8 @@ import pytest
 from host.attacks import FloatModel, ReferenceOracle, get_attack, load_float_model
 from host.attacks.base import perturbation_norm
 from host.attacks.common import art_evasion
-from host.attacks.fab_t import project_linf
-from host.attacks.square import l2_init, l2_update, linf_update, p_at, pyramid, square_side, two_pyramids
+from host.attacks.fab_t import FABT, project_linf
+from host.attacks.square import SquareLinf, l2_init, l2_update, linf_update, p_at, pyramid, square_side, two_pyramids
 from host.data import load_digits_split
 from host.paths import DEFAULT_FLOAT_MODEL, DEFAULT_MODEL
 
@@ -193,11 +193,31 @@ def test_fab_t_fools_the_digits_float_model_within_eps(float_model, digits) -> N
     assert np.array_equal(x_adv, again)
 
 
-def test_autoattack_runs_apgd_ce_apgd_t_fab_t_square_in_order_on_robust_inputs(float_model, digits) -> None:  # noqa: ANN001
+def recording(generate, seen: list[tuple[str, int]]):  # noqa: ANN001, ANN201
+    """An attack's _generate that also records (attack name, number of inputs)."""
+
+    def wrapped(self, model, x: np.ndarray, y: np.ndarray) -> np.ndarray:  # noqa: ANN001
+        seen.append((self.name, len(x)))
+        return generate(self, model, x, y)
+
+    return wrapped
+
+
+def test_autoattack_runs_apgd_ce_apgd_t_fab_t_square_in_order_on_robust_inputs(
+    float_model, digits, monkeypatch: pytest.MonkeyPatch,  # noqa: ANN001
+) -> None:
     x, y = digits
+    seen: list[tuple[str, int]] = []
+    for cls in (FABT, SquareLinf):
+        monkeypatch.setattr(cls, "_generate", recording(cls._generate, seen))
     attack = get_attack("autoattack", eps=0.1, max_iter=3, n_targets=2, fab_max_iter=30, square_max_iter=30)
     x_adv = attack.generate(float_model, x, y)
     in_contract(attack, x, x_adv)
     assert list(attack.stage_fooled) == ["apgd-ce", "apgd-t", "fab-t", "square-linf"]
+    # FAB-T runs on exactly the inputs both APGD stages left robust, Square on what FAB-T left.
+    left_by_apgd = len(x) - attack.stage_fooled["apgd-ce"] - attack.stage_fooled["apgd-t"]
+    assert seen[0] == ("fab-t", left_by_apgd) and left_by_apgd > 0
+    if len(seen) > 1:
+        assert seen[1] == ("square-linf", left_by_apgd - attack.stage_fooled["fab-t"])
     fooled = float_model.predict(x_adv).argmax(axis=1) != y
     assert sum(attack.stage_fooled.values()) == fooled.sum() >= 0.45 * len(x)
