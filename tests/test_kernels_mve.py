@@ -91,6 +91,13 @@ def random_conv_patch(rng: np.random.Generator) -> bytes:
     return _conv(rng, 2, 3, int(rng.integers(1, 40)), 5, 5, int(rng.integers(1, 9)), 1, same=True)
 
 
+def random_conv_1x1_small(rng: np.random.Generator) -> bytes:
+    """1x1 layers with 1-16 input channels (one predicated vector per pixel, row loop in assembly), output
+    channel counts around the 4-channel groups, strides 1-2."""
+    return _conv(rng, int(rng.integers(1, 9)), int(rng.integers(1, 9)), int(rng.integers(1, 17)), 1, 1,
+                 int(rng.integers(1, 24)), int(rng.integers(1, 3)))
+
+
 def random_conv_wide(rng: np.random.Generator) -> bytes:
     """1x1 layers with wide inputs (direct pointer, no copy), more than one 64-channel chunk of outputs, and
     patches above the stack buffer (DSP fallback)."""
@@ -143,6 +150,7 @@ MVE_GENERATORS = {
     "DEPTHWISE_CONV_2D_INT16": GENERATORS["DEPTHWISE_CONV_2D_INT16"],
     "CONV_2D_PATCH": random_conv_patch,
     "CONV_2D_WIDE": random_conv_wide,
+    "CONV_2D_1X1_SMALL": random_conv_1x1_small,
     "ADD_SAME_SHAPE": random_add_same_shape,
     "ADD_BROADCAST": GENERATORS["ADD"],
     "FULLY_CONNECTED_UNITS": random_fc_units,

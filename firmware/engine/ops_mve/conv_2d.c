@@ -125,14 +125,95 @@ static void pixel_channels(int n, const int8_t *patch, const int8_t *w, const tm
     }
 }
 
+/* 1x1 layers with at most 16 input channels (one vector per pixel): the four
+ * filter rows of a channel group are copied once, zero-padded, to a 64-byte
+ * buffer reached with immediate offsets, and one assembly loop runs along an
+ * output row: per pixel one predicated load of the input, four VMLADAV, the
+ * requantization (tm_mve_requant4) and a 4-byte store, 32 instructions. */
+#define TM_MVE_SMALL_1X1 16
+
+static void row_1x1_small(const int8_t *x, int x_step, int pixels, const int8_t *wbuf, const tm_mve_group_t *t,
+                          const tm_mve_out_t *o, uint32_t pred, int8_t *out, int out_step) {
+    int32_t a0, a1, a2, a3;
+    __asm__ volatile(
+        "   vmsr p0, %[pred]\n"
+        "   wls lr, %[n], 2f\n"
+        "1: vpst\n"
+        "   vldrbt.8 q0, [%[x]]\n"
+        "   add %[x], %[x], %[x_step]\n"
+        "   vldrb.8 q1, [%[wb]]\n"
+        "   vmladav.s8 %[a0], q0, q1\n"
+        "   vldrb.8 q1, [%[wb], #16]\n"
+        "   vmladav.s8 %[a1], q0, q1\n"
+        "   vldrb.8 q1, [%[wb], #32]\n"
+        "   vmladav.s8 %[a2], q0, q1\n"
+        "   vldrb.8 q1, [%[wb], #48]\n"
+        "   vmladav.s8 %[a3], q0, q1\n"
+        "   vmov q0[2], q0[0], %[a0], %[a2]\n"
+        "   vmov q0[3], q0[1], %[a1], %[a3]\n"
+        "   vldrw.32 q1, [%[t]]\n"
+        "   vadd.i32 q0, q0, q1\n"
+        "   vldrw.32 q1, [%[t], #32]\n"
+        "   vshl.s32 q0, q0, q1\n"
+        "   vldrw.32 q1, [%[t], #16]\n"
+        "   vqrdmulh.s32 q0, q0, q1\n"
+        "   vldrw.32 q1, [%[t], #48]\n"
+        "   vand q2, q0, q1\n"
+        "   vshr.s32 q2, q2, #31\n"
+        "   vqadd.s32 q0, q0, q2\n"
+        "   vrshl.s32 q0, q0, q1\n"
+        "   vadd.i32 q0, q0, %q[off]\n"
+        "   vmax.s32 q0, q0, %q[lo]\n"
+        "   vmin.s32 q0, q0, %q[hi]\n"
+        "   vstrb.32 q0, [%[out]]\n"
+        "   add %[out], %[out], %[out_step]\n"
+        "   le lr, 1b\n"
+        "2:\n"
+        : [x] "+r"(x), [out] "+l"(out), [a0] "=&Te"(a0), [a1] "=&Te"(a1), [a2] "=&Te"(a2), [a3] "=&Te"(a3)
+        : [n] "r"(pixels), [x_step] "r"(x_step), [wb] "r"(wbuf), [t] "r"(t), [pred] "r"(pred),
+          [out_step] "r"(out_step), [off] "w"(o->offset), [lo] "w"(o->lo), [hi] "w"(o->hi)
+        : "q0", "q1", "q2", "lr", "memory");
+}
+
+/* The channels c0 .. c0+count of a 1x1 layer (no padding) with in_c <= TM_MVE_SMALL_1X1. */
+static void conv_1x1_small(const conv_geom_t *g, const tm_conv_params_t *p, const int8_t *in_b,
+                           const int8_t *filter, const tm_mve_group_t *groups, const tm_mve_out_t *o, int c0,
+                           int count, int8_t *out_b) {
+    int8_t wbuf[64] __attribute__((aligned(16)));
+    const uint32_t pred = vctp8q((uint32_t)g->in_c);
+    const int x_step = p->stride_w * g->in_c, row_step = p->stride_h * g->in_w * g->in_c;
+    int c = 0;
+    for (; c + 4 <= count; c += 4) {
+        for (int k = 0; k < 4; ++k) {
+            vstrbq_s8(wbuf + 16 * k, vldrbq_z_s8(filter + (c0 + c + k) * g->in_c, (mve_pred16_t)pred));
+        }
+        for (int oy = 0; oy < g->out_h; ++oy) {
+            row_1x1_small(in_b + oy * row_step, x_step, g->out_w, wbuf, &groups[c / 4], o, pred,
+                          out_b + oy * g->out_w * g->out_c + c0 + c, g->out_c);
+        }
+    }
+    if (c < count) { /* the last 1-3 channels */
+        for (int px = 0; px < g->out_h * g->out_w; ++px) {
+            const int oy = px / g->out_w, ox = px % g->out_w;
+            pixel_tail(g->in_c, in_b + oy * row_step + ox * x_step, filter + (c0 + c) * g->in_c, &groups[c / 4], o,
+                       count - c, out_b + px * g->out_c + c0 + c);
+        }
+    }
+}
+
 static void conv_batch(const conv_geom_t *g, const tm_conv_params_t *p, const int8_t *in_b, const int8_t *filter,
-                       const int32_t *bias, int8_t *out_b) {
+                       const int32_t *bias, int one_by_one, int8_t *out_b) {
+    const int small_1x1 = one_by_one && g->in_c <= TM_MVE_SMALL_1X1;
     int8_t patch_buf[TM_MVE_PATCH_BYTES] __attribute__((aligned(16)));
     tm_mve_group_t groups[TM_MVE_CHANNEL_CHUNK / 4] __attribute__((aligned(16)));
     const tm_mve_out_t o = tm_mve_out(p->output_offset, p->act_min, p->act_max);
     for (int c0 = 0; c0 < g->out_c; c0 += TM_MVE_CHANNEL_CHUNK) {
         const int count = g->out_c - c0 < TM_MVE_CHANNEL_CHUNK ? g->out_c - c0 : TM_MVE_CHANNEL_CHUNK;
         chunk_prepare(g, p, filter, bias, c0, count, groups);
+        if (small_1x1) {
+            conv_1x1_small(g, p, in_b, filter, groups, &o, c0, count, out_b);
+            continue;
+        }
         for (int oy = 0; oy < g->out_h; ++oy) {
             const int y0 = oy * p->stride_h - p->pad_h;
             int8_t *out_row = out_b + oy * g->out_w * g->out_c + c0;
@@ -169,7 +250,7 @@ tm_status_t tm_kernel_conv_2d_mve(const tm_model_t *model, const tm_op_t *op) {
         return TM_CONV_FALLBACK(model, op);
     }
     for (int b = 0; b < in_t->dims[0]; ++b) {
-        conv_batch(&g, p, input + b * g.in_h * g.in_w * g.in_c, filter, bias,
+        conv_batch(&g, p, input + b * g.in_h * g.in_w * g.in_c, filter, bias, one_by_one,
                    output + b * g.out_h * g.out_w * g.out_c);
     }
     return TM_OK;
