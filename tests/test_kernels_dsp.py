@@ -3,7 +3,8 @@ byte against TFLite Micro on mps2-an386 (M4), mps2-an500 (M7) and mps3-an547 (M5
 kernels as fallback): ADD without broadcasting (tabulated inputs), QUANTIZE / DEQUANTIZE on the FPU (with
 rounding ties and the float32 just below 0.5), CONV_2D through the im2col + matrix
 product path (odd pixel counts, odd channel counts, tap counts not a multiple of 4, the KWS-like 10x4
-first layer) and above its tap limit (direct path).  More seeds: `-m slow`."""
+first layer; int16x8 with int64/int32/no bias, also over 508 taps) and above its tap limit (direct
+path).  More seeds: `-m slow`."""
 
 from __future__ import annotations
 
@@ -82,11 +83,43 @@ def random_conv(rng: np.random.Generator, kws: bool = False, big: bool = False) 
     return g.build([x], [y])
 
 
+def random_conv_int16(rng: np.random.Generator, long: bool = False) -> bytes:
+    """int16x8 CONV_2D (int16 activations, zero point 0, int8 weights, int64 or int32 bias or none)
+    through the im2col path: `long` dot products of more than 508 taps (summed in parts)."""
+    g = GraphBuilder()
+    h, w = int(rng.integers(2, 7)), int(rng.integers(2, 7))
+    in_c = int(rng.choice([60, 64, 61])) if long else int(rng.choice([1, 3, 4, 8, 12, 13]))
+    kh, kw = (3, 3) if long else (int(rng.integers(1, 4)), int(rng.integers(1, 4)))
+    stride = int(rng.integers(1, 3))
+    same = bool(rng.random() < 0.6) or kh > h or kw > w
+    out_h = (h + stride - 1) // stride if same else (h - kh + stride) // stride
+    out_w = (w + stride - 1) // stride if same else (w - kw + stride) // stride
+    out_c = int(rng.integers(1, 10))
+    in_scale = float(rng.uniform(0.005, 0.2)) / 256.0
+    w_scales = rng.uniform(0.002, 0.05, size=out_c)
+    out_scale = in_scale * float(w_scales.mean()) * 60.0 * np.sqrt(kh * kw * in_c) * float(rng.uniform(0.3, 3)) / 127
+    weights = rng.integers(-127, 128, size=(out_c, kh, kw, in_c), dtype=np.int8)
+    x = g.tensor((1, h, w, in_c), "int16", in_scale, 0)
+    f = g.tensor(weights.shape, "int8", list(w_scales), 0, weights, quantized_dimension=0)
+    bias_type = "int64" if rng.random() < 0.6 else "int32"
+    bias = rng.integers(-500_000, 500_000, size=out_c).astype(bias_type)
+    b = g.tensor((out_c,), bias_type, list(in_scale * w_scales), 0, bias) if rng.random() < 0.85 else -1
+    y = g.tensor((1, out_h, out_w, out_c), "int16", out_scale, 0)
+    opt = fb.Conv2DOptionsT()
+    opt.padding = 0 if same else 1
+    opt.strideH = opt.strideW = stride
+    opt.fusedActivationFunction = int(rng.choice(ACTIVATIONS))
+    g.op("CONV_2D", [x, f, b], [y], opt)
+    return g.build([x], [y])
+
+
 GENERATORS = {
     "ADD_SAME_SHAPE": random_add_same_shape,
     "CONV_2D_GEMM": random_conv,
     "CONV_2D_KWS": lambda rng: random_conv(rng, kws=True),
     "CONV_2D_DIRECT": lambda rng: random_conv(rng, big=True),
+    "CONV_2D_INT16": random_conv_int16,
+    "CONV_2D_INT16_LONG": lambda rng: random_conv_int16(rng, long=True),
     "QUANTIZE": BUILDER_GENERATORS["QUANTIZE"],
     "DEQUANTIZE": BUILDER_GENERATORS["DEQUANTIZE"],
 }

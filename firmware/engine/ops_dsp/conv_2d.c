@@ -14,7 +14,8 @@
  * with the same valid range are computed together against two output channels
  * (2 x 2 block: each widened input and weight quadruple is used twice).
  *
- * Grouped convolutions and int16x8 go to the portable kernel.
+ * int16x8 takes the same im2col path (conv_2d_gemm.c) when it fits; grouped convolutions go to the
+ * portable kernel.
  */
 #include "dsp_conv.h"
 #include "dsp_mac.h"
@@ -98,6 +99,16 @@ tm_status_t tm_kernel_conv_2d_dsp(const tm_model_t *model, const tm_op_t *op) {
     const int8_t *input = (const int8_t *)tm_in_data(model, op, 0);
     const int8_t *filter = (const int8_t *)tm_in_data(model, op, 1);
     int8_t *output = (int8_t *)tm_out_data(model, op, 0);
+    if (in_t && f_t && in_t->dtype == TM_INT16 && out_t->dtype == TM_INT16 && f_t->dtype == TM_INT8 &&
+        in_t->rank == 4 && f_t->rank == 4 && out_t->rank == 4 && f_t->dims[3] == in_t->dims[3] &&
+        f_t->dims[0] == out_t->dims[3] && p->input_offset == 0 && input && filter && output) {
+        const int taps = f_t->dims[1] * f_t->dims[2] * f_t->dims[3];
+        if (tm_dsp_conv_2d_gemm_fits(taps)) {
+            tm_dsp_conv_2d_gemm_s16(p, (const int16_t *)(const void *)input, filter, tm_in_data(model, op, 2),
+                                    (int16_t *)(void *)output, in_t->dims, f_t->dims, out_t->dims);
+            return TM_OK;
+        }
+    }
     if (!in_t || !f_t || in_t->dtype != TM_INT8 || in_t->rank != 4 || f_t->rank != 4 || out_t->rank != 4 ||
         f_t->dims[3] != in_t->dims[3] || f_t->dims[0] != out_t->dims[3] || !input || !filter || !output) {
         return tm_kernel_conv_2d(model, op); /* int16x8, grouped, or malformed: the portable kernel */

@@ -19,6 +19,8 @@
 typedef struct {
     const tm_conv_params_t *p;
     const int8_t *input; /* this batch */
+    const int16_t *input16; /* this batch, int16x8 */
+    const void *bias_any;   /* int16x8: int32 or int64 bias (p->acc64), or 0 */
     const int8_t *filter;
     const int32_t *bias;
     int in_h, in_w, in_c, f_h, f_w, out_w, out_c;
@@ -376,6 +378,126 @@ static void pixels_pair(const gemm_ctx_t *g, const int16_t *buf, int8_t *out0, i
             j0 = 2 * full;
         }
         requantize_range(g, acc, oc0, j0, n, out0, out1);
+    }
+}
+
+/* int16x8: in_c taps of int16 at src (NULL: outside the image) into slots from tap k (k, in_c multiples of 4). */
+static void fill_run_s16(int16_t *buf, const int16_t *src, int k, int in_c, int col) {
+    uint32_t *dst = (uint32_t *)(void *)(buf + ((k >> 2) << 3) + (col << 2));
+    for (int i = 0; i < in_c; i += 4, dst += 4) {
+        if (!src) {
+            dst[0] = 0, dst[1] = 0;
+            continue;
+        }
+        const uint32_t a = tm_ld32(src + i), b = tm_ld32(src + i + 2); /* (x0, x1), (x2, x3) */
+        dst[0] = (a & 0xFFFFu) | (b << 16);                             /* (x0, x2): PKHBT */
+        dst[1] = (a >> 16) | (b & 0xFFFF0000u);                         /* (x1, x3): PKHTB */
+    }
+}
+
+/* int16x8 (input offset 0): the taps of output pixel `pix` into column `col`. */
+static void fill_column_s16(const gemm_ctx_t *g, int16_t *buf, int pix, int col) {
+    const tm_conv_params_t *p = g->p;
+    const int oy = pix / g->out_w, ox = pix - oy * g->out_w;
+    const int y0 = oy * p->stride_h - p->pad_h, x0 = ox * p->stride_w - p->pad_w;
+    int k = 0;
+    for (int fy = 0; fy < g->f_h; ++fy) {
+        const int y = y0 + fy * p->dilation_h;
+        const int row_ok = y >= 0 && y < g->in_h;
+        for (int fx = 0; fx < g->f_w; ++fx, k += g->in_c) {
+            const int x = x0 + fx * p->dilation_w;
+            const int16_t *src = row_ok && x >= 0 && x < g->in_w ? g->input16 + (y * g->in_w + x) * g->in_c : 0;
+            if ((g->in_c & 3) == 0) {
+                fill_run_s16(buf, src, k, g->in_c, col);
+                continue;
+            }
+            for (int i = 0; i < g->in_c; ++i) {
+                buf[slot_of(g, k + i, col)] = src ? src[i] : 0;
+            }
+        }
+    }
+}
+
+/* int16x8: channel pairs per chunk (int32 and int64 sums on the stack: 1.5 KiB), and taps per part
+ * (the int32 sums of a part are exact: see TM_DSP_S16_EXACT_TAPS; parts add up in int64). */
+#define S16_CHUNK_PAIRS 32
+#define S16_PART_TAPS 508
+
+/* Raw sums (no bias) of the chunk's channel pairs over all taps, in int64. */
+static void sums_s16(const gemm_ctx_t *g, const int16_t *buf, int oc0, int pairs, int64_t *sum) {
+    int32_t acc[4 * S16_CHUNK_PAIRS];
+    const int lone = oc0 + 2 * pairs > g->out_c;
+    for (int i = 0; i < 4 * pairs; ++i) {
+        sum[i] = 0;
+    }
+    for (int t0 = 0; t0 == 0 || t0 < g->k4; t0 += S16_PART_TAPS) {
+        const int part = g->k4 - t0 < S16_PART_TAPS ? g->k4 - t0 : S16_PART_TAPS;
+        gemm_job_t job = {buf + 2 * t0, g->filter + oc0 * g->k + t0, g->k, part, 2 * g->k - part, pairs - lone,
+                          acc, no_bias, 0, 0};
+        if (job.pairs > 0) {
+            gemm_pairs(&job);
+        }
+        if (lone) {
+            job.w = g->filter + (g->out_c - 1) * g->k + t0, job.dw = 0, job.pairs = 1;
+            gemm_pairs(&job);
+        }
+        for (int i = 0; i < 4 * pairs; ++i) {
+            sum[i] += acc[i];
+        }
+    }
+    if (g->k != g->k4) {
+        for (int i = 0; i < 4 * pairs; ++i) {
+            acc[i] = 0;
+        }
+        add_tail(g, buf, oc0, pairs, acc);
+        for (int i = 0; i < 4 * pairs; ++i) {
+            sum[i] += acc[i];
+        }
+    }
+}
+
+/* int16x8: all output channels of pixels out0 and out1 (may be out0) from the filled buffer. */
+static void pixels_pair_s16(const gemm_ctx_t *g, const int16_t *buf, int16_t *out0, int16_t *out1) {
+    const tm_conv_params_t *p = g->p;
+    int64_t sum[4 * S16_CHUNK_PAIRS];
+    const int all_pairs = (g->out_c + 1) / 2;
+    for (int pair0 = 0; pair0 < all_pairs; pair0 += S16_CHUNK_PAIRS) {
+        const int pairs = all_pairs - pair0 < S16_CHUNK_PAIRS ? all_pairs - pair0 : S16_CHUNK_PAIRS;
+        const int oc0 = 2 * pair0, n = g->out_c - oc0 < 2 * pairs ? g->out_c - oc0 : 2 * pairs;
+        sums_s16(g, buf, oc0, pairs, sum);
+        for (int j = 0; j < n; ++j) {
+            const int oc = oc0 + j;
+            const int64_t *a = sum + 4 * (j >> 1) + (j & 1);
+            for (int px = 0; px < 2; ++px) { /* tm_requantize_s16 adds the bias */
+                const int32_t v = tm_requantize_s16(a[2 * px], g->bias_any, p->acc64, oc, p->out_multiplier[oc],
+                                                    p->out_shift[oc]);
+                (px ? out1 : out0)[oc] = (int16_t)clamp_to(v, g->act_min, g->act_max);
+            }
+        }
+    }
+}
+
+void tm_dsp_conv_2d_gemm_s16(const tm_conv_params_t *p, const int16_t *input, const int8_t *filter, const void *bias,
+                             int16_t *output, const int32_t in_dims[4], const int32_t f_dims[4],
+                             const int32_t out_dims[4]) {
+    int16_t buf[2 * TM_DSP_GEMM_MAX_TAPS + 8] __attribute__((aligned(8)));
+    gemm_ctx_t g = {
+        .p = p, .filter = filter, .bias_any = bias,
+        .in_h = in_dims[1], .in_w = in_dims[2], .in_c = in_dims[3], .f_h = f_dims[1], .f_w = f_dims[2],
+        .out_w = out_dims[2], .out_c = out_dims[3], .act_min = p->act_min, .act_max = p->act_max,
+    };
+    g.k = g.f_h * g.f_w * g.in_c;
+    g.k4 = g.k & ~3;
+    const int pixels = out_dims[1] * out_dims[2];
+    for (int b = 0; b < in_dims[0]; ++b) {
+        g.input16 = input + b * g.in_h * g.in_w * g.in_c;
+        int16_t *out_b = output + b * pixels * g.out_c;
+        for (int pix = 0; pix < pixels; pix += 2) {
+            const int two = pix + 1 < pixels;
+            fill_column_s16(&g, buf, pix, 0);
+            fill_column_s16(&g, buf, two ? pix + 1 : pix, 1);
+            pixels_pair_s16(&g, buf, out_b + pix * g.out_c, out_b + (two ? pix + 1 : pix) * g.out_c);
+        }
     }
 }
 
