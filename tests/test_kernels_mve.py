@@ -1,10 +1,11 @@
 """Shapes that reach the Helium kernels (firmware/engine/ops_mve/) and their edges, byte for byte against
 TFLite Micro on mps3-an547 (Cortex-M55): DEPTHWISE_CONV_2D with channel counts around the 16- and 8-lane
-passes and the 64-channel table chunk, border and interior pixels, strides, dilation, depth multipliers
-(DSP fallback); CONV_2D im2col patches (RGB, KWS-like 10x4, dilation, all-border windows), 1x1 layers with
-wide inputs, more output channels than one chunk and patches above the stack buffer (DSP fallback); ADD
-without broadcasting (vector path) and with it (fallback); FULLY_CONNECTED unit counts around the 4-unit
-pass.  More seeds: `-m slow`."""
+passes and the 64-channel table chunk, border and interior pixels, strides, dilation, 8-channel layers
+(two pixels per pass), depth multipliers (DSP fallback); CONV_2D im2col patches (RGB, KWS-like 10x4,
+dilation, all-border windows), 1x1 layers with 1-16 input channels (row loop) and with wide inputs, more
+output channels than one chunk and patches above the stack buffer (DSP fallback); ADD without
+broadcasting (vector path) and with it (fallback); FULLY_CONNECTED unit counts around the 4-unit pass.
+More seeds: `-m slow`."""
 
 from __future__ import annotations
 
@@ -67,6 +68,15 @@ def random_depthwise(rng: np.random.Generator) -> bytes:
     dilation = int(rng.integers(1, 3)) if rng.random() < 0.25 else 1
     return _conv(rng, int(rng.integers(1, 9)), int(rng.integers(1, 9)), c, kh, kw, c,
                  int(rng.integers(1, 3)), dilation, depthwise=True)
+
+
+def random_depthwise_pairs(rng: np.random.Generator) -> bytes:
+    """8 channels, stride 1: two neighbouring interior pixels per 16-lane pass (windows up to 5x5, beyond
+    that one pixel per pass), odd widths so that rows end on a single pixel, dilation sometimes."""
+    kh, kw = int(rng.integers(1, 7)), int(rng.integers(1, 7))
+    dilation = int(rng.integers(1, 3)) if rng.random() < 0.25 else 1
+    return _conv(rng, int(rng.integers(1, 10)), int(rng.integers(1, 12)), 8, kh, kw, 8, 1, dilation,
+                 depthwise=True)
 
 
 def random_depthwise_multiplier(rng: np.random.Generator) -> bytes:
@@ -147,6 +157,7 @@ def random_fc_units(rng: np.random.Generator) -> bytes:
 MVE_GENERATORS = {
     "DEPTHWISE_CONV_2D": random_depthwise,
     "DEPTHWISE_CONV_2D_MULTIPLIER": random_depthwise_multiplier,
+    "DEPTHWISE_CONV_2D_PAIRS": random_depthwise_pairs,
     "DEPTHWISE_CONV_2D_INT16": GENERATORS["DEPTHWISE_CONV_2D_INT16"],
     "CONV_2D_PATCH": random_conv_patch,
     "CONV_2D_WIDE": random_conv_wide,

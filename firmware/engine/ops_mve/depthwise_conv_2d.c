@@ -255,32 +255,79 @@ static void dw_window(const dw_geom_t *g, const tm_conv_params_t *p, const int8_
     win->w = filter + (fy0 * g->f_w + fx0) * g->c + c0;
 }
 
+/* 8-channel layers with stride_w 1: two neighbouring interior pixels fill the
+ * 16 lanes (pixel ox+1's input is 8 bytes after pixel ox's at every tap), with
+ * the filter duplicated per tap ([w 0..7, w 0..7], `wdup`) and the tables of
+ * channels 0..7 repeated in slots 8..15.  Their outputs are 8 bytes apart. */
+#define TM_DW_PAIR_TAPS 25 /* wdup: up to 5x5 taps x 16 bytes on the stack */
+
+typedef struct {
+    dw_group_t t;
+    int8_t wdup[TM_DW_PAIR_TAPS * 16];
+} dw_pair_t;
+
+static int dw_pairs_apply(const dw_geom_t *g, const tm_conv_params_t *p) {
+    return g->c == 8 && p->stride_w == 1 && g->f_h * g->f_w <= TM_DW_PAIR_TAPS;
+}
+
+static void dw_pair_prepare(const dw_geom_t *g, const int8_t *filter, const dw_group_t *t8, dw_pair_t *pair) {
+    pair->t = *t8;
+    for (int s = 0; s < 8; ++s) {
+        pair->t.eff[s + 8] = t8->eff[s], pair->t.bias[s + 8] = t8->bias[s], pair->t.mult[s + 8] = t8->mult[s];
+        pair->t.left[s + 8] = t8->left[s], pair->t.right[s + 8] = t8->right[s];
+    }
+    for (int tap = 0; tap < g->f_h * g->f_w; ++tap) {
+        for (int k = 0; k < 16; ++k) {
+            pair->wdup[tap * 16 + k] = filter[tap * 8 + (k & 7)];
+        }
+    }
+}
+
+/* Output pixels of row oy; in pairs where both windows lie inside the image. */
+static void dw_row_pixels(const dw_geom_t *g, const tm_conv_params_t *p, const int8_t *in_b, const int8_t *filter,
+                          const dw_group_t *groups, const dw_pair_t *pair, const tm_mve_out_t *o, int c0, int count,
+                          int oy, int8_t *out_b) {
+    const int y0 = oy * p->stride_h - p->pad_h, x_span = p->dilation_w * (g->f_w - 1);
+    int fy0, fy1;
+    tap_range(y0, g->f_h, p->dilation_h, g->in_h, &fy0, &fy1);
+    for (int ox = 0; ox < g->out_w; ++ox) {
+        const int x0 = ox * p->stride_w - p->pad_w;
+        dw_window_t win;
+        dw_window(g, p, in_b, filter, y0, fy0, fy1, x0, c0, &win);
+        int8_t *out = out_b + (oy * g->out_w + ox) * g->c + c0;
+        if (pair && win.interior && ox + 1 < g->out_w && x0 + 1 + x_span < g->in_w) {
+            win.w = pair->wdup, win.w_step = 16, win.w_adv = 0;
+            dw_pixel(&win, &pair->t, 0, p, o, 0, 16, out);
+            ++ox;
+            continue;
+        }
+        int k = 0;
+        for (; k + 16 <= count; k += 16) {
+            dw_pixel(&win, &groups[k / 16], 0, p, o, k, 16, out + k);
+        }
+        if (k < count) { /* the last 1-15 channels, 8 per pass */
+            dw_pixel(&win, &groups[k / 16], 0, p, o, k, count - k < 8 ? count - k : 8, out + k);
+            if (count - k > 8) {
+                dw_pixel(&win, &groups[k / 16], 1, p, o, k, count - k - 8, out + k + 8);
+            }
+        }
+    }
+}
+
 static void dw_batch(const dw_geom_t *g, const tm_conv_params_t *p, const int8_t *in_b, const int8_t *filter,
                      const int32_t *bias, int8_t *out_b) {
     dw_group_t groups[TM_MVE_CHANNEL_CHUNK / 16] __attribute__((aligned(16)));
+    dw_pair_t pair __attribute__((aligned(16)));
     const tm_mve_out_t o = tm_mve_out(p->output_offset, p->act_min, p->act_max);
     for (int c0 = 0; c0 < g->c; c0 += TM_MVE_CHANNEL_CHUNK) {
         const int count = g->c - c0 < TM_MVE_CHANNEL_CHUNK ? g->c - c0 : TM_MVE_CHANNEL_CHUNK;
         dw_prepare(g, p, filter, bias, c0, count, groups);
+        const int pairs = dw_pairs_apply(g, p);
+        if (pairs) {
+            dw_pair_prepare(g, filter, &groups[0], &pair);
+        }
         for (int oy = 0; oy < g->out_h; ++oy) {
-            const int y0 = oy * p->stride_h - p->pad_h;
-            int fy0, fy1;
-            tap_range(y0, g->f_h, p->dilation_h, g->in_h, &fy0, &fy1);
-            for (int ox = 0; ox < g->out_w; ++ox) {
-                dw_window_t win;
-                dw_window(g, p, in_b, filter, y0, fy0, fy1, ox * p->stride_w - p->pad_w, c0, &win);
-                int8_t *out = out_b + (oy * g->out_w + ox) * g->c + c0;
-                int k = 0;
-                for (; k + 16 <= count; k += 16) {
-                    dw_pixel(&win, &groups[k / 16], 0, p, &o, k, 16, out + k);
-                }
-                if (k < count) { /* the last 1-15 channels, 8 per pass */
-                    dw_pixel(&win, &groups[k / 16], 0, p, &o, k, count - k < 8 ? count - k : 8, out + k);
-                    if (count - k > 8) {
-                        dw_pixel(&win, &groups[k / 16], 1, p, &o, k, count - k - 8, out + k + 8);
-                    }
-                }
-            }
+            dw_row_pixels(g, p, in_b, filter, groups, pairs ? &pair : 0, &o, c0, count, oy, out_b);
         }
     }
 }
