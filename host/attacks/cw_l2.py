@@ -16,7 +16,9 @@ from host.attacks.common import art_evasion
 from host.attacks.target import FloatModel
 
 CONFIDENCE = Param("confidence", float, 0.0, "logit margin required over the other classes (κ)", non_negative)
-LEARNING_RATE = Param("learning_rate", float, 0.01, "initial step size of the line search (per round)", positive)
+LEARNING_RATE = Param("learning_rate", float, 0.01, "Adam learning rate", positive)  # also cw-linf's and ead's
+# The same parameter (name, default) for cw-l2, whose optimiser is a line search (both engines).
+FIRST_STEP = Param("learning_rate", float, 0.01, "first step size of the line search, every round", positive)
 
 
 @register
@@ -32,7 +34,7 @@ class CarliniL2(Attack):
         Param("max_iter", int, 10, "optimisation steps per binary-search step (study: 10)", at_least_one),
         Param("binary_search_steps", int, 10, "binary-search steps on c (study: 10)", at_least_one),
         Param("initial_const", float, 0.01, "initial trade-off constant c0 (study: 0.01)", positive),
-        LEARNING_RATE, CONFIDENCE, SEED, BATCH_SIZE, ENGINE,
+        FIRST_STEP, CONFIDENCE, SEED, BATCH_SIZE, ENGINE,
     )
 
     def _generate(self, model: FloatModel, x: np.ndarray, y: np.ndarray) -> np.ndarray:
