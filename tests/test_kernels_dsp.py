@@ -4,7 +4,7 @@ kernels as fallback): ADD without broadcasting (tabulated inputs), QUANTIZE / DE
 rounding ties and the float32 just below 0.5), CONV_2D through the im2col + matrix
 product path (odd pixel counts, odd channel counts, tap counts not a multiple of 4, the KWS-like 10x4
 first layer; int16x8 with int64/int32/no bias, also over 508 taps) and above its tap limit (direct
-path).  More seeds: `-m slow`."""
+path), int16x8 FULLY_CONNECTED up to depth 1000.  More seeds: `-m slow`."""
 
 from __future__ import annotations
 
@@ -113,6 +113,26 @@ def random_conv_int16(rng: np.random.Generator, long: bool = False) -> bytes:
     return g.build([x], [y])
 
 
+def random_fc_int16(rng: np.random.Generator) -> bytes:
+    """int16x8 FULLY_CONNECTED with depths up to 1000 (summed in parts beyond 508), int64/int32/no bias,
+    per-tensor weights, units not a multiple of 4."""
+    g = GraphBuilder()
+    batches, depth, units = int(rng.integers(1, 3)), int(rng.integers(1, 1000)), int(rng.integers(1, 12))
+    in_scale, w_scale = float(rng.uniform(0.005, 0.2)) / 256.0, float(rng.uniform(0.002, 0.05))
+    out_scale = in_scale * w_scale * 60.0 * np.sqrt(depth) * float(rng.uniform(0.3, 3.0)) / 127.0
+    weights = rng.integers(-127, 128, size=(units, depth), dtype=np.int8)
+    x = g.tensor((batches, depth), "int16", in_scale, 0)
+    f = g.tensor((units, depth), "int8", w_scale, 0, weights)
+    bias_type = "int64" if rng.random() < 0.6 else "int32"
+    bias = rng.integers(-500_000, 500_000, size=units).astype(bias_type)
+    b = g.tensor((units,), bias_type, in_scale * w_scale, 0, bias) if rng.random() < 0.85 else -1
+    y = g.tensor((batches, units), "int16", out_scale, 0)
+    opt = fb.FullyConnectedOptionsT()
+    opt.fusedActivationFunction = int(rng.choice(ACTIVATIONS))
+    g.op("FULLY_CONNECTED", [x, f, b], [y], opt)
+    return g.build([x], [y])
+
+
 GENERATORS = {
     "ADD_SAME_SHAPE": random_add_same_shape,
     "CONV_2D_GEMM": random_conv,
@@ -120,6 +140,7 @@ GENERATORS = {
     "CONV_2D_DIRECT": lambda rng: random_conv(rng, big=True),
     "CONV_2D_INT16": random_conv_int16,
     "CONV_2D_INT16_LONG": lambda rng: random_conv_int16(rng, long=True),
+    "FULLY_CONNECTED_INT16": random_fc_int16,
     "QUANTIZE": BUILDER_GENERATORS["QUANTIZE"],
     "DEQUANTIZE": BUILDER_GENERATORS["DEQUANTIZE"],
 }

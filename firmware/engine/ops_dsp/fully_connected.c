@@ -1,10 +1,10 @@
 /*
- * FULLY_CONNECTED, int8 (weights zero point 0), for cores with the DSP
+ * FULLY_CONNECTED, int8 and int16x8 (weights zero point 0), for cores with the DSP
  * extension.  Same results as ops/fully_connected.c, bit for bit.
  *
- * Two weight rows (units) per pass over the input row: each widened input
- * quadruple feeds two SMLADs pairs.  int16x8 and weights with a zero point go
- * to the portable kernel.
+ * Depth up to FC_MAX_DEPTH: the input row is widened (int8) or reordered (int16) once,
+ * then four units per pass in assembly.  Deeper int8 rows: two units per pass in C.
+ * Weights with a zero point and deeper int16 rows go to the portable kernel.
  */
 #include "dsp_mac.h"
 
@@ -141,6 +141,78 @@ static void fc_widened(const tm_fc_params_t *p, const int8_t *input, const int8_
     }
 }
 
+/*
+ * int16x8: the int16 input row is only reordered into the buffer (SMLAD takes int16 as it is); sums of
+ * parts of up to FC_S16_PART elements are exact in int32 (|int16 * int8| <= 2^22, 511 * 2^22 < 2^31)
+ * and are added in int64, so both TFLM accumulators (64-bit, and 32-bit which wraps) are reproduced.
+ */
+#define FC_S16_PART 508
+
+static void reorder_input_s16(const int16_t *x, int depth, int16_t *buf) {
+    const int k4 = depth & ~3;
+    uint32_t *dst = (uint32_t *)(void *)buf;
+    for (int i = 0; i < k4; i += 4, dst += 2) {
+        const uint32_t a = tm_ld32(x + i), b = tm_ld32(x + i + 2); /* (x0, x1), (x2, x3) */
+        dst[0] = (a & 0xFFFFu) | (b << 16);                         /* (x0, x2) */
+        dst[1] = (a >> 16) | (b & 0xFFFF0000u);                     /* (x1, x3) */
+    }
+    for (int i = k4; i < depth; ++i) {
+        buf[i] = x[i];
+    }
+}
+
+/* int64 sums of units [u0, u0 + n) (n <= FC_CHUNK_UNITS), part by part. */
+static void fc_chunk_s16(const int16_t *buf, const int8_t *weights, int depth, int u0, int n, int64_t *sum) {
+    int32_t acc[FC_CHUNK_UNITS + 3];
+    const int k4 = depth & ~3, quads = n / 4, rest = n % 4, last = (rest - 1) * depth;
+    for (int u = 0; u < n; ++u) {
+        sum[u] = 0;
+    }
+    for (int t0 = 0; t0 == 0 || t0 < k4; t0 += FC_S16_PART) {
+        const int part = k4 - t0 < FC_S16_PART ? k4 - t0 : FC_S16_PART;
+        fc_job_t job = {buf + t0, weights + u0 * depth + t0, depth, 2 * depth, 3 * depth, part, 4 * depth - part,
+                        quads, acc};
+        if (quads > 0) {
+            fc_quads(&job);
+        }
+        if (rest > 0) {
+            job.w = weights + (u0 + 4 * quads) * depth + t0;
+            job.d1 = depth < last ? depth : last, job.d2 = 2 * depth < last ? 2 * depth : last, job.d3 = last;
+            job.quads = 1;
+            fc_quads(&job);
+        }
+        for (int u = 0; u < n; ++u) {
+            sum[u] += acc[u];
+        }
+    }
+    for (int u = 0; u < n && k4 < depth; ++u) {
+        const int8_t *w = weights + (u0 + u) * depth;
+        for (int i = k4; i < depth; ++i) {
+            sum[u] += buf[i] * w[i];
+        }
+    }
+}
+
+static void fc_s16(const tm_fc_params_t *p, const int16_t *input, const int8_t *weights, const void *bias,
+                   int16_t *output, int batches, int units, int depth) {
+    int16_t buf[FC_MAX_DEPTH] __attribute__((aligned(8)));
+    int64_t sum[FC_CHUNK_UNITS];
+    const int per_channel = p->n_multipliers > 1;
+    for (int b = 0; b < batches; ++b) {
+        reorder_input_s16(input + b * depth, depth, buf);
+        for (int u0 = 0; u0 < units; u0 += FC_CHUNK_UNITS) {
+            const int n = units - u0 < FC_CHUNK_UNITS ? units - u0 : FC_CHUNK_UNITS;
+            fc_chunk_s16(buf, weights, depth, u0, n, sum);
+            for (int u = 0; u < n; ++u) {
+                const int q = per_channel ? u0 + u : 0;
+                int32_t v = tm_requantize_s16(sum[u], bias, p->acc64, u0 + u, p->out_multiplier[q], p->out_shift[q]);
+                v = v < p->act_min ? p->act_min : v;
+                output[b * units + u0 + u] = (int16_t)(v > p->act_max ? p->act_max : v);
+            }
+        }
+    }
+}
+
 tm_status_t tm_kernel_fully_connected_dsp(const tm_model_t *model, const tm_op_t *op) {
     const tm_fc_params_t *p = (const tm_fc_params_t *)op->params;
     const tm_tensor_t *in_t = tm_in_tensor(model, op, 0);
@@ -150,6 +222,12 @@ tm_status_t tm_kernel_fully_connected_dsp(const tm_model_t *model, const tm_op_t
     const int8_t *weights = (const int8_t *)tm_in_data(model, op, 1);
     const int32_t *bias = (const int32_t *)tm_in_data(model, op, 2);
     int8_t *output = (int8_t *)tm_out_data(model, op, 0);
+    if (in_t && in_t->dtype == TM_INT16 && out_t->dtype == TM_INT16 && w_t && w_t->dtype == TM_INT8 &&
+        w_t->rank == 2 && p->filter_offset == 0 && input && weights && output && w_t->dims[1] <= FC_MAX_DEPTH) {
+        fc_s16(p, (const int16_t *)(const void *)input, weights, tm_in_data(model, op, 2), (int16_t *)(void *)output,
+               tm_elements(out_t) / w_t->dims[0], w_t->dims[0], w_t->dims[1]);
+        return TM_OK;
+    }
     if (!in_t || in_t->dtype != TM_INT8 || p->filter_offset != 0 || !input || !weights || !output || !w_t ||
         w_t->rank != 2) {
         return tm_kernel_fully_connected(model, op);
