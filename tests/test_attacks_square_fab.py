@@ -221,3 +221,18 @@ def test_autoattack_runs_apgd_ce_apgd_t_fab_t_square_in_order_on_robust_inputs(
         assert seen[1] == ("square-linf", left_by_apgd - attack.stage_fooled["fab-t"])
     fooled = float_model.predict(x_adv).argmax(axis=1) != y
     assert sum(attack.stage_fooled.values()) == fooled.sum() >= 0.45 * len(x)
+
+
+def test_batches_smaller_than_the_input_set_keep_the_contract_and_the_query_count(
+    float_model, oracle, digits,  # noqa: ANN001
+) -> None:
+    x, y = digits[0][:11], digits[1][:11]
+    square = get_attack("square-l2", eps=1.0, max_iter=30, batch_size=4)
+    before = oracle.queries
+    in_contract(square, x, square.generate(oracle, x, y))
+    assert square.last_queries == oracle.queries - before == square.queries_per_input.sum()
+    assert np.all(square.queries_per_input >= 2)  # the clean check and the start, at least
+    fab = get_attack("fab-t", eps=0.1, max_iter=20, n_targets=2, batch_size=4)
+    x_adv = fab.generate(float_model, x, y)
+    in_contract(fab, x, x_adv)
+    assert fab.distance.shape == (11,)
