@@ -102,13 +102,13 @@ static void chunk_prepare(const conv_geom_t *g, const tm_conv_params_t *p, const
 }
 
 /* The last 1-3 channels of a pixel (w: the first one's filter). */
-static void pixel_tail(int n, const int8_t *patch, const int8_t *w, const tm_mve_group_t *t,
-                       const tm_mve_out_t *o, int lanes, int8_t *out) {
+static void pixel_tail(int n, const int8_t *patch, const int8_t *w, const tm_mve_group_t *t, tm_mve_out_t o,
+                       int lanes, int8_t *out) {
     const int8_t *rows[4] = {w, lanes > 1 ? w + n : w, lanes > 2 ? w + 2 * n : w, w};
     const int32x4_t acc = vaddq_s32(tm_mve_dot_1x4(patch, rows, n), vldrwq_s32(t->eff));
     const tm_mve_quant_t q = {vldrwq_s32(t->mult), vldrwq_s32(t->left), vldrwq_s32(t->right)};
-    const int32x4_t v = vaddq_s32(tm_mve_requantize(acc, q), o->offset);
-    vstrbq_p_s32(out, vminq_s32(vmaxq_s32(v, o->lo), o->hi), vctp32q((uint32_t)lanes));
+    const int32x4_t v = vaddq_s32(tm_mve_requantize(acc, q), o.offset);
+    vstrbq_p_s32(out, vminq_s32(vmaxq_s32(v, o.lo), o.hi), vctp32q((uint32_t)lanes));
 }
 
 /* Output channels c0 .. c0+count of one pixel from its patch (w: channel c0's filter). */
@@ -121,7 +121,7 @@ static void pixel_channels(int n, const int8_t *patch, const int8_t *w, const tm
         tm_mve_requant4(a, t, o, out + c);
     }
     if (c < count) {
-        pixel_tail(n, patch, w, t, o, count - c, out + c);
+        pixel_tail(n, patch, w, t, *o, count - c, out + c);
     }
 }
 
@@ -195,25 +195,31 @@ static void conv_1x1_small(const conv_geom_t *g, const tm_conv_params_t *p, cons
     if (c < count) { /* the last 1-3 channels */
         for (int px = 0; px < g->out_h * g->out_w; ++px) {
             const int oy = px / g->out_w, ox = px % g->out_w;
-            pixel_tail(g->in_c, in_b + oy * row_step + ox * x_step, filter + (c0 + c) * g->in_c, &groups[c / 4], o,
+            pixel_tail(g->in_c, in_b + oy * row_step + ox * x_step, filter + (c0 + c) * g->in_c, &groups[c / 4], *o,
                        count - c, out_b + px * g->out_c + c0 + c);
         }
     }
 }
 
+static void conv_batch_1x1_small(const conv_geom_t *g, const tm_conv_params_t *p, const int8_t *in_b,
+                                 const int8_t *filter, const int32_t *bias, int8_t *out_b) {
+    tm_mve_group_t groups[TM_MVE_CHANNEL_CHUNK / 4] __attribute__((aligned(16)));
+    const tm_mve_out_t o = tm_mve_out(p->output_offset, p->act_min, p->act_max);
+    for (int c0 = 0; c0 < g->out_c; c0 += TM_MVE_CHANNEL_CHUNK) {
+        const int count = g->out_c - c0 < TM_MVE_CHANNEL_CHUNK ? g->out_c - c0 : TM_MVE_CHANNEL_CHUNK;
+        chunk_prepare(g, p, filter, bias, c0, count, groups);
+        conv_1x1_small(g, p, in_b, filter, groups, &o, c0, count, out_b);
+    }
+}
+
 static void conv_batch(const conv_geom_t *g, const tm_conv_params_t *p, const int8_t *in_b, const int8_t *filter,
-                       const int32_t *bias, int one_by_one, int8_t *out_b) {
-    const int small_1x1 = one_by_one && g->in_c <= TM_MVE_SMALL_1X1;
+                       const int32_t *bias, int8_t *out_b) {
     int8_t patch_buf[TM_MVE_PATCH_BYTES] __attribute__((aligned(16)));
     tm_mve_group_t groups[TM_MVE_CHANNEL_CHUNK / 4] __attribute__((aligned(16)));
     const tm_mve_out_t o = tm_mve_out(p->output_offset, p->act_min, p->act_max);
     for (int c0 = 0; c0 < g->out_c; c0 += TM_MVE_CHANNEL_CHUNK) {
         const int count = g->out_c - c0 < TM_MVE_CHANNEL_CHUNK ? g->out_c - c0 : TM_MVE_CHANNEL_CHUNK;
         chunk_prepare(g, p, filter, bias, c0, count, groups);
-        if (small_1x1) {
-            conv_1x1_small(g, p, in_b, filter, groups, &o, c0, count, out_b);
-            continue;
-        }
         for (int oy = 0; oy < g->out_h; ++oy) {
             const int y0 = oy * p->stride_h - p->pad_h;
             int8_t *out_row = out_b + oy * g->out_w * g->out_c + c0;
@@ -250,8 +256,13 @@ tm_status_t tm_kernel_conv_2d_mve(const tm_model_t *model, const tm_op_t *op) {
         return TM_CONV_FALLBACK(model, op);
     }
     for (int b = 0; b < in_t->dims[0]; ++b) {
-        conv_batch(&g, p, input + b * g.in_h * g.in_w * g.in_c, filter, bias, one_by_one,
-                   output + b * g.out_h * g.out_w * g.out_c);
+        const int8_t *in_b = input + b * g.in_h * g.in_w * g.in_c;
+        int8_t *out_b = output + b * g.out_h * g.out_w * g.out_c;
+        if (one_by_one && g.in_c <= TM_MVE_SMALL_1X1) {
+            conv_batch_1x1_small(&g, p, in_b, filter, bias, out_b);
+        } else {
+            conv_batch(&g, p, in_b, filter, bias, out_b);
+        }
     }
     return TM_OK;
 }
