@@ -1,7 +1,7 @@
 /*
  * ADD, int8, on Helium, when both inputs have the output's element count (no
  * broadcasting): four elements per pass in 32-bit lanes, each rescaled with
- * tm_mve_requantize (TFLite's double rounding, bit for bit; mve_common.h).
+ * tm_mve_requantize_n (TFLite's double rounding, bit for bit; mve_common.h).
  * Broadcasting and int16 go to the DSP (or portable) kernel.
  */
 #include "mve_common.h"
@@ -13,31 +13,29 @@
 #endif
 
 typedef struct {
-    int32_t in1_offset, in2_offset, left_shift, out_offset, act_min, act_max;
-    tm_mve_quant_t q1, q2, qo;
+    int32_t in1_offset, in2_offset, left_shift;
+    int32_t m1, s1, m2, s2, mo, so;
+    tm_mve_out_t o;
 } add_vec_t;
 
-static int32x4_t add_four(const add_vec_t *a, int32x4_t x, int32x4_t y) {
+/* Inlined into the loop so that the parameters stay in registers. */
+static inline __attribute__((always_inline)) int32x4_t add_four(const add_vec_t *a, int32x4_t x, int32x4_t y) {
     const int32x4_t sx = vshlq_r_s32(vaddq_n_s32(x, a->in1_offset), a->left_shift);
     const int32x4_t sy = vshlq_r_s32(vaddq_n_s32(y, a->in2_offset), a->left_shift);
-    const int32x4_t sum = vaddq_s32(tm_mve_requantize(sx, a->q1), tm_mve_requantize(sy, a->q2));
-    const int32x4_t v = vaddq_n_s32(tm_mve_requantize(sum, a->qo), a->out_offset);
-    return vminq_s32(vmaxq_s32(v, vdupq_n_s32(a->act_min)), vdupq_n_s32(a->act_max));
+    const int32x4_t sum = vaddq_s32(tm_mve_requantize_n(sx, a->m1, a->s1), tm_mve_requantize_n(sy, a->m2, a->s2));
+    const int32x4_t v = vaddq_s32(tm_mve_requantize_n(sum, a->mo, a->so), a->o.offset);
+    return vminq_s32(vmaxq_s32(v, a->o.lo), a->o.hi);
 }
 
-static void add_s8(const add_vec_t *a, const int8_t *in1, const int8_t *in2, int8_t *out, int32_t count) {
+static void add_s8(add_vec_t a, const int8_t *in1, const int8_t *in2, int8_t *out, int32_t count) {
     int32_t i = 0;
     for (; i + 4 <= count; i += 4) {
-        vstrbq_s32(out + i, add_four(a, vldrbq_s32(in1 + i), vldrbq_s32(in2 + i)));
+        vstrbq_s32(out + i, add_four(&a, vldrbq_s32(in1 + i), vldrbq_s32(in2 + i)));
     }
     if (i < count) {
         const mve_pred16_t p = vctp32q((uint32_t)(count - i));
-        vstrbq_p_s32(out + i, add_four(a, vldrbq_z_s32(in1 + i, p), vldrbq_z_s32(in2 + i, p)), p);
+        vstrbq_p_s32(out + i, add_four(&a, vldrbq_z_s32(in1 + i, p), vldrbq_z_s32(in2 + i, p)), p);
     }
-}
-
-static tm_mve_quant_t scalar_quant(int32_t multiplier, int32_t shift) {
-    return tm_mve_quant(vdupq_n_s32(multiplier), vdupq_n_s32(shift));
 }
 
 tm_status_t tm_kernel_add_mve(const tm_model_t *model, const tm_op_t *op) {
@@ -55,11 +53,10 @@ tm_status_t tm_kernel_add_mve(const tm_model_t *model, const tm_op_t *op) {
     }
     const add_vec_t a = {
         .in1_offset = p->input1_offset, .in2_offset = p->input2_offset, .left_shift = p->left_shift,
-        .out_offset = p->output_offset, .act_min = p->act_min, .act_max = p->act_max,
-        .q1 = scalar_quant(p->input1_multiplier, p->input1_shift),
-        .q2 = scalar_quant(p->input2_multiplier, p->input2_shift),
-        .qo = scalar_quant(p->output_multiplier, p->output_shift),
+        .o = tm_mve_out(p->output_offset, p->act_min, p->act_max),
+        .m1 = p->input1_multiplier, .s1 = p->input1_shift, .m2 = p->input2_multiplier, .s2 = p->input2_shift,
+        .mo = p->output_multiplier, .so = p->output_shift,
     };
-    add_s8(&a, in1, in2, out, count);
+    add_s8(a, in1, in2, out, count);
     return TM_OK;
 }

@@ -94,6 +94,19 @@ static inline tm_mve_quant_t tm_mve_chunk_at(const tm_mve_chunk_t *q, int k) {
     return r;
 }
 
+/* tm_mve_requantize with one multiplier and shift for all lanes (scalar operands:
+ * no vector registers for the parameters). */
+static inline __attribute__((always_inline)) int32x4_t tm_mve_requantize_n(int32x4_t acc, int32_t multiplier,
+                                                                           int32_t shift) {
+    int32x4_t x = shift > 0 ? vshlq_r_s32(acc, shift) : acc;
+    x = vqrdmulhq_n_s32(x, multiplier);
+    if (shift < 0) {
+        x = vqaddq_s32(x, vshrq_n_s32(x, 31)); /* -1 for negative values: ties away from zero */
+        x = vrshlq_n_s32(x, shift);
+    }
+    return x;
+}
+
 /* Requantize, add the output offset, clamp, store the low byte of `count` (<= 4) lanes. */
 static inline void tm_mve_store_s8(int8_t *out, int32x4_t acc, tm_mve_quant_t q, int32_t out_offset,
                                    int32_t act_min, int32_t act_max, int count) {
