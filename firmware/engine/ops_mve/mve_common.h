@@ -36,10 +36,10 @@
 #include "tm_fixedpoint.h"
 #include "tm_kernels.h"
 
-/* Stack scratch of the convolution (docs/engine.md, "Optimized kernels"): one
- * im2col patch (filter_h x filter_w x in_c bytes) and the requantization
- * parameters of up to TM_MVE_CHANNEL_CHUNK output channels (4 words each).
- * Larger patches use the DSP kernel; more channels are done chunk by chunk. */
+/* Stack scratch (ops_mve/README.md lists every buffer): one im2col patch
+ * (filter_h x filter_w x in_c bytes) and the requantization tables of up to
+ * TM_MVE_CHANNEL_CHUNK output channels (4 words each; depthwise 5).  Larger
+ * patches use the DSP kernel; more channels are done chunk by chunk. */
 #define TM_MVE_PATCH_BYTES 1152
 #define TM_MVE_CHANNEL_CHUNK 64 /* a multiple of 16 (depthwise: 16 lanes per pass) */
 _Static_assert(TM_MVE_CHANNEL_CHUNK % 16 == 0, "whole 16-lane groups");
@@ -68,30 +68,6 @@ static inline int32x4_t tm_mve_requantize(int32x4_t acc, tm_mve_quant_t q) {
     const int32x4_t fixup = vshrq_n_s32(vandq_s32(x, q.right), 31); /* -1: negative and shifting */
     x = vqaddq_s32(x, fixup);
     return vrshlq_s32(x, q.right);
-}
-
-/* Per output channel of a chunk of up to TM_MVE_CHANNEL_CHUNK channels: the
- * effective bias (filled by the kernel), the multiplier and the two shifts.
- * Lanes past the last channel up to a multiple of 4 repeat it (computed, never
- * stored), so whole vectors can be loaded. */
-typedef struct {
-    int32_t eff[TM_MVE_CHANNEL_CHUNK], mult[TM_MVE_CHANNEL_CHUNK];
-    int32_t left[TM_MVE_CHANNEL_CHUNK], right[TM_MVE_CHANNEL_CHUNK];
-} tm_mve_chunk_t;
-
-static inline void tm_mve_chunk_quant(const int32_t *multiplier, const int32_t *shift, int c0, int count,
-                                      tm_mve_chunk_t *q) {
-    for (int k = 0; k < ((count + 3) & ~3); ++k) {
-        const int c = c0 + (k < count ? k : count - 1);
-        q->mult[k] = multiplier[c];
-        q->left[k] = shift[c] > 0 ? shift[c] : 0;
-        q->right[k] = shift[c] > 0 ? 0 : shift[c];
-    }
-}
-
-static inline tm_mve_quant_t tm_mve_chunk_at(const tm_mve_chunk_t *q, int k) {
-    const tm_mve_quant_t r = {vldrwq_s32(q->mult + k), vldrwq_s32(q->left + k), vldrwq_s32(q->right + k)};
-    return r;
 }
 
 /* tm_mve_requantize with one multiplier and shift for all lanes (scalar operands:
