@@ -25,6 +25,7 @@ typedef struct {
     const int32_t *bias;
     int in_h, in_w, in_c, f_h, f_w, out_w, out_c;
     int k, k4; /* taps per pixel, and rounded down to a multiple of 4 */
+    int padded; /* staged int8 columns with k % 4 != 0: the last group is padded with zeros */
     int32_t out_offset, act_min, act_max;
     const int32_t *rq_table; /* requantize_pairs' table, or 0 */
 } gemm_ctx_t;
@@ -57,19 +58,24 @@ static void fill_run_aligned(int16_t *buf, const int8_t *src, int k, int in_c, i
 static void widen_staged(const gemm_ctx_t *g, int16_t *buf, const int8_t *stage, int col) {
     const int32_t off = g->p->input_offset, off2 = tm_pack_offset(off);
     uint32_t *dst = (uint32_t *)(void *)(buf + (col << 2));
-    for (int i = 0; i < g->k4; i += 4, dst += 4) {
+    const int groups_end = g->padded ? g->k4 + 4 : g->k4;
+    for (int i = 0; i < groups_end; i += 4, dst += 4) {
         const uint32_t x = tm_ld32(stage + i);
         dst[0] = (uint32_t)__sxtab16(off2, x);
         dst[1] = (uint32_t)tm_sxtab16_ror8(off2, x);
     }
-    for (int i = g->k4; i < g->k; ++i) {
+    for (int i = groups_end; i < g->k; ++i) {
         buf[slot_of(g, i, col)] = (int16_t)(stage[i] + off);
     }
 }
 
-/* n bytes (a few: a call to memcpy costs more). */
+/* n bytes, by (unaligned) words then bytes: runs are short, a call to memcpy costs more. */
 static inline void copy_bytes(int8_t *d, const int8_t *s, int n) {
-    for (int i = 0; i < n; ++i) {
+    int i = 0;
+    for (; i + 4 <= n; i += 4) {
+        tm_st32(d + i, tm_ld32(s + i));
+    }
+    for (; i < n; ++i) {
         d[i] = s[i];
     }
 }
@@ -104,6 +110,9 @@ __attribute__((noinline)) static void fill_column_staged(const gemm_ctx_t *g, in
                 memset(d + fx * g->in_c, zp, (size_t)g->in_c);
             }
         }
+    }
+    for (int i = g->k; i < g->k4 + 4; ++i) {
+        stage[i] = zp; /* the padding of the last group: x + offset = 0 */
     }
     widen_staged(g, buf, stage, col);
 }
@@ -233,7 +242,8 @@ static void add_tail(const gemm_ctx_t *g, const int16_t *buf, int oc0, int pairs
         const int oc = oc0 + 2 * j, two = oc + 1 < g->out_c;
         const int8_t *w0 = g->filter + oc * g->k + g->k4, *w1 = two ? w0 + g->k : w0;
         for (int i = 0; i < g->k - g->k4; ++i) {
-            const int32_t x0 = t[i], x1 = t[4 + i];
+            const int slot = g->padded ? (((i & 1) << 1) | ((i >> 1) & 1)) : i; /* padded: SXTB16 order */
+            const int32_t x0 = t[slot], x1 = t[4 + slot];
             acc[4 * j] += x0 * w0[i], acc[4 * j + 1] += x0 * w1[i];
             acc[4 * j + 2] += x1 * w0[i], acc[4 * j + 3] += x1 * w1[i];
         }
@@ -357,17 +367,22 @@ static void pixels_pair(const gemm_ctx_t *g, const int16_t *buf, int8_t *out0, i
     for (int pair0 = 0; pair0 < all_pairs; pair0 += GEMM_CHUNK_PAIRS) {
         const int pairs = all_pairs - pair0 < GEMM_CHUNK_PAIRS ? all_pairs - pair0 : GEMM_CHUNK_PAIRS;
         const int oc0 = 2 * pair0, lone = oc0 + 2 * pairs > g->out_c; /* the last pair is one channel */
-        gemm_job_t job = {buf, g->filter + oc0 * g->k, g->k, g->k4, 2 * g->k - g->k4, pairs - lone, acc,
+        /* padded: every pair but the last of the filter reads its 4 weights past k (within the filter, times
+         * zero inputs); the last pair, and a lone channel, take the exact k4 groups and the tail */
+        const int last_here = pair0 + pairs == all_pairs, exact = g->padded ? last_here : lone;
+        const int k4_fast = g->padded ? g->k4 + 4 : g->k4;
+        gemm_job_t job = {buf, g->filter + oc0 * g->k, g->k, k4_fast, 2 * g->k - k4_fast, pairs - exact, acc,
                           g->bias ? g->bias + oc0 : no_bias, g->bias ? 4 : 0, g->bias ? 8 : 0};
         if (job.pairs > 0) {
             gemm_pairs(&job);
         }
-        if (lone) {
-            job.w = g->filter + (g->out_c - 1) * g->k, job.dw = 0, job.pairs = 1, job.bias_d1 = 0;
+        if (exact) {
+            job.w = g->filter + (oc0 + 2 * (pairs - 1)) * g->k, job.dw = lone ? 0 : g->k, job.k4 = g->k4;
+            job.pairs = 1, job.bias_d1 = lone ? 0 : job.bias_d1;
             gemm_pairs(&job);
-        }
-        if (g->k != g->k4) {
-            add_tail(g, buf, oc0, pairs, acc);
+            if (g->k != g->k4) {
+                add_tail(g, buf, oc0 + 2 * (pairs - 1), 1, acc + 4 * (pairs - 1));
+            }
         }
         const int n = 2 * pairs - lone, full = n / 2;
         int j0 = 0;
@@ -516,6 +531,7 @@ void tm_dsp_conv_2d_gemm(const tm_conv_params_t *p, const int8_t *input, const i
     g.rq_table = build_rq_table(p, g.out_c, rq_table) ? rq_table : 0;
     g.k = g.f_h * g.f_w * g.in_c;
     g.k4 = g.k & ~3;
+    g.padded = (g.in_c & 3) != 0 && g.k != g.k4;
     const int pixels = out_dims[1] * out_dims[2];
     for (int b = 0; b < in_dims[0]; ++b) {
         g.input = input + b * g.in_h * g.in_w * g.in_c;
