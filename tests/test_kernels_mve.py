@@ -29,9 +29,16 @@ SLOW_SEEDS = 8
 PATCH_BYTES = 1152  # TM_MVE_PATCH_BYTES in firmware/engine/ops_mve/mve_common.h
 
 
+def _pow2(rng: np.random.Generator, scale: float, spread: int = 0) -> float:
+    """The power of two nearest `scale` (times 2^-spread..2^spread): with power-of-two scales every
+    multiplier is exactly 2^30 and the accumulators land on rounding ties in both roundings."""
+    return float(2.0 ** (np.round(np.log2(scale)) + int(rng.integers(-spread, spread + 1))))
+
+
 def _conv(rng: np.random.Generator, h: int, w: int, in_c: int, kh: int, kw: int, out_c: int, stride: int,
-          dilation: int = 1, depthwise: bool = False, same: bool | None = None) -> bytes:
-    """One int8 (depthwise) convolution, per-channel weights, random activation and quantization."""
+          dilation: int = 1, depthwise: bool = False, same: bool | None = None, ties: bool = False) -> bytes:
+    """One int8 (depthwise) convolution, per-channel weights, random activation and quantization
+    (`ties`: power-of-two scales, some giving left shifts)."""
     g = GraphBuilder()
     eff_h, eff_w = (kh - 1) * dilation + 1, (kw - 1) * dilation + 1
     if same is None:
@@ -43,6 +50,9 @@ def _conv(rng: np.random.Generator, h: int, w: int, in_c: int, kh: int, kw: int,
     w_scales = rng.uniform(0.002, 0.05, size=out_c)
     fan_in = kh * kw * (1 if depthwise else in_c)
     out_scale = in_scale * float(w_scales.mean()) * 60.0 * np.sqrt(fan_in) * float(rng.uniform(0.3, 3.0)) / 127.0
+    if ties:
+        in_scale, w_scales = _pow2(rng, in_scale), np.array([_pow2(rng, s, 1) for s in w_scales])
+        out_scale = _pow2(rng, out_scale, 3)
     shape = (1, kh, kw, out_c) if depthwise else (out_c, kh, kw, in_c)
     weights = rng.integers(-127, 128, size=shape, dtype=np.int8)
     bias = rng.integers(-3000, 3000, size=out_c).astype(np.int32)
@@ -77,6 +87,18 @@ def random_depthwise_pairs(rng: np.random.Generator) -> bytes:
     dilation = int(rng.integers(1, 3)) if rng.random() < 0.25 else 1
     return _conv(rng, int(rng.integers(1, 10)), int(rng.integers(1, 12)), 8, kh, kw, 8, 1, dilation,
                  depthwise=True)
+
+
+def random_ties(rng: np.random.Generator) -> bytes:
+    """CONV_2D (3x3 or 1x1 small) or DEPTHWISE_CONV_2D with power-of-two scales: rounding ties in the vector
+    requantization, negative and positive, and left shifts."""
+    kind = int(rng.integers(0, 3))
+    if kind == 0:
+        return _conv(rng, 5, 5, int(rng.integers(1, 20)), 3, 3, int(rng.integers(1, 12)), 1, ties=True)
+    if kind == 1:
+        return _conv(rng, 5, 5, int(rng.integers(1, 17)), 1, 1, int(rng.integers(1, 12)), 1, ties=True)
+    c = int(rng.choice([8, 16, 24]))
+    return _conv(rng, 5, 5, c, 3, 3, c, 1, depthwise=True, ties=True)
 
 
 def random_depthwise_multiplier(rng: np.random.Generator) -> bytes:
@@ -161,6 +183,7 @@ MVE_GENERATORS = {
     "DEPTHWISE_CONV_2D_INT16": GENERATORS["DEPTHWISE_CONV_2D_INT16"],
     "CONV_2D_PATCH": random_conv_patch,
     "CONV_2D_WIDE": random_conv_wide,
+    "CONV_DEPTHWISE_TIES": random_ties,
     "CONV_2D_1X1_SMALL": random_conv_1x1_small,
     "ADD_SAME_SHAPE": random_add_same_shape,
     "ADD_BROADCAST": GENERATORS["ADD"],
