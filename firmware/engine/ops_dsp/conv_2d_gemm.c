@@ -156,7 +156,8 @@ typedef struct {
 /*
  * For `pairs` channel pairs: bias + the 4 dot products over the k4 grouped taps, stored to acc.  In assembly:
  * gcc keeps the 14 live values of the inner loop (4 sums, 4 widened weights, 2 input words, 4
- * pointers) in registers only when told to.  Inner loop (two groups per pass): 17 instructions per 16 MACs; per pair ~22.
+ * pointers) in registers only when told to.  Inner loop (two groups per pass): 17 instructions per
+ * 16 MACs; per pair ~22.
  */
 __attribute__((naked)) static void gemm_pairs(gemm_job_t *job __attribute__((unused))) {
     __asm__ volatile(

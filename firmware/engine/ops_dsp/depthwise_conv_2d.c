@@ -144,22 +144,18 @@ __attribute__((naked)) static void dw_taps_4ch(const int32_t *taps __attribute__
         "pop     {r4-r11, pc}\n");
 }
 
-/* The in-image taps of the output pixel whose filter origin is (y0, x0); returns their count. */
-static int list_taps(const dw_ctx_t *c, int f_h, int y0, int x0, int32_t taps[2 * DW_MAX_TAPS]) {
+/*
+ * The taps of filter rows [fy0, fy1) x columns [fx0, fx1) (the in-image ones of a pixel), input offsets
+ * relative to the pixel's filter origin; returns their count.  Neighbouring pixels with the same valid
+ * window (all interior ones) share the list.
+ */
+static int list_taps(const dw_ctx_t *c, int fy0, int fy1, int fx0, int fx1, int32_t taps[2 * DW_MAX_TAPS]) {
     const tm_conv_params_t *p = c->p;
     int n = 0;
-    for (int fy = 0; fy < f_h; ++fy) {
-        const int y = y0 + fy * p->dilation_h;
-        if (y < 0 || y >= c->in_h) {
-            continue;
-        }
-        for (int fx = 0; fx < c->f_w; ++fx) {
-            const int x = x0 + fx * p->dilation_w;
-            if (x >= 0 && x < c->in_w) {
-                taps[2 * n] = (y * c->in_w + x) * c->ch;
-                taps[2 * n + 1] = (fy * c->f_w + fx) * c->ch;
-                ++n;
-            }
+    for (int fy = fy0; fy < fy1; ++fy) {
+        for (int fx = fx0; fx < fx1; ++fx, ++n) {
+            taps[2 * n] = (fy * p->dilation_h * c->in_w + fx * p->dilation_w) * c->ch;
+            taps[2 * n + 1] = (fy * c->f_w + fx) * c->ch;
         }
     }
     return n;
@@ -354,14 +350,27 @@ static void dw_by_taps(const dw_ctx_t *c, const int8_t *in_b, int f_h, int out_h
     int32_t table[3 * DW_MAX_PREPARED];
     prepare_rq(c, rq);
     const int use_asm = c->bias && build_dw_table(p, c->ch, table);
+    int window[4] = {-1, -1, -1, -1}, n = 0;
     for (int oy = 0; oy < out_h; ++oy) {
+        const int y0 = oy * p->stride_h - p->pad_h;
+        int fy0, fy1;
+        tap_range(y0, f_h, p->dilation_h, c->in_h, &fy0, &fy1);
         for (int ox = 0; ox < out_w; ++ox) {
-            const int n = list_taps(c, f_h, oy * p->stride_h - p->pad_h, ox * p->stride_w - p->pad_w, taps);
+            const int x0 = ox * p->stride_w - p->pad_w;
+            int fx0, fx1;
+            tap_range(x0, c->f_w, p->dilation_w, c->in_w, &fx0, &fx1);
+            if (fy0 != window[0] || fy1 != window[1] || fx0 != window[2] || fx1 != window[3]) {
+                n = list_taps(c, fy0, fy1, fx0, fx1, taps);
+                window[0] = fy0, window[1] = fy1, window[2] = fx0, window[3] = fx1;
+            }
+            /* the filter origin may lie outside the input (padding): only in-image taps are read */
+            const intptr_t origin_offset = (intptr_t)(y0 * c->in_w + x0) * c->ch;
+            const int8_t *origin = (const int8_t *)((uintptr_t)in_b + (uintptr_t)origin_offset);
             int8_t *out = out_b + (oy * out_w + ox) * c->ch;
             if (use_asm) {
-                dw_pixel_asm(c, rq, table, in_b, taps, n, out);
+                dw_pixel_asm(c, rq, table, origin, taps, n, out);
             } else {
-                dw_pixel_taps(c, rq, in_b, taps, n, out);
+                dw_pixel_taps(c, rq, origin, taps, n, out);
             }
         }
     }
