@@ -1,8 +1,8 @@
 /*
  * FULLY_CONNECTED, int8 (weights zero point 0), on Helium: four units per pass
- * over the input row (four VMLADAVA per 16-byte load, 64 MACs), the sums of
- * their weights for the input offset in the same pass (mve_common.h), and the
- * four results requantized together.  Same results as ops/fully_connected.c,
+ * over the input row (two assembly loops of two units: per 16-byte load two
+ * VMLADAVA and the two VADDVA sums of the weights for the input offset,
+ * mve_common.h), the four results requantized together.  Same results as ops/fully_connected.c,
  * bit for bit; int16x8 goes to the DSP or portable kernel.
  */
 #include "mve_common.h"
