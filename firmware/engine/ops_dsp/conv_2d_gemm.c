@@ -127,10 +127,16 @@ static void fill_column(const gemm_ctx_t *g, int16_t *buf, int pix, int col) {
         return;
     }
     const int32_t off2 = tm_pack_offset(p->input_offset);
+    const int whole_rows = p->dilation_w == 1 && x0 >= 0 && x0 + g->f_w <= g->in_w;
     int k = 0;
     for (int fy = 0; fy < g->f_h; ++fy) {
         const int y = y0 + fy * p->dilation_h;
         const int row_ok = y >= 0 && y < g->in_h;
+        if (row_ok && whole_rows) { /* the filter row's taps are one run of f_w * in_c bytes */
+            fill_run_aligned(buf, g->input + (y * g->in_w + x0) * g->in_c, k, g->f_w * g->in_c, col, off2);
+            k += g->f_w * g->in_c;
+            continue;
+        }
         for (int fx = 0; fx < g->f_w; ++fx, k += g->in_c) {
             const int x = x0 + fx * p->dilation_w;
             const int8_t *src = row_ok && x >= 0 && x < g->in_w ? g->input + (y * g->in_w + x) * g->in_c : 0;
