@@ -6,10 +6,11 @@
  * pixel itself for a 1x1 filter, else an im2col copy on the stack with the taps
  * outside the image set to the input zero point (mve_common.h explains why that
  * and the effective bias give the portable accumulator).  Four output channels
- * share each 16-byte load of the patch (four VMLADAVA, 64 MACs), and the four
- * results are requantized together (tm_mve_requantize).  Grouped convolutions,
- * int16x8 and patches larger than TM_MVE_PATCH_BYTES go to the DSP (or portable)
- * kernel.
+ * share each 16-byte load of the patch (four VMLADAVA, 64 MACs, tm_mve_dot4), and
+ * the four results are requantized together (tm_mve_requant4).  1x1 layers with
+ * at most 16 input channels run whole output rows in one loop (row_1x1_small).
+ * Grouped convolutions, int16x8 and patches larger than TM_MVE_PATCH_BYTES go to
+ * the DSP (or portable) kernel.
  */
 #include "mve_common.h"
 
