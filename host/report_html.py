@@ -363,6 +363,47 @@ def section_chip(document: dict[str, Any]) -> str:
     return "\n".join(parts)
 
 
+def defense_series(document: dict[str, Any], model: str) -> tuple[list[str], dict[str, list[float | None]]]:
+    """Accuracy of `model` per attack × ε (rows) and defense (series): none, each pre-processing
+    defense (on the host model's inputs) and each adversarially trained model."""
+    evaluations = document["evaluations"]
+    series: dict[str, list[float | None]] = {"none": [e["models"].get(model, {}).get("accuracy") for e in evaluations]}
+    for name in sorted({n for e in evaluations for n in e.get("defended", {})}):
+        series[name] = [e.get("defended", {}).get(name, {}).get("models", {}).get(model, {}).get("accuracy")
+                        for e in evaluations]
+    for name, sub in document.get("defended_models", {}).items():
+        trained = {(e["attack"], e["eps"]): e["models"].get(model, {}).get("accuracy") for e in sub["evaluations"]}
+        series[f"{name} (trained)"] = [trained.get((e["attack"], e["eps"])) for e in evaluations]
+    return [row_label(e) for e in evaluations], series
+
+
+def section_defenses(document: dict[str, Any]) -> str:
+    from host.report import defense_chip_rows, defense_rows
+
+    parts = ['<h2 id="defenses">Defenses</h2>']
+    if not document.get("defended_models") and not any("defended" in e for e in document["evaluations"]):
+        return "\n".join([*parts, '<p class="note">No defense in this study.</p>'])
+    parts.append("<p>Accuracy with each defense next to the undefended model, on the same adversarial inputs. "
+                 "Pre-processing defenses are applied to inputs crafted without them (non-adaptive attacks); "
+                 "adversarially trained models are new float models quantized and attacked like the original.</p>")
+    hosts = [k for k in model_keys(document) if not k.startswith(("chip:", "sim:"))]
+    for model in [k for k in ("int8", "int16x8", "float32") if k in hosts][:2] or hosts[:1]:
+        groups, series = defense_series(document, model)
+        parts.append(f"<h3>{esc(model_labels(document).get(model, model))}</h3>")
+        parts.append(plot_or_note(lambda g=groups, s=series, m=model: plots.grouped_bars(g, s, f"accuracy ({m})"),
+                                  f"defense comparison, {model}"))
+    header, rows = defense_rows(document)
+    parts += ["<h3>Table</h3>", table(header, rows, numeric=range(3, len(header)))]
+    chip_header, chip_rows = defense_chip_rows(document)
+    if chip_rows:
+        parts += ["<h3>Pre-processing on the chip</h3>",
+                  "<p>The firmware's pre-processing stage ran on the chip; its output is compared with the TFLite "
+                  "Micro reference on the host's integer pre-processing of the same bytes. Instructions are "
+                  "medians per inference.</p>",
+                  table(chip_header, chip_rows, numeric=range(4, len(chip_header)))]
+    return "\n".join(parts)
+
+
 def section_shift(document: dict[str, Any]) -> str:
     evals = document["evaluations"][1:]
     parts = ['<h2 id="shift">Quantization shift</h2>',
@@ -602,12 +643,14 @@ def render_study_html(document: dict[str, Any], out_dir: Path | None = None) -> 
     title = f"Study {exp['name']} — run {run.get('id', '')}"
     nav = ("<nav>" + "".join(f'<a href="#{a}">{esc(t)}</a>' for a, t in (
         ("config", "configuration"), ("accuracy", "accuracy"), ("transfer", "transfer"),
-        ("perturbation", "perturbation"), ("chip", "chip vs host"), ("shift", "quantization shift"),
+        ("perturbation", "perturbation"), ("chip", "chip vs host"), ("defenses", "defenses"),
+        ("shift", "quantization shift"),
         ("boundary", "boundary distance"), ("gradient", "gradient misalignment"), ("gallery", "gallery"),
         ("definitions", "definitions"))) + "</nav>")
     body = [f"<h1>{esc(title)}</h1>", nav, section_config(document), section_accuracy(document),
             section_transfer(document), section_perturbation(document), section_chip(document),
-            section_shift(document), section_boundary(document), section_gradient(document),
+            section_defenses(document), section_shift(document), section_boundary(document),
+            section_gradient(document),
             section_gallery(out_dir), section_definitions(out_dir)]
     return page(title, body)
 

@@ -30,8 +30,8 @@ HAS_MPL = plots.available()
 DG_EPS = [0.0002, 0.0005, 0.001, 0.002, 0.004, 0.008]
 HOST = ("float32", "int16x8", "int8")
 CHIP = ("chip:int16x8", "chip:int8")
-SECTIONS = ("config", "accuracy", "transfer", "perturbation", "chip", "shift", "boundary", "gradient", "gallery",
-            "definitions")
+SECTIONS = ("config", "accuracy", "transfer", "perturbation", "chip", "defenses", "shift", "boundary", "gradient",
+            "gallery", "definitions")
 
 
 # ---------------------------------------------------------------- synthetic documents
@@ -189,6 +189,31 @@ def test_study_html_without_gallery_says_so(tmp_path: Path) -> None:
     html = render_study_html(synthetic_study(), tmp_path)
     assert "No gallery.npz in this run" in html
     assert 'class="sample"' not in html
+
+
+def test_study_html_compares_defenses(tmp_path: Path) -> None:
+    document = synthetic_study()
+    evaluations = document["evaluations"]
+    for e in evaluations:
+        e["defended"] = {"feature-squeezing": {"models": {
+            m: {"accuracy": 0.5, "n": 6} for m in HOST} | {
+            "chip:int8": {"accuracy": 0.5, "n": 2, "reference_agreement": {"identical": 2, "of": 2},
+                          "preprocess_instructions_median": 2000.0, "instructions_median": 271040.0,
+                          "total_instructions_median": 273040.0},
+            "stage-ref:int8": {"accuracy": 0.5, "n": 2}}}}
+    document["defended_models"] = {"pgd-at": {"evaluations": [
+        {"attack": e["attack"], "eps": e["eps"], "models": {m: {"accuracy": 0.6, "n": 6} for m in HOST}}
+        for e in evaluations]}}
+    html = render_study_html(document, tmp_path)
+    section = html[html.index('id="defenses"'):html.index('id="shift"')]
+    for text in ("feature-squeezing", "pgd-at (trained)", "Pre-processing on the chip", "273,040", "2/2"):
+        assert text in section, text
+    if HAS_MPL:
+        assert section.count('class="plot"') == 2       # int8 and int16x8
+
+
+def test_study_html_without_defenses_says_so(tmp_path: Path) -> None:
+    assert "No defense in this study" in render_study_html(synthetic_study(), tmp_path)
 
 
 def test_gallery_arrays_format(tmp_path: Path) -> None:
