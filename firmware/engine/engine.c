@@ -49,6 +49,18 @@ void *tm_tensor_ptr(const tm_model_t *model, int tensor_index) {
 #define TM_DEPTHWISE_CONV_2D tm_kernel_depthwise_conv_2d_mve
 #endif
 
+/* Pooling, int8: Helium, else DSP, else portable (each falls back itself). */
+#if defined(TM_OPT_MVE)
+#define TM_MAX_POOL_2D tm_kernel_max_pool_2d_mve
+#define TM_AVERAGE_POOL_2D tm_kernel_average_pool_2d_mve
+#elif defined(TM_OPT_DSP)
+#define TM_MAX_POOL_2D tm_kernel_max_pool_2d_dsp
+#define TM_AVERAGE_POOL_2D tm_kernel_average_pool_2d_dsp
+#else
+#define TM_MAX_POOL_2D tm_kernel_max_pool_2d
+#define TM_AVERAGE_POOL_2D tm_kernel_average_pool_2d
+#endif
+
 typedef tm_status_t (*tm_kernel_fn)(const tm_model_t *model, const tm_op_t *op);
 
 static tm_kernel_fn kernel_for(uint8_t kind) {
@@ -56,8 +68,8 @@ static tm_kernel_fn kernel_for(uint8_t kind) {
     case TM_OP_CONV_2D: return TM_CONV_2D;
     case TM_OP_DEPTHWISE_CONV_2D: return TM_DEPTHWISE_CONV_2D;
     case TM_OP_FULLY_CONNECTED: return TM_FULLY_CONNECTED;
-    case TM_OP_MAX_POOL_2D: return tm_kernel_max_pool_2d;
-    case TM_OP_AVERAGE_POOL_2D: return tm_kernel_average_pool_2d;
+    case TM_OP_MAX_POOL_2D: return TM_MAX_POOL_2D;
+    case TM_OP_AVERAGE_POOL_2D: return TM_AVERAGE_POOL_2D;
     case TM_OP_RESHAPE: return tm_kernel_reshape;
     case TM_OP_SOFTMAX: return tm_kernel_softmax;
     case TM_OP_ADD: return TM_ADD;

@@ -39,12 +39,16 @@ tm_status_t tm_kernel_fully_connected_dsp(const tm_model_t *model, const tm_op_t
 tm_status_t tm_kernel_add_dsp(const tm_model_t *model, const tm_op_t *op);
 tm_status_t tm_kernel_quantize_dsp(const tm_model_t *model, const tm_op_t *op);
 tm_status_t tm_kernel_dequantize_dsp(const tm_model_t *model, const tm_op_t *op);
+tm_status_t tm_kernel_max_pool_2d_dsp(const tm_model_t *model, const tm_op_t *op);
+tm_status_t tm_kernel_average_pool_2d_dsp(const tm_model_t *model, const tm_op_t *op);
 #endif
 #if defined(TM_OPT_MVE)
 tm_status_t tm_kernel_conv_2d_mve(const tm_model_t *model, const tm_op_t *op);
 tm_status_t tm_kernel_fully_connected_mve(const tm_model_t *model, const tm_op_t *op);
 tm_status_t tm_kernel_add_mve(const tm_model_t *model, const tm_op_t *op);
 tm_status_t tm_kernel_depthwise_conv_2d_mve(const tm_model_t *model, const tm_op_t *op);
+tm_status_t tm_kernel_max_pool_2d_mve(const tm_model_t *model, const tm_op_t *op);
+tm_status_t tm_kernel_average_pool_2d_mve(const tm_model_t *model, const tm_op_t *op);
 #endif
 
 /* Helpers shared by kernels. */

@@ -1,0 +1,179 @@
+/*
+ * AVERAGE_POOL_2D and MAX_POOL_2D, int8, on the DSP extension: four channels
+ * (one word of the NHWC input) per pass.
+ *
+ * Average: the word of each in-image tap is widened with SXTAB16 (bytes 0,2)
+ * and SXTAB16 ROR #8 (bytes 1,3) into two int16 pairs of sums.  With at most
+ * 256 taps a sum is in [-32768, 32512], so the int16 lanes hold the portable
+ * kernel's int32 sums exactly; the division (rounded half away from zero, by
+ * the count of in-image taps) and the clamp are the portable expressions.
+ * Windows of more than 256 taps go to the portable kernel.
+ *
+ * Max: SSUB8 sets a GE flag per byte where a >= b (the exact difference, not
+ * the wrapped one), SEL takes the bytes of a there and of b elsewhere: a
+ * per-byte signed maximum.  The maximum starts at INT8_MIN (as the portable
+ * kernel does) and is clamped to the activation range the same way.
+ *
+ * Channels beyond the last multiple of 4 are done one by one; int16 tensors go
+ * to the portable kernels.
+ */
+#include "dsp_common.h"
+#include "../ops/pool_common.h"
+
+/* Signed per-byte maximum and minimum of four int8 lanes. */
+static inline uint32_t max_s8x4(uint32_t a, uint32_t b) {
+    uint32_t r;
+    __asm__("ssub8 %0, %1, %2\n\tsel %0, %1, %2" : "=&r"(r) : "r"(a), "r"(b) : "cc");
+    return r;
+}
+
+static inline uint32_t min_s8x4(uint32_t a, uint32_t b) {
+    uint32_t r;
+    __asm__("ssub8 %0, %1, %2\n\tsel %0, %2, %1" : "=&r"(r) : "r"(a), "r"(b) : "cc");
+    return r;
+}
+
+static inline uint32_t splat_s8(int32_t v) { return 0x01010101u * (uint8_t)(int8_t)v; }
+
+/* The portable kernel's rounding division. */
+static inline int32_t avg_div(int32_t acc, int32_t count) {
+    const int32_t half = count / 2;
+    return acc > 0 ? (acc + half) / count : (acc - half) / count;
+}
+
+typedef struct {
+    int32_t lo, hi;           /* activation range, within [-128, 127] */
+    int32_t row_stride;       /* bytes between two input rows */
+    int32_t channels;
+} pool_ctx_t;
+
+/* One output pixel of the average pool; `in` points at the window's first
+ * in-image tap (channel 0), `rows` x `cols` taps. */
+static void avg_pixel(const pool_ctx_t *k, const int8_t *in, int rows, int cols, int8_t *out) {
+    const int32_t count = rows * cols;
+    const int32_t ch = k->channels;
+    const int32_t skip = k->row_stride - cols * ch;
+    int32_t c = 0;
+    for (; c + 4 <= ch; c += 4) {
+        const int8_t *q = in + c;
+        int32_t s02 = 0, s13 = 0;
+        for (int y = 0; y < rows; ++y) {
+            for (int x = 0; x < cols; ++x) {
+                const uint32_t w = tm_ld32(q);
+                s02 = __sxtab16(s02, w);
+                s13 = tm_sxtab16_ror8(s13, w);
+                q += ch;
+            }
+            q += skip;
+        }
+        const int32_t r0 = tm_clamp_i32(avg_div((int16_t)s02, count), k->lo, k->hi);
+        const int32_t r1 = tm_clamp_i32(avg_div((int16_t)s13, count), k->lo, k->hi);
+        const int32_t r2 = tm_clamp_i32(avg_div(s02 >> 16, count), k->lo, k->hi);
+        const int32_t r3 = tm_clamp_i32(avg_div(s13 >> 16, count), k->lo, k->hi);
+        tm_st32(out + c, (uint32_t)(uint8_t)r0 | (uint32_t)(uint8_t)r1 << 8 | (uint32_t)(uint8_t)r2 << 16 |
+                             (uint32_t)(uint8_t)r3 << 24);
+    }
+    for (; c < ch; ++c) {
+        const int8_t *q = in + c;
+        int32_t acc = 0;
+        for (int y = 0; y < rows; ++y) {
+            for (int x = 0; x < cols; ++x) {
+                acc += *q;
+                q += ch;
+            }
+            q += skip;
+        }
+        out[c] = (int8_t)tm_clamp_i32(avg_div(acc, count), k->lo, k->hi);
+    }
+}
+
+/* One output pixel of the max pool (an empty window gives clamp(INT8_MIN)). */
+static void max_pixel(const pool_ctx_t *k, const int8_t *in, int rows, int cols, int8_t *out) {
+    const int32_t ch = k->channels;
+    const int32_t skip = k->row_stride - cols * ch;
+    const uint32_t lo4 = splat_s8(k->lo), hi4 = splat_s8(k->hi);
+    int32_t c = 0;
+    for (; c + 4 <= ch; c += 4) {
+        const int8_t *q = in + c;
+        uint32_t m = 0x80808080u;
+        for (int y = 0; y < rows; ++y) {
+            for (int x = 0; x < cols; ++x) {
+                m = max_s8x4(tm_ld32(q), m);
+                q += ch;
+            }
+            q += skip;
+        }
+        tm_st32(out + c, min_s8x4(max_s8x4(m, lo4), hi4));
+    }
+    for (; c < ch; ++c) {
+        const int8_t *q = in + c;
+        int32_t m = INT8_MIN;
+        for (int y = 0; y < rows; ++y) {
+            for (int x = 0; x < cols; ++x) {
+                m = *q > m ? *q : m;
+                q += ch;
+            }
+            q += skip;
+        }
+        out[c] = (int8_t)tm_clamp_i32(m, k->lo, k->hi);
+    }
+}
+
+typedef void (*pool_pixel_fn)(const pool_ctx_t *k, const int8_t *in, int rows, int cols, int8_t *out);
+
+/* Walks the output pixels; 0 if the portable kernel is to do the op. */
+static int pool_s8(const tm_model_t *model, const tm_op_t *op, pool_pixel_fn pixel, int average,
+                   tm_status_t *status) {
+    const tm_pool_params_t *p = (const tm_pool_params_t *)op->params;
+    const tm_tensor_t *in_t = tm_in_tensor(model, op, 0);
+    const int8_t *input = (const int8_t *)tm_in_data(model, op, 0);
+    int8_t *output = (int8_t *)tm_out_data(model, op, 0);
+    tm_pool_shape_t s;
+    if (!input || !output || in_t->dtype != TM_INT8 || !tm_pool_shape(model, op, &s)) {
+        return 0;
+    }
+    if (average && (int32_t)p->filter_h * p->filter_w > 256) {
+        return 0;
+    }
+    pool_ctx_t k;
+    k.lo = p->act_min < INT8_MIN ? INT8_MIN : p->act_min;
+    k.hi = p->act_max > INT8_MAX ? INT8_MAX : p->act_max;
+    if (k.lo > k.hi) {
+        return 0;
+    }
+    k.channels = s.channels;
+    k.row_stride = s.in_w * s.channels;
+    for (int b = 0; b < s.batches; ++b) {
+        const int8_t *in_b = input + (int32_t)b * s.in_h * k.row_stride;
+        for (int oy = 0; oy < s.out_h; ++oy) {
+            const int y0 = oy * p->stride_h - p->pad_h;
+            int fy0, fy1;
+            tm_pool_window(y0, p->filter_h, s.in_h, &fy0, &fy1);
+            for (int ox = 0; ox < s.out_w; ++ox) {
+                const int x0 = ox * p->stride_w - p->pad_w;
+                int fx0, fx1;
+                tm_pool_window(x0, p->filter_w, s.in_w, &fx0, &fx1);
+                const int rows = fy1 > fy0 ? fy1 - fy0 : 0, cols = fx1 > fx0 ? fx1 - fx0 : 0;
+                if (average && rows * cols <= 0) {
+                    *status = TM_ERR_BAD_MODEL; /* as the portable kernel */
+                    return 1;
+                }
+                const int8_t *in = in_b + ((y0 + fy0) * s.in_w + x0 + fx0) * s.channels;
+                pixel(&k, in, rows, cols, output);
+                output += s.channels;
+            }
+        }
+    }
+    *status = TM_OK;
+    return 1;
+}
+
+tm_status_t tm_kernel_average_pool_2d_dsp(const tm_model_t *model, const tm_op_t *op) {
+    tm_status_t status;
+    return pool_s8(model, op, avg_pixel, 1, &status) ? status : tm_kernel_average_pool_2d(model, op);
+}
+
+tm_status_t tm_kernel_max_pool_2d_dsp(const tm_model_t *model, const tm_op_t *op) {
+    tm_status_t status;
+    return pool_s8(model, op, max_pixel, 0, &status) ? status : tm_kernel_max_pool_2d(model, op);
+}
