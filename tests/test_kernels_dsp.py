@@ -133,7 +133,45 @@ def random_fc_int16(rng: np.random.Generator) -> bytes:
     return g.build([x], [y])
 
 
+def random_conv_no_act(rng: np.random.Generator, depthwise: bool) -> bytes:
+    """int8 (depthwise) CONV_2D with no fused activation (act range all of int8): the requantization with
+    the output offset folded into the rounding constant and SSAT as the clamp (tm_dsp_rq_table), output
+    zero points up to the int8 limits; depthwise 3x3 with SAME padding reaches both the pre-widened
+    filter (pixels that see the whole filter) and the tap-list path (border pixels)."""
+    g = GraphBuilder()
+    h, w = int(rng.integers(3, 9)), int(rng.integers(3, 9))
+    in_c = int(rng.choice([4, 8, 13, 36] if depthwise else [4, 8, 16, 24]))
+    kh = kw = 3 if depthwise else 1
+    stride = int(rng.integers(1, 3)) if depthwise else 1
+    out_h, out_w = (h + stride - 1) // stride, (w + stride - 1) // stride
+    out_c = in_c if depthwise else int(rng.choice([4, 8, 16, 17]))
+    in_scale, in_zp = float(rng.uniform(0.005, 0.2)), int(rng.integers(-128, 128))
+    w_scales = rng.uniform(0.002, 0.05, size=out_c)
+    fan_in = kh * kw * (1 if depthwise else in_c)
+    # every effective scale below 1/2 (right shifts only: the assembly requantization's condition)
+    out_scale = in_scale * float(w_scales.max()) * 2.0 * float(rng.uniform(1.0, 4.0))
+    out_zp = int(rng.choice([-128, 127, int(rng.integers(-128, 128))]))
+    shape = (1, kh, kw, out_c) if depthwise else (out_c, kh, kw, in_c)
+    weights = rng.integers(-127, 128, size=shape, dtype=np.int8)
+    bias = rng.integers(-3000, 3000, size=out_c).astype(np.int32)
+    x = g.tensor((1, h, w, in_c), "int8", in_scale, in_zp)
+    f = g.tensor(shape, "int8", list(w_scales), 0, weights, quantized_dimension=3 if depthwise else 0)
+    b = g.tensor((out_c,), "int32", list(in_scale * w_scales), 0, bias)
+    y = g.tensor((1, out_h, out_w, out_c), "int8", out_scale, out_zp)
+    opt = fb.DepthwiseConv2DOptionsT() if depthwise else fb.Conv2DOptionsT()
+    if depthwise:
+        opt.depthMultiplier = 1
+    opt.padding = 0
+    opt.strideH, opt.strideW = stride, stride
+    opt.dilationHFactor, opt.dilationWFactor = 1, 1
+    opt.fusedActivationFunction = 0
+    g.op("DEPTHWISE_CONV_2D" if depthwise else "CONV_2D", [x, f, b], [y], opt)
+    return g.build([x], [y])
+
+
 GENERATORS = {
+    "CONV_2D_NO_ACT": lambda rng: random_conv_no_act(rng, depthwise=False),
+    "DEPTHWISE_CONV_2D_NO_ACT": lambda rng: random_conv_no_act(rng, depthwise=True),
     "ADD_SAME_SHAPE": random_add_same_shape,
     "CONV_2D_GEMM": random_conv,
     "CONV_2D_KWS": lambda rng: random_conv(rng, kws=True),

@@ -28,6 +28,7 @@ typedef struct {
     int padded; /* staged int8 columns with k % 4 != 0: the last group is padded with zeros */
     int32_t out_offset, act_min, act_max;
     const int32_t *rq_table; /* requantize_pairs' table, or 0 */
+    int rq_sat;              /* the table is requantize_pairs_sat's */
 } gemm_ctx_t;
 
 /* Slot of tap k of pixel `col` (0, 1) in the buffer. */
@@ -344,24 +345,78 @@ __attribute__((naked)) static void requantize_pairs(const rq_job_t *job __attrib
         "pop     {r4-r11, pc}\n");
 }
 
+/*
+ * The same for ops whose activation range is the whole int8 range (act_min -128, act_max 127): the output
+ * offset rides in the rounding constant (table word 3 = 2^(right - 1) + offset * 2^right, see
+ * build_rq_table) and SSAT is the clamp, 10 instructions per output.
+ */
+#define RQ_SAT(SRC, DST)                    \
+    "ldr     r11, [r0, #" SRC "]\n"         \
+    "mov.w   r12, #0x40000000\n"            \
+    "mov.w   lr, #0\n"                      \
+    "smlal   r12, lr, r11, r8\n"            \
+    "add     r11, r10, lr, asr #31\n"       \
+    "adds    r12, r12, r11, lsl #31\n"      \
+    "adc     lr, lr, r11, asr #1\n"         \
+    "asr     lr, lr, r9\n"                  \
+    "ssat    lr, #8, lr\n"                  \
+    "strb    lr, [" DST "], #1\n"
+
+__attribute__((naked)) static void requantize_pairs_sat(const rq_job_t *job __attribute__((unused))) {
+    __asm__ volatile(
+        "push    {r4-r11, lr}\n"
+        "ldr     r1, [r0, #4]\n"
+        "ldr     r2, [r0, #8]\n"
+        "ldr     r3, [r0, #12]\n"
+        "ldr     r4, [r0, #16]\n"
+        "ldr     r0, [r0, #0]\n"
+        "1:\n"
+        "ldm     r1!, {r8-r10}\n"
+        RQ_SAT("0", "r2")
+        RQ_SAT("8", "r3")
+        "ldm     r1!, {r8-r10}\n"
+        RQ_SAT("4", "r2")
+        RQ_SAT("12", "r3")
+        "add     r0, r0, #16\n"
+        "subs    r4, r4, #1\n"
+        "bne     1b\n"
+        "pop     {r4-r11, pc}\n");
+}
+
 /* Channels whose requantization table (12 bytes each) is built once per op: 1.5 KiB on the stack. */
 #define RQ_TABLE_CHANNELS 128
 
-/* The table of requantize_pairs, if every shift is a right shift and out_c fits; else 0. */
+/*
+ * The table of requantize_pairs, if every shift is a right shift and out_c fits; else 0.  Returns 2 (the
+ * table of requantize_pairs_sat) when the activation range is all of int8 and every offset * 2^right is
+ * below 2^27 in magnitude: hi + (c >> 1) in the requantization then cannot overflow (|hi| <= 2^30), and
+ * adding offset * 2^(31 + right) to the 64-bit sum adds exactly offset to its floor quotient.
+ */
+int tm_dsp_rq_table(const int32_t *multiplier, const int32_t *shift, int n, int32_t out_offset, int32_t act_min,
+                    int32_t act_max, int32_t *table) {
+    int sat = act_min == -128 && act_max == 127;
+    for (int oc = 0; oc < n; ++oc) {
+        if (shift[oc] >= 0) {
+            return 0;
+        }
+        const int32_t right = -shift[oc];
+        const int64_t folded = (int64_t)out_offset * ((int64_t)1 << right);
+        sat = sat && right <= 24 && folded > -(1LL << 27) && folded < (1LL << 27);
+    }
+    for (int oc = 0; oc < n; ++oc) {
+        const int32_t right = -shift[oc];
+        table[3 * oc] = multiplier[oc];
+        table[3 * oc + 1] = right - 1;
+        table[3 * oc + 2] = (int32_t)(1u << (right - 1)) + (sat ? (int32_t)((uint32_t)out_offset << right) : 0);
+    }
+    return sat ? 2 : 1;
+}
+
 static int build_rq_table(const tm_conv_params_t *p, int out_c, int32_t *table) {
     if (out_c > RQ_TABLE_CHANNELS) {
         return 0;
     }
-    for (int oc = 0; oc < out_c; ++oc) {
-        const int32_t shift = p->out_shift[oc];
-        if (shift >= 0) {
-            return 0;
-        }
-        table[3 * oc] = p->out_multiplier[oc];
-        table[3 * oc + 1] = -shift - 1;
-        table[3 * oc + 2] = (int32_t)(1u << (-shift - 1));
-    }
-    return 1;
+    return tm_dsp_rq_table(p->out_multiplier, p->out_shift, out_c, p->output_offset, p->act_min, p->act_max, table);
 }
 
 static const int32_t no_bias[2] = {0, 0};
@@ -396,7 +451,7 @@ static void pixels_pair(const gemm_ctx_t *g, const int16_t *buf, int8_t *out0, i
         if (g->rq_table && full > 0) {
             const rq_job_t rq = {acc, g->rq_table + 3 * oc0, out0 + oc0, out1 + oc0, full, g->out_offset,
                                  g->act_min, g->act_max};
-            requantize_pairs(&rq);
+            (g->rq_sat ? requantize_pairs_sat : requantize_pairs)(&rq);
             j0 = 2 * full;
         }
         requantize_range(g, acc, oc0, j0, n, out0, out1);
@@ -535,7 +590,9 @@ void tm_dsp_conv_2d_gemm(const tm_conv_params_t *p, const int8_t *input, const i
         .out_offset = p->output_offset, .act_min = p->act_min, .act_max = p->act_max,
     };
     int32_t rq_table[3 * RQ_TABLE_CHANNELS];
-    g.rq_table = build_rq_table(p, g.out_c, rq_table) ? rq_table : 0;
+    const int rq_kind = build_rq_table(p, g.out_c, rq_table);
+    g.rq_table = rq_kind ? rq_table : 0;
+    g.rq_sat = rq_kind == 2;
     g.k = g.f_h * g.f_w * g.in_c;
     g.k4 = g.k & ~3;
     g.padded = (g.in_c & 3) != 0 && g.k != g.k4;

@@ -11,6 +11,7 @@
  * int16x8 and depth multipliers other than 1 go to the portable kernel.
  */
 #include "dsp_common.h"
+#include "dsp_conv.h"
 
 typedef struct {
     const tm_conv_params_t *p;
@@ -161,6 +162,10 @@ static int list_taps(const dw_ctx_t *c, int fy0, int fy1, int fx0, int fx1, int3
     return n;
 }
 
+/* Words of the filter widened once per op (2 per tap and group of 4 channels: 2,304 bytes on the stack,
+ * 3x3 filters up to 128 channels). */
+#define DW_WIDE_WORDS 576
+
 /* Channels whose requantization constants are prepared once per op (2 KiB + 3 KiB on the stack). */
 #define DW_MAX_PREPARED 256
 
@@ -246,91 +251,154 @@ typedef struct {
     "strb    r12, [r1], #1\n"
 
 /*
- * All groups of 4 channels of one output pixel: bias + the taps (13 instructions per tap, as
- * dw_taps_4ch), then the requantization of tm_dsp_requantize_right, + output offset, clamp (16 per
- * output), for ops whose shifts are all right shifts.
+ * All groups of 4 channels of one output pixel (18 instructions of bookkeeping per group): bias + the
+ * taps (13 instructions per tap, as dw_taps_4ch), then the requantization of tm_dsp_requantize_right, + output offset, clamp (16 per
+ * output), for ops whose shifts are all right shifts;
+ * dw_pixel_groups_sat: the output offset folded into the rounding constant and SSAT as the clamp (10 per
+ * output), for a full int8 activation range (tm_dsp_rq_table).
  */
-__attribute__((naked)) static void dw_pixel_groups(dw_job_t *job __attribute__((unused))) {
-    __asm__ volatile(
-        "push    {r0, r4-r11, lr}\n"
-        "3:\n"
-        "ldr     r12, [sp]\n"
-        "ldr     r0, [r12, #0]\n"
-        "ldr     r1, [r12, #4]\n"
-        "ldr     r2, [r12, #8]\n"
-        "ldr     r3, [r12, #12]\n"
-        "ldr     lr, [r12, #16]\n"
-        "ldm     lr, {r4-r7}\n"
-        "ldr     r12, [r12, #28]\n"
-        "cmp     r0, r1\n"
-        "beq     2f\n"
-        "1:\n"
-        "ldrd    r10, r8, [r0], #8\n"
-        "ldr     r10, [r2, r10]\n"
-        "ldr     r8, [r3, r8]\n"
-        "sxtb16  r9, r8, ror #8\n"
-        "sxtb16  r8, r8\n"
-        "sxtab16 r11, r12, r10\n"
-        "smlabb  r4, r11, r8, r4\n"
-        "smlatt  r6, r11, r8, r6\n"
-        "sxtab16 r11, r12, r10, ror #8\n"
-        "smlabb  r5, r11, r9, r5\n"
-        "smlatt  r7, r11, r9, r7\n"
-        "cmp     r0, r1\n"
-        "bne     1b\n"
-        "2:\n"
-        "ldr     r12, [sp]\n"
-        "ldr     r0, [r12, #20]\n"
-        "ldr     r1, [r12, #24]\n"
-        "ldr     r2, [r12, #32]\n"
-        "ldr     r3, [r12, #36]\n"
-        "ldr     lr, [r12, #40]\n"
-        DW_RQ("r4")
-        DW_RQ("r5")
-        DW_RQ("r6")
-        DW_RQ("r7")
-        "ldr     r12, [sp]\n"
-        "str     r0, [r12, #20]\n"
-        "str     r1, [r12, #24]\n"
-        "ldr     r0, [r12, #8]\n"
-        "add     r0, r0, #4\n"
-        "str     r0, [r12, #8]\n"
-        "ldr     r0, [r12, #12]\n"
-        "add     r0, r0, #4\n"
-        "str     r0, [r12, #12]\n"
-        "ldr     r0, [r12, #16]\n"
-        "add     r0, r0, #16\n"
-        "str     r0, [r12, #16]\n"
-        "ldr     r0, [r12, #44]\n"
-        "subs    r0, r0, #1\n"
-        "str     r0, [r12, #44]\n"
-        "bne     3b\n"
-        "pop     {r0, r4-r11, pc}\n");
+#define DW_GROUPS_ASM(LOADS, RQ)                                            \
+    "push    {r0, r4-r11, lr}\n"                                            \
+    "3:\n"                                                                  \
+    "ldr     r12, [sp]\n"                                                   \
+    "ldm     r12, {r0-r3, lr}\n" /* taps, taps_end, in, filter, bias */     \
+    "ldm     lr!, {r4-r7}\n"                                                \
+    "add     r8, r2, #4\n"                                                  \
+    "add     r9, r3, #4\n"                                                  \
+    "add     r10, r12, #8\n"                                                \
+    "stm     r10, {r8, r9, lr}\n" /* the next group's in, filter, bias */   \
+    "ldr     r12, [r12, #28]\n"                                             \
+    "cmp     r0, r1\n"                                                      \
+    "beq     2f\n"                                                          \
+    "1:\n"                                                                  \
+    "ldrd    r10, r8, [r0], #8\n"                                           \
+    "ldr     r10, [r2, r10]\n"                                              \
+    "ldr     r8, [r3, r8]\n"                                                \
+    "sxtb16  r9, r8, ror #8\n"                                              \
+    "sxtb16  r8, r8\n"                                                      \
+    "sxtab16 r11, r12, r10\n"                                               \
+    "smlabb  r4, r11, r8, r4\n"                                             \
+    "smlatt  r6, r11, r8, r6\n"                                             \
+    "sxtab16 r11, r12, r10, ror #8\n"                                       \
+    "smlabb  r5, r11, r9, r5\n"                                             \
+    "smlatt  r7, r11, r9, r7\n"                                             \
+    "cmp     r0, r1\n"                                                      \
+    "bne     1b\n"                                                          \
+    "2:\n"                                                                  \
+    "ldr     r12, [sp]\n"                                                   \
+    "ldrd    r0, r1, [r12, #20]\n" /* table, out */                         \
+    LOADS                                                                   \
+    RQ("r4")                                                                \
+    RQ("r5")                                                                \
+    RQ("r6")                                                                \
+    RQ("r7")                                                                \
+    "ldr     r12, [sp]\n"                                                   \
+    "strd    r0, r1, [r12, #20]\n"                                          \
+    "ldr     r0, [r12, #44]\n"                                              \
+    "subs    r0, r0, #1\n"                                                  \
+    "str     r0, [r12, #44]\n"                                              \
+    "bne     3b\n"                                                          \
+    "pop     {r0, r4-r11, pc}\n"
+
+/* output offset, act_min, act_max for DW_RQ */
+#define DW_RQ_LOADS                         \
+    "ldr     r2, [r12, #32]\n"               \
+    "ldr     r3, [r12, #36]\n"               \
+    "ldr     lr, [r12, #40]\n"
+
+#define DW_RQ_SAT(ACC)                      \
+    "ldm     r0!, {r8-r10}\n"                \
+    "mov.w   r11, #0x40000000\n"             \
+    "mov.w   r12, #0\n"                      \
+    "smlal   r11, r12, " ACC ", r8\n"        \
+    "add     " ACC ", r10, r12, asr #31\n"   \
+    "adds    r11, r11, " ACC ", lsl #31\n"   \
+    "adc     r12, r12, " ACC ", asr #1\n"    \
+    "asr     r12, r12, r9\n"                 \
+    "ssat    r12, #8, r12\n"                 \
+    "strb    r12, [r1], #1\n"
+
+/*
+ * The same over a filter pre-widened once per op (dw_by_taps: per group of 4 channels, per tap, the
+ * SXTB16 words of channels 0,2 and 1,3, so a group's taps are consecutive and its filter pointer ends at
+ * the next group's), for pixels whose window is the whole filter: 11 instructions per tap.
+ */
+#define DW_GROUPS_WIDE_ASM(LOADS, RQ)                                       \
+    "push    {r0, r4-r11, lr}\n"                                            \
+    "3:\n"                                                                  \
+    "ldr     r12, [sp]\n"                                                   \
+    "ldm     r12, {r0-r3, lr}\n" /* taps, taps_end, in, filter, bias */     \
+    "ldm     lr!, {r4-r7}\n"                                                \
+    "add     r8, r2, #4\n"                                                  \
+    "str     r8, [r12, #8]\n"                                               \
+    "str     lr, [r12, #16]\n"                                              \
+    "ldr     r12, [r12, #28]\n"                                             \
+    "cmp     r0, r1\n"                                                      \
+    "beq     2f\n"                                                          \
+    "1:\n"                                                                  \
+    "ldr     r10, [r0], #8\n"                                               \
+    "ldr     r10, [r2, r10]\n"                                              \
+    "ldrd    r8, r9, [r3], #8\n"                                            \
+    "sxtab16 r11, r12, r10\n"                                               \
+    "smlabb  r4, r11, r8, r4\n"                                             \
+    "smlatt  r6, r11, r8, r6\n"                                             \
+    "sxtab16 r11, r12, r10, ror #8\n"                                       \
+    "smlabb  r5, r11, r9, r5\n"                                             \
+    "smlatt  r7, r11, r9, r7\n"                                             \
+    "cmp     r0, r1\n"                                                      \
+    "bne     1b\n"                                                          \
+    "2:\n"                                                                  \
+    "ldr     r12, [sp]\n"                                                   \
+    "str     r3, [r12, #12]\n" /* the next group's widened filter */        \
+    "ldrd    r0, r1, [r12, #20]\n" /* table, out */                         \
+    LOADS                                                                   \
+    RQ("r4")                                                                \
+    RQ("r5")                                                                \
+    RQ("r6")                                                                \
+    RQ("r7")                                                                \
+    "ldr     r12, [sp]\n"                                                   \
+    "strd    r0, r1, [r12, #20]\n"                                          \
+    "ldr     r0, [r12, #44]\n"                                              \
+    "subs    r0, r0, #1\n"                                                  \
+    "str     r0, [r12, #44]\n"                                              \
+    "bne     3b\n"                                                          \
+    "pop     {r0, r4-r11, pc}\n"
+
+__attribute__((naked)) static void dw_pixel_groups_wide(dw_job_t *job __attribute__((unused))) {
+    __asm__ volatile(DW_GROUPS_WIDE_ASM(DW_RQ_LOADS, DW_RQ));
 }
 
-/* The table of dw_pixel_groups (3 words per channel), if every shift is a right shift; else 0. */
+__attribute__((naked)) static void dw_pixel_groups_wide_sat(dw_job_t *job __attribute__((unused))) {
+    __asm__ volatile(DW_GROUPS_WIDE_ASM("", DW_RQ_SAT));
+}
+
+__attribute__((naked)) static void dw_pixel_groups(dw_job_t *job __attribute__((unused))) {
+    __asm__ volatile(DW_GROUPS_ASM(DW_RQ_LOADS, DW_RQ));
+}
+
+__attribute__((naked)) static void dw_pixel_groups_sat(dw_job_t *job __attribute__((unused))) {
+    __asm__ volatile(DW_GROUPS_ASM("", DW_RQ_SAT));
+}
+
+/* The table of dw_pixel_groups (3 words per channel), if every shift is a right shift (1, or 2 for
+ * dw_pixel_groups_sat's table); else 0. */
 static int build_dw_table(const tm_conv_params_t *p, int ch, int32_t *table) {
-    for (int k = 0; k < ch; ++k) {
-        const int32_t shift = p->out_shift[k];
-        if (shift >= 0) {
-            return 0;
-        }
-        table[3 * k] = p->out_multiplier[k];
-        table[3 * k + 1] = -shift - 1;
-        table[3 * k + 2] = (int32_t)(1u << (-shift - 1));
-    }
-    return 1;
+    return tm_dsp_rq_table(p->out_multiplier, p->out_shift, ch, p->output_offset, p->act_min, p->act_max, table);
 }
 
 /* One pixel on the assembly path: the groups of 4 channels, then the ch % 4 last ones in C. */
-static void dw_pixel_asm(const dw_ctx_t *c, const dw_rq_t *rq, const int32_t *table, const int8_t *in_b,
-                         const int32_t *taps, int n, int8_t *out) {
+static void dw_pixel_asm(const dw_ctx_t *c, const dw_rq_t *rq, const int32_t *table, int sat, const int32_t *wide,
+                         const int8_t *in_b, const int32_t *taps, int n, int8_t *out) {
     const tm_conv_params_t *p = c->p;
     const int groups = c->ch / 4;
     if (groups > 0) {
-        dw_job_t job = {taps, taps + 2 * n, in_b, c->filter, c->bias, table, out, tm_pack_offset(p->input_offset),
-                        p->output_offset, p->act_min, p->act_max, groups};
-        dw_pixel_groups(&job);
+        dw_job_t job = {taps, taps + 2 * n, in_b, wide ? (const int8_t *)wide : c->filter, c->bias, table, out,
+                        tm_pack_offset(p->input_offset), p->output_offset, p->act_min, p->act_max, groups};
+        if (wide) {
+            (sat ? dw_pixel_groups_wide_sat : dw_pixel_groups_wide)(&job);
+        } else {
+            (sat ? dw_pixel_groups_sat : dw_pixel_groups)(&job);
+        }
     }
     for (int k = 4 * groups; k < c->ch; ++k) {
         int32_t a = c->bias[k];
@@ -349,7 +417,20 @@ static void dw_by_taps(const dw_ctx_t *c, const int8_t *in_b, int f_h, int out_h
     dw_rq_t rq[DW_MAX_PREPARED];
     int32_t table[3 * DW_MAX_PREPARED];
     prepare_rq(c, rq);
-    const int use_asm = c->bias && build_dw_table(p, c->ch, table);
+    const int kind = c->bias ? build_dw_table(p, c->ch, table) : 0, use_asm = kind != 0;
+    /* the filter widened for the pixels that see all of it (dw_pixel_groups_wide) */
+    const int full = f_h * c->f_w, groups = c->ch / 4;
+    int32_t wide[DW_WIDE_WORDS] __attribute__((aligned(8)));
+    const int use_wide = use_asm && groups * full * 2 <= DW_WIDE_WORDS;
+    if (use_wide) {
+        for (int g = 0; g < groups; ++g) {
+            for (int t = 0; t < full; ++t) {
+                const uint32_t f = tm_ld32(c->filter + t * c->ch + 4 * g);
+                wide[2 * (g * full + t)] = __sxtb16(f);
+                wide[2 * (g * full + t) + 1] = tm_sxtb16_ror8(f);
+            }
+        }
+    }
     int window[4] = {-1, -1, -1, -1}, n = 0;
     for (int oy = 0; oy < out_h; ++oy) {
         const int y0 = oy * p->stride_h - p->pad_h;
@@ -368,7 +449,7 @@ static void dw_by_taps(const dw_ctx_t *c, const int8_t *in_b, int f_h, int out_h
             const int8_t *origin = (const int8_t *)((uintptr_t)in_b + (uintptr_t)origin_offset);
             int8_t *out = out_b + (oy * out_w + ox) * c->ch;
             if (use_asm) {
-                dw_pixel_asm(c, rq, table, origin, taps, n, out);
+                dw_pixel_asm(c, rq, table, kind == 2, use_wide && n == full ? wide : 0, origin, taps, n, out);
             } else {
                 dw_pixel_taps(c, rq, origin, taps, n, out);
             }

@@ -10,6 +10,12 @@
 
 int tm_dsp_conv_2d_gemm_fits(int taps);
 
+/* Per-channel requantization table (multiplier, right shift - 1, rounding constant) of the assembly
+ * requantization: 0 when a shift is not a right shift, 1 plain, 2 with the output offset folded into the
+ * rounding constant for a full int8 activation range (conv_2d_gemm.c). */
+int tm_dsp_rq_table(const int32_t *multiplier, const int32_t *shift, int n, int32_t out_offset, int32_t act_min,
+                    int32_t act_max, int32_t *table);
+
 /* int8 CONV_2D (not grouped: filter depth == input depth), NHWC, OHWI filter. */
 void tm_dsp_conv_2d_gemm(const tm_conv_params_t *p, const int8_t *input, const int8_t *filter, const int32_t *bias,
                          int8_t *output, const int32_t in_dims[4], const int32_t f_dims[4], const int32_t out_dims[4]);
