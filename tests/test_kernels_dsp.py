@@ -147,7 +147,6 @@ def random_conv_no_act(rng: np.random.Generator, depthwise: bool) -> bytes:
     out_c = in_c if depthwise else int(rng.choice([4, 8, 16, 17]))
     in_scale, in_zp = float(rng.uniform(0.005, 0.2)), int(rng.integers(-128, 128))
     w_scales = rng.uniform(0.002, 0.05, size=out_c)
-    fan_in = kh * kw * (1 if depthwise else in_c)
     # every effective scale below 1/2 (right shifts only: the assembly requantization's condition)
     out_scale = in_scale * float(w_scales.max()) * 2.0 * float(rng.uniform(1.0, 4.0))
     out_zp = int(rng.choice([-128, 127, int(rng.integers(-128, 128))]))
