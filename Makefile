@@ -44,8 +44,13 @@ test: deps
 test-slow: deps
 	@$(PYTEST) -q -m slow
 
+STUDY_INT8 := ../shared/models/david-goliath/cifar_resnet_int8.tflite
+
 bench: deps
 	@$(PYTHON) -m host.bench
+	@# the device pool on the study's model too: a 3 KB input and ~30 M instructions per inference
+	@if [ -f $(STUDY_INT8) ]; then $(PYTHON) -m host.bench --pool-only --model $(STUDY_INT8) --count 20; \
+	else echo "pool figures for the study's model skipped: $(STUDY_INT8) absent"; fi
 	@if [ -d ../shared/models ]; then $(PYTHON) -m host.perf; else echo "host.perf skipped: ../shared/models absent"; fi
 	@if [ -d ../shared/models ]; then nice -n 10 $(PYTHON) -m host.bench_attacks; else echo "host.bench_attacks skipped: ../shared/models absent"; fi
 

@@ -19,6 +19,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 import weakref
 from dataclasses import dataclass
@@ -141,7 +142,9 @@ def _on_sigterm(signum: int, frame: object) -> None:
 
 
 atexit.register(_stop_all)
-if signal.getsignal(signal.SIGTERM) in (signal.SIG_DFL, None):
+# Only the main thread may install a handler (a device pool may import this module from a
+# worker); there, the emulators still die with the host through _die_with_parent.
+if threading.current_thread() is threading.main_thread() and signal.getsignal(signal.SIGTERM) in (signal.SIG_DFL, None):
     signal.signal(signal.SIGTERM, _on_sigterm)
 
 

@@ -5,7 +5,7 @@
  * Receive: the RX interrupt moves bytes into a ring (board.h).  The IRQ
  * number follows from the UART's address on the QEMU/FPGA machines
  * (hw/arm/mps2.c: AN385/AN386/AN500 UART0..4 RX = 0, 2, 4, 18, 20;
- * hw/arm/mps2-tz.c: AN547 UART0..3 RX = 34, 36, 38, 40) or from
+ * hw/arm/mps2-tz.c: AN547 UART0..3 RX = 33, 35, 37, 39, TX = RX + 1) or from
  * -DUART_RX_IRQ=n; -DUART_RX_IRQ=-1 (or an unknown address) polls. */
 #include <stdint.h>
 
@@ -23,13 +23,13 @@
 #elif UART_BASE == 0x40009000u
 #define UART_RX_IRQ 20
 #elif UART_BASE == 0x49303000u || UART_BASE == 0x59303000u
-#define UART_RX_IRQ 34
+#define UART_RX_IRQ 33
 #elif UART_BASE == 0x49304000u || UART_BASE == 0x59304000u
-#define UART_RX_IRQ 36
+#define UART_RX_IRQ 35
 #elif UART_BASE == 0x49305000u || UART_BASE == 0x59305000u
-#define UART_RX_IRQ 38
+#define UART_RX_IRQ 37
 #elif UART_BASE == 0x49306000u || UART_BASE == 0x59306000u
-#define UART_RX_IRQ 40
+#define UART_RX_IRQ 39
 #else
 #define UART_RX_IRQ (-1)
 #endif

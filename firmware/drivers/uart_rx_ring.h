@@ -26,16 +26,23 @@ _Static_assert((UART_RX_RING_BYTES & RING_MASK) == 0, "UART_RX_RING_BYTES must b
 /* With the protocol buffers (.bss.tm_io): a board file may place them in an extra region. */
 static volatile uint8_t ring[UART_RX_RING_BYTES] __attribute__((section(".bss.tm_io")));
 static volatile uint32_t ring_head, ring_tail; /* written by the ISR / by the reader */
+/* Set while the peripheral may hold a byte the ISR left there (the ring was full): only then
+ * does the reader touch the peripheral.  Polling its registers on every empty read would cost
+ * an emulator its device lock per poll, and the UART thread that feeds the next byte waits for
+ * that lock (QEMU: several times slower links). */
+static volatile uint32_t rx_left;
 
 void uart_rx_isr(void) {
     RX_ACK();
     while (RX_READY()) {
         if (ring_head - ring_tail >= UART_RX_RING_BYTES) {
+            rx_left = 1u;
             RX_PAUSE();
             return;
         }
         ring[ring_head & RING_MASK] = RX_TAKE();
         ring_head++;
+        rx_left = 0u;
     }
 }
 
@@ -64,12 +71,20 @@ int uart_try_read(uint8_t *byte) {
     if (ring_head != ring_tail) {
         *byte = ring[ring_tail & RING_MASK];
         ring_tail++;
-    } else if (RX_READY()) { /* a byte the ISR left behind (the ring was full) */
-        *byte = RX_TAKE();
+        if (rx_left) {
+            RX_RESUME(); /* room again: the ISR may take the byte it left */
+        }
+    } else if (rx_left) { /* the ring is empty, a byte may still wait in the peripheral */
+        if (RX_READY()) {
+            *byte = RX_TAKE();
+        } else {
+            got = 0;
+        }
+        rx_left = 0u;
+        RX_RESUME();
     } else {
         got = 0;
     }
-    RX_RESUME();
     __asm volatile("cpsie i" ::: "memory");
     return got;
 }
