@@ -168,7 +168,59 @@ def random_conv_no_act(rng: np.random.Generator, depthwise: bool) -> bytes:
     return g.build([x], [y])
 
 
+def random_conv_wide(rng: np.random.Generator) -> bytes:
+    """int8 CONV_2D on the path over weights widened once per op (conv_2d_wide.c): an activation range of
+    all of int8 (none, or ReLU with output zero point -128), even out_c (odd: the fallback), up to 256 taps
+    rounded to 4 (some beyond: the fallback), several channel chunks, in_c not a multiple of 4 (staged
+    columns, zero-weight padding taps), a lone last pixel, 1x1 pointwise layers, and channels whose bias is
+    near +-2^30 with a tiny scale (constant outputs, decided from the weights' exact range)."""
+    g = GraphBuilder()
+    kind = int(rng.integers(0, 4))
+    h, w = int(rng.integers(1, 8)), int(rng.integers(1, 8))
+    if kind == 0:  # 1x1 pointwise, stride 1
+        in_c, kh, kw, stride = int(rng.choice([4, 8, 16, 64, 256])), 1, 1, 1
+    elif kind == 1:  # an RGB-like first layer
+        h, w = h + 2, w + 2
+        in_c, kh, kw, stride = int(rng.choice([1, 2, 3])), 3, 3, int(rng.integers(1, 3))
+    elif kind == 2:  # near the tap limit: 3x3x28 = 252 (chunks of 8 channels), 3x3x29 = 261 (fallback)
+        h, w = max(h, 4), max(w, 4)
+        in_c, kh, kw, stride = int(rng.choice([28, 29, 27])), 3, 3, 1
+    else:
+        h, w = int(rng.integers(1, 8)), int(rng.integers(1, 8))
+        in_c, kh, kw = int(rng.integers(1, 24)), int(rng.integers(1, 4)), int(rng.integers(1, 4))
+        stride = int(rng.integers(1, 3))
+    same = bool(rng.random() < 0.6) or kh > h or kw > w
+    out_h = (h + stride - 1) // stride if same else (h - kh + stride) // stride
+    out_w = (w + stride - 1) // stride if same else (w - kw + stride) // stride
+    out_c = int(rng.choice([2, 4, 8, 16, 24])) if rng.random() < 0.85 else int(rng.choice([3, 9]))
+    in_scale, in_zp = float(rng.uniform(0.005, 0.2)), int(rng.choice([-128, 127, int(rng.integers(-128, 128))]))
+    w_scales = rng.uniform(0.002, 0.05, size=out_c)
+    taps = kh * kw * in_c
+    out_scale = in_scale * float(w_scales.mean()) * 60.0 * np.sqrt(taps) * float(rng.uniform(0.3, 3)) / 127
+    out_scale *= float(rng.choice([1.0, 4.0, 16.0]))  # mostly right shifts (shift 0 or left: the fallback)
+    weights = rng.integers(-127, 128, size=(out_c, kh, kw, in_c), dtype=np.int8)
+    bias = rng.integers(-3000, 3000, size=out_c).astype(np.int64)
+    for oc in rng.choice(out_c, size=int(rng.integers(0, 3)), replace=False):  # dead channels: tiny scale, bias ~2^30
+        w_scales[oc] = 1e-9
+        bias[oc] = int(rng.choice([-(1 << 30), 1 << 30, -(1 << 30) + 64, (1 << 30) - 64]))
+    bias = bias.astype(np.int32)
+    relu = bool(rng.random() < 0.5)
+    out_zp = -128 if relu else int(rng.choice([-128, 127, int(rng.integers(-128, 128))]))
+    x = g.tensor((1, h, w, in_c), "int8", in_scale, in_zp)
+    f = g.tensor(weights.shape, "int8", list(w_scales), 0, weights, quantized_dimension=0)
+    b = g.tensor((out_c,), "int32", list(in_scale * w_scales), 0, bias)
+    y = g.tensor((1, out_h, out_w, out_c), "int8", out_scale, out_zp)
+    opt = fb.Conv2DOptionsT()
+    opt.padding = 0 if same else 1
+    opt.strideH = opt.strideW = stride
+    opt.fusedActivationFunction = 1 if relu else 0
+    g.op("CONV_2D", [x, f, b], [y], opt)
+    return g.build([x], [y])
+
+
 GENERATORS = {
+    "CONV_2D_WIDE": random_conv_wide,
+    "CONV_2D_WIDE_MORE": random_conv_wide,
     "CONV_2D_NO_ACT": lambda rng: random_conv_no_act(rng, depthwise=False),
     "DEPTHWISE_CONV_2D_NO_ACT": lambda rng: random_conv_no_act(rng, depthwise=True),
     "ADD_SAME_SHAPE": random_add_same_shape,

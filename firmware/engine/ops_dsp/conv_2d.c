@@ -113,6 +113,10 @@ tm_status_t tm_kernel_conv_2d_dsp(const tm_model_t *model, const tm_op_t *op) {
         f_t->dims[3] != in_t->dims[3] || f_t->dims[0] != out_t->dims[3] || !input || !filter || !output) {
         return tm_kernel_conv_2d(model, op); /* int16x8, grouped, or malformed: the portable kernel */
     }
+    if (tm_dsp_conv_2d_wide(p, input, filter, (const int32_t *)tm_in_data(model, op, 2), output, in_t->dims, f_t->dims,
+                            out_t->dims)) {
+        return TM_OK;
+    }
     if (tm_dsp_conv_2d_gemm_fits(f_t->dims[1] * f_t->dims[2] * f_t->dims[3])) {
         tm_dsp_conv_2d_gemm(p, input, filter, (const int32_t *)tm_in_data(model, op, 2), output, in_t->dims, f_t->dims,
                             out_t->dims);

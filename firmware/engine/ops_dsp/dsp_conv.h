@@ -20,6 +20,11 @@ int tm_dsp_rq_table(const int32_t *multiplier, const int32_t *shift, int n, int3
 void tm_dsp_conv_2d_gemm(const tm_conv_params_t *p, const int8_t *input, const int8_t *filter, const int32_t *bias,
                          int8_t *output, const int32_t in_dims[4], const int32_t f_dims[4], const int32_t out_dims[4]);
 
+/* int8 CONV_2D over weights widened once per op (conv_2d_wide.c): returns 0, having done nothing, for
+ * the cases it does not cover (odd out_c, more than 256 taps, fused activations narrower than int8, ...). */
+int tm_dsp_conv_2d_wide(const tm_conv_params_t *p, const int8_t *input, const int8_t *filter, const int32_t *bias,
+                        int8_t *output, const int32_t in_dims[4], const int32_t f_dims[4], const int32_t out_dims[4]);
+
 /* int16x8 (input offset 0): SMLAD takes the int16 activations as they are.  int32 sums are exact up to
  * TM_DSP_S16_EXACT_TAPS taps (|int16 * int8| <= 2^22, 511 * 2^22 < 2^31): longer dot products are
  * summed in parts, in int64 (TFLM's 64-bit accumulator; the 32-bit one wraps the same). */

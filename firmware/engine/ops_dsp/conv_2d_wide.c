@@ -1,0 +1,350 @@
+/*
+ * CONV_2D, int8, path of the DSP kernel over weights widened once per op (conv_2d.c calls it first; it
+ * returns 0 for what it does not cover, which then takes the im2col path of conv_2d_gemm.c).
+ *
+ * Covers: an even number of output channels, K = f_h * f_w * in_c taps per pixel with K rounded up to a
+ * multiple of 4 at most WIDE_MAX_TAPS, right shifts only, the activation range all of int8 (no fused
+ * activation, or ReLU with output zero point -128: every layer of VWW and KWS), and sums that cannot
+ * reach 2^30 in magnitude (|bias| + K * 255 * 128 < 2^30; always, in practice).
+ *
+ * The output channels are taken in chunks whose weights, widened to int16 (SXTB16 order, the K % 4 last
+ * taps padded with zero weights), fit WIDE_WEIGHT_BYTES on the stack.  For each chunk, each pair of
+ * output pixels is put into a column buffer as gemm does (int16, input offset added, out-of-image and
+ * padding taps 0); then one assembly call does all channel pairs of the chunk: per 4 taps one LDM of
+ * the two pixels' taps, one LDM of the two channels' widened weights and 8 SMLAD (10 instructions per
+ * 16 MACs, fully unrolled: the call jumps into a run of WIDE_MAX_GROUPS groups at the op's group count,
+ * so there is no loop counter).  The requantization follows in the same call, with the sums still in
+ * registers, 7 instructions per output:
+ *   SRDHM(acc, M) = floor((acc * M + 2^30) / 2^31) = floor((2 acc * M + 2^31) / 2^32) = SMMULR(2 acc, M)
+ * (exact while 2 acc fits int32, hence the bound on the sums), then the rounding right shift by r, ties
+ * away from zero, floor((x + 2^(r-1) - [x < 0]) / 2^r), with the output offset o folded in as o * 2^r
+ * (|x| < 2^30, |o * 2^r| < 2^27: no overflow), and SSAT #8 as the clamp.
+ *
+ * Scratch (stack, while a CONV_2D runs): widened weights 4 KiB + requantization table of up to 64
+ * channels 1.3 KiB + column buffer 1 KiB + staging 260 B.
+ */
+#include "dsp_conv.h"
+
+#define WIDE_MAX_TAPS 256 /* taps per pixel, rounded up to a multiple of 4 */
+#define WIDE_MAX_GROUPS (WIDE_MAX_TAPS / 4)
+#define WIDE_WEIGHT_BYTES 4096
+#define WIDE_MAX_CHUNK 64 /* output channels per chunk (table) */
+#define WIDE_STR(x) #x
+#define WIDE_XSTR(x) WIDE_STR(x)
+
+/* Work of wide_pairs (read by the assembly: keep the field offsets). */
+typedef struct {
+    const int16_t *buf;   /* +0  the two pixels' taps, groups of 4 (pixel 0 lo, hi, pixel 1 lo, hi) */
+    const int32_t *w;     /* +4  the chunk's widened weights (per pair, per group: ch0 lo, hi, ch1 lo, hi) */
+    const int32_t *table; /* +8  biases of the first pair (b0, b1, b0, b1), then per pair 10 words */
+    int8_t *out0, *out1;  /* +12 +16 outputs of the chunk's first channel */
+    int8_t *out0_end;     /* +20 out0 + channels of the chunk */
+    int32_t groups;       /* +24 groups of 4 taps (1 .. WIDE_MAX_GROUPS) */
+} wide_job_t;
+
+/* acc: lsl 1, SMMULR by M, rounding right shift by s with the offset folded into c, SSAT #8 */
+#define WIDE_RQ(A, M, C, S)                   \
+    "lsl     " A ", " A ", #1\n"              \
+    "smmulr  " A ", " A ", " M "\n"           \
+    "add     " A ", " A ", " A ", asr #31\n"  \
+    "add     " A ", " A ", " C "\n"           \
+    "asr     " A ", " A ", " S "\n"           \
+    "ssat    " A ", #8, " A "\n"
+
+/*
+ * Table: words 0..3 the first pair's biases (b0, b1, b0, b1); then per pair M0, c0, r0, M1, c1, r1 and the
+ * next pair's biases (b0, b1, b0, b1; zeros after the last).  Registers in the unrolled MAC: r0 taps,
+ * r1 weights, r3 = pixel 0 ch 0, r4 = pixel 0 ch 1, r5 = pixel 1 ch 0, r6 = pixel 1 ch 1, r7-r10 taps,
+ * r2, r11, r12, lr weights.  Stack: [sp] buf, +4 table, +8 out0, +12 out1, +16 out0_end, +20 entry.
+ */
+__attribute__((naked)) static void wide_pairs(const wide_job_t *job __attribute__((unused))) {
+    __asm__ volatile(
+        "push    {r4-r11, lr}\n"
+        "sub     sp, sp, #24\n"
+        "ldm     r0, {r1-r7}\n"
+        "adr.w   r8, 9f\n"
+        "sub     r8, r8, r7, lsl #5\n"
+        "sub     r8, r8, r7, lsl #3\n" /* 40 bytes per group */
+        "orr     r8, r8, #1\n"
+        "stm     sp, {r1, r3, r4, r5, r6, r8}\n"
+        "mov     r0, r1\n"
+        "mov     r1, r2\n"
+        "ldr     r2, [sp, #4]\n"
+        "ldm     r2!, {r3-r6}\n"
+        "str     r2, [sp, #4]\n"
+        "ldr     pc, [sp, #20]\n"
+        ".rept " WIDE_XSTR(WIDE_MAX_GROUPS) "\n"
+        "ldmia.w r0!, {r7-r10}\n"
+        "ldmia.w r1!, {r2, r11, r12, lr}\n"
+        "smlad   r3, r7, r2, r3\n"
+        "smlad   r3, r8, r11, r3\n"
+        "smlad   r5, r9, r2, r5\n"
+        "smlad   r5, r10, r11, r5\n"
+        "smlad   r4, r7, r12, r4\n"
+        "smlad   r4, r8, lr, r4\n"
+        "smlad   r6, r9, r12, r6\n"
+        "smlad   r6, r10, lr, r6\n"
+        ".endr\n"
+        "9:\n"
+        "ldr     r0, [sp, #4]\n"
+        "ldm     r0!, {r7-r12}\n"
+        "ldrd    r2, lr, [sp, #8]\n"
+        WIDE_RQ("r3", "r7", "r8", "r9")
+        WIDE_RQ("r5", "r7", "r8", "r9")
+        WIDE_RQ("r4", "r10", "r11", "r12")
+        WIDE_RQ("r6", "r10", "r11", "r12")
+        "strb    r3, [r2], #1\n"
+        "strb    r4, [r2], #1\n"
+        "strb    r5, [lr], #1\n"
+        "strb    r6, [lr], #1\n"
+        "ldm     r0!, {r3-r6}\n"
+        "str     r0, [sp, #4]\n"
+        "strd    r2, lr, [sp, #8]\n"
+        "ldr     r7, [sp, #16]\n"
+        "ldr     r0, [sp]\n"
+        "cmp     r2, r7\n"
+        "it      ne\n"
+        "ldrne   pc, [sp, #20]\n"
+        "add     sp, sp, #24\n"
+        "pop     {r4-r11, pc}\n");
+}
+
+typedef struct {
+    const tm_conv_params_t *p;
+    const int8_t *input; /* this batch */
+    int in_h, in_w, in_c, f_h, f_w, out_w;
+    int k, kp;           /* taps per pixel, rounded up to a multiple of 4 */
+    int pointwise;       /* 1x1, stride 1, no padding: pixel i's taps are input + i * in_c */
+    int32_t off2;
+} wide_ctx_t;
+
+/* n bytes (a multiple of 4) at src widened into the slots of pixel `col` from group g. */
+static inline void widen_words(int16_t *buf, const int8_t *src, int n, int g, int col, int32_t off2) {
+    uint32_t *dst = (uint32_t *)(void *)buf + 4 * g + 2 * col;
+    for (int i = 0; i < n; i += 4, dst += 4) {
+        const uint32_t x = tm_ld32(src + i);
+        dst[0] = (uint32_t)__sxtab16(off2, x);
+        dst[1] = (uint32_t)tm_sxtab16_ror8(off2, x);
+    }
+}
+
+static inline void zero_words(int16_t *buf, int n, int g, int col) {
+    uint32_t *dst = (uint32_t *)(void *)buf + 4 * g + 2 * col;
+    for (int i = 0; i < n; i += 4, dst += 4) {
+        dst[0] = 0, dst[1] = 0;
+    }
+}
+
+/* The taps of output pixel `pix` into column `col` (kp of them: the padding taps are 0). */
+static void wide_fill(const wide_ctx_t *c, int16_t *buf, int pix, int col) {
+    if (c->pointwise) {
+        widen_words(buf, c->input + pix * c->in_c, c->in_c, 0, col, c->off2);
+        return;
+    }
+    const tm_conv_params_t *p = c->p;
+    const int oy = pix / c->out_w, ox = pix - oy * c->out_w;
+    const int y0 = oy * p->stride_h - p->pad_h, x0 = ox * p->stride_w - p->pad_w;
+    const int whole_rows = p->dilation_w == 1 && x0 >= 0 && x0 + c->f_w <= c->in_w;
+    const int run = c->f_w * c->in_c;
+    if ((c->in_c & 3) == 0) {
+        int g = 0;
+        for (int fy = 0; fy < c->f_h; ++fy) {
+            const int y = y0 + fy * p->dilation_h;
+            const int row_ok = y >= 0 && y < c->in_h;
+            if (row_ok && whole_rows) {
+                widen_words(buf, c->input + (y * c->in_w + x0) * c->in_c, run, g, col, c->off2);
+                g += run >> 2;
+                continue;
+            }
+            for (int fx = 0; fx < c->f_w; ++fx, g += c->in_c >> 2) {
+                const int x = x0 + fx * p->dilation_w;
+                if (row_ok && x >= 0 && x < c->in_w) {
+                    widen_words(buf, c->input + (y * c->in_w + x) * c->in_c, c->in_c, g, col, c->off2);
+                } else {
+                    zero_words(buf, c->in_c, g, col);
+                }
+            }
+        }
+        return;
+    }
+    /* in_c not a multiple of 4: the taps as int8 in natural order first (out-of-image taps and the
+     * padding = the input zero point, which adds 0), then widened */
+    int8_t stage[WIDE_MAX_TAPS + 4];
+    const int8_t zp = (int8_t)(-p->input_offset);
+    int8_t *d = stage;
+    for (int fy = 0; fy < c->f_h; ++fy, d += run) {
+        const int y = y0 + fy * p->dilation_h;
+        if (y < 0 || y >= c->in_h) {
+            memset(d, zp, (size_t)run);
+            continue;
+        }
+        const int8_t *row = c->input + y * c->in_w * c->in_c;
+        if (whole_rows) {
+            const int8_t *s = row + x0 * c->in_c;
+            int i = 0;
+            for (; i + 4 <= run; i += 4) {
+                tm_st32(d + i, tm_ld32(s + i));
+            }
+            for (; i < run; ++i) {
+                d[i] = s[i];
+            }
+            continue;
+        }
+        for (int fx = 0; fx < c->f_w; ++fx) {
+            const int x = x0 + fx * p->dilation_w;
+            for (int i = 0; i < c->in_c; ++i) {
+                d[fx * c->in_c + i] = x >= 0 && x < c->in_w ? row[x * c->in_c + i] : zp;
+            }
+        }
+    }
+    for (int i = c->k; i < c->kp; ++i) {
+        stage[i] = zp;
+    }
+    widen_words(buf, stage, c->kp, 0, col, c->off2);
+}
+
+/* Widened weights of channels [oc0, oc0 + n) (n even), per pair and group: ch0 lo, hi, ch1 lo, hi. */
+static void widen_weights(const int8_t *filter, int k, int kp, int oc0, int n, int32_t *w) {
+    const int full = k >> 2;
+    for (int j = 0; j < n; j += 2) {
+        const int8_t *f0 = filter + (oc0 + j) * k, *f1 = f0 + k;
+        int g = 0;
+        for (; g < full; ++g, w += 4) {
+            const uint32_t a = tm_ld32(f0 + 4 * g), b = tm_ld32(f1 + 4 * g);
+            w[0] = __sxtb16(a), w[1] = tm_sxtb16_ror8(a);
+            w[2] = __sxtb16(b), w[3] = tm_sxtb16_ror8(b);
+        }
+        if (g < (kp >> 2)) {
+            int8_t ta[4] = {0, 0, 0, 0}, tb[4] = {0, 0, 0, 0};
+            for (int i = 4 * g; i < k; ++i) {
+                ta[i - 4 * g] = f0[i], tb[i - 4 * g] = f1[i];
+            }
+            const uint32_t a = tm_ld32(ta), b = tm_ld32(tb);
+            w[0] = __sxtb16(a), w[1] = tm_sxtb16_ror8(a);
+            w[2] = __sxtb16(b), w[3] = tm_sxtb16_ror8(b);
+            w += 4;
+        }
+    }
+}
+
+#define WIDE_UNSUPPORTED 0
+#define WIDE_PLAIN 1
+#define WIDE_CONSTANT 2 /* the output is the output offset whatever the input */
+
+/* Table words of channel oc for sums in [lo, hi], or WIDE_UNSUPPORTED (see wide_channel). */
+static int wide_channel_in(const tm_conv_params_t *p, int oc, int64_t lo, int64_t hi, int32_t *t) {
+    const int32_t m = p->out_multiplier[oc], shift = p->out_shift[oc], right = -shift, o = p->output_offset;
+    if (m < 0 || shift > 0 || lo < INT32_MIN || hi > INT32_MAX) {
+        return WIDE_UNSUPPORTED;
+    }
+    const int32_t v_lo = tm_multiply_by_quantized_multiplier((int32_t)lo, m, shift);
+    const int32_t v_hi = tm_multiply_by_quantized_multiplier((int32_t)hi, m, shift);
+    if (v_lo == v_hi) {
+        if (t) {
+            const int32_t v = tm_clamp_i32(v_lo + o, p->act_min, p->act_max);
+            t[0] = 0, t[1] = 2 * v, t[2] = 1;
+        }
+        return WIDE_CONSTANT;
+    }
+    if (right < 1 || right > 24 || lo <= -(1LL << 30) || hi >= (1LL << 30)) {
+        return WIDE_UNSUPPORTED;
+    }
+    const int64_t folded = (int64_t)o * ((int64_t)1 << right);
+    if (folded <= -(1LL << 27) || folded >= (1LL << 27)) {
+        return WIDE_UNSUPPORTED;
+    }
+    if (t) {
+        t[0] = m, t[1] = (int32_t)(1u << (right - 1)) + (int32_t)((uint32_t)o << right), t[2] = right;
+    }
+    return WIDE_PLAIN;
+}
+
+/*
+ * How channel oc requantizes (and its table words M, c, r when t is given).  The sums lie in
+ * [bias - B, bias + B] with B = K * 255 * 128, and the requantization (TFLite's, tm_fixedpoint.h) is
+ * monotone in the sum for a right shift and a non-negative multiplier: when both ends give the same
+ * output the channel is a constant (M = 0, c = 2 v, r = 1).  That covers multipliers of 0 and the
+ * channels of tiny scales (right shifts beyond 24, biases near +-2^30) that deep layers have.  Otherwise
+ * the table needs sums within +-2^30 (2 acc fits int32), a right shift of 1 to 24 and |o * 2^r| < 2^27.
+ * When the coarse bound decides nothing, the exact range of the sums is taken from the channel's
+ * weights (each tap adds w * (x + offset), x + offset in [offset - 128, offset + 127], which holds 0, the
+ * out-of-image taps).
+ */
+static int wide_channel(const tm_conv_params_t *p, const int8_t *filter, int k, const int32_t *bias, int oc,
+                        int32_t *t) {
+    const int64_t b = bias ? bias[oc] : 0, coarse = (int64_t)k * 255 * 128;
+    const int kind = wide_channel_in(p, oc, b - coarse, b + coarse, t);
+    if (kind != WIDE_UNSUPPORTED) {
+        return kind;
+    }
+    int64_t pos = 0, neg = 0;
+    for (int i = 0; i < k; ++i) {
+        const int32_t w = filter[oc * k + i];
+        pos += w > 0 ? w : 0, neg += w < 0 ? w : 0;
+    }
+    const int32_t xl = p->input_offset - 128, xh = p->input_offset + 127;
+    return wide_channel_in(p, oc, b + pos * xl + neg * xh, b + pos * xh + neg * xl, t);
+}
+
+int tm_dsp_conv_2d_wide(const tm_conv_params_t *p, const int8_t *input, const int8_t *filter, const int32_t *bias,
+                        int8_t *output, const int32_t in_dims[4], const int32_t f_dims[4], const int32_t out_dims[4]) {
+    const int out_c = out_dims[3];
+    const int k = f_dims[1] * f_dims[2] * f_dims[3], kp = (k + 3) & ~3;
+    if ((out_c & 1) || out_c < 2 || kp > WIDE_MAX_TAPS || p->act_min != -128 || p->act_max != 127) {
+        return 0;
+    }
+    /* channels per chunk: even, balanced, the widened weights within WIDE_WEIGHT_BYTES */
+    int max_chunk = WIDE_WEIGHT_BYTES / (2 * kp);
+    max_chunk = (max_chunk < WIDE_MAX_CHUNK ? max_chunk : WIDE_MAX_CHUNK) & ~1;
+    const int chunks = (out_c + max_chunk - 1) / max_chunk;
+    if (out_dims[1] * out_dims[2] < 2 * chunks) {
+        return 0; /* few pixels and many chunks (VWW's last 1x1 layer, 9 pixels x 32 chunks): the columns
+                   * and tables redone per chunk cost more than the faster products save */
+    }
+    for (int oc = 0; oc < out_c; ++oc) {
+        if (wide_channel(p, filter, k, bias, oc, 0) == WIDE_UNSUPPORTED) {
+            return 0;
+        }
+    }
+    const int chunk = (((out_c + chunks - 1) / chunks) + 1) & ~1;
+
+    int32_t wbuf[WIDE_WEIGHT_BYTES / 4] __attribute__((aligned(8)));
+    int32_t table[4 + 10 * (WIDE_MAX_CHUNK / 2)];
+    int16_t buf[2 * WIDE_MAX_TAPS] __attribute__((aligned(8)));
+    wide_ctx_t c = {
+        .p = p, .in_h = in_dims[1], .in_w = in_dims[2], .in_c = in_dims[3], .f_h = f_dims[1], .f_w = f_dims[2],
+        .out_w = out_dims[2], .k = k, .kp = kp, .off2 = tm_pack_offset(p->input_offset),
+    };
+    c.pointwise = c.f_h == 1 && c.f_w == 1 && p->stride_h == 1 && p->stride_w == 1 && p->pad_h == 0 &&
+                  p->pad_w == 0 && out_dims[1] == c.in_h && out_dims[2] == c.in_w;
+    const int pixels = out_dims[1] * out_dims[2];
+    for (int oc0 = 0; oc0 < out_c; oc0 += chunk) {
+        const int n = out_c - oc0 < chunk ? out_c - oc0 : chunk;
+        widen_weights(filter, k, kp, oc0, n, wbuf);
+        for (int j = 0; j < n; j += 2) {
+            int32_t *t = table + 4 + 10 * (j >> 1);
+            for (int i = 0; i < 2; ++i) {
+                const int oc = oc0 + j + i;
+                wide_channel(p, filter, k, bias, oc, t + 3 * i);
+                const int32_t b = bias ? bias[oc] : 0;
+                t[-4 + i] = b, t[-2 + i] = b; /* this pair's biases, in the previous record */
+            }
+        }
+        for (int i = 0; i < 4; ++i) {
+            table[4 + 10 * (n >> 1) - 4 + i] = 0;
+        }
+        for (int b = 0; b < in_dims[0]; ++b) {
+            c.input = input + b * c.in_h * c.in_w * c.in_c;
+            int8_t *out_b = output + b * pixels * out_c + oc0;
+            for (int pix = 0; pix < pixels; pix += 2) {
+                const int two = pix + 1 < pixels;
+                wide_fill(&c, buf, pix, 0);
+                wide_fill(&c, buf, two ? pix + 1 : pix, 1); /* a lone last pixel: computed twice, stored twice */
+                int8_t *o0 = out_b + pix * out_c, *o1 = two ? o0 + out_c : o0;
+                const wide_job_t job = {buf, wbuf, table, o0, o1, o0 + n, kp >> 2};
+                wide_pairs(&job);
+            }
+        }
+    }
+    return 1;
+}
