@@ -5,19 +5,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from host.attacks import FloatModel, get_attack, list_attacks, load_float_model
+from host.attacks import FloatModel, get_attack, list_attacks
 from host.attacks.base import Attack
 from host.data import load_digits_split
 from host.errors import UserError
-from host.paths import DEFAULT_FLOAT_MODEL
 
 N = 120
 TOL = 1e-6  # x ± eps is computed in float32
-
-
-@pytest.fixture(scope="module")
-def float_model() -> FloatModel:
-    return load_float_model(DEFAULT_FLOAT_MODEL)
 
 
 @pytest.fixture(scope="module")

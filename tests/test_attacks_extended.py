@@ -17,14 +17,14 @@ from host.attacks import (
     describe_registry,
     get_attack,
     list_attacks,
-    load_float_model,
 )
 from host.attacks.base import NEEDS, NORMS, perturbation_norm
 from host.backends import ModelIO, ReferenceBackend
 from host.data import load_digits_split
 from host.errors import UserError
-from host.paths import DEFAULT_FLOAT_MODEL, DEFAULT_MODEL
+from host.paths import DEFAULT_MODEL
 from host.reference import ReferenceInterpreter
+from tests.support.digits import both_correct
 
 N = 6
 TOL = 1e-5
@@ -56,22 +56,11 @@ BLACK_BOX = {
 
 
 @pytest.fixture(scope="module")
-def float_model() -> FloatModel:
-    return load_float_model(DEFAULT_FLOAT_MODEL)
-
-
-@pytest.fixture(scope="module")
-def oracle() -> ReferenceOracle:
-    return ReferenceOracle(DEFAULT_MODEL)
-
-
-@pytest.fixture(scope="module")
 def digits(float_model: FloatModel, oracle: ReferenceOracle) -> tuple[np.ndarray, np.ndarray]:
     """N test digits that both the float and the int8 model classify correctly."""
     _, _, x, y = load_digits_split()
     x, y = x[:40], y[:40]
-    ok = (float_model.predict(x).argmax(axis=1) == y) & (oracle.predict_labels(x) == y)
-    return x[ok][:N], y[ok][:N]
+    return both_correct(float_model, oracle, x, y, N)
 
 
 def check_output(attack, x: np.ndarray, x_adv: np.ndarray) -> None:  # noqa: ANN001

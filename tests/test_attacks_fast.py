@@ -9,14 +9,13 @@ import numpy as np
 import pytest
 
 from host import bench_attacks
-from host.attacks import FloatModel, get_attack, load_float_model
+from host.attacks import FloatModel, get_attack
 from host.attacks.base import perturbation_norm
 from host.attacks.batched.compiled import compiled
 from host.attacks.batched.pgd import _build as build_pgd
 from host.attacks.batched.restarts import restart_in_batches
 from host.data import load_digits_split
 from host.errors import UserError
-from host.paths import DEFAULT_FLOAT_MODEL
 
 N = 48
 TOL = 1e-6
@@ -27,11 +26,6 @@ CASES = {
     "cw-l2": {"max_iter": 10, "binary_search_steps": 4, "initial_const": 0.1},
     "deepfool": {"max_iter": 50},
 }
-
-
-@pytest.fixture(scope="module")
-def float_model() -> FloatModel:
-    return load_float_model(DEFAULT_FLOAT_MODEL)
 
 
 @pytest.fixture(scope="module")

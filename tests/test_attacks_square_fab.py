@@ -7,13 +7,14 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from host.attacks import FloatModel, ReferenceOracle, get_attack, load_float_model
+from host.attacks import FloatModel, ReferenceOracle, get_attack
 from host.attacks.base import perturbation_norm
 from host.attacks.common import art_evasion
 from host.attacks.fab_t import FABT, project_linf
 from host.attacks.square import SquareLinf, l2_init, l2_update, linf_update, p_at, pyramid, square_side, two_pyramids
 from host.data import load_digits_split
-from host.paths import DEFAULT_FLOAT_MODEL, DEFAULT_MODEL
+from host.paths import DEFAULT_MODEL
+from tests.support.digits import both_correct
 
 N = 40
 TOL = 1e-5
@@ -21,21 +22,10 @@ WIDE_BOX = (-100.0, 100.0)  # no clipping: the update rules' norms are exact
 
 
 @pytest.fixture(scope="module")
-def float_model() -> FloatModel:
-    return load_float_model(DEFAULT_FLOAT_MODEL)
-
-
-@pytest.fixture(scope="module")
-def oracle() -> ReferenceOracle:
-    return ReferenceOracle(DEFAULT_MODEL)
-
-
-@pytest.fixture(scope="module")
 def digits(float_model: FloatModel, oracle: ReferenceOracle) -> tuple[np.ndarray, np.ndarray]:
     """N test digits both the float and the int8 model classify correctly."""
     _, _, x, y = load_digits_split()
-    ok = (float_model.predict(x).argmax(axis=1) == y) & (oracle.predict_labels(x) == y)
-    return x[ok][:N], y[ok][:N]
+    return both_correct(float_model, oracle, x, y, N)
 
 
 def in_contract(attack, x: np.ndarray, x_adv: np.ndarray) -> None:  # noqa: ANN001
