@@ -29,4 +29,20 @@ static inline void tm_pool_window(int origin, int filter, int in_size, int *star
     *end = in_size - origin < filter ? in_size - origin : filter;
 }
 
+/* What an optimized int8 pooling kernel's per-pixel function gets. */
+typedef struct {
+    int32_t lo, hi;      /* activation range, within [-128, 127] */
+    int32_t row_stride;  /* bytes between two input rows */
+    int32_t channels;
+} tm_pool_ctx_t;
+
+/* One output pixel: `in` points at the window's first in-image tap, rows x cols of them. */
+typedef void (*tm_pool_pixel_fn)(const tm_pool_ctx_t *k, const int8_t *in, int rows, int cols, int8_t *out);
+
+/* Walks the output pixels of an int8 pooling op calling `pixel` for each; returns 0 (nothing
+ * done) where the portable kernel must do the op: not int8, an average window of more than
+ * 256 taps (the int16 sums), an empty activation range.  Else 1 with *status set. */
+int tm_pool_s8_walk(const tm_model_t *model, const tm_op_t *op, tm_pool_pixel_fn pixel, int average,
+                    tm_status_t *status);
+
 #endif /* TM_POOL_COMMON_H */

@@ -40,14 +40,8 @@ static inline int32_t avg_div(int32_t acc, int32_t count) {
     return acc > 0 ? (acc + half) / count : (acc - half) / count;
 }
 
-typedef struct {
-    int32_t lo, hi;           /* activation range, within [-128, 127] */
-    int32_t row_stride;       /* bytes between two input rows */
-    int32_t channels;
-} pool_ctx_t;
-
 /* Four channels' averages from the int16 pair sums (channels 0,2 and 1,3), as one word. */
-static inline uint32_t avg_word(const pool_ctx_t *k, int32_t s02, int32_t s13, int32_t count) {
+static inline uint32_t avg_word(const tm_pool_ctx_t *k, int32_t s02, int32_t s13, int32_t count) {
     const int32_t r0 = tm_clamp_i32(avg_div((int16_t)s02, count), k->lo, k->hi);
     const int32_t r1 = tm_clamp_i32(avg_div((int16_t)s13, count), k->lo, k->hi);
     const int32_t r2 = tm_clamp_i32(avg_div(s02 >> 16, count), k->lo, k->hi);
@@ -57,7 +51,7 @@ static inline uint32_t avg_word(const pool_ctx_t *k, int32_t s02, int32_t s13, i
 
 /* One output pixel of the average pool; `in` points at the window's first
  * in-image tap (channel 0), `rows` x `cols` taps. */
-static void avg_pixel(const pool_ctx_t *k, const int8_t *in, int rows, int cols, int8_t *out) {
+static void avg_pixel(const tm_pool_ctx_t *k, const int8_t *in, int rows, int cols, int8_t *out) {
     const int32_t count = rows * cols;
     const int32_t ch = k->channels;
     const int32_t skip = k->row_stride - cols * ch;
@@ -108,7 +102,7 @@ static void avg_pixel(const pool_ctx_t *k, const int8_t *in, int rows, int cols,
 }
 
 /* One output pixel of the max pool (an empty window gives clamp(INT8_MIN)). */
-static void max_pixel(const pool_ctx_t *k, const int8_t *in, int rows, int cols, int8_t *out) {
+static void max_pixel(const tm_pool_ctx_t *k, const int8_t *in, int rows, int cols, int8_t *out) {
     const int32_t ch = k->channels;
     const int32_t skip = k->row_stride - cols * ch;
     const uint32_t lo4 = splat_s8(k->lo), hi4 = splat_s8(k->hi);
@@ -153,61 +147,12 @@ static void max_pixel(const pool_ctx_t *k, const int8_t *in, int rows, int cols,
     }
 }
 
-typedef void (*pool_pixel_fn)(const pool_ctx_t *k, const int8_t *in, int rows, int cols, int8_t *out);
-
-/* Walks the output pixels; 0 if the portable kernel is to do the op. */
-static int pool_s8(const tm_model_t *model, const tm_op_t *op, pool_pixel_fn pixel, int average,
-                   tm_status_t *status) {
-    const tm_pool_params_t *p = (const tm_pool_params_t *)op->params;
-    const tm_tensor_t *in_t = tm_in_tensor(model, op, 0);
-    const int8_t *input = (const int8_t *)tm_in_data(model, op, 0);
-    int8_t *output = (int8_t *)tm_out_data(model, op, 0);
-    tm_pool_shape_t s;
-    if (!input || !output || in_t->dtype != TM_INT8 || !tm_pool_shape(model, op, &s)) {
-        return 0;
-    }
-    if (average && (int32_t)p->filter_h * p->filter_w > 256) {
-        return 0;
-    }
-    pool_ctx_t k;
-    k.lo = p->act_min < INT8_MIN ? INT8_MIN : p->act_min;
-    k.hi = p->act_max > INT8_MAX ? INT8_MAX : p->act_max;
-    if (k.lo > k.hi) {
-        return 0;
-    }
-    k.channels = s.channels;
-    k.row_stride = s.in_w * s.channels;
-    for (int b = 0; b < s.batches; ++b) {
-        const int8_t *in_b = input + (int32_t)b * s.in_h * k.row_stride;
-        for (int oy = 0; oy < s.out_h; ++oy) {
-            const int y0 = oy * p->stride_h - p->pad_h;
-            int fy0, fy1;
-            tm_pool_window(y0, p->filter_h, s.in_h, &fy0, &fy1);
-            for (int ox = 0; ox < s.out_w; ++ox) {
-                const int x0 = ox * p->stride_w - p->pad_w;
-                int fx0, fx1;
-                tm_pool_window(x0, p->filter_w, s.in_w, &fx0, &fx1);
-                const int rows = fy1 > fy0 ? fy1 - fy0 : 0, cols = fx1 > fx0 ? fx1 - fx0 : 0;
-                if (average && rows * cols <= 0) {
-                    *status = TM_ERR_BAD_MODEL; /* as the portable kernel */
-                    return 1;
-                }
-                const int8_t *in = in_b + ((y0 + fy0) * s.in_w + x0 + fx0) * s.channels;
-                pixel(&k, in, rows, cols, output);
-                output += s.channels;
-            }
-        }
-    }
-    *status = TM_OK;
-    return 1;
-}
-
 tm_status_t tm_kernel_average_pool_2d_dsp(const tm_model_t *model, const tm_op_t *op) {
     tm_status_t status;
-    return pool_s8(model, op, avg_pixel, 1, &status) ? status : tm_kernel_average_pool_2d(model, op);
+    return tm_pool_s8_walk(model, op, avg_pixel, 1, &status) ? status : tm_kernel_average_pool_2d(model, op);
 }
 
 tm_status_t tm_kernel_max_pool_2d_dsp(const tm_model_t *model, const tm_op_t *op) {
     tm_status_t status;
-    return pool_s8(model, op, max_pixel, 0, &status) ? status : tm_kernel_max_pool_2d(model, op);
+    return tm_pool_s8_walk(model, op, max_pixel, 0, &status) ? status : tm_kernel_max_pool_2d(model, op);
 }

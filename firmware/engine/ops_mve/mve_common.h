@@ -157,29 +157,34 @@ static inline tm_mve_out_t tm_mve_out(int32_t offset, int32_t act_min, int32_t a
     return o;
 }
 
+/* The body of tm_mve_requant4 as assembly text, for loops written in assembly (operands
+ * %[a0..a3] accumulators, %[t] the tm_mve_group_t, %[off]/%[lo]/%[hi], %[out]; clobbers q0-q2). */
+#define TM_MVE_REQUANT4_ASM \
+        "   vmov q0[2], q0[0], %[a0], %[a2]\n" \
+        "   vmov q0[3], q0[1], %[a1], %[a3]\n" \
+        "   vldrw.32 q1, [%[t]]\n" \
+        "   vadd.i32 q0, q0, q1\n" \
+        "   vldrw.32 q1, [%[t], #32]\n" \
+        "   vshl.s32 q0, q0, q1\n" \
+        "   vldrw.32 q1, [%[t], #16]\n" \
+        "   vqrdmulh.s32 q0, q0, q1\n" \
+        "   vldrw.32 q1, [%[t], #48]\n" \
+        "   vand q2, q0, q1\n" \
+        "   vshr.s32 q2, q2, #31\n" \
+        "   vqadd.s32 q0, q0, q2\n" \
+        "   vrshl.s32 q0, q0, q1\n" \
+        "   vadd.i32 q0, q0, %q[off]\n" \
+        "   vmax.s32 q0, q0, %q[lo]\n" \
+        "   vmin.s32 q0, q0, %q[hi]\n" \
+        "   vstrb.32 q0, [%[out]]\n"
+
 /* out[0..3] = requantized a[k] + t->eff[k] (tm_mve_requantize + offset + clamp)
  * in 17 instructions; assembly so the four accumulators go straight from the
  * general registers into lanes (VMOV Qd[2], Qd[0], Rt, Rt2). */
 static inline __attribute__((always_inline)) void tm_mve_requant4(const int32_t a[4], const tm_mve_group_t *t,
                                                                   const tm_mve_out_t *o, int8_t *out) {
     __asm__ volatile(
-        "   vmov q0[2], q0[0], %[a0], %[a2]\n"
-        "   vmov q0[3], q0[1], %[a1], %[a3]\n"
-        "   vldrw.32 q1, [%[t]]\n"
-        "   vadd.i32 q0, q0, q1\n"
-        "   vldrw.32 q1, [%[t], #32]\n"
-        "   vshl.s32 q0, q0, q1\n"
-        "   vldrw.32 q1, [%[t], #16]\n"
-        "   vqrdmulh.s32 q0, q0, q1\n"
-        "   vldrw.32 q1, [%[t], #48]\n"
-        "   vand q2, q0, q1\n"
-        "   vshr.s32 q2, q2, #31\n"
-        "   vqadd.s32 q0, q0, q2\n"
-        "   vrshl.s32 q0, q0, q1\n"
-        "   vadd.i32 q0, q0, %q[off]\n"
-        "   vmax.s32 q0, q0, %q[lo]\n"
-        "   vmin.s32 q0, q0, %q[hi]\n"
-        "   vstrb.32 q0, [%[out]]\n"
+        TM_MVE_REQUANT4_ASM
         :
         : [a0] "r"(a[0]), [a1] "r"(a[1]), [a2] "r"(a[2]), [a3] "r"(a[3]), [t] "r"(t), [out] "l"(out),
           [off] "w"(o->offset), [lo] "w"(o->lo), [hi] "w"(o->hi)

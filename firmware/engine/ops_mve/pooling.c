@@ -25,12 +25,6 @@
 #include "mve_common.h"
 #include "../ops/pool_common.h"
 
-typedef struct {
-    int32_t lo, hi;        /* activation range, within [-128, 127] */
-    int32_t row_stride;    /* bytes between two input rows */
-    int32_t channels;
-} pool_ctx_t;
-
 /* sign(v) * floor((|v| + half) / n) via the reciprocal `m` (n >= 2), clamped. */
 static inline __attribute__((always_inline)) int32x4_t avg_div4(int32x4_t v, int32_t half, uint32_t m, int32_t one,
                                                                int32_t lo, int32_t hi) {
@@ -50,7 +44,7 @@ static inline __attribute__((always_inline)) int16x8_t avg_div8(int16x8_t s, int
     return vmovntq_s32(vmovnbq_s32(vdupq_n_s16(0), e), o);
 }
 
-static void avg_pixel(const pool_ctx_t *k, const int8_t *in, int rows, int cols, int8_t *out) {
+static void avg_pixel(const tm_pool_ctx_t *k, const int8_t *in, int rows, int cols, int8_t *out) {
     const int32_t count = rows * cols;
     const int32_t half = count / 2;
     const int32_t one = count == 1;
@@ -92,7 +86,7 @@ static void avg_pixel(const pool_ctx_t *k, const int8_t *in, int rows, int cols,
 }
 
 /* One output pixel of the max pool (an empty window gives clamp(INT8_MIN)). */
-static void max_pixel(const pool_ctx_t *k, const int8_t *in, int rows, int cols, int8_t *out) {
+static void max_pixel(const tm_pool_ctx_t *k, const int8_t *in, int rows, int cols, int8_t *out) {
     const int32_t ch = k->channels;
     const int32_t skip = k->row_stride - cols * ch;
     const int8x16_t lo = vdupq_n_s8((int8_t)k->lo), hi = vdupq_n_s8((int8_t)k->hi);
@@ -124,61 +118,12 @@ static void max_pixel(const pool_ctx_t *k, const int8_t *in, int rows, int cols,
     }
 }
 
-typedef void (*pool_pixel_fn)(const pool_ctx_t *k, const int8_t *in, int rows, int cols, int8_t *out);
-
-/* Walks the output pixels; 0 if the portable kernel is to do the op. */
-static int pool_s8(const tm_model_t *model, const tm_op_t *op, pool_pixel_fn pixel, int average,
-                   tm_status_t *status) {
-    const tm_pool_params_t *p = (const tm_pool_params_t *)op->params;
-    const tm_tensor_t *in_t = tm_in_tensor(model, op, 0);
-    const int8_t *input = (const int8_t *)tm_in_data(model, op, 0);
-    int8_t *output = (int8_t *)tm_out_data(model, op, 0);
-    tm_pool_shape_t s;
-    if (!input || !output || in_t->dtype != TM_INT8 || !tm_pool_shape(model, op, &s)) {
-        return 0;
-    }
-    if (average && (int32_t)p->filter_h * p->filter_w > 256) {
-        return 0;
-    }
-    pool_ctx_t k;
-    k.lo = p->act_min < INT8_MIN ? INT8_MIN : p->act_min;
-    k.hi = p->act_max > INT8_MAX ? INT8_MAX : p->act_max;
-    if (k.lo > k.hi) {
-        return 0;
-    }
-    k.channels = s.channels;
-    k.row_stride = s.in_w * s.channels;
-    for (int b = 0; b < s.batches; ++b) {
-        const int8_t *in_b = input + (int32_t)b * s.in_h * k.row_stride;
-        for (int oy = 0; oy < s.out_h; ++oy) {
-            const int y0 = oy * p->stride_h - p->pad_h;
-            int fy0, fy1;
-            tm_pool_window(y0, p->filter_h, s.in_h, &fy0, &fy1);
-            for (int ox = 0; ox < s.out_w; ++ox) {
-                const int x0 = ox * p->stride_w - p->pad_w;
-                int fx0, fx1;
-                tm_pool_window(x0, p->filter_w, s.in_w, &fx0, &fx1);
-                const int rows = fy1 > fy0 ? fy1 - fy0 : 0, cols = fx1 > fx0 ? fx1 - fx0 : 0;
-                if (average && rows * cols <= 0) {
-                    *status = TM_ERR_BAD_MODEL; /* as the portable kernel */
-                    return 1;
-                }
-                const int8_t *in = in_b + ((y0 + fy0) * s.in_w + x0 + fx0) * s.channels;
-                pixel(&k, in, rows, cols, output);
-                output += s.channels;
-            }
-        }
-    }
-    *status = TM_OK;
-    return 1;
-}
-
 tm_status_t tm_kernel_average_pool_2d_mve(const tm_model_t *model, const tm_op_t *op) {
     tm_status_t status;
-    return pool_s8(model, op, avg_pixel, 1, &status) ? status : tm_kernel_average_pool_2d(model, op);
+    return tm_pool_s8_walk(model, op, avg_pixel, 1, &status) ? status : tm_kernel_average_pool_2d(model, op);
 }
 
 tm_status_t tm_kernel_max_pool_2d_mve(const tm_model_t *model, const tm_op_t *op) {
     tm_status_t status;
-    return pool_s8(model, op, max_pixel, 0, &status) ? status : tm_kernel_max_pool_2d(model, op);
+    return tm_pool_s8_walk(model, op, max_pixel, 0, &status) ? status : tm_kernel_max_pool_2d(model, op);
 }
