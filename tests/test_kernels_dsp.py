@@ -218,7 +218,45 @@ def random_conv_wide(rng: np.random.Generator) -> bytes:
     return g.build([x], [y])
 
 
+def random_dw_run(rng: np.random.Generator) -> bytes:
+    """int8 DEPTHWISE_CONV_2D 3x3 on the interior-run path (depthwise_conv_2d.c, dw3_run): SAME and VALID,
+    strides 1 and 2, no activation or ReLU with output zero point -128, channels a multiple of 4 up to the
+    128 of its table (132 and 13: the tap-list path), interiors around its threshold of 8 pixels, and
+    channels with a tiny scale and a bias near +-2^30 (constant outputs)."""
+    g = GraphBuilder()
+    h, w = int(rng.integers(3, 12)), int(rng.integers(3, 12))
+    ch = int(rng.choice([4, 8, 16, 64, 128, 132, 13]))
+    stride = int(rng.integers(1, 3))
+    same = bool(rng.random() < 0.6)
+    out_h = (h + stride - 1) // stride if same else (h - 3 + stride) // stride
+    out_w = (w + stride - 1) // stride if same else (w - 3 + stride) // stride
+    in_scale, in_zp = float(rng.uniform(0.005, 0.2)), int(rng.choice([-128, 127, int(rng.integers(-128, 128))]))
+    w_scales = rng.uniform(0.002, 0.05, size=ch)
+    out_scale = in_scale * float(w_scales.max()) * 2.0 * float(rng.uniform(1.0, 8.0))
+    weights = rng.integers(-127, 128, size=(1, 3, 3, ch), dtype=np.int8)
+    bias = rng.integers(-3000, 3000, size=ch).astype(np.int64)
+    for k in rng.choice(ch, size=int(rng.integers(0, 3)), replace=False):
+        w_scales[k] = 1e-9
+        bias[k] = int(rng.choice([-(1 << 30), 1 << 30, -(1 << 30) + 64, (1 << 30) - 64]))
+    relu = bool(rng.random() < 0.5)
+    out_zp = -128 if relu else int(rng.choice([-128, 127, int(rng.integers(-128, 128))]))
+    x = g.tensor((1, h, w, ch), "int8", in_scale, in_zp)
+    f = g.tensor(weights.shape, "int8", list(w_scales), 0, weights, quantized_dimension=3)
+    b = g.tensor((ch,), "int32", list(in_scale * w_scales), 0, bias.astype(np.int32))
+    y = g.tensor((1, out_h, out_w, ch), "int8", out_scale, out_zp)
+    opt = fb.DepthwiseConv2DOptionsT()
+    opt.depthMultiplier = 1
+    opt.padding = 0 if same else 1
+    opt.strideH = opt.strideW = stride
+    opt.dilationHFactor, opt.dilationWFactor = 1, 1
+    opt.fusedActivationFunction = 1 if relu else 0
+    g.op("DEPTHWISE_CONV_2D", [x, f, b], [y], opt)
+    return g.build([x], [y])
+
+
 GENERATORS = {
+    "DEPTHWISE_CONV_2D_RUN": random_dw_run,
+    "DEPTHWISE_CONV_2D_RUN_MORE": random_dw_run,
     "CONV_2D_WIDE": random_conv_wide,
     "CONV_2D_WIDE_MORE": random_conv_wide,
     "CONV_2D_NO_ACT": lambda rng: random_conv_no_act(rng, depthwise=False),

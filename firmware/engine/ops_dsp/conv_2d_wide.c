@@ -231,11 +231,19 @@ static void widen_weights(const int8_t *filter, int k, int kp, int oc0, int n, i
 #define WIDE_PLAIN 1
 #define WIDE_CONSTANT 2 /* the output is the output offset whatever the input */
 
-/* Table words of channel oc for sums in [lo, hi], or WIDE_UNSUPPORTED (see wide_channel). */
+/* Table words of channel oc for sums in [lo, hi], or WIDE_UNSUPPORTED (see tm_dsp_wide_rq). */
 static int wide_channel_in(const tm_conv_params_t *p, int oc, int64_t lo, int64_t hi, int32_t *t) {
     const int32_t m = p->out_multiplier[oc], shift = p->out_shift[oc], right = -shift, o = p->output_offset;
     if (m < 0 || shift > 0 || lo < INT32_MIN || hi > INT32_MAX) {
         return WIDE_UNSUPPORTED;
+    }
+    /* plain first (exact whenever it applies, constant channels included): no 64-bit products */
+    if (right >= 1 && right <= 24 && lo > -(1LL << 30) && hi < (1LL << 30) && o > -(1 << (27 - right)) &&
+        o < (1 << (27 - right))) {
+        if (t) {
+            t[0] = m, t[1] = (int32_t)(1u << (right - 1)) + (int32_t)((uint32_t)o << right), t[2] = right;
+        }
+        return WIDE_PLAIN;
     }
     const int32_t v_lo = tm_multiply_by_quantized_multiplier((int32_t)lo, m, shift);
     const int32_t v_hi = tm_multiply_by_quantized_multiplier((int32_t)hi, m, shift);
@@ -246,21 +254,11 @@ static int wide_channel_in(const tm_conv_params_t *p, int oc, int64_t lo, int64_
         }
         return WIDE_CONSTANT;
     }
-    if (right < 1 || right > 24 || lo <= -(1LL << 30) || hi >= (1LL << 30)) {
-        return WIDE_UNSUPPORTED;
-    }
-    const int64_t folded = (int64_t)o * ((int64_t)1 << right);
-    if (folded <= -(1LL << 27) || folded >= (1LL << 27)) {
-        return WIDE_UNSUPPORTED;
-    }
-    if (t) {
-        t[0] = m, t[1] = (int32_t)(1u << (right - 1)) + (int32_t)((uint32_t)o << right), t[2] = right;
-    }
-    return WIDE_PLAIN;
+    return WIDE_UNSUPPORTED;
 }
 
 /*
- * How channel oc requantizes (and its table words M, c, r when t is given).  The sums lie in
+ * How channel oc requantizes (and its table words M, c, r when t is given; its weights are w[i * w_stride]).  The sums lie in
  * [bias - B, bias + B] with B = K * 255 * 128, and the requantization (TFLite's, tm_fixedpoint.h) is
  * monotone in the sum for a right shift and a non-negative multiplier: when both ends give the same
  * output the channel is a constant (M = 0, c = 2 v, r = 1).  That covers multipliers of 0 and the
@@ -270,8 +268,8 @@ static int wide_channel_in(const tm_conv_params_t *p, int oc, int64_t lo, int64_
  * weights (each tap adds w * (x + offset), x + offset in [offset - 128, offset + 127], which holds 0, the
  * out-of-image taps).
  */
-static int wide_channel(const tm_conv_params_t *p, const int8_t *filter, int k, const int32_t *bias, int oc,
-                        int32_t *t) {
+int tm_dsp_wide_rq(const tm_conv_params_t *p, const int8_t *w, int k, int w_stride, const int32_t *bias, int oc,
+                   int32_t *t) {
     const int64_t b = bias ? bias[oc] : 0, coarse = (int64_t)k * 255 * 128;
     const int kind = wide_channel_in(p, oc, b - coarse, b + coarse, t);
     if (kind != WIDE_UNSUPPORTED) {
@@ -279,8 +277,8 @@ static int wide_channel(const tm_conv_params_t *p, const int8_t *filter, int k, 
     }
     int64_t pos = 0, neg = 0;
     for (int i = 0; i < k; ++i) {
-        const int32_t w = filter[oc * k + i];
-        pos += w > 0 ? w : 0, neg += w < 0 ? w : 0;
+        const int32_t v = w[i * w_stride];
+        pos += v > 0 ? v : 0, neg += v < 0 ? v : 0;
     }
     const int32_t xl = p->input_offset - 128, xh = p->input_offset + 127;
     return wide_channel_in(p, oc, b + pos * xl + neg * xh, b + pos * xh + neg * xl, t);
@@ -302,7 +300,7 @@ int tm_dsp_conv_2d_wide(const tm_conv_params_t *p, const int8_t *input, const in
                    * and tables redone per chunk cost more than the faster products save */
     }
     for (int oc = 0; oc < out_c; ++oc) {
-        if (wide_channel(p, filter, k, bias, oc, 0) == WIDE_UNSUPPORTED) {
+        if (tm_dsp_wide_rq(p, filter + oc * k, k, 1, bias, oc, 0) == WIDE_UNSUPPORTED) {
             return 0;
         }
     }
@@ -325,7 +323,7 @@ int tm_dsp_conv_2d_wide(const tm_conv_params_t *p, const int8_t *input, const in
             int32_t *t = table + 4 + 10 * (j >> 1);
             for (int i = 0; i < 2; ++i) {
                 const int oc = oc0 + j + i;
-                wide_channel(p, filter, k, bias, oc, t + 3 * i);
+                tm_dsp_wide_rq(p, filter + oc * k, k, 1, bias, oc, t + 3 * i);
                 const int32_t b = bias ? bias[oc] : 0;
                 t[-4 + i] = b, t[-2 + i] = b; /* this pair's biases, in the previous record */
             }

@@ -411,6 +411,116 @@ static void dw_pixel_asm(const dw_ctx_t *c, const dw_rq_t *rq, const int32_t *ta
     }
 }
 
+/*
+ * Runs of interior pixels of a 3x3 filter (dilation 1, channels a multiple of 4, up to DW3_MAX_CH, the
+ * activation range all of int8): the pixels of an output row whose window is the whole filter, in one
+ * assembly call.  Per group of 4 channels the 9 taps are fixed offsets (0, ch, 2 ch in each of 3 rows):
+ * 8 instructions per tap (LDR, LDRD of the pre-widened filter, 2 SXTAB16, 4 SMLAxx) with no tap list,
+ * and the requantization of conv_2d_wide.c (filter and bias doubled once per op, so the sums are 2 acc:
+ * SMMULR, the sign, the rounding constant with the output offset, ASR, SSAT; 6 instructions per output).
+ * Table per group (DW3_GROUP_WORDS): 4 doubled biases, 9 x 2 doubled widened filter words, M, c, r x 4.
+ */
+#define DW3_MAX_CH 128
+#define DW3_GROUP_WORDS 34
+
+/* Work of dw3_run (read by the assembly: keep the field offsets). */
+typedef struct {
+    const int8_t *in;      /* +0  input at the first pixel's filter origin, channel 0 */
+    int8_t *out;           /* +4  output of the first pixel */
+    const int32_t *tab;    /* +8  DW3_GROUP_WORDS per group */
+    const int32_t *tab_end; /* +12 */
+    int32_t step;          /* +16 input bytes from a pixel's origin to the next one's */
+    int32_t n;             /* +20 pixels (>= 1) */
+    int32_t ch;            /* +24 */
+    int32_t row;           /* +28 input bytes per row */
+    int32_t off2;          /* +32 input offset in both halfwords */
+} dw3_job_t;
+
+#define DW3_TAP(ADDR)                   \
+    "ldr     r10, " ADDR "\n"            \
+    "ldrd    r8, r9, [r1], #8\n"         \
+    "sxtab16 r11, r12, r10\n"            \
+    "smlabb  r4, r11, r8, r4\n"          \
+    "smlatt  r6, r11, r8, r6\n"          \
+    "sxtab16 r11, r12, r10, ror #8\n"    \
+    "smlabb  r5, r11, r9, r5\n"          \
+    "smlatt  r7, r11, r9, r7\n"
+
+#define DW3_RQ(A)                          \
+    "ldm     r1!, {r8-r10}\n"               \
+    "smmulr  " A ", " A ", r8\n"            \
+    "add     " A ", " A ", " A ", asr #31\n" \
+    "add     " A ", " A ", r9\n"            \
+    "asr     " A ", " A ", r10\n"           \
+    "ssat    " A ", #8, " A "\n"
+
+/* r0 taps, r1 table, r2 ch, r3 2 ch, lr row, r12 offset, r4-r7 sums of channels 0-3.  Stack: [sp] the
+ * pixel's origin, +4 out, +8 table, +12 table end, +16 step, +20 pixels left. */
+__attribute__((naked)) static void dw3_run(const dw3_job_t *job __attribute__((unused))) {
+    __asm__ volatile(
+        "push    {r4-r11, lr}\n"
+        "sub     sp, sp, #24\n"
+        "ldm     r0, {r1-r9}\n"
+        "stm     sp, {r1-r6}\n"
+        "mov     r2, r7\n"
+        "lsl     r3, r7, #1\n"
+        "mov     lr, r8\n"
+        "mov     r12, r9\n"
+        "ldr     r1, [sp, #8]\n"
+        "ldr     r0, [sp]\n"
+        "4:\n"
+        "ldm     r1!, {r4-r7}\n"
+        DW3_TAP("[r0]") DW3_TAP("[r0, r2]") DW3_TAP("[r0, r3]")
+        "add     r0, r0, lr\n"
+        DW3_TAP("[r0]") DW3_TAP("[r0, r2]") DW3_TAP("[r0, r3]")
+        "add     r0, r0, lr\n"
+        DW3_TAP("[r0]") DW3_TAP("[r0, r2]") DW3_TAP("[r0, r3]")
+        "sub     r0, r0, lr, lsl #1\n"
+        "add     r0, r0, #4\n"
+        DW3_RQ("r4") DW3_RQ("r5") DW3_RQ("r6") DW3_RQ("r7")
+        "ldr     r11, [sp, #4]\n"
+        "strb    r4, [r11], #1\n"
+        "strb    r5, [r11], #1\n"
+        "strb    r6, [r11], #1\n"
+        "strb    r7, [r11], #1\n"
+        "str     r11, [sp, #4]\n"
+        "ldr     r8, [sp, #12]\n"
+        "cmp     r1, r8\n"
+        "bne     4b\n"
+        "ldr     r0, [sp]\n"
+        "ldr     r8, [sp, #16]\n"
+        "add     r0, r0, r8\n"
+        "str     r0, [sp]\n"
+        "ldr     r1, [sp, #8]\n"
+        "ldr     r8, [sp, #20]\n"
+        "subs    r8, r8, #1\n"
+        "str     r8, [sp, #20]\n"
+        "bne     4b\n"
+        "add     sp, sp, #24\n"
+        "pop     {r4-r11, pc}\n");
+}
+
+/* dw3_run's table for all channels; 0 when a channel's requantization is not covered. */
+static int build_dw3_table(const dw_ctx_t *c, int32_t *tab) {
+    const tm_conv_params_t *p = c->p;
+    for (int g = 0; g < c->ch / 4; ++g, tab += DW3_GROUP_WORDS) {
+        for (int i = 0; i < 4; ++i) {
+            const int k = 4 * g + i;
+            if (tm_dsp_wide_rq(p, c->filter + k, 9, c->ch, c->bias, k, tab + 22 + 3 * i) == TM_DSP_WIDE_UNSUPPORTED) {
+                return 0;
+            }
+            tab[i] = 2 * bias_of(c, k); /* |bias| < 2^30 or a constant channel (sums ignored) */
+        }
+        for (int t = 0; t < 9; ++t) {
+            const uint32_t f = tm_ld32(c->filter + t * c->ch + 4 * g);
+            const int32_t lo = __sxtb16(f), hi = tm_sxtb16_ror8(f);
+            tab[4 + 2 * t] = __sadd16(lo, lo);
+            tab[4 + 2 * t + 1] = __sadd16(hi, hi);
+        }
+    }
+    return 1;
+}
+
 static void dw_by_taps(const dw_ctx_t *c, const int8_t *in_b, int f_h, int out_h, int out_w, int8_t *out_b) {
     const tm_conv_params_t *p = c->p;
     int32_t taps[2 * DW_MAX_TAPS];
@@ -420,8 +530,19 @@ static void dw_by_taps(const dw_ctx_t *c, const int8_t *in_b, int f_h, int out_h
     const int kind = c->bias ? build_dw_table(p, c->ch, table) : 0, use_asm = kind != 0;
     /* the filter widened for the pixels that see all of it (dw_pixel_groups_wide) */
     const int full = f_h * c->f_w, groups = c->ch / 4;
-    int32_t wide[DW_WIDE_WORDS] __attribute__((aligned(8)));
-    const int use_wide = use_asm && groups * full * 2 <= DW_WIDE_WORDS;
+    /* the pre-widened filter, or dw3_run's table (interior pixels of a 3x3 filter) */
+    int32_t wide[DW3_MAX_CH / 4 * DW3_GROUP_WORDS] __attribute__((aligned(8)));
+    /* output columns [rx0, rx1) and rows [ry0, ry1) whose window is the whole 3x3 filter */
+    const int rx0 = (p->pad_w + p->stride_w - 1) / p->stride_w, ry0 = (p->pad_h + p->stride_h - 1) / p->stride_h;
+    int rx1 = c->in_w >= 3 ? (c->in_w - 3 + p->pad_w) / p->stride_w + 1 : 0;
+    int ry1 = c->in_h >= 3 ? (c->in_h - 3 + p->pad_h) / p->stride_h + 1 : 0;
+    rx1 = rx1 < out_w ? rx1 : out_w, ry1 = ry1 < out_h ? ry1 : out_h;
+    const int interior = rx1 > rx0 && ry1 > ry0 ? (rx1 - rx0) * (ry1 - ry0) : 0;
+    /* the table costs about as much as 4 interior pixels */
+    const int use_run = f_h == 3 && c->f_w == 3 && p->dilation_h == 1 && p->dilation_w == 1 && (c->ch & 3) == 0 &&
+                        c->ch <= DW3_MAX_CH && p->act_min == -128 && p->act_max == 127 && interior >= 8 &&
+                        build_dw3_table(c, wide);
+    const int use_wide = !use_run && use_asm && groups * full * 2 <= DW_WIDE_WORDS;
     if (use_wide) {
         for (int g = 0; g < groups; ++g) {
             for (int t = 0; t < full; ++t) {
@@ -436,7 +557,17 @@ static void dw_by_taps(const dw_ctx_t *c, const int8_t *in_b, int f_h, int out_h
         const int y0 = oy * p->stride_h - p->pad_h;
         int fy0, fy1;
         tap_range(y0, f_h, p->dilation_h, c->in_h, &fy0, &fy1);
+        const int row_run = use_run && fy0 == 0 && fy1 == 3 && rx1 > rx0;
         for (int ox = 0; ox < out_w; ++ox) {
+            if (row_run && ox == rx0) {
+                const int x = rx0 * p->stride_w - p->pad_w;
+                const dw3_job_t job = {in_b + (y0 * c->in_w + x) * c->ch, out_b + (oy * out_w + rx0) * c->ch, wide,
+                                       wide + groups * DW3_GROUP_WORDS, p->stride_w * c->ch, rx1 - rx0, c->ch,
+                                       c->in_w * c->ch, tm_pack_offset(p->input_offset)};
+                dw3_run(&job);
+                ox = rx1 - 1;
+                continue;
+            }
             const int x0 = ox * p->stride_w - p->pad_w;
             int fx0, fx1;
             tap_range(x0, c->f_w, p->dilation_w, c->in_w, &fx0, &fx1);

@@ -25,6 +25,13 @@ void tm_dsp_conv_2d_gemm(const tm_conv_params_t *p, const int8_t *input, const i
 int tm_dsp_conv_2d_wide(const tm_conv_params_t *p, const int8_t *input, const int8_t *filter, const int32_t *bias,
                         int8_t *output, const int32_t in_dims[4], const int32_t f_dims[4], const int32_t out_dims[4]);
 
+/* Requantization of channel oc by the wide kernels (conv_2d_wide.c, depthwise_conv_2d.c), which
+ * compute SMMULR(2 acc, M), add c and the sign, shift right by r and saturate: the table words M, c, r
+ * into t (when not 0); returns 0 when the channel cannot be done so.  Its k weights are w[i * w_stride]. */
+#define TM_DSP_WIDE_UNSUPPORTED 0
+int tm_dsp_wide_rq(const tm_conv_params_t *p, const int8_t *w, int k, int w_stride, const int32_t *bias, int oc,
+                   int32_t *t);
+
 /* int16x8 (input offset 0): SMLAD takes the int16 activations as they are.  int32 sums are exact up to
  * TM_DSP_S16_EXACT_TAPS taps (|int16 * int8| <= 2^22, 511 * 2^22 < 2^31): longer dot products are
  * summed in parts, in int64 (TFLM's 64-bit accumulator; the 32-bit one wraps the same). */
