@@ -171,14 +171,18 @@ def random_conv_no_act(rng: np.random.Generator, depthwise: bool) -> bytes:
 def random_conv_wide(rng: np.random.Generator) -> bytes:
     """int8 CONV_2D on the path over weights widened once per op (conv_2d_wide.c): an activation range of
     all of int8 (none, or ReLU with output zero point -128), even out_c (odd: the fallback), up to 256 taps
-    rounded to 4 (some beyond: the fallback), several channel chunks, in_c not a multiple of 4 (staged
-    columns, zero-weight padding taps), a lone last pixel, 1x1 pointwise layers, and channels whose bias is
-    near +-2^30 with a tiny scale (constant outputs, decided from the weights' exact range)."""
+    rounded to 4 (some beyond: the fallback), several channel chunks (few pixels: all columns filled once),
+    in_c not a multiple of 4 (staged columns, zero-weight padding taps, the 3x3 RGB fast fill), a lone last
+    pixel, 1x1 pointwise layers, and channels whose bias is near +-2^30 with a tiny scale (constant
+    outputs, decided from the weights' exact range)."""
     g = GraphBuilder()
-    kind = int(rng.integers(0, 4))
+    kind = int(rng.integers(0, 5))
     h, w = int(rng.integers(1, 8)), int(rng.integers(1, 8))
     if kind == 0:  # 1x1 pointwise, stride 1
         in_c, kh, kw, stride = int(rng.choice([4, 8, 16, 64, 256])), 1, 1, 1
+    elif kind == 4:  # few pixels, several chunks: the columns of all pixels filled once (VWW's last layers)
+        h, w = int(rng.integers(1, 4)), int(rng.integers(1, 4))
+        in_c, kh, kw, stride = int(rng.choice([128, 256])), 1, 1, 1
     elif kind == 1:  # an RGB-like first layer
         h, w = h + 2, w + 2
         in_c, kh, kw, stride = int(rng.choice([1, 2, 3])), 3, 3, int(rng.integers(1, 3))
@@ -193,6 +197,7 @@ def random_conv_wide(rng: np.random.Generator) -> bytes:
     out_h = (h + stride - 1) // stride if same else (h - kh + stride) // stride
     out_w = (w + stride - 1) // stride if same else (w - kw + stride) // stride
     out_c = int(rng.choice([2, 4, 8, 16, 24])) if rng.random() < 0.85 else int(rng.choice([3, 9]))
+    out_c = int(rng.choice([18, 32])) if kind == 4 else out_c
     in_scale, in_zp = float(rng.uniform(0.005, 0.2)), int(rng.choice([-128, 127, int(rng.integers(-128, 128))]))
     w_scales = rng.uniform(0.002, 0.05, size=out_c)
     taps = kh * kw * in_c

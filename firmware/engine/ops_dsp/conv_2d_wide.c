@@ -28,6 +28,7 @@
 #define WIDE_MAX_TAPS 256 /* taps per pixel, rounded up to a multiple of 4 */
 #define WIDE_MAX_GROUPS (WIDE_MAX_TAPS / 4)
 #define WIDE_WEIGHT_BYTES 4096
+#define WIDE_SCRATCH_BYTES 6144 /* widened weights + columns */
 #define WIDE_MAX_CHUNK 64 /* output channels per chunk (table) */
 #define WIDE_STR(x) #x
 #define WIDE_XSTR(x) WIDE_STR(x)
@@ -111,10 +112,11 @@ __attribute__((naked)) static void wide_pairs(const wide_job_t *job __attribute_
 
 typedef struct {
     const tm_conv_params_t *p;
-    const int8_t *input; /* this batch */
+    const int8_t *input, *input_end; /* this batch */
     int in_h, in_w, in_c, f_h, f_w, out_w;
     int k, kp;           /* taps per pixel, rounded up to a multiple of 4 */
     int pointwise;       /* 1x1, stride 1, no padding: pixel i's taps are input + i * in_c */
+    int rgb3;            /* 3x3 over 3 input channels, dilation 1 */
     int32_t off2;
 } wide_ctx_t;
 
@@ -146,6 +148,23 @@ static void wide_fill(const wide_ctx_t *c, int16_t *buf, int pix, int col) {
     const int y0 = oy * p->stride_h - p->pad_h, x0 = ox * p->stride_w - p->pad_w;
     const int whole_rows = p->dilation_w == 1 && x0 >= 0 && x0 + c->f_w <= c->in_w;
     const int run = c->f_w * c->in_c;
+    if (c->rgb3 && whole_rows && y0 >= 0 && y0 + 3 <= c->in_h) {
+        /* 3x3 over 3 channels, the window in the image: rows of 9 bytes into 7 words (the 28th tap is the
+         * zero point, which adds 0), by unaligned loads and shifts within each row */
+        const int8_t *r0 = c->input + (y0 * c->in_w + x0) * 3, *r1 = r0 + c->in_w * 3, *r2 = r1 + c->in_w * 3;
+        uint16_t h;
+        memcpy(&h, r1 + 7, sizeof h);
+        const uint32_t w[7] = {
+            tm_ld32(r0), tm_ld32(r0 + 4), (uint8_t)r0[8] | (tm_ld32(r1) << 8), tm_ld32(r1 + 3),
+            h | (tm_ld32(r2) << 16), tm_ld32(r2 + 2), (tm_ld32(r2 + 5) >> 8) | ((uint32_t)(uint8_t)(-p->input_offset) << 24),
+        };
+        uint32_t *dst = (uint32_t *)(void *)buf + 2 * col;
+        for (int i = 0; i < 7; ++i, dst += 4) {
+            dst[0] = (uint32_t)__sxtab16(c->off2, w[i]);
+            dst[1] = (uint32_t)tm_sxtab16_ror8(c->off2, w[i]);
+        }
+        return;
+    }
     if ((c->in_c & 3) == 0) {
         int g = 0;
         for (int fy = 0; fy < c->f_h; ++fy) {
@@ -169,7 +188,7 @@ static void wide_fill(const wide_ctx_t *c, int16_t *buf, int pix, int col) {
     }
     /* in_c not a multiple of 4: the taps as int8 in natural order first (out-of-image taps and the
      * padding = the input zero point, which adds 0), then widened */
-    int8_t stage[WIDE_MAX_TAPS + 4];
+    int8_t stage[WIDE_MAX_TAPS + 8];
     const int8_t zp = (int8_t)(-p->input_offset);
     int8_t *d = stage;
     for (int fy = 0; fy < c->f_h; ++fy, d += run) {
@@ -182,6 +201,12 @@ static void wide_fill(const wide_ctx_t *c, int16_t *buf, int pix, int col) {
         if (whole_rows) {
             const int8_t *s = row + x0 * c->in_c;
             int i = 0;
+            if (s + ((run + 3) & ~3) <= c->input_end) { /* by words, the last one past the run (overwritten) */
+                for (; i < run; i += 4) {
+                    tm_st32(d + i, tm_ld32(s + i));
+                }
+                continue;
+            }
             for (; i + 4 <= run; i += 4) {
                 tm_st32(d + i, tm_ld32(s + i));
             }
@@ -275,11 +300,22 @@ int tm_dsp_wide_rq(const tm_conv_params_t *p, const int8_t *w, int k, int w_stri
     if (kind != WIDE_UNSUPPORTED) {
         return kind;
     }
-    int64_t pos = 0, neg = 0;
-    for (int i = 0; i < k; ++i) {
-        const int32_t v = w[i * w_stride];
-        pos += v > 0 ? v : 0, neg += v < 0 ? v : 0;
+    int32_t sum = 0, abs_sum = 0; /* sum of the weights and of their magnitudes (< 2^17: k <= 1024) */
+    int i = 0;
+    if (w_stride == 1) { /* by words: USADA8 of w + 128 against 128, SMLAD of the widened pairs by 1 */
+        const int32_t ones = 0x00010001;
+        for (; i + 4 <= k; i += 4) {
+            const uint32_t x = tm_ld32(w + i);
+            abs_sum = (int32_t)__usada8(x ^ 0x80808080u, 0x80808080u, (uint32_t)abs_sum);
+            sum = __smlad(__sxtb16(x), ones, sum);
+            sum = __smlad(tm_sxtb16_ror8(x), ones, sum);
+        }
     }
+    for (; i < k; ++i) {
+        const int32_t v = w[i * w_stride];
+        sum += v, abs_sum += v < 0 ? -v : v;
+    }
+    const int64_t pos = (abs_sum + sum) / 2, neg = (sum - abs_sum) / 2;
     const int32_t xl = p->input_offset - 128, xh = p->input_offset + 127;
     return wide_channel_in(p, oc, b + pos * xl + neg * xh, b + pos * xh + neg * xl, t);
 }
@@ -291,13 +327,22 @@ int tm_dsp_conv_2d_wide(const tm_conv_params_t *p, const int8_t *input, const in
     if ((out_c & 1) || out_c < 2 || kp > WIDE_MAX_TAPS || p->act_min != -128 || p->act_max != 127) {
         return 0;
     }
-    /* channels per chunk: even, balanced, the widened weights within WIDE_WEIGHT_BYTES */
+    const int pixels = out_dims[1] * out_dims[2];
+    /* channels per chunk (even) whose widened weights fit WIDE_WEIGHT_BYTES; with more than one chunk and
+     * few pixels, the columns of all pixels are filled once (WIDE_SCRATCH_BYTES less the columns for the
+     * weights) instead of once per chunk */
     int max_chunk = WIDE_WEIGHT_BYTES / (2 * kp);
     max_chunk = (max_chunk < WIDE_MAX_CHUNK ? max_chunk : WIDE_MAX_CHUNK) & ~1;
+    const int cols_bytes = ((pixels + 1) / 2) * 4 * kp;
+    const int all_cols = out_c > max_chunk && cols_bytes + 2 * 2 * kp <= WIDE_SCRATCH_BYTES;
+    if (all_cols) {
+        max_chunk = (WIDE_SCRATCH_BYTES - cols_bytes) / (2 * kp);
+        max_chunk = (max_chunk < WIDE_MAX_CHUNK ? max_chunk : WIDE_MAX_CHUNK) & ~1;
+    }
     const int chunks = (out_c + max_chunk - 1) / max_chunk;
-    if (out_dims[1] * out_dims[2] < 2 * chunks) {
-        return 0; /* few pixels and many chunks (VWW's last 1x1 layer, 9 pixels x 32 chunks): the columns
-                   * and tables redone per chunk cost more than the faster products save */
+    if (!all_cols && pixels < 2 * chunks) {
+        return 0; /* few pixels and many chunks: the columns redone per chunk cost more than the faster
+                   * products save */
     }
     for (int oc = 0; oc < out_c; ++oc) {
         if (tm_dsp_wide_rq(p, filter + oc * k, k, 1, bias, oc, 0) == WIDE_UNSUPPORTED) {
@@ -306,38 +351,51 @@ int tm_dsp_conv_2d_wide(const tm_conv_params_t *p, const int8_t *input, const in
     }
     const int chunk = (((out_c + chunks - 1) / chunks) + 1) & ~1;
 
-    int32_t wbuf[WIDE_WEIGHT_BYTES / 4] __attribute__((aligned(8)));
+    /* the widened weights, then the column buffer (one pixel pair, or all of them) */
+    int32_t scratch[WIDE_SCRATCH_BYTES / 4] __attribute__((aligned(8)));
     int32_t table[4 + 10 * (WIDE_MAX_CHUNK / 2)];
-    int16_t buf[2 * WIDE_MAX_TAPS] __attribute__((aligned(8)));
+    int32_t *wbuf = scratch;
+    int16_t *cols = (int16_t *)(void *)(scratch + (all_cols ? (WIDE_SCRATCH_BYTES - cols_bytes) / 4 : WIDE_WEIGHT_BYTES / 4));
     wide_ctx_t c = {
         .p = p, .in_h = in_dims[1], .in_w = in_dims[2], .in_c = in_dims[3], .f_h = f_dims[1], .f_w = f_dims[2],
         .out_w = out_dims[2], .k = k, .kp = kp, .off2 = tm_pack_offset(p->input_offset),
     };
     c.pointwise = c.f_h == 1 && c.f_w == 1 && p->stride_h == 1 && p->stride_w == 1 && p->pad_h == 0 &&
                   p->pad_w == 0 && out_dims[1] == c.in_h && out_dims[2] == c.in_w;
-    const int pixels = out_dims[1] * out_dims[2];
-    for (int oc0 = 0; oc0 < out_c; oc0 += chunk) {
-        const int n = out_c - oc0 < chunk ? out_c - oc0 : chunk;
-        widen_weights(filter, k, kp, oc0, n, wbuf);
-        for (int j = 0; j < n; j += 2) {
-            int32_t *t = table + 4 + 10 * (j >> 1);
-            for (int i = 0; i < 2; ++i) {
-                const int oc = oc0 + j + i;
-                tm_dsp_wide_rq(p, filter + oc * k, k, 1, bias, oc, t + 3 * i);
-                const int32_t b = bias ? bias[oc] : 0;
-                t[-4 + i] = b, t[-2 + i] = b; /* this pair's biases, in the previous record */
+    c.rgb3 = c.f_h == 3 && c.f_w == 3 && c.in_c == 3 && p->dilation_h == 1 && p->dilation_w == 1;
+    for (int b = 0; b < in_dims[0]; ++b) {
+        c.input = input + b * c.in_h * c.in_w * c.in_c;
+        c.input_end = c.input + c.in_h * c.in_w * c.in_c;
+        if (all_cols) {
+            for (int pix = 0; pix < pixels; pix += 2) {
+                int16_t *buf = cols + pix * kp; /* 2 * kp per pair */
+                wide_fill(&c, buf, pix, 0);
+                wide_fill(&c, buf, pix + 1 < pixels ? pix + 1 : pix, 1);
             }
         }
-        for (int i = 0; i < 4; ++i) {
-            table[4 + 10 * (n >> 1) - 4 + i] = 0;
-        }
-        for (int b = 0; b < in_dims[0]; ++b) {
-            c.input = input + b * c.in_h * c.in_w * c.in_c;
+        for (int oc0 = 0; oc0 < out_c; oc0 += chunk) {
+            const int n = out_c - oc0 < chunk ? out_c - oc0 : chunk;
+            widen_weights(filter, k, kp, oc0, n, wbuf);
+            for (int j = 0; j < n; j += 2) {
+                int32_t *t = table + 4 + 10 * (j >> 1);
+                for (int i = 0; i < 2; ++i) {
+                    const int oc = oc0 + j + i;
+                    tm_dsp_wide_rq(p, filter + oc * k, k, 1, bias, oc, t + 3 * i);
+                    const int32_t bv = bias ? bias[oc] : 0;
+                    t[-4 + i] = bv, t[-2 + i] = bv; /* this pair's biases, in the previous record */
+                }
+            }
+            for (int i = 0; i < 4; ++i) {
+                table[4 + 10 * (n >> 1) - 4 + i] = 0;
+            }
             int8_t *out_b = output + b * pixels * out_c + oc0;
             for (int pix = 0; pix < pixels; pix += 2) {
                 const int two = pix + 1 < pixels;
-                wide_fill(&c, buf, pix, 0);
-                wide_fill(&c, buf, two ? pix + 1 : pix, 1); /* a lone last pixel: computed twice, stored twice */
+                int16_t *buf = all_cols ? cols + pix * kp : cols;
+                if (!all_cols) {
+                    wide_fill(&c, buf, pix, 0);
+                    wide_fill(&c, buf, two ? pix + 1 : pix, 1); /* a lone last pixel: computed and stored twice */
+                }
                 int8_t *o0 = out_b + pix * out_c, *o1 = two ? o0 + out_c : o0;
                 const wide_job_t job = {buf, wbuf, table, o0, o1, o0 + n, kp >> 2};
                 wide_pairs(&job);
