@@ -18,7 +18,7 @@ from host.boards import load_board
 from host.build import cpu_features
 from host.compiler import compile_tflite
 from host.paths import SHARED_DIR
-from tests.support.chip import assert_bit_exact_on_chip
+from tests.support.chip import assert_bit_exact_on_chip, default_suite_boards
 from tests.support.tflite_builder import ACTIVATIONS, GENERATORS, GraphBuilder, fb
 
 pytestmark = [
@@ -134,7 +134,7 @@ def _check_op(board_name: str, op: str, seeds: range, board_dirs: dict) -> None:
 
 
 @pytest.mark.parametrize("op", sorted(OPT_GENERATORS))
-@pytest.mark.parametrize("board_name", sorted(BOARDS))
+@pytest.mark.parametrize("board_name", default_suite_boards(sorted(BOARDS)))
 def test_single_op_optimized(board_name: str, op: str, board_dirs: dict) -> None:
     _check_op(board_name, op, range(SEEDS), board_dirs)
 

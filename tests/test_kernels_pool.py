@@ -22,6 +22,7 @@ from host.compiler.compile import compile_bytes
 from host.device import boot_elf
 from host.reference import ReferenceInterpreter
 from host.tflite.reader import parse_model
+from tests.support.chip import default_suite_boards
 from tests.support.tflite_builder import ACTIVATIONS, GraphBuilder, _activation_qparams, fb
 from tests.test_kernels_native import random_input
 
@@ -139,13 +140,13 @@ def _check(board_name: str, kind: str, seeds: range, board_dirs: dict[str, Path]
 
 
 @pytest.mark.parametrize("kind", KINDS)
-@pytest.mark.parametrize("board_name", BOARDS)
+@pytest.mark.parametrize("board_name", default_suite_boards(BOARDS))
 def test_random_pools(board_name: str, kind: str, board_dirs: dict[str, Path]) -> None:
     _check(board_name, kind, range(SEEDS), board_dirs)
 
 
 @pytest.mark.parametrize("kind", KINDS)
-@pytest.mark.parametrize("board_name", BOARDS)
+@pytest.mark.parametrize("board_name", default_suite_boards(BOARDS))
 def test_global_pools(board_name: str, kind: str, board_dirs: dict[str, Path]) -> None:
     rng = np.random.default_rng([sum(kind.encode()), 8])
     assert_pool_bit_exact(board_name, board_dirs[board_name], global_pool_model(rng, kind), f"{kind} global", rng)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from pathlib import Path
 
 import numpy as np
@@ -33,3 +34,13 @@ def assert_bit_exact_on_chip(board_name: str, out_dir: Path, data: bytes, label:
                     where = tuple(int(v) for v in np.argwhere(a_bits != b_bits.reshape(a.shape))[0])
                     pytest.fail(f"{board_name} {label} input {k} output {i}: first difference at {where}: "
                                 f"chip {a[where]}, TFLM {b.reshape(a.shape)[where]}")
+
+
+# The Cortex-M7 board (mps2-an500) runs the same ARMv7-M DSP kernels as the M4 (mps2-an386): in
+# the default suite the kernel tests run on the M4 and the M55; `make test-slow` adds the M7.
+M7_BOARD = "mps2-an500"
+
+
+def default_suite_boards(boards: Iterable[str]) -> list:
+    """pytest parameters for `boards`, the M7 one marked slow."""
+    return [pytest.param(b, marks=pytest.mark.slow) if b == M7_BOARD else b for b in boards]
