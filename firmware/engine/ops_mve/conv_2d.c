@@ -25,24 +25,13 @@ typedef struct {
     int8_t pad_value; /* the input zero point: x + input_offset = 0 */
 } conv_geom_t;
 
-/* Valid taps [t0, t1) of a filter of `taps` taps starting at `origin`. */
-static void tap_range(int origin, int taps, int dilation, int size, int *t0, int *t1) {
-    int a = 0, b = taps;
-    while (a < b && origin + dilation * a < 0) {
-        ++a;
-    }
-    while (b > a && origin + dilation * (b - 1) >= size) {
-        --b;
-    }
-    *t0 = a, *t1 = b;
-}
 
 /* One filter row of taps starting at input column x0 (row = input row y). */
 static void im2col_row(const conv_geom_t *g, const tm_conv_params_t *p, const int8_t *row, int x0, int8_t *dst) {
     const int c = g->in_c;
     if (p->dilation_w == 1) {
         int fx0, fx1;
-        tap_range(x0, g->f_w, 1, g->in_w, &fx0, &fx1);
+        tm_tap_range(x0, g->f_w, 1, g->in_w, &fx0, &fx1);
         tm_mve_fill(dst, g->pad_value, fx0 * c);
         tm_mve_copy(dst + fx0 * c, row + (x0 + fx0) * c, (fx1 - fx0) * c);
         tm_mve_fill(dst + fx1 * c, g->pad_value, (g->f_w - fx1) * c);

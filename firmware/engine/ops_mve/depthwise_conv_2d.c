@@ -27,17 +27,6 @@ typedef struct {
     int in_h, in_w, c, out_h, out_w, f_h, f_w;
 } dw_geom_t;
 
-/* The filter taps [t0, t1) whose input lies inside [0, size). */
-static void tap_range(int origin, int taps, int dilation, int size, int *t0, int *t1) {
-    int a = 0, b = taps;
-    while (a < b && origin + dilation * a < 0) {
-        ++a;
-    }
-    while (b > a && origin + dilation * (b - 1) >= size) {
-        --b;
-    }
-    *t0 = a, *t1 = b;
-}
 
 /* Tables of 16 channels in slot order (dw_slot_channel): effective bias (for
  * interior pixels), plain bias (border pixels), multiplier, shifts.  One
@@ -245,7 +234,7 @@ static void dw_prepare(const dw_geom_t *g, const tm_conv_params_t *p, const int8
 static void dw_window(const dw_geom_t *g, const tm_conv_params_t *p, const int8_t *in_b, const int8_t *filter,
                       int y0, int fy0, int fy1, int x0, int c0, dw_window_t *win) {
     int fx0, fx1;
-    tap_range(x0, g->f_w, p->dilation_w, g->in_w, &fx0, &fx1);
+    tm_tap_range(x0, g->f_w, p->dilation_w, g->in_w, &fx0, &fx1);
     win->rows = fy1 - fy0, win->taps = fx1 - fx0;
     win->interior = win->rows == g->f_h && win->taps == g->f_w;
     win->x_step = p->dilation_w * g->c, win->w_step = g->c;
@@ -289,7 +278,7 @@ static void dw_row_pixels(const dw_geom_t *g, const tm_conv_params_t *p, const i
                           int oy, int8_t *out_b) {
     const int y0 = oy * p->stride_h - p->pad_h, x_span = p->dilation_w * (g->f_w - 1);
     int fy0, fy1;
-    tap_range(y0, g->f_h, p->dilation_h, g->in_h, &fy0, &fy1);
+    tm_tap_range(y0, g->f_h, p->dilation_h, g->in_h, &fy0, &fy1);
     for (int ox = 0; ox < g->out_w; ++ox) {
         const int x0 = ox * p->stride_w - p->pad_w;
         dw_window_t win;
