@@ -18,4 +18,3 @@ def float_model() -> FloatModel:
 def oracle() -> ReferenceOracle:
     """The shipped int8 digits model behind the TFLite Micro reference interpreter."""
     return ReferenceOracle(DEFAULT_MODEL)
-

@@ -27,9 +27,8 @@ _Static_assert((UART_RX_RING_BYTES & RING_MASK) == 0, "UART_RX_RING_BYTES must b
 static volatile uint8_t ring[UART_RX_RING_BYTES] __attribute__((section(".bss.tm_io")));
 static volatile uint32_t ring_head, ring_tail; /* written by the ISR / by the reader */
 /* Set while the peripheral may hold a byte the ISR left there (the ring was full): only then
- * does the reader touch the peripheral.  Polling its registers on every empty read would cost
- * an emulator its device lock per poll, and the UART thread that feeds the next byte waits for
- * that lock (QEMU: several times slower links). */
+ * does the reader touch the peripheral.  A register read on every empty poll takes QEMU's
+ * device lock, which the thread feeding the next byte waits for (docs/protocol.md). */
 static volatile uint32_t rx_left;
 
 void uart_rx_isr(void) {

@@ -29,7 +29,6 @@ typedef struct {
     int y0;                  /* input row of filter row 0 */
 } conv_ctx_t;
 
-
 /* Two pixels (input column origins xa, xb, same valid columns [fx0, fx1)) x two channels oc, oc + 1. */
 static void block_2x2(const conv_ctx_t *c, const int8_t *in_row_base, int xa, int xb, int fx0, int fx1, int oc,
                       int32_t s[4]) {

@@ -21,7 +21,6 @@ typedef struct {
     int fy0, fy1, y0;
 } dw_ctx_t;
 
-
 static inline int8_t out_of(const dw_ctx_t *c, int32_t acc, int ch) {
     const tm_conv_params_t *p = c->p;
     return tm_dsp_out_s8(acc, p->out_multiplier[ch], p->out_shift[ch], p->output_offset, p->act_min, p->act_max);

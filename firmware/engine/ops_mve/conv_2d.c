@@ -25,7 +25,6 @@ typedef struct {
     int8_t pad_value; /* the input zero point: x + input_offset = 0 */
 } conv_geom_t;
 
-
 /* One filter row of taps starting at input column x0 (row = input row y). */
 static void im2col_row(const conv_geom_t *g, const tm_conv_params_t *p, const int8_t *row, int x0, int8_t *dst) {
     const int c = g->in_c;

@@ -27,7 +27,6 @@ typedef struct {
     int in_h, in_w, c, out_h, out_w, f_h, f_w;
 } dw_geom_t;
 
-
 /* Tables of 16 channels in slot order (dw_slot_channel): effective bias (for
  * interior pixels), plain bias (border pixels), multiplier, shifts.  One
  * 320-byte record per group, reached with immediate offsets. */
