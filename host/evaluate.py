@@ -123,7 +123,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("--resume", default=None, metavar="RUN_ID",
                    help="finish the interrupted run --out/RUN_ID from its results.sqlite (its options are "
-                   "read back; giving a different one is an error)")
+                   "read back; giving a different one is an error); with --config: continue that study from "
+                   "its checkpoint (same config), skipping the attacks it finished")
     p.add_argument("--devices", type=int, default=1, metavar="N",
                    help="run N emulator instances of the flashed board and share the inputs (default: 1; "
                    "results are identical)")
@@ -589,8 +590,6 @@ def main(argv: list[str] | None = None) -> int:
         print(describe_registry())
         return 0
     if args.config is not None:
-        if args.resume is not None:
-            raise UserError("--resume applies to the default evaluation, not to --config studies")
         return run_study(args, argv)
     if args.quick:
         raise UserError("--quick applies to --config studies only")
@@ -747,10 +746,20 @@ def run_study(args: argparse.Namespace, argv: list[str] | None) -> int:
     from host.config import load_experiment
     from host.experiment import run_experiment
     from host.report import print_study, write_study
+    from host.study_checkpoint import StudyCheckpoint
 
     experiment = load_experiment(args.config, quick=args.quick)
-    run_id = resolve_run_id(args.run_id, experiment.name + ("-quick" if args.quick else ""), experiment.seed)
-    document = run_experiment(experiment, progress=not args.no_progress)
+    if args.resume is not None:
+        if args.run_id is not None and args.run_id != args.resume:
+            raise UserError(f"--run-id {args.run_id} conflicts with --resume {args.resume}", hint="give only --resume")
+        run_id = resolve_run_id(args.resume, "", 0)
+    else:
+        run_id = resolve_run_id(args.run_id, experiment.name + ("-quick" if args.quick else ""), experiment.seed)
+    checkpoint = StudyCheckpoint.start(args.out / run_id / "checkpoint", experiment, resume=args.resume is not None)
+    print(f"run {run_id}: each finished attack is kept in {checkpoint.directory}; if the run stops, continue it "
+          f"with: python -m host.evaluate --config {args.config}{' --quick' if args.quick else ''} "
+          f"--resume {run_id}" + (f" --out {args.out}" if args.out != RESULTS_DIR else ""), file=sys.stderr)
+    document = run_experiment(experiment, progress=not args.no_progress, checkpoint=checkpoint)
     document["run"].update({"id": run_id, "argv": list(sys.argv[1:] if argv is None else argv)})
     paths = write_study(document, args.out / run_id)
     print_study(document, paths)

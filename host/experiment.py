@@ -21,6 +21,7 @@ import numpy as np
 
 from host.config import FLOAT, AttackSpec, Experiment, SliceSpec
 from host.errors import UserError
+from host.study_checkpoint import StudyCheckpoint
 
 GRADIENT_SAMPLES = 8          # clean inputs for gradient misalignment (FD estimates are query-hungry)
 FD_DIRECTIONS = 32
@@ -356,7 +357,8 @@ def craft(spec: AttackSpec, eps: float | None, seed: int, x: np.ndarray, y: np.n
     return x_adv, attack, info
 
 
-def run_experiment(exp: Experiment, progress: bool = True) -> dict[str, Any]:
+def run_experiment(exp: Experiment, progress: bool = True, checkpoint: StudyCheckpoint | None = None) -> dict[str, Any]:
+    """The whole study; with a checkpoint, attacks and defense models finished before are read back."""
     from tqdm import tqdm
 
     from host.attacks import FloatModel
@@ -385,17 +387,30 @@ def run_experiment(exp: Experiment, progress: bool = True) -> dict[str, Any]:
             clean_defended = run_defended(x, defenses, float_model, targets, exp.input_range, bar, exp.chip_num)
             if defenses:
                 evaluations[-1]["defended"] = defended_metrics(y, clean_defended, clean_defended)
-            for spec in exp.attacks:
+            for index, spec in enumerate(exp.attacks):
+                key = f"attack-{index:02d}-{spec.name}"
                 try:
-                    evaluations += _run_attack(spec, exp, x, y, clean, float_model, targets, bar, gallery, boundary,
-                                               defenses, clean_defended, simulated)
+                    done = checkpoint.load(key) if checkpoint is not None else None
+                    if done is None:
+                        done = _run_attack(spec, exp, x, y, clean, float_model, targets, bar, defenses,
+                                           clean_defended, simulated)
+                        if checkpoint is not None:
+                            checkpoint.save(key, done)
+                    else:
+                        bar.write(f"{spec.name}: finished before, read back from {checkpoint.directory}",
+                                  file=sys.stderr)
+                    evaluations += done.evaluations
+                    gallery += done.gallery
+                    boundary[spec.name] = done.boundary
                 except (UserError, ValueError, RuntimeError, ArithmeticError) as err:
                     # One attack failing (e.g. inside ART) must not lose the others' results.
                     message = err.message if isinstance(err, UserError) else f"{type(err).__name__}: {err}"
                     failures.append({"attack": spec.name, "error": message})
                     print(f"warning: attack '{spec.name}' failed and is left out: {message}", file=sys.stderr)
     misalignment = gradient_misalignment(x, y, float_model, targets, exp.input_range)
-    trained = {d.label: defended_study(exp, d, models.float_model, progress) for d in exp.defenses if d.kind == "train"}
+    trained = {d.label: defended_study(exp, d, models.float_model, progress,
+                                       None if checkpoint is None else checkpoint.child(f"defense-{d.label}"))
+               for d in exp.defenses if d.kind == "train"}
     return {
         "defended_models": trained,
         "schema": 2,
@@ -409,7 +424,8 @@ def run_experiment(exp: Experiment, progress: bool = True) -> dict[str, Any]:
     }
 
 
-def defended_study(exp: Experiment, spec: Any, float_keras: Any, progress: bool) -> dict[str, Any]:
+def defended_study(exp: Experiment, spec: Any, float_keras: Any, progress: bool,
+                   checkpoint: StudyCheckpoint | None = None) -> dict[str, Any]:
     """Train the defended float model, then run the same study on it (quantized from the representative set)."""
     import dataclasses
     import hashlib
@@ -420,15 +436,22 @@ def defended_study(exp: Experiment, spec: Any, float_keras: Any, progress: bool)
     if exp.representative is None:
         raise UserError(f"defense '{spec.name}' trains a new model: its int8/int16x8 versions need a "
                         "[dataset.representative] set")
-    x_train, y_train = load_slice(spec.train_data, exp.input_range)
-    print(f"training defense '{spec.name}' on {len(x_train)} images …", file=sys.stderr)
-    model = get_defense(spec.name, **spec.params).train(float_keras, x_train, y_train, input_range=exp.input_range)
     key = hashlib.sha256(f"{exp.float_model}|{spec}".encode()).hexdigest()[:16]
-    path = BUILD_DIR / "defended" / f"{exp.name}-{spec.name}-{key}.keras"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    model.save(path)
+    path = (BUILD_DIR / "defended" / f"{exp.name}-{spec.name}-{key}.keras" if checkpoint is None
+            else checkpoint.directory / "model.keras")
+    if checkpoint is not None and checkpoint.load("model") is not None:   # trained before an interruption
+        print(f"defense '{spec.name}': the model trained before is read back from {path}", file=sys.stderr)
+    else:
+        x_train, y_train = load_slice(spec.train_data, exp.input_range)
+        print(f"training defense '{spec.name}' on {len(x_train)} images …", file=sys.stderr)
+        model = get_defense(spec.name, **spec.params).train(float_keras, x_train, y_train,
+                                                            input_range=exp.input_range)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        model.save(path)
+        if checkpoint is not None:
+            checkpoint.save("model", str(path))   # only once the file is complete
     sub = dataclasses.replace(exp, name=f"{exp.name}+{spec.name}", float_model=path, given={}, defenses=())
-    document = run_experiment(sub, progress)
+    document = run_experiment(sub, progress, checkpoint)
     document.pop("_gallery", None)
     document["defense"] = {"name": spec.name, "params": spec.params, "model": str(path),
                            "train_data": str(spec.train_data.path)}
@@ -446,15 +469,23 @@ def _summary(evaluations: list[dict[str, Any]]) -> dict[str, Any]:
             "evaluations": len(evaluations)}
 
 
+@dataclass
+class AttackResults:
+    """What one attack adds to a study (kept whole in a checkpoint)."""
+
+    evaluations: list[dict[str, Any]]
+    gallery: list[Any]
+    boundary: dict[str, Any]
+
+
 def _run_attack(spec: AttackSpec, exp: Experiment, x: np.ndarray, y: np.ndarray, clean: Outcome,
-                float_model: Any, targets: dict[str, Target], bar: Any, gallery: list,
-                boundary: dict[str, Any], defenses: dict[str, Any],
-                clean_defended: dict[str, Outcome], simulated: dict[str, Any]) -> list[dict[str, Any]]:
+                float_model: Any, targets: dict[str, Target], bar: Any, defenses: dict[str, Any],
+                clean_defended: dict[str, Outcome], simulated: dict[str, Any]) -> AttackResults:
     """Every ε of one attack: craft, run on every model, metrics; then its boundary distance."""
     from host.report_html import gallery_entry
 
     n = min(len(x), spec.params.get("num", len(x)))
-    sweep, evaluations = [], []
+    sweep, evaluations, gallery = [], [], []
     for eps in spec.eps:
         bar.set_description(spec.name if eps is None else f"{spec.name} ε={eps:g}")
         started = time.time()
@@ -473,8 +504,8 @@ def _run_attack(spec: AttackSpec, exp: Experiment, x: np.ndarray, y: np.ndarray,
             evaluations[-1]["defended"] = defended_metrics(y[:n], clean_defended, adv_defended)
         sweep.append((x_adv, adv))
         gallery.append(gallery_entry(spec.name, evaluations[-1]["eps"], x_adv, adv.preds, GALLERY_SAMPLES))
-    boundary[spec.name] = boundary_distances(y[:n], x[:n], sweep, info["norm"], [FLOAT, *targets, *simulated])
-    return evaluations
+    boundary = boundary_distances(y[:n], x[:n], sweep, info["norm"], [FLOAT, *targets, *simulated])
+    return AttackResults(evaluations, gallery, boundary)
 
 
 def simulated_models(exp: Experiment, float_keras: Any, calibration: np.ndarray) -> dict[str, Any]:

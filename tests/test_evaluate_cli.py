@@ -56,7 +56,7 @@ def assert_clean_failure(proc: subprocess.CompletedProcess, message: str) -> Non
         (["--devices", "2"], "--devices 2 needs --backend device"),
         (["--window", "0"], "--window must be at least 1"),
         (["--max-restarts", "-1"], "--max-restarts must be >= 0"),
-        (["--resume", "x", "--config", "configs/x.toml"], "--resume applies to the default evaluation"),
+        (["--resume", "x", "--config", "configs/digits-quick.toml"], "--resume: no study checkpoint"),
     ],
 )
 def test_bad_arguments_fail_cleanly(args: list[str], message: str) -> None:

@@ -122,3 +122,50 @@ bit_depth = 2
     assert set(squeezed) == {"float32", "int16x8", "int8"} and 0 <= squeezed["int8"]["accuracy"] <= 1
     report = (tmp_path / "s/report.md").read_text()
     assert "## Transfer" in report and "| feature-squeezing(bit_depth=2) | fgsm | 0.3 |" in report
+
+
+RESUMABLE = BASE + """
+[[attack]]
+name = "fgsm"
+eps = [0.1, 0.3]
+[[attack]]
+name = "deepfool"
+max_iter = 10
+"""
+
+
+def study(config: Path, out: Path, *extra: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "host.evaluate", "--config", str(config), "--out", str(out),
+                           "--no-progress", *extra], cwd=ROOT, capture_output=True, text=True, timeout=600)
+
+
+def without_timings(doc: dict) -> list[dict]:
+    return [{k: v for k, v in e.items() if k != "seconds"} for e in doc["evaluations"]]
+
+
+def test_an_interrupted_study_resumes_from_its_finished_attacks(tmp_path: Path) -> None:
+    config = write(tmp_path, RESUMABLE)
+    assert study(config, tmp_path, "--run-id", "whole").returncode == 0
+    whole = json.loads((tmp_path / "whole/metrics.json").read_text())
+    # A host that died during the second attack: only the first one's checkpoint was written.
+    (tmp_path / "cut/checkpoint").mkdir(parents=True)
+    for name in ("experiment.sha256", "attack-00-fgsm.pickle"):
+        shutil.copy(tmp_path / "whole/checkpoint" / name, tmp_path / "cut/checkpoint" / name)
+    again = study(config, tmp_path, "--run-id", "cut")
+    assert again.returncode != 0 and "already holds a study" in again.stderr and "--resume cut" in again.stderr
+    resumed = study(config, tmp_path, "--resume", "cut")
+    assert resumed.returncode == 0, resumed.stderr
+    assert "fgsm: finished before, read back" in resumed.stderr and "deepfool: finished before" not in resumed.stderr
+    doc = json.loads((tmp_path / "cut/metrics.json").read_text())
+    assert without_timings(doc) == without_timings(whole)
+    assert doc["evaluations"][1]["seconds"] == whole["evaluations"][1]["seconds"]   # read back, not re-run
+    assert doc["boundary_distance"] == whole["boundary_distance"]
+
+
+def test_a_study_resumes_only_with_the_config_it_started_with(tmp_path: Path) -> None:
+    config = write(tmp_path, RESUMABLE)
+    (tmp_path / "run/checkpoint").mkdir(parents=True)
+    (tmp_path / "run/checkpoint/experiment.sha256").write_text("0" * 64)
+    proc = study(config, tmp_path, "--resume", "run")
+    assert proc.returncode != 0 and "Traceback" not in proc.stderr
+    assert "changed since the run" in proc.stderr
