@@ -194,35 +194,12 @@ def open_backend(kind: str, model: ModelIO, board: str | None = None, elf: Path 
 @contextmanager
 def boot_emulated(spec: object, elf: Path, model_sha256: bytes, cpus: set[int] | None = None,
                   timeout_s: float = 30.0) -> Iterator[object]:
-    """host.device.boot_elf, with the QEMU process (all its threads) bound to `cpus`.
+    """host.device.boot_elf with the emulator (all its threads) bound to `cpus` (None: one core
+    chosen round-robin; an empty set: not bound; see host.emulator.QemuProcess)."""
+    from host.device import boot_elf
 
-    QEMU under -icount runs the guest in one thread and the UART in its main loop thread, which
-    hand every UART byte to each other; on one core that hand-off is cheap, across cores (or
-    behind another emulator's threads) it costs a wake-up: one emulator per core is much faster
-    (docs/evaluate.md, "Several devices")."""
-    import shutil
-
-    from host.device import attach, boot_elf
-    from host.emulator import QemuProcess
-
-    taskset = shutil.which("taskset")
-    if not cpus or taskset is None:
-        with boot_elf(spec, elf, model_sha256, timeout_s) as device:  # type: ignore[arg-type]
-            yield device
-        return
-
-    class BoundQemu(QemuProcess):
-        def command(self, port: int) -> list[str]:
-            return [taskset, "-c", ",".join(map(str, sorted(cpus))), *super().command(port)]
-
-    with BoundQemu(spec, elf) as qemu:  # type: ignore[arg-type]
-        link = qemu.start()
-        try:
-            with attach(spec, link, model_sha256, timeout_s,  # type: ignore[arg-type]
-                        describe=f"board {spec.name} (QEMU)") as device:  # type: ignore[attr-defined]
-                yield device
-        finally:
-            link.close()
+    with boot_elf(spec, elf, model_sha256, timeout_s, cpus=cpus) as device:  # type: ignore[arg-type]
+        yield device
 
 
 def cpu_for(slot: int) -> set[int] | None:

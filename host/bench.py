@@ -108,7 +108,7 @@ def bench_pool(model_path: Path, board_name: str, count: int, window: int, round
 
         @contextmanager
         def opener(slot: int) -> Iterator[DeviceBackend]:
-            with boot_emulated(board, image.elf, compiled.sha256, cpu_for(slot) if pin else None) as device:
+            with boot_emulated(board, image.elf, compiled.sha256, cpu_for(slot) if pin else set()) as device:
                 yield DeviceBackend(device, io)
 
         before = set(_children("qemu-system"))

@@ -165,20 +165,23 @@ def connect(spec: Board, url: str, model_sha256: bytes, timeout_s: float = 30.0,
 
 @contextmanager
 def boot_elf(spec: Board, elf: Path, model_sha256: bytes, timeout_s: float = 30.0,
-             window: int = 1) -> Iterator[Device]:
-    """Run a firmware ELF on an emulated board; the emulator always stops on exit."""
+             window: int = 1, cpus: set[int] | None = None) -> Iterator[Device]:
+    """Run a firmware ELF on an emulated board; the emulator always stops on exit.  QEMU is
+    bound to `cpus` (None: one core, round-robin; empty: not bound); Renode is not bound."""
     if not spec.emulated:
         raise UserError(f"board {spec.name} is not emulated: connect to it with a link URL",
                         hint=f"open_device(url=...) or {LINK_ENV}=rfc2217://HOST:PORT (or /dev/ttyACM0); "
                              "see docs/boards.md")
     from host.emulator import QemuProcess
 
-    runner: type[QemuProcess]
+    emulator: QemuProcess
     if spec.emulator_kind == "renode":
-        from host.renode import RenodeProcess as runner
+        from host.renode import RenodeProcess
+
+        emulator = RenodeProcess(spec, elf)
     else:
-        runner = QemuProcess
-    with runner(spec, elf) as emulator:
+        emulator = QemuProcess(spec, elf, cpus=cpus)
+    with emulator:
         link = emulator.start()
         name = "Renode" if spec.emulator_kind == "renode" else "QEMU"
         try:

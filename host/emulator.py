@@ -14,6 +14,8 @@ from __future__ import annotations
 import atexit
 import contextlib
 import ctypes
+import itertools
+import os
 import shutil
 import signal
 import socket
@@ -48,13 +50,28 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-class QemuProcess:
-    """One QEMU instance running a firmware ELF; use as a context manager."""
+_cores_handed_out = itertools.count()
 
-    def __init__(self, board: Board, elf: Path, boot_timeout_s: float = 20.0) -> None:
+
+def one_core() -> set[int]:
+    """A core for an emulator nobody placed: round-robin over the cores this process may use."""
+    allowed = sorted(os.sched_getaffinity(0))
+    return {allowed[next(_cores_handed_out) % len(allowed)]}
+
+
+class QemuProcess:
+    """One QEMU instance running a firmware ELF; use as a context manager.
+
+    All its threads are bound to `cpus` (default: one core, round-robin; an empty set: not
+    bound).  Under -icount the guest runs in one thread and the UART in the main-loop thread,
+    which hand every UART byte to each other: on one core that hand-off is a cheap switch,
+    across cores a wake-up of a sleeping thread (docs/evaluate.md, "Several devices")."""
+
+    def __init__(self, board: Board, elf: Path, boot_timeout_s: float = 20.0, cpus: set[int] | None = None) -> None:
         if board.emulator.get("kind") != "qemu":
             raise UserError(f"board {board.name} is not emulated by QEMU")
         self.board, self.elf, self.boot_timeout_s = board, elf, boot_timeout_s
+        self.cpus = one_core() if cpus is None else cpus
         self.process: subprocess.Popen[bytes] | None = None
         self.port = 0
 
@@ -62,8 +79,10 @@ class QemuProcess:
         qemu = shutil.which("qemu-system-arm")
         if qemu is None:
             raise UserError("qemu-system-arm not found", hint=QEMU_HINT)
+        taskset = shutil.which("taskset")
+        bind = [taskset, "-c", ",".join(map(str, sorted(self.cpus)))] if self.cpus and taskset else []
         return [
-            qemu, "-M", str(self.board.emulator["machine"]), "-icount", f"shift={self.board.icount_shift}",
+            *bind, qemu, "-M", str(self.board.emulator["machine"]), "-icount", f"shift={self.board.icount_shift}",
             "-nographic", "-monitor", "none", "-no-reboot",
             # nodelay: QEMU writes the UART byte by byte; Nagle would add ~40 ms per reply.
             "-serial", f"tcp:127.0.0.1:{port},server=on,wait=on,nodelay=on",

@@ -337,7 +337,7 @@ def open_pool(config: EvalConfig, model: Any, firmware: Any = None,
     def opener(slot: int) -> AbstractContextManager[Any]:
         if firmware is None:
             return backends.open_backend(config.backend, model, config.board)
-        cpus = backends.cpu_for(slot) if config.pin_cpus else None
+        cpus = backends.cpu_for(slot) if config.pin_cpus else set()
         return backends.open_backend(config.backend, model, config.board, elf=firmware.elf, cpus=cpus)
 
     return BackendPool(opener, devices=config.devices, window=config.window, max_restarts=config.max_restarts,

@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import os
+import socket
 import struct
 import time
 import zlib
@@ -34,6 +35,7 @@ SYNC = b"\xa5\x5a"
 HEADER = struct.Struct("<BBH")
 RESPONSE = 0x80
 MAX_PAYLOAD_DEFAULT = 4096
+RCVLOWAT_MAX = 4096     # bytes the host may wait for in one wake-up on a socket link
 
 
 class Msg:
@@ -132,6 +134,16 @@ class FrameDecoder:
     def _skip_sync(self) -> None:
         self.dropped += 1
         del self.buffer[:2]
+
+    def missing(self) -> int:
+        """Bytes still to arrive before the frame at the head of the buffer can be decoded (≥ 1)."""
+        head = 2 + HEADER.size
+        if len(self.buffer) < head:
+            return head - len(self.buffer)
+        length = HEADER.unpack_from(self.buffer, 2)[2]
+        if self.buffer[:2] != SYNC or length > self.max_payload:
+            return 1
+        return max(1, head + length + 4 - len(self.buffer))
 
 
 @dataclass(frozen=True)
@@ -289,7 +301,8 @@ class Client:
         self._session_window = 1
         self._last_write = 0.0
         self._rtt: dict[int, float] = {}
-        self._socket_fd = _socket_fd(transport)
+        self._socket = _link_socket(transport)
+        self._socket_fd = None if self._socket is None else self._socket.fileno()
 
     # ---- requests -----------------------------------------------------------------------
 
@@ -452,10 +465,26 @@ class Client:
     def _read_available(self) -> bytes:
         """Block for one byte (up to the transport timeout), then take what is waiting."""
         try:
-            data = self.transport.read(1) or b""
+            with self._waking_for(self.decoder.missing()):
+                data = self.transport.read(1) or b""
             return data + self._read_waiting() if data else data
         except (OSError, SerialException) as err:
             raise self._link_lost(err) from None
+
+    @contextlib.contextmanager
+    def _waking_for(self, need: int) -> Iterator[None]:
+        """On a socket link, wake only once `need` bytes are there (SO_RCVLOWAT), then back to 1
+        for any other reader.  An emulator sends a frame byte by byte; waking for each byte cost
+        the host ~10 µs and the emulator's core a context switch (docs/protocol.md)."""
+        need = min(need, RCVLOWAT_MAX)
+        if self._socket is None or need <= 1:
+            yield
+            return
+        self._socket.setsockopt(socket.SOL_SOCKET, socket.SO_RCVLOWAT, need)
+        try:
+            yield
+        finally:
+            self._socket.setsockopt(socket.SOL_SOCKET, socket.SO_RCVLOWAT, 1)
 
     def _read_waiting(self) -> bytes:
         """What has already arrived, without blocking. pyserial's socket:// port reports
@@ -569,11 +598,14 @@ class Client:
         return list(struct.unpack_from(f"<{count}I", payload, 2))
 
 
-def _socket_fd(transport: Transport) -> int | None:
-    """The descriptor of a pyserial socket:// port (non-blocking once connected), else None."""
+def _link_socket(transport: Transport) -> socket.socket | None:
+    """The socket of a pyserial socket:// port (non-blocking once connected), else None."""
     from serial.urlhandler.protocol_socket import Serial as SocketSerial
 
-    return transport.fileno() if isinstance(transport, SocketSerial) and transport.is_open else None
+    if not (isinstance(transport, SocketSerial) and transport.is_open):
+        return None
+    sock = getattr(transport, "_socket", None)   # pyserial keeps it there; only its options are touched
+    return sock if isinstance(sock, socket.socket) else None
 
 
 def _error_frame(frame: Frame) -> DeviceErrorFrame:

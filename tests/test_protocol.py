@@ -32,6 +32,22 @@ def test_crc_covers_header_and_payload() -> None:
     assert crc == zlib.crc32(frame[2:-4])
 
 
+def test_decoder_says_how_many_bytes_the_frame_at_its_head_still_needs() -> None:
+    """What the link waits for in one wake-up on a socket (SO_RCVLOWAT)."""
+    frame = encode_frame(0x81, 7, bytes(10))            # 2 sync + 4 header + 10 payload + 4 CRC
+    decoder = FrameDecoder(max_payload=4096)
+    assert decoder.missing() == 6                        # sync and header, then the length is known
+    decoder.feed(frame[:3])
+    assert decoder.missing() == 3
+    decoder.feed(frame[3:6])
+    assert decoder.missing() == 14
+    decoder.feed(frame[6:19])
+    assert decoder.missing() == 1
+    assert len(decoder.feed(frame[19:])) == 1 and decoder.missing() == 6
+    decoder.feed(b"\xa5\x5a\x81\x07\xff\xff")              # a length beyond max_payload: skipped at once,
+    assert decoder.missing() == 5                        # one byte kept in case it starts a sync
+
+
 def test_decoder_skips_garbage_and_bad_crc_and_splits_stream() -> None:
     good1, good2 = encode_frame(0x85, 1, b"x" * 10), encode_frame(0x81, 2, b"")
     corrupt = bytearray(encode_frame(0x85, 3, b"zz"))

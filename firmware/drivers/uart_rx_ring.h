@@ -8,7 +8,7 @@
  *                interrupt (QEMU then holds the next bytes back), may be empty
  *   RX_RESUME()  after a read: undo RX_PAUSE, may be empty
  * and UART_RX_IRQ (board.h: < 0 = no receive interrupt, polled). It then provides
- * uart_rx_isr, uart_rx_hold, uart_wait_rx, uart_rx_buffer_bytes and uart_try_read
+ * uart_rx_isr, uart_rx_hold, uart_wait_rx, uart_rx_buffer_bytes, uart_rx_interrupts and uart_try_read
  * (board.h). Included by exactly one driver per firmware image. */
 #ifndef TM_UART_RX_RING_H
 #define TM_UART_RX_RING_H
@@ -56,13 +56,17 @@ void uart_rx_hold(int hold) {
 
 void uart_wait_rx(void) {
     __asm volatile("cpsid i" ::: "memory");
-    if (ring_head == ring_tail && !RX_READY()) {
-        __asm volatile("wfi" ::: "memory"); /* a pending interrupt ends it even with PRIMASK set */
+    /* A byte that arrived since the last poll has its interrupt pending, which ends WFI even
+     * with PRIMASK set; only a byte left in the peripheral (ring full) has none. */
+    if (ring_head == ring_tail && !(rx_left && RX_READY())) {
+        __asm volatile("wfi" ::: "memory");
     }
     __asm volatile("cpsie i" ::: "memory");
 }
 
 uint32_t uart_rx_buffer_bytes(void) { return UART_RX_RING_BYTES; }
+
+int uart_rx_interrupts(void) { return 1; }
 
 int uart_try_read(uint8_t *byte) {
     int got = 1;
@@ -92,6 +96,7 @@ void uart_rx_isr(void) {}
 void uart_rx_hold(int hold) { (void)hold; }
 void uart_wait_rx(void) {}
 uint32_t uart_rx_buffer_bytes(void) { return 0; }
+int uart_rx_interrupts(void) { return 0; }
 
 int uart_try_read(uint8_t *byte) {
     if (!RX_READY()) {

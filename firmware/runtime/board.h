@@ -33,6 +33,8 @@ void uart_rx_hold(int hold);
 /* Sleep (WFI) until an interrupt, unless a byte is already waiting.  Returns
  * at once when the driver polls (no receive interrupt). */
 void uart_wait_rx(void);
+/* 1 when bytes arrive by interrupt (uart_wait_rx sleeps until one), 0 on a polled UART. */
+int uart_rx_interrupts(void);
 
 /* Bytes the receive ring holds (0 when the driver polls). */
 uint32_t uart_rx_buffer_bytes(void);

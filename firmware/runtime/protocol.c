@@ -510,14 +510,21 @@ void protocol_run(void) {
     for (;;) {
         uint8_t byte;
         if (uart_try_read(&byte)) {
+            empty_polls = 0;
             parser.last_byte_tick = ticks_now();
             parse_byte(&parser, byte);
         } else if (parser.state == HUNT0) {
             uart_wait_rx(); /* idle between frames: sleep until the RX interrupt */
-        } else if (++empty_polls % TIMEOUT_POLL_EVERY == 0u) {
-            /* inside a frame: poll the ring (RAM), the timer now and then (a few µs apart), so
-             * the 100 ms idle timeout stays exact without a timer read per poll */
-            check_timeout(&parser);
+        } else {
+            /* Inside a frame, sleep too: the next byte's interrupt or the 50 ms SysTick wrap wakes
+             * us.  Spinning here instead kept QEMU's vCPU thread busy on the core its UART thread
+             * needs for every byte (docs/protocol.md).  A second empty poll in a row means a wake
+             * without a byte: time to check the 100 ms idle timeout (on a board without a receive
+             * interrupt uart_wait_rx returns at once, so check every TIMEOUT_POLL_EVERY polls). */
+            if (++empty_polls % TIMEOUT_POLL_EVERY == 0u || (empty_polls > 1u && uart_rx_interrupts())) {
+                check_timeout(&parser);
+            }
+            uart_wait_rx();
         }
     }
 }

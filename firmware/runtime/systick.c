@@ -1,6 +1,8 @@
 /* systick.c - a monotonic 64-bit tick counter from the Cortex-M SysTick timer:
  * the 24-bit down-counter runs at the core clock; its wrap interrupt counts
- * periods.  (Under QEMU -icount shift=0 one tick is 40 instructions on MPS2.) */
+ * periods.  (Under QEMU -icount shift=0 one tick is 40 instructions on MPS2.)
+ * The period is 50 ms: the receive loop sleeps (WFI) inside a frame between bytes,
+ * and the wrap interrupt is what wakes it to notice a line gone idle (protocol.c). */
 #include <stdint.h>
 
 #include "board.h"
@@ -8,7 +10,11 @@
 #define SYST_CSR (*(volatile uint32_t *)0xE000E010u)
 #define SYST_RVR (*(volatile uint32_t *)0xE000E014u)
 #define SYST_CVR (*(volatile uint32_t *)0xE000E018u)
-#define SYST_RELOAD 0x00FFFFFFu
+#ifndef CPU_CLOCK_HZ
+#define CPU_CLOCK_HZ 25000000u
+#endif
+#define SYST_RELOAD (CPU_CLOCK_HZ / 20u - 1u) /* a wrap every 50 ms */
+_Static_assert(SYST_RELOAD <= 0x00FFFFFFu, "SysTick is 24 bits: CPU_CLOCK_HZ must be below 335 MHz");
 
 static volatile uint32_t wraps;
 
