@@ -392,7 +392,8 @@ def flashed(model) -> None:  # noqa: ANN001
 
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGKILL])
 def test_emulator_stops_when_host_is_interrupted_or_killed(flashed, sig: int) -> None:  # noqa: ANN001
-    code = ("from host.device import open_device\nimport time\n"
+    code = ("import faulthandler, signal\nfaulthandler.register(signal.SIGUSR1)\n"  # a stack dump if it hangs
+            "from host.device import open_device\nimport time\n"
             "with open_device() as d:\n    print('up', flush=True)\n    time.sleep(60)\n")
     proc = subprocess.Popen([sys.executable, "-c", code], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"})
@@ -400,7 +401,13 @@ def test_emulator_stops_when_host_is_interrupted_or_killed(flashed, sig: int) ->
         assert proc.stdout is not None and proc.stdout.readline().strip() == "up"
         (qemu,) = _qemu_children(proc.pid)
         proc.send_signal(sig)
-        proc.wait(timeout=15)
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.send_signal(signal.SIGUSR1)
+            time.sleep(1)
+            proc.kill()
+            pytest.fail(f"the host did not exit after {signal.Signals(sig).name}; its stderr:\n{proc.communicate()[1]}")
         assert _wait_gone(qemu), f"QEMU {qemu} still running after {signal.Signals(sig).name} to the host"
     finally:
         proc.kill()
