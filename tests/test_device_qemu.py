@@ -393,6 +393,8 @@ def flashed(model) -> None:  # noqa: ANN001
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGKILL])
 def test_emulator_stops_when_host_is_interrupted_or_killed(flashed, sig: int) -> None:  # noqa: ANN001
     code = ("import faulthandler, signal\nfaulthandler.register(signal.SIGUSR1)\n"  # a stack dump if it hangs
+            # Ctrl-C as in a terminal: a shell's background job inherits SIGINT ignored, and Python keeps that.
+            "signal.signal(signal.SIGINT, signal.default_int_handler)\n"
             "from host.device import open_device\nimport time\n"
             "with open_device() as d:\n    print('up', flush=True)\n    time.sleep(60)\n")
     proc = subprocess.Popen([sys.executable, "-c", code], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
