@@ -393,9 +393,10 @@ def run_experiment(exp: Experiment, progress: bool = True, checkpoint: StudyChec
                     done = checkpoint.load(key) if checkpoint is not None else None
                     if done is None:
                         done = _run_attack(spec, exp, x, y, clean, float_model, targets, bar, defenses,
-                                           clean_defended, simulated)
+                                           clean_defended, simulated, checkpoint, key)
                         if checkpoint is not None:
                             checkpoint.save(key, done)
+                            checkpoint.discard(f"{key}-eps", len(spec.eps))   # the whole replaces its parts
                     else:
                         bar.write(f"{spec.name}: finished before, read back from {checkpoint.directory}",
                                   file=sys.stderr)
@@ -478,34 +479,65 @@ class AttackResults:
     boundary: dict[str, Any]
 
 
+@dataclass
+class EpsResults:
+    """One ε of one attack: what the study keeps of it (a checkpoint part while the attack runs)."""
+
+    evaluation: dict[str, Any]
+    gallery: Any
+    x_adv: np.ndarray
+    adv: Outcome
+    norm: str
+
+
 def _run_attack(spec: AttackSpec, exp: Experiment, x: np.ndarray, y: np.ndarray, clean: Outcome,
                 float_model: Any, targets: dict[str, Target], bar: Any, defenses: dict[str, Any],
-                clean_defended: dict[str, Outcome], simulated: dict[str, Any]) -> AttackResults:
-    """Every ε of one attack: craft, run on every model, metrics; then its boundary distance."""
+                clean_defended: dict[str, Outcome], simulated: dict[str, Any],
+                checkpoint: StudyCheckpoint | None = None, key: str = "") -> AttackResults:
+    """Every ε of one attack: craft, run on every model, metrics; then its boundary distance.
+    With a checkpoint each finished ε is kept too (a long attack resumes at its next ε)."""
+    n = min(len(x), spec.params.get("num", len(x)))
+    parts = []
+    for index, eps in enumerate(spec.eps):
+        part_key = f"{key}-eps{index}"
+        part = checkpoint.load(part_key) if checkpoint is not None else None
+        if part is None:
+            part = _run_eps(spec, eps, exp, x[:n], y[:n], _subset(clean, n), float_model, targets, bar, defenses,
+                            clean_defended, simulated)
+            if checkpoint is not None:
+                checkpoint.save(part_key, part)
+        else:
+            label = spec.name if eps is None else f"{spec.name} ε={eps:g}"
+            bar.write(f"{label}: finished before, read back", file=sys.stderr)
+        parts.append(part)
+    sweep = [(part.x_adv, part.adv) for part in parts]
+    boundary = boundary_distances(y[:n], x[:n], sweep, parts[-1].norm, [FLOAT, *targets, *simulated])
+    return AttackResults([part.evaluation for part in parts], [part.gallery for part in parts], boundary)
+
+
+def _run_eps(spec: AttackSpec, eps: float | None, exp: Experiment, x: np.ndarray, y: np.ndarray, clean: Outcome,
+             float_model: Any, targets: dict[str, Target], bar: Any, defenses: dict[str, Any],
+             clean_defended: dict[str, Outcome], simulated: dict[str, Any]) -> EpsResults:
+    """One ε of one attack: craft on x, run the adversarial set on every model, its metrics."""
     from host.report_html import gallery_entry
 
-    n = min(len(x), spec.params.get("num", len(x)))
-    sweep, evaluations, gallery = [], [], []
-    for eps in spec.eps:
-        bar.set_description(spec.name if eps is None else f"{spec.name} ε={eps:g}")
-        started = time.time()
-        x_adv, _, info = craft(spec, eps, exp.seed, x[:n], y[:n], float_model, targets, exp.input_range)
-        crafted = time.time() - started
-        adv = run_all(x_adv, float_model, targets, exp.chip_num, bar, simulated=simulated)
-        evaluations.append({"attack": spec.name, "eps": eps if eps is not None else _budget(info), **info,
-                            "seconds": {"craft": round(crafted, 1), "run": round(time.time() - started - crafted, 1)},
-                            **evaluation_metrics(y[:n], x[:n], x_adv, _subset(clean, n), adv, [FLOAT, *targets])})
-        accuracy = ", ".join(f"{k} {100 * m['accuracy']:.1f} %"
-                             for k, m in evaluations[-1]["models"].items() if m["accuracy"] is not None)
-        label = spec.name if eps is None else f"{spec.name} ε={eps:g}"
-        bar.write(f"{label}: crafted in {crafted:.1f} s; accuracy {accuracy}", file=sys.stderr)
-        if defenses:
-            adv_defended = run_defended(x_adv, defenses, float_model, targets, exp.input_range, bar, exp.chip_num)
-            evaluations[-1]["defended"] = defended_metrics(y[:n], clean_defended, adv_defended)
-        sweep.append((x_adv, adv))
-        gallery.append(gallery_entry(spec.name, evaluations[-1]["eps"], x_adv, adv.preds, GALLERY_SAMPLES))
-    boundary = boundary_distances(y[:n], x[:n], sweep, info["norm"], [FLOAT, *targets, *simulated])
-    return AttackResults(evaluations, gallery, boundary)
+    label = spec.name if eps is None else f"{spec.name} ε={eps:g}"
+    bar.set_description(label)
+    started = time.time()
+    x_adv, _, info = craft(spec, eps, exp.seed, x, y, float_model, targets, exp.input_range)
+    crafted = time.time() - started
+    adv = run_all(x_adv, float_model, targets, exp.chip_num, bar, simulated=simulated)
+    evaluation = {"attack": spec.name, "eps": eps if eps is not None else _budget(info), **info,
+                  "seconds": {"craft": round(crafted, 1), "run": round(time.time() - started - crafted, 1)},
+                  **evaluation_metrics(y, x, x_adv, clean, adv, [FLOAT, *targets])}
+    accuracy = ", ".join(f"{k} {100 * m['accuracy']:.1f} %"
+                         for k, m in evaluation["models"].items() if m["accuracy"] is not None)
+    bar.write(f"{label}: crafted in {crafted:.1f} s; accuracy {accuracy}", file=sys.stderr)
+    if defenses:
+        adv_defended = run_defended(x_adv, defenses, float_model, targets, exp.input_range, bar, exp.chip_num)
+        evaluation["defended"] = defended_metrics(y, clean_defended, adv_defended)
+    gallery = gallery_entry(spec.name, evaluation["eps"], x_adv, adv.preds, GALLERY_SAMPLES)
+    return EpsResults(evaluation, gallery, x_adv, adv, info["norm"])
 
 
 def simulated_models(exp: Experiment, float_keras: Any, calibration: np.ndarray) -> dict[str, Any]:

@@ -1,9 +1,9 @@
 """Finished parts of a configured study, kept as they complete, so a study whose host died (or was
 stopped) continues where it was: `python -m host.evaluate --config C --resume RUN_ID`.
 
-A full study runs for hours; each attack's results (all its ε, with their gallery entries and
-boundary distances) and each trained defense model are written to
-`results/<run-id>/checkpoint/` the moment they exist (write to a temporary file, then rename: a
+A full study runs for hours; each ε of an attack as it finishes, then the attack's results
+(all its ε, with their gallery entries and boundary distances), and each trained defense model
+are written to `results/<run-id>/checkpoint/` the moment they exist (write to a temporary file, then rename: a
 kill leaves either the old state or the new one).  The directory is bound to the experiment it
 was started with: resuming with a changed config, dataset or model file is refused, because the
 finished parts would no longer describe the same study.
@@ -64,6 +64,11 @@ class StudyCheckpoint:
 
     def save(self, key: str, value: Any) -> None:
         _write_atomically(self._path(key), pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL))
+
+    def discard(self, prefix: str, count: int) -> None:
+        """Remove the parts prefix0 … prefix{count-1} (kept whole under another key now)."""
+        for index in range(count):
+            self._path(f"{prefix}{index}").unlink(missing_ok=True)
 
     def _path(self, key: str) -> Path:
         return self.directory / f"{key}.pickle"

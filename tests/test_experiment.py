@@ -169,3 +169,36 @@ def test_a_study_resumes_only_with_the_config_it_started_with(tmp_path: Path) ->
     proc = study(config, tmp_path, "--resume", "run")
     assert proc.returncode != 0 and "Traceback" not in proc.stderr
     assert "changed since the run" in proc.stderr
+
+
+def test_a_study_killed_inside_an_attack_resumes_at_its_next_eps(tmp_path: Path) -> None:
+    import signal
+    import time
+
+    config = write(tmp_path, BASE + """
+[[attack]]
+name = "pgd"
+eps = [0.1, 0.03]
+max_iter = 500
+restarts = 20
+""")   # ε = 0.03 fools none of the 12: all 20 restarts of 500 steps run (seconds), time to kill the host
+    assert study(config, tmp_path, "--run-id", "whole").returncode == 0
+    whole = json.loads((tmp_path / "whole/metrics.json").read_text())
+    part = tmp_path / "cut/checkpoint/attack-00-pgd-eps0.pickle"
+    proc = subprocess.Popen([sys.executable, "-m", "host.evaluate", "--config", str(config), "--out", str(tmp_path),
+                             "--no-progress", "--run-id", "cut"], cwd=ROOT, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 300
+    while not part.exists() and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.01)
+    proc.send_signal(signal.SIGKILL)   # the host dies during ε = 0.03
+    proc.wait()
+    assert part.exists() and not (tmp_path / "cut/metrics.json").exists()
+    resumed = study(config, tmp_path, "--resume", "cut")
+    assert resumed.returncode == 0, resumed.stderr
+    assert "pgd ε=0.1: finished before, read back" in resumed.stderr and "pgd ε=0.03: crafted" in resumed.stderr
+    doc = json.loads((tmp_path / "cut/metrics.json").read_text())
+    assert without_timings(doc) == without_timings(whole)
+    assert doc["boundary_distance"] == whole["boundary_distance"]
+    assert sorted(p.name for p in (tmp_path / "cut/checkpoint").iterdir()) == ["attack-00-pgd.pickle",
+                                                                               "experiment.sha256"]
