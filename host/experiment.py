@@ -507,12 +507,15 @@ def _run_attack(spec: AttackSpec, exp: Experiment, x: np.ndarray, y: np.ndarray,
             if checkpoint is not None:
                 checkpoint.save(part_key, part)
         else:
-            label = spec.name if eps is None else f"{spec.name} ε={eps:g}"
-            bar.write(f"{label}: finished before, read back", file=sys.stderr)
+            bar.write(f"{_label(spec, eps)}: finished before, read back", file=sys.stderr)
         parts.append(part)
     sweep = [(part.x_adv, part.adv) for part in parts]
     boundary = boundary_distances(y[:n], x[:n], sweep, parts[-1].norm, [FLOAT, *targets, *simulated])
     return AttackResults([part.evaluation for part in parts], [part.gallery for part in parts], boundary)
+
+
+def _label(spec: AttackSpec, eps: float | None) -> str:
+    return spec.name if eps is None else f"{spec.name} ε={eps:g}"
 
 
 def _run_eps(spec: AttackSpec, eps: float | None, exp: Experiment, x: np.ndarray, y: np.ndarray, clean: Outcome,
@@ -521,7 +524,7 @@ def _run_eps(spec: AttackSpec, eps: float | None, exp: Experiment, x: np.ndarray
     """One ε of one attack: craft on x, run the adversarial set on every model, its metrics."""
     from host.report_html import gallery_entry
 
-    label = spec.name if eps is None else f"{spec.name} ε={eps:g}"
+    label = _label(spec, eps)
     bar.set_description(label)
     started = time.time()
     x_adv, _, info = craft(spec, eps, exp.seed, x, y, float_model, targets, exp.input_range)
