@@ -47,6 +47,19 @@ def scalar_spec(dtype: Any = None) -> Any:
     return tf.TensorSpec((), dtype or tf.float32)
 
 
+def per_input_broadcaster(model: FloatModel) -> Callable[[Any], Any]:
+    """A function that reshapes one value per input, shape (batch,), to (batch, 1, …, 1), so
+    it broadcasts over that input's elements (a step size, a mask of which inputs to update)."""
+    import tensorflow as tf
+
+    ones = [1] * (len(model.input_shape) - 1)
+
+    def per_input(values: Any) -> Any:
+        return tf.reshape(values, [-1, *ones])
+
+    return per_input
+
+
 def in_batches(run: Callable[..., Any], batch_size: int, *arrays: np.ndarray) -> Any:
     """run(*chunks) on consecutive chunks of at most batch_size rows, results concatenated
     (a tuple of arrays when run returns a tuple)."""

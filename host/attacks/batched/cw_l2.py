@@ -27,6 +27,7 @@ from host.attacks.batched.compiled import (
     in_batches,
     input_spec,
     per_example_sum,
+    per_input_broadcaster,
     scalar_spec,
     true_class_margin,
 )
@@ -52,16 +53,13 @@ def _build(net: Any, model: FloatModel) -> Any:
     import tensorflow as tf
 
     lo, hi = (float(v) for v in model.input_range)
-    rank = len(model.input_shape)
+    per_input = per_input_broadcaster(model)
 
     def to_tanh(x: Any) -> Any:
         return tf.atanh((2.0 * (x - lo) / (hi - lo) - 1.0) * TANH_SHRINK)
 
     def from_tanh(w: Any) -> Any:
         return (tf.tanh(w) / TANH_SHRINK + 1.0) / 2.0 * (hi - lo) + lo
-
-    def per_input(mask: Any) -> Any:
-        return tf.reshape(mask, [-1] + [1] * (rank - 1))
 
     @tf.function(input_signature=[input_spec(model), tf.TensorSpec((None,), tf.int64), scalar_spec(),
                                   scalar_spec(), scalar_spec(), scalar_spec(tf.int32), scalar_spec(tf.int32)],

@@ -24,7 +24,14 @@ from typing import Any
 
 import numpy as np
 
-from host.attacks.batched.compiled import compiled, in_batches, input_spec, scalar_spec, true_class_margin
+from host.attacks.batched.compiled import (
+    compiled,
+    in_batches,
+    input_spec,
+    per_input_broadcaster,
+    scalar_spec,
+    true_class_margin,
+)
 from host.attacks.target import FloatModel
 
 TANH_SMOOTHER = 0.999999   # ART's: keeps arctanh finite at the box edges
@@ -72,10 +79,7 @@ def _build(net: Any, model: FloatModel) -> Any:
     import tensorflow as tf
 
     lo, hi = (float(v) for v in model.input_range)
-    rank = len(model.input_shape)
-
-    def per_input(values: Any) -> Any:
-        return tf.reshape(values, [-1] + [1] * (rank - 1))
+    per_input = per_input_broadcaster(model)
 
     def to_tanh(x: Any) -> Any:
         return tf.atanh((2.0 * (x - lo) / (hi - lo) - 1.0) * TANH_SMOOTHER)

@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from host.attacks.batched.compiled import compiled, in_batches, input_spec, scalar_spec
+from host.attacks.batched.compiled import compiled, in_batches, input_spec, per_input_broadcaster, scalar_spec
 from host.attacks.target import FloatModel
 
 TOL = 1e-7     # keeps the divisions finite where two class gradients coincide
@@ -55,7 +55,7 @@ def _build(net: Any, model: FloatModel) -> Any:
     import tensorflow as tf
 
     lo, hi = (float(v) for v in model.input_range)
-    rank = len(model.input_shape)
+    per_input = per_input_broadcaster(model)
     num_classes = model.num_classes
 
     def scores_and_gradients(x_adv: Any) -> tuple[Any, Any]:
@@ -79,7 +79,7 @@ def _build(net: Any, model: FloatModel) -> Any:
         w_l = tf.gather(w, nearest, axis=1, batch_dims=1)
         f_l = tf.gather(f, nearest, axis=1, batch_dims=1)
         size = tf.abs(f_l) / (tf.square(tf.gather(w_norm, nearest, axis=1, batch_dims=1)) + TOL)
-        return tf.clip_by_value(x_adv + tf.reshape(size, [-1] + [1] * (rank - 1)) * w_l * (hi - lo), lo, hi)
+        return tf.clip_by_value(x_adv + per_input(size) * w_l * (hi - lo), lo, hi)
 
     @tf.function(input_signature=[input_spec(model), tf.TensorSpec((None,), tf.int64),
                                   tf.TensorSpec((None, num_classes), tf.bool), scalar_spec(tf.int32)],
@@ -87,7 +87,7 @@ def _build(net: Any, model: FloatModel) -> Any:
     def run(x_adv: Any, start_class: Any, candidates: Any, steps: Any) -> tuple[Any, Any]:
         def body(i: Any, x_adv: Any, active: Any, scores: Any, grads: Any) -> tuple:
             moved = step(x_adv, scores, grads, start_class, candidates)
-            x_adv = tf.where(tf.reshape(active, [-1] + [1] * (rank - 1)), moved, x_adv)
+            x_adv = tf.where(per_input(active), moved, x_adv)
             scores, grads = scores_and_gradients(x_adv)
             return i + 1, x_adv, tf.argmax(scores, axis=1) == start_class, scores, grads
 

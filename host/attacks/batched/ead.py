@@ -44,6 +44,7 @@ from host.attacks.batched.compiled import (
     in_batches,
     input_spec,
     per_example_sum,
+    per_input_broadcaster,
     scalar_spec,
     true_class_margin,
 )
@@ -76,10 +77,7 @@ def _build(net: Any, model: FloatModel) -> Any:
     import tensorflow as tf
 
     lo, hi = (float(v) for v in model.input_range)
-    rank = len(model.input_shape)
-
-    def per_input(values: Any) -> Any:
-        return tf.reshape(values, [-1] + [1] * (rank - 1))
+    per_input = per_input_broadcaster(model)
 
     @tf.function(input_signature=[input_spec(model), tf.TensorSpec((None,), tf.int64), scalar_spec(),
                                   scalar_spec(), scalar_spec(), scalar_spec(), scalar_spec(), scalar_spec(),
