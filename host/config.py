@@ -293,12 +293,28 @@ def _defense(table: dict[str, Any], index: int, base: Path) -> DefenseSpec:
     return DefenseSpec(name, defense.kind, params, data, on_chip)
 
 
+def study_keys(name: str) -> tuple[str, ...]:
+    """Keys of an [[attack]] table the study consumes rather than the attack: `num` (samples) and,
+    for a query attack, `target` and `via` (its oracle). A white-box attack's own `target` (the
+    patch's target class) goes to the attack."""
+    from host.attacks import attack_class
+
+    return ("num", "target", "via") if attack_class(name).needs == "oracle" else ("num",)
+
+
+def attack_params(spec: AttackSpec) -> dict[str, Any]:
+    """The parameters of the attack itself (without the study's keys, without eps)."""
+    keys = study_keys(spec.name)
+    return {k: v for k, v in spec.params.items() if k not in keys}
+
+
 def _attack(table: dict[str, Any], index: int) -> AttackSpec:
     from host.attacks import get_attack
 
     name = str(_required(table, "name", f"attack #{index + 1}")).lower()
     params = {k: v for k, v in table.items() if k not in ("name", "eps")}
-    attack_params = {k: v for k, v in params.items() if k not in ("target", "via", "num")}
+    keys = study_keys(name)  # an unknown name fails here, listing the registry
+    attack_params = {k: v for k, v in params.items() if k not in keys}
     if "eps" not in table:
         get_attack(name, **attack_params)  # unknown attack (lists the registry) or bad parameter
         _attack_routing(name, params)
@@ -313,7 +329,11 @@ def _attack(table: dict[str, Any], index: int) -> AttackSpec:
 
 
 def _attack_routing(name: str, params: dict[str, Any]) -> None:
-    """target (precision a black-box attack queries), via (reference|chip), num (samples)."""
+    """target (precision a query attack queries), via (reference|chip), num (samples)."""
+    if "num" in params:
+        _int(params["num"], f"attack '{name}' num", 1)
+    if "target" not in study_keys(name):
+        return
     if "target" in params and PRECISION_ALIASES.get(str(params["target"]).lower()) not in QUANTIZED_PRECISIONS:
         raise UserError(f"attack '{name}': target must be one of {list(QUANTIZED_PRECISIONS)}, "
                         f"got {params['target']!r}")
@@ -321,5 +341,3 @@ def _attack_routing(name: str, params: dict[str, Any]) -> None:
         params["target"] = PRECISION_ALIASES[str(params["target"]).lower()]
     if params.get("via", "reference") not in ("reference", "chip"):
         raise UserError(f"attack '{name}': via must be 'reference' or 'chip', got {params['via']!r}")
-    if "num" in params:
-        _int(params["num"], f"attack '{name}' num", 1)

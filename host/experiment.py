@@ -19,13 +19,12 @@ from typing import Any
 
 import numpy as np
 
-from host.config import FLOAT, AttackSpec, Experiment, SliceSpec
+from host.config import FLOAT, AttackSpec, Experiment, SliceSpec, attack_params
 from host.errors import UserError
 from host.study_checkpoint import StudyCheckpoint
 
 GRADIENT_SAMPLES = 8          # clean inputs for gradient misalignment (FD estimates are query-hungry)
 FD_DIRECTIONS = 32
-RESERVED_ATTACK_KEYS = ("target", "via", "num")
 GALLERY_SAMPLES = 8           # first inputs kept (clean and adversarial) for the report's gallery
 
 
@@ -184,7 +183,7 @@ def _argmax(outputs: list[bytes], dtype: str) -> np.ndarray:
 
 
 def evaluation_metrics(y: np.ndarray, x: np.ndarray, x_adv: np.ndarray, clean: Outcome, adv: Outcome,
-                       precisions: list[str]) -> dict[str, Any]:
+                       precisions: list[str], target_class: int | None = None) -> dict[str, Any]:
     from host import metrics
 
     per_model = {}
@@ -192,6 +191,8 @@ def evaluation_metrics(y: np.ndarray, x: np.ndarray, x_adv: np.ndarray, clean: O
         n = len(pred)
         entry = {"n": n, "accuracy": float(np.mean(pred == y[:n])) if n else None,
                  "attack_success": metrics.attack_success_rate(y[:n], clean.preds[key][:n], pred).as_dict()}
+        if target_class is not None:
+            entry["targeted_success"] = metrics.targeted_success_rate(y[:n], pred, target_class).as_dict()
         if key.startswith("chip:"):
             reference = adv.raw[key.split(":", 1)[1]][:n]
             same = [a == b for a, b in zip(adv.raw[key], reference, strict=True)]
@@ -340,9 +341,10 @@ def craft(spec: AttackSpec, eps: float | None, seed: int, x: np.ndarray, y: np.n
     from host.attacks import get_attack
     from host.attacks.oracle import QuantizedOracle
 
-    params = {k: v for k, v in spec.params.items() if k not in RESERVED_ATTACK_KEYS}
-    attack = get_attack(spec.name, seed=seed, **params, **({} if eps is None else {"eps": eps}))
+    attack = get_attack(spec.name, seed=seed, **attack_params(spec), **({} if eps is None else {"eps": eps}))
     info: dict[str, Any] = {"threat_model": attack.threat_model, "norm": attack.norm, "params": dict(attack.params)}
+    if attack.target_class is not None:
+        info["target_class"] = attack.target_class
     if attack.needs == "oracle":
         target = targets[spec.params.get("target", "int8")]
         backend = target.chip if spec.params.get("via") == "chip" else target.reference
@@ -532,7 +534,7 @@ def _run_eps(spec: AttackSpec, eps: float | None, exp: Experiment, x: np.ndarray
     adv = run_all(x_adv, float_model, targets, exp.chip_num, bar, simulated=simulated)
     evaluation = {"attack": spec.name, "eps": eps if eps is not None else _budget(info), **info,
                   "seconds": {"craft": round(crafted, 1), "run": round(time.time() - started - crafted, 1)},
-                  **evaluation_metrics(y, x, x_adv, clean, adv, [FLOAT, *targets])}
+                  **evaluation_metrics(y, x, x_adv, clean, adv, [FLOAT, *targets], info.get("target_class"))}
     accuracy = ", ".join(f"{k} {100 * m['accuracy']:.1f} %"
                          for k, m in evaluation["models"].items() if m["accuracy"] is not None)
     bar.write(f"{label}: crafted in {crafted:.1f} s; accuracy {accuracy}", file=sys.stderr)

@@ -114,6 +114,14 @@ def attack_success_rate(y: np.ndarray, clean_pred: np.ndarray, adv_pred: np.ndar
     return rate(adv_pred != y, clean_pred == y)
 
 
+def targeted_success_rate(y: np.ndarray, adv_pred: np.ndarray, target_class: int) -> Rate:
+    """Targeted attacks (the patch): among inputs not of the target class, the share the model
+    puts in the target class (Brown et al. 2017; Guesmi et al. 2024)."""
+    y, adv_pred = np.asarray(y).reshape(-1), np.asarray(adv_pred).reshape(-1)
+    _same_length(y, adv_pred)
+    return rate(adv_pred == target_class, y != target_class)
+
+
 def transfer_rate(
     y: np.ndarray,
     source_clean: np.ndarray,

@@ -275,11 +275,31 @@ def bitwidth_rows(document: dict[str, Any]) -> tuple[list[str], list[list[str]]]
 
 
 def _bitwidth_section(document: dict[str, Any]) -> list[str]:
-    if not any(k.startswith("sim:") for k in document["evaluations"][0]["models"]):
-        return []
-    header, rows = bitwidth_rows(document)
-    return ["## Bit-width sweep (host-simulated: wN = N-bit weights, wNaN = N-bit weights and activations)", "",
-            _markdown_table(header, rows), ""]
+    parts = []
+    if any(k.startswith("sim:") for k in document["evaluations"][0]["models"]):
+        header, rows = bitwidth_rows(document)
+        parts += ["## Bit-width sweep (host-simulated: wN = N-bit weights, wNaN = N-bit weights and activations)",
+                  "", _markdown_table(header, rows), ""]
+    header, rows = targeted_rows(document)
+    if rows:
+        parts += ["## Targeted success (share of the inputs not of the target class that each model puts in it)",
+                  "", _markdown_table(header, rows), ""]
+    return parts
+
+
+def targeted_models(document: dict[str, Any]) -> list[str]:
+    """Model keys for the targeted-success table: host precisions, the chips, then the simulated widths."""
+    keys = list(document["evaluations"][0]["models"])
+    return [k for k in keys if not k.startswith("sim:")] + [k for k in keys if k.startswith("sim:")]
+
+
+def targeted_rows(document: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
+    """Targeted attacks (the patch): per model, the share of non-target inputs sent to the target class."""
+    keys = targeted_models(document)
+    rows = [[e["attack"], "–" if not e["eps"] else f"{e['eps']:g}", str(e["target_class"]),
+             *[_pct(e["models"][k]["targeted_success"]["rate"]) if k in e["models"] else "–" for k in keys]]
+            for e in document["evaluations"] if "target_class" in e]
+    return ["attack", "ε", "target class", *[k.removeprefix("sim:") for k in keys]], rows
 
 
 def defense_chip_rows(document: dict[str, Any]) -> tuple[list[str], list[list[str]]]:

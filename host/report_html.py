@@ -377,6 +377,36 @@ def defense_series(document: dict[str, Any], model: str) -> tuple[list[str], dic
     return [row_label(e) for e in evaluations], series
 
 
+def section_bitwidth(document: dict[str, Any]) -> str:
+    """The host-simulated bit-widths next to the deployed precisions, and targeted success (the patch)."""
+    from host.report import bitwidth_rows, targeted_models, targeted_rows
+
+    parts = ['<h2 id="bitwidth">Bit-widths and targeted attacks</h2>']
+    has_sims = any(k.startswith("sim:") for k in document["evaluations"][0]["models"])
+    t_header, t_rows = targeted_rows(document)
+    if not has_sims and not t_rows:
+        return "\n".join([*parts, '<p class="note">No bit-width sweep and no targeted attack in this study.</p>'])
+    if has_sims:
+        header, rows = bitwidth_rows(document)
+        parts += ["<p>Host-simulated models beyond what TFLite deploys: wN quantizes every kernel to N bits "
+                  "(symmetric, per output channel), wNaN also every layer's output. Their accuracy-vs-ε "
+                  "curves are in the accuracy plot above.</p>",
+                  table(header, rows, numeric=range(2, len(header)))]
+    if t_rows:
+        keys = targeted_models(document)
+        targeted = [e for e in document["evaluations"] if "target_class" in e]
+        groups = [f"{row_label(e)} → class {e['target_class']}" for e in targeted]
+        series = {k: [e["models"].get(k, {}).get("targeted_success", {}).get("rate") for e in targeted]
+                  for k in keys}
+        parts += ["<h3>Targeted success</h3>",
+                  "<p>Share of the inputs not of the target class that each model puts in the target class "
+                  "(the patch is trained once on the float model).</p>",
+                  plot_or_note(lambda: plots.grouped_bars(groups, series, "targeted success",
+                                                          labels=model_labels(document)), "targeted success"),
+                  table(t_header, t_rows, numeric=range(3, len(t_header)))]
+    return "\n".join(parts)
+
+
 def section_defenses(document: dict[str, Any]) -> str:
     from host.report import defense_chip_rows, defense_rows
 
@@ -644,12 +674,13 @@ def render_study_html(document: dict[str, Any], out_dir: Path | None = None) -> 
     nav = ("<nav>" + "".join(f'<a href="#{a}">{esc(t)}</a>' for a, t in (
         ("config", "configuration"), ("accuracy", "accuracy"), ("transfer", "transfer"),
         ("perturbation", "perturbation"), ("chip", "chip vs host"), ("defenses", "defenses"),
-        ("shift", "quantization shift"),
+        ("shift", "quantization shift"), ("bitwidth", "bit-widths"),
         ("boundary", "boundary distance"), ("gradient", "gradient misalignment"), ("gallery", "gallery"),
         ("definitions", "definitions"))) + "</nav>")
     body = [f"<h1>{esc(title)}</h1>", nav, section_config(document), section_accuracy(document),
             section_transfer(document), section_perturbation(document), section_chip(document),
-            section_defenses(document), section_shift(document), section_boundary(document),
+            section_defenses(document), section_shift(document), section_bitwidth(document),
+            section_boundary(document),
             section_gradient(document),
             section_gallery(out_dir), section_definitions(out_dir)]
     return page(title, body)

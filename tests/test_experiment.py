@@ -8,10 +8,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from host.config import load_experiment
 from host.errors import UserError
+from host.experiment import load_slice
 from host.paths import ROOT, SHARED_DIR
 
 MODELS = ROOT / "models"
@@ -48,6 +50,8 @@ def test_shipped_configs_load() -> None:
     ('[[attack]]\nname = "pgd"\nmax_iter = 0\n', "max_iter"),
     ('[[attack]]\nname = "square-linf"\ntarget = "int4"\n', "target must be one of"),
     ('[[attack]]\nname = "square-linf"\nvia = "wifi"\n', "via must be"),
+    ('[[attack]]\nname = "fgsm"\neps = [0.1]\nvia = "chip"\n', r"'fgsm' has no parameter\(s\) via"),
+    ('[[attack]]\nname = "patch"\ntarget = "int8"\n', "patch.: target must be int"),
     ('[chip]\nboard = "arduino-uno"\n', "unknown board 'arduino-uno'"),
     ('[[defense]]\nname = "x"\n', "unknown defense 'x'"),
     ('[[defense]]\nname = "pgd-at"\n', "needs 'data'"),
@@ -141,6 +145,39 @@ def study(config: Path, out: Path, *extra: str) -> subprocess.CompletedProcess:
 
 def without_timings(doc: dict) -> list[dict]:
     return [{k: v for k, v in e.items() if k != "seconds"} for e in doc["evaluations"]]
+
+
+def test_patch_success_per_bit_width_on_host_and_chip(tmp_path: Path) -> None:
+    config = write(tmp_path, BASE + """
+[chip]
+board = "mps2-an386"
+precisions = ["int8"]
+num = 4
+[[attack]]
+name = "patch"
+target = 3
+max_iter = 20
+scale = 0.6
+scale_min = 0.5
+scale_max = 0.7
+[bitwidth]
+bits = [2, 8]
+modes = ["weights"]
+""")
+    proc = study(config, tmp_path, "--run-id", "p")
+    assert proc.returncode == 0, proc.stderr
+    doc = json.loads((tmp_path / "p/metrics.json").read_text())
+    patch = next(e for e in doc["evaluations"] if e["attack"] == "patch")
+    assert patch["target_class"] == 3
+    models = patch["models"]
+    assert set(models) == {"float32", "int8", "chip:int8", "sim:w2", "sim:w8"}
+    y = np.asarray(load_slice(load_experiment(config).dataset, (0.0, 1.0))[1])
+    for key, m in models.items():
+        assert m["targeted_success"]["of"] == int(np.sum(y[:m["n"]] != 3)), key
+    assert "target_class" not in doc["evaluations"][0]  # clean
+    report = (tmp_path / "p/report.md").read_text()
+    assert "## Targeted success" in report and "| patch | – | 3 |" in report
+    assert 'id="bitwidth"' in (tmp_path / "p/report.html").read_text()
 
 
 def test_an_interrupted_study_resumes_from_its_finished_attacks(tmp_path: Path) -> None:

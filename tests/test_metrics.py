@@ -26,6 +26,7 @@ from host.metrics import (
     quantization_shifts,
     rate,
     summarize,
+    targeted_success_rate,
     transfer_chain,
     transfer_rate,
     zero_density,
@@ -71,6 +72,14 @@ def test_rate_and_attack_success() -> None:
     assert attack_success_rate(y, clean, adv) == Rate(2, 3)
     with pytest.raises(UserError, match="different numbers of samples"):
         attack_success_rate(y, clean, adv[:3])
+
+
+def test_targeted_success_counts_only_inputs_not_already_of_the_target() -> None:
+    y = np.array([0, 1, 2, 3, 0])
+    adv = np.array([0, 0, 2, 0, 1])       # inputs 1 and 3 sent to class 0; 0 and 4 are class 0: excluded
+    assert targeted_success_rate(y, adv, 0) == Rate(2, 3)
+    with pytest.raises(UserError, match="different numbers of samples"):
+        targeted_success_rate(y, adv[:3], 0)
 
 
 def test_transfer_rate_and_chain() -> None:

@@ -77,6 +77,11 @@ class Attack(ABC):
     def eps(self) -> float:
         return float(self.params.get("eps", math.inf))
 
+    @property
+    def target_class(self) -> int | None:
+        """The class a targeted attack pushes every input to (None: untargeted)."""
+        return None
+
     def _check_params(self) -> None:
         """Cross-parameter checks (override)."""
         return None

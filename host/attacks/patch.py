@@ -36,6 +36,10 @@ class Patch(Attack):
         Param("batch_size", int, 16, "training batch size", at_least_one),
     )
 
+    @property
+    def target_class(self) -> int:
+        return int(self.params["target"])
+
     def _check_params(self) -> None:
         if self.params["scale_min"] > self.params["scale_max"]:
             raise UserError("attack 'patch': scale_min must be <= scale_max")
