@@ -42,6 +42,9 @@ def test_shipped_configs_load() -> None:
         study = load_experiment(ROOT / "configs/david-goliath-cifar10.toml")
         assert study.dataset.num == 1000 and [a.name for a in study.attacks][:2] == ["pgd", "autoattack"]
         assert study.attacks[0].eps == (0.0002, 0.0005, 0.001, 0.002, 0.004, 0.008)
+        sweep = load_experiment(ROOT / "configs/bitwidth-patch-cifar10.toml", quick=True)
+        patch = next(a for a in sweep.attacks if a.name == "patch")
+        assert patch.params["target"] == 0 and len(sweep.bitwidths) == 12
 
 
 @pytest.mark.parametrize(("extra", "message"), [

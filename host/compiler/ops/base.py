@@ -111,16 +111,26 @@ def expect_activation(name: str, allowed: tuple[str, ...] = ("NONE", "RELU", "RE
     return [] if name in allowed else [f"fused activation {name} is not supported"]
 
 
-def activation_problems(ctx: OpContext, bias_position: int | None = None) -> list[str]:
-    """Input and output share one activation type: int8, or int16 with zero point 0
-    (16x8). Bias: int32 for int8; int32 or int64 for int16."""
+def same_activation_type(ctx: OpContext) -> tuple[Tensor | None, Tensor | None, list[str]]:
+    """Input 0 and output 0, and what is wrong unless both are int8 or both int16 (when that
+    list is empty, both tensors exist)."""
     inp, out = ctx.tensor(0), ctx.tensor(0, outputs=True)
     problems = expect_dtype(inp, "input", ("int8", "int16")) + expect_dtype(out, "output", ("int8", "int16"))
     if problems:
-        return problems
+        return inp, out, problems
     assert inp is not None and out is not None
     if inp.dtype != out.dtype:
-        return [f"input is {inp.dtype} but output is {out.dtype}"]
+        problems = [f"input is {inp.dtype} but output is {out.dtype}"]
+    return inp, out, problems
+
+
+def activation_problems(ctx: OpContext, bias_position: int | None = None) -> list[str]:
+    """Input and output share one activation type: int8, or int16 with zero point 0
+    (16x8). Bias: int32 for int8; int32 or int64 for int16."""
+    inp, out, problems = same_activation_type(ctx)
+    if problems:
+        return problems
+    assert inp is not None and out is not None
     problems += expect_quantized(inp, "input") + expect_quantized(out, "output")
     if inp.dtype == "int16":
         for what, t in (("input", inp), ("output", out)):

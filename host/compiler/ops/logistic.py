@@ -19,7 +19,14 @@ import math
 import numpy as np
 
 from host.compiler import quant
-from host.compiler.ops.base import LoweredOp, OpContext, expect_dtype, expect_quantized, qparams, register
+from host.compiler.ops.base import (
+    LoweredOp,
+    OpContext,
+    expect_quantized,
+    qparams,
+    register,
+    same_activation_type,
+)
 
 INPUT_INTEGER_BITS = 4
 INT16_INPUT_INTEGER_BITS = 3
@@ -113,13 +120,10 @@ def _int16_problems(ctx: OpContext) -> list[str]:
 class Logistic:
     @staticmethod
     def check(ctx: OpContext) -> list[str]:
-        inp, out = ctx.tensor(0), ctx.tensor(0, outputs=True)
-        problems = expect_dtype(inp, "input", ("int8", "int16")) + expect_dtype(out, "output", ("int8", "int16"))
+        inp, out, problems = same_activation_type(ctx)
         if problems:
             return problems
         assert inp is not None and out is not None
-        if inp.dtype != out.dtype:
-            return [f"input is {inp.dtype} but output is {out.dtype}"]
         if math.prod(inp.shape) != math.prod(out.shape):
             return [f"input shape {list(inp.shape)} and output shape {list(out.shape)} differ in size"]
         problems += expect_quantized(inp, "input") + expect_quantized(out, "output")
