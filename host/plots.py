@@ -18,6 +18,8 @@ COLORS = {"float32": "#1f77b4", "int16x8": "#2ca02c", "int8": "#d62728"}
 OTHER_COLORS = ("#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf")
 MARKERS = {"float32": "o", "int16x8": "s", "int8": "^"}
 CHIP_COLORS = {"chip:int16x8": "#145214", "chip:int8": "#7a0f0f"}
+# simulated bit-widths (sim:wN, sim:wNaN): one colour per N, dark (2 bits) to light (8 bits)
+BIT_COLORS = {2: "#440154", 3: "#46327e", 4: "#365c8d", 5: "#277f8e", 6: "#1fa187", 7: "#4ac16d", 8: "#a0da39"}
 NORM_LABELS = {"l0": "L0 (components changed)", "l1": "L1 (input units)", "l2": "L2 (input units)",
                "linf": "L∞ (input units)"}
 DPI = 100
@@ -44,12 +46,34 @@ def _png(fig) -> bytes:  # noqa: ANN001
 
 
 def model_style(key: str, index: int = 0) -> dict[str, object]:
-    """Colour, marker and line style of a model key: "float32", "int8", "chip:int8", run labels..."""
+    """Colour, marker and line style of a model key: "float32", "int8", "chip:int8", "sim:w4a4",
+    run labels..."""
+    width = simulated_width(key)
+    if width is not None:
+        bits, activations = width
+        return {"color": BIT_COLORS.get(bits, OTHER_COLORS[index % len(OTHER_COLORS)]),
+                "marker": "s" if activations else "o", "linestyle": "-." if activations else "-"}
     chip = key.startswith("chip:")
     base = key.split(":", 1)[1] if chip else key
     return {"color": COLORS.get(base, OTHER_COLORS[index % len(OTHER_COLORS)]),
             "marker": "x" if chip else MARKERS.get(base, "D"),
             "linestyle": "--" if chip else "-"}
+
+
+def simulated_width(key: str) -> tuple[int, bool] | None:
+    """(bits, activations quantized too) of a simulated model key "sim:w4" / "sim:w4a4", else None."""
+    if not key.startswith("sim:w"):
+        return None
+    weights, _, activations = key.removeprefix("sim:w").partition("a")
+    return (int(weights), bool(activations)) if weights.isdigit() else None
+
+
+def bar_hatch(key: str) -> str | None:
+    """Hatching of a model's bars: the chip's "//", simulated weights + activations ".."."""
+    if key.startswith("chip:"):
+        return "//"
+    width = simulated_width(key)
+    return ".." if width is not None and width[1] else None
 
 
 def log_scale(values: Sequence[float], ratio: float = 10.0) -> bool:
@@ -148,7 +172,7 @@ def grouped_bars(groups: Sequence[str], series: Mapping[str, Sequence[float | No
         vals = np.array([np.nan if v is None else v for v in values], dtype=float)
         pos = y - 0.4 + height * (index + 0.5)
         ax.barh(pos, np.nan_to_num(vals), height=height * 0.92, color=style["color"],
-                hatch="//" if key.startswith("chip:") else None, edgecolor="white", label=labels.get(key, key))
+                hatch=bar_hatch(key), edgecolor="white", label=labels.get(key, key))
         for p, v in zip(pos, vals, strict=True):
             text = "–" if np.isnan(v) else (f"{100 * v:.0f} %" if percent else f"{v:,.4g}")
             ax.text(0 if np.isnan(v) else v, p, " " + text, va="center", fontsize=7)

@@ -194,6 +194,8 @@ def row_label(e: dict[str, Any]) -> str:
         return "clean"
     if e.get("eps"):
         return f"{e['attack']} ε={e['eps']:g}"
+    if e.get("norm") == "patch":
+        return e["attack"]
     return f"{e['attack']} (min {norm_name(e.get('norm'))})"
 
 
@@ -241,7 +243,8 @@ def section_config(document: dict[str, Any]) -> str:
 def section_accuracy(document: dict[str, Any]) -> str:
     from host.report import study_rows
 
-    keys, labels = model_keys(document), model_labels(document)
+    keys = [k for k in model_keys(document) if not k.startswith("sim:")]  # their own section
+    labels = model_labels(document)
     clean = {k: m["accuracy"] for k, m in document["evaluations"][0]["models"].items()}
     lo, hi = _input_range(document)
     groups = attack_groups(document)
@@ -389,9 +392,14 @@ def section_bitwidth(document: dict[str, Any]) -> str:
     if has_sims:
         header, rows = bitwidth_rows(document)
         parts += ["<p>Host-simulated models beyond what TFLite deploys: wN quantizes every kernel to N bits "
-                  "(symmetric, per output channel), wNaN also every layer's output. Their accuracy-vs-ε "
-                  "curves are in the accuracy plot above.</p>",
-                  table(header, rows, numeric=range(2, len(header)))]
+                  "(symmetric, per output channel), wNaN also every layer's output; float32 and the deployed "
+                  "precisions for reference. Dotted lines: clean accuracy.</p>"]
+        panels = bitwidth_panels(document)
+        if panels:
+            clean = {k: m["accuracy"] for k, m in document["evaluations"][0]["models"].items()}
+            parts.append(plot_or_note(lambda: plots.accuracy_sweeps(panels, clean, model_labels(document)),
+                                      "accuracy vs epsilon per bit-width"))
+        parts.append(table(header, rows, numeric=range(2, len(header))))
     if t_rows:
         keys = targeted_models(document)
         targeted = [e for e in document["evaluations"] if "target_class" in e]
@@ -405,6 +413,27 @@ def section_bitwidth(document: dict[str, Any]) -> str:
                                                           labels=model_labels(document)), "targeted success"),
                   table(t_header, t_rows, numeric=range(3, len(t_header)))]
     return "\n".join(parts)
+
+
+def bitwidth_panels(document: dict[str, Any]) -> list[tuple[str, str, dict[str, list[tuple[float, float]]]]]:
+    """Accuracy-vs-ε panels of every swept attack: weights-only widths, then weights + activations,
+    each beside float32 and the deployed precisions."""
+    keys = model_keys(document)
+    deployed = [k for k in keys if not k.startswith(("sim:", "chip:"))]
+    sims = [k for k in keys if plots.simulated_width(k) is not None]
+    panels = []
+    for attack, evals in attack_groups(document).items():
+        if not _is_swept(evals):
+            continue
+        for title, with_activations in (("weights", False), ("weights + activations", True)):
+            chosen = deployed + [k for k in sims if plots.simulated_width(k)[1] == with_activations]  # type: ignore[index]
+            if len(chosen) == len(deployed):
+                continue
+            series = {k: [(e["eps"], e["models"][k]["accuracy"]) for e in evals if e.get("eps") and k in e["models"]]
+                      for k in chosen}
+            panels.append((f"{attack}: {title} at N bits", f"ε ({norm_name(evals[0].get('norm'))} radius, input units)",
+                           {k: v for k, v in series.items() if v}))
+    return panels
 
 
 def section_defenses(document: dict[str, Any]) -> str:

@@ -30,8 +30,8 @@ HAS_MPL = plots.available()
 DG_EPS = [0.0002, 0.0005, 0.001, 0.002, 0.004, 0.008]
 HOST = ("float32", "int16x8", "int8")
 CHIP = ("chip:int16x8", "chip:int8")
-SECTIONS = ("config", "accuracy", "transfer", "perturbation", "chip", "defenses", "shift", "boundary", "gradient",
-            "gallery", "definitions")
+SECTIONS = ("config", "accuracy", "transfer", "perturbation", "chip", "defenses", "shift", "bitwidth", "boundary",
+            "gradient", "gallery", "definitions")
 
 
 # ---------------------------------------------------------------- synthetic documents
@@ -214,6 +214,42 @@ def test_study_html_compares_defenses(tmp_path: Path) -> None:
 
 def test_study_html_without_defenses_says_so(tmp_path: Path) -> None:
     assert "No defense in this study" in render_study_html(synthetic_study(), tmp_path)
+
+
+def with_bitwidths_and_patch(document: dict[str, Any]) -> dict[str, Any]:
+    """Simulated 2- and 8-bit models (weights, weights + activations) on every evaluation, and a patch."""
+    sims = ("sim:w2", "sim:w8", "sim:w2a2", "sim:w8a8")
+    patch = _evaluation("patch", None, 0.7, norm="patch")
+    patch["target_class"] = 0
+    document["evaluations"].append(patch)
+    for e in document["evaluations"]:
+        e["models"].update({k: {"n": 50, "accuracy": 0.1 if "2" in k else 0.8, "attack_success": _rate(0, 40)}
+                            for k in sims})
+    for key, m in patch["models"].items():
+        m["targeted_success"] = _rate(30 if key != "sim:w2a2" else 4, 45)
+    return document
+
+
+def test_study_html_shows_bit_widths_and_targeted_success(tmp_path: Path) -> None:
+    html = render_study_html(with_bitwidths_and_patch(synthetic_study()), tmp_path)
+    accuracy = html[html.index('id="accuracy"'):html.index('id="transfer"')]
+    assert "sim:w2" not in accuracy                       # the sweep has its own section
+    section = html[html.index('id="bitwidth"'):html.index('id="boundary"')]
+    for text in ("Targeted success", "<td>patch</td>", "w2a2", "8.9 %", "66.7 %"):
+        assert text in section, text
+    if HAS_MPL:
+        assert section.count('class="plot"') == 2         # accuracy vs ε per width, targeted bars
+    markdown = report.render_study_markdown(with_bitwidths_and_patch(synthetic_study()))
+    assert "## Targeted success" in markdown and "| patch | – | 0 | 66.7 %" in markdown
+
+
+def test_simulated_widths_have_their_own_styles() -> None:
+    assert plots.simulated_width("sim:w4a4") == (4, True) and plots.simulated_width("sim:w8") == (8, False)
+    assert plots.simulated_width("int8") is None and plots.simulated_width("chip:int8") is None
+    assert plots.model_style("sim:w2")["color"] != plots.model_style("sim:w8")["color"]
+    assert plots.model_style("sim:w4")["linestyle"] != plots.model_style("sim:w4a4")["linestyle"]
+    assert plots.bar_hatch("chip:int8") == "//" and plots.bar_hatch("sim:w4a4") == ".."
+    assert plots.bar_hatch("int8") is None
 
 
 def test_gallery_arrays_format(tmp_path: Path) -> None:
