@@ -19,6 +19,7 @@ from host.attacks import (
     list_attacks,
 )
 from host.attacks.base import NEEDS, NORMS, perturbation_norm
+from host.attacks.patch import overlay
 from host.backends import ModelIO, ReferenceBackend
 from host.data import load_digits_split
 from host.errors import UserError
@@ -193,6 +194,23 @@ def test_patch_is_universal_and_changes_pixels(float_model, digits) -> None:  # 
     x_adv = attack.generate(float_model, x, y)
     assert attack.patch.shape == x.shape[1:]
     assert np.all(perturbation_norm(x, x_adv, "0") > 0)  # every input carries the patch
+    changed = np.abs(x_adv - x).reshape(len(x), -1) > 1e-6
+    assert changed.mean() < 0.5  # one disk, not the patch tiled over the image (ART 1.20's placement)
+
+
+@pytest.mark.parametrize("scale", [0.3, 0.5])
+def test_patch_overlay_pastes_one_disk_of_the_given_scale(scale: float) -> None:
+    x = np.full((16, 32, 32, 3), 0.25, np.float32)
+    patched = overlay(x, np.ones((32, 32, 3), np.float32), 0.1, 0.9, 22.5, scale).numpy()
+    changed = np.any(np.abs(patched - x) > 1e-6, axis=3)
+    disk = math.pi / 4 * scale**2
+    assert np.all(np.abs(changed.mean(axis=(1, 2)) - disk) < 0.35 * disk)  # bilinear edges
+    rows, cols = np.indices((32, 32))
+    for image in changed:
+        cy, cx = rows[image].mean(), cols[image].mean()
+        radius = np.sqrt((rows[image] - cy) ** 2 + (cols[image] - cx) ** 2).max()
+        assert radius <= scale * 16 + 1.5  # one disk around its centre
+        assert cy - radius + 1.5 >= 0 and cy + radius - 1.5 <= 31  # inside the image
 
 
 def test_minimal_attack_budget_replaces_far_results_by_the_input(float_model, digits) -> None:  # noqa: ANN001

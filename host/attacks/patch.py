@@ -4,9 +4,17 @@ generate(model, x, y) trains a targeted patch on x (expectation over random plac
 rotation) and returns x with the patch pasted in (a seeded random placement per input).  Not
 ε-bounded: the patch replaces pixels outright (norm "patch"; there is no eps parameter).  The
 trained patch is kept in `attack.patch` (and its mask in `attack.patch_mask`).
+
+ART 1.20's TensorFlow placement (`_random_overlay`) shrinks the patch and its circular mask with
+`fill_mode="REFLECT"`, so the reflections tile them over the whole image: every "patched" image
+was all patch.  Training and pasting here use our placement, `overlay`: the same random scale,
+rotation and shift, with nothing outside the one disk.
 """
 
 from __future__ import annotations
+
+import math
+from typing import Any
 
 import numpy as np
 
@@ -53,7 +61,14 @@ class Patch(Attack):
 
     def _generate(self, model: FloatModel, x: np.ndarray, y: np.ndarray) -> np.ndarray:
         p = self.params
-        attack = art_evasion("AdversarialPatch")(
+        base = art_evasion("AdversarialPatchTensorFlowV2")
+
+        class DiskPatch(base):  # type: ignore[misc, valid-type]
+            def _random_overlay(self, images: Any, patch: Any, scale: float | None = None,
+                                mask: Any = None) -> Any:
+                return overlay(images, patch, self.scale_min, self.scale_max, self.rotation_max, scale)
+
+        attack = DiskPatch(
             model.art_classifier(), rotation_max=p["rotation_max"], scale_min=p["scale_min"],
             scale_max=p["scale_max"], learning_rate=p["learning_rate"], max_iter=p["max_iter"],
             batch_size=p["batch_size"], patch_shape=tuple(x.shape[1:]), targeted=True, verbose=False,
@@ -61,3 +76,47 @@ class Patch(Attack):
         self.patch, self.patch_mask = attack.generate(x, y=np.full(len(x), p["target"]))
         self._seed_rngs()  # placement is random: the same seed gives the same placements
         return attack.apply_patch(x, scale=p["scale"])
+
+
+def disk_mask(side: int) -> np.ndarray:
+    """(side, side, 1): 1 inside the disk inscribed in the square, 0 outside (ART's circular mask, sharpened)."""
+    centres = (np.arange(side) + 0.5) / side * 2.0 - 1.0
+    return (centres[None, :] ** 2 + centres[:, None] ** 2 <= 1.0).astype(np.float32)[:, :, None]
+
+
+def placement(height: int, width: int, scale: float, angle: float, shift_x: float, shift_y: float) -> list[float]:
+    """ImageProjectiveTransformV3's 8 numbers (output pixel -> patch pixel) that shrink a patch the
+    size of the image by `scale`, turn it by `angle` (radians) about the centre and move it by the shift."""
+    cx, cy = width / 2.0, height / 2.0
+    cos, sin = math.cos(angle) / scale, math.sin(angle) / scale
+    ox, oy = cx + shift_x, cy + shift_y  # where the patch centre lands
+    return [cos, sin, cx - cos * ox - sin * oy, -sin, cos, cy + sin * ox - cos * oy, 0.0, 0.0]
+
+
+def overlay(images: Any, patch: Any, scale_min: float, scale_max: float, rotation_max: float,
+            scale: float | None = None) -> Any:
+    """Images with the patch's disk pasted at a random scale (`scale`, else uniform in
+    [scale_min, scale_max]), rotation (±rotation_max degrees) and shift that keeps the disk inside;
+    differentiable in `patch`. Draws from NumPy's global generator, as ART does."""
+    import tensorflow as tf
+
+    images = tf.convert_to_tensor(images)
+    n, height, width = int(images.shape[0]), int(images.shape[1]), int(images.shape[2])
+    patch = tf.image.resize(tf.cast(patch, images.dtype)[None], (height, width))
+    mask = tf.image.resize(disk_mask(min(height, width))[None], (height, width))
+    transforms = []
+    for _ in range(n):
+        s = float(np.random.uniform(scale_min, scale_max)) if scale is None else scale
+        angle = math.radians(float(np.random.uniform(-rotation_max, rotation_max)))
+        room_x, room_y = width * (1.0 - s) / 2.0, height * (1.0 - s) / 2.0
+        transforms.append(placement(height, width, s, angle, float(np.random.uniform(-room_x, room_x)),
+                                    float(np.random.uniform(-room_y, room_y))))
+    transforms = tf.constant(transforms, tf.float32)
+
+    def place(image: Any) -> Any:
+        return tf.raw_ops.ImageProjectiveTransformV3(
+            images=tf.repeat(image, n, axis=0), transforms=transforms, output_shape=[height, width],
+            interpolation="BILINEAR", fill_mode="CONSTANT", fill_value=0.0)
+
+    placed_mask = tf.cast(place(mask), images.dtype)
+    return images * (1.0 - placed_mask) + tf.cast(place(patch), images.dtype) * placed_mask
