@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import sys
 import time
+import traceback
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
@@ -405,11 +406,12 @@ def run_experiment(exp: Experiment, progress: bool = True, checkpoint: StudyChec
                     evaluations += done.evaluations
                     gallery += done.gallery
                     boundary[spec.name] = done.boundary
-                except (UserError, ValueError, RuntimeError, ArithmeticError) as err:
-                    # One attack failing (e.g. inside ART) must not lose the others' results.
-                    message = err.message if isinstance(err, UserError) else f"{type(err).__name__}: {err}"
-                    failures.append({"attack": spec.name, "error": message})
-                    print(f"warning: attack '{spec.name}' failed and is left out: {message}", file=sys.stderr)
+                except Exception as err:  # noqa: BLE001
+                    # One attack failing (inside ART, TensorFlow, ...) must not stop an hours-long study:
+                    # it is left out and reported (exit status 1); a resumed run tries it again.
+                    failures.append(_failure(spec.name, err))
+                    print(f"warning: attack '{spec.name}' failed and is left out: {failures[-1]['error']}",
+                          file=sys.stderr)
     misalignment = gradient_misalignment(x, y, float_model, targets, exp.input_range)
     trained = {d.label: defended_study(exp, d, models.float_model, progress,
                                        None if checkpoint is None else checkpoint.child(f"defense-{d.label}"))
@@ -514,6 +516,14 @@ def _run_attack(spec: AttackSpec, exp: Experiment, x: np.ndarray, y: np.ndarray,
     sweep = [(part.x_adv, part.adv) for part in parts]
     boundary = boundary_distances(y[:n], x[:n], sweep, parts[-1].norm, [FLOAT, *targets, *simulated])
     return AttackResults([part.evaluation for part in parts], [part.gallery for part in parts], boundary)
+
+
+def _failure(attack: str, err: Exception) -> dict[str, str]:
+    """What metrics.json keeps of a failed attack: the message, and where an unexpected error came from."""
+    if isinstance(err, UserError):
+        return {"attack": attack, "error": err.message}
+    return {"attack": attack, "error": f"{type(err).__name__}: {err}".strip(),
+            "traceback": "".join(traceback.format_exception(err)[-6:])}
 
 
 def _label(spec: AttackSpec, eps: float | None) -> str:

@@ -202,6 +202,26 @@ def test_an_interrupted_study_resumes_from_its_finished_attacks(tmp_path: Path) 
     assert doc["boundary_distance"] == whole["boundary_distance"]
 
 
+def test_an_attack_failing_unexpectedly_is_left_out_and_the_study_goes_on(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    from host import evaluate
+    from host.attacks.fgsm import FGSM
+    from host.errors import run_cli
+
+    def broken(self: FGSM, model: object, x: np.ndarray, y: np.ndarray) -> np.ndarray:
+        return x[:, 99]  # an IndexError from inside the attack, as ART's or TensorFlow's would be
+
+    monkeypatch.setattr(FGSM, "_generate", broken)
+    config = write(tmp_path, RESUMABLE)
+    argv = ["--config", str(config), "--out", str(tmp_path), "--run-id", "f", "--no-progress"]
+    assert run_cli(evaluate.main, argv) == 1
+    assert "warning: attack 'fgsm' failed and is left out: IndexError" in capsys.readouterr().err
+    doc = json.loads((tmp_path / "f/metrics.json").read_text())
+    [failure] = doc["summary"]["failed_attacks"]
+    assert failure["attack"] == "fgsm" and "x[:, 99]" in failure["traceback"]
+    assert [e["attack"] for e in doc["evaluations"]] == ["clean", "deepfool"]
+
+
 def test_a_study_resumes_only_with_the_config_it_started_with(tmp_path: Path) -> None:
     config = write(tmp_path, RESUMABLE)
     (tmp_path / "run/checkpoint").mkdir(parents=True)
