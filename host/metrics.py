@@ -94,11 +94,34 @@ def summarize(values: np.ndarray, among: np.ndarray | None = None) -> dict[str, 
     return {"mean": float(chosen.mean()), "max": float(chosen.max()), "n": int(chosen.size)}
 
 
+HISTOGRAM_BINS = 20
+
+
+def log_histogram(values: np.ndarray, bins: int = HISTOGRAM_BINS) -> dict[str, Any]:
+    """Histogram of the finite positive values on `bins` log-spaced bins from their min to their max
+    ({"edges", "counts"}; one bin when they are all equal), and how many are exactly 0 ("zero":
+    inputs the attack left unchanged)."""
+    values = np.asarray(values, np.float64)
+    values = values[np.isfinite(values)]
+    positive = values[values > 0]
+    zero = int(values.size - positive.size)
+    if positive.size == 0:
+        return {"edges": [], "counts": [], "zero": zero}
+    lo, hi = float(positive.min()), float(positive.max())
+    edges = np.geomspace(lo, hi, bins + 1) if hi > lo * (1 + 1e-9) else np.array([lo / 1.01, hi * 1.01])
+    counts, _ = np.histogram(positive, edges)
+    return {"edges": [float(e) for e in edges], "counts": [int(c) for c in counts], "zero": zero}
+
+
 def norm_summary(
     x: np.ndarray, x_adv: np.ndarray, l0_tol: float = 0.0, among: np.ndarray | None = None
-) -> dict[str, dict[str, float | int | None]]:
-    """{norm: summarize(per-sample norm)} for the four norms."""
-    return {norm: summarize(v, among) for norm, v in perturbation_norms(x, x_adv, l0_tol).items()}
+) -> dict[str, dict[str, Any]]:
+    """{norm: summarize(per-sample norm) and its log_histogram} for the four norms."""
+    out = {}
+    for norm, values in perturbation_norms(x, x_adv, l0_tol).items():
+        chosen = values if among is None else np.asarray(values)[np.asarray(among, bool)]
+        out[norm] = {**summarize(values, among), "histogram": log_histogram(chosen)}
+    return out
 
 
 # ---------------------------------------------------------------- success and transfer

@@ -241,6 +241,36 @@ def norm_bars(rows: Sequence[str], norms: Mapping[str, tuple[Sequence[float | No
     return _png(fig)
 
 
+def norm_histograms(rows: Sequence[str], histograms: Mapping[str, Sequence[Mapping[str, object] | None]]) -> bytes:
+    """One panel per norm, one ridge per row: the per-input histogram (host.metrics.log_histogram)
+    as a filled step curve on a shared log axis, scaled to its own tallest bin; the count of
+    unchanged inputs (norm 0) is written at the right."""
+    from matplotlib.ticker import LogLocator, NullFormatter
+
+    fig = _figure(3.0 * len(histograms) + 1.6, 1.6 + 0.32 * len(rows))
+    axes = fig.subplots(1, len(histograms), sharey=True, squeeze=False)[0]
+    for ax, (norm, per_row) in zip(axes, histograms.items(), strict=True):
+        for i, hist in enumerate(per_row):
+            if not hist:
+                continue
+            edges, counts = np.asarray(hist["edges"], float), np.asarray(hist["counts"], float)
+            if counts.size and counts.max() > 0:
+                heights = np.append(counts, counts[-1]) / counts.max() * 0.85
+                ax.fill_between(edges, i, i - heights, step="post", color="#4c72b0", alpha=0.75, linewidth=0)
+            if hist.get("zero"):
+                ax.text(0.99, i, f"{hist['zero']} unchanged", transform=ax.get_yaxis_transform(), ha="right",
+                        va="bottom", fontsize=7, color="#a33")
+        ax.set_xscale("log")
+        ax.xaxis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0)))
+        ax.xaxis.set_major_formatter(lambda value, _pos: f"{value:g}")
+        ax.xaxis.set_minor_formatter(NullFormatter())
+        ax.set_xlabel(NORM_LABELS.get(norm, norm) + ", log scale")
+        ax.grid(True, axis="x", which="major", alpha=0.3)
+    axes[0].set_yticks(np.arange(len(rows)), rows)
+    axes[0].set_ylim(len(rows) - 0.5, -1.0)
+    return _png(fig)
+
+
 # ---------------------------------------------------------------- quantization shift
 
 

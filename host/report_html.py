@@ -323,9 +323,20 @@ def section_perturbation(document: dict[str, Any]) -> str:
                  for n in norms]] for e in evals]
     parts.append(table(["attack", "ε", *[f"{plots.NORM_LABELS[n].split()[0]} mean / max" for n in norms]], t_rows,
                        numeric=range(2, 2 + len(norms))))
-    parts.append('<p class="note">Per-sample histograms need per-sample norms, which metrics.json does not keep; '
-                 "the gallery shows individual perturbations.</p>")
+    histograms = {n: [e["perturbation"].get(n, {}).get("histogram") for e in evals] for n in norms}
+    if any(h for per_row in histograms.values() for h in per_row):
+        parts += ["<h3>Distribution over the inputs</h3>",
+                  f"<p>Histogram of each input's perturbation ({HISTOGRAM_BINS_TEXT}), one ridge per attack "
+                  "and ε, each scaled to its tallest bin; <em>k unchanged</em>: inputs the attack left as they "
+                  "were (norm 0).</p>",
+                  plot_or_note(lambda: plots.norm_histograms(rows, histograms), "perturbation histograms")]
+    else:
+        parts.append('<p class="note">No per-input histograms: this run predates them (metrics.json kept '
+                     "mean and max only); the gallery shows individual perturbations.</p>")
     return "\n".join(parts)
+
+
+HISTOGRAM_BINS_TEXT = "log-spaced bins from the smallest to the largest non-zero value"
 
 
 def section_chip(document: dict[str, Any]) -> str:

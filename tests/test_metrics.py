@@ -17,6 +17,7 @@ from host.metrics import (
     finite_difference_gradient,
     float_input_gradient,
     gradient_misalignment,
+    log_histogram,
     mean_boundary_distance,
     minimal_successful_perturbation,
     norm_summary,
@@ -61,6 +62,18 @@ def test_summaries() -> None:
     assert summarize(np.array([])) == {"mean": None, "max": None, "n": 0}
     summary = norm_summary(X, X_ADV)
     assert summary["linf"]["max"] == pytest.approx(0.4) and summary["l0"]["mean"] == pytest.approx(2.5)
+
+
+def test_log_histogram_counts_every_input_once() -> None:
+    values = np.array([0.0, 0.0, 1e-3, 2e-3, 5e-3, 1e-2, np.inf])
+    hist = log_histogram(values, bins=4)
+    assert hist["zero"] == 2 and sum(hist["counts"]) == 4            # inf is dropped
+    assert hist["edges"][0] == pytest.approx(1e-3) and hist["edges"][-1] == pytest.approx(1e-2)
+    assert np.allclose(np.diff(np.log(hist["edges"])), np.log(10) / 4)  # log-spaced
+    same = log_histogram(np.full(5, 0.004))                           # PGD's L∞: all at ε
+    assert same["counts"] == [5] and same["edges"][0] < 0.004 < same["edges"][1]
+    assert log_histogram(np.zeros(3)) == {"edges": [], "counts": [], "zero": 3}
+    assert norm_summary(X, X_ADV)["l2"]["histogram"]["zero"] == 0
 
 
 def test_rate_and_attack_success() -> None:

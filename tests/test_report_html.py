@@ -57,7 +57,9 @@ def _evaluation(attack: str, eps: float | None, strength: float, n: int = 50, ch
         "attack": attack, "eps": eps, "models": models,
         "transfer": {"float32->int16x8": _rate(fooled, fooled), "float32->int8": _rate(max(0, fooled - 2), fooled),
                      "int16x8->int8": _rate(max(0, fooled - 1), fooled)},
-        "perturbation": {k: {"mean": (eps or 0.3) * f, "max": (eps or 0.3) * f * 1.5, "n": n}
+        "perturbation": {k: {"mean": (eps or 0.3) * f, "max": (eps or 0.3) * f * 1.5, "n": n,
+                             "histogram": {"edges": [(eps or 0.3) * f * (1 + i / 4) for i in range(5)],
+                                           "counts": [5, 20, 15, 10], "zero": 0 if eps else 2}}
                          for k, f in (("l0", 3000), ("l1", 300), ("l2", 20), ("linf", 1))},
         "quantization_shift": {p: {"shift": _rate(3, n), "attenuation": _rate(2, n), "amplification": _rate(1, n)}
                                for p in ("int16x8", "int8")},
@@ -177,12 +179,22 @@ def test_write_study_writes_html_with_sections_plots_and_gallery(tmp_path: Path)
     assert all(p.startswith(b"\x89PNG\r\n\x1a\n") for p in pngs)
     plots_count = html.count('class="plot"')
     if HAS_MPL:
-        # accuracy sweep, single-ε bars, transfer, norms, instructions, shift, cosines
-        assert plots_count == 7
+        # accuracy sweep, single-ε bars, transfer, norms, norm histograms, instructions, shift, cosines
+        assert plots_count == 8
         # gallery: 8 evaluations × 4 samples × 3 images, minus the cw-l2 input not attacked (3 images)
         assert html.count('class="sample"') == 8 * 4 * 3 - 3
     else:
         assert plots_count == 0 and "matplotlib is not installed" in html
+
+
+def test_study_html_without_norm_histograms_says_so(tmp_path: Path) -> None:
+    document = synthetic_study()
+    for e in document["evaluations"]:
+        for norm in e["perturbation"].values():
+            norm.pop("histogram", None)
+    html = render_study_html(document, tmp_path)
+    assert "No per-input histograms: this run predates them" in html
+    assert "Distribution over the inputs" not in html
 
 
 def test_study_html_without_gallery_says_so(tmp_path: Path) -> None:
