@@ -337,17 +337,48 @@ def gradient_misalignment(x: np.ndarray, y: np.ndarray, float_model: Any, target
 # ---------------------------------------------------------------- the run
 
 
-def craft(spec: AttackSpec, eps: float | None, seed: int, x: np.ndarray, y: np.ndarray, float_model: Any,
-          targets: dict[str, Target], input_range: tuple[float, float]) -> tuple[np.ndarray, Any, dict]:
+def make_attack(spec: AttackSpec, eps: float | None, seed: int) -> Any:
     from host.attacks import get_attack
+
+    return get_attack(spec.name, seed=seed, **attack_params(spec), **({} if eps is None else {"eps": eps}))
+
+
+def preflight(exp: Experiment, x: np.ndarray, float_model: Any, targets: dict[str, Target]) -> None:
+    """Every attack's model- and data-dependent checks (a patch's target class, GeoDA's square images,
+    a chip oracle without a chip, ...) before the study's long work starts."""
     from host.attacks.oracle import QuantizedOracle
 
-    attack = get_attack(spec.name, seed=seed, **attack_params(spec), **({} if eps is None else {"eps": eps}))
+    for spec in exp.attacks:
+        attack = make_attack(spec, spec.eps[0], exp.seed)
+        if attack.needs != "oracle":
+            attack.check(float_model, x[:1])
+            continue
+        target = _oracle_target(spec, targets)
+        if spec.params.get("via") == "chip" and target.precision not in exp.chip_precisions:
+            raise UserError(f"attack '{spec.name}' queries the chip, but {target.precision} is not on the [chip]",
+                            hint=f'add "{target.precision}" to [chip] precisions, or drop via = "chip"')
+        attack.check(QuantizedOracle.from_backend(target.reference, target.model, exp.input_range), x[:1])
+
+
+def _oracle_target(spec: AttackSpec, targets: dict[str, Target]) -> Target:
+    precision = spec.params.get("target", "int8")
+    if precision not in targets:
+        raise UserError(f"attack '{spec.name}' queries the {precision} model, which this study does not have",
+                        hint=f"add {precision!r} to [model] precisions, or set the attack's target to one of "
+                             f"{sorted(targets)}")
+    return targets[precision]
+
+
+def craft(spec: AttackSpec, eps: float | None, seed: int, x: np.ndarray, y: np.ndarray, float_model: Any,
+          targets: dict[str, Target], input_range: tuple[float, float]) -> tuple[np.ndarray, Any, dict]:
+    from host.attacks.oracle import QuantizedOracle
+
+    attack = make_attack(spec, eps, seed)
     info: dict[str, Any] = {"threat_model": attack.threat_model, "norm": attack.norm, "params": dict(attack.params)}
     if attack.target_class is not None:
         info["target_class"] = attack.target_class
     if attack.needs == "oracle":
-        target = targets[spec.params.get("target", "int8")]
+        target = _oracle_target(spec, targets)
         backend = target.chip if spec.params.get("via") == "chip" else target.reference
         if backend is None:
             raise UserError(f"attack '{spec.name}' queries the chip, but {target.precision} is not on a [chip]")
@@ -377,6 +408,7 @@ def run_experiment(exp: Experiment, progress: bool = True, checkpoint: StudyChec
     float_model = FloatModel(models.float_model, exp.input_range)
     targets = prepare_targets(exp, models)
     simulated = simulated_models(exp, models.float_model, rep if rep is not None else x)
+    preflight(exp, x, float_model, targets)
     _seed(exp.seed)
     evaluations, boundary, gallery, failures = [], {}, [], []
     with chips(exp, targets):

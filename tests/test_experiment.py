@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import subprocess
 import sys
@@ -200,6 +201,19 @@ def test_an_interrupted_study_resumes_from_its_finished_attacks(tmp_path: Path) 
     assert without_timings(doc) == without_timings(whole)
     assert doc["evaluations"][1]["seconds"] == whole["evaluations"][1]["seconds"]   # read back, not re-run
     assert doc["boundary_distance"] == whole["boundary_distance"]
+
+
+@pytest.mark.parametrize(("attacks", "message"), [
+    ('[[attack]]\nname = "fgsm"\neps = [0.1]\n[[attack]]\nname = "patch"\ntarget = 12\n',
+     "attack 'patch': target=12 but the model has 10 classes"),
+    ('[[attack]]\nname = "square-linf"\neps = [0.1]\nvia = "chip"\n',
+     "attack 'square-linf' queries the chip, but int8 is not on the \\[chip\\]"),
+])
+def test_model_dependent_attack_errors_come_before_the_study(tmp_path: Path, attacks: str, message: str) -> None:
+    proc = study(write(tmp_path, BASE + attacks), tmp_path, "--run-id", "e")
+    assert proc.returncode == 2, proc.stderr
+    assert re.search(message, proc.stderr) and "Traceback" not in proc.stderr
+    assert not (tmp_path / "e/checkpoint").exists() or not any((tmp_path / "e/checkpoint").glob("attack-*"))
 
 
 def test_an_attack_failing_unexpectedly_is_left_out_and_the_study_goes_on(

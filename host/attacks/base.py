@@ -127,6 +127,11 @@ class Attack(ABC):
             )
         return model if isinstance(model, FloatModel) else FloatModel(model)
 
+    def check(self, model: FloatModel | QueryOracle | Any, x: np.ndarray) -> None:
+        """What generate would refuse about this model and these inputs (UserError), without
+        running the attack: a study calls it for every attack before its long work starts."""
+        self._check_inputs(self._target(model), np.asarray(x, dtype=np.float32))
+
     def _check_inputs(self, target: FloatModel | QueryOracle, x: np.ndarray) -> None:
         """Model-dependent parameter checks, before any long work (override)."""
         return None
