@@ -26,6 +26,7 @@ from host.study_checkpoint import StudyCheckpoint
 
 GRADIENT_SAMPLES = 8          # clean inputs for gradient misalignment (FD estimates are query-hungry)
 FD_DIRECTIONS = 32
+CALIBRATION_IMAGES = 500      # a defended model's quantization set when the study has no representative set
 GALLERY_SAMPLES = 8           # first inputs kept (clean and adversarial) for the report's gallery
 
 
@@ -463,16 +464,14 @@ def run_experiment(exp: Experiment, progress: bool = True, checkpoint: StudyChec
 
 def defended_study(exp: Experiment, spec: Any, float_keras: Any, progress: bool,
                    checkpoint: StudyCheckpoint | None = None) -> dict[str, Any]:
-    """Train the defended float model, then run the same study on it (quantized from the representative set)."""
+    """Train the defended float model, then run the same study on it, quantized with the
+    representative set (without one: the first CALIBRATION_IMAGES of the defense's training images)."""
     import dataclasses
     import hashlib
 
     from host.defenses import get_defense
     from host.paths import BUILD_DIR
 
-    if exp.representative is None:
-        raise UserError(f"defense '{spec.name}' trains a new model: its int8/int16x8 versions need a "
-                        "[dataset.representative] set")
     key = hashlib.sha256(f"{exp.float_model}|{spec}".encode()).hexdigest()[:16]
     path = (BUILD_DIR / "defended" / f"{exp.name}-{spec.name}-{key}.keras" if checkpoint is None
             else checkpoint.directory / "model.keras")
@@ -487,11 +486,16 @@ def defended_study(exp: Experiment, spec: Any, float_keras: Any, progress: bool,
         model.save(path)
         if checkpoint is not None:
             checkpoint.save("model", str(path))   # only once the file is complete
-    sub = dataclasses.replace(exp, name=f"{exp.name}+{spec.name}", float_model=path, given={}, defenses=())
+    calibration = exp.representative or dataclasses.replace(
+        spec.train_data, num=min(CALIBRATION_IMAGES, spec.train_data.num or CALIBRATION_IMAGES))
+    sub = dataclasses.replace(exp, name=f"{exp.name}+{spec.name}", float_model=path, given={}, defenses=(),
+                              representative=calibration)
     document = run_experiment(sub, progress, checkpoint)
     document.pop("_gallery", None)
     document["defense"] = {"name": spec.name, "params": spec.params, "model": str(path),
-                           "train_data": str(spec.train_data.path)}
+                           "train_data": str(spec.train_data.path),
+                           "calibration": {"path": str(calibration.path), "start": calibration.start,
+                                           "num": calibration.num}}
     return document
 
 

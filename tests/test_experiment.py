@@ -203,6 +203,28 @@ def test_an_interrupted_study_resumes_from_its_finished_attacks(tmp_path: Path) 
     assert doc["boundary_distance"] == whole["boundary_distance"]
 
 
+def test_a_defended_model_is_quantized_with_its_training_images_when_no_representative_set(tmp_path: Path) -> None:
+    config = write(tmp_path, BASE + """
+[[attack]]
+name = "fgsm"
+eps = [0.1]
+[[defense]]
+name = "pgd-at"
+eps = 0.1
+epochs = 1
+data = { path = "builtin:digits-train", start = 200, num = 300 }
+""")
+    proc = study(config, tmp_path, "--run-id", "d")
+    assert proc.returncode == 0, proc.stderr
+    doc = json.loads((tmp_path / "d/metrics.json").read_text())
+    [(label, defended)] = doc["defended_models"].items()
+    assert label.startswith("pgd-at")
+    assert defended["defense"]["calibration"] == {"path": "builtin:digits-train", "start": 200, "num": 300}
+    assert defended["experiment"]["precisions"]["int8"]["origin"] != "given"   # quantized from the new model
+    fgsm = next(e for e in defended["evaluations"] if e["attack"] == "fgsm")
+    assert 0 <= fgsm["models"]["int8"]["accuracy"] <= 1
+
+
 @pytest.mark.parametrize(("attacks", "message"), [
     ('[[attack]]\nname = "fgsm"\neps = [0.1]\n[[attack]]\nname = "patch"\ntarget = 12\n',
      "attack 'patch': target=12 but the model has 10 classes"),
