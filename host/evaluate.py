@@ -764,10 +764,11 @@ def run_study(args: argparse.Namespace, argv: list[str] | None) -> int:
     paths = write_study(document, args.out / run_id)
     print_study(document, paths)
     mismatches = document["summary"]["chip_mismatches"]
-    failed = document["summary"].get("failed_attacks", [])
+    failed = [f"attack {f['attack']}" for f in document["summary"].get("failed_attacks", [])]
+    failed += [f"defense {f['defense']}" for f in document["summary"].get("failed_defenses", [])]
     if failed:
-        raise UserError(f"{len(failed)} attack(s) failed ({', '.join(f['attack'] for f in failed)}); the other "
-                        f"results are in {paths['report'].parent}", exit_code=1)
+        raise UserError(f"{len(failed)} part(s) of the study failed ({', '.join(failed)}); the other results are "
+                        f"in {paths['report'].parent}", hint=f"continue it with --resume {run_id}", exit_code=1)
     if mismatches:
         raise UserError(f"the chip's outputs differ from the TFLite Micro reference in {mismatches} inference(s); "
                         f"details in {paths['report']}", exit_code=1)

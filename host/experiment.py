@@ -442,13 +442,19 @@ def run_experiment(exp: Experiment, progress: bool = True, checkpoint: StudyChec
                 except Exception as err:  # noqa: BLE001
                     # One attack failing (inside ART, TensorFlow, ...) must not stop an hours-long study:
                     # it is left out and reported (exit status 1); a resumed run tries it again.
-                    failures.append(_failure(spec.name, err))
+                    failures.append(_failure("attack", spec.name, err))
                     print(f"warning: attack '{spec.name}' failed and is left out: {failures[-1]['error']}",
                           file=sys.stderr)
     misalignment = gradient_misalignment(x, y, float_model, targets, exp.input_range)
-    trained = {d.label: defended_study(exp, d, models.float_model, progress,
-                                       None if checkpoint is None else checkpoint.child(f"defense-{d.label}"))
-               for d in exp.defenses if d.kind == "train"}
+    trained, failed_defenses = {}, []
+    for d in (d for d in exp.defenses if d.kind == "train"):
+        try:
+            trained[d.label] = defended_study(exp, d, models.float_model, progress,
+                                              None if checkpoint is None else checkpoint.child(f"defense-{d.label}"))
+        except Exception as err:  # noqa: BLE001  (the undefended results are written all the same)
+            failed_defenses.append(_failure("defense", d.label, err))
+            print(f"warning: defense '{d.label}' failed and is left out: {failed_defenses[-1]['error']}",
+                  file=sys.stderr)
     return {
         "defended_models": trained,
         "schema": 2,
@@ -456,7 +462,7 @@ def run_experiment(exp: Experiment, progress: bool = True, checkpoint: StudyChec
         "evaluations": evaluations,
         "boundary_distance": boundary,
         "gradient_misalignment": misalignment,
-        "summary": {**_summary(evaluations), "failed_attacks": failures},
+        "summary": {**_summary(evaluations), "failed_attacks": failures, "failed_defenses": failed_defenses},
         "_gallery": gallery_arrays(x, y, clean.preds, gallery, exp.input_range, GALLERY_SAMPLES),
         "run": {"duration_s": round(time.time() - started, 1)},
     }
@@ -554,11 +560,12 @@ def _run_attack(spec: AttackSpec, exp: Experiment, x: np.ndarray, y: np.ndarray,
     return AttackResults([part.evaluation for part in parts], [part.gallery for part in parts], boundary)
 
 
-def _failure(attack: str, err: Exception) -> dict[str, str]:
-    """What metrics.json keeps of a failed attack: the message, and where an unexpected error came from."""
+def _failure(kind: str, name: str, err: Exception) -> dict[str, str]:
+    """What metrics.json keeps of a failed attack or defense: the message, and where an unexpected
+    error came from."""
     if isinstance(err, UserError):
-        return {"attack": attack, "error": err.message}
-    return {"attack": attack, "error": f"{type(err).__name__}: {err}".strip(),
+        return {kind: name, "error": err.message}
+    return {kind: name, "error": f"{type(err).__name__}: {err}".strip(),
             "traceback": "".join(traceback.format_exception(err)[-6:])}
 
 

@@ -215,6 +215,8 @@ def render_study_markdown(document: dict[str, Any]) -> str:
              f"- wall time {document['run']['duration_s']} s",
              *[f"- **attack `{f['attack']}` failed** and is left out: {f['error']}"
                for f in document["summary"].get("failed_attacks", [])],
+             *[f"- **defense `{f['defense']}` failed** and is left out: {f['error']}"
+               for f in document["summary"].get("failed_defenses", [])],
              "", "## Accuracy under attack", "",
              _markdown_table(header, rows), "", "## Transfer (among inputs both models classify correctly)", ""]
     t_header = ["attack", "ε", *document["evaluations"][0]["transfer"].keys()]
@@ -397,6 +399,8 @@ def print_study(document: dict[str, Any], paths: dict[str, Path]) -> None:
     s = document["summary"]
     for failure in s.get("failed_attacks", []):
         print(f"FAILED   {failure['attack']}: {failure['error']}")
+    for failure in s.get("failed_defenses", []):
+        print(f"FAILED   defense {failure['defense']}: {failure['error']}")
     if s["chip_inferences"]:
         verdict = "bit-exact" if not s["chip_mismatches"] else "NOT bit-exact"
         print(f"chip vs reference: {verdict} ({s['chip_inferences'] - s['chip_mismatches']}/{s['chip_inferences']} "

@@ -203,6 +203,34 @@ def test_an_interrupted_study_resumes_from_its_finished_attacks(tmp_path: Path) 
     assert doc["boundary_distance"] == whole["boundary_distance"]
 
 
+def test_a_failing_defense_is_left_out_and_the_undefended_results_are_written(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    from host import evaluate
+    from host.defenses.pgd_at import PGDAdversarialTraining
+    from host.errors import run_cli
+
+    def broken(self: object, *args: object, **kwargs: object) -> None:
+        raise RuntimeError("out of memory")  # as a long training run can end
+
+    monkeypatch.setattr(PGDAdversarialTraining, "train", broken)
+    config = write(tmp_path, BASE + """
+[[attack]]
+name = "fgsm"
+eps = [0.1]
+[[defense]]
+name = "pgd-at"
+data = { path = "builtin:digits-train", start = 200, num = 50 }
+""")
+    argv = ["--config", str(config), "--out", str(tmp_path), "--run-id", "g", "--no-progress"]
+    assert run_cli(evaluate.main, argv) == 1
+    assert "1 part(s) of the study failed (defense pgd-at" in capsys.readouterr().err
+    doc = json.loads((tmp_path / "g/metrics.json").read_text())
+    [failure] = doc["summary"]["failed_defenses"]
+    assert failure["defense"].startswith("pgd-at") and "out of memory" in failure["error"]
+    assert [e["attack"] for e in doc["evaluations"]] == ["clean", "fgsm"] and doc["defended_models"] == {}
+    assert "defense `pgd-at" in (tmp_path / "g/report.md").read_text()
+
+
 def test_a_defended_model_is_quantized_with_its_training_images_when_no_representative_set(tmp_path: Path) -> None:
     config = write(tmp_path, BASE + """
 [[attack]]
@@ -251,7 +279,9 @@ def test_an_attack_failing_unexpectedly_is_left_out_and_the_study_goes_on(
     config = write(tmp_path, RESUMABLE)
     argv = ["--config", str(config), "--out", str(tmp_path), "--run-id", "f", "--no-progress"]
     assert run_cli(evaluate.main, argv) == 1
-    assert "warning: attack 'fgsm' failed and is left out: IndexError" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "warning: attack 'fgsm' failed and is left out: IndexError" in err
+    assert "1 part(s) of the study failed (attack fgsm)" in err and "--resume f" in err
     doc = json.loads((tmp_path / "f/metrics.json").read_text())
     [failure] = doc["summary"]["failed_attacks"]
     assert failure["attack"] == "fgsm" and "x[:, 99]" in failure["traceback"]
