@@ -203,6 +203,20 @@ def test_an_interrupted_study_resumes_from_its_finished_attacks(tmp_path: Path) 
     assert doc["boundary_distance"] == whole["boundary_distance"]
 
 
+def with_pgd_at(train_images: int) -> str:
+    """BASE with FGSM and one epoch of PGD adversarial training on the digits' training split."""
+    return BASE + f"""
+[[attack]]
+name = "fgsm"
+eps = [0.1]
+[[defense]]
+name = "pgd-at"
+eps = 0.1
+epochs = 1
+data = {{ path = "builtin:digits-train", start = 200, num = {train_images} }}
+"""
+
+
 def test_a_failing_defense_is_left_out_and_the_undefended_results_are_written(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
     from host import evaluate
@@ -213,14 +227,7 @@ def test_a_failing_defense_is_left_out_and_the_undefended_results_are_written(
         raise RuntimeError("out of memory")  # as a long training run can end
 
     monkeypatch.setattr(PGDAdversarialTraining, "train", broken)
-    config = write(tmp_path, BASE + """
-[[attack]]
-name = "fgsm"
-eps = [0.1]
-[[defense]]
-name = "pgd-at"
-data = { path = "builtin:digits-train", start = 200, num = 50 }
-""")
+    config = write(tmp_path, with_pgd_at(train_images=50))
     argv = ["--config", str(config), "--out", str(tmp_path), "--run-id", "g", "--no-progress"]
     assert run_cli(evaluate.main, argv) == 1
     assert "1 part(s) of the study failed (defense pgd-at" in capsys.readouterr().err
@@ -232,16 +239,7 @@ data = { path = "builtin:digits-train", start = 200, num = 50 }
 
 
 def test_a_defended_model_is_quantized_with_its_training_images_when_no_representative_set(tmp_path: Path) -> None:
-    config = write(tmp_path, BASE + """
-[[attack]]
-name = "fgsm"
-eps = [0.1]
-[[defense]]
-name = "pgd-at"
-eps = 0.1
-epochs = 1
-data = { path = "builtin:digits-train", start = 200, num = 300 }
-""")
+    config = write(tmp_path, with_pgd_at(train_images=300))
     proc = study(config, tmp_path, "--run-id", "d")
     assert proc.returncode == 0, proc.stderr
     doc = json.loads((tmp_path / "d/metrics.json").read_text())
