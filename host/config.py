@@ -314,16 +314,16 @@ def _attack(table: dict[str, Any], index: int) -> AttackSpec:
     name = str(_required(table, "name", f"attack #{index + 1}")).lower()
     params = {k: v for k, v in table.items() if k not in ("name", "eps")}
     keys = study_keys(name)  # an unknown name fails here, listing the registry
-    attack_params = {k: v for k, v in params.items() if k not in keys}
+    own_params = {k: v for k, v in params.items() if k not in keys}
     if "eps" not in table:
-        get_attack(name, **attack_params)  # unknown attack (lists the registry) or bad parameter
+        get_attack(name, **own_params)  # unknown attack (lists the registry) or bad parameter
         _attack_routing(name, params)
         return AttackSpec(name, (None,), params)
     eps_value = table["eps"]
     eps_list = eps_value if isinstance(eps_value, list) else [eps_value]
     if not eps_list or not all(isinstance(e, int | float) and math.isfinite(e) and e > 0 for e in eps_list):
         raise UserError(f"attack '{name}': eps must be a positive number or a list of them, got {eps_value!r}")
-    get_attack(name, eps=float(eps_list[0]), **attack_params)
+    get_attack(name, eps=float(eps_list[0]), **own_params)
     _attack_routing(name, params)
     return AttackSpec(name, tuple(float(e) for e in eps_list), params)
 
