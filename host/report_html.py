@@ -31,6 +31,7 @@ GALLERY_FILE = "gallery.npz"
 GALLERY_K = 8                    # samples per evaluation kept in gallery.npz
 GALLERY_VERSION = 1
 MODEL_ORDER = ("float32", "int16x8", "int8")
+HISTOGRAM_BINS_TEXT = "log-spaced bins from the smallest to the largest non-zero value"
 METRICS_DOC = ROOT / "docs" / "metrics.md"
 REPORT_DOC = ROOT / "docs" / "report.md"
 
@@ -334,9 +335,6 @@ def section_perturbation(document: dict[str, Any]) -> str:
         parts.append('<p class="note">No per-input histograms: this run predates them (metrics.json kept '
                      "mean and max only); the gallery shows individual perturbations.</p>")
     return "\n".join(parts)
-
-
-HISTOGRAM_BINS_TEXT = "log-spaced bins from the smallest to the largest non-zero value"
 
 
 def section_chip(document: dict[str, Any]) -> str:
