@@ -429,13 +429,13 @@ def bitwidth_panels(document: dict[str, Any]) -> list[tuple[str, str, dict[str, 
     each beside float32 and the deployed precisions."""
     keys = model_keys(document)
     deployed = [k for k in keys if not k.startswith(("sim:", "chip:"))]
-    sims = [k for k in keys if plots.simulated_width(k) is not None]
+    widths = {k: w for k in keys if (w := plots.simulated_width(k)) is not None}
     panels = []
     for attack, evals in attack_groups(document).items():
         if not _is_swept(evals):
             continue
         for title, with_activations in (("weights", False), ("weights + activations", True)):
-            chosen = deployed + [k for k in sims if plots.simulated_width(k)[1] == with_activations]  # type: ignore[index]
+            chosen = deployed + [k for k, (_, activations) in widths.items() if activations == with_activations]
             if len(chosen) == len(deployed):
                 continue
             series = {k: [(e["eps"], e["models"][k]["accuracy"]) for e in evals if e.get("eps") and k in e["models"]]
