@@ -745,7 +745,7 @@ def resumed_config(args: argparse.Namespace, argv: list[str], stored: dict[str, 
 def run_study(args: argparse.Namespace, argv: list[str] | None) -> int:
     from host.config import load_experiment
     from host.experiment import run_experiment
-    from host.report import print_study, write_study
+    from host.report import chip_mismatches, print_study, write_study
     from host.study_checkpoint import StudyCheckpoint
 
     experiment = load_experiment(args.config, quick=args.quick)
@@ -763,7 +763,7 @@ def run_study(args: argparse.Namespace, argv: list[str] | None) -> int:
     document["run"].update({"id": run_id, "argv": list(sys.argv[1:] if argv is None else argv)})
     paths = write_study(document, args.out / run_id)
     print_study(document, paths)
-    mismatches = document["summary"]["chip_mismatches"]
+    mismatches = chip_mismatches(document)
     failed = [f"attack {f['attack']}" for f in document["summary"].get("failed_attacks", [])]
     failed += [f"defense {f['defense']}" for f in document["summary"].get("failed_defenses", [])]
     if failed:

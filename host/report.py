@@ -209,9 +209,7 @@ def render_study_markdown(document: dict[str, Any]) -> str:
              f"input range {exp['dataset']['input_range']}",
              f"- chip: {exp['chip']['board'] or 'none'} {exp['chip']['precisions']} (first {exp['chip']['num']} of "
              f"every set)",
-             f"- chip vs reference: {document['summary']['chip_inferences'] - document['summary']['chip_mismatches']}"
-             f"/{document['summary']['chip_inferences']} identical",
-             *_staged_summary_lines(document["summary"]),
+             *[f"- {what}: {same}/{of} identical" for what, same, of in chip_agreement(document)],
              f"- wall time {document['run']['duration_s']} s",
              *[f"- **attack `{f['attack']}` failed** and is left out: {f['error']}"
                for f in document["summary"].get("failed_attacks", [])],
@@ -325,12 +323,24 @@ def defense_chip_rows(document: dict[str, Any]) -> tuple[list[str], list[list[st
     return header, rows
 
 
-def _staged_summary_lines(summary: dict[str, Any]) -> list[str]:
-    total = summary.get("defended_chip_inferences")
-    if not total:
-        return []
-    return [f"- pre-processing on the chip vs reference on the integer stage: "
-            f"{total - summary['defended_chip_mismatches']}/{total} identical"]
+def chip_agreement(document: dict[str, Any]) -> list[tuple[str, int, int]]:
+    """(what ran, identical, of) for every group of chip runs in a study: its models, the firmware
+    pre-processing stages, and the same for each model a train-based defense produced."""
+    s = document.get("summary", {})
+    groups = []
+    if s.get("chip_inferences"):
+        groups.append(("chip vs reference", s["chip_inferences"] - s["chip_mismatches"], s["chip_inferences"]))
+    if s.get("defended_chip_inferences"):
+        groups.append(("pre-processing on the chip vs reference on the integer stage",
+                       s["defended_chip_inferences"] - s["defended_chip_mismatches"], s["defended_chip_inferences"]))
+    for name, sub in document.get("defended_models", {}).items():
+        groups += [(f"{what} (model trained by {name})", same, of) for what, same, of in chip_agreement(sub)]
+    return groups
+
+
+def chip_mismatches(document: dict[str, Any]) -> int:
+    """Chip outputs that differ from the reference, over every group of chip_agreement."""
+    return sum(of - same for _, same, of in chip_agreement(document))
 
 
 def _instructions(value: float | None) -> str:
@@ -401,15 +411,8 @@ def print_study(document: dict[str, Any], paths: dict[str, Path]) -> None:
         print(f"FAILED   {failure['attack']}: {failure['error']}")
     for failure in s.get("failed_defenses", []):
         print(f"FAILED   defense {failure['defense']}: {failure['error']}")
-    if s["chip_inferences"]:
-        verdict = "bit-exact" if not s["chip_mismatches"] else "NOT bit-exact"
-        print(f"chip vs reference: {verdict} ({s['chip_inferences'] - s['chip_mismatches']}/{s['chip_inferences']} "
-              "identical)")
-    if s.get("defended_chip_inferences"):
-        verdict = "bit-exact" if not s["defended_chip_mismatches"] else "NOT bit-exact"
-        staged, mismatches = s["defended_chip_inferences"], s["defended_chip_mismatches"]
-        print(f"pre-processing on the chip vs reference on the integer stage: {verdict} "
-              f"({staged - mismatches}/{staged} identical)")
+    for what, same, of in chip_agreement(document):
+        print(f"{what}: {'bit-exact' if same == of else 'NOT bit-exact'} ({same}/{of} identical)")
     print(f"results: {paths['metrics'].parent}/ ({', '.join(p.name for p in paths.values())})")
 
 

@@ -211,8 +211,16 @@ def _input_range(document: dict[str, Any]) -> list[float]:
 # ---------------------------------------------------------------- schema 2: sections
 
 
+def _chip_verdict(what: str, same: int, of: int) -> str:
+    ok = same == of
+    return (f'<p class="{"ok" if ok else "fail"}">{esc(what.replace("reference", "TFLite Micro reference", 1))}: '
+            f'{"bit-exact" if ok else "NOT bit-exact"} ({same}/{of} identical)</p>')
+
+
 def section_config(document: dict[str, Any]) -> str:
-    exp, run, summary = document["experiment"], document.get("run", {}), document["summary"]
+    from host.report import chip_agreement
+
+    exp, run = document["experiment"], document.get("run", {})
     ds, chip = exp["dataset"], exp["chip"]
     rows: list[list[Any]] = [
         ["study", f"{exp['name']} (config {exp['config']}, seed {exp['seed']})"],
@@ -229,12 +237,7 @@ def section_config(document: dict[str, Any]) -> str:
         ["chip", f"{chip['board'] or 'none'} running {', '.join(chip['precisions']) or '–'} on the first "
                  f"{chip['num']} inputs of every set" if chip["board"] else "none (host reference only)"],
     ]
-    verdict = ""
-    if summary.get("chip_inferences"):
-        same = summary["chip_inferences"] - summary["chip_mismatches"]
-        ok = not summary["chip_mismatches"]
-        verdict = (f'<p class="{"ok" if ok else "fail"}">chip vs TFLite Micro reference: '
-                   f'{"bit-exact" if ok else "NOT bit-exact"} ({same}/{summary["chip_inferences"]} identical)</p>')
+    verdict = "\n".join(_chip_verdict(what, same, of) for what, same, of in chip_agreement(document))
     a_rows = [[a["name"], ", ".join(f"{e:g}" for e in a["eps"] if e is not None) or "– (minimal perturbation)",
                ", ".join(f"{k}={v}" for k, v in a["params"].items()) or "defaults"] for a in exp["attacks"]]
     return "\n".join(['<h2 id="config">Configuration</h2>', verdict, table(["", "value"], rows),

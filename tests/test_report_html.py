@@ -224,6 +224,18 @@ def test_study_html_compares_defenses(tmp_path: Path) -> None:
         assert section.count('class="plot"') == 2       # int8 and int16x8
 
 
+def test_chip_agreement_counts_the_models_a_defense_trained(tmp_path: Path) -> None:
+    document = synthetic_study()
+    document["defended_models"] = {"pgd-at": {"evaluations": [], "summary": {
+        "chip_inferences": 20, "chip_mismatches": 1, "evaluations": 1}}}
+    assert report.chip_agreement(document) == [("chip vs reference", 200, 200),
+                                               ("chip vs reference (model trained by pgd-at)", 19, 20)]
+    assert report.chip_mismatches(document) == 1       # evaluate exits 1 on it
+    assert "- chip vs reference (model trained by pgd-at): 19/20 identical" in report.render_study_markdown(document)
+    html = render_study_html(document, tmp_path)
+    assert '<p class="fail">chip vs TFLite Micro reference (model trained by pgd-at): NOT bit-exact (19/20' in html
+
+
 def test_study_html_without_defenses_says_so(tmp_path: Path) -> None:
     assert "No defense in this study" in render_study_html(synthetic_study(), tmp_path)
 
