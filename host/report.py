@@ -210,7 +210,7 @@ def render_study_markdown(document: dict[str, Any]) -> str:
              f"- chip: {exp['chip']['board'] or 'none'} {exp['chip']['precisions']} (first {exp['chip']['num']} of "
              f"every set)",
              *[f"- {what}: {same}/{of} identical" for what, same, of in chip_agreement(document)],
-             f"- wall time {document['run']['duration_s']} s",
+             f"- wall time {wall_time(document['run'])}",
              *[f"- **attack `{f['attack']}` failed** and is left out: {f['error']}"
                for f in document["summary"].get("failed_attacks", [])],
              *[f"- **defense `{f['defense']}` failed** and is left out: {f['error']}"
@@ -321,6 +321,14 @@ def defense_chip_rows(document: dict[str, Any]) -> tuple[list[str], list[list[st
     header = ["defense", "attack", "ε", "precision", "chip acc", "ref acc (integer stage)", "chip = ref",
               "pre-processing instr", "inference instr", "total instr"]
     return header, rows
+
+
+def wall_time(run: dict[str, Any]) -> str:
+    """The run's duration; a resumed study's process did not run the parts read back from the checkpoint."""
+    text = f"{run.get('duration_s', '?')} s"
+    if "--resume" in run.get("argv", []):
+        text += " (the last process of a resumed run: parts finished before it are not included)"
+    return text
 
 
 def chip_agreement(document: dict[str, Any]) -> list[tuple[str, int, int]]:

@@ -218,13 +218,13 @@ def _chip_verdict(what: str, same: int, of: int) -> str:
 
 
 def section_config(document: dict[str, Any]) -> str:
-    from host.report import chip_agreement
+    from host.report import chip_agreement, wall_time
 
     exp, run = document["experiment"], document.get("run", {})
     ds, chip = exp["dataset"], exp["chip"]
     rows: list[list[Any]] = [
         ["study", f"{exp['name']} (config {exp['config']}, seed {exp['seed']})"],
-        ["run", f"{run.get('id', '')}: {run.get('duration_s', '?')} s wall time; argv "
+        ["run", f"{run.get('id', '')}: {wall_time(run)} wall time; argv "
                 f"{' '.join(run.get('argv', []))}"],
         ["float model", exp["float_model"]],
     ]

@@ -236,6 +236,14 @@ def test_chip_agreement_counts_the_models_a_defense_trained(tmp_path: Path) -> N
     assert '<p class="fail">chip vs TFLite Micro reference (model trained by pgd-at): NOT bit-exact (19/20' in html
 
 
+def test_a_resumed_runs_wall_time_says_it_is_the_last_process_only(tmp_path: Path) -> None:
+    document = synthetic_study()
+    assert "- wall time 12.3 s\n" in report.render_study_markdown(document)
+    document["run"]["argv"] += ["--resume", "synthetic"]
+    for text in (report.render_study_markdown(document), render_study_html(document, tmp_path)):
+        assert "12.3 s (the last process of a resumed run: parts finished before it are not included)" in text
+
+
 def test_study_html_without_defenses_says_so(tmp_path: Path) -> None:
     assert "No defense in this study" in render_study_html(synthetic_study(), tmp_path)
 
