@@ -163,6 +163,7 @@ def grouped_bars(groups: Sequence[str], series: Mapping[str, Sequence[float | No
     """Horizontal grouped bars: one group per row label, one bar per series (e.g. model accuracy)."""
     labels = labels or {}
     n = len(series)
+    wrapped, ncols = legend_layout({key: labels.get(key, key) for key in series})
     height = 0.8 / max(n, 1)
     fig = _figure(8.0, 0.9 + len(groups) * (0.22 * n + 0.25))
     ax = fig.add_subplot()
@@ -172,7 +173,7 @@ def grouped_bars(groups: Sequence[str], series: Mapping[str, Sequence[float | No
         vals = np.array([np.nan if v is None else v for v in values], dtype=float)
         pos = y - 0.4 + height * (index + 0.5)
         ax.barh(pos, np.nan_to_num(vals), height=height * 0.92, color=style["color"],
-                hatch=bar_hatch(key), edgecolor="white", label=labels.get(key, key))
+                hatch=bar_hatch(key), edgecolor="white", label=wrapped[key])
         for p, v in zip(pos, vals, strict=True):
             text = "–" if np.isnan(v) else (f"{100 * v:.0f} %" if percent else f"{v:,.4g}")
             ax.text(0 if np.isnan(v) else v, p, " " + text, va="center", fontsize=7)
@@ -183,8 +184,22 @@ def grouped_bars(groups: Sequence[str], series: Mapping[str, Sequence[float | No
         ax.set_xlim(0, 1.12)
         _pct_axis(ax, "x")
     ax.grid(True, axis="x", alpha=0.3)
-    fig.legend(loc="outside lower center", ncols=min(5, n), fontsize=8, frameon=False)
+    fig.legend(loc="outside lower center", ncols=ncols, fontsize=8, frameon=False)
     return _png(fig)
+
+
+LEGEND_CHARS = 110      # characters of 8-pt legend text that fit across an 8-inch figure
+LEGEND_WRAP = 40        # longer labels (a defense with its parameters) break into lines
+
+
+def legend_layout(labels: Mapping[str, str]) -> tuple[dict[str, str], int]:
+    """Labels wrapped to LEGEND_WRAP characters, and as many legend columns as fit the figure."""
+    import textwrap
+
+    wrapped = {key: "\n".join(textwrap.wrap(text, LEGEND_WRAP, break_on_hyphens=False)) or text
+               for key, text in labels.items()}
+    widest = max((len(line) for text in wrapped.values() for line in text.splitlines()), default=1)
+    return wrapped, max(1, min(5, len(labels), LEGEND_CHARS // (widest + 6)))
 
 
 # ---------------------------------------------------------------- transfer

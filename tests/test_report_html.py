@@ -284,6 +284,15 @@ def test_simulated_widths_have_their_own_styles() -> None:
     assert plots.bar_hatch("int8") is None
 
 
+def test_long_legend_labels_wrap_and_take_fewer_columns() -> None:
+    pgd_at = "pgd-at(eps=0.008, max_iter=10, epochs=1, learning_rate=2e-05) (trained)"
+    wrapped, ncols = plots.legend_layout({"none": "none", "fs4": "feature-squeezing(bit_depth=4)", "at": pgd_at})
+    assert all(len(line) <= plots.LEGEND_WRAP for line in wrapped["at"].splitlines())
+    assert wrapped["at"].replace("\n", " ") == pgd_at and wrapped["none"] == "none"
+    assert ncols == 2                                   # five columns of these ran off the figure
+    assert plots.legend_layout({k: k for k in ("float32", "int16x8", "int8", "chip:int8", "chip:int16x8")})[1] == 5
+
+
 def test_gallery_arrays_format(tmp_path: Path) -> None:
     document = synthetic_study()
     arrays = synthetic_gallery(document, k=4)
