@@ -346,6 +346,11 @@ def chip_agreement(document: dict[str, Any]) -> list[tuple[str, int, int]]:
     return groups
 
 
+def agreement_text(same: int, of: int) -> str:
+    """The verdict on one group of chip runs, as the console and report.html print it."""
+    return f"{'bit-exact' if same == of else 'NOT bit-exact'} ({same}/{of} identical)"
+
+
 def chip_mismatches(document: dict[str, Any]) -> int:
     """Chip outputs that differ from the reference, over every group of chip_agreement."""
     return sum(of - same for _, same, of in chip_agreement(document))
@@ -420,7 +425,7 @@ def print_study(document: dict[str, Any], paths: dict[str, Path]) -> None:
     for failure in s.get("failed_defenses", []):
         print(f"FAILED   defense {failure['defense']}: {failure['error']}")
     for what, same, of in chip_agreement(document):
-        print(f"{what}: {'bit-exact' if same == of else 'NOT bit-exact'} ({same}/{of} identical)")
+        print(f"{what}: {agreement_text(same, of)}")
     print(f"results: {paths['metrics'].parent}/ ({', '.join(p.name for p in paths.values())})")
 
 

@@ -212,9 +212,10 @@ def _input_range(document: dict[str, Any]) -> list[float]:
 
 
 def _chip_verdict(what: str, same: int, of: int) -> str:
-    ok = same == of
-    return (f'<p class="{"ok" if ok else "fail"}">{esc(what.replace("reference", "TFLite Micro reference", 1))}: '
-            f'{"bit-exact" if ok else "NOT bit-exact"} ({same}/{of} identical)</p>')
+    from host.report import agreement_text
+
+    return (f'<p class="{"ok" if same == of else "fail"}">'
+            f'{esc(what.replace("reference", "TFLite Micro reference", 1))}: {agreement_text(same, of)}</p>')
 
 
 def section_config(document: dict[str, Any]) -> str:
