@@ -6,7 +6,7 @@ link round trips, inferences per second on the emulated chip, the host-native
 engine and the TFLite Micro reference, and instructions per inference.
 
 The device pool (`python -m host.evaluate --devices N`): inferences/s of the chip part of an
-evaluation (host.pool.BackendPool, pipelining window W per device, the TFLite Micro reference
+evaluation (host.backends.pool.BackendPool, pipelining window W per device, the TFLite Micro reference
 run on the host as the results arrive, as host.evaluate does) with 1 and 2 emulators, their
 ratio, and the CPU time per inference of QEMU and of the host process, which bound it.
 """
@@ -25,11 +25,11 @@ from pathlib import Path
 
 import numpy as np
 
-from host.boards import load_board
-from host.build import build_firmware
 from host.compiler import compile_tflite
-from host.errors import run_cli
-from host.paths import DEFAULT_BOARD, DEFAULT_MODEL
+from host.core.boards import load_board
+from host.core.errors import run_cli
+from host.core.paths import DEFAULT_BOARD, DEFAULT_MODEL
+from host.engine.build import build_firmware
 
 
 def timed(fn: Callable[[], object], repeat: int = 1) -> float:
@@ -50,9 +50,9 @@ def rate(fn: Callable[[], object], count: int) -> float:
 
 
 def bench(model_path: Path, board_name: str, count: int) -> list[tuple[str, str]]:
-    from host.device import boot_elf
-    from host.native import NativeModel
-    from host.reference import ReferenceInterpreter
+    from host.emulators.launch import boot_elf
+    from host.engine.native import NativeModel
+    from host.engine.reference import ReferenceInterpreter
 
     board = load_board(board_name)
     model = compile_tflite(model_path)
@@ -91,8 +91,8 @@ def bench_pool(model_path: Path, board_name: str, count: int, window: int, round
     median of the per-round ratios."""
     import os
 
-    from host.backends import DeviceBackend, ModelIO, ReferenceBackend, boot_emulated, cpu_for
-    from host.pool import BackendPool
+    from host.backends.backend import DeviceBackend, ModelIO, ReferenceBackend, boot_emulated, cpu_for
+    from host.backends.pool import BackendPool
 
     board = load_board(board_name)
     compiled = compile_tflite(model_path)
@@ -199,10 +199,10 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     for tool in ("qemu-system-arm", "arm-none-eabi-gcc"):
         if shutil.which(tool) is None:
-            from host.errors import UserError
+            from host.core.errors import UserError
 
             raise UserError(f"{tool} not found", hint="run `make deps`")
-    import host.emulator  # noqa: F401  (in the main thread: it installs the SIGTERM handler)
+    import host.emulators.qemu  # noqa: F401  (in the main thread: it installs the SIGTERM handler)
 
     print(f"bench: {args.model} on {args.board}")
     figures = [] if args.pool_only else bench(args.model, args.board, args.count)

@@ -24,8 +24,8 @@ from typing import Any
 
 import numpy as np
 
-from host.errors import UserError, run_cli
-from host.paths import ROOT, SHARED_DIR
+from host.core.errors import UserError, run_cli
+from host.core.paths import ROOT, SHARED_DIR
 
 FLOAT_MODEL = SHARED_DIR / "models" / "david-goliath" / "cifar_resnet_float.h5"
 CIFAR = SHARED_DIR / "data" / "cifar10" / "test_first1017.npz"
@@ -189,7 +189,7 @@ def write_docs(text: str, path: Path) -> None:
 
 def load_inputs(num: int) -> tuple[Any, np.ndarray, np.ndarray]:
     from host.attacks import load_float_model
-    from host.data import load_npz_dataset
+    from host.core.data import load_npz_dataset
 
     for path in (FLOAT_MODEL, CIFAR):
         if not path.is_file():
@@ -225,7 +225,7 @@ def art_num_for(name: str, args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse(argv)
-    from host.quiet import import_tensorflow_quietly
+    from host.core.quiet import import_tensorflow_quietly
 
     import_tensorflow_quietly()
     model, x, y = load_inputs(args.num)

@@ -1,229 +1,18 @@
-"""QEMU as a board: start it with the UART on a loopback TCP port, connect
-with pyserial's socket:// URL, and make sure it always stops.
-
--icount shift=N (the board file's emulator.icount_shift, default 0) makes the
-guest run one instruction per 2^N virtual nanoseconds, so SysTick ticks count
-instructions deterministically (the cost metric).  `calibrate` measures how
-many instructions one tick is on a board:
-
-    python -m host.emulator calibrate [BOARD ...]
-"""
+"""`python -m host.emulator calibrate [BOARD …]`: measure instructions per SysTick tick of the QEMU boards
+(library: host.emulators.qemu)."""
 
 from __future__ import annotations
 
-import atexit
-import contextlib
-import ctypes
-import itertools
-import os
-import shutil
-import signal
-import socket
-import subprocess
+import argparse
 import sys
-import threading
-import time
-import weakref
-from dataclasses import dataclass
-from fractions import Fraction
-from pathlib import Path
 
-import serial
-
-from host.boards import Board
-from host.errors import UserError
-
-QEMU_HINT = "install QEMU: sudo apt-get install qemu-system-arm"
-PR_SET_PDEATHSIG = 1
-_running: weakref.WeakSet[QemuProcess] = weakref.WeakSet()
-
-
-def _die_with_parent() -> None:
-    """In the child: get SIGTERM when the host process dies, even by SIGKILL."""
-    with contextlib.suppress(OSError):
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-_cores_handed_out = itertools.count()
-
-
-def one_core() -> set[int]:
-    """A core for an emulator nobody placed: round-robin over the cores this process may use."""
-    allowed = sorted(os.sched_getaffinity(0))
-    return {allowed[next(_cores_handed_out) % len(allowed)]}
-
-
-class QemuProcess:
-    """One QEMU instance running a firmware ELF; use as a context manager.
-
-    All its threads are bound to `cpus` (default: one core, round-robin; an empty set: not
-    bound).  Under -icount the guest runs in one thread and the UART in the main-loop thread,
-    which hand every UART byte to each other: on one core that hand-off is a cheap switch,
-    across cores a wake-up of a sleeping thread (docs/evaluate.md, "Several devices")."""
-
-    def __init__(self, board: Board, elf: Path, boot_timeout_s: float = 20.0, cpus: set[int] | None = None) -> None:
-        if board.emulator.get("kind") != "qemu":
-            raise UserError(f"board {board.name} is not emulated by QEMU")
-        self.board, self.elf, self.boot_timeout_s = board, elf, boot_timeout_s
-        self.cpus = one_core() if cpus is None else cpus
-        self.process: subprocess.Popen[bytes] | None = None
-        self.port = 0
-
-    def command(self, port: int) -> list[str]:
-        qemu = shutil.which("qemu-system-arm")
-        if qemu is None:
-            raise UserError("qemu-system-arm not found", hint=QEMU_HINT)
-        taskset = shutil.which("taskset")
-        bind = [taskset, "-c", ",".join(map(str, sorted(self.cpus)))] if self.cpus and taskset else []
-        return [
-            *bind, qemu, "-M", str(self.board.emulator["machine"]), "-icount", f"shift={self.board.icount_shift}",
-            "-nographic", "-monitor", "none", "-no-reboot",
-            # nodelay: QEMU writes the UART byte by byte; Nagle would add ~40 ms per reply.
-            "-serial", f"tcp:127.0.0.1:{port},server=on,wait=on,nodelay=on",
-            "-kernel", str(self.elf),
-        ]
-
-    def start(self) -> serial.SerialBase:
-        """Start QEMU and return a connected link (QEMU waits for it before running)."""
-        for _ in range(5):
-            self.launch()
-            link = self._connect()
-            if link is not None:
-                return link
-            self.stop()
-        raise UserError(f"QEMU did not start for board {self.board.name}: {self._stderr()}", hint=QEMU_HINT)
-
-    def launch(self) -> int:
-        """Start QEMU without connecting; returns the TCP port of its UART, where it waits for
-        one client (e.g. a host.faultproxy or an RFC 2217 bridge) before running the firmware."""
-        self.port = free_port()
-        self.process = subprocess.Popen(self.command(self.port), stdin=subprocess.DEVNULL,
-                                        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                                        preexec_fn=_die_with_parent)
-        _running.add(self)
-        return self.port
-
-    def _connect(self) -> serial.SerialBase | None:
-        deadline = time.monotonic() + self.boot_timeout_s
-        while time.monotonic() < deadline:
-            assert self.process is not None
-            if self.process.poll() is not None:
-                return None  # exited (e.g. the port was taken): caller retries
-            try:
-                return serial.serial_for_url(f"socket://127.0.0.1:{self.port}", timeout=0.05)
-            except serial.SerialException:
-                time.sleep(0.05)
-        return None
-
-    def _stderr(self) -> str:
-        if self.process is None or self.process.stderr is None or self.process.poll() is None:
-            return "no output"
-        return self.process.stderr.read().decode(errors="replace").strip()[-800:] or "no output"
-
-    def alive(self) -> bool:
-        return self.process is not None and self.process.poll() is None
-
-    def stop(self) -> None:
-        if self.process is None:
-            return
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-        if self.process.stderr is not None:
-            self.process.stderr.close()
-        self.process = None
-
-    def __enter__(self) -> QemuProcess:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
-
-
-def _stop_all() -> None:
-    for qemu in list(_running):
-        qemu.stop()
-
-
-def _on_sigterm(signum: int, frame: object) -> None:
-    _stop_all()
-    raise SystemExit(128 + signum)
-
-
-atexit.register(_stop_all)
-# Only the main thread may install a handler (a device pool may import this module from a
-# worker); there, the emulators still die with the host through _die_with_parent.
-if threading.current_thread() is threading.main_thread() and signal.getsignal(signal.SIGTERM) in (signal.SIG_DFL, None):
-    signal.signal(signal.SIGTERM, _on_sigterm)
-
-
-@dataclass(frozen=True)
-class Calibration:
-    """Two timed runs of a 2-instruction loop (firmware/runtime/calibrate/calibrate.c)."""
-
-    board: str
-    counts: tuple[int, int]     # loop iterations
-    ticks: tuple[int, int]      # SysTick ticks each run took
-
-    @property
-    def instructions_per_tick(self) -> float:
-        return 2 * (self.counts[1] - self.counts[0]) / (self.ticks[1] - self.ticks[0])
-
-    @property
-    def overhead_instructions(self) -> float:
-        """Instructions of the timing itself (ticks_now calls), from the shorter run."""
-        return self.ticks[0] * self.instructions_per_tick - 2 * self.counts[0]
-
-    def agrees_with(self, ratio: Fraction, ticks_tolerance: float = 2.0) -> bool:
-        """Within the +-1 tick quantization of each of the two runs (plus a SysTick wrap interrupt)."""
-        expected_ticks = 2 * (self.counts[1] - self.counts[0]) / ratio
-        return abs((self.ticks[1] - self.ticks[0]) - expected_ticks) <= ticks_tolerance
-
-
-def calibrate(board: Board, timeout_s: float = 60.0) -> Calibration:
-    """Build and boot the calibration firmware; read its measurement line from the UART."""
-    from host.build import build_calibration
-
-    image = build_calibration(board)
-    with QemuProcess(board, image.elf) as qemu:
-        link = qemu.start()
-        try:
-            line = _read_line(link, b"calibrate ", timeout_s)
-        finally:
-            link.close()
-    fields = line.split()
-    if len(fields) != 5 or not all(f.isdigit() for f in fields[1:]):
-        raise UserError(f"board {board.name}: unexpected calibration output {line!r}")
-    n1, t1, n2, t2 = (int(f) for f in fields[1:])
-    return Calibration(board.name, (n1, n2), (t1, t2))
-
-
-def _read_line(link: serial.SerialBase, prefix: bytes, timeout_s: float) -> str:
-    buffer = b""
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        buffer += link.read(max(1, link.in_waiting))
-        start = buffer.find(prefix)
-        end = buffer.find(b"\n", start) if start >= 0 else -1
-        if end >= 0:
-            return buffer[start:end].decode("ascii", errors="replace")
-    raise UserError(f"no calibration output within {timeout_s:.0f} s", hint="the firmware did not boot")
+from host.core.boards import list_boards, load_board
+from host.core.errors import run_cli
+from host.emulators.qemu import calibrate
 
 
 def main(argv: list[str] | None = None) -> int:
-    import argparse
 
-    from host.boards import list_boards, load_board
 
     parser = argparse.ArgumentParser(prog="python -m host.emulator", description="QEMU boards: tick calibration")
     parser.add_argument("command", choices=("calibrate",))
@@ -245,6 +34,5 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    from host.errors import run_cli
 
     sys.exit(run_cli(main))

@@ -15,8 +15,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from host.errors import UserError, run_cli
-from host.paths import BUILD_DIR, ROOT, SHARED_DIR
+from host.core.errors import UserError, run_cli
+from host.core.paths import BUILD_DIR, ROOT, SHARED_DIR
 
 MODELS = {
     "ResNet-8 (IC)": "mlperf-tiny/pretrainedResnet_quant.tflite",
@@ -40,7 +40,7 @@ class Row:
 
 @contextmanager
 def kernels(kind: str) -> Iterator[None]:
-    """TM_KERNELS=portable builds the reference kernels only (host/build.py)."""
+    """TM_KERNELS=portable builds the reference kernels only (host/engine/build.py)."""
     saved = os.environ.get("TM_KERNELS")
     if kind == "portable":
         os.environ["TM_KERNELS"] = "portable"
@@ -57,11 +57,11 @@ def kernels(kind: str) -> Iterator[None]:
 
 def measure(model_path: Path, board_name: str, kind: str) -> tuple[int, int, int]:
     """(median instructions per inference, arena bytes, flash bytes) on one board."""
-    from host.boards import load_board
-    from host.build import build_firmware
-    from host.check import random_inputs
+    from host.backends.inputs import random_inputs
     from host.compiler import compile_tflite
-    from host.device import boot_elf
+    from host.core.boards import load_board
+    from host.emulators.launch import boot_elf
+    from host.engine.build import build_firmware
 
     board = load_board(board_name)
     model = compile_tflite(model_path)
@@ -73,14 +73,14 @@ def measure(model_path: Path, board_name: str, kind: str) -> tuple[int, int, int
 
 
 def run(boards: list[str]) -> list[Row]:
-    from host.build import check_fits
     from host.compiler import compile_tflite
+    from host.engine.build import check_fits
 
     rows = []
     for label, rel in MODELS.items():
         path = SHARED_DIR / "models" / rel
         for board in boards:
-            from host.boards import load_board
+            from host.core.boards import load_board
 
             try:
                 check_fits(compile_tflite(path), load_board(board))

@@ -23,8 +23,8 @@ import numpy as np  # noqa: E402
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))  # run as a script from anywhere
 
-from host.data import DIGITS_CLASS_NAMES, DIGITS_SPLIT_SEED, load_digits_split  # noqa: E402
-from host.reference import ReferenceInterpreter  # noqa: E402
+from host.core.data import DIGITS_CLASS_NAMES, DIGITS_SPLIT_SEED, load_digits_split  # noqa: E402
+from host.engine.reference import ReferenceInterpreter  # noqa: E402
 from host.tflite.reader import parse_model  # noqa: E402
 
 ALLOWED_OPS = {
@@ -140,12 +140,12 @@ def main(argv: list[str] | None = None) -> int:
         "input_range": [0.0, 1.0],
         "input_scaling": "pixel / 16",
         "class_names": list(DIGITS_CLASS_NAMES),
-        "split": {"function": "host.data.load_digits_split", "seed": DIGITS_SPLIT_SEED, "test_size": 0.25,
+        "split": {"function": "host.core.data.load_digits_split", "seed": DIGITS_SPLIT_SEED, "test_size": 0.25,
                   "stratify": True, "n_train": len(y_train), "n_test": len(y_test)},
         "train": {"seed": args.seed, "epochs": args.epochs, "batch_size": BATCH_SIZE, "optimizer": "adam(1e-3)"},
         "float_test_accuracy": round(float_acc, 6),
         "int8_test_accuracy": round(int8_acc, 6),
-        "int8_accuracy_measured_with": "host.reference.ReferenceInterpreter (TFLite Micro)",
+        "int8_accuracy_measured_with": "host.engine.reference.ReferenceInterpreter (TFLite Micro)",
         "ops": ops,
         "tflite_sha256": hashlib.sha256(tflite).hexdigest(),
     }

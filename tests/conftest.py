@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from host.attacks import FloatModel, ReferenceOracle, load_float_model
-from host.paths import DEFAULT_FLOAT_MODEL, DEFAULT_MODEL
+from host.core.paths import DEFAULT_FLOAT_MODEL, DEFAULT_MODEL
 
 
 @pytest.fixture(scope="session")

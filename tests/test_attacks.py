@@ -7,8 +7,8 @@ import pytest
 
 from host.attacks import FloatModel, get_attack, list_attacks
 from host.attacks.base import Attack
-from host.data import load_digits_split
-from host.errors import UserError
+from host.core.data import load_digits_split
+from host.core.errors import UserError
 
 N = 120
 TOL = 1e-6  # x ± eps is computed in float32

@@ -10,7 +10,7 @@ import pytest
 from host.attacks import get_attack
 from host.attacks.batched.compiled import compiled
 from host.attacks.batched.cw_linf import _build, trade_off_constants
-from host.data import load_digits_split
+from host.core.data import load_digits_split
 
 # Small enough for ART to finish in seconds: 6 constants (0.5 … 16) of at most 5 Adam steps per round.
 PARAMS = {"max_iter": 5, "learning_rate": 0.05, "initial_const": 0.5, "largest_const": 20.0}

@@ -10,7 +10,7 @@ from host.attacks import FloatModel, get_attack
 from host.attacks.base import perturbation_norm
 from host.attacks.batched.compiled import compiled, true_class_margin
 from host.attacks.batched.ead import _build as build_ead
-from host.data import load_digits_split
+from host.core.data import load_digits_split
 
 N = 48
 BETA = 0.001  # the registry default, for the EN distance

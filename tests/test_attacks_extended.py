@@ -20,11 +20,11 @@ from host.attacks import (
 )
 from host.attacks.base import NEEDS, NORMS, perturbation_norm
 from host.attacks.patch import overlay
-from host.backends import ModelIO, ReferenceBackend
-from host.data import load_digits_split
-from host.errors import UserError
-from host.paths import DEFAULT_MODEL
-from host.reference import ReferenceInterpreter
+from host.backends.backend import ModelIO, ReferenceBackend
+from host.core.data import load_digits_split
+from host.core.errors import UserError
+from host.core.paths import DEFAULT_MODEL
+from host.engine.reference import ReferenceInterpreter
 from tests.support.digits import both_correct
 
 N = 6

@@ -14,8 +14,8 @@ from host.attacks.base import perturbation_norm
 from host.attacks.batched.compiled import compiled
 from host.attacks.batched.pgd import _build as build_pgd
 from host.attacks.batched.restarts import restart_in_batches
-from host.data import load_digits_split
-from host.errors import UserError
+from host.core.data import load_digits_split
+from host.core.errors import UserError
 
 N = 48
 TOL = 1e-6

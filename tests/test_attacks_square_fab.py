@@ -12,8 +12,8 @@ from host.attacks.base import perturbation_norm
 from host.attacks.common import art_evasion
 from host.attacks.fab_t import FABT, project_linf
 from host.attacks.square import SquareLinf, l2_init, l2_update, linf_update, p_at, pyramid, square_side, two_pyramids
-from host.data import load_digits_split
-from host.paths import DEFAULT_MODEL
+from host.core.data import load_digits_split
+from host.core.paths import DEFAULT_MODEL
 from tests.support.digits import both_correct
 
 N = 40

@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from host.bitwidth import BitWidth, parse_bitwidths, quantize_weights, simulate
-from host.errors import UserError
-from host.paths import DEFAULT_FLOAT_MODEL
+from host.core.errors import UserError
+from host.core.paths import DEFAULT_FLOAT_MODEL
+from host.quantization.bitwidth import BitWidth, parse_bitwidths, quantize_weights, simulate
 
 
 def test_weight_quantizer_is_symmetric_per_channel_with_2b_minus_1_levels() -> None:
@@ -31,8 +31,8 @@ def test_parse_bitwidths_and_errors() -> None:
 
 
 def test_simulated_models_lose_accuracy_only_at_low_width() -> None:
-    from host.data import load_digits_split
-    from host.quantize import load_float_keras
+    from host.core.data import load_digits_split
+    from host.quantization.quantize import load_float_keras
 
     x_train, _, x_test, y_test = load_digits_split()
     model = load_float_keras(DEFAULT_FLOAT_MODEL)

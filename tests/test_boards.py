@@ -20,12 +20,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from host.boards import Board, MemoryRegion, list_boards, load_board, load_board_file
-from host.build import IO_BUFFER_BYTES, build_firmware, check_fits, estimate_needs, regions_script
-from host.check import first_mismatch, random_inputs
+from host.backends.inputs import random_inputs
+from host.backends.verify import first_mismatch
 from host.compiler import CompiledModel, compile_tflite
-from host.errors import UserError, run_cli
-from host.paths import DEFAULT_BOARD, DEFAULT_MODEL, ROOT, SHARED_DIR
+from host.core.boards import Board, MemoryRegion, list_boards, load_board, load_board_file
+from host.core.errors import UserError, run_cli
+from host.core.paths import DEFAULT_BOARD, DEFAULT_MODEL, ROOT, SHARED_DIR
+from host.engine.build import IO_BUFFER_BYTES, build_firmware, check_fits, estimate_needs, regions_script
 
 BOARDS = list_boards()
 NEW_BOARDS = ["mps2-an500", "mps3-an547", "netduinoplus2"]
@@ -46,8 +47,8 @@ OTHER_CORE_TOLERANCE = 0.015
 def run_model(model: CompiledModel, path: Path, board: Board, count: int, seed: int = 0,
               out_dir: Path | None = None) -> tuple[int, list[int]]:
     """Build, boot, run `count` random inputs; return (bit-exact count, instructions per inference)."""
-    from host.device import boot_elf
-    from host.reference import ReferenceInterpreter
+    from host.emulators.launch import boot_elf
+    from host.engine.reference import ReferenceInterpreter
 
     image = build_firmware(model, board, out_dir=out_dir)
     reference = ReferenceInterpreter(path)
@@ -203,9 +204,9 @@ def test_link_overflow_names_the_region(digits: CompiledModel, tmp_path: Path,
         pytest.skip("needs gcc-arm-none-eabi")
     # Should the estimate ever pass a model that the exact link refuses, the linker's verdict is
     # reported with the board file's region name and the shortfall.
-    import host.build
+    import host.engine.build
 
-    monkeypatch.setattr(host.build, "check_fits", lambda model, board: None)
+    monkeypatch.setattr(host.engine.build, "check_fits", lambda model, board: None)
     tight = dataclasses.replace(load_board(DEFAULT_BOARD), name="tight", ram=MemoryRegion(0x20000000, 8192, "ram"))
     with pytest.raises(UserError) as err:
         build_firmware(digits, tight, out_dir=tmp_path)
@@ -255,7 +256,7 @@ def test_digits_instruction_count_consistent_across_boards(digits_runs: dict[str
 @pytest.mark.qemu
 @pytest.mark.parametrize("name", BOARDS)
 def test_tick_calibration_matches_board_file(name: str) -> None:
-    from host.emulator import calibrate
+    from host.emulators.qemu import calibrate
 
     board = load_board(name)
     result = calibrate(board)

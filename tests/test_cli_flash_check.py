@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from host.paths import DEFAULT_MODEL, FLASH_DIR, ROOT
+from host.core.paths import DEFAULT_MODEL, FLASH_DIR, ROOT
 
 needs_toolchain = pytest.mark.skipif(
     shutil.which("qemu-system-arm") is None or shutil.which("arm-none-eabi-gcc") is None,
@@ -100,9 +100,9 @@ def test_make_flash_then_evaluate_on_the_emulated_board(tmp_path: Path) -> None:
 
 def test_missing_toolchain_and_qemu_name_the_debian_package(monkeypatch, capsys, tmp_path: Path) -> None:  # noqa: ANN001
     from host import flash
-    from host.boards import load_board
-    from host.emulator import QemuProcess
-    from host.errors import UserError, run_cli
+    from host.core.boards import load_board
+    from host.core.errors import UserError, run_cli
+    from host.emulators.qemu import QemuProcess
 
     real_which = shutil.which
     monkeypatch.setattr(shutil, "which", lambda name, *a, **k: None if "arm" in name else real_which(name, *a, **k))

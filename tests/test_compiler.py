@@ -10,7 +10,7 @@ import pytest
 from host.compiler import quant
 from host.compiler.compile import UnsupportedModelError, compile_bytes, compile_file
 from host.compiler.planner import plan_arena
-from host.errors import UserError
+from host.core.errors import UserError
 from host.tflite.reader import ModelFormatError, parse_model
 from tests.support.tflite_builder import GraphBuilder, fb, random_conv, random_multi_op
 

@@ -1,12 +1,12 @@
-"""host.data: the digits split and the generic Dataset checks."""
+"""host.core.data: the digits split and the generic Dataset checks."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from host.data import DIGITS_CLASS_NAMES, Dataset, digits_test_set, load_digits_split, load_npz_dataset
-from host.errors import UserError
+from host.core.data import DIGITS_CLASS_NAMES, Dataset, digits_test_set, load_digits_split, load_npz_dataset
+from host.core.errors import UserError
 
 
 def test_digits_split_shapes_range_and_labels() -> None:

@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 
 from host.attacks import load_float_model
-from host.backends import ModelIO
-from host.data import load_digits_split
-from host.paths import DEFAULT_FLOAT_MODEL, DEFAULT_MODEL, MODELS_DIR
-from host.reference import ReferenceInterpreter
+from host.backends.backend import ModelIO
+from host.core.data import load_digits_split
+from host.core.paths import DEFAULT_FLOAT_MODEL, DEFAULT_MODEL, MODELS_DIR
+from host.engine.reference import ReferenceInterpreter
 from host.tflite.reader import parse_model
 
 REQUIRED_OPS = {

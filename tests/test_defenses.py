@@ -6,9 +6,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from host.data import load_digits_split
+from host.core.data import load_digits_split
+from host.core.errors import UserError
+from host.core.paths import DEFAULT_FLOAT_MODEL
 from host.defenses import Defense, Preprocessor, Trainer, describe_registry, get_defense, list_defenses
-from host.defenses.integer import (
+from host.engine.integer import (
     dequantize,
     grid_range,
     lookup_table,
@@ -16,8 +18,6 @@ from host.defenses.integer import (
     quantize,
     squeeze_bits_quantized,
 )
-from host.errors import UserError
-from host.paths import DEFAULT_FLOAT_MODEL
 
 # The int8 input grid of the digits model and of the study's CIFAR ResNet (scale float32(1/255)).
 INT8 = dict(scale=0.003921568859368563, zero_point=-128)
@@ -253,8 +253,8 @@ def accuracy(model, x: np.ndarray, y: np.ndarray) -> float:  # noqa: ANN001
 
 def check_deployable(model, representative: np.ndarray, x: np.ndarray, y: np.ndarray) -> None:  # noqa: ANN001
     from host.compiler.compile import compile_bytes
-    from host.quantize import quantize as quantize_model
-    from host.quantize import tflite_accuracy
+    from host.quantization.quantize import quantize as quantize_model
+    from host.quantization.quantize import tflite_accuracy
 
     for precision in ("int8", "int16x8"):
         data = quantize_model(model, representative, precision)

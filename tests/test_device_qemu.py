@@ -21,13 +21,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from host.boards import load_board
-from host.build import build_firmware
 from host.compiler import compile_tflite
-from host.device import LINK_ENV, Device, boot_elf, connect, open_device, read_flashed
-from host.paths import DEFAULT_BOARD, DEFAULT_MODEL, ROOT
-from host.protocol import HEADER, SYNC, Client, DeviceError, DeviceErrorFrame, FrameDecoder, Msg, encode_frame
-from host.reference import ReferenceInterpreter
+from host.core.boards import load_board
+from host.core.paths import DEFAULT_BOARD, DEFAULT_MODEL, ROOT
+from host.emulators.launch import boot_elf, open_device
+from host.engine.build import build_firmware
+from host.engine.reference import ReferenceInterpreter
+from host.link.device import LINK_ENV, Device, connect
+from host.link.images import read_flashed
+from host.link.protocol import HEADER, SYNC, Client, DeviceError, DeviceErrorFrame, FrameDecoder, Msg, encode_frame
 
 pytestmark = [
     pytest.mark.qemu,
@@ -174,9 +176,9 @@ def test_version_negotiation(device: Device, monkeypatch: pytest.MonkeyPatch) ->
     # The host states its version; the device answers with its own (first field of INFO).
     (reply,) = raw_exchange(device, encode_frame(Msg.INFO, 90, struct.pack("<HB", 3, 1)))
     assert reply.type == Msg.INFO | 0x80 and struct.unpack_from("<H", reply.payload) == (2,)
-    import host.protocol
+    import host.link.protocol
 
-    monkeypatch.setattr(host.protocol, "PROTOCOL_VERSION", 3)
+    monkeypatch.setattr(host.link.protocol, "PROTOCOL_VERSION", 3)
     with pytest.raises(DeviceError, match="speaks protocol version 2, this host speaks version 3"):
         Client(device.client.transport, timeout_s=5).handshake()
     monkeypatch.undo()
@@ -310,7 +312,7 @@ class Rfc2217Bridge:
 
 
 def test_rfc2217_link_to_a_remote_board(flashed, model) -> None:  # noqa: ANN001
-    from host.emulator import QemuProcess
+    from host.emulators.qemu import QemuProcess
 
     board = load_board(DEFAULT_BOARD)
     image = read_flashed(DEFAULT_BOARD)
@@ -329,7 +331,7 @@ def test_rfc2217_link_to_a_remote_board(flashed, model) -> None:  # noqa: ANN001
 
 
 def test_link_url_from_the_environment(flashed, model, monkeypatch: pytest.MonkeyPatch) -> None:  # noqa: ANN001
-    from host.emulator import QemuProcess
+    from host.emulators.qemu import QemuProcess
 
     board = load_board(DEFAULT_BOARD)
     image = read_flashed(DEFAULT_BOARD)
@@ -342,8 +344,8 @@ def test_link_url_from_the_environment(flashed, model, monkeypatch: pytest.Monke
 
 
 def test_unreachable_link_is_a_clear_error(model) -> None:  # noqa: ANN001
-    from host.emulator import free_port
-    from host.errors import UserError
+    from host.core.errors import UserError
+    from host.emulators.qemu import free_port
 
     with pytest.raises(UserError, match="cannot open the link"), \
             connect(load_board(DEFAULT_BOARD), f"socket://127.0.0.1:{free_port()}", model.sha256):
@@ -395,7 +397,7 @@ def test_emulator_stops_when_host_is_interrupted_or_killed(flashed, sig: int) ->
     code = ("import faulthandler, signal\nfaulthandler.register(signal.SIGUSR1)\n"  # a stack dump if it hangs
             # Ctrl-C as in a terminal: a shell's background job inherits SIGINT ignored, and Python keeps that.
             "signal.signal(signal.SIGINT, signal.default_int_handler)\n"
-            "from host.device import open_device\nimport time\n"
+            "from host.emulators.launch import open_device\nimport time\n"
             "with open_device() as d:\n    print('up', flush=True)\n    time.sleep(60)\n")
     proc = subprocess.Popen([sys.executable, "-c", code], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"})
@@ -417,7 +419,7 @@ def test_emulator_stops_when_host_is_interrupted_or_killed(flashed, sig: int) ->
 
 
 def test_emulator_dying_mid_run_is_a_clear_device_error(model, tmp_path: Path) -> None:  # noqa: ANN001
-    from host.protocol import DeviceError
+    from host.link.protocol import DeviceError
 
     board = load_board(DEFAULT_BOARD)
     image = build_firmware(model, board, out_dir=tmp_path)
@@ -431,7 +433,7 @@ def test_emulator_dying_mid_run_is_a_clear_device_error(model, tmp_path: Path) -
 
 
 def test_firmware_that_never_answers_times_out_cleanly(model, tmp_path: Path) -> None:  # noqa: ANN001
-    from host.errors import UserError
+    from host.core.errors import UserError
 
     board = load_board(DEFAULT_BOARD)
     elf = tmp_path / "silent.elf"

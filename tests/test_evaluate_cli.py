@@ -12,9 +12,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from host import backends, evaluate
-from host.errors import run_cli
-from host.paths import DEFAULT_MODEL, ROOT
+from host import evaluate
+from host.backends import backend as backends
+from host.core.errors import run_cli
+from host.core.paths import DEFAULT_MODEL, ROOT
 
 SMALL = ["--num", "12", "--eps", "0.1", "--attacks", "fgsm,pgd", "--attack-param", "pgd.max_iter=4", "--no-progress"]
 
@@ -84,7 +85,7 @@ def test_model_not_on_board_fails_cleanly(tmp_path: Path) -> None:
 def test_help_and_list_do_not_import_tensorflow() -> None:
     code = (
         "import sys\n"
-        "from host.errors import run_cli\nfrom host.evaluate import main\n"
+        "from host.core.errors import run_cli\nfrom host.evaluate import main\n"
         "assert run_cli(main, ['--list-attacks']) == 0\n"
         "assert 'tensorflow' not in sys.modules and 'art' not in sys.modules\n"
     )

@@ -12,10 +12,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from host.config import load_experiment
-from host.errors import UserError
-from host.experiment import load_slice
-from host.paths import ROOT, SHARED_DIR
+from host.core.errors import UserError
+from host.core.paths import ROOT, SHARED_DIR
+from host.study.config import load_experiment
+from host.study.runner import load_slice
 
 MODELS = ROOT / "models"
 
@@ -220,8 +220,8 @@ data = {{ path = "builtin:digits-train", start = 200, num = {train_images} }}
 def test_a_failing_defense_is_left_out_and_the_undefended_results_are_written(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
     from host import evaluate
+    from host.core.errors import run_cli
     from host.defenses.pgd_at import PGDAdversarialTraining
-    from host.errors import run_cli
 
     def broken(self: object, *args: object, **kwargs: object) -> None:
         raise RuntimeError("out of memory")  # as a long training run can end
@@ -268,7 +268,7 @@ def test_an_attack_failing_unexpectedly_is_left_out_and_the_study_goes_on(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
     from host import evaluate
     from host.attacks.fgsm import FGSM
-    from host.errors import run_cli
+    from host.core.errors import run_cli
 
     def broken(self: FGSM, model: object, x: np.ndarray, y: np.ndarray) -> np.ndarray:
         return x[:, 99]  # an IndexError from inside the attack, as ART's or TensorFlow's would be

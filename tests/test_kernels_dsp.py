@@ -13,11 +13,11 @@ import shutil
 import numpy as np
 import pytest
 
-from host.boards import load_board
-from host.build import build_firmware
 from host.compiler.compile import compile_bytes
-from host.device import boot_elf
-from host.reference import ReferenceInterpreter
+from host.core.boards import load_board
+from host.emulators.launch import boot_elf
+from host.engine.build import build_firmware
+from host.engine.reference import ReferenceInterpreter
 from tests.support.chip import assert_bit_exact_on_chip, default_suite_boards
 from tests.support.tflite_builder import ACTIVATIONS, GraphBuilder, fb
 from tests.support.tflite_builder import GENERATORS as BUILDER_GENERATORS

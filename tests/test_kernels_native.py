@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 
 from host.compiler.compile import compile_bytes
-from host.native import NativeModel
-from host.reference import ReferenceInterpreter
+from host.engine.native import NativeModel
+from host.engine.reference import ReferenceInterpreter
 from host.tflite.reader import parse_model
 from tests.support.tflite_builder import GENERATORS, random_conv, random_fully_connected, random_multi_op
 

@@ -14,10 +14,10 @@ import shutil
 import numpy as np
 import pytest
 
-from host.boards import load_board
-from host.build import cpu_features
 from host.compiler import compile_tflite
-from host.paths import SHARED_DIR
+from host.core.boards import load_board
+from host.core.paths import SHARED_DIR
+from host.engine.build import cpu_features
 from tests.support.chip import assert_bit_exact_on_chip, default_suite_boards
 from tests.support.tflite_builder import ACTIVATIONS, GENERATORS, GraphBuilder, fb
 

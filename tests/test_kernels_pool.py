@@ -16,11 +16,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from host.boards import load_board
-from host.build import build_firmware
 from host.compiler.compile import compile_bytes
-from host.device import boot_elf
-from host.reference import ReferenceInterpreter
+from host.core.boards import load_board
+from host.emulators.launch import boot_elf
+from host.engine.build import build_firmware
+from host.engine.reference import ReferenceInterpreter
 from host.tflite.reader import parse_model
 from tests.support.chip import default_suite_boards
 from tests.support.tflite_builder import ACTIVATIONS, GraphBuilder, _activation_qparams, fb
@@ -100,7 +100,7 @@ class PoolReference(ReferenceInterpreter):
     """TFLite Micro with a 256 KiB arena: its default (10x the file) is too small for weightless models."""
 
     def __init__(self, data: bytes) -> None:  # noqa: D107 - same state as ReferenceInterpreter
-        from host.quiet import import_tensorflow_quietly
+        from host.core.quiet import import_tensorflow_quietly
 
         import_tensorflow_quietly()
         from tflite_micro.python.tflite_micro import runtime

@@ -9,7 +9,7 @@ import shutil
 import numpy as np
 import pytest
 
-from host.paths import DEFAULT_BOARD
+from host.core.paths import DEFAULT_BOARD
 from tests.support.chip import assert_bit_exact_on_chip
 from tests.support.tflite_builder import GENERATORS, random_multi_op
 

@@ -1,4 +1,4 @@
-"""The link under fault injection: host.faultproxy between the host and QEMU's serial socket
+"""The link under fault injection: host.link.faultproxy between the host and QEMU's serial socket
 flips, drops, duplicates and delays bytes in both directions (seeded); every inference must
 still give exactly the bytes of a fault-free run, and the run must finish.
 
@@ -20,13 +20,13 @@ import numpy as np
 import pytest
 import serial
 
-from host.boards import load_board
-from host.build import FirmwareImage, build_firmware
 from host.compiler import compile_tflite
-from host.device import Device, attach
-from host.emulator import QemuProcess
-from host.faultproxy import FaultProxy, Faults
-from host.paths import DEFAULT_BOARD, DEFAULT_MODEL
+from host.core.boards import load_board
+from host.core.paths import DEFAULT_BOARD, DEFAULT_MODEL
+from host.emulators.qemu import QemuProcess
+from host.engine.build import FirmwareImage, build_firmware
+from host.link.device import Device, attach
+from host.link.faultproxy import FaultProxy, Faults
 
 pytestmark = [
     pytest.mark.qemu,

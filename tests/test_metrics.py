@@ -1,4 +1,4 @@
-"""host.metrics: every formula on small hand-computed cases, plus a real gradient check on the digits model."""
+"""host.study.metrics: every formula on small hand-computed cases, plus a real gradient check on the digits model."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ import sys
 import numpy as np
 import pytest
 
-from host.errors import UserError
-from host.metrics import (
+from host.core.errors import UserError
+from host.study.metrics import (
     Rate,
     attack_success_rate,
     cosine_similarity,
@@ -38,7 +38,7 @@ X_ADV = np.array([[0.1, -0.2, 0.0, 0.0], [0.3, 0.4, 0.0, 1e-4]]).reshape(2, 2, 2
 
 
 def test_module_does_not_import_tensorflow() -> None:
-    code = "import sys, host.metrics; print('tensorflow' in sys.modules)"
+    code = "import sys, host.study.metrics; print('tensorflow' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "False"
 
@@ -192,7 +192,7 @@ def test_quantization_shift_by_hand() -> None:
 
 def test_float_input_gradient_of_a_linear_model() -> None:
     """s(x) = (W x)_y has gradient W[:, y] exactly."""
-    from host.quiet import import_tensorflow_quietly
+    from host.core.quiet import import_tensorflow_quietly
 
     import_tensorflow_quietly()
     import keras
@@ -210,9 +210,9 @@ def test_float_input_gradient_of_a_linear_model() -> None:
 
 def test_gradient_misalignment_on_the_digits_model() -> None:
     """Float Keras gradient vs finite differences of its int8 .tflite through TFLite Micro."""
-    from host.data import load_digits_split
-    from host.paths import DEFAULT_FLOAT_MODEL, DEFAULT_MODEL
-    from host.quantize import ReferenceOracle, load_float_keras
+    from host.core.data import load_digits_split
+    from host.core.paths import DEFAULT_FLOAT_MODEL, DEFAULT_MODEL
+    from host.quantization.quantize import ReferenceOracle, load_float_keras
 
     _, _, x_test, y_test = load_digits_split()
     x, y = x_test[:4], y_test[:4]

@@ -18,13 +18,13 @@ import numpy as np
 import pytest
 import serial
 
-from host.boards import load_board
-from host.build import build_firmware, check_fits, estimate_needs
 from host.compiler import CompiledModel, compile_tflite
-from host.emulator import QemuProcess
-from host.errors import UserError
-from host.paths import DEFAULT_MODEL
-from host.reference import ReferenceInterpreter
+from host.core.boards import load_board
+from host.core.errors import UserError
+from host.core.paths import DEFAULT_MODEL
+from host.emulators.qemu import QemuProcess
+from host.engine.build import build_firmware, check_fits, estimate_needs
+from host.engine.reference import ReferenceInterpreter
 
 pytestmark = [
     pytest.mark.qemu,

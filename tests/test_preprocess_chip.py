@@ -2,7 +2,7 @@
 
 For every bit depth 1..7 and median window 2 and 3, on random and real digits inputs: the chip's
 output bytes equal the TFLite Micro reference run on the host's integer pre-processing
-(host/defenses/integer.py) of the same input, and the device reports the stage's instructions
+(host/engine/integer.py) of the same input, and the device reports the stage's instructions
 apart from the inference's. The host's float defenses vs that integer reference: test_defenses.py.
 """
 
@@ -14,17 +14,18 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from host.boards import load_board
-from host.build import build_firmware, preprocess_defines
 from host.compiler import CompiledModel, compile_tflite
 from host.compiler.types import TensorInfo
+from host.core.boards import load_board
+from host.core.errors import UserError
+from host.core.paths import DEFAULT_MODEL
 from host.defenses import get_defense
-from host.defenses.on_chip import ChipStage, parse_stage
-from host.device import Device, boot_elf
-from host.errors import UserError
-from host.paths import DEFAULT_MODEL
-from host.protocol import parse_info
-from host.reference import ReferenceInterpreter
+from host.emulators.launch import boot_elf
+from host.engine.build import build_firmware, preprocess_defines
+from host.engine.preprocess import ChipStage, parse_stage
+from host.engine.reference import ReferenceInterpreter
+from host.link.device import Device
+from host.link.protocol import parse_info
 
 BOARD = "mps2-an386"
 STAGES = [f"squeeze:{bits}" for bits in range(1, 8)] + ["median:2", "median:3"]
@@ -46,7 +47,7 @@ def reference() -> ReferenceInterpreter:
 @pytest.fixture(scope="module")
 def inputs(model: CompiledModel) -> np.ndarray:
     """6 random int8 inputs (the whole range, incl. the extremes) and 6 real test digits, quantized."""
-    from host.data import load_digits_split
+    from host.core.data import load_digits_split
 
     tensor = model.inputs[0]
     rng = np.random.default_rng(5)
@@ -134,7 +135,7 @@ def test_stage_defines_follow_the_input_grid(model: CompiledModel) -> None:
 
 def test_stage_reference_int16_matches_integer_module() -> None:
     """The int16 path of the reference (the C code has one too; int16 models run it on the chip)."""
-    from host.defenses.integer import median_filter_quantized, squeeze_bits_quantized
+    from host.engine.integer import median_filter_quantized, squeeze_bits_quantized
 
     tensor = TensorInfo("x", "int16", (1, 5, 7, 2), 1 / 32767, 0)
     q = np.random.default_rng(1).integers(-32768, 32768, size=(3, 5, 7, 2)).astype(np.int16)
@@ -171,9 +172,9 @@ def test_int16_input_on_chip(stage: str, int16_model: bytes, tmp_path: Path) -> 
 
 @pytest.fixture(scope="module")
 def int16_model() -> bytes:
-    from host.data import load_digits_split
-    from host.paths import DEFAULT_FLOAT_MODEL
-    from host.quantize import load_float_keras, quantize
+    from host.core.data import load_digits_split
+    from host.core.paths import DEFAULT_FLOAT_MODEL
+    from host.quantization.quantize import load_float_keras, quantize
 
     return quantize(load_float_keras(DEFAULT_FLOAT_MODEL), load_digits_split()[0][:300], "int16x8")
 
@@ -187,7 +188,7 @@ def test_study_runs_defenses_on_the_chip(tmp_path: Path) -> None:
     import subprocess
     import sys
 
-    from host.paths import ROOT
+    from host.core.paths import ROOT
 
     config = tmp_path / "study.toml"
     config.write_text(f"""
@@ -240,8 +241,8 @@ name = "jpeg"
 
 
 def test_on_chip_needs_a_stage_and_a_chip(tmp_path: Path) -> None:
-    from host.config import load_experiment
-    from host.paths import ROOT
+    from host.core.paths import ROOT
+    from host.study.config import load_experiment
 
     base = f"""
 [model]
@@ -273,15 +274,16 @@ def test_flash_with_a_stage(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> 
     reference on raw inputs."""
     import json
 
-    import host.device
-    from host.backends import DeviceBackend, ModelIO
+    import host.emulators.launch
+    import host.link.images
+    from host.backends.backend import DeviceBackend, ModelIO
     from host.flash import main as flash_main
 
-    monkeypatch.setattr(host.device, "flash_dir", lambda board: tmp_path / board)
+    monkeypatch.setattr(host.link.images, "flash_dir", lambda board: tmp_path / board)
     monkeypatch.setenv("PREPROCESS", "median:2")
     assert flash_main(["--board", BOARD, "--model", str(DEFAULT_MODEL)]) == 0
     assert json.loads((tmp_path / BOARD / "manifest.json").read_text())["preprocess"] == "median:2"
-    with host.device.open_device(BOARD) as device:
+    with host.emulators.launch.open_device(BOARD) as device:
         assert (device.info.preprocess_kind, device.info.preprocess_param) == (2, 2)
         assert device.infer(bytes(64)).preprocess_instructions > 0
         with pytest.raises(UserError, match="pre-processes its inputs"):

@@ -7,7 +7,7 @@ import zlib
 
 import pytest
 
-from host.protocol import (
+from host.link.protocol import (
     PROTOCOL_VERSION,
     Client,
     DeviceError,

@@ -1,4 +1,5 @@
-"""host.quantize: real TFLite conversions of the digits model, checked through TFLite Micro and our engine."""
+"""host.quantization.quantize: real TFLite conversions of the digits model, checked through TFLite Micro
+and our engine."""
 
 from __future__ import annotations
 
@@ -8,11 +9,11 @@ import numpy as np
 import pytest
 
 from host.compiler.compile import compile_bytes
-from host.data import load_digits_split, load_npz_dataset
-from host.errors import UserError, run_cli
-from host.native import NativeModel
-from host.paths import DEFAULT_FLOAT_MODEL, DEFAULT_MODEL, SHARED_DIR
-from host.quantize import (
+from host.core.data import load_digits_split, load_npz_dataset
+from host.core.errors import UserError, run_cli
+from host.core.paths import DEFAULT_FLOAT_MODEL, DEFAULT_MODEL, SHARED_DIR
+from host.engine.native import NativeModel
+from host.quantization.quantize import (
     ReferenceOracle,
     array_sha256,
     experiment_models,

@@ -1,7 +1,7 @@
 """Real boards (NUCLEO-F446RE, NUCLEO-L4R5ZI): board files, builds, and the flashing/port boundary.
 
 No board or probe is attached here and pyOCD is not installed, so flashing and the serial port are
-tested at the boundary: a fake pyOCD back end (host.probe.PyOcdBackend), a temporary directory posing
+tested at the boundary: a fake pyOCD back end (host.link.probe.PyOcdBackend), a temporary directory posing
 as the probe's mass-storage drive (with MBED.HTM), fake serial.tools.list_ports results, and a real
 pseudo-terminal for the port. What the hardware would do after that (programming the flash, the
 firmware answering on the ST-LINK virtual COM port) is not tested.
@@ -21,12 +21,12 @@ from types import SimpleNamespace
 
 import pytest
 
-from host import probe
-from host.boards import load_board, load_board_file
-from host.build import build_firmware, check_fits, estimate_needs, export_image
 from host.compiler import compile_tflite
-from host.errors import UserError
-from host.paths import DEFAULT_MODEL, ROOT, SHARED_DIR
+from host.core.boards import load_board, load_board_file
+from host.core.errors import UserError
+from host.core.paths import DEFAULT_MODEL, ROOT, SHARED_DIR
+from host.engine.build import build_firmware, check_fits, estimate_needs, export_image
+from host.link import probe
 
 REAL = ["nucleo-f446re", "nucleo-l4r5zi"]
 ST_LINK = (0x0483, 0x374B)
@@ -220,7 +220,7 @@ def test_flash_cli_mass_storage_records_the_port(tmp_path: Path) -> None:
     if shutil.which("arm-none-eabi-gcc") is None:
         pytest.skip("needs gcc-arm-none-eabi")
     node = drive(tmp_path, "NODE_F446RE")
-    from host import flash as flash_module
+    from host.link import flashing as flash_module
 
     board = dataclasses.replace(load_board("nucleo-f446re"),
                                 flash_method={"method": "mass_storage", "drive_labels": ["NODE_F446RE"]})
@@ -270,10 +270,11 @@ def test_device_opens_the_recorded_or_found_port(tmp_path: Path, monkeypatch: py
     a nonexistent or busy port is a clear error."""
     import serial
 
-    from host import device
+    from host.emulators import launch
+    from host.link import device, images
 
     board = load_board("nucleo-f446re")
-    monkeypatch.setattr(device, "FLASH_DIR", tmp_path)
+    monkeypatch.setattr(images, "FLASH_DIR", tmp_path)
     monkeypatch.delenv(device.LINK_ENV, raising=False)
     (tmp_path / board.name).mkdir()
     (tmp_path / board.name / "firmware.elf").write_bytes(b"")
@@ -285,23 +286,23 @@ def test_device_opens_the_recorded_or_found_port(tmp_path: Path, monkeypatch: py
         opened.append(url)
         raise UserError("stop here")
 
-    monkeypatch.setattr(device, "connect", fake_connect)
+    monkeypatch.setattr(launch, "connect", fake_connect)
     import serial.tools.list_ports as list_ports
 
     monkeypatch.setattr(list_ports, "comports", lambda: [port("/dev/ttyACM7", *ST_LINK)])
-    with pytest.raises(UserError, match="stop here"), device.open_device(board.name):
+    with pytest.raises(UserError, match="stop here"), launch.open_device(board.name):
         pass
     monkeypatch.setattr(list_ports, "comports", lambda: [])
-    with pytest.raises(UserError, match="no serial port of board nucleo-f446re"), device.open_device(board.name):
+    with pytest.raises(UserError, match="no serial port of board nucleo-f446re"), launch.open_device(board.name):
         pass
     manifest["port"] = "/dev/ttyACM3"
     (tmp_path / board.name / "manifest.json").write_text(json.dumps(manifest))
-    with pytest.raises(UserError, match="stop here"), device.open_device(board.name):
+    with pytest.raises(UserError, match="stop here"), launch.open_device(board.name):
         pass
     assert opened == ["/dev/ttyACM7", "/dev/ttyACM3"]
     manifest["mode"] = "mlperf"
     (tmp_path / board.name / "manifest.json").write_text(json.dumps(manifest))
-    with pytest.raises(UserError, match="MLPerf Tiny mode build"), device.open_device(board.name):
+    with pytest.raises(UserError, match="MLPerf Tiny mode build"), launch.open_device(board.name):
         pass
 
     # the real open: a nonexistent port, then a busy one (a pty held exclusively by another open)

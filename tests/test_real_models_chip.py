@@ -9,12 +9,12 @@ import shutil
 import numpy as np
 import pytest
 
-from host.boards import load_board
-from host.build import build_firmware
 from host.compiler import compile_tflite
-from host.device import boot_elf
-from host.paths import SHARED_DIR
-from host.reference import ReferenceInterpreter
+from host.core.boards import load_board
+from host.core.paths import SHARED_DIR
+from host.emulators.launch import boot_elf
+from host.engine.build import build_firmware
+from host.engine.reference import ReferenceInterpreter
 
 CIFAR = SHARED_DIR / "data/cifar10/test_first1017.npz"
 IMAGES = 8

@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 
 from host.compiler import compile_tflite
-from host.native import NativeModel
-from host.paths import SHARED_DIR
-from host.reference import ReferenceInterpreter
+from host.core.paths import SHARED_DIR
+from host.engine.native import NativeModel
+from host.engine.reference import ReferenceInterpreter
 from tests.test_kernels_native import random_input
 
 MODELS = {

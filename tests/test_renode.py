@@ -1,8 +1,8 @@
-"""Renode boards (host/renode.py, boards/renode-stm32f4, tests/renode/*.robot).
+"""Renode boards (host/emulators/renode.py, boards/renode-stm32f4, tests/renode/*.robot).
 
 Renode is not installed in this repository's environment: the board file, the platform description,
 the generated .resc and the command line are tested here; booting the firmware in Renode (the
-protocol through host.device, and the Robot Framework test with renode-test) is skipped with a
+protocol through host.link.device, and the Robot Framework test with renode-test) is skipped with a
 reason when `renode` / `renode-test` are not on PATH.
 """
 
@@ -16,12 +16,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from host.boards import list_boards, load_board
-from host.build import build_firmware
 from host.compiler import compile_tflite
-from host.errors import UserError
-from host.paths import DEFAULT_MODEL, ROOT
-from host.renode import RenodeProcess, platform_argument, script
+from host.core.boards import list_boards, load_board
+from host.core.errors import UserError
+from host.core.paths import DEFAULT_MODEL, ROOT
+from host.emulators.renode import RenodeProcess, platform_argument, script
+from host.engine.build import build_firmware
 
 BOARD = "renode-stm32f4"
 HAS_RENODE = shutil.which("renode") is not None
@@ -102,9 +102,9 @@ def test_firmware_builds_for_renode(tmp_path: Path) -> None:
 @needs_renode
 @needs_gcc
 def test_digits_bit_exact_in_renode(tmp_path: Path) -> None:
-    from host.check import random_inputs
-    from host.device import boot_elf
-    from host.reference import ReferenceInterpreter
+    from host.backends.inputs import random_inputs
+    from host.emulators.launch import boot_elf
+    from host.engine.reference import ReferenceInterpreter
 
     model, board = compile_tflite(DEFAULT_MODEL), load_board(BOARD)
     image = build_firmware(model, board, out_dir=tmp_path)
@@ -120,7 +120,7 @@ def test_digits_bit_exact_in_renode(tmp_path: Path) -> None:
 @needs_renode_test
 @needs_gcc
 def test_robot_mlperf_mode(tmp_path: Path) -> None:
-    from host.reference import ReferenceInterpreter
+    from host.engine.reference import ReferenceInterpreter
     from tests.test_mlperf_mode import expected_scores
 
     model, board = compile_tflite(DEFAULT_MODEL), load_board(BOARD)

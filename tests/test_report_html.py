@@ -1,4 +1,4 @@
-"""host.report_html / host.plots / python -m host.report: HTML reports, regeneration, comparison, errors."""
+"""host.reporting (html, plots, files) and python -m host.report: HTML reports, regeneration, comparison, errors."""
 
 from __future__ import annotations
 
@@ -15,16 +15,13 @@ from typing import Any
 import numpy as np
 import pytest
 
-from host import plots, report
-from host.errors import run_cli
-from host.paths import RESULTS_DIR, ROOT
-from host.report_html import (
-    GALLERY_FILE,
-    gallery_arrays,
-    gallery_entry,
-    load_gallery,
-    render_study_html,
-)
+from host import report
+from host.core.errors import run_cli
+from host.core.paths import RESULTS_DIR, ROOT
+from host.reporting import files, plots
+from host.reporting import text as report_text
+from host.reporting.html import render_study_html
+from host.study.gallery import GALLERY_FILE, gallery_arrays, gallery_entry, load_gallery
 
 HAS_MPL = plots.available()
 DG_EPS = [0.0002, 0.0005, 0.001, 0.002, 0.004, 0.008]
@@ -163,7 +160,7 @@ def assert_self_contained(html: str) -> None:
 def test_write_study_writes_html_with_sections_plots_and_gallery(tmp_path: Path) -> None:
     document = synthetic_study()
     document["_gallery"] = synthetic_gallery(document)
-    paths = report.write_study(document, tmp_path / "run")
+    paths = files.write_study(document, tmp_path / "run")
     assert "_gallery" not in document
     assert {p.name for p in paths.values()} == {"metrics.json", "report.md", "report.html", GALLERY_FILE}
     assert "_gallery" not in json.loads(paths["metrics"].read_text())
@@ -228,19 +225,20 @@ def test_chip_agreement_counts_the_models_a_defense_trained(tmp_path: Path) -> N
     document = synthetic_study()
     document["defended_models"] = {"pgd-at": {"evaluations": [], "summary": {
         "chip_inferences": 20, "chip_mismatches": 1, "evaluations": 1}}}
-    assert report.chip_agreement(document) == [("chip vs reference", 200, 200),
+    assert report_text.chip_agreement(document) == [("chip vs reference", 200, 200),
                                                ("chip vs reference (model trained by pgd-at)", 19, 20)]
-    assert report.chip_mismatches(document) == 1       # evaluate exits 1 on it
-    assert "- chip vs reference (model trained by pgd-at): 19/20 identical" in report.render_study_markdown(document)
+    assert report_text.chip_mismatches(document) == 1       # evaluate exits 1 on it
+    markdown = report_text.render_study_markdown(document)
+    assert "- chip vs reference (model trained by pgd-at): 19/20 identical" in markdown
     html = render_study_html(document, tmp_path)
     assert '<p class="fail">chip vs TFLite Micro reference (model trained by pgd-at): NOT bit-exact (19/20' in html
 
 
 def test_a_resumed_runs_wall_time_says_it_is_the_last_process_only(tmp_path: Path) -> None:
     document = synthetic_study()
-    assert "- wall time 12.3 s\n" in report.render_study_markdown(document)
+    assert "- wall time 12.3 s\n" in report_text.render_study_markdown(document)
     document["run"]["argv"] += ["--resume", "synthetic"]
-    for text in (report.render_study_markdown(document), render_study_html(document, tmp_path)):
+    for text in (report_text.render_study_markdown(document), render_study_html(document, tmp_path)):
         assert "12.3 s (the last process of a resumed run: parts finished before it are not included)" in text
 
 
@@ -271,7 +269,7 @@ def test_study_html_shows_bit_widths_and_targeted_success(tmp_path: Path) -> Non
         assert text in section, text
     if HAS_MPL:
         assert section.count('class="plot"') == 2         # accuracy vs ε per width, targeted bars
-    markdown = report.render_study_markdown(with_bitwidths_and_patch(synthetic_study()))
+    markdown = report_text.render_study_markdown(with_bitwidths_and_patch(synthetic_study()))
     assert "## Targeted success" in markdown and "| patch | – | 0 | 66.7 %" in markdown
 
 
@@ -338,13 +336,13 @@ def test_regenerate_study_and_classic(tmp_path: Path) -> None:
     classic = write_run(tmp_path / "classic", synthetic_classic())
     proc = run_report(str(study))
     assert proc.returncode == 0, proc.stderr
-    assert (study / "report.md").read_text() == report.render_study_markdown(synthetic_study())
+    assert (study / "report.md").read_text() == report_text.render_study_markdown(synthetic_study())
     assert_self_contained((study / "report.html").read_text())
     assert run_cli(report.main, [str(classic)]) == 0
     html = (classic / "report.html").read_text()
     assert_self_contained(html)
     assert "<table>" in html and "bit-exact" in html and "<h2>Definitions</h2>" in html
-    assert (classic / "report.md").read_text() == report.render_markdown(synthetic_classic())
+    assert (classic / "report.md").read_text() == report_text.render_markdown(synthetic_classic())
     if HAS_MPL:
         assert "Accuracy vs ε" in html and len(embedded_pngs(html)) == 1
 
@@ -447,8 +445,8 @@ def test_write_study_survives_a_broken_html_render(tmp_path: Path, capsys: pytes
     def broken(document: dict[str, Any], out_dir: Path | None = None) -> str:
         raise ValueError("boom")
 
-    monkeypatch.setattr("host.report_html.render_study_html", broken)
-    paths = report.write_study(synthetic_study(), tmp_path)
+    monkeypatch.setattr("host.reporting.files.render_study_html", broken)
+    paths = files.write_study(synthetic_study(), tmp_path)
     assert paths["metrics"].exists() and paths["report"].exists()
     assert "html" not in paths
     err = capsys.readouterr().err

@@ -29,11 +29,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from host.backends import Inference
-from host.paths import ROOT
-from host.pool import BackendPool, PoolError
-from host.protocol import DeviceError
-from host.results_db import EvaluationRecord, ResultsDB
+from host.backends.backend import Inference
+from host.backends.pool import BackendPool, PoolError
+from host.core.paths import ROOT
+from host.link.protocol import DeviceError
+from host.study.store import EvaluationRecord, ResultsDB
 
 NUM = 24
 SMALL = ["--num", str(NUM), "--eps", "0.1", "--attacks", "fgsm,pgd", "--attack-param", "pgd.max_iter=4",

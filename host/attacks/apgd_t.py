@@ -12,7 +12,7 @@ from host.attacks.apgd_ce import AA_EPS, APGD_ITER, APGD_STEP
 from host.attacks.base import BATCH_SIZE, SEED, Attack, Param, at_least_one, register
 from host.attacks.common import art_evasion
 from host.attacks.target import FloatModel
-from host.errors import UserError
+from host.core.errors import UserError
 
 
 @register

@@ -21,9 +21,9 @@ import numpy as np
 
 from host.attacks.oracle import QueryOracle
 from host.attacks.target import FloatModel
-from host.errors import UserError
-from host.params import Param, at_least_one, in_range, non_negative, one_of, positive  # noqa: F401  (re-exported)
-from host.registry import Registry, seed_everything
+from host.core.errors import UserError
+from host.core.params import Param, at_least_one, in_range, non_negative, one_of, positive  # noqa: F401  (re-exported)
+from host.core.registry import Registry, seed_everything
 
 THREAT_MODELS = ("white-box", "black-box")
 NEEDS = ("float-model", "oracle", "nothing")

@@ -14,7 +14,7 @@ from host.attacks.batched.cw_linf import carlini_linf
 from host.attacks.common import art_evasion
 from host.attacks.cw_l2 import CONFIDENCE, LEARNING_RATE
 from host.attacks.target import FloatModel
-from host.errors import UserError
+from host.core.errors import UserError
 
 
 @register

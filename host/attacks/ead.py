@@ -17,7 +17,7 @@ from host.attacks.batched.ead import DECISION_RULES, elastic_net
 from host.attacks.common import art_evasion
 from host.attacks.cw_l2 import CONFIDENCE, LEARNING_RATE
 from host.attacks.target import FloatModel
-from host.errors import UserError
+from host.core.errors import UserError
 
 
 @register

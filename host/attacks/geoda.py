@@ -17,7 +17,7 @@ import numpy as np
 from host.attacks.base import BUDGET, SEED, Attack, Param, at_least_one, in_range, positive, register
 from host.attacks.common import art_evasion
 from host.attacks.oracle import QueryOracle
-from host.errors import UserError
+from host.core.errors import UserError
 
 
 @register

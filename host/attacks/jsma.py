@@ -10,7 +10,7 @@ import numpy as np
 from host.attacks.base import BATCH_SIZE, BUDGET, SEED, Attack, Param, in_range, register
 from host.attacks.common import art_evasion, random_targets
 from host.attacks.target import FloatModel
-from host.errors import UserError
+from host.core.errors import UserError
 
 
 @register

@@ -11,8 +11,8 @@ Implementations:
   quantized model: x is quantized with the input tensor's scale/zero point (the
   evaluator's rounding), `run` gets one array of the model's exact dtype and shape
   and returns raw output bytes, an array, or an object with `.output` bytes
-  (host.backends' Inference); the output is dequantized.  `from_backend` plugs in a
-  host.backends Backend (the chip, the native engine, TFLite Micro).
+  (host.backends.backend' Inference); the output is dequantized.  `from_backend` plugs in a
+  host.backends.backend Backend (the chip, the native engine, TFLite Micro).
 - ReferenceOracle(path): a QuantizedOracle over TFLite Micro's reference interpreter.
 - FloatOracle(float_model): the float Keras model's outputs, for black-box attacks
   on the float model (AutoAttack's Square stage).
@@ -27,7 +27,7 @@ from typing import Any
 
 import numpy as np
 
-from host.errors import UserError
+from host.core.errors import UserError
 
 OUTPUTS = ("scores", "labels")
 
@@ -118,7 +118,7 @@ class QuantizedOracle(QueryOracle):
     def from_backend(
         cls, backend: Any, model_io: Any, input_range: tuple[float, float] = (0.0, 1.0), output: str = "scores"
     ) -> QuantizedOracle:
-        """Over a host.backends Backend (device, native, reference) for a host.backends.ModelIO."""
+        """Over a host.backends.backend Backend (device, native, reference) for a host.backends.backend.ModelIO."""
         return cls(backend.run, model_io.input, model_io.output, input_range, output)
 
     def _scores(self, x: np.ndarray) -> np.ndarray:
@@ -128,7 +128,7 @@ class QuantizedOracle(QueryOracle):
         return np.stack(rows)
 
     def _decode(self, out: Any) -> np.ndarray:
-        out = getattr(out, "output", out)  # host.backends.Inference
+        out = getattr(out, "output", out)  # host.backends.backend.Inference
         if isinstance(out, list | tuple):
             out = out[0]
         if isinstance(out, bytes | bytearray | memoryview):
@@ -145,8 +145,8 @@ class ReferenceOracle(QuantizedOracle):
     def __init__(
         self, model: Path | str | bytes, input_range: tuple[float, float] = (0.0, 1.0), output: str = "scores"
     ) -> None:
-        from host.backends import ModelIO
-        from host.reference import ReferenceInterpreter
+        from host.backends.backend import ModelIO
+        from host.engine.reference import ReferenceInterpreter
 
         if isinstance(model, bytes):
             data, source = model, "model"

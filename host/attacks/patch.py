@@ -21,7 +21,7 @@ import numpy as np
 from host.attacks.base import SEED, Attack, Param, at_least_one, in_range, non_negative, positive, register
 from host.attacks.common import art_evasion
 from host.attacks.target import FloatModel
-from host.errors import UserError
+from host.core.errors import UserError
 
 
 @register

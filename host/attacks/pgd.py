@@ -24,7 +24,7 @@ from host.attacks.batched import ENGINE, pgd_linf
 from host.attacks.batched.restarts import restart_in_batches
 from host.attacks.common import restart_until_fooled
 from host.attacks.target import FloatModel, import_art
-from host.errors import UserError
+from host.core.errors import UserError
 
 RANDOM_INIT = Param("random_init", bool, True, "start from a uniform random point in the ε-ball")
 

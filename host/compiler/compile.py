@@ -12,7 +12,7 @@ from host.compiler.emit import EmitTensor, emit_model_c
 from host.compiler.ops import REGISTRY, LoweredOp, OpContext, supported_ops
 from host.compiler.planner import plan_arena, plan_without_reuse
 from host.compiler.types import CompiledModel, TensorInfo
-from host.errors import UserError
+from host.core.errors import UserError
 from host.tflite.reader import Subgraph, Tensor, parse_model, read_model_file
 
 

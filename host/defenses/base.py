@@ -9,7 +9,7 @@ A defense is a class with a name, a kind and declared parameters (with defaults)
   stage must match bit for bit.
 * kind "train": `train(float_model, x_train, y_train, input_range, **overrides)` returns a NEW
   float Keras model with the input model's architecture (a clone, fine-tuned), ready for
-  host.quantize.quantize.
+  host.quantization.quantize.quantize.
 
 Modules register their class with @register; callers use get_defense(name, **params).
 Parameters are validated on construction (UserError naming the defense and the parameter).
@@ -23,9 +23,9 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from host.errors import UserError
-from host.params import Param, at_least_one, in_range, non_negative, one_of, positive  # noqa: F401  (re-exported)
-from host.registry import Registry, seed_everything  # noqa: F401  (seed_everything re-exported)
+from host.core.errors import UserError
+from host.core.params import Param, at_least_one, in_range, non_negative, one_of, positive  # noqa: F401  (re-exported)
+from host.core.registry import Registry, seed_everything  # noqa: F401  (seed_everything re-exported)
 
 KINDS = ("preprocess", "train")
 
@@ -126,7 +126,7 @@ class Preprocessor(Defense):
         )
 
     def chip_stage(self) -> Any:
-        """The firmware pre-processing stage doing the same (host.defenses.on_chip.ChipStage), or None."""
+        """The firmware pre-processing stage doing the same (host.engine.preprocess.ChipStage), or None."""
         return None
 
 

@@ -2,7 +2,7 @@
 
 For each stage (squeeze:BITS, median:WINDOW) builds the model's firmware with it, boots the board,
 runs the inputs, checks every output against TFLite Micro on the host's integer pre-processing
-(host/defenses/integer.py) and prints the stage's and the inference's instructions:
+(host/engine/integer.py) and prints the stage's and the inference's instructions:
 
     python -m host.defenses.chip_cost --model models/digits_cnn_int8.tflite --inputs digits:20
     python -m host.defenses.chip_cost --model ../shared/models/david-goliath/cifar_resnet_int8.tflite \\
@@ -21,9 +21,9 @@ from pathlib import Path
 
 import numpy as np
 
-from host.defenses.on_chip import ChipStage, parse_stage
-from host.errors import UserError, run_cli
-from host.paths import DEFAULT_BOARD
+from host.core.errors import UserError, run_cli
+from host.core.paths import DEFAULT_BOARD
+from host.engine.preprocess import ChipStage, parse_stage
 
 DEFAULT_STAGES = ",".join([f"squeeze:{b}" for b in range(1, 8)] + ["median:2", "median:3"])
 
@@ -49,11 +49,11 @@ HEADER = ["stage", "bit-exact", "pre-processing instr (median)", "min–max", "i
 def measure(model_path: Path, stage: ChipStage, board_name: str, batch: np.ndarray,
             input_range: tuple[float, float]) -> StageCost:
     """Build with the stage, boot, run the batch (raw quantized inputs), compare with the reference."""
-    from host.boards import load_board
-    from host.build import build_firmware
     from host.compiler import compile_tflite
-    from host.device import boot_elf
-    from host.reference import ReferenceInterpreter
+    from host.core.boards import load_board
+    from host.emulators.launch import boot_elf
+    from host.engine.build import build_firmware
+    from host.engine.reference import ReferenceInterpreter
 
     board = load_board(board_name)
     model = compile_tflite(model_path)
@@ -71,12 +71,12 @@ def measure(model_path: Path, stage: ChipStage, board_name: str, batch: np.ndarr
 
 def load_batch(spec: str, model_path: Path, seed: int, input_range: tuple[float, float],
                num: int | None) -> np.ndarray:
-    from host.check import parse_inputs
+    from host.backends.inputs import parse_inputs
     from host.compiler import compile_tflite
 
     model = compile_tflite(model_path)
     if spec.startswith("digits:"):  # the built-in digits test split (models/README.md)
-        from host.data import load_digits_split
+        from host.core.data import load_digits_split
 
         x = load_digits_split()[2][:int(spec.split(":", 1)[1])]
         return model.inputs[0].quantize(x).reshape(len(x), *model.inputs[0].shape[1:])
@@ -99,13 +99,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from host.check import _parse_range
+    from host.backends.inputs import parse_range
 
     args = build_parser().parse_args(argv)
     stages = [parse_stage(s) for s in args.stages.split(",") if s.strip()]
     if not stages or None in stages:
         raise UserError(f"--stages {args.stages!r}: give stages such as squeeze:4,median:2")
-    input_range = _parse_range(args.input_range)
+    input_range = parse_range(args.input_range)
     batch = load_batch(args.inputs, args.model, args.seed, input_range, args.num)
     print(f"model    {args.model}: input {batch.dtype} {batch.shape[1:]}, {len(batch)} inputs ({args.inputs}), "
           f"board {args.board}")

@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 
+from host.core.errors import UserError
 from host.defenses.base import Param, Trainer, at_least_one, in_range, non_negative, positive, register
 from host.defenses.training import (
     TRAIN_PARAMS,
@@ -27,7 +28,6 @@ from host.defenses.training import (
     keras_module,
     logits_function,
 )
-from host.errors import UserError
 
 
 @register
@@ -78,7 +78,7 @@ class EnsembleAdversarialTraining(Trainer):
     def _static_models(self, float_model: Any, x: np.ndarray, y: np.ndarray, params: dict[str, Any]) -> list[Any]:
         given = list(params["static_models"])
         if given:
-            from host.quantize import load_float_keras
+            from host.quantization.quantize import load_float_keras
 
             models = [load_float_keras(m) if isinstance(m, str) else m for m in given]
             for m in models:

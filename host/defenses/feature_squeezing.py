@@ -13,8 +13,8 @@ import numpy as np
 
 from host.attacks.target import import_art
 from host.defenses.base import Param, Preprocessor, check_input_range, in_range, register
-from host.defenses.integer import squeeze_bits_quantized
-from host.defenses.on_chip import PARAM_RANGES, ChipStage
+from host.engine.integer import squeeze_bits_quantized
+from host.engine.preprocess import PARAM_RANGES, ChipStage
 
 
 @register

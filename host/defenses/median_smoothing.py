@@ -19,8 +19,8 @@ import numpy as np
 
 from host.attacks.target import import_art
 from host.defenses.base import Param, Preprocessor, UserError, at_least_one, check_input_range, one_of, register
-from host.defenses.integer import median_filter_quantized
-from host.defenses.on_chip import PARAM_RANGES, ChipStage
+from host.engine.integer import median_filter_quantized
+from host.engine.preprocess import PARAM_RANGES, ChipStage
 
 
 def _median_stage(window: int) -> ChipStage | None:

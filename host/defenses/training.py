@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from host.errors import UserError
+from host.core.errors import UserError
 
 LogitsFn = Callable[[Any, bool], Any]
 
@@ -41,7 +41,7 @@ def keras_module(model: Any) -> Any:
 
 def clone_float_model(model: Any) -> Any:
     """A new model with the same architecture and a copy of the weights."""
-    from host.quiet import import_tensorflow_quietly
+    from host.core.quiet import import_tensorflow_quietly
 
     import_tensorflow_quietly()
     keras = keras_module(model)

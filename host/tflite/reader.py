@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from host.errors import UserError
+from host.core.errors import UserError
 from host.tflite.opcodes import BUILTIN_OPERATOR_NAMES
 
 FILE_IDENTIFIER = b"TFL3"

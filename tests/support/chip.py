@@ -8,12 +8,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from host.boards import load_board
-from host.build import build_firmware
 from host.compiler import CompiledModel
 from host.compiler.compile import compile_bytes
-from host.device import boot_elf
-from host.reference import ReferenceInterpreter
+from host.core.boards import load_board
+from host.emulators.launch import boot_elf
+from host.engine.build import build_firmware
+from host.engine.reference import ReferenceInterpreter
 from tests.test_kernels_native import random_input
 
 

@@ -14,7 +14,7 @@ from host.attacks.batched.cw_linf import carlini_linf
 from host.attacks.batched.deepfool import deepfool
 from host.attacks.batched.ead import elastic_net
 from host.attacks.batched.pgd import pgd_linf
-from host.params import Param, one_of
+from host.core.params import Param, one_of
 
 ENGINES = ("ours", "art")
 ENGINE = Param("engine", str, "ours", "implementation: ours (batched, compiled) or art (ART 1.20)", one_of(*ENGINES))

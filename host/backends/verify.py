@@ -1,0 +1,144 @@
+"""Is a model bit-exact? Run inputs through a target (the chip, or the host-native build of the
+engine) and through the TFLite Micro reference; name the first differing op on a mismatch.
+
+Imports: host.core, host.tflite, host.compiler, host.engine, host.emulators.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from host.compiler import CompiledModel
+from host.compiler.compile import compile_bytes
+from host.core.boards import load_board
+from host.emulators.launch import boot_elf
+from host.engine.build import build_firmware
+from host.engine.native import NativeModel
+from host.engine.reference import ReferenceInterpreter
+from host.tflite.reader import parse_model
+
+# A runner takes the inputs of one inference and returns (outputs, instructions or None).
+Runner = Callable[[list[np.ndarray]], tuple[list[np.ndarray], int | None]]
+
+
+@dataclass
+class Mismatch:
+    index: int
+    output: int
+    position: tuple[int, ...]
+    ours: int | float
+    golden: int | float
+
+
+def first_mismatch(k: int, ours: list[np.ndarray], golden: list[np.ndarray]) -> Mismatch | None:
+    for i, (a, b) in enumerate(zip(ours, golden, strict=True)):
+        if a.tobytes() != b.tobytes():
+            a_bits, b_bits = _comparable(a), _comparable(b)
+            where = tuple(int(v) for v in np.argwhere(a_bits != b_bits)[0])
+            return Mismatch(k, i, where, a[where].item(), b[where].item())
+    return None
+
+
+def _comparable(x: np.ndarray) -> np.ndarray:
+    return x.view(np.uint32) if x.dtype == np.float32 else x
+
+
+def localize(path: Path, inputs: list[np.ndarray]) -> str:
+    """Replay one input through a keep-every-tensor build; name the first differing op."""
+    data = path.read_bytes()
+    graph = parse_model(data).subgraphs[0]
+    debug = NativeModel(compile_bytes(data, name=path.stem, reuse_arena=False))
+    reference = ReferenceInterpreter(data, preserve_all_tensors=True)
+    debug.run(*inputs)
+    reference.run(*inputs)
+    for op in graph.operators:
+        for t in op.outputs:
+            tensor = graph.tensors[t]
+            ours = debug.tensor(t, tensor.dtype, tensor.shape)
+            golden = reference.tensor(t).reshape(tensor.shape)
+            if ours.tobytes() != golden.tobytes():
+                where = tuple(int(v) for v in np.argwhere(_comparable(ours) != _comparable(golden))[0])
+                return (f"first differing tensor: '{tensor.name}' (output of op {op.index} {op.opcode}) "
+                        f"at {where}: ours {ours[where]}, reference {golden[where]}")
+    return "the host-native debug build matches the reference on every tensor: the difference is target-specific"
+
+
+def native_runner(model: CompiledModel) -> Runner:
+    native = NativeModel(model)
+
+    def run(inputs: list[np.ndarray]) -> tuple[list[np.ndarray], int | None]:
+        return native.run(*inputs), None
+
+    return run
+
+
+def summary_lines(model: CompiledModel, path: Path, target: str) -> list[str]:
+    return [
+        f"model    {path}  (sha256 {model.sha256.hex()[:16]}…)",
+        f"target   {target}",
+        f"ops      {len(model.ops)}: " + ", ".join(sorted(set(model.ops))),
+        "inputs   " + "; ".join(f"{t.name} {t.dtype}{list(t.shape)}" for t in model.inputs),
+        "outputs  " + "; ".join(f"{t.name} {t.dtype}{list(t.shape)}" for t in model.outputs),
+        f"arena    {model.arena_bytes:,} bytes   weights {model.weights_bytes:,} bytes",
+    ]
+
+
+def check(path: Path, runner: Runner, model: CompiledModel, inputs: Iterator[list[np.ndarray]],
+          count: int) -> tuple[int, int, Mismatch | None, list[np.ndarray] | None, list[int]]:
+    reference = ReferenceInterpreter(path)
+    exact, first, first_inputs, costs = 0, None, None, []
+    for k, sample in enumerate(_progress(inputs, count)):
+        ours, instructions = runner(sample)
+        golden = reference.run(*sample)
+        mismatch = first_mismatch(k, ours, golden)
+        if mismatch is None:
+            exact += 1
+        elif first is None:
+            first, first_inputs = mismatch, sample
+        if instructions is not None:
+            costs.append(instructions)
+    return exact, count, first, first_inputs, costs
+
+
+def _progress(items: Iterator[list[np.ndarray]], total: int) -> Iterator[list[np.ndarray]]:
+    try:
+        from tqdm import tqdm
+    except ImportError:  # pragma: no cover - tqdm is a dependency
+        yield from items
+        return
+    yield from tqdm(items, total=total, desc="inferences", unit="inf", file=sys.stderr, leave=False)
+
+
+@dataclass
+class ChipCheck:
+    """check()'s tuple, the target's description and the last inference's ticks per op (--profile)."""
+    result: tuple[int, int, Mismatch | None, list[np.ndarray] | None, list[int]]
+    target: str
+    ticks: list[int] | None
+    instructions_per_tick: int | None
+
+
+def run_on_chip(model_path: Path, model: CompiledModel, board_name: str, inputs: Iterator[list[np.ndarray]],
+                count: int, profile: bool = False) -> ChipCheck:
+    """Build the model's firmware for the board, boot it, and check every input against the reference.
+
+    The image is built in build/<board>/<model>/ (the flashed image in build/flash/ is left alone)."""
+    board = load_board(board_name)
+    image = build_firmware(model, board)
+    where = f"emulated by {board.emulator['kind']}" if board.emulated else "hardware"
+    target = (f"{board.name} ({board.cpu}, {where}); firmware flash {image.flash_bytes:,} B, "
+              f"RAM {image.ram_bytes:,} B")
+    with boot_elf(board, image.elf, model.sha256) as device:
+
+        def run(sample: list[np.ndarray]) -> tuple[list[np.ndarray], int | None]:
+            outputs, result = device.infer_arrays(*sample)
+            return outputs, result.instructions
+
+        result = check(model_path, run, model, inputs, count)
+        ticks = device.profile() if profile else None
+    return ChipCheck(result, target, ticks, board.instructions_per_tick)

@@ -1,0 +1,76 @@
+"""Open a board: boot a firmware ELF on an emulated one (the launcher is chosen by the board
+file's `[emulator] kind`, in one table, `LAUNCHERS`), or connect to the flashed board over its link.
+
+Imports: host.core, host.link, host.emulators.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from host.core.boards import Board, load_board
+from host.core.errors import UserError
+from host.core.paths import DEFAULT_BOARD
+from host.emulators.qemu import QemuProcess
+from host.emulators.renode import RenodeProcess
+from host.link.device import LINK_ENV, Device, attach, connect
+from host.link.images import read_flashed
+from host.link.probe import find_serial_port
+
+# kind -> (display name, launcher(board, elf, cpus)); Renode is not bound to cores.
+Launcher = Callable[[Board, Path, "set[int] | None"], QemuProcess]
+LAUNCHERS: dict[str, tuple[str, Launcher]] = {
+    "qemu": ("QEMU", lambda board, elf, cpus: QemuProcess(board, elf, cpus=cpus)),
+    "renode": ("Renode", lambda board, elf, cpus: RenodeProcess(board, elf)),
+}
+
+
+@contextmanager
+def boot_elf(spec: Board, elf: Path, model_sha256: bytes, timeout_s: float = 30.0,
+             window: int = 1, cpus: set[int] | None = None) -> Iterator[Device]:
+    """Run a firmware ELF on an emulated board; the emulator always stops on exit.  QEMU is
+    bound to `cpus` (None: one core, round-robin; empty: not bound); Renode is not bound."""
+    if not spec.emulated:
+        raise UserError(f"board {spec.name} is not emulated: connect to it with a link URL",
+                        hint=f"{LINK_ENV}=rfc2217://HOST:PORT (or /dev/ttyACM0), or --port; see docs/boards.md")
+    name, launch = LAUNCHERS[spec.emulator_kind]
+    with launch(spec, elf, cpus) as emulator:
+        link = emulator.start()
+        try:
+            with attach(spec, link, model_sha256, timeout_s, window, describe=f"board {spec.name} ({name})") as device:
+                yield device
+        finally:
+            link.close()
+
+
+@contextmanager
+def open_device(board: str | None = None, expected_sha256: bytes | None = None,
+                timeout_s: float = 30.0, url: str | None = None, window: int = 1) -> Iterator[Device]:
+    """Boot (emulated) or connect to the flashed board and handshake.
+
+    `url` (or $SLINGSHOT_LINK) connects to a board already running the firmware over that
+    link instead of starting an emulator: `socket://`, `rfc2217://` or a serial device path.
+    """
+    board_name = board or DEFAULT_BOARD
+    spec = load_board(board_name)
+    image = read_flashed(board_name)
+    if expected_sha256 is not None and image.model_sha256 != expected_sha256:
+        raise UserError(
+            f"the model flashed on {board_name} ({image.model_path}) is not the model you asked for",
+            hint="run `make flash MODEL=<your model>` first, or pass --model of the flashed one")
+    if image.mode == "mlperf":
+        raise UserError(f"the firmware flashed on {board_name} is the MLPerf Tiny mode build: it speaks the "
+                        "EEMBC text protocol, not slingshot's (docs/mlperf.md)",
+                        hint=f"run `make flash BOARD={board_name}` without MLPERF=1 first")
+    url = url or os.environ.get(LINK_ENV) or None
+    if url is None and not spec.emulated:
+        url = image.port or find_serial_port(spec)
+    if url is not None:
+        with connect(spec, url, image.model_sha256, timeout_s, window) as device:
+            yield device
+        return
+    with boot_elf(spec, image.elf, image.model_sha256, timeout_s, window) as device:
+        yield device

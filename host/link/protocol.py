@@ -1,0 +1,621 @@
+"""The host side of the device protocol (docs/protocol.md), version 2.
+
+Frame: A5 5A | type u8 | seq u8 | length u16 LE | payload | CRC-32 LE over
+type..payload. Any pyserial object is a transport (`serial.serial_for_url`
+gives `socket://`, `rfc2217://` and `/dev/tty…`).
+
+The Client retransmits a request whose frame or response was lost or damaged
+(the device answers a request it already ran with its recorded response, so a
+retry never runs anything twice), matches responses to requests by seq and
+type, and can keep several requests in flight (`window`, `infer_many`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import os
+import socket
+import struct
+import time
+import zlib
+from collections import deque
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from typing import Protocol
+
+import numpy as np
+from serial import SerialException
+
+from host.compiler.types import DTYPE_NAMES, TensorInfo
+from host.core.errors import UserError
+
+PROTOCOL_VERSION = 2
+SYNC = b"\xa5\x5a"
+HEADER = struct.Struct("<BBH")
+RESPONSE = 0x80
+MAX_PAYLOAD_DEFAULT = 4096
+RCVLOWAT_MAX = 4096     # bytes the host may wait for in one wake-up on a socket link
+
+
+class Msg:
+    INFO = 0x01
+    INFER = 0x02
+    WRITE_INPUT = 0x03
+    READ_OUTPUT = 0x04
+    ECHO = 0x05
+    PROFILE = 0x06
+    ERROR = 0x7F
+
+
+ERROR_NAMES = {
+    1: "BAD_CRC", 2: "TOO_LONG", 3: "TRUNCATED", 4: "UNKNOWN_TYPE",
+    5: "BAD_LENGTH", 6: "BAD_OFFSET", 7: "INFER_FAILED", 8: "FAULT", 9: "SEQ_GAP", 10: "REPLAY_LOST",
+}
+
+
+# The request was damaged or lost on the way (or arrived out of order) and was not run: send it again.
+RETRYABLE_ERRORS = frozenset({1, 2, 3, 9})
+FAULT_ERROR = 8
+
+
+class DeviceError(UserError):
+    """The device did not answer as the protocol says."""
+
+
+class DeviceErrorFrame(DeviceError):
+    """The device answered with an error frame."""
+
+    def __init__(self, code: int, request: int, message: str) -> None:
+        name = ERROR_NAMES.get(code, f"code {code}")
+        super().__init__(f"device error {name} (request 0x{request:02x}): {message}")
+        self.code, self.request, self.device_message = code, request, message
+
+
+class Transport(Protocol):
+    def write(self, data: bytes) -> int | None: ...
+    def read(self, size: int = 1) -> bytes: ...
+
+
+@dataclass(frozen=True)
+class Frame:
+    type: int
+    seq: int
+    payload: bytes
+
+
+def encode_frame(msg_type: int, seq: int, payload: bytes = b"") -> bytes:
+    head = HEADER.pack(msg_type, seq & 0xFF, len(payload))
+    return SYNC + head + payload + struct.pack("<I", zlib.crc32(head + payload))
+
+
+class FrameDecoder:
+    """Incremental decoder: feed bytes, get complete frames. Garbage between
+    frames and frames with a bad CRC are skipped (counted in `dropped`)."""
+
+    def __init__(self, max_payload: int = 65535) -> None:
+        self.buffer = bytearray()
+        self.max_payload = max_payload
+        self.dropped = 0
+
+    def feed(self, data: bytes) -> list[Frame]:
+        self.buffer += data
+        frames = []
+        while True:
+            frame = self._next()
+            if frame is None:
+                return frames
+            frames.append(frame)
+
+    def _next(self) -> Frame | None:
+        while True:
+            start = self.buffer.find(SYNC)
+            if start < 0:
+                del self.buffer[:max(0, len(self.buffer) - 1)]
+                return None
+            del self.buffer[:start]
+            if len(self.buffer) < 2 + HEADER.size:
+                return None
+            msg_type, seq, length = HEADER.unpack_from(self.buffer, 2)
+            if length > self.max_payload:
+                self._skip_sync()
+                continue
+            end = 2 + HEADER.size + length + 4
+            if len(self.buffer) < end:
+                return None
+            body = bytes(self.buffer[2:2 + HEADER.size + length])
+            (crc,) = struct.unpack_from("<I", self.buffer, end - 4)
+            if zlib.crc32(body) != crc:
+                self._skip_sync()
+                continue
+            del self.buffer[:end]
+            return Frame(msg_type, seq, body[HEADER.size:])
+
+    def _skip_sync(self) -> None:
+        self.dropped += 1
+        del self.buffer[:2]
+
+    def missing(self) -> int:
+        """Bytes still to arrive before the frame at the head of the buffer can be decoded (≥ 1)."""
+        head = 2 + HEADER.size
+        if len(self.buffer) < head:
+            return head - len(self.buffer)
+        length = HEADER.unpack_from(self.buffer, 2)[2]
+        if self.buffer[:2] != SYNC or length > self.max_payload:
+            return 1
+        return max(1, head + length + 4 - len(self.buffer))
+
+
+@dataclass(frozen=True)
+class DeviceInfo:
+    protocol_version: int
+    max_payload: int
+    firmware_version: str
+    board: str
+    cpu: str
+    model_name: str
+    model_sha256: bytes
+    arena_bytes: int
+    tick_hz: int
+    n_ops: int
+    inputs: list[TensorInfo]
+    outputs: list[TensorInfo]
+    rx_buffer_bytes: int = 0      # the device's receive ring (0: it polls the UART)
+    history: int = 1              # requests whose responses it remembers (the largest window)
+    replay_bytes: int = 0         # responses up to this size are remembered for all of them
+    window: int = 1               # the pipelining window the device accepted
+    preprocess_kind: int = 0      # the firmware's input pre-processing stage: 0 none, 1 squeeze, 2 median
+    preprocess_param: int = 0     # its bits or window
+
+    @property
+    def infer_trailer_bytes(self) -> int:
+        """INFER responses end with u32 pre-processing ticks when the firmware has a stage."""
+        return 4 if self.preprocess_kind else 0
+
+    @property
+    def outputs_inline(self) -> bool:
+        """Whether INFER responses carry the outputs (else READ_OUTPUT fetches them)."""
+        return self.output_bytes <= self.max_payload - 8 - self.infer_trailer_bytes
+
+    @functools.cached_property
+    def input_bytes(self) -> int:
+        return sum(t.nbytes for t in self.inputs)
+
+    @functools.cached_property
+    def output_bytes(self) -> int:
+        return sum(t.nbytes for t in self.outputs)
+
+
+class _Reader:
+    def __init__(self, data: bytes) -> None:
+        self.data, self.pos = data, 0
+
+    def take(self, fmt: str) -> tuple:
+        values = struct.unpack_from("<" + fmt, self.data, self.pos)
+        self.pos += struct.calcsize("<" + fmt)
+        return values
+
+    def string(self) -> str:
+        (n,) = self.take("B")
+        text = self.data[self.pos:self.pos + n].decode("ascii", errors="replace")
+        self.pos += n
+        return text
+
+    def raw(self, n: int) -> bytes:
+        out = self.data[self.pos:self.pos + n]
+        self.pos += n
+        return out
+
+    def tensors(self, kind: str) -> list[TensorInfo]:
+        (count,) = self.take("B")
+        out = []
+        for i in range(count):
+            dtype, rank = self.take("BB")
+            dims = self.take(f"{rank}I")
+            scale, zero, _ = self.take("fiI")
+            out.append(TensorInfo(f"{kind}{i}", DTYPE_NAMES.get(dtype, f"type{dtype}"), tuple(dims), scale, zero))
+        return out
+
+
+def parse_info(payload: bytes) -> DeviceInfo:
+    try:
+        r = _Reader(payload)
+        version, max_payload = r.take("HH")
+        firmware, board, cpu, model = r.string(), r.string(), r.string(), r.string()
+        sha = r.raw(32)
+        arena, tick_hz, n_ops = r.take("IIH")
+        inputs, outputs = r.tensors("input"), r.tensors("output")
+        extra = r.take("HBHB") if len(payload) - r.pos >= 6 else (0, 1, 0, 1)  # version 2
+        stage = r.take("BB") if len(payload) - r.pos >= 2 else (0, 0)      # firmware with a pre-processing stage
+        return DeviceInfo(version, max_payload, firmware, board, cpu, model, sha, arena, tick_hz, n_ops,
+                          inputs, outputs, *extra, *stage)
+    except struct.error:
+        raise DeviceError("malformed INFO response from the device") from None
+
+
+@dataclass(frozen=True)
+class InferResult:
+    output: bytes
+    ticks: int
+    instructions: int | None = None
+    preprocess_ticks: int | None = None          # the firmware's pre-processing stage, outside `ticks`
+    preprocess_instructions: int | None = None
+
+
+@dataclass(eq=False)
+class PendingRequest:
+    """One request in flight: sent (maybe several times) and not yet answered."""
+
+    seq: int
+    type: int
+    frame: bytes
+    response_bytes: int | None         # expected response payload size, None if unknown/large
+    timeout_s: float
+    max_retries: int
+    first_sent: float = 0.0
+    last_sent: float = 0.0
+    sends: int = 0
+    response: Frame | None = None
+    error: Exception | None = None
+    last_error: Frame | None = field(default=None, repr=False)   # last retryable error frame
+
+    @property
+    def done(self) -> bool:
+        return self.response is not None or self.error is not None
+
+
+class Client:
+    """Requests and responses over a transport, with retransmission and optional pipelining.
+
+    * A request the device reports as damaged or out of order (BAD_CRC, TOO_LONG, TRUNCATED,
+      SEQ_GAP: it was not run), or whose response does not come within the retransmission
+      timeout (lost or garbled in either direction), is sent again with the same seq and
+      bytes, after the line went idle, up to `max_retries` times per request. The device
+      answers a request it already ran with its recorded response, so a retry never runs an
+      INFER or WRITE_INPUT twice. `retries` counts the retransmissions.
+    * A response is taken only for a request in flight with that seq and the matching
+      response type; anything else (a late duplicate, a response to an older copy) is dropped.
+    * `window` > 1 keeps up to that many requests in flight (`submit`/`collect`, `infer_many`);
+      the device then runs them strictly in seq order.
+    """
+
+    IDLE_BEFORE_RESEND_S = 0.25     # > the device's 100 ms mid-frame timeout (and QEMU's slack)
+    QUIET_S = 0.03                  # no byte for this long: the rest of a damaged exchange is over
+    MIN_RTO_S = 0.3
+    FIRST_RTO_S = 1.0               # before a round trip of that request type was measured
+
+    def __init__(self, transport: Transport, timeout_s: float = 10.0, describe: str = "device",
+                 max_retries: int = 3, window: int = 1) -> None:
+        self.transport = transport
+        self.timeout_s = timeout_s
+        self.describe = describe
+        self.decoder = FrameDecoder()
+        self.seq = 0
+        self.info: DeviceInfo | None = None
+        self.max_retries = max_retries
+        self.window = max(1, window)            # asked for at the handshake
+        self.retries = 0                        # requests sent again (damaged, lost or out of order)
+        self.timeouts = 0                       # of which after a response timeout
+        self.dropped_frames = 0                 # stale or duplicate responses ignored
+        self.pending: list[PendingRequest] = []
+        self._session_window = 1
+        self._last_write = 0.0
+        self._rtt: dict[int, float] = {}
+        self._socket = _link_socket(transport)
+        self._socket_fd = None if self._socket is None else self._socket.fileno()
+
+    # ---- requests -----------------------------------------------------------------------
+
+    def request(self, msg_type: int, payload: bytes = b"", timeout_s: float | None = None,
+                max_retries: int | None = None) -> bytes:
+        """Send one request and return its response payload (raises its error frame)."""
+        return self.collect(self.submit(msg_type, payload, timeout_s, max_retries))
+
+    def submit(self, msg_type: int, payload: bytes = b"", timeout_s: float | None = None,
+               max_retries: int | None = None) -> PendingRequest:
+        """Send a request as soon as the window has room for it; `collect` its response."""
+        frame_bytes = len(payload) + 10
+        while not self._room_for(frame_bytes):
+            self._pump()
+        self.seq = self.seq % 255 + 1
+        req = PendingRequest(self.seq, msg_type, encode_frame(msg_type, self.seq, payload),
+                             self._response_bytes(msg_type, payload), timeout_s or self.timeout_s,
+                             self.max_retries if max_retries is None else max_retries)
+        self.pending.append(req)
+        self._send(req)
+        return req
+
+    def collect(self, req: PendingRequest) -> bytes:
+        while not req.done:
+            self._pump()
+        if req.error is not None:
+            raise req.error
+        assert req.response is not None
+        return req.response.payload
+
+    def _room_for(self, frame_bytes: int) -> bool:
+        if not self.pending:
+            return True
+        info = self.info
+        # A sliding window in seq space, not a count: the device replays only its last
+        # `history` requests, so nothing may go out `window` seqs or more past the oldest
+        # unanswered one (whose response may yet have to be replayed).
+        if info is None or (self.seq % 255 + 1 - self.pending[0].seq) % 255 >= self._session_window:
+            return False
+        # Every request in flight must stay replayable while later ones run ...
+        if any(r.response_bytes is None or r.response_bytes > info.replay_bytes for r in self.pending):
+            return False
+        # ... and what waits behind the one running must fit the device's receive ring.
+        return sum(len(r.frame) for r in self.pending[1:]) + frame_bytes <= info.rx_buffer_bytes
+
+    def _response_bytes(self, msg_type: int, payload: bytes) -> int | None:
+        info = self.info
+        if msg_type == Msg.WRITE_INPUT:
+            return 0
+        if msg_type == Msg.ECHO:
+            return len(payload)
+        if msg_type == Msg.READ_OUTPUT and len(payload) == 6:
+            return int(struct.unpack_from("<H", payload, 4)[0])
+        if msg_type == Msg.INFER and info is not None:
+            return 8 + (info.output_bytes if info.outputs_inline else 0) + info.infer_trailer_bytes
+        return None
+
+    # ---- the receive loop -----------------------------------------------------------------
+
+    def _pump(self) -> None:
+        """Read what arrives (up to the transport timeout), match it, retransmit what is overdue."""
+        resend = False
+        for frame in self.decoder.feed(self._read_available()):
+            resend = self._dispatch(frame) or resend
+        if resend:
+            self._recover()
+        else:
+            self._check_timers()
+
+    def _dispatch(self, frame: Frame, recovering: bool = False) -> bool:
+        """Apply one received frame; True if requests must be sent again."""
+        if frame.type == Msg.ERROR and len(frame.payload) >= 2 and frame.payload[0] == FAULT_ERROR:
+            raise _error_frame(frame)
+        req = next((r for r in self.pending if r.seq == frame.seq), None)
+        if frame.type == Msg.ERROR and len(frame.payload) >= 2 and frame.payload[0] in RETRYABLE_ERRORS:
+            if req is not None:
+                req.last_error = frame
+            return bool(self.pending) and not recovering
+        if req is None:
+            self.dropped_frames += 1           # stale: a late or duplicated answer to a finished request
+            return False
+        if frame.type == Msg.ERROR:
+            req.error = _error_frame(frame)
+        elif frame.type != req.type | RESPONSE:
+            req.error = DeviceError(
+                f"{self.describe}: expected response 0x{req.type | RESPONSE:02x} to seq {req.seq}, "
+                f"got 0x{frame.type:02x}")
+        elif req.response_bytes is not None and req.type == Msg.INFER and len(frame.payload) != req.response_bytes:
+            req.error = DeviceError(f"{self.describe}: INFER response of {len(frame.payload)} bytes, "
+                                    f"expected {req.response_bytes}")
+        else:
+            req.response = frame
+            if req.sends == 1:
+                rtt = time.monotonic() - req.first_sent
+                old = self._rtt.get(req.type)
+                self._rtt[req.type] = rtt if old is None else 0.8 * old + 0.2 * rtt
+        index = self.pending.index(req)
+        del self.pending[index]
+        # The device answers in order: an older request still waiting, whose last copy went out
+        # before this one was first sent, or its response, was lost.
+        return not recovering and any(r.last_sent < req.first_sent for r in self.pending[:index])
+
+    def _check_timers(self) -> None:
+        if not self.pending:
+            return
+        now = time.monotonic()
+        oldest = self.pending[0]
+        if now - oldest.first_sent > oldest.timeout_s:
+            self._give_up(oldest)
+        if oldest.sends <= oldest.max_retries and now >= oldest.last_sent + self._rto(oldest):
+            self.timeouts += 1
+            self._recover()
+
+    def _rto(self, req: PendingRequest) -> float:
+        rtt = self._rtt.get(req.type)
+        base = self.FIRST_RTO_S if rtt is None else max(self.MIN_RTO_S, 0.2 + 4 * rtt * len(self.pending))
+        return min(base * 2 ** (req.sends - 1), req.timeout_s / 2)
+
+    def _recover(self) -> None:
+        """Let the line go idle (the device drops a partial frame after 100 ms), take any
+        response still arriving, then send every unanswered request again, in order."""
+        deadline = time.monotonic() + 2.0
+        last_byte = time.monotonic()
+        while time.monotonic() < deadline:
+            now = time.monotonic()
+            if now - last_byte >= self.QUIET_S and now - self._last_write >= self.IDLE_BEFORE_RESEND_S:
+                break
+            data = self._read_available()
+            if data:
+                last_byte = time.monotonic()
+                for frame in self.decoder.feed(data):
+                    self._dispatch(frame, recovering=True)
+        self.decoder = FrameDecoder()
+        for req in list(self.pending):
+            if req.sends > req.max_retries:
+                if req.last_error is not None:
+                    self._give_up(req)
+                continue                       # no retries left: wait for the response until its timeout
+            self.retries += 1
+            self._send(req)
+
+    def _give_up(self, req: PendingRequest) -> None:
+        self.pending.remove(req)
+        if req.last_error is not None:
+            raise _error_frame(req.last_error)
+        raise DeviceError(
+            f"{self.describe} stopped answering (no response to request 0x{req.type:02x} seq {req.seq} "
+            f"within {req.timeout_s:.1f} s, {req.sends} attempts)",
+            hint="check the link and that the board runs slingshot firmware (make flash)")
+
+    def _send(self, req: PendingRequest) -> None:
+        now = time.monotonic()
+        if req.sends == 0:
+            req.first_sent = now
+        req.last_sent = now
+        req.sends += 1
+        req.last_error = None
+        self._write(req.frame)
+
+    def _read_available(self) -> bytes:
+        """Block for one byte (up to the transport timeout), then take what is waiting."""
+        try:
+            with self._waking_for(self.decoder.missing()):
+                data = self.transport.read(1) or b""
+            return data + self._read_waiting() if data else data
+        except (OSError, SerialException) as err:
+            raise self._link_lost(err) from None
+
+    @contextlib.contextmanager
+    def _waking_for(self, need: int) -> Iterator[None]:
+        """On a socket link, wake only once `need` bytes are there (SO_RCVLOWAT), then back to 1
+        for any other reader.  An emulator sends a frame byte by byte; waking for each byte cost
+        the host ~10 µs and the emulator's core a context switch (docs/protocol.md)."""
+        need = min(need, RCVLOWAT_MAX)
+        if self._socket is None or need <= 1:
+            yield
+            return
+        self._socket.setsockopt(socket.SOL_SOCKET, socket.SO_RCVLOWAT, need)
+        try:
+            yield
+        finally:
+            self._socket.setsockopt(socket.SOL_SOCKET, socket.SO_RCVLOWAT, 1)
+
+    def _read_waiting(self) -> bytes:
+        """What has already arrived, without blocking. pyserial's socket:// port reports
+        `in_waiting` as 0 or 1, which would cost two system calls per byte: read its
+        (non-blocking) socket directly."""
+        if self._socket_fd is not None:
+            with contextlib.suppress(BlockingIOError, InterruptedError):
+                return os.read(self._socket_fd, 65536)
+            return b""
+        waiting = getattr(self.transport, "in_waiting", 0)
+        return self.transport.read(waiting) if waiting else b""
+
+    def _write(self, data: bytes) -> None:
+        try:
+            self.transport.write(data)
+        except (OSError, SerialException) as err:
+            raise self._link_lost(err) from None
+        self._last_write = time.monotonic()
+
+    def _link_lost(self, err: Exception) -> DeviceError:
+        return DeviceError(f"lost the link to {self.describe}: {err}",
+                           hint="the board reset, was unplugged or the emulator stopped; check it and run again")
+
+    # ---- messages -------------------------------------------------------------------------
+
+    def handshake(self) -> DeviceInfo:
+        """INFO stating this host's protocol version and window; refuses a device of another version."""
+        self._drain_pending()
+        payload = self.request(Msg.INFO, struct.pack("<HB", PROTOCOL_VERSION, self.window))
+        if len(payload) < 2:
+            raise DeviceError("malformed INFO response from the device")
+        (version,) = struct.unpack_from("<H", payload)
+        if version != PROTOCOL_VERSION:
+            raise DeviceError(
+                f"{self.describe} speaks protocol version {version}, this host speaks version "
+                f"{PROTOCOL_VERSION}", hint="re-flash the firmware from this checkout (make flash)")
+        info = parse_info(payload)
+        self.info = info
+        self._session_window = max(1, min(self.window, info.window, info.history))
+        return info
+
+    def set_window(self, window: int) -> None:
+        """Change the pipelining window (a new handshake when it changes)."""
+        window = max(1, window)
+        if window != self.window or self.info is None:
+            self.window = window
+            self.handshake()
+
+    def _drain_pending(self) -> None:
+        for req in list(self.pending):
+            with contextlib.suppress(DeviceError):
+                self.collect(req)
+
+    def echo(self, payload: bytes) -> bytes:
+        return self.request(Msg.ECHO, payload)
+
+    def infer(self, inputs: bytes, timeout_s: float | None = None) -> InferResult:
+        (result,) = self.infer_many([inputs], timeout_s)
+        return result
+
+    def infer_many(self, inputs: Iterable[bytes], timeout_s: float | None = None) -> Iterator[InferResult]:
+        """Results of one inference per input, in order; with a window > 1 the next inputs
+        travel while the device computes."""
+        info = self.info or self.handshake()
+        inflight: deque[tuple[list[PendingRequest], PendingRequest, list[PendingRequest]]] = deque()
+        for data in inputs:
+            if len(data) != info.input_bytes:
+                raise DeviceError(f"input is {len(data)} bytes, the model takes {info.input_bytes}")
+            if len(data) <= info.max_payload:
+                writes: list[PendingRequest] = []
+                infer = self.submit(Msg.INFER, data, timeout_s)
+            else:
+                writes = self._submit_input(data, info)
+                infer = self.submit(Msg.INFER, b"", timeout_s)
+            reads = [] if info.outputs_inline else self._submit_reads(info)
+            inflight.append((writes, infer, reads))
+            while inflight and all(r.done for r in (*inflight[0][0], inflight[0][1], *inflight[0][2])):
+                yield self._assemble(*inflight.popleft(), info)
+        while inflight:
+            yield self._assemble(*inflight.popleft(), info)
+
+    def _submit_input(self, inputs: bytes, info: DeviceInfo) -> list[PendingRequest]:
+        chunk = info.max_payload - 4
+        if self._session_window > 1 and info.rx_buffer_bytes > 64:
+            chunk = min(chunk, info.rx_buffer_bytes - 14)   # a chunk fits the ring: it can travel early
+        return [self.submit(Msg.WRITE_INPUT, struct.pack("<I", offset) + inputs[offset:offset + chunk])
+                for offset in range(0, len(inputs), chunk)]
+
+    def _submit_reads(self, info: DeviceInfo) -> list[PendingRequest]:
+        reads, offset = [], 0
+        while offset < info.output_bytes:
+            n = min(info.max_payload, info.output_bytes - offset)
+            reads.append(self.submit(Msg.READ_OUTPUT, struct.pack("<IH", offset, n)))
+            offset += n
+        return reads
+
+    def _assemble(self, writes: list[PendingRequest], infer: PendingRequest, reads: list[PendingRequest],
+                  info: DeviceInfo) -> InferResult:
+        for req in writes:
+            self.collect(req)
+        payload = self.collect(infer)
+        (ticks,) = struct.unpack_from("<Q", payload)
+        output = payload[8:8 + info.output_bytes] if not reads else b"".join(self.collect(r) for r in reads)
+        pre = struct.unpack_from("<I", payload, len(payload) - 4)[0] if info.infer_trailer_bytes else None
+        return InferResult(output=output, ticks=ticks, preprocess_ticks=pre)
+
+    def profile(self) -> list[int]:
+        """Ticks per op of the last inference."""
+        payload = self.request(Msg.PROFILE)
+        (count,) = struct.unpack_from("<H", payload)
+        return list(struct.unpack_from(f"<{count}I", payload, 2))
+
+
+def _link_socket(transport: Transport) -> socket.socket | None:
+    """The socket of a pyserial socket:// port (non-blocking once connected), else None."""
+    from serial.urlhandler.protocol_socket import Serial as SocketSerial
+
+    if not (isinstance(transport, SocketSerial) and transport.is_open):
+        return None
+    sock = getattr(transport, "_socket", None)   # pyserial keeps it there; only its options are touched
+    return sock if isinstance(sock, socket.socket) else None
+
+
+def _error_frame(frame: Frame) -> DeviceErrorFrame:
+    code, request = frame.payload[0], frame.payload[1]
+    return DeviceErrorFrame(code, request, frame.payload[2:].decode("ascii", errors="replace"))
+
+
+def outputs_from_bytes(raw: bytes, outputs: list[TensorInfo]) -> list[np.ndarray]:
+    arrays, pos = [], 0
+    for info in outputs:
+        arrays.append(np.frombuffer(raw[pos:pos + info.nbytes], dtype=info.dtype).reshape(info.shape))
+        pos += info.nbytes
+    return arrays

@@ -1,0 +1,152 @@
+"""Host-simulated uniform quantization at 2..8 bits, beyond what TFLite deploys.
+
+Two modes (Gorsline et al. 2021; Guesmi et al. 2024):
+
+* ``w<b>``: weights only. Every kernel of a Conv/Dense/DepthwiseConv layer is quantized
+  symmetrically per output channel to b bits: ``w_q = clip(round(w / s), -(2^(b-1)-1), 2^(b-1)-1) · s``
+  with ``s = max|w| / (2^(b-1)-1)``. Biases stay float.
+* ``w<b>a<b>``: weights as above and every layer's output fake-quantized asymmetrically
+  to b bits over the range [min, max] it takes on a calibration set
+  (``tf.quantization.fake_quant_with_min_max_vars``, which nudges the range so 0 is exact).
+
+The result is a float Keras model that computes what a b-bit network would: it runs on the host
+(not the chip) next to the deployed int16x8/int8 models, so accuracy-vs-ε per bit-width comes
+out of the same study. Names: "sim:w4", "sim:w4a4".
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from host.core.errors import UserError
+
+MIN_BITS, MAX_BITS = 2, 8
+MODES = ("weights", "weights+activations")
+KERNEL_LAYERS = ("Conv2D", "Dense", "DepthwiseConv2D", "Conv1D")
+
+
+@dataclass(frozen=True)
+class BitWidth:
+    bits: int
+    activations: bool
+
+    @property
+    def key(self) -> str:
+        return f"sim:w{self.bits}" + (f"a{self.bits}" if self.activations else "")
+
+
+def parse_bitwidths(bits: Any, modes: Any) -> tuple[BitWidth, ...]:
+    """[bitwidth] bits = [2, 4, 8], modes = ["weights", "weights+activations"] from a study config."""
+    if not isinstance(bits, list) or not bits or not all(isinstance(b, int) and not isinstance(b, bool)
+                                                         for b in bits):
+        raise UserError(f"bitwidth.bits must be a list of integers, e.g. [2, 4, 8], got {bits!r}")
+    bad = [b for b in bits if not MIN_BITS <= b <= MAX_BITS]
+    if bad:
+        raise UserError(f"bitwidth.bits {bad}: simulated widths are {MIN_BITS}..{MAX_BITS} bits")
+    if not isinstance(modes, list) or not modes or any(m not in MODES for m in modes):
+        raise UserError(f"bitwidth.modes must be a list drawn from {list(MODES)}, got {modes!r}")
+    return tuple(BitWidth(b, m == MODES[1]) for m in modes for b in sorted(set(bits)))
+
+
+def quantize_weights(w: np.ndarray, bits: int, channel_axis: int = -1) -> np.ndarray:
+    """Symmetric per-channel b-bit quantization of a kernel (returned dequantized, float32)."""
+    w = np.asarray(w, dtype=np.float32)
+    levels = 2 ** (bits - 1) - 1
+    axes = tuple(i for i in range(w.ndim) if i != channel_axis % w.ndim)
+    scale = np.max(np.abs(w), axis=axes, keepdims=True) / levels
+    scale = np.where(scale > 0, scale, 1.0).astype(np.float32)
+    return (np.clip(np.round(w / scale), -levels, levels) * scale).astype(np.float32)
+
+
+def _kernel_channel_axis(layer: Any) -> int:
+    # DepthwiseConv2D kernels are (kh, kw, in, multiplier): channels are axes 2 and 3; per
+    # input channel is what TFLite uses for depthwise (its output channel = in × multiplier).
+    return 2 if type(layer).__name__ == "DepthwiseConv2D" else -1
+
+
+def simulate(model: Any, width: BitWidth, calibration: np.ndarray | None = None) -> Any:
+    """A new Keras model computing the b-bit version of `model` (the input is not changed)."""
+    import keras
+
+    ranges = _activation_ranges(model, calibration) if width.activations else {}
+    if width.activations and calibration is None:
+        raise UserError("weights+activations simulation needs calibration inputs (the representative set)")
+
+    def clone(layer: Any) -> Any:
+        copy = layer.__class__.from_config(layer.get_config())
+        if not ranges or layer.name not in ranges or isinstance(layer, keras.layers.InputLayer):
+            return copy
+        lo, hi = ranges[layer.name]
+        return _fake_quant_class()(copy, width.bits, lo, hi, name=f"{layer.name}_fq{width.bits}")
+
+    sim = keras.models.clone_model(model, clone_function=clone)
+    _copy_weights(model, sim, width.bits)
+    return sim
+
+
+def _copy_weights(source: Any, target: Any, bits: int) -> None:
+    by_name = {layer.name: layer for layer in source.layers}
+    for layer in target.layers:
+        inner = layer.inner if _is_fake_quant(layer) else layer
+        original = by_name.get(re.sub(r"_fq\d+$", "", layer.name))
+        if original is None or not original.get_weights():
+            continue
+        weights = original.get_weights()
+        if type(original).__name__ in KERNEL_LAYERS:
+            weights[0] = quantize_weights(weights[0], bits, _kernel_channel_axis(original))
+        inner.set_weights(weights)
+
+
+def _activation_ranges(model: Any, x: np.ndarray | None) -> dict[str, tuple[float, float]]:
+    """[min, max] of every layer's output on the calibration inputs (one pass)."""
+    import keras
+
+    if x is None:
+        return {}
+    layers = [layer for layer in model.layers if not isinstance(layer, keras.layers.InputLayer)]
+    probe = keras.Model(model.inputs, [layer.output for layer in layers])
+    outputs = probe.predict(np.asarray(x, np.float32), verbose=0, batch_size=256)
+    if len(layers) == 1:
+        outputs = [outputs]
+    return {layer.name: (min(float(np.min(out)), 0.0), max(float(np.max(out)), 0.0))
+            for layer, out in zip(layers, outputs, strict=True)}
+
+
+_FAKE_QUANT: list[Any] = []   # the Keras layer class, made on first use (keeps TF out of imports)
+
+
+def _fake_quant_class() -> Any:
+    if _FAKE_QUANT:
+        return _FAKE_QUANT[0]
+    import keras
+    import tensorflow as tf
+
+    class FakeQuant(keras.layers.Layer):
+        """A layer followed by b-bit fake quantization of its output over a fixed range."""
+
+        def __init__(self, inner: Any, bits: int, lo: float, hi: float, **kwargs: Any) -> None:
+            super().__init__(**kwargs)
+            self.inner, self.bits, self.lo, self.hi = inner, bits, lo, hi
+
+        def build(self, input_shape: Any) -> None:
+            if not self.inner.built:
+                self.inner.build(input_shape)
+            self.built = True
+
+        def compute_output_shape(self, input_shape: Any) -> Any:
+            return self.inner.compute_output_shape(input_shape)
+
+        def call(self, inputs: Any, *args: Any, **kwargs: Any) -> Any:
+            y = self.inner(inputs, *args, **kwargs)
+            return tf.quantization.fake_quant_with_min_max_args(y, min=self.lo, max=self.hi, num_bits=self.bits)
+
+    _FAKE_QUANT.append(FakeQuant)
+    return FakeQuant
+
+
+def _is_fake_quant(layer: Any) -> bool:
+    return bool(_FAKE_QUANT) and isinstance(layer, _FAKE_QUANT[0])

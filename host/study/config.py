@@ -1,0 +1,343 @@
+"""Experiment configuration: one TOML file describes a whole study (docs/experiments.md).
+
+    [experiment]  name, seed
+    [model]       float = "m.h5", int8 = "m_int8.tflite", int16x8 = "...", precisions = [...]
+    [dataset]     path, start, num, input_range, [dataset.representative] path/start/num
+    [chip]        board, precisions, num
+    [[attack]]    name, eps = [...], other parameters of the attack
+    [[defense]]   name, its parameters (data for train-based ones), on_chip = true: its firmware stage on the [chip]
+    [quick]       overrides used by --quick, e.g. dataset_num = 50
+
+Relative paths are relative to the directory of the config file. Everything is
+checked here, before any long work starts: missing files, unknown attacks,
+parameters out of range, unknown precisions or boards.
+"""
+
+from __future__ import annotations
+
+import math
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from host.core.errors import UserError
+
+FLOAT = "float32"
+QUANTIZED_PRECISIONS = ("int16x8", "int8")
+PRECISION_ALIASES = {"float": FLOAT, "float32": FLOAT, "int8": "int8", "int16": "int16x8", "int16x8": "int16x8",
+                     "16x8": "int16x8"}
+SECTIONS = {"experiment", "model", "dataset", "chip", "attack", "defense", "bitwidth", "quick"}
+
+
+@dataclass(frozen=True)
+class AttackSpec:
+    name: str
+    eps: tuple[float | None, ...]      # None: the attack's own default (minimal-perturbation attacks)
+    params: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class DefenseSpec:
+    name: str
+    kind: str                          # "preprocess" | "train"
+    params: dict[str, Any] = field(default_factory=dict)
+    train_data: SliceSpec | None = None
+    on_chip: bool = False              # also run its firmware pre-processing stage on the [chip] (docs/defenses.md)
+
+    @property
+    def label(self) -> str:
+        """How results name it: the name and the parameters the config set, e.g. feature-squeezing(bit_depth=4)."""
+        shown = ", ".join(f"{k}={v}" for k, v in self.params.items())
+        return f"{self.name}({shown})" if shown else self.name
+
+
+@dataclass(frozen=True)
+class SliceSpec:
+    path: Path
+    start: int = 0
+    num: int | None = None
+
+
+@dataclass(frozen=True)
+class Experiment:
+    source: Path
+    name: str
+    seed: int
+    float_model: Path
+    given: dict[str, Path]                 # precision -> existing .tflite
+    precisions: tuple[str, ...]            # always starts with float32
+    dataset: SliceSpec
+    input_range: tuple[float, float]
+    representative: SliceSpec | None
+    chip_board: str | None
+    chip_precisions: tuple[str, ...]
+    chip_num: int | None
+    attacks: tuple[AttackSpec, ...]
+    defenses: tuple[DefenseSpec, ...] = ()
+    bitwidths: tuple[Any, ...] = ()         # host.quantization.bitwidth.BitWidth: simulated 2..8-bit models
+
+
+def load_experiment(path: Path | str, quick: bool = False) -> Experiment:
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"config file not found: {path}", hint="e.g. --config configs/david-goliath-cifar10.toml")
+    try:
+        doc = tomllib.loads(path.read_text())
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as err:
+        raise UserError(f"{path}: not valid TOML ({err})") from None
+    try:
+        return _parse(doc, path, quick)
+    except UserError as err:
+        raise UserError(f"{path}: {err.message}", hint=err.hint or "see docs/experiments.md") from None
+
+
+def _parse(doc: dict[str, Any], source: Path, quick: bool) -> Experiment:
+    unknown = set(doc) - SECTIONS
+    if unknown:
+        raise UserError(f"unknown section(s) {sorted(unknown)}; known: {sorted(SECTIONS)}")
+    base = source.resolve().parent
+    if quick:
+        doc = _apply_quick(doc)
+    exp, model, data, chip = (_table(doc, k) for k in ("experiment", "model", "dataset", "chip"))
+    precisions = _precisions(model.get("precisions", ["float32", "int16x8", "int8"]), "model.precisions")
+    given = {PRECISION_ALIASES[k]: _existing(base, model[k], f"model.{k}")
+             for k in ("int8", "int16x8", "int16") if k in model}
+    representative = None
+    if "representative" in data:
+        rep = _table(data, "representative")
+        representative = SliceSpec(_existing(base, _required(rep, "path", "dataset.representative"),
+                                             "dataset.representative.path"),
+                                   _int(rep.get("start", 0), "dataset.representative.start", 0),
+                                   _int(rep.get("num", 500), "dataset.representative.num", 1))
+    if any(d.get("on_chip") is True for d in _table_list(doc, "defense")) and not chip.get("board"):
+        raise UserError("a [[defense]] has on_chip = true but there is no [chip] board to run it on",
+                        hint="add [chip] board = \"mps2-an386\" (and precisions), or drop on_chip")
+    missing = [p for p in precisions if p != FLOAT and p not in given]
+    if missing and representative is None:
+        raise UserError(f"precision(s) {missing} have no .tflite in [model] and there is no [dataset.representative] "
+                        "to quantize them from")
+    return Experiment(
+        source=source,
+        name=str(exp.get("name", source.stem)),
+        seed=_int(exp.get("seed", 0), "experiment.seed", 0),
+        float_model=_existing(base, _required(model, "float", "model"), "model.float"),
+        given=given,
+        precisions=precisions,
+        dataset=SliceSpec(_existing(base, _required(data, "path", "dataset"), "dataset.path"),
+                          _int(data.get("start", 0), "dataset.start", 0),
+                          _int(data["num"], "dataset.num", 1) if "num" in data else None),
+        input_range=_range(data.get("input_range", [0.0, 1.0])),
+        representative=representative,
+        chip_board=_board(chip.get("board")),
+        chip_precisions=_precisions(chip.get("precisions", ["int8"]), "chip.precisions", allow_float=False)
+        if chip.get("board") else (),
+        chip_num=_int(chip["num"], "chip.num", 1) if "num" in chip else None,
+        attacks=tuple(_attack(a, i) for i, a in enumerate(_attack_list(doc))),
+        defenses=tuple(_defense(d, i, base) for i, d in enumerate(_table_list(doc, "defense"))),
+        bitwidths=_bitwidths(_table(doc, "bitwidth")),
+    )
+
+
+def _apply_quick(doc: dict[str, Any]) -> dict[str, Any]:
+    """[quick] keys are 'section_key = value' overrides, e.g. dataset_num = 50, chip_num = 10;
+    attack_num caps every attack's samples; [quick.attack_params.<name>] overrides parameters."""
+    quick = dict(doc.get("quick", {}))
+    out = {k: (dict(v) if isinstance(v, dict) else v) for k, v in doc.items()}
+    if quick.pop("train_defenses", True) is False:  # skip train-based defenses in the quick variant
+        out["defense"] = [d for d in _table_list(doc, "defense") if d.get("data") is None]
+    skip = quick.pop("skip_attacks", [])
+    if skip:
+        known = {str(a.get("name", "")).lower() for a in _attack_list(doc)}
+        if not isinstance(skip, list) or not set(skip) <= known:
+            raise UserError(f"quick.skip_attacks must list attacks of this config ({sorted(known)}), got {skip!r}")
+        doc = {**doc, "attack": [a for a in _attack_list(doc) if str(a.get("name", "")).lower() not in skip]}
+        out["attack"] = doc["attack"]
+    cap = quick.pop("attack_num", None)
+    overrides = quick.pop("attack_params", {})
+    if cap is not None or overrides:
+        attacks = [dict(a) for a in _attack_list(doc)]
+        for a in attacks:
+            if cap is not None:
+                a["num"] = min(int(a.get("num", cap)), _int(cap, "quick.attack_num", 1))
+            a.update(overrides.get(str(a.get("name", "")).lower(), {}))
+        out["attack"] = attacks
+    for key, value in quick.items():
+        section, _, name = key.partition("_")
+        if section not in ("experiment", "model", "dataset", "chip") or not name:
+            raise UserError(f"quick.{key}: expected <section>_<key>, e.g. dataset_num = 50")
+        out.setdefault(section, {})[name] = value
+    if "attack_max_eps" in quick:
+        raise UserError("quick.attack_max_eps is not supported")
+    return out
+
+
+def _table(doc: dict[str, Any], key: str) -> dict[str, Any]:
+    value = doc.get(key, {})
+    if not isinstance(value, dict):
+        raise UserError(f"[{key}] must be a table")
+    return value
+
+
+def _required(table: dict[str, Any], key: str, section: str) -> Any:
+    if key not in table:
+        raise UserError(f"[{section}] needs '{key}'")
+    return table[key]
+
+
+BUILTIN_DATASETS = ("builtin:digits-test", "builtin:digits-train")
+
+
+def _existing(base: Path, value: Any, key: str) -> Path:
+    if not isinstance(value, str) or not value:
+        raise UserError(f"{key} must be a path string")
+    if value.startswith("builtin:"):
+        if value not in BUILTIN_DATASETS or not key.startswith(("dataset", "defense")):
+            raise UserError(f"{key}: unknown built-in {value!r}; built-in datasets: {', '.join(BUILTIN_DATASETS)}")
+        return Path(value)
+    path = Path(value) if Path(value).is_absolute() else (base / value)
+    if not path.exists():
+        raise UserError(f"{key}: file not found: {path}", hint="paths are relative to the config file's directory")
+    return path.resolve()
+
+
+def _int(value: Any, key: str, minimum: int) -> int:
+    if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
+        raise UserError(f"{key} must be an integer >= {minimum}, got {value!r}")
+    return value
+
+
+def _range(value: Any) -> tuple[float, float]:
+    if (not isinstance(value, list) or len(value) != 2 or not all(isinstance(v, int | float) for v in value)
+            or not value[0] < value[1]):
+        raise UserError(f"dataset.input_range must be [low, high] with low < high, got {value!r}",
+                        hint="[0.0, 1.0] for images scaled to 0..1, [0, 255] for raw pixels")
+    return float(value[0]), float(value[1])
+
+
+def _precisions(values: Any, key: str, allow_float: bool = True) -> tuple[str, ...]:
+    if not isinstance(values, list) or not values:
+        raise UserError(f"{key} must be a non-empty list, e.g. [\"float32\", \"int16x8\", \"int8\"]")
+    out = []
+    for v in values:
+        name = PRECISION_ALIASES.get(str(v).lower())
+        if name is None or (name == FLOAT and not allow_float):
+            allowed = [p for p in (FLOAT, *QUANTIZED_PRECISIONS) if allow_float or p != FLOAT]
+            raise UserError(f"{key}: unknown precision {v!r}; choose from {allowed}")
+        out.append(name)
+    if allow_float and FLOAT not in out:
+        out.insert(0, FLOAT)  # attacks are crafted on the float model: it is always evaluated
+    return tuple(dict.fromkeys(out))
+
+
+def _board(name: Any) -> str | None:
+    if name is None:
+        return None
+    from host.core.boards import load_board
+
+    load_board(str(name))  # lists the boards when unknown
+    return str(name)
+
+
+def _attack_list(doc: dict[str, Any]) -> list[dict[str, Any]]:
+    attacks = doc.get("attack", [])
+    if not isinstance(attacks, list) or not all(isinstance(a, dict) for a in attacks):
+        raise UserError("attacks are [[attack]] tables, each with a name and its parameters")
+    return attacks
+
+
+def _bitwidths(table: dict[str, Any]) -> tuple[Any, ...]:
+    """[bitwidth] bits = [2, 4, 8], modes = ["weights", "weights+activations"] (host-simulated)."""
+    if not table:
+        return ()
+    from host.quantization.bitwidth import parse_bitwidths
+
+    unknown = set(table) - {"bits", "modes"}
+    if unknown:
+        raise UserError(f"[bitwidth] has unknown key(s) {sorted(unknown)}; it takes bits and modes")
+    return parse_bitwidths(table.get("bits"), table.get("modes", ["weights", "weights+activations"]))
+
+
+def _table_list(doc: dict[str, Any], key: str) -> list[dict[str, Any]]:
+    tables = doc.get(key, [])
+    if not isinstance(tables, list) or not all(isinstance(t, dict) for t in tables):
+        raise UserError(f"[[{key}]] entries must be tables, each with a name and its parameters")
+    return tables
+
+
+def _defense(table: dict[str, Any], index: int, base: Path) -> DefenseSpec:
+    """[[defense]]: name, its parameters; train-based ones need `data` = {path, start, num}."""
+    from host.defenses import get_defense
+
+    name = str(_required(table, "name", f"defense #{index + 1}")).lower()
+    params = {k: v for k, v in table.items() if k not in ("name", "data", "on_chip")}
+    defense = get_defense(name, **params)  # unknown defense (lists the registry) or bad parameter
+    on_chip = table.get("on_chip", False)
+    if not isinstance(on_chip, bool):
+        raise UserError(f"defense '{name}': on_chip must be true or false, got {on_chip!r}")
+    if on_chip and (defense.kind != "preprocess" or defense.chip_stage() is None):
+        raise UserError(f"defense '{name}' ({defense.describe()}) has no firmware pre-processing stage",
+                        hint="on_chip = true works for feature-squeezing (bit_depth 1..16), median-smoothing and "
+                             "spatial-smoothing with filter = median (window 1..5)")
+    data = None
+    if defense.kind == "train":
+        spec = _required(table, "data", f"defense '{name}'")
+        if not isinstance(spec, dict):
+            raise UserError(f"defense '{name}': data must be a table {{path, start, num}} (training images, "
+                            "not the evaluation images)")
+        data = SliceSpec(_existing(base, _required(spec, "path", f"defense '{name}' data"), f"defense '{name}' data"),
+                         _int(spec.get("start", 0), f"defense '{name}' data.start", 0),
+                         _int(spec["num"], f"defense '{name}' data.num", 1) if "num" in spec else None)
+    elif "data" in table:
+        raise UserError(f"defense '{name}' is a pre-processing defense: it takes no training data")
+    return DefenseSpec(name, defense.kind, params, data, on_chip)
+
+
+def study_keys(name: str) -> tuple[str, ...]:
+    """Keys of an [[attack]] table the study consumes rather than the attack: `num` (samples) and,
+    for a query attack, `target` and `via` (its oracle). A white-box attack's own `target` (the
+    patch's target class) goes to the attack."""
+    from host.attacks import attack_class
+
+    return ("num", "target", "via") if attack_class(name).needs == "oracle" else ("num",)
+
+
+def attack_params(spec: AttackSpec) -> dict[str, Any]:
+    """The parameters of the attack itself (without the study's keys, without eps)."""
+    keys = study_keys(spec.name)
+    return {k: v for k, v in spec.params.items() if k not in keys}
+
+
+def _attack(table: dict[str, Any], index: int) -> AttackSpec:
+    from host.attacks import get_attack
+
+    name = str(_required(table, "name", f"attack #{index + 1}")).lower()
+    params = {k: v for k, v in table.items() if k not in ("name", "eps")}
+    keys = study_keys(name)  # an unknown name fails here, listing the registry
+    own_params = {k: v for k, v in params.items() if k not in keys}
+    if "eps" not in table:
+        get_attack(name, **own_params)  # unknown attack (lists the registry) or bad parameter
+        _attack_routing(name, params)
+        return AttackSpec(name, (None,), params)
+    eps_value = table["eps"]
+    eps_list = eps_value if isinstance(eps_value, list) else [eps_value]
+    if not eps_list or not all(isinstance(e, int | float) and math.isfinite(e) and e > 0 for e in eps_list):
+        raise UserError(f"attack '{name}': eps must be a positive number or a list of them, got {eps_value!r}")
+    get_attack(name, eps=float(eps_list[0]), **own_params)
+    _attack_routing(name, params)
+    return AttackSpec(name, tuple(float(e) for e in eps_list), params)
+
+
+def _attack_routing(name: str, params: dict[str, Any]) -> None:
+    """target (precision a query attack queries), via (reference|chip), num (samples)."""
+    if "num" in params:
+        _int(params["num"], f"attack '{name}' num", 1)
+    if "target" not in study_keys(name):
+        return
+    if "target" in params and PRECISION_ALIASES.get(str(params["target"]).lower()) not in QUANTIZED_PRECISIONS:
+        raise UserError(f"attack '{name}': target must be one of {list(QUANTIZED_PRECISIONS)}, "
+                        f"got {params['target']!r}")
+    if "target" in params:
+        params["target"] = PRECISION_ALIASES[str(params["target"]).lower()]
+    if params.get("via", "reference") not in ("reference", "chip"):
+        raise UserError(f"attack '{name}': via must be 'reference' or 'chip', got {params['via']!r}")
