@@ -5,6 +5,7 @@ PYTHON ?= python3
 BOARD  ?= mps2-an386
 MODEL  ?= models/digits_cnn_int8.tflite
 PYTEST ?= $(PYTHON) -m pytest
+LINT_IMPORTS := $(PYTHON) -c "import sys; from importlinter.cli import lint_imports_command; sys.argv[1:] = ['--no-cache']; lint_imports_command()"
 
 DEB_PACKAGES := gcc-arm-none-eabi libnewlib-arm-none-eabi qemu-system-arm
 DEPS_STAMP   := build/.deps-$(shell cat pyproject.toml | sha1sum | cut -c1-12)
@@ -19,7 +20,7 @@ help:
 	@echo "make test        default test suite (< 15 min)"
 	@echo "make test-slow   long tests"
 	@echo "make bench       benchmarks"
-	@echo "make lint        ruff"
+	@echo "make lint        ruff, and import-linter (the package layers, no cycles)"
 	@echo "make deps        install Debian and Python dependencies (done by the targets above)"
 
 deps: $(DEPS_STAMP)
@@ -56,6 +57,8 @@ bench: deps
 
 lint: deps
 	@$(PYTHON) -m ruff check host tests models
+	@$(LINT_IMPORTS) >/dev/null || { $(LINT_IMPORTS); exit 1; }
+	@echo "lint-imports: the layers of docs/architecture.md hold, no import cycles"
 
 clean:
 	rm -rf build results

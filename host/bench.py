@@ -25,11 +25,16 @@ from pathlib import Path
 
 import numpy as np
 
+from host.backends.backend import DeviceBackend, ModelIO, ReferenceBackend, boot_emulated, cpu_for
+from host.backends.pool import BackendPool
 from host.compiler import compile_tflite
 from host.core.boards import load_board
-from host.core.errors import run_cli
+from host.core.errors import UserError, run_cli
 from host.core.paths import DEFAULT_BOARD, DEFAULT_MODEL
+from host.emulators.launch import boot_elf
 from host.engine.build import build_firmware
+from host.engine.native import NativeModel
+from host.engine.reference import ReferenceInterpreter
 
 
 def timed(fn: Callable[[], object], repeat: int = 1) -> float:
@@ -50,10 +55,6 @@ def rate(fn: Callable[[], object], count: int) -> float:
 
 
 def bench(model_path: Path, board_name: str, count: int) -> list[tuple[str, str]]:
-    from host.emulators.launch import boot_elf
-    from host.engine.native import NativeModel
-    from host.engine.reference import ReferenceInterpreter
-
     board = load_board(board_name)
     model = compile_tflite(model_path)
     rows = []
@@ -91,8 +92,6 @@ def bench_pool(model_path: Path, board_name: str, count: int, window: int, round
     median of the per-round ratios."""
     import os
 
-    from host.backends.backend import DeviceBackend, ModelIO, ReferenceBackend, boot_emulated, cpu_for
-    from host.backends.pool import BackendPool
 
     board = load_board(board_name)
     compiled = compile_tflite(model_path)
@@ -199,10 +198,7 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     for tool in ("qemu-system-arm", "arm-none-eabi-gcc"):
         if shutil.which(tool) is None:
-            from host.core.errors import UserError
-
             raise UserError(f"{tool} not found", hint="run `make deps`")
-    import host.emulators.qemu  # noqa: F401  (in the main thread: it installs the SIGTERM handler)
 
     print(f"bench: {args.model} on {args.board}")
     figures = [] if args.pool_only else bench(args.model, args.board, args.count)

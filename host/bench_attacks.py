@@ -24,8 +24,12 @@ from typing import Any
 
 import numpy as np
 
+from host.attacks import get_attack, load_float_model
+from host.attacks.base import perturbation_norm
+from host.core.data import load_npz_dataset
 from host.core.errors import UserError, run_cli
 from host.core.paths import ROOT, SHARED_DIR
+from host.core.quiet import import_tensorflow_quietly
 
 FLOAT_MODEL = SHARED_DIR / "models" / "david-goliath" / "cifar_resnet_float.h5"
 CIFAR = SHARED_DIR / "data" / "cifar10" / "test_first1017.npz"
@@ -77,8 +81,6 @@ def attack_params(row: str, pgd_eps: float) -> dict[str, Any]:
 
 def prepare(model: Any, name: str, params: dict[str, Any], engine: str, x: np.ndarray, y: np.ndarray) -> Any:
     """The attack, after an untimed call on WARMUP inputs (tracing, ART's set-up)."""
-    from host.attacks import get_attack
-
     attack = get_attack(name, engine=engine, **params)
     attack.generate(model, x[:WARMUP], y[:WARMUP])
     return attack
@@ -111,8 +113,6 @@ def success(model: Any, x_adv: np.ndarray, y: np.ndarray, correct: np.ndarray) -
 
 def median_l2(model: Any, x: np.ndarray, x_adv: np.ndarray, y: np.ndarray, correct: np.ndarray) -> float:
     """Median L2 perturbation of the inputs fooled (nan if none)."""
-    from host.attacks.base import perturbation_norm
-
     fooled = (model.predict(x_adv).argmax(axis=1) != y) & correct
     return float(np.median(perturbation_norm(x, x_adv, "2")[fooled])) if fooled.any() else float("nan")
 
@@ -188,9 +188,6 @@ def write_docs(text: str, path: Path) -> None:
 
 
 def load_inputs(num: int) -> tuple[Any, np.ndarray, np.ndarray]:
-    from host.attacks import load_float_model
-    from host.core.data import load_npz_dataset
-
     for path in (FLOAT_MODEL, CIFAR):
         if not path.is_file():
             raise UserError(f"{path} not found", hint="the benchmark needs ../shared (models and data)")
@@ -225,7 +222,6 @@ def art_num_for(name: str, args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse(argv)
-    from host.core.quiet import import_tensorflow_quietly
 
     import_tensorflow_quietly()
     model, x, y = load_inputs(args.num)

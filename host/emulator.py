@@ -12,8 +12,6 @@ from host.emulators.qemu import calibrate
 
 
 def main(argv: list[str] | None = None) -> int:
-
-
     parser = argparse.ArgumentParser(prog="python -m host.emulator", description="QEMU boards: tick calibration")
     parser.add_argument("command", choices=("calibrate",))
     parser.add_argument("boards", nargs="*", help="board names (default: every emulated board)")
@@ -34,5 +32,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-
     sys.exit(run_cli(main))

@@ -23,8 +23,14 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from host.attacks import attack_class, describe_registry
+from host.backends.backend import BACKENDS
 from host.core.errors import UserError, run_cli
 from host.core.paths import DEFAULT_BOARD, DEFAULT_FLOAT_MODEL, DEFAULT_MODEL, RESULTS_DIR, ROOT
+from host.reporting.files import write_results, write_study
+from host.reporting.text import chip_mismatches, print_study, print_summary
+from host.study.checkpoint import StudyCheckpoint
+from host.study.config import load_experiment
 from host.study.evaluation import (
     DEFAULT_ATTACKS,
     DEFAULT_EPS,
@@ -36,6 +42,7 @@ from host.study.evaluation import (
     config_json,
     evaluate,
 )
+from host.study.runner import run_experiment
 from host.study.store import DB_NAME, ResultsDB
 
 if TYPE_CHECKING:
@@ -48,8 +55,6 @@ RUN_ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from host.backends.backend import BACKENDS
-
     p = argparse.ArgumentParser(
         prog="python -m host.evaluate",
         description="Evaluate adversarial robustness of the flashed int8 model on the chip "
@@ -121,8 +126,6 @@ def parse_eps(text: str) -> tuple[float, ...]:
 
 
 def parse_attacks(text: str) -> tuple[str, ...]:
-    from host.attacks import attack_class
-
     names = [s.strip().lower() for s in text.split(",") if s.strip()]
     if names == ["none"]:
         return ()
@@ -207,8 +210,6 @@ def resolve_run_id(run_id: str | None, backend: str, seed: int) -> str:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.list_attacks:
-        from host.attacks import describe_registry
-
         print(describe_registry())
         return 0
     if args.config is not None:
@@ -260,8 +261,6 @@ def resume_run(args: argparse.Namespace, this_argv: list[str]) -> int:
 
 def _run_and_report(config: EvalConfig, db: ResultsDB | Callable[[str], ResultsDB], created: list[ResultsDB],
                     run_id: str, out: Path, argv: list[str], resumed_argv: list[str] | None = None) -> int:
-    from host.reporting.files import write_results
-    from host.reporting.text import print_summary
 
     try:
         document = evaluate(config, db)
@@ -355,12 +354,6 @@ def resumed_config(args: argparse.Namespace, argv: list[str], stored: dict[str, 
 
 
 def run_study(args: argparse.Namespace, argv: list[str] | None) -> int:
-    from host.reporting.files import write_study
-    from host.reporting.text import chip_mismatches, print_study
-    from host.study.checkpoint import StudyCheckpoint
-    from host.study.config import load_experiment
-    from host.study.runner import run_experiment
-
     experiment = load_experiment(args.config, quick=args.quick)
     if args.resume is not None:
         if args.run_id is not None and args.run_id != args.resume:

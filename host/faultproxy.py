@@ -1,5 +1,9 @@
-"""`python -m host.faultproxy --target HOST:PORT`: a byte-damaging TCP proxy in front of a serial
-server, for trying the link by hand (library: host.link.faultproxy)."""
+"""A TCP proxy that damages a serial link on purpose: bit flips, dropped, duplicated and
+delayed bytes, at configurable rates in each direction, reproducibly (seeded).
+
+`python -m host.faultproxy --target HOST:PORT` puts one in front of a serial server, for
+trying the link by hand (library: host.link.faultproxy).
+"""
 
 from __future__ import annotations
 
@@ -11,7 +15,6 @@ from host.link.faultproxy import FaultProxy, Faults, address
 
 
 def main(argv: list[str] | None = None) -> int:
-
     p = argparse.ArgumentParser(prog="python -m host.faultproxy", description=__doc__.split("\n\n")[0])
     p.add_argument("--target", required=True, help="HOST:PORT of the serial server (e.g. QEMU's -serial tcp:...)")
     p.add_argument("--listen", type=int, default=0, help="local port (default: any free one)")

@@ -20,6 +20,7 @@ import sys
 import time
 from pathlib import Path
 
+from host.backends.inputs import parse_range
 from host.core.errors import run_cli
 from host.core.paths import DEFAULT_BOARD, DEFAULT_MODEL
 from host.link.flashing import flash
@@ -51,7 +52,6 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     started = time.monotonic()
-    from host.backends.inputs import parse_range
 
     image, model, target = flash(args.model, args.board, args.mlperf, args.mlperf_model, args.probe, args.port,
                                  args.drive, args.preprocess, parse_range(args.preprocess_range))

@@ -15,8 +15,13 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+from host.backends.inputs import random_inputs
+from host.compiler import compile_tflite
+from host.core.boards import load_board
 from host.core.errors import UserError, run_cli
 from host.core.paths import BUILD_DIR, ROOT, SHARED_DIR
+from host.emulators.launch import boot_elf
+from host.engine.build import build_firmware, check_fits
 
 MODELS = {
     "ResNet-8 (IC)": "mlperf-tiny/pretrainedResnet_quant.tflite",
@@ -57,11 +62,6 @@ def kernels(kind: str) -> Iterator[None]:
 
 def measure(model_path: Path, board_name: str, kind: str) -> tuple[int, int, int]:
     """(median instructions per inference, arena bytes, flash bytes) on one board."""
-    from host.backends.inputs import random_inputs
-    from host.compiler import compile_tflite
-    from host.core.boards import load_board
-    from host.emulators.launch import boot_elf
-    from host.engine.build import build_firmware
 
     board = load_board(board_name)
     model = compile_tflite(model_path)
@@ -73,15 +73,10 @@ def measure(model_path: Path, board_name: str, kind: str) -> tuple[int, int, int
 
 
 def run(boards: list[str]) -> list[Row]:
-    from host.compiler import compile_tflite
-    from host.engine.build import check_fits
-
     rows = []
     for label, rel in MODELS.items():
         path = SHARED_DIR / "models" / rel
         for board in boards:
-            from host.core.boards import load_board
-
             try:
                 check_fits(compile_tflite(path), load_board(board))
             except UserError as err:

@@ -2,8 +2,12 @@
 
     python -m host.quantize --float-model F.h5 --representative R.npz --data D.npz
 
-Converts (or takes the given .tflite files), caches under build/quantized/ and prints the
-clean accuracy of each precision (library: host.quantization.quantize; docs/quantize.md).
+Post-training full-integer quantization with the TFLite converter, on a batch-1
+trace of the model so every shape is static (a Flatten/Reshape then converts to
+one RESHAPE instead of SHAPE/STRIDED_SLICE/PACK, which the engine does not run).
+Conversions are deterministic and cached under build/quantized/, keyed by
+(float model sha256, representative set sha256, precision, TensorFlow version).
+See docs/quantize.md.
 """
 
 from __future__ import annotations
@@ -27,7 +31,6 @@ from host.quantization.quantize import (
 
 
 def _npz_slice(path: Path, start: int, num: int | None) -> tuple[np.ndarray, np.ndarray]:
-
     ds = load_npz_dataset(path)
     stop = len(ds) if num is None else start + num
     if start < 0 or stop > len(ds) or start >= stop:

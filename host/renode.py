@@ -24,7 +24,6 @@ def main(argv: list[str] | None = None) -> int:
     if board.emulator_kind != "renode":
         raise UserError(f"board {board.name} is not emulated by Renode", hint="try --board renode-stm32f4")
     if args.elf is None:
-
         args.elf = flash_dir(board.name) / "firmware.elf"
     if args.what == "script":
         print(script(board, args.elf, args.port), end="")

@@ -21,15 +21,18 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+import host.link.client
 from host.compiler import compile_tflite
 from host.core.boards import load_board
 from host.core.paths import DEFAULT_BOARD, DEFAULT_MODEL, ROOT
 from host.emulators.launch import boot_elf, open_device
 from host.engine.build import build_firmware
 from host.engine.reference import ReferenceInterpreter
+from host.link.client import Client
 from host.link.device import LINK_ENV, Device, connect
+from host.link.frame import HEADER, SYNC, FrameDecoder, encode_frame
 from host.link.images import read_flashed
-from host.link.protocol import HEADER, SYNC, Client, DeviceError, DeviceErrorFrame, FrameDecoder, Msg, encode_frame
+from host.link.messages import DeviceError, DeviceErrorFrame, Msg
 
 pytestmark = [
     pytest.mark.qemu,
@@ -176,9 +179,7 @@ def test_version_negotiation(device: Device, monkeypatch: pytest.MonkeyPatch) ->
     # The host states its version; the device answers with its own (first field of INFO).
     (reply,) = raw_exchange(device, encode_frame(Msg.INFO, 90, struct.pack("<HB", 3, 1)))
     assert reply.type == Msg.INFO | 0x80 and struct.unpack_from("<H", reply.payload) == (2,)
-    import host.link.protocol
-
-    monkeypatch.setattr(host.link.protocol, "PROTOCOL_VERSION", 3)
+    monkeypatch.setattr(host.link.client, "PROTOCOL_VERSION", 3)
     with pytest.raises(DeviceError, match="speaks protocol version 2, this host speaks version 3"):
         Client(device.client.transport, timeout_s=5).handshake()
     monkeypatch.undo()
@@ -419,8 +420,6 @@ def test_emulator_stops_when_host_is_interrupted_or_killed(flashed, sig: int) ->
 
 
 def test_emulator_dying_mid_run_is_a_clear_device_error(model, tmp_path: Path) -> None:  # noqa: ANN001
-    from host.link.protocol import DeviceError
-
     board = load_board(DEFAULT_BOARD)
     image = build_firmware(model, board, out_dir=tmp_path)
     before = set(_qemu_children(os.getpid()))  # the module's device is running too

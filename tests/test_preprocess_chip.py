@@ -25,7 +25,7 @@ from host.engine.build import build_firmware, preprocess_defines
 from host.engine.preprocess import ChipStage, parse_stage
 from host.engine.reference import ReferenceInterpreter
 from host.link.device import Device
-from host.link.protocol import parse_info
+from host.link.messages import parse_info
 
 BOARD = "mps2-an386"
 STAGES = [f"squeeze:{bits}" for bits in range(1, 8)] + ["median:2", "median:3"]
@@ -145,7 +145,7 @@ def test_stage_reference_int16_matches_integer_module() -> None:
 
 
 def test_info_without_stage_fields_parses_as_no_stage() -> None:
-    from tests.test_protocol import info_payload
+    from tests.test_link_messages import info_payload
 
     assert parse_info(info_payload()).preprocess_kind == 0
     info = parse_info(info_payload(extra=bytes([0, 2, 4, 100, 0, 1, 2, 3])))

@@ -1,4 +1,5 @@
-"""host.reporting (html, plots, files) and python -m host.report: HTML reports, regeneration, comparison, errors."""
+"""host.reporting (sections, classic, comparison, plots, files) and python -m host.report: HTML reports, regeneration,
+comparison, errors. The module layout and its import rules: tests/test_report_sections.py."""
 
 from __future__ import annotations
 
@@ -20,7 +21,7 @@ from host.core.errors import run_cli
 from host.core.paths import RESULTS_DIR, ROOT
 from host.reporting import files, plots
 from host.reporting import text as report_text
-from host.reporting.html import render_study_html
+from host.reporting.sections import render_study_html
 from host.study.gallery import GALLERY_FILE, gallery_arrays, gallery_entry, load_gallery
 
 HAS_MPL = plots.available()

@@ -2,6 +2,8 @@
 
 Importing this package registers every built-in attack; none imports
 TensorFlow or ART until it generates.
+
+Imports: host.core, host.engine, host.backends (oracles); TensorFlow and ART inside functions only.
 """
 
 from host.attacks import (  # noqa: F401  (registers the attacks)

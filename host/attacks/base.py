@@ -23,7 +23,7 @@ from host.attacks.oracle import QueryOracle
 from host.attacks.target import FloatModel
 from host.core.errors import UserError
 from host.core.params import Param, at_least_one, in_range, non_negative, one_of, positive  # noqa: F401  (re-exported)
-from host.core.registry import Registry, seed_everything
+from host.core.registry import Configurable, Registry, seed_everything
 
 THREAT_MODELS = ("white-box", "black-box")
 NEEDS = ("float-model", "oracle", "nothing")
@@ -42,13 +42,12 @@ BUDGET = Param(
 )
 
 
-class Attack(ABC):
-    """Base class: subclasses set the class attributes and implement _generate."""
+class Attack(Configurable, ABC):
+    """Base class: subclasses set the class attributes and implement _generate (parameters: Configurable)."""
 
-    name: ClassVar[str]
+    what = "attack"
     threat_model: ClassVar[str]          # "white-box" (needs gradients) or "black-box"
     norm: ClassVar[str]                  # "inf", "2", "1", "0" or "patch" (no norm bound)
-    description: ClassVar[str]
     params_spec: ClassVar[tuple[Param, ...]] = (EPS, SEED)
     # What generate(model, ...) takes: "float-model" (FloatModel or a Keras model),
     # "oracle" (a QueryOracle, normally over the quantized model) or "nothing" (either).
@@ -59,18 +58,7 @@ class Attack(ABC):
     art_class: ClassVar[str] = ""        # the ART class doing the work, for docs and listings
 
     def __init__(self, **params: Any) -> None:
-        spec = {p.name: p for p in self.params_spec}
-        unknown = sorted(set(params) - set(spec))
-        if unknown:
-            raise UserError(
-                f"attack '{self.name}' has no parameter(s) {', '.join(unknown)}",
-                hint=f"its parameters: {', '.join(sorted(spec))}",
-            )
-        self.params: dict[str, Any] = {
-            name: p.validate(params[name], f"attack '{self.name}'") if name in params else p.default
-            for name, p in spec.items()
-        }
-        self._check_params()
+        super().__init__(**params)  # validated into self.params, then _check_params
         self.last_queries: int | None = None  # oracle queries used by the last generate (oracle attacks)
 
     @property
@@ -80,10 +68,6 @@ class Attack(ABC):
     @property
     def target_class(self) -> int | None:
         """The class a targeted attack pushes every input to (None: untargeted)."""
-        return None
-
-    def _check_params(self) -> None:
-        """Cross-parameter checks (override)."""
         return None
 
     def generate(self, model: FloatModel | QueryOracle | Any, x: np.ndarray, y: np.ndarray) -> np.ndarray:
@@ -164,18 +148,13 @@ class Attack(ABC):
         # ART draws random starts from NumPy's global generator; the patch uses TensorFlow's.
         seed_everything(int(self.params.get("seed", 0)))
 
-    def describe(self) -> str:
-        args = ", ".join(f"{k}={v}" for k, v in self.params.items())
-        return f"{self.name}({args})"
 
-
-_REGISTRY = Registry("attack", "host.attacks")  # host.attacks' __init__ imports every attack module
+# host.attacks' __init__ imports every attack module
+_REGISTRY = Registry("attack", "host.attacks", allowed={"threat_model": THREAT_MODELS})
 
 
 def register(cls: type[Attack]) -> type[Attack]:
     """Class decorator adding an attack to the registry under cls.name."""
-    if cls.threat_model not in THREAT_MODELS:
-        raise ValueError(f"{cls.__name__}: threat_model must be one of {THREAT_MODELS}")
     return _REGISTRY.register(cls)
 
 
@@ -214,11 +193,8 @@ def perturbation_norm(x: np.ndarray, x_adv: np.ndarray, norm: str) -> np.ndarray
 
 def describe_registry() -> str:
     """One line per attack: name, threat model, norm, what it runs on, parameters with defaults."""
-    lines = []
-    for name in list_attacks():
-        cls = _REGISTRY[name]
-        params = ", ".join(f"{p.name}={p.default}" for p in cls.params_spec)
-        norm = norm_label(cls.norm, cls.bounded)
-        lines.append(f"{name:12s} {cls.threat_model:10s} {norm:9s} {cls.needs:11s} {cls.description} [{params}]")
-    return "\n".join(lines)
+    return _REGISTRY.describe(
+        lambda name, cls, params: f"{name:12s} {cls.threat_model:10s} {norm_label(cls.norm, cls.bounded):9s} "
+                                  f"{cls.needs:11s} {cls.description} [{params}]"
+    )
 

@@ -7,6 +7,7 @@ from typing import Any
 
 import numpy as np
 
+from host.attacks.oracle import QueryOracle
 from host.attacks.target import import_art
 
 
@@ -17,8 +18,6 @@ def art_evasion(name: str) -> Any:
 
 def predict_labels(model: Any, x: np.ndarray) -> np.ndarray:
     """Predicted classes from a FloatModel or a QueryOracle (an oracle counts the queries)."""
-    from host.attacks.oracle import QueryOracle
-
     if isinstance(model, QueryOracle):
         return model.predict_labels(x)
     return model.predict(x).argmax(axis=1)

@@ -27,7 +27,10 @@ from typing import Any
 
 import numpy as np
 
+from host.attacks.target import import_art
+from host.backends.backend import ModelIO
 from host.core.errors import UserError
+from host.engine.reference import ReferenceInterpreter
 
 OUTPUTS = ("scores", "labels")
 
@@ -84,8 +87,6 @@ class QueryOracle(ABC):
         BlackBoxClassifierNeuralNetwork (channels last), not BlackBoxClassifier: ART's
         SquareAttack and GeoDA insist on the NeuralNetworkMixin / channels_first attribute.
         """
-        from host.attacks.target import import_art
-
         black_box = import_art("art.estimators.classification").BlackBoxClassifierNeuralNetwork
         return black_box(self, self.input_shape, self.nb_classes, channels_first=False, clip_values=self.input_range)
 
@@ -145,8 +146,6 @@ class ReferenceOracle(QuantizedOracle):
     def __init__(
         self, model: Path | str | bytes, input_range: tuple[float, float] = (0.0, 1.0), output: str = "scores"
     ) -> None:
-        from host.backends.backend import ModelIO
-        from host.engine.reference import ReferenceInterpreter
 
         if isinstance(model, bytes):
             data, source = model, "model"

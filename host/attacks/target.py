@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 
 from host.core.errors import UserError
+from host.core.quiet import import_tensorflow_quietly
 
 
 @dataclass
@@ -110,7 +111,6 @@ def load_float_model(path: Path | str, input_range: tuple[float, float] = (0.0, 
         )
     if path.suffix not in (".keras", ".h5"):
         raise UserError(f"float model must be a .keras or .h5 file, got {path.name}")
-    from host.core.quiet import import_tensorflow_quietly
 
     import_tensorflow_quietly()
     from tensorflow import keras

@@ -20,8 +20,16 @@ from typing import Protocol
 
 import numpy as np
 
+from host.compiler.compile import compile_bytes
 from host.compiler.types import TensorInfo
+from host.core.boards import load_board
 from host.core.errors import UserError
+from host.core.paths import DEFAULT_BOARD
+from host.emulators.launch import boot_elf, open_device
+from host.engine.native import NativeModel
+from host.engine.reference import ReferenceInterpreter
+from host.link.device import LINK_ENV
+from host.link.images import read_flashed
 from host.tflite.reader import Tensor, parse_model
 
 BACKENDS = ("device", "native", "reference")
@@ -83,8 +91,6 @@ class ReferenceBackend:
     name = "reference"
 
     def __init__(self, model: ModelIO) -> None:
-        from host.engine.reference import ReferenceInterpreter
-
         self._model = model
         self._interp = ReferenceInterpreter(model.data)
         self.description = "TFLite Micro reference interpreter (host)"
@@ -101,9 +107,6 @@ class NativeBackend:
     name = "native"
 
     def __init__(self, model: ModelIO) -> None:
-        from host.compiler.compile import compile_bytes
-        from host.engine.native import NativeModel
-
         self._model = model
         self._native = NativeModel(compile_bytes(model.data))
         self.description = "firmware engine, host-native build"
@@ -178,13 +181,9 @@ def open_backend(kind: str, model: ModelIO, board: str | None = None, elf: Path 
     elif kind == "native":
         yield NativeBackend(model)
     elif kind == "device" and elf is not None:
-        from host.core.boards import load_board
-        from host.core.paths import DEFAULT_BOARD
-
         with boot_emulated(load_board(board or DEFAULT_BOARD), elf, model.sha256, cpus) as device:
             yield DeviceBackend(device, model)
     elif kind == "device":
-        open_device = _device_opener()
         with open_device(board=board, expected_sha256=model.sha256) as device:
             yield DeviceBackend(device, model)
     else:
@@ -196,8 +195,6 @@ def boot_emulated(spec: object, elf: Path, model_sha256: bytes, cpus: set[int] |
                   timeout_s: float = 30.0) -> Iterator[object]:
     """host.link.device.boot_elf with the emulator (all its threads) bound to `cpus` (None: one core
     chosen round-robin; an empty set: not bound; see host.emulators.qemu.QemuProcess)."""
-    from host.emulators.launch import boot_elf
-
     with boot_elf(spec, elf, model_sha256, timeout_s, cpus=cpus) as device:  # type: ignore[arg-type]
         yield device
 
@@ -222,10 +219,6 @@ def pin_firmware(model: ModelIO, board: str | None, into: Path) -> PinnedFirmwar
     re-flashed meanwhile. None for a board reached over a link (nothing to pin)."""
     import os
 
-    from host.core.boards import load_board
-    from host.core.paths import DEFAULT_BOARD
-    from host.link.device import LINK_ENV
-    from host.link.images import read_flashed
 
     name = board or DEFAULT_BOARD
     if os.environ.get(LINK_ENV) or not load_board(name).emulated:
@@ -239,14 +232,3 @@ def pin_firmware(model: ModelIO, board: str | None, into: Path) -> PinnedFirmwar
     into.mkdir(parents=True, exist_ok=True)
     (into / "firmware.elf").write_bytes(data)
     return PinnedFirmware(into / "firmware.elf", hashlib.sha256(data).hexdigest())
-
-
-def _device_opener():  # noqa: ANN202  (host.link.device's own signature)
-    try:
-        from host.emulators.launch import open_device
-    except ImportError as err:
-        raise UserError(
-            f"the device layer (host.link.device) is not available: {err}",
-            hint="use --backend native or --backend reference to evaluate without the board",
-        ) from None
-    return open_device

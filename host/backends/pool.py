@@ -33,7 +33,7 @@ import numpy as np
 
 from host.backends.backend import Backend, Inference
 from host.core.errors import UserError
-from host.link.protocol import DeviceError
+from host.link.messages import DeviceError
 
 Opener = Callable[[int], AbstractContextManager[Backend]]   # slot -> that device's backend
 Item = tuple[int, np.ndarray]

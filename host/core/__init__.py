@@ -1,1 +1,6 @@
-"""TODO"""
+"""Foundation of the host: errors with hints (`UserError`, `run_cli`), well-known paths, the name
+registry and typed parameters shared by attacks and defenses, board files (`boards/<name>/board.toml`),
+datasets that ship with packages or that the user points to, and TensorFlow's quiet import.
+
+Imports: the standard library, NumPy and tomllib only; nothing else from host.
+"""

@@ -3,12 +3,14 @@
     Param("max_iter", int, 20, "iterations", at_least_one).validate("40", "attack 'pgd'") -> 40
 
 Values from a command line or a TOML file arrive as strings or numbers and are coerced;
-a bad one is a UserError naming the owner and the parameter.
+a bad one is a UserError naming the owner and the parameter; validate_params does a whole
+set (unknown names, coercion, range checks) for host.core.registry.Configurable, the base
+that attacks and defenses share.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -85,3 +87,26 @@ def one_of(*choices: str) -> Callable[[str], str | None]:
         return None if value in choices else f"must be one of {', '.join(choices)}"
 
     return check
+
+
+def validate_params(
+    spec: Sequence[Param], given: Mapping[str, Any], owner: str, base: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Every declared parameter (in spec order): the given value coerced and checked, else `base`'s
+    value (a previous validate_params result), else the default.  An undeclared name is a UserError."""
+    declared = {p.name: p for p in spec}
+    unknown = sorted(set(given) - set(declared))
+    if unknown:
+        raise UserError(
+            f"{owner} has no parameter(s) {', '.join(unknown)}",
+            hint=f"its parameters: {', '.join(sorted(declared)) or '(none)'}",
+        )
+    return {
+        name: p.validate(given[name], owner) if name in given else (base[name] if base is not None else p.default)
+        for name, p in declared.items()
+    }
+
+
+def format_params(params: Mapping[str, Any]) -> str:
+    """'eps=0.1, seed=0': parameters as a describe() or a registry listing shows them."""
+    return ", ".join(f"{k}={v}" for k, v in params.items())

@@ -2,6 +2,10 @@
 
 Importing this package registers every built-in defense; none imports TensorFlow or ART
 until it is applied or trains.
+
+Imports: host.core, host.compiler, host.engine, host.emulators, host.backends, host.quantization,
+host.attacks; TensorFlow and ART inside functions only. `chip_cost` is a command
+(`python -m host.defenses.chip_cost`) kept here under its published name.
 """
 
 from host.defenses import (  # noqa: F401  (registers the defenses)

@@ -25,7 +25,7 @@ import numpy as np
 
 from host.core.errors import UserError
 from host.core.params import Param, at_least_one, in_range, non_negative, one_of, positive  # noqa: F401  (re-exported)
-from host.core.registry import Registry, seed_everything  # noqa: F401  (seed_everything re-exported)
+from host.core.registry import Configurable, Registry, seed_everything  # noqa: F401  (seed_everything re-exported)
 
 KINDS = ("preprocess", "train")
 
@@ -35,39 +35,12 @@ SEED = Param("seed", int, 0, "seed for every random choice (shuffling, random st
              non_negative)
 
 
-class Defense(ABC):
-    """Base class: subclasses set the class attributes (and implement apply or train)."""
+class Defense(Configurable, ABC):
+    """Base class: subclasses set the class attributes (and implement apply or train); see Configurable."""
 
-    name: ClassVar[str]
+    what = "defense"
     kind: ClassVar[str]                      # "preprocess" or "train"
-    description: ClassVar[str]
-    params_spec: ClassVar[tuple[Param, ...]] = ()
     implementation: ClassVar[str] = ""       # the ART class doing the work, or "ours: ..."
-
-    def __init__(self, **params: Any) -> None:
-        self.params: dict[str, Any] = self._validated(params, base=None)
-        self._check_params()
-
-    def _validated(self, params: dict[str, Any], base: dict[str, Any] | None) -> dict[str, Any]:
-        spec = {p.name: p for p in self.params_spec}
-        unknown = sorted(set(params) - set(spec))
-        if unknown:
-            raise UserError(
-                f"defense '{self.name}' has no parameter(s) {', '.join(unknown)}",
-                hint=f"its parameters: {', '.join(sorted(spec)) or '(none)'}",
-            )
-        start = dict(base) if base is not None else {name: p.default for name, p in spec.items()}
-        for name, value in params.items():
-            start[name] = spec[name].validate(value, f"defense '{self.name}'")
-        return start
-
-    def _check_params(self) -> None:
-        """Cross-parameter checks (override)."""
-        return None
-
-    def describe(self) -> str:
-        args = ", ".join(f"{k}={v}" for k, v in self.params.items())
-        return f"{self.name}({args})"
 
 
 def check_input_range(input_range: Sequence[float], defense: str) -> tuple[float, float]:
@@ -189,13 +162,12 @@ def check_training_data(
     return np.clip(x, lo, hi).astype(np.float32), y.astype(np.int64)
 
 
-_REGISTRY = Registry("defense", "host.defenses")  # host.defenses' __init__ imports every defense module
+# host.defenses' __init__ imports every defense module
+_REGISTRY = Registry("defense", "host.defenses", allowed={"kind": KINDS})
 
 
 def register(cls: type[Defense]) -> type[Defense]:
     """Class decorator adding a defense to the registry under cls.name."""
-    if cls.kind not in KINDS:
-        raise ValueError(f"{cls.__name__}: kind must be one of {KINDS}")
     return _REGISTRY.register(cls)
 
 
@@ -217,10 +189,7 @@ def get_defense(name: str, **params: Any) -> Defense:
 
 def describe_registry() -> str:
     """One line per defense: name, kind, implementation, description, parameters with defaults."""
-    lines = []
-    for name in list_defenses():
-        cls = _REGISTRY[name]
-        params = ", ".join(f"{p.name}={p.default}" for p in cls.params_spec)
-        lines.append(f"{name:18s} {cls.kind:10s} {cls.description} [{params}] ({cls.implementation})")
-    return "\n".join(lines)
+    return _REGISTRY.describe(
+        lambda name, cls, params: f"{name:18s} {cls.kind:10s} {cls.description} [{params}] ({cls.implementation})"
+    )
 

@@ -21,9 +21,16 @@ from pathlib import Path
 
 import numpy as np
 
+from host.backends.inputs import parse_inputs, parse_range
+from host.compiler import compile_tflite
+from host.core.boards import load_board
+from host.core.data import load_digits_split
 from host.core.errors import UserError, run_cli
 from host.core.paths import DEFAULT_BOARD
+from host.emulators.launch import boot_elf
+from host.engine.build import build_firmware
 from host.engine.preprocess import ChipStage, parse_stage
+from host.engine.reference import ReferenceInterpreter
 
 DEFAULT_STAGES = ",".join([f"squeeze:{b}" for b in range(1, 8)] + ["median:2", "median:3"])
 
@@ -49,11 +56,6 @@ HEADER = ["stage", "bit-exact", "pre-processing instr (median)", "min–max", "i
 def measure(model_path: Path, stage: ChipStage, board_name: str, batch: np.ndarray,
             input_range: tuple[float, float]) -> StageCost:
     """Build with the stage, boot, run the batch (raw quantized inputs), compare with the reference."""
-    from host.compiler import compile_tflite
-    from host.core.boards import load_board
-    from host.emulators.launch import boot_elf
-    from host.engine.build import build_firmware
-    from host.engine.reference import ReferenceInterpreter
 
     board = load_board(board_name)
     model = compile_tflite(model_path)
@@ -71,13 +73,9 @@ def measure(model_path: Path, stage: ChipStage, board_name: str, batch: np.ndarr
 
 def load_batch(spec: str, model_path: Path, seed: int, input_range: tuple[float, float],
                num: int | None) -> np.ndarray:
-    from host.backends.inputs import parse_inputs
-    from host.compiler import compile_tflite
 
     model = compile_tflite(model_path)
     if spec.startswith("digits:"):  # the built-in digits test split (models/README.md)
-        from host.core.data import load_digits_split
-
         x = load_digits_split()[2][:int(spec.split(":", 1)[1])]
         return model.inputs[0].quantize(x).reshape(len(x), *model.inputs[0].shape[1:])
     inputs, _ = parse_inputs(spec, model, seed, input_range, num)
@@ -99,8 +97,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from host.backends.inputs import parse_range
-
     args = build_parser().parse_args(argv)
     stages = [parse_stage(s) for s in args.stages.split(",") if s.strip()]
     if not stages or None in stages:

@@ -28,6 +28,7 @@ from host.defenses.training import (
     keras_module,
     logits_function,
 )
+from host.quantization.quantize import load_float_keras
 
 
 @register
@@ -78,8 +79,6 @@ class EnsembleAdversarialTraining(Trainer):
     def _static_models(self, float_model: Any, x: np.ndarray, y: np.ndarray, params: dict[str, Any]) -> list[Any]:
         given = list(params["static_models"])
         if given:
-            from host.quantization.quantize import load_float_keras
-
             models = [load_float_keras(m) if isinstance(m, str) else m for m in given]
             for m in models:
                 shape_in = tuple(m.inputs[0].shape[1:])

@@ -22,6 +22,8 @@ from typing import Any
 import numpy as np
 
 from host.core.errors import UserError
+from host.core.quiet import import_tensorflow_quietly
+from host.defenses.base import SEED, Param, at_least_one, positive
 
 LogitsFn = Callable[[Any, bool], Any]
 
@@ -41,8 +43,6 @@ def keras_module(model: Any) -> Any:
 
 def clone_float_model(model: Any) -> Any:
     """A new model with the same architecture and a copy of the weights."""
-    from host.core.quiet import import_tensorflow_quietly
-
     import_tensorflow_quietly()
     keras = keras_module(model)
     try:
@@ -196,8 +196,6 @@ def predict_logits(logits_fn: LogitsFn, x: np.ndarray, batch_size: int = 256) ->
 # ---------------------------------------------------------------- parameters every trainer has
 
 def _params() -> tuple[Any, ...]:
-    from host.defenses.base import SEED, Param, at_least_one, positive
-
     return (
         Param("epochs", int, 5, EPOCHS_HELP, at_least_one),
         Param("batch_size", int, 64, "training inputs per step", at_least_one),

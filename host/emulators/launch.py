@@ -16,7 +16,7 @@ from host.core.errors import UserError
 from host.core.paths import DEFAULT_BOARD
 from host.emulators.qemu import QemuProcess
 from host.emulators.renode import RenodeProcess
-from host.link.device import LINK_ENV, Device, attach, connect
+from host.link.device import LINK_ENV, Device, attach_owned, connect
 from host.link.images import read_flashed
 from host.link.probe import find_serial_port
 
@@ -37,13 +37,9 @@ def boot_elf(spec: Board, elf: Path, model_sha256: bytes, timeout_s: float = 30.
         raise UserError(f"board {spec.name} is not emulated: connect to it with a link URL",
                         hint=f"{LINK_ENV}=rfc2217://HOST:PORT (or /dev/ttyACM0), or --port; see docs/boards.md")
     name, launch = LAUNCHERS[spec.emulator_kind]
-    with launch(spec, elf, cpus) as emulator:
-        link = emulator.start()
-        try:
-            with attach(spec, link, model_sha256, timeout_s, window, describe=f"board {spec.name} ({name})") as device:
-                yield device
-        finally:
-            link.close()
+    with launch(spec, elf, cpus) as emulator, attach_owned(spec, emulator.start(), model_sha256, timeout_s, window,
+                                                           describe=f"board {spec.name} ({name})") as device:
+        yield device
 
 
 @contextmanager

@@ -31,6 +31,7 @@ import serial
 
 from host.core.boards import Board
 from host.core.errors import UserError
+from host.engine.build import build_calibration
 
 QEMU_HINT = "install QEMU: sudo apt-get install qemu-system-arm"
 PR_SET_PDEATHSIG = 1
@@ -191,8 +192,6 @@ class Calibration:
 
 def calibrate(board: Board, timeout_s: float = 60.0) -> Calibration:
     """Build and boot the calibration firmware; read its measurement line from the UART."""
-    from host.engine.build import build_calibration
-
     image = build_calibration(board)
     with QemuProcess(board, image.elf) as qemu:
         link = qemu.start()

@@ -26,7 +26,7 @@ import serial
 
 from host.core.boards import Board
 from host.core.errors import UserError
-from host.emulators.qemu import QemuProcess, die_with_parent, running_emulators
+from host.emulators.qemu import QemuProcess, die_with_parent, free_port, running_emulators
 
 RENODE_HINT = ("install Renode (https://renode.io: the portable Linux package or `pip install renode` "
                "with its runtime) so that `renode` is on PATH")
@@ -110,8 +110,6 @@ class RenodeProcess(QemuProcess):
         raise UserError(f"Renode did not start for board {self.board.name}: {self._stderr()}", hint=RENODE_HINT)
 
     def launch(self) -> int:
-        from host.emulators.qemu import free_port
-
         self.port = free_port()
         # stdin stays open (a pipe never written): the --console monitor would quit at end of input.
         self.process = subprocess.Popen(self.command(self.port), stdin=subprocess.PIPE,

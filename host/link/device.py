@@ -27,7 +27,8 @@ import serial
 
 from host.core.boards import Board
 from host.core.errors import UserError
-from host.link.protocol import Client, DeviceError, DeviceInfo, InferResult, Msg, outputs_from_bytes
+from host.link.client import Client
+from host.link.messages import DeviceError, DeviceInfo, InferResult, Msg, outputs_from_bytes
 
 LINK_ENV = "SLINGSHOT_LINK"
 
@@ -88,9 +89,17 @@ def open_link(url: str, baudrate: int = 115200) -> serial.SerialBase:
 def connect(spec: Board, url: str, model_sha256: bytes, timeout_s: float = 30.0,
             window: int = 1) -> Iterator[Device]:
     """A board that already runs the firmware, over the link at `url`."""
-    link = open_link(url, spec.uart_baud)
+    with attach_owned(spec, open_link(url, spec.uart_baud), model_sha256, timeout_s, window,
+                      describe=f"board {spec.name} ({url})") as device:
+        yield device
+
+
+@contextmanager
+def attach_owned(spec: Board, link: serial.SerialBase, model_sha256: bytes, timeout_s: float, window: int,
+                 describe: str) -> Iterator[Device]:
+    """attach() over a link this call owns: the link is closed on exit, whatever happened."""
     try:
-        with attach(spec, link, model_sha256, timeout_s, window, describe=f"board {spec.name} ({url})") as device:
+        with attach(spec, link, model_sha256, timeout_s, window, describe=describe) as device:
             yield device
     finally:
         link.close()

@@ -26,8 +26,13 @@ from typing import Any
 
 import numpy as np
 
+from host.backends.backend import ModelIO
+from host.compiler.ops import supported_ops
 from host.core.errors import UserError
 from host.core.paths import BUILD_DIR
+from host.core.quiet import import_tensorflow_quietly
+from host.engine.reference import ReferenceInterpreter
+from host.tflite.reader import ModelFormatError, parse_model, read_model_file
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
@@ -101,8 +106,6 @@ def load_float_keras(path: Path | str) -> Any:
 
 
 def _load_keras_file(path: Path) -> Any:
-    from host.core.quiet import import_tensorflow_quietly
-
     import_tensorflow_quietly()
     import keras
 
@@ -134,7 +137,6 @@ def _load_saved_model(path: Path) -> Any:
     """A SavedModel: Keras-2 ones through tf_keras; others wrapped as a Keras model (serving_default)."""
     if (path / "keras_metadata.pb").is_file():
         return _load_legacy(path, UserError("Keras 3 cannot load Keras-2 SavedModels"))
-    from host.core.quiet import import_tensorflow_quietly
 
     import_tensorflow_quietly()
     import keras
@@ -200,7 +202,6 @@ def quantize(model: Any, representative: np.ndarray, precision: str) -> bytes:
     """
     precision = normalize_precision(precision)
     x = check_representative(model, representative)
-    from host.core.quiet import import_tensorflow_quietly
 
     import_tensorflow_quietly()
     import tensorflow as tf
@@ -287,15 +288,11 @@ def _captured_output() -> Iterator[_Log]:
 
 def tflite_ops(data: bytes) -> list[str]:
     """The op names of a .tflite model, in execution order."""
-    from host.tflite.reader import parse_model
-
     return [op.opcode for op in parse_model(data).subgraphs[0].operators]
 
 
 def unsupported_ops(data: bytes) -> list[str]:
     """Ops of the model that our engine (host.compiler) has no lowering for, sorted."""
-    from host.compiler.ops import supported_ops
-
     return sorted(set(tflite_ops(data)) - set(supported_ops()))
 
 
@@ -364,8 +361,6 @@ def quantize_cached(
 
 
 def _read_cached(path: Path) -> bytes | None:
-    from host.tflite.reader import ModelFormatError, parse_model
-
     if not path.is_file():
         return None
     data = path.read_bytes()
@@ -386,8 +381,6 @@ def _write_cached(path: Path, data: bytes, meta: dict[str, Any]) -> None:
 
 def load_quantized(path: Path | str, precision: str) -> QuantizedModel:
     """An existing .tflite as one precision; UserError unless its input/output dtype fits."""
-    from host.tflite.reader import read_model_file
-
     precision = normalize_precision(precision)
     path = Path(path)
     if path.exists() and not path.is_dir() and path.suffix != ".tflite":
@@ -446,9 +439,6 @@ class ReferenceOracle:
     """A quantized model as a float function: x (float batch) -> dequantized scores, via TFLite Micro."""
 
     def __init__(self, data: bytes) -> None:
-        from host.backends.backend import ModelIO
-        from host.engine.reference import ReferenceInterpreter
-
         self.io = ModelIO.from_bytes(data)
         self._interp = ReferenceInterpreter(data)
 

@@ -1,7 +1,8 @@
 """A run's files: metrics.json, report.md, report.html, predictions.npz and gallery.npz written,
 read back and regenerated; two runs compared (docs/report.md).
 
-Imports: host.core, host.study (gallery), host.reporting.
+Imports: host.core, host.study.gallery (the gallery.npz format), host.reporting.{text, classic, comparison,
+sections}.
 """
 
 from __future__ import annotations
@@ -15,7 +16,9 @@ import numpy as np
 
 from host.core.errors import UserError
 from host.core.paths import RESULTS_DIR
-from host.reporting.html import render_classic_html, render_comparison_html, render_study_html
+from host.reporting.classic import render_classic_html
+from host.reporting.comparison import render_comparison_html
+from host.reporting.sections import render_study_html
 from host.reporting.text import json_default, render_markdown, render_study_markdown
 from host.study.gallery import GALLERY_FILE, write_gallery
 
@@ -49,7 +52,7 @@ def _write_predictions(runs: dict[str, Any], path: Path) -> None:
 
 def write_study(document: dict[str, Any], out_dir: Path) -> dict[str, Path]:
     """Write metrics.json, report.md, report.html and (when document["_gallery"] holds the arrays of
-    host.reporting.html.gallery_arrays) gallery.npz into out_dir; returns their paths."""
+    host.study.gallery.gallery_arrays) gallery.npz into out_dir; returns their paths."""
     out_dir.mkdir(parents=True, exist_ok=True)
     gallery = document.pop("_gallery", None)
     paths = {"metrics": out_dir / "metrics.json", "report": out_dir / "report.md"}
@@ -111,7 +114,6 @@ def load_run(directory: Path) -> dict[str, Any]:
 
 def regenerate(directory: Path) -> dict[str, Path]:
     """Rewrite report.md and report.html of a run from its metrics.json."""
-    from host.core.errors import UserError
     document = load_run(directory)
     try:
         if document["schema"] == 2:

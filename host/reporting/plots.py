@@ -1,8 +1,11 @@
 """PNG plots for the HTML reports (matplotlib, Agg canvas, no pyplot and no display).
 
-Every function takes plain data (lists, dicts, arrays) and returns PNG bytes; host.reporting.html
-pulls that data out of metrics.json and embeds the PNGs as base64. `available()` is False when
-matplotlib is not installed: the report then says so instead of showing plots.
+Every function takes plain data (lists, dicts, arrays) and returns PNG bytes; the report modules
+(host.reporting.sections, classic, comparison) pull that data out of metrics.json and embed the PNGs
+as base64 (host.reporting.html). `available()` is False when matplotlib is not installed: the report
+then says so instead of showing plots.
+
+Imports: numpy and matplotlib; no host module.
 """
 
 from __future__ import annotations

@@ -1,10 +1,14 @@
-"""The rows of a run's report and their text forms: the console tables, report.md, chip agreement.
+"""The rows of a run's report and their text forms: the console tables, report.md, chip agreement,
+and the one copy of the number formatting (pct, rate_text, fmt, eps_text) that the console, report.md
+and report.html share.
 
-Imports: host.core.
+Imports: no host module (numpy only); every other host.reporting module may import this one.
 """
 
 from __future__ import annotations
 
+import math
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -18,19 +22,48 @@ COLUMNS = (
 )
 
 
+# ---------------------------------------------------------------- number formatting (console, report.md, HTML)
+
+
+def pct(value: float | None, digits: int = 1) -> str:
+    """A share as a percentage: "12.3 %"; – when missing (None or NaN)."""
+    return "–" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{100 * value:.{digits}f} %"
+
+
+def rate_text(rate: Mapping[str, Any] | None) -> str:
+    """A rate {"rate", "count"/"identical", "of"} as "12.3 % (4/40)"; – when missing or undefined."""
+    if not rate:
+        return "–"
+    count = rate.get("count", rate.get("identical"))
+    return "–" if rate.get("rate") is None else f"{100 * rate['rate']:.1f} % ({count}/{rate['of']})"
+
+
+def fmt(value: Any, spec: str = ".4g") -> str:
+    """A number in the given format spec; – when missing or not finite."""
+    if value is None or (isinstance(value, float) and not math.isfinite(value)):
+        return "–"
+    return format(value, spec)
+
+
+def eps_text(eps: float | None) -> str:
+    """An attack's ε; – when it has none (None or 0: clean, minimal-perturbation attacks)."""
+    return "–" if not eps else f"{eps:g}"
+
+
+# ---------------------------------------------------------------- python -m host.evaluate runs (schema 1)
+
+
 def format_cell(key: str, value: Any) -> str:
     if value is None:
         return "–"
     if key == "eps":
-        return "–" if value == 0 else f"{value:g}"
+        return eps_text(value)
     if isinstance(value, dict):  # a rate: {"rate", "count"/"identical", "of"}
-        count = value.get("count", value.get("identical"))
-        rate = value["rate"]
-        return "–" if rate is None else f"{100 * rate:.1f} % ({count}/{value['of']})"
+        return rate_text(value)
     if key.endswith("accuracy"):
-        return f"{100 * value:.1f} %"
+        return pct(value)
     if key == "instructions_median":
-        return f"{value:,.0f}"
+        return fmt(value, ",.0f")
     return str(value)
 
 
@@ -48,10 +81,7 @@ def render_text_table(document: dict[str, Any]) -> str:
 
 
 def render_markdown_table(document: dict[str, Any]) -> str:
-    headers = [h for h, _ in COLUMNS]
-    lines = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
-    lines += ["| " + " | ".join(row) + " |" for row in table_rows(document)]
-    return "\n".join(lines)
+    return _markdown_table([h for h, _ in COLUMNS], table_rows(document))
 
 
 def mismatch_lines(document: dict[str, Any]) -> list[str]:
@@ -139,10 +169,6 @@ def print_summary(document: dict[str, Any], paths: dict[str, Path]) -> None:
 # ---------------------------------------------------------------- configured studies (schema 2)
 
 
-def _pct(value: float | None) -> str:
-    return "–" if value is None else f"{100 * value:.1f} %"
-
-
 def study_rows(document: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
     """One row per attack × ε: accuracy of every model, transfer float→int8, chip agreement."""
     first = document["evaluations"][0]["models"]
@@ -156,9 +182,9 @@ def study_rows(document: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
         agreement = [m["reference_agreement"] for m in models.values() if "reference_agreement" in m]
         same = f"{sum(a['identical'] for a in agreement)}/{sum(a['of'] for a in agreement)}" if agreement else "–"
         linf = e["perturbation"].get("linf", {}).get("mean")
-        rows.append([e["attack"], "–" if not e["eps"] else f"{e['eps']:g}",
-                     *[_pct(models[k]["accuracy"]) if k in models else "–" for k in keys],
-                     "–" if linf is None else f"{linf:.4f}", str(e.get("queries") or "–"), same])
+        rows.append([e["attack"], eps_text(e["eps"]),
+                     *[pct(models[k]["accuracy"]) if k in models else "–" for k in keys],
+                     fmt(linf, ".4f"), str(e.get("queries") or "–"), same])
     return header, rows
 
 
@@ -187,20 +213,20 @@ def render_study_markdown(document: dict[str, Any]) -> str:
              "", "## Accuracy under attack", "",
              _markdown_table(header, rows), "", "## Transfer (among inputs both models classify correctly)", ""]
     t_header = ["attack", "ε", *document["evaluations"][0]["transfer"].keys()]
-    t_rows = [[e["attack"], "–" if not e["eps"] else f"{e['eps']:g}",
-               *[_pct(v["rate"]) for v in e["transfer"].values()]] for e in document["evaluations"][1:]]
+    t_rows = [[e["attack"], eps_text(e["eps"]),
+               *[pct(v["rate"]) for v in e["transfer"].values()]] for e in document["evaluations"][1:]]
     parts += [_markdown_table(t_header, t_rows), "", "## Quantization shift (float vs quantized label on adversarial "
               "inputs: attenuation = float fooled, quantized not; amplification = the reverse)", ""]
-    q_rows = [[e["attack"], "–" if not e["eps"] else f"{e['eps']:g}", p,
-               _pct(v["shift"]["rate"]), _pct(v["attenuation"]["rate"]), _pct(v["amplification"]["rate"])]
+    q_rows = [[e["attack"], eps_text(e["eps"]), p,
+               pct(v["shift"]["rate"]), pct(v["attenuation"]["rate"]), pct(v["amplification"]["rate"])]
               for e in document["evaluations"][1:] for p, v in e["quantization_shift"].items()]
     parts += [_markdown_table(["attack", "ε", "precision", "shift", "attenuation", "amplification"], q_rows), "",
               "## Distance to the decision boundary (mean minimal successful perturbation over the ε sweep)", ""]
-    b_rows = [[a, k, f"{v['mean']:.4g}" if v.get("mean") is not None else "–", str(v.get("found", "–"))]
+    b_rows = [[a, k, fmt(v.get("mean")), str(v.get("found", "–"))]
               for a, per in document["boundary_distance"].items() for k, v in per.items()]
     parts += [_markdown_table(["attack", "model", "mean distance", "found"], b_rows), "",
               "## Gradient misalignment (float gradient vs finite differences on the quantized model)", ""]
-    g_rows = [[p, f"{v['mean']:.3f}" if v.get("mean") is not None else "–", f"{v['zero_density']:.3f}",
+    g_rows = [[p, fmt(v.get("mean"), ".3f"), f"{v['zero_density']:.3f}",
                str(v["undefined"]), str(v["queries"])] for p, v in document["gradient_misalignment"].items()]
     parts += [_markdown_table(["precision", "mean cosine", "zero density", "undefined", "queries"], g_rows), ""]
     parts += _defense_section(document)
@@ -220,8 +246,8 @@ def defense_rows(document: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
             per_model = pick(e)
             if per_model is None:
                 continue
-            rows.append([defense, e["attack"], "–" if not e["eps"] else f"{e['eps']:g}",
-                         *[_pct(per_model[m]["accuracy"]) if m in per_model else "–" for m in models]])
+            rows.append([defense, e["attack"], eps_text(e["eps"]),
+                         *[pct(per_model[m]["accuracy"]) if m in per_model else "–" for m in models]])
 
     add("none", document["evaluations"], lambda e: e["models"])
     names = sorted({n for e in document["evaluations"] for n in e.get("defended", {})})
@@ -237,8 +263,8 @@ def bitwidth_rows(document: dict[str, Any]) -> tuple[list[str], list[list[str]]]
     first = document["evaluations"][0]["models"]
     sims = [k for k in first if k.startswith("sim:")]
     deployed = [k for k in first if not k.startswith(("sim:", "chip:"))]
-    rows = [[e["attack"], "–" if not e["eps"] else f"{e['eps']:g}",
-             *[_pct(e["models"][k]["accuracy"]) if k in e["models"] else "–" for k in deployed + sims]]
+    rows = [[e["attack"], eps_text(e["eps"]),
+             *[pct(e["models"][k]["accuracy"]) if k in e["models"] else "–" for k in deployed + sims]]
             for e in document["evaluations"]]
     return ["attack", "ε", *[k.removeprefix("sim:") for k in deployed + sims]], rows
 
@@ -265,8 +291,8 @@ def targeted_models(document: dict[str, Any]) -> list[str]:
 def targeted_rows(document: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
     """Targeted attacks (the patch): per model, the share of non-target inputs sent to the target class."""
     keys = targeted_models(document)
-    rows = [[e["attack"], "–" if not e["eps"] else f"{e['eps']:g}", str(e["target_class"]),
-             *[_pct(e["models"][k]["targeted_success"]["rate"]) if k in e["models"] else "–" for k in keys]]
+    rows = [[e["attack"], eps_text(e["eps"]), str(e["target_class"]),
+             *[pct(e["models"][k]["targeted_success"]["rate"]) if k in e["models"] else "–" for k in keys]]
             for e in document["evaluations"] if "target_class" in e]
     return ["attack", "ε", "target class", *[k.removeprefix("sim:") for k in keys]], rows
 
@@ -282,9 +308,9 @@ def defense_chip_rows(document: dict[str, Any]) -> tuple[list[str], list[list[st
                     continue
                 precision = key.split(":", 1)[1]
                 agree = m["reference_agreement"]
-                rows.append([name, e["attack"], "–" if not e["eps"] else f"{e['eps']:g}", precision,
-                             _pct(m["accuracy"]), _pct(defended["models"][f"stage-ref:{precision}"]["accuracy"]),
-                             f"{agree['identical']}/{agree['of']}", *(_instructions(m.get(k)) for k in (
+                rows.append([name, e["attack"], eps_text(e["eps"]), precision,
+                             pct(m["accuracy"]), pct(defended["models"][f"stage-ref:{precision}"]["accuracy"]),
+                             f"{agree['identical']}/{agree['of']}", *(fmt(m.get(k), ",.0f") for k in (
                                  "preprocess_instructions_median", "instructions_median",
                                  "total_instructions_median"))])
     header = ["defense", "attack", "ε", "precision", "chip acc", "ref acc (integer stage)", "chip = ref",
@@ -323,10 +349,6 @@ def agreement_text(same: int, of: int) -> str:
 def chip_mismatches(document: dict[str, Any]) -> int:
     """Chip outputs that differ from the reference, over every group of chip_agreement."""
     return sum(of - same for _, same, of in chip_agreement(document))
-
-
-def _instructions(value: float | None) -> str:
-    return "–" if value is None else f"{value:,.0f}"
 
 
 def _defense_section(document: dict[str, Any]) -> list[str]:

@@ -21,7 +21,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from host.attacks import attack_class, get_attack
+from host.core.boards import load_board
 from host.core.errors import UserError
+from host.defenses import get_defense
+from host.quantization.bitwidth import parse_bitwidths
 
 FLOAT = "float32"
 QUANTIZED_PRECISIONS = ("int16x8", "int8")
@@ -233,7 +237,6 @@ def _precisions(values: Any, key: str, allow_float: bool = True) -> tuple[str, .
 def _board(name: Any) -> str | None:
     if name is None:
         return None
-    from host.core.boards import load_board
 
     load_board(str(name))  # lists the boards when unknown
     return str(name)
@@ -250,7 +253,6 @@ def _bitwidths(table: dict[str, Any]) -> tuple[Any, ...]:
     """[bitwidth] bits = [2, 4, 8], modes = ["weights", "weights+activations"] (host-simulated)."""
     if not table:
         return ()
-    from host.quantization.bitwidth import parse_bitwidths
 
     unknown = set(table) - {"bits", "modes"}
     if unknown:
@@ -267,8 +269,6 @@ def _table_list(doc: dict[str, Any], key: str) -> list[dict[str, Any]]:
 
 def _defense(table: dict[str, Any], index: int, base: Path) -> DefenseSpec:
     """[[defense]]: name, its parameters; train-based ones need `data` = {path, start, num}."""
-    from host.defenses import get_defense
-
     name = str(_required(table, "name", f"defense #{index + 1}")).lower()
     params = {k: v for k, v in table.items() if k not in ("name", "data", "on_chip")}
     defense = get_defense(name, **params)  # unknown defense (lists the registry) or bad parameter
@@ -297,8 +297,6 @@ def study_keys(name: str) -> tuple[str, ...]:
     """Keys of an [[attack]] table the study consumes rather than the attack: `num` (samples) and,
     for a query attack, `target` and `via` (its oracle). A white-box attack's own `target` (the
     patch's target class) goes to the attack."""
-    from host.attacks import attack_class
-
     return ("num", "target", "via") if attack_class(name).needs == "oracle" else ("num",)
 
 
@@ -309,8 +307,6 @@ def attack_params(spec: AttackSpec) -> dict[str, Any]:
 
 
 def _attack(table: dict[str, Any], index: int) -> AttackSpec:
-    from host.attacks import get_attack
-
     name = str(_required(table, "name", f"attack #{index + 1}")).lower()
     params = {k: v for k, v in table.items() if k not in ("name", "eps")}
     keys = study_keys(name)  # an unknown name fails here, listing the registry

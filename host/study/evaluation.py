@@ -26,6 +26,12 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+import host.emulators.qemu  # noqa: F401  (installs the SIGTERM handler that stops the emulators)
+from host.attacks import attack_class, get_attack, load_float_model
+from host.backends import backend as backends
+from host.backends.backend import ModelIO, ReferenceBackend
+from host.backends.pool import BackendPool
+from host.core.data import digits_test_set, load_npz_dataset
 from host.core.errors import UserError
 from host.core.paths import ROOT
 from host.study.store import BACKEND_ROLES, EvaluationRecord, ResultsDB
@@ -91,15 +97,11 @@ class RunOutputs:
 
 
 def build_attack(name: str, eps: float, seed: int, attack_params: dict[str, dict[str, str]]):  # noqa: ANN202
-    from host.attacks import attack_class, get_attack
-
     takes_eps = any(p.name == "eps" for p in attack_class(name).params_spec)  # e.g. not the patch attack
     return get_attack(name, seed=seed, **attack_params.get(name, {}), **({"eps": eps} if takes_eps else {}))
 
 
 def load_dataset(config: EvalConfig):  # noqa: ANN201
-    from host.core.data import digits_test_set, load_npz_dataset
-
     dataset = load_npz_dataset(config.dataset) if config.dataset else digits_test_set()
     if config.num is not None:
         if config.num > len(dataset):
@@ -118,8 +120,6 @@ def evaluate(config: EvalConfig, db: ResultsDB | Callable[[str], ResultsDB]) -> 
     `db` is the run's database, or a function that creates it once the chip answered
     (given the chip's description), so a board that is not flashed leaves no run behind.
     """
-    from host.backends.backend import ModelIO, ReferenceBackend
-
     model = ModelIO.from_bytes(config.model.read_bytes(), str(config.model))
     dataset = load_dataset(config)
     dataset.check_model_shape(model.input.shape, f"int8 model {config.model.name}")
@@ -146,14 +146,10 @@ def evaluate(config: EvalConfig, db: ResultsDB | Callable[[str], ResultsDB]) -> 
 def pin_firmware(config: EvalConfig, model: Any, into: Path) -> Any:
     """The flashed firmware, copied for this session (None: not the device backend, or a board
     over a link)."""
-    from host.backends import backend as backends
-
     return backends.pin_firmware(model, config.board, into) if config.backend == "device" else None
 
 
 def _evaluate_on(config, dataset, model, reference, chip, db, bar, firmware):  # noqa: ANN001, ANN202
-    from host.attacks import load_float_model
-
     firmware_sha = "" if firmware is None else firmware.sha256
     stored_sha = db.meta("firmware_sha256")
     if stored_sha is None:
@@ -178,12 +174,6 @@ def open_pool(config: EvalConfig, model: Any, firmware: Any = None,
               log: Callable[[str], None] | None = None) -> BackendPool:
     """config.devices instances of the backend (each its own emulator, booting the pinned
     `firmware` when given) behind one work queue."""
-    from host.backends import backend as backends
-    from host.backends.pool import BackendPool
-
-    if config.backend == "device":
-        import host.emulators.qemu  # noqa: F401  (in the main thread: it installs the SIGTERM handler)
-
     def opener(slot: int) -> AbstractContextManager[Any]:
         if firmware is None:
             return backends.open_backend(config.backend, model, config.board)

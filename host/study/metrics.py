@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 
 from host.core.errors import UserError
+from host.core.quiet import import_tensorflow_quietly
 
 NORMS: tuple[str, ...] = ("l0", "l1", "l2", "linf")
 ScoreOracle = Callable[[np.ndarray], np.ndarray]
@@ -360,8 +361,6 @@ def float_input_gradient(model: Any, x: np.ndarray, labels: np.ndarray, batch_si
     Use the same scalar as the quantized oracle: for a .tflite that ends in SOFTMAX, the float
     model's probabilities (not its logits).
     """
-    from host.core.quiet import import_tensorflow_quietly
-
     import_tensorflow_quietly()
     import tensorflow as tf
 

@@ -20,9 +20,24 @@ from typing import Any
 
 import numpy as np
 
+from host.attacks import FloatModel, get_attack
+from host.attacks.oracle import QuantizedOracle
+from host.backends.backend import DeviceBackend, ModelIO, ReferenceBackend
+from host.compiler.compile import compile_bytes
+from host.core.boards import load_board
+from host.core.data import load_digits_split
 from host.core.errors import UserError
+from host.core.paths import BUILD_DIR
+from host.core.quiet import import_tensorflow_quietly
+from host.defenses import get_defense
+from host.emulators.launch import boot_elf
+from host.engine.build import build_firmware
+from host.quantization.bitwidth import simulate
+from host.quantization.quantize import experiment_models
+from host.study import metrics
 from host.study.checkpoint import StudyCheckpoint
 from host.study.config import FLOAT, AttackSpec, Experiment, SliceSpec, attack_params
+from host.study.gallery import gallery_arrays, gallery_entry
 
 GRADIENT_SAMPLES = 8          # clean inputs for gradient misalignment (FD estimates are query-hungry)
 FD_DIRECTIONS = 32
@@ -93,8 +108,6 @@ def load_slice(spec: SliceSpec, input_range: tuple[float, float]) -> tuple[np.nd
 
 
 def _builtin_slice(spec: SliceSpec) -> tuple[np.ndarray, np.ndarray]:
-    from host.core.data import load_digits_split
-
     x_train, y_train, x_test, y_test = load_digits_split()
     x, y = (x_test, y_test) if str(spec.path).endswith("test") else (x_train, y_train)
     stop = None if spec.num is None else spec.start + spec.num
@@ -102,8 +115,6 @@ def _builtin_slice(spec: SliceSpec) -> tuple[np.ndarray, np.ndarray]:
 
 
 def prepare_targets(exp: Experiment, models: Any) -> dict[str, Target]:
-    from host.backends.backend import ModelIO, ReferenceBackend
-
     targets = {}
     for precision in exp.precisions:
         if precision == FLOAT:
@@ -120,11 +131,6 @@ def chips(exp: Experiment, targets: dict[str, Target]) -> Iterator[None]:
     if not exp.chip_board:
         yield
         return
-    from host.backends.backend import DeviceBackend
-    from host.compiler.compile import compile_bytes
-    from host.core.boards import load_board
-    from host.emulators.launch import boot_elf
-    from host.engine.build import build_firmware
 
     board = load_board(exp.chip_board)
     with ExitStack() as stack:
@@ -145,8 +151,6 @@ def chips(exp: Experiment, targets: dict[str, Target]) -> Iterator[None]:
 
 def chip_stages(exp: Experiment) -> dict[str, Any]:
     """The firmware stage of every pre-processing defense with on_chip = true, by its label."""
-    from host.defenses import get_defense
-
     return {d.label: get_defense(d.name, **d.params).chip_stage() for d in exp.defenses if d.on_chip}
 
 
@@ -186,8 +190,6 @@ def _argmax(outputs: list[bytes], dtype: str) -> np.ndarray:
 
 def evaluation_metrics(y: np.ndarray, x: np.ndarray, x_adv: np.ndarray, clean: Outcome, adv: Outcome,
                        precisions: list[str], target_class: int | None = None) -> dict[str, Any]:
-    from host.study import metrics
-
     per_model = {}
     for key, pred in adv.preds.items():
         n = len(pred)
@@ -223,8 +225,6 @@ def defended_metrics(y: np.ndarray, clean: dict[str, Outcome], adv: dict[str, Ou
 
 
 def _defended_entry(y: np.ndarray, clean: Outcome, adv: Outcome, key: str) -> dict[str, Any]:
-    from host.study import metrics
-
     pred = adv.preds[key]
     n = len(pred)
     entry: dict[str, Any] = {
@@ -247,8 +247,6 @@ def _median(values: list[int]) -> float | None:
 
 
 def preprocessors(exp: Experiment) -> dict[str, Any]:
-    from host.defenses import get_defense
-
     return {d.label: get_defense(d.name, **d.params) for d in exp.defenses if d.kind == "preprocess"}
 
 
@@ -290,8 +288,6 @@ def run_stage_chip(out: Outcome, x: np.ndarray, precision: str, target: Target, 
 def boundary_distances(y: np.ndarray, x: np.ndarray, sweep: list[tuple[np.ndarray, Outcome]], norm: str,
                        keys: list[str]) -> dict[str, Any]:
     """Mean minimal successful perturbation over the ε sweep, per model."""
-    from host.study import metrics
-
     out = {}
     x_sweep = np.stack([x_adv for x_adv, _ in sweep])
     for key in keys:
@@ -316,8 +312,6 @@ def gradient_misalignment(x: np.ndarray, y: np.ndarray, float_model: Any, target
     estimator on the float model itself ("float32 (FD baseline)") is the reference to read the
     quantized models' cosines against.
     """
-    from host.attacks.oracle import QuantizedOracle
-    from host.study import metrics
 
     x, y = x[:GRADIENT_SAMPLES], y[:GRADIENT_SAMPLES]
     float_grad = metrics.float_input_gradient(float_model.keras_model, x, y)
@@ -339,16 +333,12 @@ def gradient_misalignment(x: np.ndarray, y: np.ndarray, float_model: Any, target
 
 
 def make_attack(spec: AttackSpec, eps: float | None, seed: int) -> Any:
-    from host.attacks import get_attack
-
     return get_attack(spec.name, seed=seed, **attack_params(spec), **({} if eps is None else {"eps": eps}))
 
 
 def preflight(exp: Experiment, x: np.ndarray, float_model: Any, targets: dict[str, Target]) -> None:
     """Every attack's model- and data-dependent checks (a patch's target class, GeoDA's square images,
     a chip oracle without a chip, ...) before the study's long work starts."""
-    from host.attacks.oracle import QuantizedOracle
-
     for spec in exp.attacks:
         attack = make_attack(spec, spec.eps[0], exp.seed)
         if attack.needs != "oracle":
@@ -372,8 +362,6 @@ def _oracle_target(spec: AttackSpec, targets: dict[str, Target]) -> Target:
 
 def craft(spec: AttackSpec, eps: float | None, seed: int, x: np.ndarray, y: np.ndarray, float_model: Any,
           targets: dict[str, Target], input_range: tuple[float, float]) -> tuple[np.ndarray, Any, dict]:
-    from host.attacks.oracle import QuantizedOracle
-
     attack = make_attack(spec, eps, seed)
     info: dict[str, Any] = {"threat_model": attack.threat_model, "norm": attack.norm, "params": dict(attack.params)}
     if attack.target_class is not None:
@@ -396,10 +384,6 @@ def run_experiment(exp: Experiment, progress: bool = True, checkpoint: StudyChec
     """The whole study; with a checkpoint, attacks and defense models finished before are read back."""
     from tqdm import tqdm
 
-    from host.attacks import FloatModel
-    from host.core.quiet import import_tensorflow_quietly
-    from host.quantization.quantize import experiment_models
-    from host.study.gallery import gallery_arrays
 
     import_tensorflow_quietly()
     started = time.time()
@@ -475,8 +459,6 @@ def defended_study(exp: Experiment, spec: Any, float_keras: Any, progress: bool,
     import dataclasses
     import hashlib
 
-    from host.core.paths import BUILD_DIR
-    from host.defenses import get_defense
 
     key = hashlib.sha256(f"{exp.float_model}|{spec}".encode()).hexdigest()[:16]
     path = (BUILD_DIR / "defended" / f"{exp.name}-{spec.name}-{key}.keras" if checkpoint is None
@@ -577,8 +559,6 @@ def _run_eps(spec: AttackSpec, eps: float | None, exp: Experiment, x: np.ndarray
              float_model: Any, targets: dict[str, Target], bar: Any, defenses: dict[str, Any],
              clean_defended: dict[str, Outcome], simulated: dict[str, Any]) -> EpsResults:
     """One ε of one attack: craft on x, run the adversarial set on every model, its metrics."""
-    from host.study.gallery import gallery_entry
-
     label = _label(spec, eps)
     bar.set_description(label)
     started = time.time()
@@ -600,8 +580,6 @@ def _run_eps(spec: AttackSpec, eps: float | None, exp: Experiment, x: np.ndarray
 
 def simulated_models(exp: Experiment, float_keras: Any, calibration: np.ndarray) -> dict[str, Any]:
     """The [bitwidth] sweep: host-simulated b-bit versions of the float model (host.quantization.bitwidth)."""
-    from host.quantization.bitwidth import simulate
-
     return {w.key: simulate(float_keras, w, calibration[:500]) for w in exp.bitwidths}
 
 

@@ -1,245 +1,49 @@
-"""The host side of the device protocol (docs/protocol.md), version 2.
+"""The host's client of the device protocol: requests and responses over a transport, with
+retransmission and pipelining (docs/protocol.md, "Reliability" and "Pipelining").
 
-Frame: A5 5A | type u8 | seq u8 | length u16 LE | payload | CRC-32 LE over
-type..payload. Any pyserial object is a transport (`serial.serial_for_url`
-gives `socket://`, `rfc2217://` and `/dev/tty…`).
+Any pyserial object is a transport (`serial.serial_for_url` gives `socket://`, `rfc2217://` and
+`/dev/tty…`). The Client retransmits a request whose frame or response was lost or damaged
+(the device answers a request it already ran with its recorded response, so a retry never runs
+anything twice), matches responses to requests by seq and type, and can keep several requests
+in flight (`window`, `infer_many`).
 
-The Client retransmits a request whose frame or response was lost or damaged
-(the device answers a request it already ran with its recorded response, so a
-retry never runs anything twice), matches responses to requests by seq and
-type, and can keep several requests in flight (`window`, `infer_many`).
+Imports: host.link.frame, host.link.messages and host.core (besides the standard library and pyserial).
 """
 
 from __future__ import annotations
 
 import contextlib
-import functools
 import os
 import socket
 import struct
 import time
-import zlib
 from collections import deque
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Protocol
 
-import numpy as np
 from serial import SerialException
 
-from host.compiler.types import DTYPE_NAMES, TensorInfo
-from host.core.errors import UserError
+from host.link.frame import Frame, FrameDecoder, encode_frame
+from host.link.messages import (
+    FAULT_ERROR,
+    PROTOCOL_VERSION,
+    RESPONSE,
+    RETRYABLE_ERRORS,
+    DeviceError,
+    DeviceInfo,
+    InferResult,
+    Msg,
+    error_from_frame,
+    parse_info,
+)
 
-PROTOCOL_VERSION = 2
-SYNC = b"\xa5\x5a"
-HEADER = struct.Struct("<BBH")
-RESPONSE = 0x80
-MAX_PAYLOAD_DEFAULT = 4096
 RCVLOWAT_MAX = 4096     # bytes the host may wait for in one wake-up on a socket link
-
-
-class Msg:
-    INFO = 0x01
-    INFER = 0x02
-    WRITE_INPUT = 0x03
-    READ_OUTPUT = 0x04
-    ECHO = 0x05
-    PROFILE = 0x06
-    ERROR = 0x7F
-
-
-ERROR_NAMES = {
-    1: "BAD_CRC", 2: "TOO_LONG", 3: "TRUNCATED", 4: "UNKNOWN_TYPE",
-    5: "BAD_LENGTH", 6: "BAD_OFFSET", 7: "INFER_FAILED", 8: "FAULT", 9: "SEQ_GAP", 10: "REPLAY_LOST",
-}
-
-
-# The request was damaged or lost on the way (or arrived out of order) and was not run: send it again.
-RETRYABLE_ERRORS = frozenset({1, 2, 3, 9})
-FAULT_ERROR = 8
-
-
-class DeviceError(UserError):
-    """The device did not answer as the protocol says."""
-
-
-class DeviceErrorFrame(DeviceError):
-    """The device answered with an error frame."""
-
-    def __init__(self, code: int, request: int, message: str) -> None:
-        name = ERROR_NAMES.get(code, f"code {code}")
-        super().__init__(f"device error {name} (request 0x{request:02x}): {message}")
-        self.code, self.request, self.device_message = code, request, message
 
 
 class Transport(Protocol):
     def write(self, data: bytes) -> int | None: ...
     def read(self, size: int = 1) -> bytes: ...
-
-
-@dataclass(frozen=True)
-class Frame:
-    type: int
-    seq: int
-    payload: bytes
-
-
-def encode_frame(msg_type: int, seq: int, payload: bytes = b"") -> bytes:
-    head = HEADER.pack(msg_type, seq & 0xFF, len(payload))
-    return SYNC + head + payload + struct.pack("<I", zlib.crc32(head + payload))
-
-
-class FrameDecoder:
-    """Incremental decoder: feed bytes, get complete frames. Garbage between
-    frames and frames with a bad CRC are skipped (counted in `dropped`)."""
-
-    def __init__(self, max_payload: int = 65535) -> None:
-        self.buffer = bytearray()
-        self.max_payload = max_payload
-        self.dropped = 0
-
-    def feed(self, data: bytes) -> list[Frame]:
-        self.buffer += data
-        frames = []
-        while True:
-            frame = self._next()
-            if frame is None:
-                return frames
-            frames.append(frame)
-
-    def _next(self) -> Frame | None:
-        while True:
-            start = self.buffer.find(SYNC)
-            if start < 0:
-                del self.buffer[:max(0, len(self.buffer) - 1)]
-                return None
-            del self.buffer[:start]
-            if len(self.buffer) < 2 + HEADER.size:
-                return None
-            msg_type, seq, length = HEADER.unpack_from(self.buffer, 2)
-            if length > self.max_payload:
-                self._skip_sync()
-                continue
-            end = 2 + HEADER.size + length + 4
-            if len(self.buffer) < end:
-                return None
-            body = bytes(self.buffer[2:2 + HEADER.size + length])
-            (crc,) = struct.unpack_from("<I", self.buffer, end - 4)
-            if zlib.crc32(body) != crc:
-                self._skip_sync()
-                continue
-            del self.buffer[:end]
-            return Frame(msg_type, seq, body[HEADER.size:])
-
-    def _skip_sync(self) -> None:
-        self.dropped += 1
-        del self.buffer[:2]
-
-    def missing(self) -> int:
-        """Bytes still to arrive before the frame at the head of the buffer can be decoded (≥ 1)."""
-        head = 2 + HEADER.size
-        if len(self.buffer) < head:
-            return head - len(self.buffer)
-        length = HEADER.unpack_from(self.buffer, 2)[2]
-        if self.buffer[:2] != SYNC or length > self.max_payload:
-            return 1
-        return max(1, head + length + 4 - len(self.buffer))
-
-
-@dataclass(frozen=True)
-class DeviceInfo:
-    protocol_version: int
-    max_payload: int
-    firmware_version: str
-    board: str
-    cpu: str
-    model_name: str
-    model_sha256: bytes
-    arena_bytes: int
-    tick_hz: int
-    n_ops: int
-    inputs: list[TensorInfo]
-    outputs: list[TensorInfo]
-    rx_buffer_bytes: int = 0      # the device's receive ring (0: it polls the UART)
-    history: int = 1              # requests whose responses it remembers (the largest window)
-    replay_bytes: int = 0         # responses up to this size are remembered for all of them
-    window: int = 1               # the pipelining window the device accepted
-    preprocess_kind: int = 0      # the firmware's input pre-processing stage: 0 none, 1 squeeze, 2 median
-    preprocess_param: int = 0     # its bits or window
-
-    @property
-    def infer_trailer_bytes(self) -> int:
-        """INFER responses end with u32 pre-processing ticks when the firmware has a stage."""
-        return 4 if self.preprocess_kind else 0
-
-    @property
-    def outputs_inline(self) -> bool:
-        """Whether INFER responses carry the outputs (else READ_OUTPUT fetches them)."""
-        return self.output_bytes <= self.max_payload - 8 - self.infer_trailer_bytes
-
-    @functools.cached_property
-    def input_bytes(self) -> int:
-        return sum(t.nbytes for t in self.inputs)
-
-    @functools.cached_property
-    def output_bytes(self) -> int:
-        return sum(t.nbytes for t in self.outputs)
-
-
-class _Reader:
-    def __init__(self, data: bytes) -> None:
-        self.data, self.pos = data, 0
-
-    def take(self, fmt: str) -> tuple:
-        values = struct.unpack_from("<" + fmt, self.data, self.pos)
-        self.pos += struct.calcsize("<" + fmt)
-        return values
-
-    def string(self) -> str:
-        (n,) = self.take("B")
-        text = self.data[self.pos:self.pos + n].decode("ascii", errors="replace")
-        self.pos += n
-        return text
-
-    def raw(self, n: int) -> bytes:
-        out = self.data[self.pos:self.pos + n]
-        self.pos += n
-        return out
-
-    def tensors(self, kind: str) -> list[TensorInfo]:
-        (count,) = self.take("B")
-        out = []
-        for i in range(count):
-            dtype, rank = self.take("BB")
-            dims = self.take(f"{rank}I")
-            scale, zero, _ = self.take("fiI")
-            out.append(TensorInfo(f"{kind}{i}", DTYPE_NAMES.get(dtype, f"type{dtype}"), tuple(dims), scale, zero))
-        return out
-
-
-def parse_info(payload: bytes) -> DeviceInfo:
-    try:
-        r = _Reader(payload)
-        version, max_payload = r.take("HH")
-        firmware, board, cpu, model = r.string(), r.string(), r.string(), r.string()
-        sha = r.raw(32)
-        arena, tick_hz, n_ops = r.take("IIH")
-        inputs, outputs = r.tensors("input"), r.tensors("output")
-        extra = r.take("HBHB") if len(payload) - r.pos >= 6 else (0, 1, 0, 1)  # version 2
-        stage = r.take("BB") if len(payload) - r.pos >= 2 else (0, 0)      # firmware with a pre-processing stage
-        return DeviceInfo(version, max_payload, firmware, board, cpu, model, sha, arena, tick_hz, n_ops,
-                          inputs, outputs, *extra, *stage)
-    except struct.error:
-        raise DeviceError("malformed INFO response from the device") from None
-
-
-@dataclass(frozen=True)
-class InferResult:
-    output: bytes
-    ticks: int
-    instructions: int | None = None
-    preprocess_ticks: int | None = None          # the firmware's pre-processing stage, outside `ticks`
-    preprocess_instructions: int | None = None
 
 
 @dataclass(eq=False)
@@ -375,7 +179,7 @@ class Client:
     def _dispatch(self, frame: Frame, recovering: bool = False) -> bool:
         """Apply one received frame; True if requests must be sent again."""
         if frame.type == Msg.ERROR and len(frame.payload) >= 2 and frame.payload[0] == FAULT_ERROR:
-            raise _error_frame(frame)
+            raise error_from_frame(frame)
         req = next((r for r in self.pending if r.seq == frame.seq), None)
         if frame.type == Msg.ERROR and len(frame.payload) >= 2 and frame.payload[0] in RETRYABLE_ERRORS:
             if req is not None:
@@ -385,7 +189,7 @@ class Client:
             self.dropped_frames += 1           # stale: a late or duplicated answer to a finished request
             return False
         if frame.type == Msg.ERROR:
-            req.error = _error_frame(frame)
+            req.error = error_from_frame(frame)
         elif frame.type != req.type | RESPONSE:
             req.error = DeviceError(
                 f"{self.describe}: expected response 0x{req.type | RESPONSE:02x} to seq {req.seq}, "
@@ -447,7 +251,7 @@ class Client:
     def _give_up(self, req: PendingRequest) -> None:
         self.pending.remove(req)
         if req.last_error is not None:
-            raise _error_frame(req.last_error)
+            raise error_from_frame(req.last_error)
         raise DeviceError(
             f"{self.describe} stopped answering (no response to request 0x{req.type:02x} seq {req.seq} "
             f"within {req.timeout_s:.1f} s, {req.sends} attempts)",
@@ -606,16 +410,3 @@ def _link_socket(transport: Transport) -> socket.socket | None:
         return None
     sock = getattr(transport, "_socket", None)   # pyserial keeps it there; only its options are touched
     return sock if isinstance(sock, socket.socket) else None
-
-
-def _error_frame(frame: Frame) -> DeviceErrorFrame:
-    code, request = frame.payload[0], frame.payload[1]
-    return DeviceErrorFrame(code, request, frame.payload[2:].decode("ascii", errors="replace"))
-
-
-def outputs_from_bytes(raw: bytes, outputs: list[TensorInfo]) -> list[np.ndarray]:
-    arrays, pos = [], 0
-    for info in outputs:
-        arrays.append(np.frombuffer(raw[pos:pos + info.nbytes], dtype=info.dtype).reshape(info.shape))
-        pos += info.nbytes
-    return arrays
