@@ -67,9 +67,11 @@ def test_ours_is_at_least_as_close_as_art(float_model, digits, both_engines) -> 
 
 
 def test_ours_follows_art_step_for_step(both_engines) -> None:  # noqa: ANN001
-    # The same schedule in float32 (ART: partly float64): the same iterate wins on nearly every input.
+    # The same schedule in float32 (ART: partly float64): the same iterate wins on every input, equal up
+    # to float32 rounding. Measured on the N = 48 digits: max difference 2.4e-7 (2 ulps at 1.0), 0 of 48
+    # inputs beyond 1e-6 (the loose check before allowed 10 %, 4 of 48, to differ).
     worst = np.abs(both_engines["ours"] - both_engines["art"]).reshape(N, -1).max(axis=1)
-    assert np.mean(worst <= 1e-5) >= 0.9
+    assert np.all(worst <= 1e-6), f"{np.sum(worst > 1e-6)}/{N} differ, worst {worst.max():.3g}"
 
 
 def test_results_are_in_the_input_range_and_unfooled_inputs_unchanged(float_model, digits, both_engines) -> None:  # noqa: ANN001

@@ -77,15 +77,22 @@ def test_results_respect_the_box_and_the_ball(name: str, digits, both_engines) -
         assert np.all(perturbation_norm(x, x_adv, "inf") <= CASES["pgd"]["eps"] + TOL)
 
 
+# Step for step: every example of ours within STEP_TOL of ART's (float32 rounding only: about 8 ulps at
+# 1.0). Measured on the N = 48 digits: one-start PGD identical (max difference 0), DeepFool max 1.8e-7,
+# i.e. 0 of 48 examples differ by more than 1e-6 (the loose check before allowed 10 %, 4 of 48, to differ).
+STEP_TOL = 1e-6
+
+
 def test_one_start_pgd_and_deepfool_match_art_step_for_step(float_model, digits, both_engines) -> None:  # noqa: ANN001
     x, y = digits
     # One PGD start draws the same random start from the seeded generator as ART does.
     one = {"eps": 0.08, "max_iter": 10, "restarts": 1}
     ours = get_attack("pgd", **one).generate(float_model, x, y)
     art = get_attack("pgd", engine="art", **one).generate(float_model, x, y)
-    assert np.mean(np.all(np.abs(ours - art).reshape(N, -1) <= 1e-5, axis=1)) >= 0.9
-    same = np.abs(both_engines["deepfool"]["ours"] - both_engines["deepfool"]["art"]).reshape(N, -1).max(axis=1)
-    assert np.mean(same <= 1e-3) >= 0.9
+    for name, (a, b) in {"pgd": (ours, art), "deepfool": (both_engines["deepfool"]["ours"],
+                                                          both_engines["deepfool"]["art"])}.items():
+        worst = np.abs(a - b).reshape(N, -1).max(axis=1)
+        assert np.all(worst <= STEP_TOL), f"{name}: {np.sum(worst > STEP_TOL)}/{N} differ, worst {worst.max():.3g}"
 
 
 def test_cw_l2_is_at_least_as_close_as_art(float_model, digits, both_engines) -> None:  # noqa: ANN001

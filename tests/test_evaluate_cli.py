@@ -114,7 +114,11 @@ def test_same_seed_gives_identical_results(tmp_path: Path) -> None:
     evals = {(e["attack"], e["eps"]): e for e in first["evaluations"]}
     assert set(evals) == {("clean", 0.0), ("fgsm", 0.1), ("pgd", 0.1)}
     assert evals[("pgd", 0.1)]["params"]["max_iter"] == 4
-    assert first["summary"]["bit_exact"] and first["summary"]["inferences"] == 36
+    # On the reference backend the "chip" is TFLite Micro itself, so chip = reference proves nothing here
+    # (bit-exactness is checked by test_native_engine_backend_end_to_end and on QEMU by test_resume.py's
+    # baseline); what this run guarantees is that every inference was made: 3 evaluations x 12 samples.
+    assert first["config"]["backend"] == "reference" and first["summary"]["inferences"] == 36
+    assert [e["n"] for e in first["evaluations"]] == [12, 12, 12]
     assert evals[("clean", 0.0)]["attack_success_float"] is None
     assert evals[("fgsm", 0.1)]["float_accuracy"] < evals[("clean", 0.0)]["float_accuracy"]
     assert evals[("fgsm", 0.1)]["linf_float"] <= 0.1 + 1e-6

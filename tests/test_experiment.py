@@ -30,6 +30,31 @@ num = 12
 """
 
 
+needs_qemu = pytest.mark.skipif(
+    shutil.which("qemu-system-arm") is None or shutil.which("arm-none-eabi-gcc") is None,
+    reason="needs qemu-system-arm and gcc-arm-none-eabi (make deps)")
+
+# `python -m host.evaluate`, counting the inferences the device answered: every result the protocol
+# client received from the chip (host.link.client.Client.infer_many; Client.infer goes through it).
+COUNTING_EVALUATE = """
+import sys
+from host.link.client import Client
+answered = 0
+original = Client.infer_many
+def counted(self, *args, **kwargs):
+    global answered
+    for result in original(self, *args, **kwargs):
+        answered += 1
+        yield result
+Client.infer_many = counted
+from host.core.errors import run_cli
+from host.evaluate import main
+status = run_cli(main, sys.argv[1:])
+print(f"device answered {answered} inferences", file=sys.stderr)
+sys.exit(status)
+"""
+
+
 def write(tmp_path: Path, text: str) -> Path:
     path = tmp_path / "study.toml"
     path.write_text(text)
@@ -79,7 +104,8 @@ def test_missing_files_and_precisions(tmp_path: Path) -> None:
         load_experiment(write(tmp_path, "[model\n"))
 
 
-@pytest.mark.skipif(shutil.which("qemu-system-arm") is None, reason="needs qemu-system-arm (make deps)")
+@needs_qemu
+@pytest.mark.qemu
 def test_small_study_on_host_and_chip(tmp_path: Path) -> None:
     config = write(tmp_path, BASE.replace('["float32", "int8"]', '["float32", "int16x8", "int8"]') + """
 [dataset.representative]
@@ -107,7 +133,7 @@ max_iter = 20
 name = "feature-squeezing"
 bit_depth = 2
 """)
-    proc = subprocess.run([sys.executable, "-m", "host.evaluate", "--config", str(config), "--out", str(tmp_path),
+    proc = subprocess.run([sys.executable, "-c", COUNTING_EVALUATE, "--config", str(config), "--out", str(tmp_path),
                            "--run-id", "s", "--no-progress"], cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr
     assert "chip vs reference: bit-exact (27/27 identical)" in proc.stdout
@@ -115,7 +141,13 @@ bit_depth = 2
     evals = {(e["attack"], e["eps"]): e for e in doc["evaluations"]}
     assert set(evals) == {("clean", 0.0), ("fgsm", 0.1), ("fgsm", 0.3), ("deepfool", None), ("square-linf", 0.3)}
     square = evals[("square-linf", 0.3)]
-    assert square["oracle"] == "chip:int8" and square["queries"] >= 3  # the chip answered the attack's queries
+    assert square["oracle"] == "chip:int8" and square["queries"] >= 3
+    # via = "chip": the attack's queries went to the device. It answered the 27 evaluation inferences
+    # (6 clean + 2 x 6 FGSM + 6 DeepFool + 3 Square results) and every one of Square's queries, no more.
+    assert doc["summary"]["chip_inferences"] == 27
+    answered = re.search(r"device answered (\d+) inferences", proc.stderr)
+    assert answered is not None, proc.stderr
+    assert int(answered.group(1)) == 27 + square["queries"], (answered.group(0), square["queries"])
     clean = evals[("clean", 0.0)]["models"]
     assert set(clean) == {"float32", "int16x8", "int8", "chip:int8"} and clean["chip:int8"]["n"] == 6
     assert clean["chip:int8"]["instructions_median"] > 1e5
@@ -151,6 +183,8 @@ def without_timings(doc: dict) -> list[dict]:
     return [{k: v for k, v in e.items() if k != "seconds"} for e in doc["evaluations"]]
 
 
+@needs_qemu
+@pytest.mark.qemu
 def test_patch_success_per_bit_width_on_host_and_chip(tmp_path: Path) -> None:
     config = write(tmp_path, BASE + """
 [chip]
