@@ -37,11 +37,11 @@ needs_qemu = pytest.mark.skipif(not HAS_TOOLS, reason="needs qemu-system-arm and
 needs_shared = pytest.mark.skipif(not SHARED_MODELS, reason=f"needs the shared models in {SHARED_DIR / 'models'}")
 
 # Digits model, instructions per inference: the M4 builds (mps2-an386, netduinoplus2) run the same
-# code and agree within one tick of the coarser board (measured: 1,349,760 vs 1,349,756). The M7 and
-# M55 builds are compiled for another core (scheduling, MVE) and agree within 1 % (measured +0.71 %
-# and +0.59 %); the tolerance is 1.5 %.
+# code and agree within one tick of the coarser board (measured: 1,231,760 vs 1,231,756). The M7 and
+# M55 builds are compiled for another core (scheduling, MVE) and agree within 2.1 % (measured +0.42 %
+# and -2.05 % with the flat portable kernels of docs/engine.md); the tolerance is 3 %.
 SAME_CODE_TOLERANCE_TICKS = 1
-OTHER_CORE_TOLERANCE = 0.015
+OTHER_CORE_TOLERANCE = 0.03
 
 
 def run_model(model: CompiledModel, path: Path, board: Board, count: int, seed: int = 0,
@@ -234,14 +234,20 @@ def digits_runs(digits: CompiledModel, tmp_path_factory: pytest.TempPathFactory)
 def test_digits_bit_exact_on_every_board(digits_runs: dict[str, tuple[int, list[int]]], name: str) -> None:
     exact, costs = digits_runs[name]
     assert exact == 5
-    assert len(set(costs)) >= 1 and min(costs) > 1_000_000
+    # One cost per inference, measured per inference: the digits model's cost depends a little on the
+    # input (data-dependent branches), so a counter stuck at one value would show as a single value.
+    # Measured (portable kernels, seed 0): 3 or 4 distinct values of 5 on every board, spreads of
+    # 160-281 instructions (0.02 %) around 1.2-1.35 M; the bound is 0.1 %, so the count is consistent.
+    assert len(costs) == 5 and min(costs) > 1_000_000
+    assert len(set(costs)) >= 2, costs
+    assert max(costs) - min(costs) <= 0.001 * float(np.median(costs)), costs
 
 
 @needs_qemu
 @pytest.mark.qemu
 def test_digits_instruction_count_consistent_across_boards(digits_runs: dict[str, tuple[int, list[int]]]) -> None:
     reference = float(np.median(digits_runs[DEFAULT_BOARD][1]))
-    assert 1_349_000 <= reference < 1_350_000  # the documented cost on mps2-an386
+    assert 1_231_000 <= reference < 1_232_500  # the documented cost on mps2-an386 (docs/boards.md)
     for name in BOARDS:
         board = load_board(name)
         cost = float(np.median(digits_runs[name][1]))

@@ -9,8 +9,9 @@ import pytest
 
 from host.compiler import quant
 from host.compiler.compile import UnsupportedModelError, compile_bytes, compile_file
-from host.compiler.planner import plan_arena
+from host.compiler.planner import plan_arena, plan_scratch
 from host.core.errors import UserError
+from host.core.paths import DEFAULT_MODEL
 from host.tflite.reader import ModelFormatError, parse_model
 from tests.support.tflite_builder import GraphBuilder, fb, random_conv, random_multi_op
 
@@ -82,6 +83,21 @@ def test_reshape_output_shares_input_bytes() -> None:
     model = compile_bytes(random_multi_op(np.random.default_rng(1)))
     assert "TM_OP_RESHAPE" in model.c_source
     assert model.arena_bytes > 0
+
+
+def test_scratch_plan_is_the_largest_kernel_scratch_of_the_core() -> None:
+    """Scratch (stack, one op at a time) comes from the ops' scratch functions for the kernels a core runs:
+    none with the portable kernels, each op's own figure from its row's first kernel that takes it."""
+    model = compile_file(DEFAULT_MODEL)
+    assert len(model.op_scratch) == len(model.ops)
+    assert model.scratch_bytes(()) == 0
+    for features in (("dsp", "fpu"), ("mve", "dsp", "fpu")):
+        peak, where = plan_scratch(model.op_scratch, features)
+        assert peak == model.scratch_bytes(features) > 0
+        assert model.ops[where] in ("CONV_2D", "DEPTHWISE_CONV_2D")
+        conv = next(s for s in model.op_scratch if s.kind == "CONV_2D")
+        assert peak >= conv.by_kernel[features[0]] > 0
+    assert model.scratch_bytes(("mve", "dsp", "fpu")) < model.scratch_bytes(("dsp", "fpu")) <= 16 * 1024
 
 
 def test_not_a_tflite_file_is_refused() -> None:

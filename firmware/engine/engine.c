@@ -18,68 +18,14 @@ void *tm_tensor_ptr(const tm_model_t *model, int tensor_index) {
     return t->arena_offset >= 0 ? model->arena + t->arena_offset : 0;
 }
 
-/* Kernel selection at build time: the most specific optimized kernel the build
- * has (Helium, then DSP), else the portable one. */
-#if defined(TM_OPT_MVE)
-#define TM_CONV_2D tm_kernel_conv_2d_mve
-#define TM_FULLY_CONNECTED tm_kernel_fully_connected_mve
-#elif defined(TM_OPT_DSP)
-#define TM_CONV_2D tm_kernel_conv_2d_dsp
-#define TM_FULLY_CONNECTED tm_kernel_fully_connected_dsp
-#else
-#define TM_CONV_2D tm_kernel_conv_2d
-#define TM_FULLY_CONNECTED tm_kernel_fully_connected
-#endif
-#if defined(TM_OPT_DSP)
-#define TM_DEPTHWISE_CONV_2D tm_kernel_depthwise_conv_2d_dsp
-#define TM_ADD tm_kernel_add_dsp
-#define TM_QUANTIZE tm_kernel_quantize_dsp
-#define TM_DEQUANTIZE tm_kernel_dequantize_dsp
-#else
-#define TM_DEPTHWISE_CONV_2D tm_kernel_depthwise_conv_2d
-#define TM_ADD tm_kernel_add
-#define TM_QUANTIZE tm_kernel_quantize
-#define TM_DEQUANTIZE tm_kernel_dequantize
-#endif
-/* Helium versions of the kernels above where ops_mve/ has one (each falls back itself). */
-#if defined(TM_OPT_MVE)
-#undef TM_ADD
-#define TM_ADD tm_kernel_add_mve
-#undef TM_DEPTHWISE_CONV_2D
-#define TM_DEPTHWISE_CONV_2D tm_kernel_depthwise_conv_2d_mve
-#endif
-
-/* Pooling, int8: Helium, else DSP, else portable (each falls back itself). */
-#if defined(TM_OPT_MVE)
-#define TM_MAX_POOL_2D tm_kernel_max_pool_2d_mve
-#define TM_AVERAGE_POOL_2D tm_kernel_average_pool_2d_mve
-#elif defined(TM_OPT_DSP)
-#define TM_MAX_POOL_2D tm_kernel_max_pool_2d_dsp
-#define TM_AVERAGE_POOL_2D tm_kernel_average_pool_2d_dsp
-#else
-#define TM_MAX_POOL_2D tm_kernel_max_pool_2d
-#define TM_AVERAGE_POOL_2D tm_kernel_average_pool_2d
-#endif
-
-typedef tm_status_t (*tm_kernel_fn)(const tm_model_t *model, const tm_op_t *op);
-
+/* The kernel of each op kind: tm_kernel_table.h decides (at compile time, from the build's CPU
+ * features); the switch is the engine's op table. */
 static tm_kernel_fn kernel_for(uint8_t kind) {
     switch (kind) {
-    case TM_OP_CONV_2D: return TM_CONV_2D;
-    case TM_OP_DEPTHWISE_CONV_2D: return TM_DEPTHWISE_CONV_2D;
-    case TM_OP_FULLY_CONNECTED: return TM_FULLY_CONNECTED;
-    case TM_OP_MAX_POOL_2D: return TM_MAX_POOL_2D;
-    case TM_OP_AVERAGE_POOL_2D: return TM_AVERAGE_POOL_2D;
-    case TM_OP_RESHAPE: return tm_kernel_reshape;
-    case TM_OP_SOFTMAX: return tm_kernel_softmax;
-    case TM_OP_ADD: return TM_ADD;
-    case TM_OP_MUL: return tm_kernel_mul;
-    case TM_OP_PAD: return tm_kernel_pad;
-    case TM_OP_LOGISTIC: return tm_kernel_logistic;
-    case TM_OP_MEAN: return tm_kernel_mean;
-    case TM_OP_CONCATENATION: return tm_kernel_concatenation;
-    case TM_OP_QUANTIZE: return TM_QUANTIZE;
-    case TM_OP_DEQUANTIZE: return TM_DEQUANTIZE;
+#define TM_KERNEL_CASE(KIND, name, scratch, mve, dsp, fpu) \
+    case TM_OP_##KIND: return TM_SELECTED_KERNEL(name, mve, dsp, fpu);
+        TM_KERNEL_TABLE(TM_KERNEL_CASE)
+#undef TM_KERNEL_CASE
     default: return 0;
     }
 }

@@ -3,6 +3,8 @@
     from host.compiler import compile_tflite
     model = compile_tflite(Path("models/digits_cnn_int8.tflite"))
     model.write(Path("build/model"))          # -> build/model/model.c
+
+Imports: host.core, host.tflite.
 """
 
 from host.compiler.types import CompiledModel, TensorInfo

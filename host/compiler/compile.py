@@ -11,6 +11,7 @@ import numpy as np
 from host.compiler.emit import EmitTensor, emit_model_c
 from host.compiler.ops import REGISTRY, LoweredOp, OpContext, supported_ops
 from host.compiler.planner import plan_arena, plan_without_reuse
+from host.compiler.scratch import OpScratch
 from host.compiler.types import CompiledModel, TensorInfo
 from host.core.errors import UserError
 from host.tflite.reader import Subgraph, Tensor, parse_model, read_model_file
@@ -142,6 +143,7 @@ def _build(
         arena_bytes=arena_bytes,
         weights_bytes=sum(len(et.tensor.data or b"") for et in tensors if et.with_data),
         c_source=source,
+        op_scratch=[OpScratch(low.kind.removeprefix("TM_OP_"), dict(low.scratch)) for low in lowered],
     )
 
 

@@ -1,15 +1,22 @@
-"""Static arena plan from tensor lifetimes (greedy by size, like TFLM's planner).
+"""Static arena plan from tensor lifetimes (greedy by size, like TFLM's planner), and the scratch plan.
 
 Each non-constant tensor is a buffer live from the op that writes it (or the
 start, for model inputs) to the last op that reads it (or the end, for model
 outputs).  Tensors an op aliases (RESHAPE) share one buffer.  Buffers are
 placed largest first at the lowest offset that overlaps no placed buffer whose
 lifetime intersects.
+
+Scratch is not in the arena: a kernel holds it on the stack while its op runs
+(host/compiler/scratch.py), so the plan is the largest over the ops for the
+kernels a core runs.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+
+from host.compiler.kernel_table import kernel_table
+from host.compiler.scratch import OpScratch
 
 ALIGN = 16
 
@@ -106,3 +113,15 @@ def plan_without_reuse(sizes: dict[int, int]) -> tuple[dict[int, int], int]:
         offsets[t] = total
         total += _align(sizes[t])
     return offsets, total
+
+
+def plan_scratch(ops: list[OpScratch], features: tuple[str, ...] | list[str]) -> tuple[int, int]:
+    """(bytes, op index) of the op whose kernel holds the most scratch on a core with `features`
+    ("mve", "dsp", "fpu"; () for the portable kernels); (0, -1) when none holds any."""
+    table = kernel_table()
+    best = (0, -1)
+    for index, op in enumerate(ops):
+        held = op.bytes_on(table[op.kind], features)
+        if held > best[0]:
+            best = (held, index)
+    return best

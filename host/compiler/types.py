@@ -5,8 +5,12 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from host.compiler.scratch import OpScratch
 
 # Wire/engine dtype codes (firmware/engine/tm_engine.h, docs/protocol.md).
 DTYPE_CODES: dict[str, int] = {
@@ -56,6 +60,14 @@ class CompiledModel:
     weights_bytes: int                 # constant data placed in flash
     c_source: str                      # model.c
     files: dict[str, str] = field(default_factory=dict)  # extra generated files
+    op_scratch: list[OpScratch] = field(default_factory=list)  # per op: its kernels' scratch (stack) bytes
+
+    def scratch_bytes(self, features: tuple[str, ...] | list[str]) -> int:
+        """The most scratch any op's kernel holds on a core with `features` (host.engine.build.cpu_features:
+        "mve", "dsp", "fpu"; () for the portable kernels): stack the kernels need besides their frames."""
+        from host.compiler.planner import plan_scratch  # reads the kernel table: not at package import
+
+        return plan_scratch(self.op_scratch, features)[0]
 
     def write(self, out_dir: Path) -> Path:
         """Write model.c into out_dir; returns its path."""

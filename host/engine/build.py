@@ -143,24 +143,38 @@ def cflags(board: Board, extra_defines: dict[str, str] | None = None) -> list[st
         **(extra_defines or {}),
     }
     flags += [f"-D{k}={v}" for k, v in defines.items()]
-    flags += [f"-DTM_OPT_{f.upper()}=1" for f in cpu_features(board)]
+    if portable_only():
+        flags.append("-DTM_KERNELS_PORTABLE=1")
     flags += [f"-I{FIRMWARE_DIR / d}" for d in ("engine", "runtime")]
     return flags
 
 
-# Optimized kernel folders by CPU feature (docs/engine.md, "Optimized kernels"): firmware/engine/ops_dsp/
-# for the DSP extension, ops_mve/ for Helium, each with -DTM_OPT_<FEATURE>=1 so that engine.c picks them.
-# A "+nodsp" / "+nomve" CPU suffix drops a feature; TM_KERNELS=portable in the environment builds the
-# portable kernels only (for comparisons).
-CPU_FEATURES = {"cortex-m4": ("dsp",), "cortex-m7": ("dsp",), "cortex-m33": ("dsp",), "cortex-m35p": ("dsp",),
-                "cortex-m55": ("dsp", "mve"), "cortex-m85": ("dsp", "mve")}
+# Kernel selection: firmware/engine/tm_kernel_table.h is the one place that decides which kernel runs each
+# op, from the compiler's own target macros for the board's -mcpu (docs/engine.md, "Optimized kernels");
+# every kernel folder (engine/ops*/) is compiled (a folder whose feature the core lacks compiles to nothing).
+# TM_KERNELS=portable in the environment builds the portable kernels only (for comparisons).
+KERNEL_FEATURES = ("mve", "dsp", "fpu")   # the table's feature columns, most specific first
+
+
+def kernel_folders() -> list[Path]:
+    """firmware/engine/ops/ (portable) and every ops_<feature>/."""
+    return sorted(p for p in (FIRMWARE_DIR / "engine").glob("ops*") if p.is_dir())
+
+
+def portable_only() -> bool:
+    return os.environ.get("TM_KERNELS", "") == "portable"
 
 
 def cpu_features(board: Board) -> tuple[str, ...]:
-    if os.environ.get("TM_KERNELS", "") == "portable":
-        return ()
-    cpu, *extensions = board.cpu.split("+")
-    return tuple(f for f in CPU_FEATURES.get(cpu, ()) if f"no{f}" not in extensions)
+    """The table's features this board's build has (TM_HAVE_<FEATURE> as the cross-compiler sees it)."""
+    table = FIRMWARE_DIR / "engine" / "tm_kernel_table.h"
+    probe = "".join(f"have_{f} TM_HAVE_{f.upper()}\n" for f in KERNEL_FEATURES)
+    result = subprocess.run([toolchain("gcc"), *cflags(board), "-E", "-P", "-include", str(table), "-"],
+                            input=probe, capture_output=True, text=True)
+    if result.returncode != 0:
+        raise UserError(f"board {board.name}: cannot read the kernel table's features:\n{result.stderr.strip()}")
+    have = dict(line.split() for line in result.stdout.splitlines() if line.startswith("have_"))
+    return tuple(f for f in KERNEL_FEATURES if have.get(f"have_{f}") == "1")
 
 
 def sources(board: Board, model_c: Path) -> list[Path]:
@@ -168,8 +182,8 @@ def sources(board: Board, model_c: Path) -> list[Path]:
     if not driver.exists():
         raise UserError(f"board {board.name}: no UART driver '{board.uart_driver}' ({driver} missing)")
     found = [model_c, driver]
-    for folder in ("engine", "engine/ops", *(f"engine/ops_{f}" for f in cpu_features(board)), "runtime"):
-        found += sorted((FIRMWARE_DIR / folder).glob("*.c"))
+    for folder in (FIRMWARE_DIR / "engine", *kernel_folders(), FIRMWARE_DIR / "runtime"):
+        found += sorted(folder.glob("*.c"))
     found += [board.directory / s for s in board.extra_sources]
     return found
 

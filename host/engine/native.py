@@ -2,7 +2,11 @@
 
 Used by the bit-exact tests (fast: no emulator) and by `host.check`-style
 debugging.  The engine is compiled once into a static archive per source hash;
-each model adds only its generated model.c.
+each model adds only its generated model.c.  Every kernel folder is compiled: on
+the host the kernel table (firmware/engine/tm_kernel_table.h) sees no CPU feature,
+so the portable kernels run and the optimized folders contribute only their
+scratch-size functions.  `kernel_library()` is the engine without a model, for
+calling flat kernels and scratch-size functions from a test.
 """
 
 from __future__ import annotations
@@ -26,7 +30,10 @@ NATIVE_DIR = BUILD_DIR / "native"
 
 
 def _engine_sources() -> list[Path]:
-    return sorted(ENGINE_DIR.glob("*.c")) + sorted((ENGINE_DIR / "ops").glob("*.c")) + [SHIM]
+    sources = sorted(ENGINE_DIR.glob("*.c"))
+    for folder in sorted(p for p in ENGINE_DIR.glob("ops*") if p.is_dir()):   # ops/ and every ops_<feature>/
+        sources += sorted(folder.glob("*.c"))
+    return [*sources, SHIM]
 
 
 def _digest(paths: list[Path], extra: bytes = b"") -> str:
@@ -52,23 +59,45 @@ def _run(cmd: list[str]) -> None:
         raise UserError(f"host-native build failed: {' '.join(cmd[:3])} ...\n{result.stderr}")
 
 
+def _objects(sources: list[Path], objdir: Path) -> list[Path]:
+    """Each source compiled into objdir (kept across calls: the directory is per source hash)."""
+    objdir.mkdir(parents=True, exist_ok=True)
+    objects = []
+    for i, src in enumerate(sources):
+        obj = objdir / f"{i:02d}_{src.stem}.o"  # ops/ and ops_<feature>/ share file names
+        if not obj.exists():
+            tmp = obj.with_suffix(".tmp.o")
+            _run([_cc(), *CFLAGS, "-c", str(src), "-o", str(tmp)])
+            tmp.replace(obj)
+        objects.append(obj)
+    return objects
+
+
 def engine_archive() -> Path:
     """Compile the engine (+ shim) once per source hash into libtm-<hash>.a."""
     sources = _engine_sources()
     archive = NATIVE_DIR / f"libtm-{_digest(sources)}.a"
     if archive.exists():
         return archive
-    objdir = archive.with_suffix(".objs")
-    objdir.mkdir(parents=True, exist_ok=True)
-    objects = []
-    for src in sources:
-        obj = objdir / (src.stem + ".o")
-        _run([_cc(), *CFLAGS, "-c", str(src), "-o", str(obj)])
-        objects.append(str(obj))
+    objects = _objects(sources, archive.with_suffix(".objs"))
     tmp = archive.with_suffix(".tmp")
-    _run(["ar", "rcs", str(tmp), *objects])
+    _run(["ar", "rcs", str(tmp), *map(str, objects)])
     tmp.replace(archive)
     return archive
+
+
+def kernel_library() -> ctypes.CDLL:
+    """The engine's kernels as a shared library without a model (the shim, which needs one, left out):
+    flat compute functions (tm_conv_2d_s8, ...) and scratch sizes (tm_conv_2d_dsp_scratch_bytes, ...)."""
+    sources = _engine_sources()
+    digest = _digest(sources)
+    lib = NATIVE_DIR / f"kernels-{digest}.so"
+    if not lib.exists():
+        objects = _objects(sources, NATIVE_DIR / f"libtm-{digest}.objs")
+        tmp = lib.with_suffix(".tmp")
+        _run([_cc(), *CFLAGS, "-shared", *(str(o) for o in objects if o.stem[3:] != SHIM.stem), "-o", str(tmp)])
+        tmp.replace(lib)
+    return ctypes.CDLL(str(lib))
 
 
 class NativeModel:

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
+from host.core.quiet import import_tensorflow_quietly
 from host.tflite.reader import parse_model
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
@@ -20,8 +21,6 @@ class ReferenceInterpreter:
     """Runs a .tflite model one sample at a time through TFLite Micro."""
 
     def __init__(self, model: Path | bytes, preserve_all_tensors: bool = False) -> None:
-        from host.core.quiet import import_tensorflow_quietly
-
         import_tensorflow_quietly()
         from tflite_micro.python.tflite_micro import runtime
 

@@ -25,6 +25,32 @@ static inline int32_t add_one(const tm_add_params_t *p, int32_t x, int32_t y) {
 TM_DEFINE_ADD(add_s8, int8_t)
 TM_DEFINE_ADD(add_s16, int16_t)
 
+static int broadcastable(const tm_shape_t *in1, const tm_shape_t *in2, const tm_shape_t *out) {
+    return in1->rank <= out->rank && in2->rank <= out->rank && out->rank <= TM_MAX_RANK;
+}
+
+tm_status_t tm_add_s8(const tm_add_params_t *p, const tm_shape_t *in1, const tm_shape_t *in2, const tm_shape_t *out,
+                      const int8_t *x1, const int8_t *x2, int8_t *y) {
+    if (!broadcastable(in1, in2, out)) {
+        return TM_ERR_BAD_MODEL;
+    }
+    tm_broadcast_t b;
+    tm_broadcast_init(&b, in1, in2, out);
+    add_s8(p, &b, tm_shape_elements(out), x1, x2, y);
+    return TM_OK;
+}
+
+tm_status_t tm_add_s16(const tm_add_params_t *p, const tm_shape_t *in1, const tm_shape_t *in2,
+                       const tm_shape_t *out, const int16_t *x1, const int16_t *x2, int16_t *y) {
+    if (!broadcastable(in1, in2, out)) {
+        return TM_ERR_BAD_MODEL;
+    }
+    tm_broadcast_t b;
+    tm_broadcast_init(&b, in1, in2, out);
+    add_s16(p, &b, tm_shape_elements(out), x1, x2, y);
+    return TM_OK;
+}
+
 tm_status_t tm_kernel_add(const tm_model_t *model, const tm_op_t *op) {
     const tm_add_params_t *p = (const tm_add_params_t *)op->params;
     const tm_tensor_t *in1_t = tm_in_tensor(model, op, 0);
@@ -33,18 +59,16 @@ tm_status_t tm_kernel_add(const tm_model_t *model, const tm_op_t *op) {
     const void *in1 = tm_in_data(model, op, 0);
     const void *in2 = tm_in_data(model, op, 1);
     void *out = tm_out_data(model, op, 0);
-    if (!in1 || !in2 || !out || in1_t->rank > out_t->rank || in2_t->rank > out_t->rank) {
+    if (!in1 || !in2 || !out) {
         return TM_ERR_BAD_MODEL;
     }
-    tm_broadcast_t b;
-    tm_broadcast_init(&b, in1_t, in2_t, out_t);
-    const int32_t count = tm_elements(out_t);
+    const tm_shape_t s1 = tm_shape_of(in1_t), s2 = tm_shape_of(in2_t), so = tm_shape_of(out_t);
     if (out_t->dtype == TM_INT8) {
-        add_s8(p, &b, count, (const int8_t *)in1, (const int8_t *)in2, (int8_t *)out);
-    } else if (out_t->dtype == TM_INT16) {
-        add_s16(p, &b, count, (const int16_t *)in1, (const int16_t *)in2, (int16_t *)out);
-    } else {
-        return TM_ERR_BAD_MODEL;
+        return tm_add_s8(p, &s1, &s2, &so, (const int8_t *)in1, (const int8_t *)in2, (int8_t *)out);
     }
-    return TM_OK;
+    if (out_t->dtype == TM_INT16) {
+        return tm_add_s16(p, &s1, &s2, &so, (const int16_t *)in1, (const int16_t *)in2, (int16_t *)out);
+    }
+    return TM_ERR_BAD_MODEL;
 }
+

@@ -4,7 +4,7 @@
 #include "tm_fixedpoint.h"
 
 #define TM_DEFINE_AVG_POOL(NAME, T)                                                                           \
-    static int NAME(const tm_pool_params_t *p, const tm_pool_shape_t *s, const T *input, T *output) {        \
+    tm_status_t NAME(const tm_pool_params_t *p, const tm_pool_dims_t *s, const T *input, T *output) {        \
         for (int b = 0; b < s->batches; ++b) {                                                               \
             for (int oy = 0; oy < s->out_h; ++oy) {                                                          \
                 const int y0 = oy * p->stride_h - p->pad_h;                                                  \
@@ -16,7 +16,7 @@
                     tm_pool_window(x0, p->filter_w, s->in_w, &fx0, &fx1);                                    \
                     const int32_t count = (fy1 - fy0) * (fx1 - fx0);                                         \
                     if (count <= 0) {                                                                        \
-                        return 0;                                                                            \
+                        return TM_ERR_BAD_MODEL;                                                             \
                     }                                                                                        \
                     for (int c = 0; c < s->channels; ++c) {                                                  \
                         int32_t acc = 0;                                                                     \
@@ -32,25 +32,22 @@
                 }                                                                                            \
             }                                                                                                \
         }                                                                                                    \
-        return 1;                                                                                            \
+        return TM_OK;                                                                                        \
     }
 
-TM_DEFINE_AVG_POOL(avg_pool_s8, int8_t)
-TM_DEFINE_AVG_POOL(avg_pool_s16, int16_t)
+TM_DEFINE_AVG_POOL(tm_average_pool_2d_s8, int8_t)
+TM_DEFINE_AVG_POOL(tm_average_pool_2d_s16, int16_t)
 
 tm_status_t tm_kernel_average_pool_2d(const tm_model_t *model, const tm_op_t *op) {
     const tm_pool_params_t *p = (const tm_pool_params_t *)op->params;
     const void *input = tm_in_data(model, op, 0);
     void *output = tm_out_data(model, op, 0);
-    tm_pool_shape_t s;
-    if (!input || !output || !tm_pool_shape(model, op, &s)) {
+    tm_pool_dims_t s;
+    if (!input || !output || !tm_pool_dims_of(model, op, &s)) {
         return TM_ERR_BAD_MODEL;
     }
-    int ok;
     if (tm_in_tensor(model, op, 0)->dtype == TM_INT16) {
-        ok = avg_pool_s16(p, &s, (const int16_t *)input, (int16_t *)output);
-    } else {
-        ok = avg_pool_s8(p, &s, (const int8_t *)input, (int8_t *)output);
+        return tm_average_pool_2d_s16(p, &s, (const int16_t *)input, (int16_t *)output);
     }
-    return ok ? TM_OK : TM_ERR_BAD_MODEL;
+    return tm_average_pool_2d_s8(p, &s, (const int8_t *)input, (int8_t *)output);
 }

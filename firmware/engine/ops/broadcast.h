@@ -12,7 +12,7 @@ typedef struct {
     int32_t stride2[TM_MAX_RANK];
 } tm_broadcast_t;
 
-static inline void tm_broadcast_strides(const tm_tensor_t *t, const tm_tensor_t *out, int32_t *strides) {
+static inline void tm_broadcast_strides(const tm_shape_t *t, const tm_shape_t *out, int32_t *strides) {
     int32_t stride = 1;
     for (int d = out->rank - 1; d >= 0; --d) {
         const int td = d - (out->rank - t->rank);
@@ -22,8 +22,8 @@ static inline void tm_broadcast_strides(const tm_tensor_t *t, const tm_tensor_t 
     }
 }
 
-static inline void tm_broadcast_init(tm_broadcast_t *b, const tm_tensor_t *in1, const tm_tensor_t *in2,
-                                     const tm_tensor_t *out) {
+static inline void tm_broadcast_init(tm_broadcast_t *b, const tm_shape_t *in1, const tm_shape_t *in2,
+                                     const tm_shape_t *out) {
     b->rank = out->rank;
     for (int d = 0; d < out->rank; ++d) {
         b->dims[d] = out->dims[d];

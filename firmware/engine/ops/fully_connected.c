@@ -2,8 +2,9 @@
 #include "tm_fixedpoint.h"
 #include "tm_kernels.h"
 
-static void fc_s8(const tm_fc_params_t *p, const int8_t *input, const int8_t *weights, const int32_t *bias,
-                  int8_t *output, int batches, int units, int depth) {
+void tm_fully_connected_s8(const tm_fc_params_t *p, const tm_fc_dims_t *d, const int8_t *input,
+                           const int8_t *weights, const int32_t *bias, int8_t *output) {
+    const int batches = d->batches, units = d->units, depth = d->depth;
     for (int b = 0; b < batches; ++b) {
         const int8_t *in_row = input + b * depth;
         for (int u = 0; u < units; ++u) {
@@ -20,8 +21,9 @@ static void fc_s8(const tm_fc_params_t *p, const int8_t *input, const int8_t *we
     }
 }
 
-static void fc_s16(const tm_fc_params_t *p, const int16_t *input, const int8_t *weights, const void *bias,
-                   int16_t *output, int batches, int units, int depth) {
+void tm_fully_connected_s16(const tm_fc_params_t *p, const tm_fc_dims_t *d, const int16_t *input,
+                            const int8_t *weights, const void *bias, int16_t *output) {
+    const int batches = d->batches, units = d->units, depth = d->depth;
     for (int b = 0; b < batches; ++b) {
         const int16_t *in_row = input + b * depth;
         for (int u = 0; u < units; ++u) {
@@ -49,12 +51,11 @@ tm_status_t tm_kernel_fully_connected(const tm_model_t *model, const tm_op_t *op
     if (!input || !weights || !output || !w_t || w_t->rank != 2) {
         return TM_ERR_BAD_MODEL;
     }
-    const int units = w_t->dims[0], depth = w_t->dims[1];
-    const int batches = tm_elements(out_t) / units;
+    const tm_fc_dims_t d = {tm_elements(out_t) / w_t->dims[0], w_t->dims[1], w_t->dims[0]};
     if (in_t->dtype == TM_INT16) {
-        fc_s16(p, (const int16_t *)input, weights, bias, (int16_t *)output, batches, units, depth);
+        tm_fully_connected_s16(p, &d, (const int16_t *)input, weights, bias, (int16_t *)output);
     } else {
-        fc_s8(p, (const int8_t *)input, weights, (const int32_t *)bias, (int8_t *)output, batches, units, depth);
+        tm_fully_connected_s8(p, &d, (const int8_t *)input, weights, (const int32_t *)bias, (int8_t *)output);
     }
     return TM_OK;
 }

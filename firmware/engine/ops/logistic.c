@@ -4,7 +4,7 @@
 #include "tm_fixedpoint.h"
 #include "tm_kernels.h"
 
-static void logistic_s8(const tm_logistic_params_t *p, const int8_t *input, int8_t *output, int32_t n) {
+void tm_logistic_s8(const tm_logistic_params_t *p, int32_t n, const int8_t *input, int8_t *output) {
     for (int32_t i = 0; i < n; ++i) {
         const int32_t x = (int32_t)input[i] - p->input_zero_point;
         if (x <= -p->input_range_radius) {
@@ -29,7 +29,10 @@ enum {
 /* The rescaled input r has 1.0 == 3 * 4096, so r >> 9 indexes sigmoid(i / 24).
  * The table holds sigmoid(|x|) in 0.16; negative inputs use 1 - sigmoid(|x|).
  * Interpolation is in 0.25, rounded down to 0.15 (2^-15 output scale). */
-static void logistic_s16(const tm_logistic_params_t *p, const int16_t *input, int16_t *output, int32_t n) {
+tm_status_t tm_logistic_s16(const tm_logistic_params_t *p, int32_t n, const int16_t *input, int16_t *output) {
+    if (!p->sigmoid_lut || p->input_left_shift < 0 || p->input_left_shift > 31) {
+        return TM_ERR_BAD_MODEL;
+    }
     int32_t multiplier = p->input_multiplier;
     int32_t shift = p->input_left_shift;
     if (multiplier == 0) { /* input scale 2^-12: x * 3 exactly */
@@ -55,6 +58,7 @@ static void logistic_s16(const tm_logistic_params_t *p, const int16_t *input, in
         y = r >= 0 ? y + (1u << 9) : (1u << 25) - y + (1u << 9) - 1u;
         output[i] = (int16_t)(y >> 10);
     }
+    return TM_OK;
 }
 
 tm_status_t tm_kernel_logistic(const tm_model_t *model, const tm_op_t *op) {
@@ -68,15 +72,11 @@ tm_status_t tm_kernel_logistic(const tm_model_t *model, const tm_op_t *op) {
     }
     const int32_t n = tm_elements(out_t);
     if (out_t->dtype == TM_INT16) {
-        if (!p->sigmoid_lut || p->input_left_shift < 0 || p->input_left_shift > 31) {
-            return TM_ERR_BAD_MODEL;
-        }
-        logistic_s16(p, (const int16_t *)input, (int16_t *)output, n);
-        return TM_OK;
+        return tm_logistic_s16(p, n, (const int16_t *)input, (int16_t *)output);
     }
     if (out_t->dtype != TM_INT8) {
         return TM_ERR_BAD_MODEL;
     }
-    logistic_s8(p, (const int8_t *)input, (int8_t *)output, n);
+    tm_logistic_s8(p, n, (const int8_t *)input, (int8_t *)output);
     return TM_OK;
 }

@@ -3,7 +3,7 @@
 #include "tm_fixedpoint.h"
 
 #define TM_DEFINE_MAX_POOL(NAME, T, LOWEST)                                                                  \
-    static void NAME(const tm_pool_params_t *p, const tm_pool_shape_t *s, const T *input, T *output) {      \
+    void NAME(const tm_pool_params_t *p, const tm_pool_dims_t *s, const T *input, T *output) {              \
         for (int b = 0; b < s->batches; ++b) {                                                              \
             for (int oy = 0; oy < s->out_h; ++oy) {                                                         \
                 const int y0 = oy * p->stride_h - p->pad_h;                                                 \
@@ -30,21 +30,21 @@
         }                                                                                                   \
     }
 
-TM_DEFINE_MAX_POOL(max_pool_s8, int8_t, INT8_MIN)
-TM_DEFINE_MAX_POOL(max_pool_s16, int16_t, INT16_MIN)
+TM_DEFINE_MAX_POOL(tm_max_pool_2d_s8, int8_t, INT8_MIN)
+TM_DEFINE_MAX_POOL(tm_max_pool_2d_s16, int16_t, INT16_MIN)
 
 tm_status_t tm_kernel_max_pool_2d(const tm_model_t *model, const tm_op_t *op) {
     const tm_pool_params_t *p = (const tm_pool_params_t *)op->params;
     const void *input = tm_in_data(model, op, 0);
     void *output = tm_out_data(model, op, 0);
-    tm_pool_shape_t s;
-    if (!input || !output || !tm_pool_shape(model, op, &s)) {
+    tm_pool_dims_t s;
+    if (!input || !output || !tm_pool_dims_of(model, op, &s)) {
         return TM_ERR_BAD_MODEL;
     }
     if (tm_in_tensor(model, op, 0)->dtype == TM_INT16) {
-        max_pool_s16(p, &s, (const int16_t *)input, (int16_t *)output);
+        tm_max_pool_2d_s16(p, &s, (const int16_t *)input, (int16_t *)output);
     } else {
-        max_pool_s8(p, &s, (const int8_t *)input, (int8_t *)output);
+        tm_max_pool_2d_s8(p, &s, (const int8_t *)input, (int8_t *)output);
     }
     return TM_OK;
 }

@@ -8,8 +8,8 @@ int tm_pool_s8_walk(const tm_model_t *model, const tm_op_t *op, tm_pool_pixel_fn
     const tm_tensor_t *in_t = tm_in_tensor(model, op, 0);
     const int8_t *input = (const int8_t *)tm_in_data(model, op, 0);
     int8_t *output = (int8_t *)tm_out_data(model, op, 0);
-    tm_pool_shape_t s;
-    if (!input || !output || in_t->dtype != TM_INT8 || !tm_pool_shape(model, op, &s)) {
+    tm_pool_dims_t s;
+    if (!input || !output || in_t->dtype != TM_INT8 || !tm_pool_dims_of(model, op, &s)) {
         return 0;
     }
     if (average && (int32_t)p->filter_h * p->filter_w > 256) {

@@ -4,11 +4,8 @@
 
 #include "tm_kernels.h"
 
-typedef struct {
-    int batches, in_h, in_w, channels, out_h, out_w;
-} tm_pool_shape_t;
-
-static inline int tm_pool_shape(const tm_model_t *model, const tm_op_t *op, tm_pool_shape_t *s) {
+/* The dims of a pooling op's tensors; 0 unless both are rank 4. */
+static inline int tm_pool_dims_of(const tm_model_t *model, const tm_op_t *op, tm_pool_dims_t *s) {
     const tm_tensor_t *in_t = tm_in_tensor(model, op, 0);
     const tm_tensor_t *out_t = tm_out_tensor(model, op, 0);
     if (!in_t || in_t->rank != 4 || out_t->rank != 4) {

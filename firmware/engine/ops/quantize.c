@@ -27,32 +27,38 @@ static void write_int(void *data, uint8_t dtype, int32_t i, int32_t v) {
     }
 }
 
-tm_status_t tm_kernel_quantize(const tm_model_t *model, const tm_op_t *op) {
-    const tm_quantize_params_t *p = (const tm_quantize_params_t *)op->params;
-    const tm_tensor_t *in_t = tm_in_tensor(model, op, 0);
-    const tm_tensor_t *out_t = tm_out_tensor(model, op, 0);
-    const void *input = tm_in_data(model, op, 0);
-    void *output = tm_out_data(model, op, 0);
-    if (!input || !output || (out_t->dtype != TM_INT8 && out_t->dtype != TM_INT16)) {
+tm_status_t tm_quantize(const tm_quantize_params_t *p, int32_t count, uint8_t in_dtype, const void *input,
+                        uint8_t out_dtype, void *output) {
+    if (out_dtype != TM_INT8 && out_dtype != TM_INT16) {
         return TM_ERR_BAD_MODEL;
     }
-    const int32_t lo = out_t->dtype == TM_INT16 ? INT16_MIN : INT8_MIN;
-    const int32_t hi = out_t->dtype == TM_INT16 ? INT16_MAX : INT8_MAX;
-    const int32_t n = tm_elements(out_t);
-    if (in_t->dtype == TM_FLOAT32) {
+    const int32_t lo = out_dtype == TM_INT16 ? INT16_MIN : INT8_MIN;
+    const int32_t hi = out_dtype == TM_INT16 ? INT16_MAX : INT8_MAX;
+    if (in_dtype == TM_FLOAT32) {
         const float *x = (const float *)input;
-        for (int32_t i = 0; i < n; ++i) {
-            write_int(output, out_t->dtype, i, quantize_one(x[i], p->scale, p->zero_point, lo, hi));
+        for (int32_t i = 0; i < count; ++i) {
+            write_int(output, out_dtype, i, quantize_one(x[i], p->scale, p->zero_point, lo, hi));
         }
         return TM_OK;
     }
-    if (in_t->dtype != TM_INT8 && in_t->dtype != TM_INT16) {
+    if (in_dtype != TM_INT8 && in_dtype != TM_INT16) {
         return TM_ERR_BAD_MODEL;
     }
-    for (int32_t i = 0; i < n; ++i) {
-        const int32_t v = read_int(input, in_t->dtype, i) + p->input_offset;
+    for (int32_t i = 0; i < count; ++i) {
+        const int32_t v = read_int(input, in_dtype, i) + p->input_offset;
         const int32_t q = tm_multiply_by_quantized_multiplier(v, p->multiplier, p->shift) + p->output_offset;
-        write_int(output, out_t->dtype, i, tm_clamp_i32(q, lo, hi));
+        write_int(output, out_dtype, i, tm_clamp_i32(q, lo, hi));
     }
     return TM_OK;
+}
+
+tm_status_t tm_kernel_quantize(const tm_model_t *model, const tm_op_t *op) {
+    const tm_tensor_t *out_t = tm_out_tensor(model, op, 0);
+    const void *input = tm_in_data(model, op, 0);
+    void *output = tm_out_data(model, op, 0);
+    if (!input || !output) {
+        return TM_ERR_BAD_MODEL;
+    }
+    return tm_quantize((const tm_quantize_params_t *)op->params, tm_elements(out_t), tm_in_tensor(model, op, 0)->dtype,
+                       input, out_t->dtype, output);
 }

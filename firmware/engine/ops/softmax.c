@@ -83,29 +83,36 @@ static void softmax_row_s16(const tm_softmax_params_t *p, const int16_t *in, int
     }
 }
 
+void tm_softmax_s8(const tm_softmax_params_t *p, int32_t rows, int32_t depth, const int8_t *input, int8_t *output) {
+    for (int32_t r = 0; r < rows; ++r) {
+        softmax_row(p, input + r * depth, output + r * depth, depth);
+    }
+}
+
+void tm_softmax_s16(const tm_softmax_params_t *p, int32_t rows, int32_t depth, const int16_t *input,
+                    int16_t *output) {
+    for (int32_t r = 0; r < rows; ++r) {
+        softmax_row_s16(p, input + r * depth, output + r * depth, depth);
+    }
+}
+
 tm_status_t tm_kernel_softmax(const tm_model_t *model, const tm_op_t *op) {
     const tm_softmax_params_t *p = (const tm_softmax_params_t *)op->params;
     const tm_tensor_t *in_t = tm_in_tensor(model, op, 0);
-    const void *in_data = tm_in_data(model, op, 0);
-    void *out_data = tm_out_data(model, op, 0);
-    const int8_t *input = (const int8_t *)in_data;
-    int8_t *output = (int8_t *)out_data;
+    const void *input = tm_in_data(model, op, 0);
+    void *output = tm_out_data(model, op, 0);
     if (!input || !output || in_t->rank < 1) {
         return TM_ERR_BAD_MODEL;
     }
-    const int depth = in_t->dims[in_t->rank - 1];
-    const int rows = tm_elements(in_t) / depth;
+    const int32_t depth = in_t->dims[in_t->rank - 1];
+    const int32_t rows = tm_elements(in_t) / depth;
     if (in_t->dtype == TM_INT16) {
         if (!p->exp_lut || !p->one_over_one_plus_x_lut) {
             return TM_ERR_BAD_MODEL;
         }
-        for (int r = 0; r < rows; ++r) {
-            softmax_row_s16(p, (const int16_t *)in_data + r * depth, (int16_t *)out_data + r * depth, depth);
-        }
+        tm_softmax_s16(p, rows, depth, (const int16_t *)input, (int16_t *)output);
         return TM_OK;
     }
-    for (int r = 0; r < rows; ++r) {
-        softmax_row(p, input + r * depth, output + r * depth, depth);
-    }
+    tm_softmax_s8(p, rows, depth, (const int8_t *)input, (int8_t *)output);
     return TM_OK;
 }

@@ -1,5 +1,5 @@
 /*
- * CONV_2D, int8, for cores with the DSP extension (selected at build time, see
+ * CONV_2D, int8 and int16x8, for cores with the DSP extension (selected by tm_kernel_table.h, see
  * docs/engine.md "Optimized kernels").  Same results as ops/conv_2d.c, bit for bit.
  *
  * Filters of up to TM_DSP_GEMM_MAX_TAPS taps per output pixel take the im2col +
@@ -14,10 +14,28 @@
  * with the same valid range are computed together against two output channels
  * (2 x 2 block: each widened input and weight quadruple is used twice).
  *
- * int16x8 takes the same im2col path (conv_2d_gemm.c) when it fits; grouped convolutions go to the
- * portable kernel.
+ * int16x8 takes the same im2col path (conv_2d_gemm.c) when it fits; grouped convolutions, and whatever
+ * the table (tm_kernel_table.h) does not give this kernel, go to the next kernel of the row.
  */
 #include "dsp_conv.h"
+
+/* The stack buffers of the path an op of these dims takes (the wide path is tried first and may
+ * decline for a channel's requantization, so both it and the im2col path count). */
+int32_t tm_conv_2d_dsp_scratch_bytes(const tm_conv_params_t *p, const tm_conv_dims_t *d, uint8_t dtype) {
+    const int32_t taps = d->f_h * d->f_w * d->f_c;
+    if (d->f_c != d->in_c || !TM_KERNEL_TAKES(conv_2d, dsp, dtype)) {
+        return TM_SCRATCH_NEXT;
+    }
+    if (dtype == TM_INT16) {
+        return p->input_offset == 0 && taps <= TM_DSP_GEMM_MAX_TAPS ? tm_dsp_conv_2d_gemm_scratch_bytes(d->in_c, dtype)
+                                                                    : TM_SCRATCH_NEXT;
+    }
+    const int32_t wide = tm_dsp_conv_2d_wide_scratch_bytes(p, d);
+    const int32_t gemm = taps <= TM_DSP_GEMM_MAX_TAPS ? tm_dsp_conv_2d_gemm_scratch_bytes(d->in_c, dtype) : 0;
+    return wide > gemm ? wide : gemm; /* the direct path holds no buffer */
+}
+
+#if TM_HAVE_DSP
 #include "dsp_mac.h"
 
 typedef struct {
@@ -87,9 +105,10 @@ tm_status_t tm_kernel_conv_2d_dsp(const tm_model_t *model, const tm_op_t *op) {
     const int8_t *input = (const int8_t *)tm_in_data(model, op, 0);
     const int8_t *filter = (const int8_t *)tm_in_data(model, op, 1);
     int8_t *output = (int8_t *)tm_out_data(model, op, 0);
-    if (in_t && f_t && in_t->dtype == TM_INT16 && out_t->dtype == TM_INT16 && f_t->dtype == TM_INT8 &&
-        in_t->rank == 4 && f_t->rank == 4 && out_t->rank == 4 && f_t->dims[3] == in_t->dims[3] &&
-        f_t->dims[0] == out_t->dims[3] && p->input_offset == 0 && input && filter && output) {
+    if (in_t && f_t && in_t->dtype == TM_INT16 && TM_KERNEL_TAKES(conv_2d, dsp, TM_INT16) &&
+        out_t->dtype == TM_INT16 && f_t->dtype == TM_INT8 && in_t->rank == 4 && f_t->rank == 4 && out_t->rank == 4 &&
+        f_t->dims[3] == in_t->dims[3] && f_t->dims[0] == out_t->dims[3] && p->input_offset == 0 && input && filter &&
+        output) {
         const int taps = f_t->dims[1] * f_t->dims[2] * f_t->dims[3];
         if (tm_dsp_conv_2d_gemm_fits(taps)) {
             tm_dsp_conv_2d_gemm_s16(p, (const int16_t *)(const void *)input, filter, tm_in_data(model, op, 2),
@@ -97,9 +116,10 @@ tm_status_t tm_kernel_conv_2d_dsp(const tm_model_t *model, const tm_op_t *op) {
             return TM_OK;
         }
     }
-    if (!in_t || !f_t || in_t->dtype != TM_INT8 || in_t->rank != 4 || f_t->rank != 4 || out_t->rank != 4 ||
-        f_t->dims[3] != in_t->dims[3] || f_t->dims[0] != out_t->dims[3] || !input || !filter || !output) {
-        return tm_kernel_conv_2d(model, op); /* int16x8, grouped, or malformed: the portable kernel */
+    if (!in_t || !f_t || in_t->dtype != TM_INT8 || !TM_KERNEL_TAKES(conv_2d, dsp, TM_INT8) || in_t->rank != 4 ||
+        f_t->rank != 4 || out_t->rank != 4 || f_t->dims[3] != in_t->dims[3] || f_t->dims[0] != out_t->dims[3] ||
+        !input || !filter || !output) {
+        return tm_next_conv_2d_dsp(model, op); /* int16x8 beyond the im2col path, grouped, or malformed */
     }
     if (tm_dsp_conv_2d_wide(p, input, filter, (const int32_t *)tm_in_data(model, op, 2), output, in_t->dims, f_t->dims,
                             out_t->dims)) {
@@ -172,3 +192,5 @@ tm_status_t tm_kernel_conv_2d_dsp(const tm_model_t *model, const tm_op_t *op) {
     }
     return TM_OK;
 }
+
+#endif /* TM_HAVE_DSP */

@@ -16,6 +16,27 @@
  */
 #include "dsp_conv.h"
 
+/* Stack buffers (their sizes are the scratch of tm_dsp_conv_2d_gemm_scratch_bytes). */
+#define GEMM_COLUMN_SLOTS (2 * TM_DSP_GEMM_MAX_TAPS + 8) /* int16: the two pixels' taps */
+#define GEMM_STAGE_BYTES (TM_DSP_GEMM_MAX_TAPS + 4)      /* int8 taps of one pixel, in_c % 4 != 0 */
+#define GEMM_CHUNK_PAIRS 64 /* channel pairs per call of gemm_pairs: their 4 sums each */
+#define RQ_TABLE_CHANNELS 128 /* channels whose requantization table (3 words each) is built once per op */
+#define S16_CHUNK_PAIRS 32    /* int16x8: channel pairs per chunk, int32 and int64 sums */
+
+int32_t tm_dsp_conv_2d_gemm_scratch_bytes(int32_t in_c, uint8_t dtype) {
+    const int32_t columns = GEMM_COLUMN_SLOTS * (int32_t)sizeof(int16_t);
+    if (dtype == TM_INT16) { /* pixels_pair_s16's int64 sums around sums_s16's int32 ones */
+        return columns + 4 * S16_CHUNK_PAIRS * (int32_t)(sizeof(int64_t) + sizeof(int32_t));
+    }
+    const int32_t table = 3 * RQ_TABLE_CHANNELS * (int32_t)sizeof(int32_t);
+    const int32_t sums = 4 * GEMM_CHUNK_PAIRS * (int32_t)sizeof(int32_t); /* pixels_pair */
+    const int32_t stage = (in_c & 3) ? GEMM_STAGE_BYTES : 0;              /* fill_column_staged, not nested */
+    return columns + table + (stage > sums ? stage : sums);
+}
+
+#if TM_HAVE_DSP
+#include "dsp_common.h"
+
 typedef struct {
     const tm_conv_params_t *p;
     const int8_t *input; /* this batch */
@@ -88,7 +109,7 @@ static inline void copy_bytes(int8_t *d, const int8_t *s, int n) {
 __attribute__((noinline)) static void fill_column_staged(const gemm_ctx_t *g, int16_t *buf, int y0, int x0,
                                                          int col) {
     const tm_conv_params_t *p = g->p;
-    int8_t stage[TM_DSP_GEMM_MAX_TAPS + 4];
+    int8_t stage[GEMM_STAGE_BYTES];
     const int8_t zp = (int8_t)(-p->input_offset);
     const int run = g->f_w * g->in_c; /* bytes of one filter row */
     int8_t *d = stage;
@@ -238,9 +259,6 @@ __attribute__((naked)) static void gemm_pairs(gemm_job_t *job __attribute__((unu
         "pop     {r0, r4-r11, pc}\n");
 }
 
-/* Channel pairs per call of gemm_pairs: the sums of a chunk live on the stack (4 * 4 * 64 = 1 KiB). */
-#define GEMM_CHUNK_PAIRS 64
-
 /* The K % 4 last taps of channels [oc0, oc0 + 2 * pairs), added to the chunk's sums. */
 static void add_tail(const gemm_ctx_t *g, const int16_t *buf, int oc0, int pairs, int32_t *acc) {
     const int16_t *t = buf + 2 * g->k4;
@@ -381,9 +399,6 @@ __attribute__((naked)) static void requantize_pairs_sat(const rq_job_t *job __at
         "pop     {r4-r11, pc}\n");
 }
 
-/* Channels whose requantization table (12 bytes each) is built once per op: 1.5 KiB on the stack. */
-#define RQ_TABLE_CHANNELS 128
-
 /*
  * The table of requantize_pairs, if every shift is a right shift and out_c fits; else 0.  Returns 2 (the
  * table of requantize_pairs_sat) when the activation range is all of int8 and every offset * 2^right is
@@ -493,9 +508,8 @@ static void fill_column_s16(const gemm_ctx_t *g, int16_t *buf, int pix, int col)
     }
 }
 
-/* int16x8: channel pairs per chunk (int32 and int64 sums on the stack: 1.5 KiB), and taps per part
- * (the int32 sums of a part are exact: see TM_DSP_S16_EXACT_TAPS; parts add up in int64). */
-#define S16_CHUNK_PAIRS 32
+/* int16x8: taps per part (the int32 sums of a part are exact: see TM_DSP_S16_EXACT_TAPS; parts add up
+ * in int64). */
 #define S16_PART_TAPS 508
 
 /* Raw sums (no bias) of the chunk's channel pairs over all taps, in int64. */
@@ -555,7 +569,7 @@ static void pixels_pair_s16(const gemm_ctx_t *g, const int16_t *buf, int16_t *ou
 void tm_dsp_conv_2d_gemm_s16(const tm_conv_params_t *p, const int16_t *input, const int8_t *filter, const void *bias,
                              int16_t *output, const int32_t in_dims[4], const int32_t f_dims[4],
                              const int32_t out_dims[4]) {
-    int16_t buf[2 * TM_DSP_GEMM_MAX_TAPS + 8] __attribute__((aligned(8)));
+    int16_t buf[GEMM_COLUMN_SLOTS] __attribute__((aligned(8)));
     gemm_ctx_t g = {
         .p = p, .filter = filter, .bias_any = bias,
         .in_h = in_dims[1], .in_w = in_dims[2], .in_c = in_dims[3], .f_h = f_dims[1], .f_w = f_dims[2],
@@ -580,7 +594,7 @@ int tm_dsp_conv_2d_gemm_fits(int k) { return k <= TM_DSP_GEMM_MAX_TAPS; }
 
 void tm_dsp_conv_2d_gemm(const tm_conv_params_t *p, const int8_t *input, const int8_t *filter, const int32_t *bias,
                          int8_t *output, const int32_t in_dims[4], const int32_t f_dims[4], const int32_t out_dims[4]) {
-    int16_t buf[2 * TM_DSP_GEMM_MAX_TAPS + 8] __attribute__((aligned(8)));
+    int16_t buf[GEMM_COLUMN_SLOTS] __attribute__((aligned(8)));
     gemm_ctx_t g = {
         .p = p, .filter = filter, .bias = bias,
         .in_h = in_dims[1], .in_w = in_dims[2], .in_c = in_dims[3], .f_h = f_dims[1], .f_w = f_dims[2],
@@ -606,3 +620,5 @@ void tm_dsp_conv_2d_gemm(const tm_conv_params_t *p, const int8_t *input, const i
         }
     }
 }
+
+#endif /* TM_HAVE_DSP */

@@ -20,8 +20,9 @@
  * away from zero, floor((x + 2^(r-1) - [x < 0]) / 2^r), with the output offset o folded in as o * 2^r
  * (|x| < 2^30, |o * 2^r| < 2^27: no overflow), and SSAT #8 as the clamp.
  *
- * Scratch (stack, while a CONV_2D runs): widened weights 4 KiB + requantization table of up to 64
- * channels 1.3 KiB + column buffer 1 KiB + staging 260 B.
+ * Scratch (stack, while a CONV_2D runs): widened weights and columns, the requantization table of up to
+ * WIDE_MAX_CHUNK channels and, for in_c % 4 != 0, the staging of one pixel's taps; the bytes are
+ * tm_dsp_conv_2d_wide_scratch_bytes (the compiler's figure, host/compiler/ops/conv.py).
  */
 #include "dsp_conv.h"
 
@@ -30,6 +31,48 @@
 #define WIDE_WEIGHT_BYTES 4096
 #define WIDE_SCRATCH_BYTES 6144 /* widened weights + columns */
 #define WIDE_MAX_CHUNK 64 /* output channels per chunk (table) */
+#define WIDE_TABLE_WORDS (4 + 10 * (WIDE_MAX_CHUNK / 2)) /* see wide_pairs' table */
+#define WIDE_STAGE_BYTES (WIDE_MAX_TAPS + 8) /* int8 taps of one pixel, in_c % 4 != 0 */
+
+/*
+ * Whether an op of these dims takes the wide path, and how its output channels are split: channels per
+ * chunk (even) whose widened weights fit WIDE_WEIGHT_BYTES; with more than one chunk and few pixels, the
+ * columns of all pixels are filled once (WIDE_SCRATCH_BYTES less the columns for the weights) instead of
+ * once per chunk.  Declares pixels, max_chunk, cols_bytes, all_cols and chunks in the function that uses
+ * it and runs DECLINE where the dims or the activation range leave the op to the im2col path.  A macro
+ * rather than a function so that the kernel compiles to the code it had before the scratch-size
+ * function shared the plan (a function moved gcc's register allocation: -2,480 instructions on VWW).
+ */
+#define WIDE_PLAN(p, out_c, kp, PIXELS, DECLINE)                                                          \
+    if (((out_c) & 1) || (out_c) < 2 || (kp) > WIDE_MAX_TAPS || (p)->act_min != -128 ||                  \
+        (p)->act_max != 127) {                                                                            \
+        DECLINE;                                                                                          \
+    }                                                                                                     \
+    const int pixels = (PIXELS);                                                                          \
+    int max_chunk = WIDE_WEIGHT_BYTES / (2 * (kp));                                                       \
+    max_chunk = (max_chunk < WIDE_MAX_CHUNK ? max_chunk : WIDE_MAX_CHUNK) & ~1;                           \
+    const int cols_bytes = ((pixels + 1) / 2) * 4 * (kp);                                                 \
+    const int all_cols = (out_c) > max_chunk && cols_bytes + 2 * 2 * (kp) <= WIDE_SCRATCH_BYTES;          \
+    if (all_cols) {                                                                                       \
+        max_chunk = (WIDE_SCRATCH_BYTES - cols_bytes) / (2 * (kp));                                       \
+        max_chunk = (max_chunk < WIDE_MAX_CHUNK ? max_chunk : WIDE_MAX_CHUNK) & ~1;                       \
+    }                                                                                                     \
+    const int chunks = ((out_c) + max_chunk - 1) / max_chunk;                                             \
+    if (!all_cols && pixels < 2 * chunks) {                                                               \
+        DECLINE; /* few pixels and many chunks: the columns redone per chunk cost more than the faster    \
+                  * products save */                                                                      \
+    }
+
+int32_t tm_dsp_conv_2d_wide_scratch_bytes(const tm_conv_params_t *p, const tm_conv_dims_t *d) {
+    const int out_c = d->out_c, kp = (d->f_h * d->f_w * d->f_c + 3) & ~3;
+    WIDE_PLAN(p, out_c, kp, d->out_h * d->out_w, return 0)
+    const int32_t stage = (d->in_c & 3) ? WIDE_STAGE_BYTES : 0; /* wide_fill's, under the kernel's frame */
+    return WIDE_SCRATCH_BYTES + WIDE_TABLE_WORDS * (int32_t)sizeof(int32_t) + stage;
+}
+
+#if TM_HAVE_DSP
+#include "dsp_common.h"
+
 #define WIDE_STR(x) #x
 #define WIDE_XSTR(x) WIDE_STR(x)
 
@@ -200,7 +243,7 @@ static void wide_fill(const wide_ctx_t *c, int16_t *buf, int pix, int col) {
     }
     /* in_c not a multiple of 4: the taps as int8 in natural order first (out-of-image taps and the
      * padding = the input zero point, which adds 0), then widened */
-    int8_t stage[WIDE_MAX_TAPS + 8];
+    int8_t stage[WIDE_STAGE_BYTES];
     const int8_t zp = (int8_t)(-p->input_offset);
     int8_t *d = stage;
     for (int fy = 0; fy < c->f_h; ++fy, d += run) {
@@ -340,26 +383,7 @@ int tm_dsp_conv_2d_wide(const tm_conv_params_t *p, const int8_t *input, const in
                         int8_t *output, const int32_t in_dims[4], const int32_t f_dims[4], const int32_t out_dims[4]) {
     const int out_c = out_dims[3];
     const int k = f_dims[1] * f_dims[2] * f_dims[3], kp = (k + 3) & ~3;
-    if ((out_c & 1) || out_c < 2 || kp > WIDE_MAX_TAPS || p->act_min != -128 || p->act_max != 127) {
-        return 0;
-    }
-    const int pixels = out_dims[1] * out_dims[2];
-    /* channels per chunk (even) whose widened weights fit WIDE_WEIGHT_BYTES; with more than one chunk and
-     * few pixels, the columns of all pixels are filled once (WIDE_SCRATCH_BYTES less the columns for the
-     * weights) instead of once per chunk */
-    int max_chunk = WIDE_WEIGHT_BYTES / (2 * kp);
-    max_chunk = (max_chunk < WIDE_MAX_CHUNK ? max_chunk : WIDE_MAX_CHUNK) & ~1;
-    const int cols_bytes = ((pixels + 1) / 2) * 4 * kp;
-    const int all_cols = out_c > max_chunk && cols_bytes + 2 * 2 * kp <= WIDE_SCRATCH_BYTES;
-    if (all_cols) {
-        max_chunk = (WIDE_SCRATCH_BYTES - cols_bytes) / (2 * kp);
-        max_chunk = (max_chunk < WIDE_MAX_CHUNK ? max_chunk : WIDE_MAX_CHUNK) & ~1;
-    }
-    const int chunks = (out_c + max_chunk - 1) / max_chunk;
-    if (!all_cols && pixels < 2 * chunks) {
-        return 0; /* few pixels and many chunks: the columns redone per chunk cost more than the faster
-                   * products save */
-    }
+    WIDE_PLAN(p, out_c, kp, out_dims[1] * out_dims[2], return 0)
     for (int oc = 0; oc < out_c; ++oc) {
         if (tm_dsp_wide_rq(p, filter + oc * k, k, 1, bias, oc, 0) == WIDE_UNSUPPORTED) {
             return 0;
@@ -372,7 +396,7 @@ int tm_dsp_conv_2d_wide(const tm_conv_params_t *p, const int8_t *input, const in
 
     /* the widened weights, then the column buffer (one pixel pair, or all of them) */
     int32_t scratch[WIDE_SCRATCH_BYTES / 4] __attribute__((aligned(8)));
-    int32_t table[4 + 10 * (WIDE_MAX_CHUNK / 2)];
+    int32_t table[WIDE_TABLE_WORDS];
     int32_t *wbuf = scratch;
     int16_t *cols = (int16_t *)(void *)(scratch + (all_cols ? (WIDE_SCRATCH_BYTES - cols_bytes) / 4 : WIDE_WEIGHT_BYTES / 4));
     wide_ctx_t c = {
@@ -423,3 +447,5 @@ int tm_dsp_conv_2d_wide(const tm_conv_params_t *p, const int8_t *input, const in
     }
     return 1;
 }
+
+#endif /* TM_HAVE_DSP */

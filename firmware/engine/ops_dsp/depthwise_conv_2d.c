@@ -8,10 +8,48 @@
  * with SMLABB / SMLATT.  Taps outside the image are skipped by computing the
  * valid filter rows and columns once per output pixel.  Two output pixels of
  * a row that see the same valid columns share each widened filter word.
- * int16x8 and depth multipliers other than 1 go to the portable kernel.
+ * int16x8 and depth multipliers other than 1 go to the next kernel (tm_kernel_table.h).
  */
-#include "dsp_common.h"
 #include "dsp_conv.h"
+
+/*
+ * Tap-list path (filters of up to DW_MAX_TAPS taps): for each output pixel the in-image taps are listed
+ * once as (input byte offset, filter byte offset) pairs; then every group of 4 channels runs down the
+ * list in assembly, 13 instructions per tap (4 MACs), the 13 live values all in registers.
+ */
+#define DW_MAX_TAPS 64
+
+/* Channels whose requantization constants are prepared once per op (dw_rq_t and 3 table words each). */
+#define DW_MAX_PREPARED 256
+
+/* Per channel: multiplier and, for a right shift, right - 1 (else -1 - shift: the general path). */
+typedef struct {
+    int32_t multiplier, right_m1;
+} dw_rq_t;
+
+/* Words of the filter widened once per op (2 per tap and group of 4 channels: 3x3 filters up to 128
+ * channels); they share one buffer with dw3_run's table (DW3_GROUP_WORDS per group of 4 channels). */
+#define DW_WIDE_WORDS 576
+#define DW3_MAX_CH 128
+#define DW3_GROUP_WORDS 34
+#define DW_SHARED_WORDS (DW3_MAX_CH / 4 * DW3_GROUP_WORDS)
+_Static_assert(DW_SHARED_WORDS >= DW_WIDE_WORDS, "the widened filter fits the shared buffer");
+
+/* dw_by_taps' buffers for ops it takes (the direct path, beyond its limits, holds none). */
+int32_t tm_depthwise_conv_2d_dsp_scratch_bytes(const tm_conv_params_t *p, const tm_conv_dims_t *d, uint8_t dtype) {
+    if (!TM_KERNEL_TAKES(depthwise_conv_2d, dsp, dtype) || p->depth_multiplier != 1 || d->out_c != d->in_c ||
+        d->f_c != d->in_c) {
+        return TM_SCRATCH_NEXT;
+    }
+    if (d->f_h * d->f_w > DW_MAX_TAPS || d->in_c > DW_MAX_PREPARED) {
+        return 0;
+    }
+    return (int32_t)(2 * DW_MAX_TAPS * sizeof(int32_t) + DW_MAX_PREPARED * (sizeof(dw_rq_t) + 3 * sizeof(int32_t)) +
+                     DW_SHARED_WORDS * sizeof(int32_t));
+}
+
+#if TM_HAVE_DSP
+#include "dsp_common.h"
 
 typedef struct {
     const tm_conv_params_t *p;
@@ -89,12 +127,6 @@ static void dw_pixels(const dw_ctx_t *c, const int8_t *in_b, int xa, int xb, int
     }
 }
 
-/*
- * Tap-list path (filters of up to DW_MAX_TAPS taps): for each output pixel the in-image taps are listed
- * once as (input byte offset, filter byte offset) pairs; then every group of 4 channels runs down the
- * list in assembly, 13 instructions per tap (4 MACs), the 13 live values all in registers.
- */
-#define DW_MAX_TAPS 64
 
 /*
  * acc[0..3] += sum over the taps of (x + offset) * w, channels 0..3 of the words at in + taps[2i] and
@@ -151,17 +183,6 @@ static int list_taps(const dw_ctx_t *c, int fy0, int fy1, int fx0, int fx1, int3
     return n;
 }
 
-/* Words of the filter widened once per op (2 per tap and group of 4 channels: 2,304 bytes on the stack,
- * 3x3 filters up to 128 channels). */
-#define DW_WIDE_WORDS 576
-
-/* Channels whose requantization constants are prepared once per op (2 KiB + 3 KiB on the stack). */
-#define DW_MAX_PREPARED 256
-
-/* Per channel: multiplier and, for a right shift, right - 1 (else -1 - shift: the general path). */
-typedef struct {
-    int32_t multiplier, right_m1;
-} dw_rq_t;
 
 static void prepare_rq(const dw_ctx_t *c, dw_rq_t *rq) {
     for (int k = 0; k < c->ch; ++k) {
@@ -409,8 +430,6 @@ static void dw_pixel_asm(const dw_ctx_t *c, const dw_rq_t *rq, const int32_t *ta
  * SMMULR, the sign, the rounding constant with the output offset, ASR, SSAT; 6 instructions per output).
  * Table per group (DW3_GROUP_WORDS): 4 doubled biases, 9 x 2 doubled widened filter words, M, c, r x 4.
  */
-#define DW3_MAX_CH 128
-#define DW3_GROUP_WORDS 34
 
 /* Work of dw3_run (read by the assembly: keep the field offsets). */
 typedef struct {
@@ -520,7 +539,7 @@ static void dw_by_taps(const dw_ctx_t *c, const int8_t *in_b, int f_h, int out_h
     /* the filter widened for the pixels that see all of it (dw_pixel_groups_wide) */
     const int full = f_h * c->f_w, groups = c->ch / 4;
     /* the pre-widened filter, or dw3_run's table (interior pixels of a 3x3 filter) */
-    int32_t wide[DW3_MAX_CH / 4 * DW3_GROUP_WORDS] __attribute__((aligned(8)));
+    int32_t wide[DW_SHARED_WORDS] __attribute__((aligned(8)));
     /* output columns [rx0, rx1) and rows [ry0, ry1) whose window is the whole 3x3 filter */
     const int rx0 = (p->pad_w + p->stride_w - 1) / p->stride_w, ry0 = (p->pad_h + p->stride_h - 1) / p->stride_h;
     int rx1 = c->in_w >= 3 ? (c->in_w - 3 + p->pad_w) / p->stride_w + 1 : 0;
@@ -585,10 +604,10 @@ tm_status_t tm_kernel_depthwise_conv_2d_dsp(const tm_model_t *model, const tm_op
     const int8_t *input = (const int8_t *)tm_in_data(model, op, 0);
     const int8_t *filter = (const int8_t *)tm_in_data(model, op, 1);
     int8_t *output = (int8_t *)tm_out_data(model, op, 0);
-    if (!in_t || !f_t || in_t->dtype != TM_INT8 || p->depth_multiplier != 1 || in_t->rank != 4 || f_t->rank != 4 ||
-        out_t->rank != 4 || out_t->dims[3] != in_t->dims[3] || f_t->dims[3] != in_t->dims[3] || !input || !filter ||
-        !output) {
-        return tm_kernel_depthwise_conv_2d(model, op);
+    if (!in_t || !f_t || !TM_KERNEL_TAKES(depthwise_conv_2d, dsp, in_t->dtype) || p->depth_multiplier != 1 ||
+        in_t->rank != 4 || f_t->rank != 4 || out_t->rank != 4 || out_t->dims[3] != in_t->dims[3] ||
+        f_t->dims[3] != in_t->dims[3] || !input || !filter || !output) {
+        return tm_next_depthwise_conv_2d_dsp(model, op);
     }
     dw_ctx_t c = {
         .p = p, .filter = filter, .bias = (const int32_t *)tm_in_data(model, op, 2),
@@ -622,3 +641,5 @@ tm_status_t tm_kernel_depthwise_conv_2d_dsp(const tm_model_t *model, const tm_op
     }
     return TM_OK;
 }
+
+#endif /* TM_HAVE_DSP */

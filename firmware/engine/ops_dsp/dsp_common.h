@@ -16,8 +16,10 @@
 #ifndef TM_DSP_COMMON_H
 #define TM_DSP_COMMON_H
 
-#if !defined(__ARM_FEATURE_DSP)
-#error "ops_dsp/ needs a core with the DSP extension (build.py adds it only for those)"
+#include "tm_kernels.h"
+
+#if !TM_HAVE_DSP
+#error "include under #if TM_HAVE_DSP only: the build's core has no DSP extension (tm_kernel_table.h)"
 #endif
 
 #include <arm_acle.h>
@@ -25,7 +27,6 @@
 #include <string.h>
 
 #include "tm_fixedpoint.h"
-#include "tm_kernels.h"
 
 /* An unaligned 32-bit load (LDR allows unaligned addresses on these cores). */
 static inline uint32_t tm_ld32(const void *p) {

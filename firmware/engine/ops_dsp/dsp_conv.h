@@ -1,14 +1,18 @@
-/* dsp_conv.h - the im2col + matrix product path of the DSP CONV_2D kernel (conv_2d_gemm.c). */
+/* dsp_conv.h - the paths of the DSP CONV_2D kernel (conv_2d_gemm.c, conv_2d_wide.c) and what the depthwise
+ * kernel shares with them.  Plain C (no DSP instructions): the scratch-size functions compile for any target. */
 #ifndef TM_DSP_CONV_H
 #define TM_DSP_CONV_H
 
-#include "dsp_common.h"
+#include "tm_kernels.h"
 
-/* Taps per output pixel (f_h * f_w * in_c) the column buffer holds: two pixels of int16 on the
- * stack, 2 * 1024 * 2 + 16 = 4,112 bytes while a CONV_2D runs (docs/engine.md). */
+/* Taps per output pixel (f_h * f_w * in_c) the column buffer holds: two pixels of int16 on the stack
+ * while a CONV_2D runs (its bytes and the rest: tm_dsp_conv_2d_gemm_scratch_bytes). */
 #define TM_DSP_GEMM_MAX_TAPS 1024
 
 int tm_dsp_conv_2d_gemm_fits(int taps);
+
+/* Scratch of the im2col path over in_c input channels, int8 or int16x8 (conv_2d_gemm.c). */
+int32_t tm_dsp_conv_2d_gemm_scratch_bytes(int32_t in_c, uint8_t dtype);
 
 /* Per-channel requantization table (multiplier, right shift - 1, rounding constant) of the assembly
  * requantization: 0 when a shift is not a right shift, 1 plain, 2 with the output offset folded into the
@@ -24,6 +28,10 @@ void tm_dsp_conv_2d_gemm(const tm_conv_params_t *p, const int8_t *input, const i
  * the cases it does not cover (odd out_c, more than 256 taps, fused activations narrower than int8, ...). */
 int tm_dsp_conv_2d_wide(const tm_conv_params_t *p, const int8_t *input, const int8_t *filter, const int32_t *bias,
                         int8_t *output, const int32_t in_dims[4], const int32_t f_dims[4], const int32_t out_dims[4]);
+
+/* Scratch of the widened-weight path when the op's dims and activation range let it run (it may still
+ * decline for a channel's requantization, see tm_dsp_wide_rq), else 0 (conv_2d_wide.c). */
+int32_t tm_dsp_conv_2d_wide_scratch_bytes(const tm_conv_params_t *p, const tm_conv_dims_t *d);
 
 /* Requantization of channel oc by the wide kernels (conv_2d_wide.c, depthwise_conv_2d.c), which
  * compute SMMULR(2 acc, M), add c and the sign, shift right by r and saturate: the table words M, c, r

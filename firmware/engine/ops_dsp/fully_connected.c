@@ -4,18 +4,34 @@
  *
  * Depth up to FC_MAX_DEPTH: the input row is widened (int8) or reordered (int16) once,
  * then four units per pass in assembly.  Deeper int8 rows: two units per pass in C.
- * Weights with a zero point and deeper int16 rows go to the portable kernel.
+ * Weights with a zero point and deeper int16 rows go to the next kernel (tm_kernel_table.h).
  */
-#include "dsp_mac.h"
+#include "tm_kernels.h"
 
 /*
  * Widened-input path (depth up to FC_MAX_DEPTH): the input row is widened to int16 once, with the
- * offset added, into a stack buffer (2 KiB) in the order SXTB16 widens a weight word (elements
+ * offset added, into a stack buffer in the order SXTB16 widens a weight word (elements
  * 0, 2, 1, 3 of each group of 4); then four units per pass in assembly: per 4 elements one LDRD of
  * the input and, per unit, one weight word, two SXTB16 and two SMLAD (23 instructions per 16 MACs).
  */
 #define FC_MAX_DEPTH 1024
-#define FC_CHUNK_UNITS 128 /* sums of one call on the stack: 512 B */
+#define FC_CHUNK_UNITS 128 /* units whose sums one call keeps on the stack */
+#define FC_CHUNK_SUMS (FC_CHUNK_UNITS + 3) /* int32: fc_quads stores whole quads */
+
+/* The widened row and the sums of the path an op of these dims takes (deeper int8 rows: none). */
+int32_t tm_fully_connected_dsp_scratch_bytes(const tm_fc_params_t *p, const tm_fc_dims_t *d, uint8_t dtype) {
+    const int32_t row = FC_MAX_DEPTH * (int32_t)sizeof(int16_t), sums = FC_CHUNK_SUMS * (int32_t)sizeof(int32_t);
+    if (!TM_KERNEL_TAKES(fully_connected, dsp, dtype) || p->filter_offset != 0) {
+        return TM_SCRATCH_NEXT;
+    }
+    if (dtype == TM_INT16) { /* fc_s16's int64 sums around fc_chunk_s16's int32 ones */
+        return d->depth <= FC_MAX_DEPTH ? row + FC_CHUNK_UNITS * (int32_t)sizeof(int64_t) + sums : TM_SCRATCH_NEXT;
+    }
+    return d->depth <= FC_MAX_DEPTH ? row + sums : 0;
+}
+
+#if TM_HAVE_DSP
+#include "dsp_mac.h"
 
 /* Work of fc_quads (read and updated by the assembly: keep the field offsets). */
 typedef struct {
@@ -124,7 +140,7 @@ static void fc_chunk(const int16_t *buf, const int8_t *weights, int depth, int u
 static void fc_widened(const tm_fc_params_t *p, const int8_t *input, const int8_t *weights, const int32_t *bias,
                        int8_t *output, int batches, int units, int depth) {
     int16_t buf[FC_MAX_DEPTH] __attribute__((aligned(8)));
-    int32_t acc[FC_CHUNK_UNITS + 3];
+    int32_t acc[FC_CHUNK_SUMS];
     const int per_channel = p->n_multipliers > 1;
     for (int b = 0; b < batches; ++b) {
         widen_input(input + b * depth, depth, p->input_offset, buf);
@@ -163,7 +179,7 @@ static void reorder_input_s16(const int16_t *x, int depth, int16_t *buf) {
 
 /* int64 sums of units [u0, u0 + n) (n <= FC_CHUNK_UNITS), part by part. */
 static void fc_chunk_s16(const int16_t *buf, const int8_t *weights, int depth, int u0, int n, int64_t *sum) {
-    int32_t acc[FC_CHUNK_UNITS + 3];
+    int32_t acc[FC_CHUNK_SUMS];
     const int k4 = depth & ~3, quads = n / 4, rest = n % 4, last = (rest - 1) * depth;
     for (int u = 0; u < n; ++u) {
         sum[u] = 0;
@@ -222,15 +238,16 @@ tm_status_t tm_kernel_fully_connected_dsp(const tm_model_t *model, const tm_op_t
     const int8_t *weights = (const int8_t *)tm_in_data(model, op, 1);
     const int32_t *bias = (const int32_t *)tm_in_data(model, op, 2);
     int8_t *output = (int8_t *)tm_out_data(model, op, 0);
-    if (in_t && in_t->dtype == TM_INT16 && out_t->dtype == TM_INT16 && w_t && w_t->dtype == TM_INT8 &&
+    if (in_t && in_t->dtype == TM_INT16 && TM_KERNEL_TAKES(fully_connected, dsp, TM_INT16) &&
+        out_t->dtype == TM_INT16 && w_t && w_t->dtype == TM_INT8 &&
         w_t->rank == 2 && p->filter_offset == 0 && input && weights && output && w_t->dims[1] <= FC_MAX_DEPTH) {
         fc_s16(p, (const int16_t *)(const void *)input, weights, tm_in_data(model, op, 2), (int16_t *)(void *)output,
                tm_elements(out_t) / w_t->dims[0], w_t->dims[0], w_t->dims[1]);
         return TM_OK;
     }
-    if (!in_t || in_t->dtype != TM_INT8 || p->filter_offset != 0 || !input || !weights || !output || !w_t ||
-        w_t->rank != 2) {
-        return tm_kernel_fully_connected(model, op);
+    if (!in_t || in_t->dtype != TM_INT8 || !TM_KERNEL_TAKES(fully_connected, dsp, TM_INT8) || p->filter_offset != 0 ||
+        !input || !weights || !output || !w_t || w_t->rank != 2) {
+        return tm_next_fully_connected_dsp(model, op);
     }
     const int units = w_t->dims[0], depth = w_t->dims[1];
     const int batches = tm_elements(out_t) / units;
@@ -262,3 +279,5 @@ tm_status_t tm_kernel_fully_connected_dsp(const tm_model_t *model, const tm_op_t
     }
     return TM_OK;
 }
+
+#endif /* TM_HAVE_DSP */

@@ -7,15 +7,18 @@
  * 256 taps a sum is in [-32768, 32512], so the int16 lanes hold the portable
  * kernel's int32 sums exactly; the division (rounded half away from zero, by
  * the count of in-image taps) and the clamp are the portable expressions.
- * Windows of more than 256 taps go to the portable kernel.
+ * Windows of more than 256 taps go to the next kernel (tm_kernel_table.h).
  *
  * Max: SSUB8 sets a GE flag per byte where a >= b (the exact difference, not
  * the wrapped one), SEL takes the bytes of a there and of b elsewhere: a
  * per-byte signed maximum.  The maximum starts at INT8_MIN (as the portable
  * kernel does) and is clamped to the activation range the same way.
  *
- * int16 tensors go to the portable kernels.
+ * int16 tensors go to the next kernel (tm_kernel_table.h).
  */
+#include "tm_kernels.h"
+
+#if TM_HAVE_DSP
 #include "dsp_common.h"
 #include "../ops/pool_common.h"
 
@@ -147,12 +150,19 @@ static void max_pixel(const tm_pool_ctx_t *k, const int8_t *in, int rows, int co
     }
 }
 
+/* The walk takes int8 ops only; the others, and int8 when the table does not give it to this kernel, go on. */
 tm_status_t tm_kernel_average_pool_2d_dsp(const tm_model_t *model, const tm_op_t *op) {
     tm_status_t status;
-    return tm_pool_s8_walk(model, op, avg_pixel, 1, &status) ? status : tm_kernel_average_pool_2d(model, op);
+    return TM_KERNEL_TAKES(average_pool_2d, dsp, TM_INT8) && tm_pool_s8_walk(model, op, avg_pixel, 1, &status)
+               ? status
+               : tm_next_average_pool_2d_dsp(model, op);
 }
 
 tm_status_t tm_kernel_max_pool_2d_dsp(const tm_model_t *model, const tm_op_t *op) {
     tm_status_t status;
-    return tm_pool_s8_walk(model, op, max_pixel, 0, &status) ? status : tm_kernel_max_pool_2d(model, op);
+    return TM_KERNEL_TAKES(max_pool_2d, dsp, TM_INT8) && tm_pool_s8_walk(model, op, max_pixel, 0, &status)
+               ? status
+               : tm_next_max_pool_2d_dsp(model, op);
 }
+
+#endif /* TM_HAVE_DSP */

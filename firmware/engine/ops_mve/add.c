@@ -2,15 +2,19 @@
  * ADD, int8, on Helium, when both inputs have the output's element count (no
  * broadcasting): four elements per pass in 32-bit lanes, each rescaled with
  * tm_mve_requantize_n (TFLite's double rounding, bit for bit; mve_common.h).
- * Broadcasting and int16 go to the DSP (or portable) kernel.
+ * Broadcasting and int16 go to the next kernel (tm_kernel_table.h).
  */
 #include "mve_common.h"
 
-#if defined(TM_OPT_DSP)
-#define TM_ADD_FALLBACK tm_kernel_add_dsp
-#else
-#define TM_ADD_FALLBACK tm_kernel_add
-#endif
+/* No buffer; what it does not take goes to the next kernel, which may hold some. */
+int32_t tm_add_mve_scratch_bytes(const tm_shape_t *in1, const tm_shape_t *in2, const tm_shape_t *out, uint8_t dtype) {
+    const int32_t count = tm_shape_elements(out);
+    return TM_KERNEL_TAKES(add, mve, dtype) && tm_shape_elements(in1) == count && tm_shape_elements(in2) == count
+               ? 0
+               : TM_SCRATCH_NEXT;
+}
+
+#if TM_HAVE_MVE
 
 typedef struct {
     int32_t in1_offset, in2_offset, left_shift;
@@ -47,9 +51,9 @@ tm_status_t tm_kernel_add_mve(const tm_model_t *model, const tm_op_t *op) {
     const int8_t *in2 = (const int8_t *)tm_in_data(model, op, 1);
     int8_t *out = (int8_t *)tm_out_data(model, op, 0);
     const int32_t count = tm_elements(out_t);
-    if (!in1_t || !in2_t || !in1 || !in2 || !out || out_t->dtype != TM_INT8 || tm_elements(in1_t) != count ||
-        tm_elements(in2_t) != count) {
-        return TM_ADD_FALLBACK(model, op);
+    if (!in1_t || !in2_t || !in1 || !in2 || !out || !TM_KERNEL_TAKES(add, mve, out_t->dtype) ||
+        tm_elements(in1_t) != count || tm_elements(in2_t) != count) {
+        return tm_next_add_mve(model, op);
     }
     const add_vec_t a = {
         .in1_offset = p->input1_offset, .in2_offset = p->input2_offset, .left_shift = p->left_shift,
@@ -60,3 +64,5 @@ tm_status_t tm_kernel_add_mve(const tm_model_t *model, const tm_op_t *op) {
     add_s8(a, in1, in2, out, count);
     return TM_OK;
 }
+
+#endif /* TM_HAVE_MVE */

@@ -10,15 +10,32 @@
  * the four results are requantized together (tm_mve_requant4).  1x1 layers with
  * at most 16 input channels run whole output rows in one loop (row_1x1_small).
  * Grouped convolutions, int16x8 and patches larger than TM_MVE_PATCH_BYTES go to
- * the DSP (or portable) kernel.
+ * the next kernel (tm_kernel_table.h: the DSP one, else the portable one).
  */
 #include "mve_common.h"
 
-#if defined(TM_OPT_DSP)
-#define TM_CONV_FALLBACK tm_kernel_conv_2d_dsp
-#else
-#define TM_CONV_FALLBACK tm_kernel_conv_2d
-#endif
+/* 1x1 layers with at most 16 input channels run whole output rows (row_1x1_small). */
+#define TM_MVE_SMALL_1X1 16
+#define TM_MVE_SMALL_1X1_FILTER_BYTES 64 /* the four filter rows of a channel group, zero-padded */
+
+/* A 1x1 filter without padding whose windows all lie in the input: the patch is the pixel itself.  A macro,
+ * as the kernel's own expression was (an inline function changed its code generation). */
+#define CONV_ONE_BY_ONE(p, f_h, f_w, in_h, in_w, out_h, out_w)                                        \
+    ((f_h) == 1 && (f_w) == 1 && (p)->pad_h == 0 && (p)->pad_w == 0 &&                                \
+     ((out_h) - 1) * (p)->stride_h < (in_h) && ((out_w) - 1) * (p)->stride_w < (in_w))
+
+/* The tables of a channel chunk, with the 1x1 row loop's filter buffer or the im2col patch. */
+int32_t tm_conv_2d_mve_scratch_bytes(const tm_conv_params_t *p, const tm_conv_dims_t *d, uint8_t dtype) {
+    const int one_by_one = CONV_ONE_BY_ONE(p, d->f_h, d->f_w, d->in_h, d->in_w, d->out_h, d->out_w);
+    if (!TM_KERNEL_TAKES(conv_2d, mve, dtype) || d->f_c != d->in_c ||
+        (!one_by_one && d->f_h * d->f_w * d->f_c > TM_MVE_PATCH_BYTES)) {
+        return TM_SCRATCH_NEXT;
+    }
+    const int32_t tables = TM_MVE_CHANNEL_CHUNK / 4 * (int32_t)sizeof(tm_mve_group_t);
+    return tables + (one_by_one && d->in_c <= TM_MVE_SMALL_1X1 ? TM_MVE_SMALL_1X1_FILTER_BYTES : TM_MVE_PATCH_BYTES);
+}
+
+#if TM_HAVE_MVE
 
 typedef struct {
     int in_h, in_w, in_c, out_h, out_w, out_c, f_h, f_w, patch;
@@ -119,7 +136,6 @@ static void pixel_channels(int n, const int8_t *patch, const int8_t *w, const tm
  * buffer reached with immediate offsets, and one assembly loop runs along an
  * output row: per pixel one predicated load of the input, four VMLADAV, the
  * requantization (tm_mve_requant4) and a 4-byte store, 32 instructions. */
-#define TM_MVE_SMALL_1X1 16
 
 static void row_1x1_small(const int8_t *x, int x_step, int pixels, const int8_t *wbuf, const tm_mve_group_t *t,
                           const tm_mve_out_t *o, uint32_t pred, int8_t *out, int out_step) {
@@ -152,7 +168,7 @@ static void row_1x1_small(const int8_t *x, int x_step, int pixels, const int8_t 
 static void conv_1x1_small(const conv_geom_t *g, const tm_conv_params_t *p, const int8_t *in_b,
                            const int8_t *filter, const tm_mve_group_t *groups, const tm_mve_out_t *o, int c0,
                            int count, int8_t *out_b) {
-    int8_t wbuf[64] __attribute__((aligned(16)));
+    int8_t wbuf[TM_MVE_SMALL_1X1_FILTER_BYTES] __attribute__((aligned(16)));
     const uint32_t pred = vctp8q((uint32_t)g->in_c);
     const int x_step = p->stride_w * g->in_c, row_step = p->stride_h * g->in_w * g->in_c;
     int c = 0;
@@ -213,9 +229,10 @@ tm_status_t tm_kernel_conv_2d_mve(const tm_model_t *model, const tm_op_t *op) {
     const int8_t *filter = (const int8_t *)tm_in_data(model, op, 1);
     const int32_t *bias = (const int32_t *)tm_in_data(model, op, 2);
     int8_t *output = (int8_t *)tm_out_data(model, op, 0);
-    if (!in_t || !f_t || in_t->dtype != TM_INT8 || in_t->rank != 4 || f_t->rank != 4 || out_t->rank != 4 ||
-        f_t->dims[3] != in_t->dims[3] || f_t->dims[0] != out_t->dims[3] || !input || !filter || !output) {
-        return TM_CONV_FALLBACK(model, op);
+    if (!in_t || !f_t || !TM_KERNEL_TAKES(conv_2d, mve, in_t->dtype) || in_t->rank != 4 || f_t->rank != 4 ||
+        out_t->rank != 4 || f_t->dims[3] != in_t->dims[3] || f_t->dims[0] != out_t->dims[3] || !input || !filter ||
+        !output) {
+        return tm_next_conv_2d_mve(model, op);
     }
     const conv_geom_t g = {
         .in_h = in_t->dims[1], .in_w = in_t->dims[2], .in_c = in_t->dims[3],
@@ -223,10 +240,9 @@ tm_status_t tm_kernel_conv_2d_mve(const tm_model_t *model, const tm_op_t *op) {
         .f_h = f_t->dims[1], .f_w = f_t->dims[2], .patch = f_t->dims[1] * f_t->dims[2] * f_t->dims[3],
         .pad_value = (int8_t)-p->input_offset,
     };
-    const int one_by_one = g.f_h == 1 && g.f_w == 1 && p->pad_h == 0 && p->pad_w == 0 &&
-                           (g.out_h - 1) * p->stride_h < g.in_h && (g.out_w - 1) * p->stride_w < g.in_w;
+    const int one_by_one = CONV_ONE_BY_ONE(p, g.f_h, g.f_w, g.in_h, g.in_w, g.out_h, g.out_w);
     if (!one_by_one && g.patch > TM_MVE_PATCH_BYTES) {
-        return TM_CONV_FALLBACK(model, op);
+        return tm_next_conv_2d_mve(model, op);
     }
     for (int b = 0; b < in_t->dims[0]; ++b) {
         const int8_t *in_b = input + b * g.in_h * g.in_w * g.in_c;
@@ -239,3 +255,5 @@ tm_status_t tm_kernel_conv_2d_mve(const tm_model_t *model, const tm_op_t *op) {
     }
     return TM_OK;
 }
+
+#endif /* TM_HAVE_MVE */

@@ -13,19 +13,9 @@
  * bias, bias + offset * sum of the channel's filter (mve_common.h): a tap costs
  * 4 loads, 4 multiplies and 4 adds per 16 MACs; border pixels also add the
  * offset to the int16 input lanes.  int16x8 and depth multipliers > 1 go to the
- * DSP (or portable) kernel.
+ * next kernel (tm_kernel_table.h).
  */
 #include "mve_common.h"
-
-#if defined(TM_OPT_DSP)
-#define TM_DW_FALLBACK tm_kernel_depthwise_conv_2d_dsp
-#else
-#define TM_DW_FALLBACK tm_kernel_depthwise_conv_2d
-#endif
-
-typedef struct {
-    int in_h, in_w, c, out_h, out_w, f_h, f_w;
-} dw_geom_t;
 
 /* Tables of 16 channels in slot order (dw_slot_channel): effective bias (for
  * interior pixels), plain bias (border pixels), multiplier, shifts.  One
@@ -33,6 +23,32 @@ typedef struct {
 typedef struct {
     int32_t eff[16], bias[16], mult[16], left[16], right[16];
 } dw_group_t;
+
+/* 8-channel layers with stride_w 1: two neighbouring interior pixels fill the
+ * 16 lanes (pixel ox+1's input is 8 bytes after pixel ox's at every tap), with
+ * the filter duplicated per tap ([w 0..7, w 0..7], `wdup`) and the tables of
+ * channels 0..7 repeated in slots 8..15.  Their outputs are 8 bytes apart. */
+#define TM_DW_PAIR_TAPS 25 /* wdup: up to 5x5 taps x 16 bytes on the stack */
+
+typedef struct {
+    dw_group_t t;
+    int8_t wdup[TM_DW_PAIR_TAPS * 16];
+} dw_pair_t;
+
+/* dw_batch's tables of a channel chunk and its pair record (declared whether or not the op pairs). */
+int32_t tm_depthwise_conv_2d_mve_scratch_bytes(const tm_conv_params_t *p, const tm_conv_dims_t *d, uint8_t dtype) {
+    if (!TM_KERNEL_TAKES(depthwise_conv_2d, mve, dtype) || p->depth_multiplier != 1 || d->out_c != d->in_c ||
+        d->f_c != d->out_c) {
+        return TM_SCRATCH_NEXT;
+    }
+    return TM_MVE_CHANNEL_CHUNK / 16 * (int32_t)sizeof(dw_group_t) + (int32_t)sizeof(dw_pair_t);
+}
+
+#if TM_HAVE_MVE
+
+typedef struct {
+    int in_h, in_w, c, out_h, out_w, f_h, f_w;
+} dw_geom_t;
 
 /* The in-image taps of one output pixel, as the accumulation loops walk them. */
 typedef struct {
@@ -243,17 +259,6 @@ static void dw_window(const dw_geom_t *g, const tm_conv_params_t *p, const int8_
     win->w = filter + (fy0 * g->f_w + fx0) * g->c + c0;
 }
 
-/* 8-channel layers with stride_w 1: two neighbouring interior pixels fill the
- * 16 lanes (pixel ox+1's input is 8 bytes after pixel ox's at every tap), with
- * the filter duplicated per tap ([w 0..7, w 0..7], `wdup`) and the tables of
- * channels 0..7 repeated in slots 8..15.  Their outputs are 8 bytes apart. */
-#define TM_DW_PAIR_TAPS 25 /* wdup: up to 5x5 taps x 16 bytes on the stack */
-
-typedef struct {
-    dw_group_t t;
-    int8_t wdup[TM_DW_PAIR_TAPS * 16];
-} dw_pair_t;
-
 static int dw_pairs_apply(const dw_geom_t *g, const tm_conv_params_t *p) {
     return g->c == 8 && p->stride_w == 1 && g->f_h * g->f_w <= TM_DW_PAIR_TAPS;
 }
@@ -329,10 +334,10 @@ tm_status_t tm_kernel_depthwise_conv_2d_mve(const tm_model_t *model, const tm_op
     const int8_t *filter = (const int8_t *)tm_in_data(model, op, 1);
     const int32_t *bias = (const int32_t *)tm_in_data(model, op, 2);
     int8_t *output = (int8_t *)tm_out_data(model, op, 0);
-    if (!in_t || !f_t || in_t->dtype != TM_INT8 || in_t->rank != 4 || f_t->rank != 4 || out_t->rank != 4 ||
-        p->depth_multiplier != 1 || out_t->dims[3] != in_t->dims[3] || f_t->dims[3] != out_t->dims[3] || !input ||
-        !filter || !output) {
-        return TM_DW_FALLBACK(model, op);
+    if (!in_t || !f_t || !TM_KERNEL_TAKES(depthwise_conv_2d, mve, in_t->dtype) || in_t->rank != 4 || f_t->rank != 4 ||
+        out_t->rank != 4 || p->depth_multiplier != 1 || out_t->dims[3] != in_t->dims[3] ||
+        f_t->dims[3] != out_t->dims[3] || !input || !filter || !output) {
+        return tm_next_depthwise_conv_2d_mve(model, op);
     }
     const dw_geom_t g = {
         .in_h = in_t->dims[1], .in_w = in_t->dims[2], .c = in_t->dims[3],
@@ -343,3 +348,5 @@ tm_status_t tm_kernel_depthwise_conv_2d_mve(const tm_model_t *model, const tm_op
     }
     return TM_OK;
 }
+
+#endif /* TM_HAVE_MVE */

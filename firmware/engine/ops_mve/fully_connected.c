@@ -3,15 +3,17 @@
  * over the input row (two assembly loops of two units: per 16-byte load two
  * VMLADAVA and the two VADDVA sums of the weights for the input offset,
  * mve_common.h), the four results requantized together.  Same results as ops/fully_connected.c,
- * bit for bit; int16x8 goes to the DSP or portable kernel.
+ * bit for bit; int16x8 goes to the next kernel (tm_kernel_table.h).
  */
 #include "mve_common.h"
 
-#if defined(TM_OPT_DSP)
-#define TM_FC_FALLBACK tm_kernel_fully_connected_dsp
-#else
-#define TM_FC_FALLBACK tm_kernel_fully_connected
-#endif
+/* No buffer; what it does not take goes to the next kernel, which may hold some. */
+int32_t tm_fully_connected_mve_scratch_bytes(const tm_fc_params_t *p, const tm_fc_dims_t *d, uint8_t dtype) {
+    (void)d;
+    return TM_KERNEL_TAKES(fully_connected, mve, dtype) && p->filter_offset == 0 ? 0 : TM_SCRATCH_NEXT;
+}
+
+#if TM_HAVE_MVE
 
 static void fc_row(const tm_fc_params_t *p, const int8_t *in_row, const int8_t *weights, const int32_t *bias,
                    int units, int depth, int8_t *out_row) {
@@ -40,9 +42,9 @@ tm_status_t tm_kernel_fully_connected_mve(const tm_model_t *model, const tm_op_t
     const int8_t *weights = (const int8_t *)tm_in_data(model, op, 1);
     const int32_t *bias = (const int32_t *)tm_in_data(model, op, 2);
     int8_t *output = (int8_t *)tm_out_data(model, op, 0);
-    if (!in_t || in_t->dtype != TM_INT8 || p->filter_offset != 0 || !input || !weights || !output || !w_t ||
-        w_t->rank != 2) {
-        return TM_FC_FALLBACK(model, op);
+    if (!in_t || !TM_KERNEL_TAKES(fully_connected, mve, in_t->dtype) || p->filter_offset != 0 || !input || !weights ||
+        !output || !w_t || w_t->rank != 2) {
+        return tm_next_fully_connected_mve(model, op);
     }
     const int units = w_t->dims[0], depth = w_t->dims[1];
     const int batches = tm_elements(out_t) / units;
@@ -51,3 +53,5 @@ tm_status_t tm_kernel_fully_connected_mve(const tm_model_t *model, const tm_op_t
     }
     return TM_OK;
 }
+
+#endif /* TM_HAVE_MVE */

@@ -26,23 +26,30 @@
 #ifndef TM_MVE_COMMON_H
 #define TM_MVE_COMMON_H
 
-#if !defined(__ARM_FEATURE_MVE)
-#error "ops_mve/ needs a core with Helium (build.py adds it only for those)"
-#endif
-
-#include <arm_mve.h>
 #include <stdint.h>
 
-#include "tm_fixedpoint.h"
 #include "tm_kernels.h"
 
-/* Stack scratch (ops_mve/README.md lists every buffer): one im2col patch
+/* Stack scratch (the kernels' tm_*_mve_scratch_bytes count every buffer): one im2col patch
  * (filter_h x filter_w x in_c bytes) and the requantization tables of up to
  * TM_MVE_CHANNEL_CHUNK output channels (4 words each; depthwise 5).  Larger
- * patches use the DSP kernel; more channels are done chunk by chunk. */
+ * patches go to the next kernel; more channels are done chunk by chunk.  This part is plain C,
+ * for the scratch-size functions, which compile for any target. */
 #define TM_MVE_PATCH_BYTES 1152
 #define TM_MVE_CHANNEL_CHUNK 64 /* a multiple of 16 (depthwise: 16 lanes per pass) */
 _Static_assert(TM_MVE_CHANNEL_CHUNK % 16 == 0, "whole 16-lane groups");
+
+/* Requantization tables of four output channels, one 64-byte record per group
+ * so that one pointer reaches all four with immediate offsets. */
+typedef struct {
+    int32_t eff[4], mult[4], left[4], right[4];
+} tm_mve_group_t;
+
+#if TM_HAVE_MVE
+
+#include <arm_mve.h>
+
+#include "tm_fixedpoint.h"
 
 /* Requantization parameters of four lanes: Q31 multipliers, left and right shifts. */
 typedef struct {
@@ -140,12 +147,6 @@ static inline int32x4_t tm_mve_dot_1x4(const int8_t *x, const int8_t *const w[4]
     r = vsetq_lane_s32(a[2], r, 2);
     return vsetq_lane_s32(a[3], r, 3);
 }
-
-/* Requantization tables of four output channels, one 64-byte record per group
- * so that one pointer reaches all four with immediate offsets. */
-typedef struct {
-    int32_t eff[4], mult[4], left[4], right[4];
-} tm_mve_group_t;
 
 /* Output vectors of the requantization: offset, activation min and max. */
 typedef struct {
@@ -262,5 +263,7 @@ static inline void tm_mve_fill(int8_t *dst, int8_t value, int n) {
         : [n] "r"(n), [v] "w"(v)
         : "lr", "memory");
 }
+
+#endif /* TM_HAVE_MVE */
 
 #endif /* TM_MVE_COMMON_H */

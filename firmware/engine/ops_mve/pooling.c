@@ -9,7 +9,7 @@
  * Average: VLDRB.S16 widens 8 channels per load; two int16 sums per pass
  * (channels 0-7, 8-15).  With at most 256 taps a sum is in [-32768, 32512],
  * so the int16 lanes hold the portable int32 sums exactly (larger windows go
- * to the portable kernel).  The portable rounding division
+ * to the next kernel).  The portable rounding division
  *   acc > 0 ? (acc + h) / n : (acc - h) / n,   h = n / 2,
  * equals sign(acc) * floor((|acc| + h) / n) (for acc = 0 both are 0, h < n).
  * With N = |acc| + h < 2^16 and 2 <= n <= 256, floor(N / n) is the high word
@@ -20,9 +20,11 @@
  * VMOVLB/VMOVLT (even/odd int16 lanes) and go back with VMOVNB/VMOVNT, which
  * restores the channel order for the narrowing VSTRB.16.
  *
- * int16 tensors go to the portable kernels.
+ * int16 tensors go to the next kernel (tm_kernel_table.h).
  */
 #include "mve_common.h"
+
+#if TM_HAVE_MVE
 #include "../ops/pool_common.h"
 
 /* sign(v) * floor((|v| + half) / n) via the reciprocal `m` (n >= 2), clamped. */
@@ -118,12 +120,19 @@ static void max_pixel(const tm_pool_ctx_t *k, const int8_t *in, int rows, int co
     }
 }
 
+/* The walk takes int8 ops only; the others, and int8 when the table does not give it to this kernel, go on. */
 tm_status_t tm_kernel_average_pool_2d_mve(const tm_model_t *model, const tm_op_t *op) {
     tm_status_t status;
-    return tm_pool_s8_walk(model, op, avg_pixel, 1, &status) ? status : tm_kernel_average_pool_2d(model, op);
+    return TM_KERNEL_TAKES(average_pool_2d, mve, TM_INT8) && tm_pool_s8_walk(model, op, avg_pixel, 1, &status)
+               ? status
+               : tm_next_average_pool_2d_mve(model, op);
 }
 
 tm_status_t tm_kernel_max_pool_2d_mve(const tm_model_t *model, const tm_op_t *op) {
     tm_status_t status;
-    return tm_pool_s8_walk(model, op, max_pixel, 0, &status) ? status : tm_kernel_max_pool_2d(model, op);
+    return TM_KERNEL_TAKES(max_pool_2d, mve, TM_INT8) && tm_pool_s8_walk(model, op, max_pixel, 0, &status)
+               ? status
+               : tm_next_max_pool_2d_mve(model, op);
 }
+
+#endif /* TM_HAVE_MVE */

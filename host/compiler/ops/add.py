@@ -2,9 +2,30 @@
 
 from __future__ import annotations
 
+import math
+
 from host.compiler import quant
+from host.compiler.kernel_table import row_of
 from host.compiler.ops.base import LoweredOp, OpContext, qparams, register
 from host.compiler.ops.mul import elementwise_binary_problems
+from host.compiler.scratch import NEXT, per_kernel
+
+DSP_ADD_TABLE_MIN_ELEMENTS = 256   # ops_dsp/add.c ADD_TABLE_MIN_ELEMENTS
+DSP_ADD_TABLE_ENTRIES = 256        # ADD_TABLE_ENTRIES
+
+
+def add_scratch_bytes(kernel: str, in1: tuple[int, ...], in2: tuple[int, ...], out: tuple[int, ...],
+                      dtype: str) -> int:
+    """tm_add_<kernel>_scratch_bytes: bytes of scratch the kernel holds for ADD of these shapes, or NEXT."""
+    count = math.prod(out)
+    same = math.prod(in1) == count and math.prod(in2) == count
+    if not row_of("TM_OP_ADD").takes(kernel, dtype) or not same:
+        return NEXT
+    if kernel == "mve":
+        return 0
+    if kernel == "dsp":
+        return 2 * DSP_ADD_TABLE_ENTRIES * 4 if count >= DSP_ADD_TABLE_MIN_ELEMENTS else NEXT
+    raise ValueError(f"ADD has no {kernel} kernel with scratch")
 
 
 @register("ADD")
@@ -21,6 +42,8 @@ class Add:
         m2, sh2 = quant.quantize_multiplier(quant.f32(s2) / twice_max)
         mo, sho = quant.quantize_multiplier(twice_max / ((1 << left_shift) * quant.f32(so)))
         act_min, act_max = quant.activation_range(ctx.activation(0), dtype, so, zo)
+        shapes = tuple(tuple(t.shape) for t in (ctx.input(0), ctx.input(1), ctx.output()))
+        scratch = per_kernel(row_of("TM_OP_ADD"), lambda kernel: add_scratch_bytes(kernel, *shapes, dtype))
         return LoweredOp(
             kind="TM_OP_ADD",
             params_type="tm_add_params_t",
@@ -30,4 +53,5 @@ class Add:
                 "input1_shift": sh1, "input2_shift": sh2, "output_shift": sho,
                 "left_shift": left_shift, "act_min": act_min, "act_max": act_max,
             },
+            scratch=scratch,
         )

@@ -21,6 +21,9 @@ class LoweredOp:
     arrays: dict[str, tuple[str, list[int]]] = field(default_factory=dict)  # field -> (ctype, values)
     used_inputs: tuple[int, ...] | None = None  # inputs whose data the kernel reads (None: all)
     alias_output_to_input: bool = False         # output may share the input's bytes
+    # optimized kernel ("mve", "dsp") -> bytes of scratch it holds for this op, or scratch.NEXT when it
+    # hands the op to the next kernel of its row; absent kernels hold none (host/compiler/scratch.py)
+    scratch: dict[str, int] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

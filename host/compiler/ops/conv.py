@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from dataclasses import astuple, dataclass
+
 from host.compiler import quant
+from host.compiler.kernel_table import row_of
 from host.compiler.ops.base import (
     LoweredOp,
     OpContext,
@@ -14,9 +18,132 @@ from host.compiler.ops.base import (
     register,
     uses_64bit_accumulator,
 )
+from host.compiler.scratch import NEXT, per_kernel
 from host.tflite.reader import PADDINGS
 
 INT8 = ("int8",)
+
+
+@dataclass(frozen=True)
+class ConvDims:
+    """tm_conv_dims_t: NHWC input and output, filter OHWI (CONV_2D, f_c = in_c / groups) or 1HWC
+    (DEPTHWISE_CONV_2D, f_c = out_c)."""
+
+    batches: int
+    in_h: int
+    in_w: int
+    in_c: int
+    f_h: int
+    f_w: int
+    f_c: int
+    out_h: int
+    out_w: int
+    out_c: int
+
+    @classmethod
+    def of(cls, ctx: OpContext) -> ConvDims:
+        (n, in_h, in_w, in_c), (_, f_h, f_w, f_c) = ctx.input(0).shape, ctx.input(1).shape
+        _, out_h, out_w, out_c = ctx.output().shape
+        return cls(n, in_h, in_w, in_c, f_h, f_w, f_c, out_h, out_w, out_c)
+
+    def values(self) -> tuple[int, ...]:
+        return astuple(self)
+
+
+# The kernels' buffer sizes (the C constants of the same names).
+DSP_GEMM_MAX_TAPS = 1024                        # ops_dsp/dsp_conv.h TM_DSP_GEMM_MAX_TAPS
+DSP_GEMM_COLUMN_SLOTS = 2 * DSP_GEMM_MAX_TAPS + 8   # ops_dsp/conv_2d_gemm.c GEMM_COLUMN_SLOTS (int16)
+DSP_GEMM_STAGE_BYTES = DSP_GEMM_MAX_TAPS + 4    # GEMM_STAGE_BYTES
+DSP_GEMM_CHUNK_PAIRS = 64                       # GEMM_CHUNK_PAIRS
+DSP_RQ_TABLE_CHANNELS = 128                     # RQ_TABLE_CHANNELS
+DSP_S16_CHUNK_PAIRS = 32                        # S16_CHUNK_PAIRS
+WIDE_MAX_TAPS = 256                             # ops_dsp/conv_2d_wide.c WIDE_*
+WIDE_WEIGHT_BYTES = 4096
+WIDE_SCRATCH_BYTES = 6144
+WIDE_MAX_CHUNK = 64
+WIDE_TABLE_WORDS = 4 + 10 * (WIDE_MAX_CHUNK // 2)
+WIDE_STAGE_BYTES = WIDE_MAX_TAPS + 8
+DW_MAX_TAPS = 64                                # ops_dsp/depthwise_conv_2d.c DW_*
+DW_MAX_PREPARED = 256
+DW_RQ_BYTES = 8                                 # sizeof(dw_rq_t)
+DW_SHARED_WORDS = 128 // 4 * 34                 # DW3_MAX_CH / 4 * DW3_GROUP_WORDS
+MVE_PATCH_BYTES = 1152                          # ops_mve/mve_common.h TM_MVE_PATCH_BYTES
+MVE_CHANNEL_CHUNK = 64                          # TM_MVE_CHANNEL_CHUNK
+MVE_GROUP_BYTES = 64                            # sizeof(tm_mve_group_t)
+MVE_SMALL_1X1 = 16                              # ops_mve/conv_2d.c TM_MVE_SMALL_1X1
+MVE_SMALL_1X1_FILTER_BYTES = 64
+MVE_DW_GROUP_BYTES = 320                        # ops_mve/depthwise_conv_2d.c sizeof(dw_group_t)
+MVE_DW_PAIR_BYTES = MVE_DW_GROUP_BYTES + 25 * 16    # sizeof(dw_pair_t)
+
+
+def _dsp_gemm_scratch(in_c: int, dtype: str) -> int:
+    """tm_dsp_conv_2d_gemm_scratch_bytes."""
+    columns = DSP_GEMM_COLUMN_SLOTS * 2
+    if dtype == "int16":
+        return columns + 4 * DSP_S16_CHUNK_PAIRS * (8 + 4)
+    table = 3 * DSP_RQ_TABLE_CHANNELS * 4
+    sums = 4 * DSP_GEMM_CHUNK_PAIRS * 4
+    stage = DSP_GEMM_STAGE_BYTES if in_c % 4 else 0
+    return columns + table + max(stage, sums)
+
+
+def _wide_runs(p: Mapping[str, int], out_c: int, kp: int, pixels: int) -> bool:
+    """wide_plan (ops_dsp/conv_2d_wide.c): do the dims and activation range let the wide path run?"""
+    if out_c % 2 or out_c < 2 or kp > WIDE_MAX_TAPS or p["act_min"] != -128 or p["act_max"] != 127:
+        return False
+    max_chunk = min(WIDE_WEIGHT_BYTES // (2 * kp), WIDE_MAX_CHUNK) & ~1
+    cols_bytes = ((pixels + 1) // 2) * 4 * kp
+    all_cols = out_c > max_chunk and cols_bytes + 2 * 2 * kp <= WIDE_SCRATCH_BYTES
+    if all_cols:
+        max_chunk = min((WIDE_SCRATCH_BYTES - cols_bytes) // (2 * kp), WIDE_MAX_CHUNK) & ~1
+    chunks = -(-out_c // max_chunk)
+    return all_cols or pixels >= 2 * chunks
+
+
+def _dsp_wide_scratch(p: Mapping[str, int], d: ConvDims) -> int:
+    """tm_dsp_conv_2d_wide_scratch_bytes."""
+    kp = (d.f_h * d.f_w * d.f_c + 3) & ~3
+    if not _wide_runs(p, d.out_c, kp, d.out_h * d.out_w):
+        return 0
+    return WIDE_SCRATCH_BYTES + WIDE_TABLE_WORDS * 4 + (WIDE_STAGE_BYTES if d.in_c % 4 else 0)
+
+
+def conv_2d_scratch_bytes(kernel: str, p: Mapping[str, int], d: ConvDims, dtype: str) -> int:
+    """tm_conv_2d_<kernel>_scratch_bytes: bytes of scratch the kernel holds for this op, or NEXT.
+    `p`: the op's tm_conv_params_t fields."""
+    row = row_of("TM_OP_CONV_2D")
+    if kernel == "dsp":
+        taps = d.f_h * d.f_w * d.f_c
+        if d.f_c != d.in_c or not row.takes("dsp", dtype):
+            return NEXT
+        if dtype == "int16":
+            return _dsp_gemm_scratch(d.in_c, dtype) if p["input_offset"] == 0 and taps <= DSP_GEMM_MAX_TAPS else NEXT
+        gemm = _dsp_gemm_scratch(d.in_c, dtype) if taps <= DSP_GEMM_MAX_TAPS else 0
+        return max(_dsp_wide_scratch(p, d), gemm)
+    if kernel == "mve":
+        one_by_one = (d.f_h == 1 and d.f_w == 1 and p["pad_h"] == 0 and p["pad_w"] == 0
+                      and (d.out_h - 1) * p["stride_h"] < d.in_h and (d.out_w - 1) * p["stride_w"] < d.in_w)
+        if (not row.takes("mve", dtype) or d.f_c != d.in_c
+                or (not one_by_one and d.f_h * d.f_w * d.f_c > MVE_PATCH_BYTES)):
+            return NEXT
+        tables = MVE_CHANNEL_CHUNK // 4 * MVE_GROUP_BYTES
+        small = one_by_one and d.in_c <= MVE_SMALL_1X1
+        return tables + (MVE_SMALL_1X1_FILTER_BYTES if small else MVE_PATCH_BYTES)
+    raise ValueError(f"CONV_2D has no {kernel} kernel with scratch")
+
+
+def depthwise_conv_2d_scratch_bytes(kernel: str, p: Mapping[str, int], d: ConvDims, dtype: str) -> int:
+    """tm_depthwise_conv_2d_<kernel>_scratch_bytes: bytes of scratch the kernel holds, or NEXT."""
+    row = row_of("TM_OP_DEPTHWISE_CONV_2D")
+    if not row.takes(kernel, dtype) or p["depth_multiplier"] != 1 or d.out_c != d.in_c or d.f_c != d.in_c:
+        return NEXT
+    if kernel == "dsp":
+        if d.f_h * d.f_w > DW_MAX_TAPS or d.in_c > DW_MAX_PREPARED:
+            return 0   # the direct path
+        return 2 * DW_MAX_TAPS * 4 + DW_MAX_PREPARED * (DW_RQ_BYTES + 3 * 4) + DW_SHARED_WORDS * 4
+    if kernel == "mve":
+        return MVE_CHANNEL_CHUNK // 16 * MVE_DW_GROUP_BYTES + MVE_DW_PAIR_BYTES
+    raise ValueError(f"DEPTHWISE_CONV_2D has no {kernel} kernel with scratch")
 
 
 def _check_common(ctx: OpContext, activation_slot: int) -> list[str]:
@@ -54,6 +181,15 @@ def _geometry(ctx: OpContext, slots: dict[str, int], filter_hw: tuple[int, int])
 
 
 def _lower(ctx: OpContext, kind: str, geometry: dict[str, int], depth_multiplier: int, activation: str) -> LoweredOp:
+    lowered = _lower_params(ctx, kind, geometry, depth_multiplier, activation)
+    scratch = conv_2d_scratch_bytes if kind == "TM_OP_CONV_2D" else depthwise_conv_2d_scratch_bytes
+    dims, dtype = ConvDims.of(ctx), ctx.input(0).dtype
+    lowered.scratch = per_kernel(row_of(kind), lambda kernel: scratch(kernel, lowered.fields, dims, dtype))
+    return lowered
+
+
+def _lower_params(ctx: OpContext, kind: str, geometry: dict[str, int], depth_multiplier: int,
+                  activation: str) -> LoweredOp:
     in_scale, in_zp = qparams(ctx.input(0))
     out_scale, out_zp = qparams(ctx.output())
     filt = ctx.input(1)

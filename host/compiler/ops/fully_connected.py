@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from dataclasses import astuple, dataclass
+
 import numpy as np
 
 from host.compiler import quant
+from host.compiler.kernel_table import row_of
 from host.compiler.ops.base import (
     LoweredOp,
     OpContext,
@@ -16,6 +20,43 @@ from host.compiler.ops.base import (
     register,
     uses_64bit_accumulator,
 )
+from host.compiler.scratch import NEXT, per_kernel
+
+DSP_FC_MAX_DEPTH = 1024          # ops_dsp/fully_connected.c FC_MAX_DEPTH
+DSP_FC_CHUNK_UNITS = 128         # FC_CHUNK_UNITS
+DSP_FC_CHUNK_SUMS = DSP_FC_CHUNK_UNITS + 3   # FC_CHUNK_SUMS
+
+
+@dataclass(frozen=True)
+class FcDims:
+    """tm_fc_dims_t: input [batches, depth], weights [units, depth], output [batches, units]."""
+
+    batches: int
+    depth: int
+    units: int
+
+    @classmethod
+    def of(cls, ctx: OpContext) -> FcDims:
+        units, depth = ctx.input(1).shape
+        return cls(int(np.prod(ctx.output().shape)) // units, depth, units)
+
+    def values(self) -> tuple[int, ...]:
+        return astuple(self)
+
+
+def fully_connected_scratch_bytes(kernel: str, p: Mapping[str, int], d: FcDims, dtype: str) -> int:
+    """tm_fully_connected_<kernel>_scratch_bytes: bytes of scratch the kernel holds, or NEXT.
+    `p`: the op's tm_fc_params_t fields."""
+    if not row_of("TM_OP_FULLY_CONNECTED").takes(kernel, dtype) or p["filter_offset"] != 0:
+        return NEXT
+    if kernel == "mve":
+        return 0
+    if kernel == "dsp":
+        row, sums = DSP_FC_MAX_DEPTH * 2, DSP_FC_CHUNK_SUMS * 4
+        if dtype == "int16":
+            return row + DSP_FC_CHUNK_UNITS * 8 + sums if d.depth <= DSP_FC_MAX_DEPTH else NEXT
+        return row + sums if d.depth <= DSP_FC_MAX_DEPTH else 0
+    raise ValueError(f"FULLY_CONNECTED has no {kernel} kernel with scratch")
 
 
 @register("FULLY_CONNECTED")
@@ -49,7 +90,7 @@ class FullyConnected:
             mult, shift = quant.per_tensor_conv_multiplier(in_scale, float(weights.quant.scale[0]), out_scale)
             mults, shifts = [mult], [shift]
         act_min, act_max = quant.activation_range(ctx.activation(0), ctx.output().dtype, out_scale, out_zp)
-        return LoweredOp(
+        lowered = LoweredOp(
             kind="TM_OP_FULLY_CONNECTED",
             params_type="tm_fc_params_t",
             fields={
@@ -63,3 +104,7 @@ class FullyConnected:
             },
             arrays={"out_multiplier": ("int32_t", mults), "out_shift": ("int32_t", shifts)},
         )
+        dims, dtype = FcDims.of(ctx), ctx.input(0).dtype
+        lowered.scratch = per_kernel(row_of(lowered.kind),
+                                     lambda kernel: fully_connected_scratch_bytes(kernel, lowered.fields, dims, dtype))
+        return lowered

@@ -145,7 +145,7 @@ def test_stage_reference_int16_matches_integer_module() -> None:
 
 
 def test_info_without_stage_fields_parses_as_no_stage() -> None:
-    from tests.test_link_messages import info_payload
+    from tests.support.link import info_payload
 
     assert parse_info(info_payload()).preprocess_kind == 0
     info = parse_info(info_payload(extra=bytes([0, 2, 4, 100, 0, 1, 2, 3])))

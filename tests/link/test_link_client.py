@@ -9,7 +9,7 @@ import pytest
 from host.link.client import Client
 from host.link.frame import FrameDecoder, encode_frame
 from host.link.messages import PROTOCOL_VERSION, DeviceError, DeviceErrorFrame, Msg
-from tests.test_link_messages import info_payload
+from tests.support.link import info_payload
 
 
 class FakeTransport:

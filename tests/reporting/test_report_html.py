@@ -1,5 +1,5 @@
 """host.reporting (sections, classic, comparison, plots, files) and python -m host.report: HTML reports, regeneration,
-comparison, errors. The module layout and its import rules: tests/test_report_sections.py."""
+comparison, errors. The module layout and its import rules: tests/reporting/test_report_sections.py."""
 
 from __future__ import annotations
 

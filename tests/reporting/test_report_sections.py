@@ -14,8 +14,8 @@ from host.core.paths import ROOT
 from host.reporting import sections, text
 from host.reporting.document import as_json
 from host.reporting.sections import SECTIONS, render_study_html
-from tests.test_report_html import SECTIONS as ANCHORS
-from tests.test_report_html import synthetic_study, with_bitwidths_and_patch
+from tests.reporting.test_report_html import SECTIONS as ANCHORS
+from tests.reporting.test_report_html import synthetic_study, with_bitwidths_and_patch
 
 REPORTING = ROOT / "host" / "reporting"
 ALLOWED = ("host.core", "host.study.gallery", "host.reporting")

@@ -1,7 +1,7 @@
 /*
- * QUANTIZE float32 -> int8/int16 and DEQUANTIZE int8/int16 -> float32 on the single-precision
- * FPU of these cores (selected with the DSP kernels; without an FPU, or for other types, the
- * portable kernels run).  Same results as ops/quantize.c and ops/dequantize.c, bit for bit:
+ * QUANTIZE float32 -> int8/int16 and DEQUANTIZE int8/int16 -> float32 on a single-precision
+ * FPU (tm_kernel_table.h; other types go to the next kernel).  Same results as ops/quantize.c and
+ * ops/dequantize.c, bit for bit:
  *  - QUANTIZE: q = x / scale is the same float division; for |q| < 2^20 its integer part t
  *    (VCVT truncates) and fraction q - t are exact in float, so rounding half away from zero
  *    is t + (fraction >= 0.5); larger |q| (and NaN, as the portable kernel) saturate.
@@ -11,7 +11,7 @@
  */
 #include "tm_kernels.h"
 
-#if defined(__ARM_FP) && (__ARM_FP & 4)
+#if TM_HAVE_FPU
 
 static inline int32_t quantize_one(float x, float scale, int32_t zero_point, int32_t lo, int32_t hi) {
     const float q = x / scale;
@@ -25,14 +25,15 @@ static inline int32_t quantize_one(float x, float scale, int32_t zero_point, int
     return v < lo ? lo : (v > hi ? hi : v);
 }
 
-tm_status_t tm_kernel_quantize_dsp(const tm_model_t *model, const tm_op_t *op) {
+tm_status_t tm_kernel_quantize_fpu(const tm_model_t *model, const tm_op_t *op) {
     const tm_quantize_params_t *p = (const tm_quantize_params_t *)op->params;
     const tm_tensor_t *in_t = tm_in_tensor(model, op, 0);
     const tm_tensor_t *out_t = tm_out_tensor(model, op, 0);
     const float *x = (const float *)tm_in_data(model, op, 0);
     void *output = tm_out_data(model, op, 0);
-    if (!in_t || in_t->dtype != TM_FLOAT32 || !x || !output || (out_t->dtype != TM_INT8 && out_t->dtype != TM_INT16)) {
-        return tm_kernel_quantize(model, op);
+    if (!in_t || !TM_KERNEL_TAKES(quantize, fpu, in_t->dtype) || !x || !output ||
+        (out_t->dtype != TM_INT8 && out_t->dtype != TM_INT16)) {
+        return tm_next_quantize_fpu(model, op);
     }
     const float scale = p->scale;
     const int32_t zp = p->zero_point, n = tm_elements(out_t);
@@ -50,14 +51,14 @@ tm_status_t tm_kernel_quantize_dsp(const tm_model_t *model, const tm_op_t *op) {
     return TM_OK;
 }
 
-tm_status_t tm_kernel_dequantize_dsp(const tm_model_t *model, const tm_op_t *op) {
+tm_status_t tm_kernel_dequantize_fpu(const tm_model_t *model, const tm_op_t *op) {
     const tm_quantize_params_t *p = (const tm_quantize_params_t *)op->params;
     const tm_tensor_t *in_t = tm_in_tensor(model, op, 0);
     const tm_tensor_t *out_t = tm_out_tensor(model, op, 0);
     const void *input = tm_in_data(model, op, 0);
     float *y = (float *)tm_out_data(model, op, 0);
-    if (!in_t || !input || !y || out_t->dtype != TM_FLOAT32 || (in_t->dtype != TM_INT8 && in_t->dtype != TM_INT16)) {
-        return tm_kernel_dequantize(model, op);
+    if (!in_t || !input || !y || out_t->dtype != TM_FLOAT32 || !TM_KERNEL_TAKES(dequantize, fpu, in_t->dtype)) {
+        return tm_next_dequantize_fpu(model, op);
     }
     const float scale = p->scale;
     const int32_t zp = p->zero_point, n = tm_elements(out_t);
@@ -75,11 +76,4 @@ tm_status_t tm_kernel_dequantize_dsp(const tm_model_t *model, const tm_op_t *op)
     return TM_OK;
 }
 
-#else /* no single-precision FPU: the portable kernels */
-
-tm_status_t tm_kernel_quantize_dsp(const tm_model_t *model, const tm_op_t *op) { return tm_kernel_quantize(model, op); }
-tm_status_t tm_kernel_dequantize_dsp(const tm_model_t *model, const tm_op_t *op) {
-    return tm_kernel_dequantize(model, op);
-}
-
-#endif
+#endif /* TM_HAVE_FPU */
