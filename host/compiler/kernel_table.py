@@ -2,7 +2,7 @@
 
 The C header is the one place that decides which kernel backs each op: per op, and per CPU feature
 (Helium, the DSP extension, a single-precision FPU), the types of op the optimized kernel takes.
-This module only reads it; tests/test_kernel_table.py checks the reading against the C compiler's.
+This module only reads it; tests/engine/test_kernel_table.py checks the reading against the C compiler's.
 
     python -m host.compiler.kernel_table mve dsp fpu    # which kernel runs each op on such a core
 """

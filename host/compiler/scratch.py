@@ -3,7 +3,7 @@
 Each kernel that holds scratch has a C function tm_<op>_<feature>_scratch_bytes(params, dims, type)
 next to its buffers (firmware/engine/ops_<feature>/); the op's lowering (host/compiler/ops/<op>.py)
 computes the same with one Python function per op, for every optimized kernel of its row in the
-kernel table, and tests/test_kernel_scratch.py checks both agree.  A kernel that hands an op to the
+kernel table, and tests/engine/test_kernel_scratch.py checks both agree.  A kernel that hands an op to the
 next one of its row answers NEXT; portable kernels hold none.
 
 The scratch lives on the stack, one op at a time (no statics, no heap): the arena does not change

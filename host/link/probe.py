@@ -12,7 +12,7 @@ The serial port is found by the USB VID:PID of the board file (`[uart] usb`), ma
 by serial number when there are several, or given with --port (any pyserial URL or device path).
 
 Every failure is a UserError naming what is missing and how to fix it. Nothing here can run without
-hardware; tests/test_real_boards.py drives these functions with a fake pyOCD, a temporary directory
+hardware; tests/link/test_real_boards.py drives these functions with a fake pyOCD, a temporary directory
 posing as the drive and fake list_ports results.
 """
 

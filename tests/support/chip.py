@@ -14,7 +14,7 @@ from host.core.boards import load_board
 from host.emulators.launch import boot_elf
 from host.engine.build import build_firmware
 from host.engine.reference import ReferenceInterpreter
-from tests.test_kernels_native import random_input
+from tests.engine.test_kernels_native import random_input
 
 
 def assert_bit_exact_on_chip(board_name: str, out_dir: Path, data: bytes, label: str, rng: np.random.Generator,

@@ -9,7 +9,7 @@ from host.compiler import compile_tflite
 from host.core.paths import SHARED_DIR
 from host.engine.native import NativeModel
 from host.engine.reference import ReferenceInterpreter
-from tests.test_kernels_native import random_input
+from tests.engine.test_kernels_native import random_input
 
 MODELS = {
     "kws": "mlperf-tiny/kws_ref_model.tflite",

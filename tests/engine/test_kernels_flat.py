@@ -18,8 +18,8 @@ from host.compiler.types import DTYPE_CODES
 from host.engine.native import kernel_library
 from host.engine.reference import ReferenceInterpreter
 from host.tflite.reader import Operator, Subgraph, parse_model
+from tests.engine.test_kernels_native import random_input
 from tests.support.tflite_builder import GENERATORS
-from tests.test_kernels_native import random_input
 
 SEEDS = 6
 I16, I32, F32, PTR = ctypes.c_int16, ctypes.c_int32, ctypes.c_float, ctypes.c_void_p

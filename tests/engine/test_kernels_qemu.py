@@ -1,6 +1,6 @@
 """A sample of the randomized single-op and multi-op models, built as firmware and run on the
 emulated Cortex-M4: the cross-compiled engine must match TFLite Micro exactly as the host build does
-(tests/test_kernels_native.py runs many more seeds host-natively)."""
+(tests/engine/test_kernels_native.py runs many more seeds host-natively)."""
 
 from __future__ import annotations
 

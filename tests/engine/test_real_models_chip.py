@@ -1,6 +1,6 @@
 """Real models with real inputs on the emulated chip: the first CIFAR-10 test images through the
 MLPerf Tiny and David-and-Goliath ResNets, bit-exact with TFLite Micro and correctly classified.
-(Random inputs through every shared model on every board: tests/test_boards.py.)"""
+(Random inputs through every shared model on every board: tests/core/test_boards.py.)"""
 
 from __future__ import annotations
 

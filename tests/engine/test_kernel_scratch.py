@@ -20,7 +20,7 @@ from host.compiler.ops.fully_connected import FcDims, fully_connected_scratch_by
 from host.compiler.scratch import NEXT
 from host.compiler.types import DTYPE_CODES
 from host.engine.native import kernel_library
-from tests.test_kernels_flat import PARAMS, ConvDimsC, FcDimsC, shape_of
+from tests.engine.test_kernels_flat import PARAMS, ConvDimsC, FcDimsC, shape_of
 
 CASES = 400
 DTYPES = ("int8", "int16", "float32")

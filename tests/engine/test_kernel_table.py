@@ -16,7 +16,7 @@ from host.core.boards import load_board
 from host.engine.build import cflags, cpu_features
 from host.engine.native import CFLAGS
 
-ENGINE = Path(__file__).resolve().parents[1] / "firmware" / "engine"
+ENGINE = Path(__file__).resolve().parents[2] / "firmware" / "engine"
 BOARDS = {"mps2-an386": ("dsp", "fpu"), "mps2-an500": ("dsp", "fpu"), "mps3-an547": ("mve", "dsp", "fpu")}
 needs_arm_gcc = pytest.mark.skipif(shutil.which("arm-none-eabi-gcc") is None,
                                    reason="needs gcc-arm-none-eabi (make deps)")

@@ -6,7 +6,7 @@ channel counts 1-40 (word and vector tails, non-multiples of 4 and 16), SAME/VAL
 filters up to 6x6, batches, fused activations, global pools (KWS's 25x5x64, ResNet's 8x8x64, VWW's 3x3x256),
 256 taps (the int16 sums' limit), 272 taps and int16 tensors (portable fallback). Besides random inputs every
 model sees all -128, all 127 and a random mix of the two (the sums' extremes).
-More seeds: `python -m pytest -m slow tests/test_kernels_pool.py`."""
+More seeds: `python -m pytest -m slow tests/engine/test_kernels_pool.py`."""
 
 from __future__ import annotations
 
@@ -22,9 +22,9 @@ from host.emulators.launch import boot_elf
 from host.engine.build import build_firmware
 from host.engine.reference import ReferenceInterpreter
 from host.tflite.reader import parse_model
+from tests.engine.test_kernels_native import random_input
 from tests.support.chip import default_suite_boards
 from tests.support.tflite_builder import ACTIVATIONS, GraphBuilder, _activation_qparams, fb
-from tests.test_kernels_native import random_input
 
 pytestmark = [
     pytest.mark.qemu,

@@ -5,7 +5,7 @@ loops, odd channel counts and odd output widths, padding, strides, dilation, per
 the real models of ../shared, built for mps2-an386 (M4), mps2-an500 (M7) and mps3-an547 (M55).
 
 Each board keeps one build directory for the whole session, so a model costs one compile of model.c,
-a link and a QEMU boot. More seeds: `python -m pytest -m slow tests/test_kernels_opt.py`."""
+a link and a QEMU boot. More seeds: `python -m pytest -m slow tests/engine/test_kernels_opt.py`."""
 
 from __future__ import annotations
 

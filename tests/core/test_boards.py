@@ -221,7 +221,7 @@ def test_link_overflow_names_the_region(digits: CompiledModel, tmp_path: Path,
 @pytest.fixture(scope="module")
 def digits_runs(digits: CompiledModel, tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple[int, list[int]]]:
     """The portable kernels on every board: the same C everywhere, so costs are comparable across
-    boards (the optimized kernels differ per CPU: tests/test_kernels_opt.py)."""
+    boards (the optimized kernels differ per CPU: tests/engine/test_kernels_opt.py)."""
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("TM_KERNELS", "portable")
         return {name: run_model(digits, DEFAULT_MODEL, load_board(name), count=5,
