@@ -1,13 +1,13 @@
 """Every precision of one float model: float (Keras, host), int16x8 and int8 (.tflite).
 
-Command: `python -m host.quantize` (host/quantize.py).
+`quantize` converts with the TFLite converter on a batch-1 trace (every shape static),
+`quantize_cached` keeps the result under build/quantized/ keyed by the model, the
+representative set, the precision and the TensorFlow version, `experiment_models` gathers every
+precision of a study. The command is `python -m host.quantize` (host/quantize.py, whose help
+says what the conversion does); docs/quantize.md.
 
-Post-training full-integer quantization with the TFLite converter, on a batch-1
-trace of the model so every shape is static (a Flatten/Reshape then converts to
-one RESHAPE instead of SHAPE/STRIDED_SLICE/PACK, which the engine does not run).
-Conversions are deterministic and cached under build/quantized/, keyed by
-(float model sha256, representative set sha256, precision, TensorFlow version).
-See docs/quantize.md.
+Imports: host.core, host.tflite, host.compiler, host.engine, host.backends; TensorFlow inside
+functions only.
 """
 
 from __future__ import annotations
