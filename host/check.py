@@ -6,6 +6,11 @@ Micro reference interpreter, and prints ops, memory, cost and a verdict line
 `bit-exact K/N` (exit 0 only when K == N). On a mismatch it replays the
 first failing input through a debug build that keeps every tensor and names
 the first op whose output differs from the reference (library: host.backends.verify).
+
+`--cycles` adds estimated CPU cycles and the latency at the board's clock (QEMU's
+cycle plugin and the CPU's timing table, docs/performance.md); a board whose CPU
+has no table, or a QEMU that refuses the plugin, is said so on stderr and the
+check goes on with instructions.
 """
 
 from __future__ import annotations
@@ -16,11 +21,12 @@ import sys
 from pathlib import Path
 
 from host.backends.inputs import parse_inputs, parse_range
-from host.backends.verify import check, localize, native_runner, run_on_chip, summary_lines
+from host.backends.verify import ChipCycles, check, localize, native_runner, run_on_chip, summary_lines
 from host.compiler import CompiledModel, compile_tflite
 from host.core.boards import load_board
 from host.core.errors import UserError, run_cli
 from host.core.paths import DEFAULT_BOARD
+from host.core.timing import CycleEstimate
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -37,6 +43,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help="chip: build, boot and run on the board; native: the same engine built for this host")
     parser.add_argument("--profile", action="store_true",
                         help="print instructions per op of the last inference (chip only)")
+    parser.add_argument("--cycles", action="store_true",
+                        help="also estimate CPU cycles and latency with QEMU's cycle plugin and the CPU's timing "
+                        "table (boards/cpus/; per op with --profile; docs/performance.md)")
     return parser
 
 
@@ -44,22 +53,31 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.target == "chip":
         load_board(args.board)  # an unknown board fails before compiling
-    elif args.profile:
-        raise UserError("--profile needs the chip (--target chip): the host build has no tick counter")
+    elif args.profile or args.cycles:
+        option = "--profile" if args.profile else "--cycles"
+        raise UserError(f"{option} needs the chip (--target chip): the host build has no tick counter")
     model = compile_tflite(args.model)
     inputs, count = parse_inputs(args.inputs, model, args.seed, parse_range(args.input_range), args.num)
+    chip_cycles: ChipCycles | None = None
     if args.target == "native":
         runner, target = native_runner(model), "host-native engine (same C as the firmware)"
         exact, total, first, first_inputs, costs = check(args.model, runner, model, inputs, count)
     else:
-        chip = run_on_chip(args.model, model, args.board, inputs, count, profile=args.profile)
+        chip = run_on_chip(args.model, model, args.board, inputs, count, profile=args.profile, cycles=args.cycles)
         (exact, total, first, first_inputs, costs), target = chip.result, chip.target
+        chip_cycles = chip.cycles
+        if chip.cycles_note:
+            print(chip.cycles_note, file=sys.stderr)
         if chip.ticks is not None:
-            print_profile(model, chip.ticks, chip.instructions_per_tick)
+            per_op = chip.cycles.per_op if chip.cycles else None
+            print_profile(model, chip.ticks, chip.instructions_per_tick, per_op)
     for line in summary_lines(model, args.model, target):
         print(line)
     if costs:
         print(f"cost     {statistics.median(costs):,.0f} instructions per inference (median of {len(costs)})")
+    if chip_cycles is not None and chip_cycles.per_inference:
+        for line in cycle_lines(chip_cycles, load_board(args.board).clock_hz):
+            print(line)
     if first is not None:
         print(f"mismatch sample {first.index}, output {first.output} at {first.position}: "
               f"ours {first.ours}, reference {first.golden}")
@@ -69,14 +87,37 @@ def main(argv: list[str] | None = None) -> int:
     return 0 if exact == total else 1
 
 
-def print_profile(model: CompiledModel, ticks: list[int], per_tick: int | None) -> None:
-    """Ticks per op of the last inference, largest share first marked."""
+def print_profile(model: CompiledModel, ticks: list[int], per_tick: int | None,
+                  cycles: list[CycleEstimate] | None = None) -> None:
+    """Ticks per op of the last inference and their share; with `cycles`, the estimated cycles per op."""
     total = sum(ticks) or 1
     unit = "instructions" if per_tick else "ticks"
     scale = per_tick or 1
+    if cycles:
+        p_low, p_high = cycles[0].refill
+        unit += f"; estimated cycles at P = {p_low} and P = {p_high}"
     print(f"profile  per op, last inference ({unit}):")
     for index, (op, t) in enumerate(zip(model.ops, ticks, strict=False)):
-        print(f"  {index:3d} {op:22s} {t * scale:>14,} {100.0 * t / total:6.1f} %")
+        line = f"  {index:3d} {op:22s} {t * scale:>14,} {100.0 * t / total:6.1f} %"
+        if cycles and index < len(cycles):
+            line += f" {cycles[index].low:>14,} {cycles[index].high:>14,}"
+        print(line)
+
+
+def cycle_lines(cycles: ChipCycles, clock_hz: int) -> list[str]:
+    """Median estimated cycles per inference, CPI and the latency at the board's clock."""
+    low = statistics.median(e.low for e in cycles.per_inference)
+    high = statistics.median(e.high for e in cycles.per_inference)
+    instructions = statistics.median(e.instructions for e in cycles.per_inference)
+    p_low, p_high = cycles.per_inference[0].refill
+    n = len(cycles.per_inference)
+    return [
+        f"cycles   {low:,.0f}–{high:,.0f} estimated {cycles.timing.name} cycles per inference (P = {p_low}..{p_high}, "
+        f"median of {n}; {instructions:,.0f} instructions counted by the plugin, "
+        f"CPI {low / instructions:.2f}–{high / instructions:.2f})",
+        f"latency  {1e3 * low / clock_hz:,.2f}–{1e3 * high / clock_hz:,.2f} ms at {clock_hz / 1e6:g} MHz "
+        "(estimated: zero wait states unless the board file gives some; docs/performance.md)",
+    ]
 
 
 if __name__ == "__main__":

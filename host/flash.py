@@ -23,6 +23,7 @@ from pathlib import Path
 from host.backends.inputs import parse_range
 from host.core.errors import run_cli
 from host.core.paths import DEFAULT_BOARD, DEFAULT_MODEL
+from host.emulators.cycles import CyclesUnavailable, build_plugin
 from host.link.flashing import flash
 
 MLPERF_ENV, MLPERF_MODEL_ENV = "MLPERF", "MLPERF_MODEL"   # make flash MLPERF=1 [MLPERF_MODEL=kws01]
@@ -63,6 +64,8 @@ def main(argv: list[str] | None = None) -> int:
           f"{image.flash_bytes - model.weights_bytes:,}; RAM is the peak (statics, arena, stack: no heap)")
     print(f"flashed  {image.board.name} ({image.board.description.split(':')[0]}): {target / 'firmware.elf'} "
           f"in {time.monotonic() - started:.1f} s" + (" [MLPerf Tiny mode]" if args.mlperf else ""))
+    if image.board.emulator_kind == "qemu":
+        prepare_cycle_plugin()
     if args.preprocess:
         print(f"stage    {args.preprocess} on the input before every inference; INFER reports its ticks apart "
               "(docs/protocol.md)")
@@ -70,6 +73,15 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     print("next     the MLPerf Tiny runner, see docs/mlperf.md" if args.mlperf else "next     python -m host.evaluate")
     return 0
+
+
+def prepare_cycle_plugin() -> None:
+    """Build QEMU's cycle plugin with the firmware (cached; `host.check --cycles` loads it). Flashing
+    does not need it: a plugin that cannot be built is a warning here."""
+    try:
+        build_plugin()
+    except CyclesUnavailable as err:
+        print(f"warning: {err.message.splitlines()[0]} (only `--cycles` needs it)", file=sys.stderr)
 
 
 if __name__ == "__main__":

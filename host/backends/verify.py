@@ -1,6 +1,9 @@
 """Is a model bit-exact? Run inputs through a target (the chip, or the host-native build of the
 engine) and through the TFLite Micro reference; name the first differing op on a mismatch.
 
+With `cycles`, the chip's QEMU also loads the cycle plugin (host.emulators.cycles) and every
+inference gets an estimated cycle count from the CPU's timing table (host.core.timing).
+
 Imports: host.core, host.tflite, host.compiler, host.engine, host.emulators.
 """
 
@@ -8,6 +11,7 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Callable, Iterator
+from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -15,9 +19,12 @@ import numpy as np
 
 from host.compiler import CompiledModel
 from host.compiler.compile import compile_bytes
-from host.core.boards import load_board
+from host.core.boards import Board, load_board
+from host.core.errors import UserError
+from host.core.timing import CpuTiming, CycleEstimate, timing_for, wait_states
+from host.emulators.cycles import CyclePlugin, CyclesUnavailable
 from host.emulators.launch import boot_elf
-from host.engine.build import build_firmware
+from host.engine.build import FirmwareImage, build_firmware
 from host.engine.native import NativeModel
 from host.engine.reference import ReferenceInterpreter
 from host.tflite.reader import parse_model
@@ -115,30 +122,87 @@ def _progress(items: Iterator[list[np.ndarray]], total: int) -> Iterator[list[np
 
 
 @dataclass
+class ChipCycles:
+    """Estimated cycles of each inference, and per op of the last one (--profile)."""
+    timing: CpuTiming
+    per_inference: list[CycleEstimate]
+    per_op: list[CycleEstimate] | None
+
+
+@dataclass
 class ChipCheck:
-    """check()'s tuple, the target's description and the last inference's ticks per op (--profile)."""
+    """check()'s tuple, the target's description and the last inference's ticks per op (--profile);
+    with cycles asked: the estimates, or why there are none (`cycles_note`: no model, plugin unusable)."""
     result: tuple[int, int, Mismatch | None, list[np.ndarray] | None, list[int]]
     target: str
     ticks: list[int] | None
     instructions_per_tick: int | None
+    cycles: ChipCycles | None = None
+    cycles_note: str | None = None
 
 
 def run_on_chip(model_path: Path, model: CompiledModel, board_name: str, inputs: Iterator[list[np.ndarray]],
-                count: int, profile: bool = False) -> ChipCheck:
+                count: int, profile: bool = False, cycles: bool = False) -> ChipCheck:
     """Build the model's firmware for the board, boot it, and check every input against the reference.
 
-    The image is built in build/<board>/<model>/ (the flashed image in build/flash/ is left alone)."""
+    The image is built in build/<board>/<model>/ (the flashed image in build/flash/ is left alone).
+    `cycles`: count cycles with QEMU's plugin when the board's CPU has a timing model; when it has
+    none, or the plugin cannot be built or loaded, the check runs without and says why."""
     board = load_board(board_name)
     image = build_firmware(model, board)
     where = f"emulated by {board.emulator['kind']}" if board.emulated else "hardware"
     target = (f"{board.name} ({board.cpu}, {where}); firmware flash {image.flash_bytes:,} B, "
               f"RAM {image.ram_bytes:,} B")
-    with boot_elf(board, image.elf, model.sha256) as device:
+    timing, plugin, note = _cycle_counting(board, image, profile) if cycles else (None, None, None)
+    return _check_on_chip(model_path, model, board, image, inputs, count, profile, target, timing, plugin, note)
+
+
+def _cycle_counting(board: Board, image: FirmwareImage,
+                    profile: bool) -> tuple[CpuTiming | None, CyclePlugin | None, str | None]:
+    timing = timing_for(board)
+    if timing is None:
+        return None, None, (f"board {board.name}: no cycle model for {board.cpu} (boards/cpus/{board.cpu}.toml "
+                            "is absent; docs/performance.md): instructions only")
+    if board.emulator_kind != "qemu":
+        return None, None, f"board {board.name}: cycles are counted in QEMU only: instructions only"
+    try:
+        return timing, CyclePlugin.for_firmware(board, image.elf, profile), None
+    except CyclesUnavailable as error:
+        return None, None, f"error: {error}"
+
+
+def _check_on_chip(model_path: Path, model: CompiledModel, board: Board, image: FirmwareImage,
+                   inputs: Iterator[list[np.ndarray]], count: int, profile: bool, target: str,
+                   timing: CpuTiming | None, plugin: CyclePlugin | None, note: str | None) -> ChipCheck:
+    estimates: list[CycleEstimate] = []
+    last_segments: tuple[dict[str, int], ...] = ()
+    with ExitStack() as stack:
+        if plugin is not None:
+            stack.callback(plugin.discard)  # after QEMU has stopped
+        try:
+            device = stack.enter_context(boot_elf(board, image.elf, model.sha256, plugin=plugin))
+        except CyclesUnavailable as error:
+            if plugin is None:
+                raise
+            # QEMU refused the plugin before running anything: the same check without cycles.
+            timing, plugin, note = None, None, f"error: {error}"
+            device = stack.enter_context(boot_elf(board, image.elf, model.sha256))
 
         def run(sample: list[np.ndarray]) -> tuple[list[np.ndarray], int | None]:
+            nonlocal last_segments
             outputs, result = device.infer_arrays(*sample)
+            if plugin is not None and timing is not None:
+                windows = plugin.read_windows()
+                if not windows:
+                    raise UserError(f"the cycle plugin recorded no window for an inference ({plugin.output})")
+                estimates.append(timing.estimate(windows[-1].counts, wait_states(board)))
+                last_segments = windows[-1].segments
             return outputs, result.instructions
 
         result = check(model_path, run, model, inputs, count)
         ticks = device.profile() if profile else None
-    return ChipCheck(result, target, ticks, board.instructions_per_tick)
+    chip_cycles = None
+    if timing is not None and plugin is not None:
+        per_op = [timing.estimate(s, wait_states(board)) for s in last_segments[1:1 + len(model.ops)]]
+        chip_cycles = ChipCycles(timing, estimates, per_op if profile and per_op else None)
+    return ChipCheck(result, target, ticks, board.instructions_per_tick, chip_cycles, note)

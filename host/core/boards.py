@@ -61,6 +61,7 @@ class MemoryRegion:
     length: int
     name: str = ""
     holds: tuple[str, ...] = ()
+    wait_states: int = 0      # extra cycles per data access and per fetched word (the cycle model)
 
     @property
     def end(self) -> int:
@@ -254,7 +255,10 @@ def _region(memory: dict, key: str, extra: bool) -> MemoryRegion:
         holds = tuple(raw)
     elif "holds" in table:
         raise BoardFieldError(f"{where}.holds", "only extra regions take 'holds' (RAM holds the rest)")
-    return MemoryRegion(origin, length, key, holds)
+    wait_states = _get(table, "wait_states", int, where, 0)
+    if wait_states < 0:
+        raise BoardFieldError(f"{where}.wait_states", f"must be 0 or more, got {wait_states}")
+    return MemoryRegion(origin, length, key, holds, wait_states)
 
 
 def _board_from_toml(name: str, directory: Path, data: dict) -> Board:

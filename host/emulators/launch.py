@@ -14,31 +14,42 @@ from pathlib import Path
 from host.core.boards import Board, load_board
 from host.core.errors import UserError
 from host.core.paths import DEFAULT_BOARD
+from host.emulators.cycles import CyclePlugin, CyclesUnavailable
 from host.emulators.qemu import QemuProcess
 from host.emulators.renode import RenodeProcess
 from host.link.device import LINK_ENV, Device, attach_owned, connect
 from host.link.images import read_flashed
 from host.link.probe import find_serial_port
 
-# kind -> (display name, launcher(board, elf, cpus)); Renode is not bound to cores.
-Launcher = Callable[[Board, Path, "set[int] | None"], QemuProcess]
+# kind -> (display name, launcher(board, elf, cpus, cycle plugin)); Renode is not bound to cores and
+# counts no cycles.
+Launcher = Callable[[Board, Path, "set[int] | None", "CyclePlugin | None"], QemuProcess]
+
+
+def _renode(board: Board, elf: Path, cpus: set[int] | None, plugin: CyclePlugin | None) -> QemuProcess:
+    if plugin is not None:
+        raise CyclesUnavailable(f"board {board.name} runs in Renode: cycles are counted in QEMU only")
+    return RenodeProcess(board, elf)
+
+
 LAUNCHERS: dict[str, tuple[str, Launcher]] = {
-    "qemu": ("QEMU", lambda board, elf, cpus: QemuProcess(board, elf, cpus=cpus)),
-    "renode": ("Renode", lambda board, elf, cpus: RenodeProcess(board, elf)),
+    "qemu": ("QEMU", lambda board, elf, cpus, plugin: QemuProcess(board, elf, cpus=cpus, plugin=plugin)),
+    "renode": ("Renode", _renode),
 }
 
 
 @contextmanager
 def boot_elf(spec: Board, elf: Path, model_sha256: bytes, timeout_s: float = 30.0,
-             window: int = 1, cpus: set[int] | None = None) -> Iterator[Device]:
+             window: int = 1, cpus: set[int] | None = None, plugin: CyclePlugin | None = None) -> Iterator[Device]:
     """Run a firmware ELF on an emulated board; the emulator always stops on exit.  QEMU is
-    bound to `cpus` (None: one core, round-robin; empty: not bound); Renode is not bound."""
+    bound to `cpus` (None: one core, round-robin; empty: not bound); Renode is not bound.
+    `plugin`: QEMU's cycle plugin (host.emulators.cycles), whose counts the caller reads."""
     if not spec.emulated:
         raise UserError(f"board {spec.name} is not emulated: connect to it with a link URL",
                         hint=f"{LINK_ENV}=rfc2217://HOST:PORT (or /dev/ttyACM0), or --port; see docs/boards.md")
     name, launch = LAUNCHERS[spec.emulator_kind]
-    with launch(spec, elf, cpus) as emulator, attach_owned(spec, emulator.start(), model_sha256, timeout_s, window,
-                                                           describe=f"board {spec.name} ({name})") as device:
+    with launch(spec, elf, cpus, plugin) as emulator, attach_owned(
+            spec, emulator.start(), model_sha256, timeout_s, window, describe=f"board {spec.name} ({name})") as device:
         yield device
 
 

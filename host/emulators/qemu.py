@@ -31,6 +31,7 @@ import serial
 
 from host.core.boards import Board
 from host.core.errors import UserError
+from host.emulators.cycles import CyclePlugin, CyclesUnavailable, Window, load_error
 from host.engine.build import build_calibration
 
 QEMU_HINT = "install QEMU: sudo apt-get install qemu-system-arm"
@@ -65,13 +66,18 @@ class QemuProcess:
     All its threads are bound to `cpus` (default: one core, round-robin; an empty set: not
     bound).  Under -icount the guest runs in one thread and the UART in the main-loop thread,
     which hand every UART byte to each other: on one core that hand-off is a cheap switch,
-    across cores a wake-up of a sleeping thread (docs/evaluate.md, "Several devices")."""
+    across cores a wake-up of a sleeping thread (docs/evaluate.md, "Several devices").
 
-    def __init__(self, board: Board, elf: Path, boot_timeout_s: float = 20.0, cpus: set[int] | None = None) -> None:
+    `plugin`: the cycle plugin (host.emulators.cycles), loaded only when given; it leaves the
+    -icount instruction counts unchanged."""
+
+    def __init__(self, board: Board, elf: Path, boot_timeout_s: float = 20.0, cpus: set[int] | None = None,
+                 plugin: CyclePlugin | None = None) -> None:
         if board.emulator.get("kind") != "qemu":
             raise UserError(f"board {board.name} is not emulated by QEMU")
         self.board, self.elf, self.boot_timeout_s = board, elf, boot_timeout_s
         self.cpus = one_core() if cpus is None else cpus
+        self.plugin = plugin
         self.process: subprocess.Popen[bytes] | None = None
         self.port = 0
 
@@ -87,22 +93,36 @@ class QemuProcess:
             # nodelay: QEMU writes the UART byte by byte; Nagle would add ~40 ms per reply.
             "-serial", f"tcp:127.0.0.1:{port},server=on,wait=on,nodelay=on",
             "-kernel", str(self.elf),
+            *(self.plugin.qemu_args() if self.plugin else []),
         ]
 
     def start(self) -> serial.SerialBase:
         """Start QEMU and return a connected link (QEMU waits for it before running)."""
+        stderr = "no output"
         for _ in range(5):
             self.launch()
             link = self._connect()
             if link is not None:
-                return link
+                try:
+                    if self._plugin_loaded():
+                        return link
+                finally:
+                    if self.plugin is not None and not self.plugin.started():
+                        link.close()
+                self.process.wait(timeout=5)  # type: ignore[union-attr]  # QEMU exits when a plugin fails
+            stderr = self._stderr()
             self.stop()
-        raise UserError(f"QEMU did not start for board {self.board.name}: {self._stderr()}", hint=QEMU_HINT)
+            plugin_error = load_error(stderr) if self.plugin else None
+            if plugin_error is not None:
+                raise plugin_error
+        raise UserError(f"QEMU did not start for board {self.board.name}: {stderr}", hint=QEMU_HINT)
 
     def launch(self) -> int:
         """Start QEMU without connecting; returns the TCP port of its UART, where it waits for
         one client (e.g. a host.link.faultproxy or an RFC 2217 bridge) before running the firmware."""
         self.port = free_port()
+        if self.plugin is not None:
+            self.plugin.reset()
         self.process = subprocess.Popen(self.command(self.port), stdin=subprocess.DEVNULL,
                                         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
                                         preexec_fn=die_with_parent)
@@ -120,6 +140,21 @@ class QemuProcess:
             except serial.SerialException:
                 time.sleep(0.05)
         return None
+
+    def _plugin_loaded(self) -> bool:
+        """QEMU loads plugins once the UART's client is connected: wait for the cycle plugin's header
+        (or for QEMU to exit, which it does when a plugin cannot be loaded)."""
+        if self.plugin is None:
+            return True
+        deadline = time.monotonic() + self.boot_timeout_s
+        while time.monotonic() < deadline:
+            if self.plugin.started():
+                return True
+            if not self.alive():
+                return False
+            time.sleep(0.01)
+        raise CyclesUnavailable(f"the cycle plugin did not start within {self.boot_timeout_s:.0f} s "
+                                f"({self.plugin.output} has no header)")
 
     def _stderr(self) -> str:
         if self.process is None or self.process.stderr is None or self.process.poll() is None:
@@ -190,10 +225,11 @@ class Calibration:
         return abs((self.ticks[1] - self.ticks[0]) - expected_ticks) <= ticks_tolerance
 
 
-def calibrate(board: Board, timeout_s: float = 60.0) -> Calibration:
-    """Build and boot the calibration firmware; read its measurement line from the UART."""
+def calibrate(board: Board, timeout_s: float = 60.0, plugin: CyclePlugin | None = None) -> Calibration:
+    """Build and boot the calibration firmware; read its measurement line from the UART.
+    `plugin`: with the cycle plugin loaded (which must not change the ticks)."""
     image = build_calibration(board)
-    with QemuProcess(board, image.elf) as qemu:
+    with QemuProcess(board, image.elf, plugin=plugin) as qemu:
         link = qemu.start()
         try:
             line = _read_line(link, b"calibrate ", timeout_s)
@@ -216,3 +252,22 @@ def _read_line(link: serial.SerialBase, prefix: bytes, timeout_s: float) -> str:
         if end >= 0:
             return buffer[start:end].decode("ascii", errors="replace")
     raise UserError(f"no calibration output within {timeout_s:.0f} s", hint="the firmware did not boot")
+
+
+def run_windows(board: Board, elf: Path, plugin: CyclePlugin, count: int, timeout_s: float = 20.0) -> list[Window]:
+    """Boot a bare-metal ELF with the cycle plugin until it has recorded `count` windows (e.g. the
+    micro-benchmarks of tests/emulators/test_cycles.py); the ELF's UART is connected and ignored."""
+    windows: list[Window] = []
+    with QemuProcess(board, elf, plugin=plugin) as qemu:
+        link = qemu.start()
+        try:
+            deadline = time.monotonic() + timeout_s
+            while len(windows) < count and time.monotonic() < deadline:
+                windows += plugin.read_windows()
+                time.sleep(0.02)
+        finally:
+            link.close()
+    plugin.discard()
+    if len(windows) < count:
+        raise CyclesUnavailable(f"{elf}: {len(windows)} of {count} windows recorded within {timeout_s:.0f} s")
+    return windows

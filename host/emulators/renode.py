@@ -12,7 +12,7 @@ and host.link.device connects with pyserial's socket:// URL, as for QEMU.
     python -m host.renode command [--board ...]                                    # print the command line
 
 Renode is not installed in this repository's environment: booting is skipped with a clear reason
-(tests/test_renode.py, tests/renode/*.robot); the script and command line are tested.
+(tests/emulators/test_renode.py, tests/renode/*.robot); the script and command line are tested.
 """
 
 from __future__ import annotations
