@@ -16,11 +16,17 @@
  *                     m-warmup-start-W, m-warmup-done, m-infer-start-N, m-lap-us-T0,
  *                     m-lap-us-T1, m-infer-done, m-results-[...]
  *   results           m-results-[s0,s1,...]: the outputs of the last inference, dequantized, 3 decimals
+ *                     (ad01: m-results-[s], one anomaly score, below)
  * Errors are "e-[...]" lines.  At boot: m-timestamp-mode-performance, m-lap-us-T, m-init-done, m-ready.
  *
  * The `db` bytes are the model's input tensors, concatenated, in their own type (what the framed
- * protocol's INFER takes); -DTM_MLPERF_INPUT_UINT8=1 subtracts 128 from every byte first (uint8 data
- * files for an int8 input).  Timestamps: SysTick ticks * 10^6 / CPU_CLOCK_HZ (ticks_now, 64-bit).
+ * protocol's INFER takes).  Per benchmark, as the reference submissions' th_load_tensor / th_results:
+ *   ic01, vww01  the data files are uint8 pixels: 128 is subtracted from every byte for an int8 input
+ *                (-DTM_MLPERF_INPUT_UINT8=1 forces that for any model id, =0 turns it off);
+ *   ad01         the result is one anomaly score, m-results-[%0.3f] of the mean squared error between
+ *                the autoencoder's output and its input over all its elements (calculate_result of the
+ *                reference: single precision, summed in order, divided by the element count).
+ * Timestamps: SysTick ticks * 10^6 / CPU_CLOCK_HZ (ticks_now, 64-bit).
  * No heap, no printf: fixed buffers and the formatting below. */
 #ifdef TM_MLPERF_MODE
 #include <stddef.h>
@@ -41,7 +47,7 @@
 #define TM_MLPERF_MODEL_ID NULL /* NULL: the model's name */
 #endif
 #ifndef TM_MLPERF_INPUT_UINT8
-#define TM_MLPERF_INPUT_UINT8 0
+#define TM_MLPERF_INPUT_UINT8 (-1) /* -1: by model id (ic01, vww01 with int8 inputs); 0 off; 1 on */
 #endif
 #define MAX_TOKENS 4
 
@@ -51,6 +57,8 @@ static int cmd_overflow;
 static uint8_t db[TM_MLPERF_DB_BYTES] __attribute__((aligned(8)));
 static uint32_t db_size, db_pos;
 static int have_results;
+static int input_uint8;  /* subtract 128 from every db byte (uint8 data files, int8 input) */
+static int anomaly_score; /* ad01: one score, the MSE between output and input */
 
 /* ---- output ------------------------------------------------------------------------------ */
 
@@ -119,13 +127,13 @@ static void load_inputs(void) {
         const int16_t index = tm_model.inputs[i];
         uint8_t *dst = (uint8_t *)tm_tensor_ptr(&tm_model, index);
         const uint32_t n = tm_model.tensors[index].bytes;
-#if TM_MLPERF_INPUT_UINT8
-        for (uint32_t k = 0; k < n; ++k) {
-            dst[k] = (uint8_t)(src[k] - 128u);
+        if (input_uint8) {
+            for (uint32_t k = 0; k < n; ++k) {
+                dst[k] = (uint8_t)(src[k] - 128u);
+            }
+        } else {
+            memcpy(dst, src, n);
         }
-#else
-        memcpy(dst, src, n);
-#endif
         src += n;
     }
 }
@@ -159,9 +167,58 @@ static uint32_t element_size(uint8_t dtype) {
     }
 }
 
+/* Element k of a quantized or float tensor stored at p, dequantized in single precision as the
+ * reference's DequantizeInt8ToFloat: (float)(q - zero_point) * scale. */
+static float element_f32(const tm_tensor_t *t, const uint8_t *p, uint32_t k) {
+    int32_t q;
+    switch (t->dtype) {
+    case TM_INT8: q = ((const int8_t *)p)[k]; break;
+    case TM_UINT8: q = p[k]; break;
+    case TM_INT16: q = ((const int16_t *)p)[k]; break;
+    default: {
+        float f;
+        memcpy(&f, p + 4u * k, sizeof f); /* TM_FLOAT32; the db buffer's bytes need not be aligned */
+        return f;
+    }
+    }
+    return (float)(q - t->zero_point) * t->scale;
+}
+
+/* ad01: the mean squared error between the first output and the first input (the input as loaded in
+ * `db`, before the engine consumed it), summed in order in single precision as the reference's
+ * calculate_result; -1 when the two do not have the same element count. */
+static int anomaly_mse(float *mse) {
+    const tm_tensor_t *in = &tm_model.tensors[tm_model.inputs[0]];
+    const tm_tensor_t *out = &tm_model.tensors[tm_model.outputs[0]];
+    const uint32_t count = out->bytes / element_size(out->dtype);
+    if (count == 0u || in->bytes / element_size(in->dtype) != count || in->dtype == TM_INT32 ||
+        in->dtype == TM_INT64 || out->dtype == TM_INT32 || out->dtype == TM_INT64) {
+        return -1;
+    }
+    const uint8_t *out_p = (const uint8_t *)tm_tensor_ptr(&tm_model, tm_model.outputs[0]);
+    float diffsum = 0.0f;
+    for (uint32_t k = 0; k < count; ++k) {
+        const float diff = element_f32(out, out_p, k) - element_f32(in, db, k);
+        diffsum += diff * diff;
+    }
+    *mse = diffsum / (float)count;
+    return 0;
+}
+
 static void results(void) {
     if (!have_results) {
         put("e-[No results: run infer first]\r\n");
+        return;
+    }
+    if (anomaly_score) {
+        float mse = 0.0f;
+        if (anomaly_mse(&mse) != 0) {
+            put("e-[ad01: the model's first output and input differ in size; no anomaly score]\r\n");
+            return;
+        }
+        put("m-results-[");
+        put_fixed3((double)mse);
+        put("]\r\n");
         return;
     }
     put("m-results-[");
@@ -305,6 +362,23 @@ static void infer_command(char **tok, int n) {
     results();
 }
 
+static const char *model_id(void) {
+    const char *id = TM_MLPERF_MODEL_ID;
+    return id != NULL ? id : tm_model.name;
+}
+
+/* The per-benchmark conversions of the reference submissions (th_load_tensor, th_results). */
+static void configure_benchmark(void) {
+    const char *id = model_id();
+    int all_int8 = tm_model.n_inputs > 0u;
+    for (uint32_t i = 0; i < tm_model.n_inputs; ++i) {
+        all_int8 &= tm_model.tensors[tm_model.inputs[i]].dtype == TM_INT8;
+    }
+    const int pixels = strcmp(id, "ic01") == 0 || strcmp(id, "vww01") == 0;
+    input_uint8 = TM_MLPERF_INPUT_UINT8 < 0 ? pixels && all_int8 : TM_MLPERF_INPUT_UINT8 != 0;
+    anomaly_score = strcmp(id, "ad01") == 0;
+}
+
 static void dispatch(char *line) {
     char *tok[MAX_TOKENS];
     int n = 0;
@@ -326,9 +400,8 @@ static void dispatch(char *line) {
     } else if (strcmp(tok[0], "timestamp") == 0) {
         timestamp();
     } else if (strcmp(tok[0], "profile") == 0) {
-        const char *model_id = TM_MLPERF_MODEL_ID;
         put("m-profile-[slingshot " TM_FIRMWARE_VERSION "]\r\nm-model-[");
-        put(model_id != NULL ? model_id : tm_model.name);
+        put(model_id());
         put("]\r\n");
     } else if (strcmp(tok[0], "help") == 0) {
         put("slingshot " TM_FIRMWARE_VERSION " MLPerf Tiny mode\r\n"
@@ -347,6 +420,7 @@ static void dispatch(char *line) {
 }
 
 void mlperf_run(void) {
+    configure_benchmark();
     put("m-timestamp-mode-performance\r\n");
     timestamp();
     put("m-init-done\r\nm-ready\r\n");

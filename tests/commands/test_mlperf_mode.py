@@ -8,7 +8,6 @@ m-lap-us timestamps monotonic.
 
 from __future__ import annotations
 
-import math
 import re
 import shutil
 import time
@@ -25,6 +24,7 @@ from host.core.paths import DEFAULT_MODEL
 from host.emulators.qemu import QemuProcess
 from host.engine.build import build_firmware, check_fits, estimate_needs
 from host.engine.reference import ReferenceInterpreter
+from tests.support.mlperf import expected_scores
 
 pytestmark = [
     pytest.mark.qemu,
@@ -58,18 +58,6 @@ class Dut:
         self.transcript.append(f"> {text}%" if len(text) < 80 else f"> {text[:72]}…%")
         self.link.write(text.encode("ascii") + b"%")
         return self.read_until_ready(timeout_s)
-
-
-def expected_scores(model: CompiledModel, outputs: list[np.ndarray]) -> list[str]:
-    """What the firmware prints: (q - zero_point) * scale in double, rounded half away from zero to 3 decimals."""
-    texts = []
-    for info, values in zip(model.outputs, outputs, strict=True):
-        for q in np.asarray(values).reshape(-1):
-            v = (float(q) - info.zero_point) * float(np.float32(info.scale)) if info.dtype != "float32" else float(q)
-            milli = math.floor(abs(v) * 1000.0 + 0.5)
-            sign = "-" if v < 0 and milli else ""
-            texts.append(f"{sign}{milli // 1000}.{milli % 1000:03d}")
-    return texts
 
 
 @pytest.fixture(scope="module")
@@ -155,3 +143,30 @@ def test_fit_check_counts_the_mlperf_buffers(model: CompiledModel) -> None:
     check_fits(model, small)
     with pytest.raises(UserError, match="MLPerf db and command buffers"):
         check_fits(model, small, mlperf=True)
+
+
+def test_benchmark_conversions_by_model_id(model: CompiledModel, tmp_path_factory: pytest.TempPathFactory) -> None:
+    """ic01 (and vww01): uint8 data files, 128 subtracted for the int8 input, as the reference's th_load_tensor;
+    ad01 on a model whose output and input differ in size: an error line instead of a wrong anomaly score
+    (tests/commands/test_mlperf_runner.py checks the score itself on the ToyCar model, with the MLPerf Tiny runner)."""
+    board = load_board("mps2-an386")
+    reference = ReferenceInterpreter(DEFAULT_MODEL)
+    info = model.inputs[0]
+    pixels = np.random.default_rng(18).integers(0, 256, size=info.shape, dtype=np.uint8)
+    for model_id in ("ic01", "ad01"):
+        image = build_firmware(model, board, out_dir=tmp_path_factory.mktemp(model_id), mlperf=True,
+                               mlperf_model_id=model_id)
+        with QemuProcess(board, image.elf) as qemu:
+            link = qemu.start()
+            try:
+                dut = Dut(link)
+                dut.read_until_ready(20)
+                assert load(dut, pixels.tobytes())[-2:] == ["m-load-done", "m-ready"]
+                lines = dut.command("infer 1 0")
+            finally:
+                link.close()
+        if model_id == "ic01":
+            x = (pixels.astype(np.int16) - 128).astype(np.int8)
+            assert lines[6] == f"m-results-[{','.join(expected_scores(model, reference.run(x)))}]", lines
+        else:
+            assert lines[6].startswith("e-[ad01: the model's first output and input differ in size"), lines
