@@ -7,12 +7,11 @@
 Imports: host.core, host.tflite.
 """
 
+from host.compiler.compile import compile_file
 from host.compiler.types import CompiledModel, TensorInfo
 
 __all__ = ["CompiledModel", "TensorInfo", "compile_tflite"]
 
 
 def compile_tflite(path, name: str | None = None) -> CompiledModel:  # noqa: ANN001
-    from host.compiler.compile import compile_file
-
     return compile_file(path, name=name)

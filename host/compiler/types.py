@@ -9,6 +9,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from host.compiler.planner import plan_scratch
+
 if TYPE_CHECKING:
     from host.compiler.scratch import OpScratch
 
@@ -65,8 +67,6 @@ class CompiledModel:
     def scratch_bytes(self, features: tuple[str, ...] | list[str]) -> int:
         """The most scratch any op's kernel holds on a core with `features` (host.engine.build.cpu_features:
         "mve", "dsp", "fpu"; () for the portable kernels): stack the kernels need besides their frames."""
-        from host.compiler.planner import plan_scratch  # reads the kernel table: not at package import
-
         return plan_scratch(self.op_scratch, features)[0]
 
     def write(self, out_dir: Path) -> Path:

@@ -19,6 +19,7 @@ from host.compiler import CompiledModel
 from host.core.boards import Board, MemoryRegion, list_boards, load_board
 from host.core.errors import UserError
 from host.core.paths import BUILD_DIR, FIRMWARE_DIR
+from host.engine.preprocess import parse_stage
 
 TOOLCHAIN_HINT = "install the Arm toolchain: sudo apt-get install gcc-arm-none-eabi libnewlib-arm-none-eabi"
 # Pre-build fit check (check_fits). Model-dependent sizes are exact; these cover the rest.
@@ -258,8 +259,6 @@ def mlperf_defines(model: CompiledModel, model_id: str | None = None) -> dict[st
 def preprocess_defines(model: CompiledModel, preprocess: object, input_range: tuple[float, float]) -> dict[str, str]:
     """-D defines of the input pre-processing stage (firmware/runtime/preprocess.c, docs/defenses.md):
     `preprocess` is "squeeze:BITS", "median:WINDOW" or a host.engine.preprocess.ChipStage."""
-    from host.engine.preprocess import parse_stage
-
     stage = parse_stage(preprocess)  # type: ignore[arg-type]
     if stage is None:
         return {}

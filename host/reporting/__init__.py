@@ -9,7 +9,7 @@
     comparison   comparison.html of two runs
     files        writing, reading, regenerating and comparing a run's files
 
-Imports flow one way: text <- document <- html (with plots) <- sections, classic, comparison <- files.
-Nothing here imports host.study's runner or a command module (host.report, host.evaluate); the gallery
-format comes from host.study.gallery.
+Imports: host.core and host.study.gallery (the gallery format); never host.study's runner or a
+command module (host.report, host.evaluate). Inside the package imports flow one way:
+text <- document <- html (with plots) <- sections, classic, comparison <- files.
 """
