@@ -60,7 +60,7 @@ static history_t history[TM_HISTORY] IO_BUFFER;
 static uint32_t history_next;
 static int tx_owner = -1;          /* history entry whose response payload is in tx_payload */
 static uint8_t window = 1;         /* the host's pipelining window (INFO request) */
-static uint8_t expected_seq;       /* next seq in order when window > 1 */
+static uint8_t expected_seq;       /* next seq in order, every window; 0 until a request ran since boot */
 static struct {
     uint8_t type, seq;
     uint32_t crc;
@@ -141,6 +141,15 @@ static const history_t *history_find(uint8_t type, uint8_t seq, uint32_t crc) {
         const history_t *h = &history[i];
         if (h->valid && h->type == type && h->seq == seq && h->crc == crc) {
             return h;
+        }
+    }
+    return 0;
+}
+
+static int history_seq_used(uint8_t seq) {
+    for (uint32_t i = 0; i < TM_HISTORY; ++i) {
+        if (history[i].valid && history[i].seq == seq) {
+            return 1;
         }
     }
     return 0;
@@ -244,14 +253,18 @@ static uint32_t put_tensors(uint8_t *p, const int16_t *indices, int count) {
  * pipelining window (1..TM_HISTORY) is taken. The response always carries the
  * device's own version first; the host decides about a mismatch. */
 static void handle_info(const uint8_t *payload, uint32_t length) {
+    if (length != 0 && length != 2 && length != 3) {
+        send_error(current.seq, TM_ERR_BAD_LENGTH, TM_MSG_INFO, "INFO takes 0, 2 or 3 payload bytes");
+        return;
+    }
     if (length >= 2) {
         const uint32_t host_version = (uint32_t)payload[0] | ((uint32_t)payload[1] << 8);
         uint32_t w = length >= 3 ? payload[2] : 1u;
         w = w < 1u ? 1u : (w > TM_HISTORY ? TM_HISTORY : w);
         history_clear();
         window = host_version == TM_PROTOCOL_VERSION ? (uint8_t)w : 1u;
-        expected_seq = seq_next(current.seq);
     }
+    expected_seq = seq_next(current.seq);
     uint8_t *p = tx_begin();
     uint32_t n = 0;
     put_u16(p + n, TM_PROTOCOL_VERSION);
@@ -279,7 +292,7 @@ static void handle_info(const uint8_t *payload, uint32_t length) {
         p[n + 1] = preprocess_param();
         n += 2;
     }
-    respond(TM_MSG_INFO | TM_MSG_RESPONSE, p, n);
+    send_frame(TM_MSG_INFO | TM_MSG_RESPONSE, current.seq, p, n); /* INFO is run again, never replayed */
 }
 
 void tm_op_boundary_hook(int op_index) {
@@ -378,9 +391,13 @@ static void handle_echo(const uint8_t *payload, uint32_t length) {
     respond(TM_MSG_ECHO | TM_MSG_RESPONSE, tx, length);
 }
 
-static void handle_profile(void) {
+static void handle_profile(uint32_t length) {
     /* u16 op count, then u32 ticks per op of the last inference. */
     const uint32_t ops = profiled_ops;
+    if (length != 0) {
+        respond_error(TM_ERR_BAD_LENGTH, "PROFILE takes no payload");
+        return;
+    }
     if (2 + 4 * ops > TM_MAX_PAYLOAD) {
         respond_error(TM_ERR_BAD_LENGTH, "too many ops to report");
         return;
@@ -400,7 +417,7 @@ static void dispatch(const uint8_t *payload, uint32_t length) {
     case TM_MSG_WRITE_INPUT: handle_write_input(payload, length); break;
     case TM_MSG_READ_OUTPUT: handle_read_output(payload, length); break;
     case TM_MSG_ECHO: handle_echo(payload, length); break;
-    case TM_MSG_PROFILE: handle_profile(); break;
+    case TM_MSG_PROFILE: handle_profile(length); break;
     default: respond_error(TM_ERR_UNKNOWN_TYPE, "unknown request type"); break;
     }
 }
@@ -415,24 +432,40 @@ static void frame_complete(parser_t *p) {
         send_error(seq, TM_ERR_BAD_CRC, type, "frame CRC mismatch");
         return;
     }
+    current.type = type;
+    current.seq = seq;
+    current.crc = crc;
+    if (seq == 0) { /* reserved for the device's own frames: a host never sends it */
+        send_error(0, TM_ERR_BAD_SEQ, type, "seq 0 is reserved for the device");
+        return;
+    }
+    if (type == TM_MSG_INFO) {
+        /* INFO is run whenever it arrives, never replayed nor refused for its seq: with a
+         * payload it starts a session (history cleared, window taken), so a host that
+         * restarted handshakes with a device that kept running, whatever it sends. */
+        handle_info(rx_payload, p->length);
+        return;
+    }
     const history_t *seen = history_find(type, seq, crc);
     if (seen) { /* a retransmission or a duplicate: the recorded response, not a second run */
         replay(seen);
         return;
     }
-    const int hello = type == TM_MSG_INFO && p->length >= 2;
-    if (window > 1 && !hello) {
-        /* Pipelining: run strictly in order. A seq a little ahead means the ones before it
-         * were lost on the way: refuse it (the host sends them again, in order). A seq far
-         * ahead is a new start. One behind that is no longer in the history is a stale copy
-         * (e.g. held up on the line past the host's retransmission): running it again could
-         * overwrite a newer input chunk, so it is refused. */
+    /* Order, at every window: seq arithmetic on the ring 1..255 (seq_ahead). A seq 1..127
+     * behind the next expected one that is not in the history is a stale copy or a reuse of
+     * a seq already spent: running it could run a request twice, so it is refused. With
+     * window > 1, a seq 1..window-1 ahead means the ones before it were lost on the way: it
+     * is refused too (the host sends them again, in order). Anything else (the expected seq,
+     * or farther ahead: a new start) runs. Before any request ran since boot, any seq runs. */
+    if (expected_seq != 0) {
         const uint32_t ahead = seq_ahead(expected_seq, seq);
         if (ahead >= 128u) {
-            send_error(seq, TM_ERR_REPLAY_LOST, type, "request already run; its response is no longer kept");
+            send_error(seq, TM_ERR_REPLAY_LOST, type,
+                       history_seq_used(seq) ? "seq already used by another request; not run"
+                                             : "request already run; its response is no longer kept");
             return;
         }
-        if (ahead >= 1 && ahead < window) {
+        if (ahead >= 1u && ahead < window) {
             char message[] = "out of order: expected seq 000";
             message[sizeof message - 4] = (char)('0' + expected_seq / 100);
             message[sizeof message - 3] = (char)('0' + (expected_seq / 10) % 10);
@@ -440,11 +473,8 @@ static void frame_complete(parser_t *p) {
             send_error(seq, TM_ERR_SEQ_GAP, type, message);
             return;
         }
-        expected_seq = seq_next(seq);
     }
-    current.type = type;
-    current.seq = seq;
-    current.crc = crc;
+    expected_seq = seq_next(seq);
     dispatch(rx_payload, p->length);
 }
 

@@ -40,7 +40,8 @@ enum {
     TM_ERR_INFER_FAILED = 7,
     TM_ERR_FAULT = 8,
     TM_ERR_SEQ_GAP = 9,      /* a request ahead of the next expected seq: not run, send again in order */
-    TM_ERR_REPLAY_LOST = 10, /* a request already run whose response is no longer kept */
+    TM_ERR_REPLAY_LOST = 10, /* a request already run whose response is no longer kept (or its seq is spent) */
+    TM_ERR_BAD_SEQ = 11,     /* seq 0 in a request: reserved for the device, not run */
 };
 
 /* Runs the protocol forever. */

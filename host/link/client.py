@@ -55,7 +55,7 @@ class PendingRequest:
     frame: bytes
     response_bytes: int | None         # expected response payload size, None if unknown/large
     timeout_s: float
-    max_retries: int
+    max_retries: int | None            # None: resend until timeout_s has passed
     first_sent: float = 0.0
     last_sent: float = 0.0
     sends: int = 0
@@ -74,7 +74,7 @@ class Client:
     * A request the device reports as damaged or out of order (BAD_CRC, TOO_LONG, TRUNCATED,
       SEQ_GAP: it was not run), or whose response does not come within the retransmission
       timeout (lost or garbled in either direction), is sent again with the same seq and
-      bytes, after the line went idle, up to `max_retries` times per request. The device
+      bytes, until its `timeout_s` has passed (or `max_retries` times, when given). The device
       answers a request it already ran with its recorded response, so a retry never runs an
       INFER or WRITE_INPUT twice. `retries` counts the retransmissions.
     * A response is taken only for a request in flight with that seq and the matching
@@ -85,11 +85,13 @@ class Client:
 
     IDLE_BEFORE_RESEND_S = 0.25     # > the device's 100 ms mid-frame timeout (and QEMU's slack)
     QUIET_S = 0.03                  # no byte for this long: the rest of a damaged exchange is over
-    MIN_RTO_S = 0.3
+    MIN_RTO_S = 0.15
+    MAX_RTO_S = 2.0
     FIRST_RTO_S = 1.0               # before a round trip of that request type was measured
+    FAST_RESENDS = 4                # a request sent this often is next resent only after the line went idle
 
     def __init__(self, transport: Transport, timeout_s: float = 10.0, describe: str = "device",
-                 max_retries: int = 3, window: int = 1) -> None:
+                 max_retries: int | None = None, window: int = 1) -> None:
         self.transport = transport
         self.timeout_s = timeout_s
         self.describe = describe
@@ -100,6 +102,7 @@ class Client:
         self.window = max(1, window)            # asked for at the handshake
         self.retries = 0                        # requests sent again (damaged, lost or out of order)
         self.timeouts = 0                       # of which after a response timeout
+        self.resyncs = 0                        # times the client waited for the line to go idle
         self.dropped_frames = 0                 # stale or duplicate responses ignored
         self.pending: list[PendingRequest] = []
         self._session_window = 1
@@ -111,12 +114,13 @@ class Client:
     # ---- requests -----------------------------------------------------------------------
 
     def request(self, msg_type: int, payload: bytes = b"", timeout_s: float | None = None,
-                max_retries: int | None = None) -> bytes:
-        """Send one request and return its response payload (raises its error frame)."""
+                max_retries: int | None = -1) -> bytes:
+        """Send one request and return its response payload (raises its error frame).
+        `max_retries` -1: the client's; None: resend until `timeout_s` passed."""
         return self.collect(self.submit(msg_type, payload, timeout_s, max_retries))
 
     def submit(self, msg_type: int, payload: bytes = b"", timeout_s: float | None = None,
-               max_retries: int | None = None) -> PendingRequest:
+               max_retries: int | None = -1) -> PendingRequest:
         """Send a request as soon as the window has room for it; `collect` its response."""
         frame_bytes = len(payload) + 10
         while not self._room_for(frame_bytes):
@@ -124,7 +128,7 @@ class Client:
         self.seq = self.seq % 255 + 1
         req = PendingRequest(self.seq, msg_type, encode_frame(msg_type, self.seq, payload),
                              self._response_bytes(msg_type, payload), timeout_s or self.timeout_s,
-                             self.max_retries if max_retries is None else max_retries)
+                             self.max_retries if max_retries == -1 else max_retries)
         self.pending.append(req)
         self._send(req)
         return req
@@ -172,7 +176,9 @@ class Client:
         for frame in self.decoder.feed(self._read_available()):
             resend = self._dispatch(frame) or resend
         if resend:
-            self._recover()
+            # An error frame or an answer out of order: the device is alive and in step with the
+            # line, so resend at once; a request that keeps failing waits for an idle line first.
+            self._recover(idle=any(r.sends >= self.FAST_RESENDS for r in self.pending))
         else:
             self._check_timers()
 
@@ -216,23 +222,29 @@ class Client:
         oldest = self.pending[0]
         if now - oldest.first_sent > oldest.timeout_s:
             self._give_up(oldest)
-        if oldest.sends <= oldest.max_retries and now >= oldest.last_sent + self._rto(oldest):
+        if self._may_resend(oldest) and now >= oldest.last_sent + self._rto(oldest):
             self.timeouts += 1
-            self._recover()
+            self._recover(idle=True)
+
+    @staticmethod
+    def _may_resend(req: PendingRequest) -> bool:
+        return req.max_retries is None or req.sends <= req.max_retries
 
     def _rto(self, req: PendingRequest) -> float:
         rtt = self._rtt.get(req.type)
-        base = self.FIRST_RTO_S if rtt is None else max(self.MIN_RTO_S, 0.2 + 4 * rtt * len(self.pending))
-        return min(base * 2 ** (req.sends - 1), req.timeout_s / 2)
+        base = self.FIRST_RTO_S if rtt is None else max(self.MIN_RTO_S, 0.1 + 4 * rtt * len(self.pending))
+        return min(base * 2 ** (req.sends - 1), self.MAX_RTO_S, req.timeout_s / 2)
 
-    def _recover(self) -> None:
-        """Let the line go idle (the device drops a partial frame after 100 ms), take any
-        response still arriving, then send every unanswered request again, in order."""
+    def _recover(self, idle: bool = True) -> None:
+        """Take any response still arriving until no byte came for QUIET_S, and with `idle` let
+        the line go idle too (the device drops a partial frame after 100 ms), then send every
+        unanswered request again, in order."""
         deadline = time.monotonic() + 2.0
         last_byte = time.monotonic()
+        self.resyncs += idle
         while time.monotonic() < deadline:
             now = time.monotonic()
-            if now - last_byte >= self.QUIET_S and now - self._last_write >= self.IDLE_BEFORE_RESEND_S:
+            if now - last_byte >= self.QUIET_S and (not idle or now - self._last_write >= self.IDLE_BEFORE_RESEND_S):
                 break
             data = self._read_available()
             if data:
@@ -241,7 +253,7 @@ class Client:
                     self._dispatch(frame, recovering=True)
         self.decoder = FrameDecoder()
         for req in list(self.pending):
-            if req.sends > req.max_retries:
+            if not self._may_resend(req):
                 if req.last_error is not None:
                     self._give_up(req)
                 continue                       # no retries left: wait for the response until its timeout

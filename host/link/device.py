@@ -28,7 +28,7 @@ import serial
 from host.core.boards import Board
 from host.core.errors import UserError
 from host.link.client import Client
-from host.link.messages import DeviceError, DeviceInfo, InferResult, Msg, outputs_from_bytes
+from host.link.messages import DeviceError, DeviceErrorFrame, DeviceInfo, InferResult, Msg, outputs_from_bytes
 
 LINK_ENV = "SLINGSHOT_LINK"
 
@@ -134,6 +134,8 @@ def _wait_until_listening(client: Client, timeout_s: float, ping_s: float = 0.25
         try:
             client.request(Msg.ECHO, b"ping", timeout_s=ping_s, max_retries=0)
             return
+        except DeviceErrorFrame:
+            return  # it answered (e.g. REPLAY_LOST: the seq is behind a session still running there)
         except DeviceError:
             if time.monotonic() > deadline:
                 return  # let the handshake report the failure

@@ -39,6 +39,7 @@ class Msg:
 ERROR_NAMES = {
     1: "BAD_CRC", 2: "TOO_LONG", 3: "TRUNCATED", 4: "UNKNOWN_TYPE",
     5: "BAD_LENGTH", 6: "BAD_OFFSET", 7: "INFER_FAILED", 8: "FAULT", 9: "SEQ_GAP", 10: "REPLAY_LOST",
+    11: "BAD_SEQ",
 }
 
 
