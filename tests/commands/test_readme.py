@@ -6,7 +6,7 @@ compared with a fresh run of the same commands: flash, RAM, ops, arena and weigh
 every row of the evaluate table column for column. Not compared: the flash time ("in 2.3 s"), the
 firmware path's prefix, the results directory, and the instruction medians beyond one SysTick tick
 (40 instructions on mps2-an386: an inference's tick count can differ by one between runs, see
-tests/test_resume.py). One QEMU boot, about 20 s.
+tests/study/test_resume.py). One QEMU boot, about 20 s.
 """
 
 from __future__ import annotations
