@@ -18,7 +18,11 @@ from __future__ import annotations
 import argparse
 import statistics
 import sys
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
+
+import numpy as np
 
 from host.backends.inputs import parse_inputs, parse_range
 from host.backends.verify import ChipCycles, check, localize, native_runner, run_on_chip, summary_lines
@@ -27,6 +31,8 @@ from host.core.boards import load_board
 from host.core.errors import UserError, run_cli
 from host.core.paths import DEFAULT_BOARD
 from host.core.timing import CycleEstimate
+from host.emulators.launch import board_link
+from host.link.device import connect
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -46,6 +52,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--cycles", action="store_true",
                         help="also estimate CPU cycles and latency with QEMU's cycle plugin and the CPU's timing "
                         "table (boards/cpus/; per op with --profile; docs/performance.md)")
+    parser.add_argument("--port", default=None, metavar="URL",
+                        help="check the board behind this link instead of booting an emulator (it must run the "
+                        "model's firmware: make flash): rfc2217://HOST:PORT, socket://HOST:PORT or /dev/ttyACM0 "
+                        "(default: $SLINGSHOT_LINK; docs/boards.md)")
+    parser.add_argument("--place", default=None, metavar="NAME",
+                        help="check the board of a labgrid place (coordinator: $LG_COORDINATOR), acquired for the "
+                        "check and released on exit (pip install 'slingshot[lab]'; docs/boards.md)")
     return parser
 
 
@@ -56,12 +69,31 @@ def main(argv: list[str] | None = None) -> int:
     elif args.profile or args.cycles:
         option = "--profile" if args.profile else "--cycles"
         raise UserError(f"{option} needs the chip (--target chip): the host build has no tick counter")
+    if args.place is not None or args.port is not None:
+        option = "--place" if args.place is not None else "--port"
+        if args.target != "chip":
+            raise UserError(f"{option} needs --target chip")
+        if args.cycles:
+            raise UserError(f"--cycles counts in QEMU booted here, not on a board behind {option}",
+                            hint=f"drop --cycles, or drop {option} to check on the emulated board")
+    if args.target == "native":
+        return _main(args, None)
+    with board_link(args.place, args.port) as url:
+        return _main(args, url)
+
+
+def _main(args: argparse.Namespace, url: str | None) -> int:
     model = compile_tflite(args.model)
     inputs, count = parse_inputs(args.inputs, model, args.seed, parse_range(args.input_range), args.num)
     chip_cycles: ChipCycles | None = None
     if args.target == "native":
         runner, target = native_runner(model), "host-native engine (same C as the firmware)"
         exact, total, first, first_inputs, costs = check(args.model, runner, model, inputs, count)
+    elif url is not None and not args.cycles:
+        (exact, total, first, first_inputs, costs), target, ticks = check_over_link(args, model, inputs, count, url)
+        if ticks is not None:
+            board = load_board(args.board)
+            print_profile(model, ticks, board.instructions_per_tick)
     else:
         chip = run_on_chip(args.model, model, args.board, inputs, count, profile=args.profile, cycles=args.cycles)
         (exact, total, first, first_inputs, costs), target = chip.result, chip.target
@@ -85,6 +117,21 @@ def main(argv: list[str] | None = None) -> int:
         print(localize(args.model, first_inputs))
     print(f"bit-exact {exact}/{total}")
     return 0 if exact == total else 1
+
+
+def check_over_link(args: argparse.Namespace, model: CompiledModel, inputs: Iterator[list[np.ndarray]], count: int,
+                    url: str) -> tuple[tuple[Any, ...], str, list[int] | None]:
+    """The check on a board that already runs the model's firmware, behind `url` (the handshake
+    refuses another model's firmware)."""
+    board = load_board(args.board)
+    with connect(board, url, model.sha256) as device:
+        def run(sample: list[np.ndarray]) -> tuple[list[np.ndarray], int | None]:
+            outputs, result = device.infer_arrays(*sample)
+            return outputs, result.instructions
+
+        result = check(args.model, run, model, inputs, count)
+        ticks = device.profile() if args.profile else None
+    return result, f"{board.name} ({board.cpu}) over {url}", ticks
 
 
 def print_profile(model: CompiledModel, ticks: list[int], per_tick: int | None,

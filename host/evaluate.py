@@ -14,6 +14,7 @@ the exact metric definitions.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import math
 import os
 import re
@@ -27,10 +28,11 @@ from host.attacks import attack_class, describe_registry
 from host.backends.backend import BACKENDS
 from host.core.errors import UserError, run_cli
 from host.core.paths import DEFAULT_BOARD, DEFAULT_FLOAT_MODEL, DEFAULT_MODEL, RESULTS_DIR, ROOT
+from host.emulators.launch import board_link
 from host.reporting.files import write_results, write_study
 from host.reporting.text import chip_mismatches, print_study, print_summary
 from host.study.checkpoint import StudyCheckpoint
-from host.study.config import load_experiment
+from host.study.config import Experiment, load_experiment
 from host.study.evaluation import (
     DEFAULT_ATTACKS,
     DEFAULT_EPS,
@@ -99,6 +101,12 @@ def build_parser() -> argparse.ArgumentParser:
                    help="emulator restarts after a failed device before the run stops (default: %(default)s)")
     p.add_argument("--no-pin", action="store_true",
                    help="let the OS place the emulators (default: each bound to one core, round-robin)")
+    p.add_argument("--port", default=None, metavar="URL",
+                   help="the board's link instead of booting an emulator: rfc2217://HOST:PORT, socket://HOST:PORT "
+                   "or a serial device such as /dev/ttyACM0 (default: $SLINGSHOT_LINK; docs/boards.md)")
+    p.add_argument("--place", default=None, metavar="NAME",
+                   help="a labgrid place (coordinator: $LG_COORDINATOR): acquired for the run, its serial port "
+                   "is the link, released on exit (pip install 'slingshot[lab]'; docs/boards.md)")
     p.add_argument("--config", type=Path, default=None, metavar="STUDY.toml",
                    help="run a configured study (precisions × attacks × ε; docs/experiments.md) instead")
     p.add_argument("--quick", action="store_true", help="with --config: the config's [quick] overrides (fewer samples)")
@@ -212,6 +220,20 @@ def main(argv: list[str] | None = None) -> int:
     if args.list_attacks:
         print(describe_registry())
         return 0
+    if args.config is not None:
+        return run_study(args, argv)   # a --place or --port is the study's [chip] (run_experiment links it)
+    if args.place is not None or args.port is not None:
+        option = "--place" if args.place is not None else "--port"
+        if args.backend != "device":
+            raise UserError(f"{option} needs --backend device (the {args.backend} backend runs on this host)")
+        if args.devices > 1:
+            raise UserError(f"--devices {args.devices} boots emulators; {option} is one board",
+                            hint=f"drop --devices with {option}")
+    with board_link(args.place, args.port):
+        return _main(args, argv)
+
+
+def _main(args: argparse.Namespace, argv: list[str] | None) -> int:
     if args.config is not None:
         return run_study(args, argv)
     if args.quick:
@@ -353,8 +375,23 @@ def resumed_config(args: argparse.Namespace, argv: list[str], stored: dict[str, 
 
 
 
+def _linked_chip(experiment: Experiment, place: str | None, port: str | None) -> Experiment:
+    """--place / --port with --config: the study's [chip] is that board, which runs the flashed firmware."""
+    option = f"--place {place}" if place is not None else f"--port {port}"
+    if place is not None and port is not None:
+        raise UserError("--place and --port both name the board's link", hint="give one of them")
+    if not experiment.chip_board:
+        raise UserError(f"{option}: the study has no [chip] board", hint="add [chip] board = \"…\" to the config")
+    if len(experiment.chip_precisions) > 1 or any(d.on_chip for d in experiment.defenses):
+        raise UserError(f"{option} is one board with one firmware: the study needs one [chip] precisions and "
+                        "no on_chip defense", hint="flash the firmware of that precision on it (make flash MODEL=…)")
+    return dataclasses.replace(experiment, chip_place=place, chip_port=port)
+
+
 def run_study(args: argparse.Namespace, argv: list[str] | None) -> int:
     experiment = load_experiment(args.config, quick=args.quick)
+    if args.place is not None or args.port is not None:
+        experiment = _linked_chip(experiment, args.place, args.port)
     if args.resume is not None:
         if args.run_id is not None and args.run_id != args.resume:
             raise UserError(f"--run-id {args.run_id} conflicts with --resume {args.resume}", hint="give only --resume")

@@ -21,10 +21,12 @@ import time
 from pathlib import Path
 
 from host.backends.inputs import parse_range
-from host.core.errors import run_cli
+from host.core.boards import list_boards, load_board
+from host.core.errors import UserError, run_cli
 from host.core.paths import DEFAULT_BOARD, DEFAULT_MODEL
 from host.emulators.cycles import CyclesUnavailable, build_plugin
 from host.link.flashing import flash
+from host.link.probe import detect_boards
 
 MLPERF_ENV, MLPERF_MODEL_ENV = "MLPERF", "MLPERF_MODEL"   # make flash MLPERF=1 [MLPERF_MODEL=kws01]
 PREPROCESS_ENV, PREPROCESS_RANGE_ENV = "PREPROCESS", "PREPROCESS_RANGE"   # make flash PREPROCESS=squeeze:4
@@ -42,6 +44,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--port", metavar="PORT", help="real boards: the serial port (device path or pyserial URL) "
                                                    "instead of finding it by USB VID:PID")
     p.add_argument("--drive", type=Path, metavar="PATH", help="real boards, mass_storage: the probe's mounted drive")
+    p.add_argument("--list", action="store_true",
+                   help="list the real boards connected to this machine (mbed-tools' detection with "
+                   "pip install 'slingshot[boards]', else the serial ports of the board files' USB ids) and exit")
     p.add_argument("--preprocess", default=os.environ.get(PREPROCESS_ENV) or None, metavar="STAGE",
                    help="input pre-processing stage on the chip: squeeze:BITS or median:WINDOW "
                         f"(also {PREPROCESS_ENV}=; docs/defenses.md)")
@@ -50,8 +55,61 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def list_connected() -> int:
+    """--list: one line per connected board, with the board files it matches."""
+    real = [b for b in (load_board(name) for name in list_boards(every=True)) if not b.emulated]
+    found = detect_boards(real)
+    via = found[0].via if found else None
+    if not found:
+        print("no board connected (plug one in: its probe's USB connector); boards/ has real boards: "
+              + ", ".join(b.name for b in real))
+        return 0
+    for board in found:
+        drives = ", ".join(str(p) for p in board.mount_points) or "–"
+        match = ", ".join(board.boards) or "no board file (add one: docs/boards.md)"
+        print(f"{board.description:24s} serial {board.serial_number or '–':26s} port {board.serial_port or '–':14s} "
+              f"drive {drives:20s} board {match}")
+    print(f"(detected with {via})")
+    return 0
+
+
+def check_board_options(args: argparse.Namespace) -> None:
+    """--probe, --drive and --port before anything is built or pyOCD is needed: an option the board's
+    flash method does not use is an error, not ignored; a local --port must exist."""
+    board = load_board(args.board)
+    if board.method == "emulator":
+        given = [f"--{name}" for name in ("probe", "port", "drive") if getattr(args, name) is not None]
+        if given:
+            raise UserError(f"{', '.join(given)}: board {board.name} is emulated, there is nothing to program",
+                            hint="these options are for real boards (docs/boards.md, \"Real boards\")")
+        return
+    if args.drive is not None and board.method != "mass_storage":
+        raise UserError(f"--drive is for the mass_storage flash method; board {board.name} is programmed with "
+                        f"{board.method}", hint="drop --drive (choose the probe with --probe UID)")
+    if args.probe is not None and board.method != "pyocd":
+        raise UserError(f"--probe is for the pyocd flash method; board {board.name} is programmed with "
+                        f"{board.method}", hint="drop --probe (give the drive with --drive PATH)")
+    if args.port is not None:
+        check_port(args.port)
+
+
+def check_port(port: str) -> None:
+    """A --port that cannot be a serial link fails before programming (a URL's server is tried later)."""
+    if "://" in port:
+        scheme = port.split("://", 1)[0]
+        if scheme not in ("socket", "rfc2217", "loop", "spy", "alt", "hwgrep"):
+            raise UserError(f"--port {port}: unknown link scheme '{scheme}'",
+                            hint="rfc2217://HOST:PORT, socket://HOST:PORT or a device path such as /dev/ttyACM0")
+    elif not Path(port).exists():
+        raise UserError(f"--port {port}: no such serial port",
+                        hint="is the board plugged in? `python -m serial.tools.list_ports -v` lists the ports")
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if args.list:
+        return list_connected()
+    check_board_options(args)
     started = time.monotonic()
 
     image, model, target = flash(args.model, args.board, args.mlperf, args.mlperf_model, args.probe, args.port,

@@ -10,7 +10,6 @@ This module only reads it; tests/engine/test_kernel_table.py checks the reading 
 from __future__ import annotations
 
 import re
-import sys
 from dataclasses import dataclass
 from functools import cache
 
@@ -73,10 +72,3 @@ def describe(features: tuple[str, ...] | list[str]) -> list[str]:
         types = ", ".join(f"{f} {'/'.join(sorted(row.types[f]))}" for f in row.chain(features) if f != PORTABLE)
         lines.append(f"{row.kind:18} {' -> '.join(row.chain(features)):24} {types}")
     return lines
-
-
-if __name__ == "__main__":
-    unknown = [f for f in sys.argv[1:] if f not in FEATURES]
-    if unknown:
-        sys.exit(f"error: unknown feature {unknown[0]!r}; the table's: {', '.join(FEATURES)}")
-    print("\n".join(describe(sys.argv[1:])))

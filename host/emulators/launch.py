@@ -7,6 +7,7 @@ Imports: host.core, host.link, host.emulators.
 from __future__ import annotations
 
 import os
+import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -19,6 +20,7 @@ from host.emulators.qemu import QemuProcess
 from host.emulators.renode import RenodeProcess
 from host.link.device import LINK_ENV, Device, attach_owned, connect
 from host.link.images import read_flashed
+from host.link.labgrid import acquired_place  # labgrid itself is imported only when a place is acquired
 from host.link.probe import find_serial_port
 
 # kind -> (display name, launcher(board, elf, cpus, cycle plugin)); Renode is not bound to cores and
@@ -46,7 +48,8 @@ def boot_elf(spec: Board, elf: Path, model_sha256: bytes, timeout_s: float = 30.
     `plugin`: QEMU's cycle plugin (host.emulators.cycles), whose counts the caller reads."""
     if not spec.emulated:
         raise UserError(f"board {spec.name} is not emulated: connect to it with a link URL",
-                        hint=f"{LINK_ENV}=rfc2217://HOST:PORT (or /dev/ttyACM0), or --port; see docs/boards.md")
+                        hint="give its link: --port rfc2217://HOST:PORT (or /dev/ttyACM0), --place NAME (a labgrid "
+                        f"place), or {LINK_ENV}=URL; see docs/boards.md")
     name, launch = LAUNCHERS[spec.emulator_kind]
     with launch(spec, elf, cpus, plugin) as emulator, attach_owned(
             spec, emulator.start(), model_sha256, timeout_s, window, describe=f"board {spec.name} ({name})") as device:
@@ -81,3 +84,35 @@ def open_device(board: str | None = None, expected_sha256: bytes | None = None,
         return
     with boot_elf(spec, image.elf, image.model_sha256, timeout_s, window) as device:
         yield device
+
+
+@contextmanager
+def board_link(place: str | None = None, port: str | None = None) -> Iterator[str | None]:
+    """The link of a command's `--place NAME` or `--port URL`, else $SLINGSHOT_LINK, else None (boot
+    an emulator). A labgrid place (host.link.labgrid, imported only then) is acquired for the duration
+    and released on exit, Ctrl-C or error. The URL is also put in $SLINGSHOT_LINK meanwhile, so that
+    every `open_device` of this process (the device backends, the pool) connects to it."""
+    if place is not None and port is not None:
+        raise UserError("--place and --port both name the board's link", hint="give one of them")
+    if place is None:
+        url = port or os.environ.get(LINK_ENV) or None
+        with _link_env(url):
+            yield url
+        return
+    with acquired_place(place) as link, _link_env(link.url):
+        print(f"place    labgrid place {place} on {link.coordinator}: serial port {link.url}", file=sys.stderr)
+        yield link.url
+
+
+@contextmanager
+def _link_env(url: str | None) -> Iterator[None]:
+    previous = os.environ.get(LINK_ENV)
+    if url is not None:
+        os.environ[LINK_ENV] = url
+    try:
+        yield
+    finally:
+        if previous is None:
+            os.environ.pop(LINK_ENV, None)
+        else:
+            os.environ[LINK_ENV] = previous

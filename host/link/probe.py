@@ -241,3 +241,71 @@ def find_serial_port(board: Board, probe_serial: str | None = None, ports: Seque
         raise UserError(f"several serial ports match board {board.name} (USB {ids}): {listed}",
                         hint="choose one: --port PORT (or SLINGSHOT_LINK=PORT)")
     return str(matching[0].device)  # type: ignore[attr-defined]
+
+
+# ---- detection: which boards are plugged in (python -m host.flash --list) ----------------------------
+
+
+@dataclass(frozen=True)
+class DetectedBoard:
+    """A board connected to this machine: what it is, its serial port and probe drive, and the board
+    files it can be (`boards`)."""
+
+    description: str
+    serial_number: str
+    serial_port: str | None
+    mount_points: tuple[Path, ...]
+    boards: tuple[str, ...]
+    via: str                     # "mbed-tools" or "pyserial"
+
+
+def detect_boards(boards: Sequence[Board], devices: object | None = None,
+                  ports: Sequence[object] | None = None) -> list[DetectedBoard]:
+    """The connected boards. mbed-tools' device detection when it is installed (`pip install
+    'slingshot[boards]'`: the probe's drive, its serial port and the board it identifies, matched to
+    our board files by name or drive label); otherwise pyserial's ports matched by `[uart] usb`.
+    `devices` (mbed-tools' ConnectedDevices) and `ports` stand in for the machine in tests."""
+    if devices is None and ports is None:
+        try:
+            from mbed_tools.devices import get_connected_devices
+        except ImportError:
+            devices = None
+        else:
+            try:
+                devices = get_connected_devices()
+            except Exception as error:  # mbed-tools' own lookup errors (board database, permissions)
+                raise UserError(f"mbed-tools could not list the connected devices: {error}",
+                                hint="check USB permissions; `mbedtools detect` shows the same") from None
+    if devices is not None:
+        found = [*getattr(devices, "identified_devices", []), *getattr(devices, "unidentified_devices", [])]
+        return [_from_mbed(device, boards) for device in found]
+    if ports is None:
+        from serial.tools import list_ports
+
+        ports = list_ports.comports()
+    detected = []
+    for port in ports:
+        usb = (getattr(port, "vid", None), getattr(port, "pid", None))
+        names = tuple(b.name for b in boards if usb in b.usb_ids)
+        if names:
+            detected.append(DetectedBoard(str(getattr(port, "description", "") or "USB serial"),
+                                          str(getattr(port, "serial_number", "") or ""), str(port.device),  # type: ignore[attr-defined]
+                                          (), names, "pyserial"))
+    return detected
+
+
+def _from_mbed(device: object, boards: Sequence[Board]) -> DetectedBoard:
+    board = getattr(device, "mbed_board", None)
+    board_type = str(getattr(board, "board_type", "") or "")
+    mounts = tuple(Path(p) for p in getattr(device, "mount_points", ()))
+    labels = {p.name for p in mounts}
+
+    def normal(text: str) -> str:
+        return text.lower().replace("_", "-")
+
+    names = tuple(b.name for b in boards
+                  if (board_type and normal(b.name) == normal(board_type))
+                  or labels & set(b.flash_method.get("drive_labels", [])))
+    description = " ".join(x for x in (board_type, str(getattr(board, "board_name", "") or "")) if x) or "unidentified"
+    return DetectedBoard(description, str(getattr(device, "serial_number", "")), getattr(device, "serial_port", None),
+                         mounts, names, "mbed-tools")

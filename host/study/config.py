@@ -3,7 +3,7 @@
     [experiment]  name, seed
     [model]       float = "m.h5", int8 = "m_int8.tflite", int16x8 = "...", precisions = [...]
     [dataset]     path, start, num, input_range, [dataset.representative] path/start/num
-    [chip]        board, precisions, num
+    [chip]        board, precisions, num, place (a labgrid place running the board: docs/boards.md)
     [[attack]]    name, eps = [...], other parameters of the attack
     [[defense]]   name, its parameters (data for train-based ones), on_chip = true: its firmware stage on the [chip]
     [quick]       overrides used by --quick, e.g. dataset_num = 50
@@ -80,6 +80,10 @@ class Experiment:
     attacks: tuple[AttackSpec, ...]
     defenses: tuple[DefenseSpec, ...] = ()
     bitwidths: tuple[Any, ...] = ()         # host.quantization.bitwidth.BitWidth: simulated 2..8-bit models
+    # Where the [chip] is, not what it computes: left out of repr, hence of the checkpoint's fingerprint
+    # (a study may be resumed on another place or port; checkpoints of earlier versions still match).
+    chip_place: str | None = field(default=None, repr=False)   # a labgrid place whose board runs the flashed firmware
+    chip_port: str | None = field(default=None, repr=False)    # or a link URL (host.evaluate --config … --port URL)
 
 
 def load_experiment(path: Path | str, quick: bool = False) -> Experiment:
@@ -140,7 +144,31 @@ def _parse(doc: dict[str, Any], source: Path, quick: bool) -> Experiment:
         attacks=tuple(_attack(a, i) for i, a in enumerate(_attack_list(doc))),
         defenses=tuple(_defense(d, i, base) for i, d in enumerate(_table_list(doc, "defense"))),
         bitwidths=_bitwidths(_table(doc, "bitwidth")),
+        chip_place=_place(chip, doc),
     )
+
+
+def _place(chip: dict[str, Any], doc: dict[str, Any]) -> str | None:
+    """[chip] place: the board of a labgrid place, which runs one firmware (the flashed one)."""
+    place = chip.get("place")
+    if place is None:
+        return None
+    if not isinstance(place, str) or not place.strip():
+        raise UserError(f"chip.place must be a labgrid place name, got {place!r}")
+    check_one_chip_firmware(chip.get("precisions", ["int8"]), doc, f"[chip] place = \"{place}\"")
+    if not chip.get("board"):
+        raise UserError("[chip] place needs [chip] board (the board the place holds)", hint="add [chip] board = \"…\"")
+    return place.strip()
+
+
+def check_one_chip_firmware(precisions: Any, doc: dict[str, Any], what: str) -> None:
+    """A board behind a link runs the one firmware flashed on it: one chip precision, no on-chip stage."""
+    if isinstance(precisions, list) and len(precisions) > 1:
+        raise UserError(f"{what} is one board with one firmware: give one [chip] precisions, got {precisions}",
+                        hint="flash the firmware of that precision on it (make flash MODEL=…)")
+    if any(d.get("on_chip") is True for d in _table_list(doc, "defense")):
+        raise UserError(f"{what}: on_chip defenses need their own firmware builds, booted in an emulator",
+                        hint="drop on_chip, or run the study on an emulated board")
 
 
 def _apply_quick(doc: dict[str, Any]) -> dict[str, Any]:

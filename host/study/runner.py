@@ -30,8 +30,9 @@ from host.core.errors import UserError
 from host.core.paths import BUILD_DIR
 from host.core.quiet import import_tensorflow_quietly
 from host.defenses import get_defense
-from host.emulators.launch import boot_elf
+from host.emulators.launch import board_link, boot_elf
 from host.engine.build import build_firmware
+from host.link.device import connect
 from host.quantization.bitwidth import simulate
 from host.quantization.quantize import experiment_models
 from host.study import metrics
@@ -134,11 +135,17 @@ def chips(exp: Experiment, targets: dict[str, Target]) -> Iterator[None]:
 
     board = load_board(exp.chip_board)
     with ExitStack() as stack:
+        url = None
+        if exp.chip_place is not None or exp.chip_port is not None:  # a board that runs the flashed firmware
+            url = stack.enter_context(board_link(exp.chip_place, exp.chip_port))
         for precision in exp.chip_precisions:
             target = targets.get(precision)
             if target is None:
                 raise UserError(f"[chip] precisions lists {precision}, which is not in [model] precisions")
             compiled = compile_bytes(target.model.data, name=f"{exp.name}_{precision}")
+            if url is not None:
+                target.chip = DeviceBackend(stack.enter_context(connect(board, url, compiled.sha256)), target.model)
+                continue
             image = build_firmware(compiled, board)
             device = stack.enter_context(boot_elf(board, image.elf, compiled.sha256))
             target.chip = DeviceBackend(device, target.model)
@@ -617,6 +624,7 @@ def _describe(exp: Experiment, targets: dict[str, Target]) -> dict[str, Any]:
         "dataset": {"path": str(exp.dataset.path), "start": exp.dataset.start, "num": exp.dataset.num,
                     "input_range": list(exp.input_range)},
         "chip": {"board": exp.chip_board, "precisions": list(exp.chip_precisions), "num": exp.chip_num,
+                 **({"place": exp.chip_place} if exp.chip_place else {}),
                  "preprocess_stages": {label: stage.label for label, stage in chip_stages(exp).items()}},
         "attacks": [{"name": a.name, "eps": list(a.eps), "params": a.params} for a in exp.attacks],
     }
