@@ -15,14 +15,12 @@ import struct
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 import host.link.client
-from host.compiler import compile_tflite
 from host.core.boards import load_board
 from host.core.paths import DEFAULT_BOARD, DEFAULT_MODEL, ROOT
 from host.emulators.launch import boot_elf, open_device
@@ -39,19 +37,6 @@ pytestmark = [
     pytest.mark.skipif(shutil.which("qemu-system-arm") is None or shutil.which("arm-none-eabi-gcc") is None,
                        reason="needs qemu-system-arm and gcc-arm-none-eabi (make deps)"),
 ]
-
-
-@pytest.fixture(scope="module")
-def model():  # noqa: ANN201
-    return compile_tflite(DEFAULT_MODEL)
-
-
-@pytest.fixture(scope="module")
-def device(model, tmp_path_factory) -> Iterator[Device]:  # noqa: ANN001
-    board = load_board(DEFAULT_BOARD)
-    image = build_firmware(model, board, out_dir=tmp_path_factory.mktemp("fw"))
-    with boot_elf(board, image.elf, model.sha256, timeout_s=10) as dev:
-        yield dev
 
 
 def raw_exchange(dev: Device, data: bytes, wait_s: float = 10.0, frames: int = 1) -> list:

@@ -20,11 +20,10 @@ import numpy as np
 import pytest
 import serial
 
-from host.compiler import compile_tflite
 from host.core.boards import load_board
-from host.core.paths import DEFAULT_BOARD, DEFAULT_MODEL
+from host.core.paths import DEFAULT_BOARD
 from host.emulators.qemu import QemuProcess
-from host.engine.build import FirmwareImage, build_firmware
+from host.engine.build import FirmwareImage
 from host.link.device import Device, attach
 from host.link.faultproxy import FaultProxy, Faults
 
@@ -36,16 +35,6 @@ pytestmark = [
 
 RATE = 1e-3                     # corrupted bytes per byte, each direction: flips, drops, duplicates in equal parts
 FAULTS = Faults.mix(RATE, delay=2e-4, delay_s=0.02)
-
-
-@pytest.fixture(scope="module")
-def model():  # noqa: ANN201
-    return compile_tflite(DEFAULT_MODEL)
-
-
-@pytest.fixture(scope="module")
-def image(model, tmp_path_factory) -> FirmwareImage:  # noqa: ANN001
-    return build_firmware(model, load_board(DEFAULT_BOARD), out_dir=tmp_path_factory.mktemp("fw"))
 
 
 @contextmanager

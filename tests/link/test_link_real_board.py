@@ -23,11 +23,10 @@ import numpy as np
 import pytest
 
 from host.backends.pool import BackendPool
-from host.compiler import compile_tflite
 from host.core.boards import load_board
-from host.core.paths import DEFAULT_BOARD, DEFAULT_MODEL
+from host.core.paths import DEFAULT_BOARD
 from host.emulators.qemu import QemuProcess
-from host.engine.build import FirmwareImage, build_firmware
+from host.engine.build import FirmwareImage
 from host.link.device import connect
 from host.link.faultproxy import FaultProxy, Faults
 
@@ -38,16 +37,6 @@ pytestmark = [
 ]
 
 FAULTS = Faults(flip=1e-3, drop=1e-3, duplicate=1e-3, delay=2e-4, delay_s=0.02)
-
-
-@pytest.fixture(scope="module")
-def model():  # noqa: ANN201
-    return compile_tflite(DEFAULT_MODEL)
-
-
-@pytest.fixture(scope="module")
-def image(model, tmp_path_factory) -> FirmwareImage:  # noqa: ANN001
-    return build_firmware(model, load_board(DEFAULT_BOARD), out_dir=tmp_path_factory.mktemp("fw"))
 
 
 class _LinkBackend:

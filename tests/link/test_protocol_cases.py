@@ -13,18 +13,14 @@ from __future__ import annotations
 import shutil
 import struct
 import time
-from collections.abc import Iterator
 
 import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from host.compiler import compile_tflite
 from host.core.boards import load_board
 from host.core.paths import DEFAULT_BOARD, DEFAULT_MODEL
-from host.emulators.launch import boot_elf
-from host.engine.build import build_firmware
 from host.engine.reference import ReferenceInterpreter
 from host.link.device import Device, attach
 from host.link.frame import FrameDecoder, encode_frame
@@ -41,19 +37,6 @@ ECHO_HI = bytes.fromhex("a55a050202006869a8938ca8")
 INFER_RESPONSE = "a55a820412008111000000000000f68c808080808780f6801d7606f7"     # 4,481 ticks
 SEQ_GAP_RESPONSE = "a55a7f0c200009056f7574206f66206f726465723a20657870656374656420736571203031315068101a"
 BAD_CRC, BAD_LENGTH, SEQ_GAP, REPLAY_LOST, BAD_SEQ = 1, 5, 9, 10, 11
-
-
-@pytest.fixture(scope="module")
-def model():  # noqa: ANN201
-    return compile_tflite(DEFAULT_MODEL)
-
-
-@pytest.fixture(scope="module")
-def device(model, tmp_path_factory) -> Iterator[Device]:  # noqa: ANN001
-    board = load_board(DEFAULT_BOARD)
-    image = build_firmware(model, board, out_dir=tmp_path_factory.mktemp("fw"))
-    with boot_elf(board, image.elf, model.sha256, timeout_s=10) as dev:
-        yield dev
 
 
 @pytest.fixture(scope="module")
