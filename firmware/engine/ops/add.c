@@ -11,14 +11,20 @@ static inline int32_t add_one(const tm_add_params_t *p, int32_t x, int32_t y) {
     return tm_clamp_i32(out + p->output_offset, p->act_min, p->act_max);
 }
 
+/* Row by row (the innermost dim, in1 and in2 s1 and s2 elements apart), the multi-index over the
+ * outer dims advanced once a row: the per-element loop keeps its operands in registers. */
 #define TM_DEFINE_ADD(NAME, T)                                                                  \
     static void NAME(const tm_add_params_t *p, const tm_broadcast_t *b, int32_t count,          \
                      const T *in1, const T *in2, T *out) {                                      \
         int32_t index[TM_MAX_RANK] = {0};                                                       \
-        int32_t off1 = 0, off2 = 0;                                                             \
-        for (int32_t i = 0; i < count; ++i) {                                                   \
-            out[i] = (T)add_one(p, in1[off1], in2[off2]);                                       \
-            tm_broadcast_next(b, index, &off1, &off2);                                          \
+        int32_t off1 = 0, off2 = 0, s1, s2;                                                     \
+        const int32_t n = tm_broadcast_row(b, &s1, &s2);                                        \
+        for (T *const end = out + count; out < end; out += n) {                                 \
+            const T *x1 = in1 + off1, *x2 = in2 + off2;                                         \
+            for (int32_t j = 0; j < n; ++j, x1 += s1, x2 += s2) {                               \
+                out[j] = (T)add_one(p, *x1, *x2);                                               \
+            }                                                                                   \
+            tm_broadcast_next_row(b, index, &off1, &off2);                                      \
         }                                                                                       \
     }
 

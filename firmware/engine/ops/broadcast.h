@@ -32,9 +32,20 @@ static inline void tm_broadcast_init(tm_broadcast_t *b, const tm_shape_t *in1, c
     tm_broadcast_strides(in2, out, b->stride2);
 }
 
-/* Advances a multi-index over the output; updates both input offsets. */
-static inline void tm_broadcast_next(const tm_broadcast_t *b, int32_t *index, int32_t *off1, int32_t *off2) {
-    for (int d = b->rank - 1; d >= 0; --d) {
+/* The innermost dim: returns its length and sets the inputs' strides along it (rank 0: one element). */
+static inline int32_t tm_broadcast_row(const tm_broadcast_t *b, int32_t *s1, int32_t *s2) {
+    if (b->rank == 0) {
+        *s1 = *s2 = 0;
+        return 1;
+    }
+    *s1 = b->stride1[b->rank - 1];
+    *s2 = b->stride2[b->rank - 1];
+    return b->dims[b->rank - 1];
+}
+
+/* Advances a multi-index over the output's outer dims (all but the innermost) by one row. */
+static inline void tm_broadcast_next_row(const tm_broadcast_t *b, int32_t *index, int32_t *off1, int32_t *off2) {
+    for (int d = b->rank - 2; d >= 0; --d) {
         ++index[d];
         *off1 += b->stride1[d];
         *off2 += b->stride2[d];

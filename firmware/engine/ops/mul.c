@@ -2,17 +2,22 @@
 #include "broadcast.h"
 #include "tm_fixedpoint.h"
 
+/* Row by row, as ADD (add.c). */
 #define TM_DEFINE_MUL(NAME, T)                                                                        \
     static void NAME(const tm_mul_params_t *p, const tm_broadcast_t *b, int32_t count, const T *in1,  \
                      const T *in2, T *out) {                                                          \
         int32_t index[TM_MAX_RANK] = {0};                                                             \
-        int32_t off1 = 0, off2 = 0;                                                                   \
-        for (int32_t i = 0; i < count; ++i) {                                                         \
-            const int32_t product = (in1[off1] + p->input1_offset) * (in2[off2] + p->input2_offset);  \
-            const int32_t v =                                                                         \
-                tm_multiply_by_quantized_multiplier(product, p->output_multiplier, p->output_shift);  \
-            out[i] = (T)tm_clamp_i32(v + p->output_offset, p->act_min, p->act_max);                   \
-            tm_broadcast_next(b, index, &off1, &off2);                                                \
+        int32_t off1 = 0, off2 = 0, s1, s2;                                                           \
+        const int32_t n = tm_broadcast_row(b, &s1, &s2);                                              \
+        for (T *const end = out + count; out < end; out += n) {                                       \
+            const T *x1 = in1 + off1, *x2 = in2 + off2;                                               \
+            for (int32_t j = 0; j < n; ++j, x1 += s1, x2 += s2) {                                     \
+                const int32_t product = (*x1 + p->input1_offset) * (*x2 + p->input2_offset);          \
+                const int32_t v =                                                                     \
+                    tm_multiply_by_quantized_multiplier(product, p->output_multiplier, p->output_shift); \
+                out[j] = (T)tm_clamp_i32(v + p->output_offset, p->act_min, p->act_max);               \
+            }                                                                                         \
+            tm_broadcast_next_row(b, index, &off1, &off2);                                            \
         }                                                                                             \
     }
 
