@@ -28,9 +28,10 @@ from host.engine.build import build_firmware
 from host.engine.reference import ReferenceInterpreter
 from host.link.client import Client
 from host.link.device import LINK_ENV, Device, connect
-from host.link.frame import HEADER, SYNC, FrameDecoder, encode_frame
+from host.link.frame import HEADER, SYNC, encode_frame
 from host.link.images import read_flashed
 from host.link.messages import DeviceError, DeviceErrorFrame, Msg
+from tests.support.link import exchange, quiet
 
 pytestmark = [
     pytest.mark.qemu,
@@ -41,22 +42,11 @@ pytestmark = [
 
 def raw_exchange(dev: Device, data: bytes, wait_s: float = 10.0, frames: int = 1) -> list:
     """Write raw bytes; collect response frames until `frames` arrived or `wait_s` passed."""
-    link = dev.client.transport
-    drain(dev)
-    link.write(data)
-    decoder, got = FrameDecoder(), []
-    deadline = time.monotonic() + wait_s
-    while time.monotonic() < deadline and len(got) < frames:
-        got += decoder.feed(link.read(max(1, link.in_waiting)))
-    return got
+    return exchange(dev, data, frames, wait_s, idle_s=0.05)
 
 
 def drain(dev: Device) -> None:
-    link = dev.client.transport
-    time.sleep(0.05)
-    while link.in_waiting:
-        link.read(link.in_waiting)
-        time.sleep(0.05)
+    quiet(dev, idle_s=0.05)
 
 
 def still_answers(dev: Device) -> None:

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import shutil
 import struct
-import time
 
 import numpy as np
 import pytest
@@ -25,6 +24,7 @@ from host.engine.reference import ReferenceInterpreter
 from host.link.device import Device, attach
 from host.link.frame import FrameDecoder, encode_frame
 from host.link.messages import Msg
+from tests.support.link import exchange, quiet
 
 pytestmark = [
     pytest.mark.qemu,
@@ -42,28 +42,6 @@ BAD_CRC, BAD_LENGTH, SEQ_GAP, REPLAY_LOST, BAD_SEQ = 1, 5, 9, 10, 11
 @pytest.fixture(scope="module")
 def reference() -> ReferenceInterpreter:
     return ReferenceInterpreter(DEFAULT_MODEL)
-
-
-def exchange(dev: Device, data: bytes, frames: int = 1, wait_s: float = 5.0) -> list:
-    link = dev.client.transport
-    quiet(dev)
-    link.write(data)
-    decoder, got = FrameDecoder(), []
-    deadline = time.monotonic() + wait_s
-    while time.monotonic() < deadline and len(got) < frames:
-        got += decoder.feed(link.read(max(1, link.in_waiting)))
-    return got
-
-
-def quiet(dev: Device, idle_s: float = 0.15) -> None:
-    """Read until the line was idle for idle_s (> the device's 100 ms mid-frame timeout)."""
-    link = dev.client.transport
-    last = time.monotonic()
-    while time.monotonic() - last < idle_s:
-        if link.in_waiting:
-            link.read(link.in_waiting)
-            last = time.monotonic()
-        time.sleep(0.01)
 
 
 def error_of(frame) -> tuple[int, int]:  # noqa: ANN001
