@@ -22,6 +22,8 @@ from host.core.errors import UserError
 from host.core.paths import DEFAULT_MODEL, ROOT
 from host.emulators.renode import RenodeProcess, platform_argument, script
 from host.engine.build import build_firmware
+from host.engine.reference import ReferenceInterpreter
+from tests.support.mlperf import expected_scores
 
 BOARD = "renode-stm32f4"
 HAS_RENODE = shutil.which("renode") is not None
@@ -120,9 +122,6 @@ def test_digits_bit_exact_in_renode(tmp_path: Path) -> None:
 @needs_renode_test
 @needs_gcc
 def test_robot_mlperf_mode(tmp_path: Path) -> None:
-    from host.engine.reference import ReferenceInterpreter
-    from tests.test_mlperf_mode import expected_scores
-
     model, board = compile_tflite(DEFAULT_MODEL), load_board(BOARD)
     image = build_firmware(model, board, out_dir=tmp_path / "fw", mlperf=True)
     resc = tmp_path / "run.resc"
