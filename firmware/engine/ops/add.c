@@ -31,13 +31,9 @@ static inline int32_t add_one(const tm_add_params_t *p, int32_t x, int32_t y) {
 TM_DEFINE_ADD(add_s8, int8_t)
 TM_DEFINE_ADD(add_s16, int16_t)
 
-static int broadcastable(const tm_shape_t *in1, const tm_shape_t *in2, const tm_shape_t *out) {
-    return in1->rank <= out->rank && in2->rank <= out->rank && out->rank <= TM_MAX_RANK;
-}
-
 tm_status_t tm_add_s8(const tm_add_params_t *p, const tm_shape_t *in1, const tm_shape_t *in2, const tm_shape_t *out,
                       const int8_t *x1, const int8_t *x2, int8_t *y) {
-    if (!broadcastable(in1, in2, out)) {
+    if (!tm_broadcastable(in1, in2, out)) {
         return TM_ERR_BAD_MODEL;
     }
     tm_broadcast_t b;
@@ -48,7 +44,7 @@ tm_status_t tm_add_s8(const tm_add_params_t *p, const tm_shape_t *in1, const tm_
 
 tm_status_t tm_add_s16(const tm_add_params_t *p, const tm_shape_t *in1, const tm_shape_t *in2,
                        const tm_shape_t *out, const int16_t *x1, const int16_t *x2, int16_t *y) {
-    if (!broadcastable(in1, in2, out)) {
+    if (!tm_broadcastable(in1, in2, out)) {
         return TM_ERR_BAD_MODEL;
     }
     tm_broadcast_t b;

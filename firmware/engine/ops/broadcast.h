@@ -22,6 +22,11 @@ static inline void tm_broadcast_strides(const tm_shape_t *t, const tm_shape_t *o
     }
 }
 
+/* Whether in1 and in2 broadcast to out: neither has more dims than the output, which fits TM_MAX_RANK. */
+static inline int tm_broadcastable(const tm_shape_t *in1, const tm_shape_t *in2, const tm_shape_t *out) {
+    return in1->rank <= out->rank && in2->rank <= out->rank && out->rank <= TM_MAX_RANK;
+}
+
 static inline void tm_broadcast_init(tm_broadcast_t *b, const tm_shape_t *in1, const tm_shape_t *in2,
                                      const tm_shape_t *out) {
     b->rank = out->rank;
