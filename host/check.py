@@ -18,21 +18,24 @@ from __future__ import annotations
 import argparse
 import statistics
 import sys
-from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
-
-import numpy as np
 
 from host.backends.inputs import parse_inputs, parse_range
-from host.backends.verify import ChipCycles, check, localize, native_runner, run_on_chip, summary_lines
+from host.backends.verify import (
+    ChipCycles,
+    check,
+    check_over_link,
+    localize,
+    native_runner,
+    run_on_chip,
+    summary_lines,
+)
 from host.compiler import CompiledModel, compile_tflite
 from host.core.boards import load_board
 from host.core.errors import UserError, run_cli
 from host.core.paths import DEFAULT_BOARD
 from host.core.timing import CycleEstimate
 from host.emulators.launch import board_link
-from host.link.device import connect
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -89,13 +92,10 @@ def _main(args: argparse.Namespace, url: str | None) -> int:
     if args.target == "native":
         runner, target = native_runner(model), "host-native engine (same C as the firmware)"
         exact, total, first, first_inputs, costs = check(args.model, runner, model, inputs, count)
-    elif url is not None and not args.cycles:
-        (exact, total, first, first_inputs, costs), target, ticks = check_over_link(args, model, inputs, count, url)
-        if ticks is not None:
-            board = load_board(args.board)
-            print_profile(model, ticks, board.instructions_per_tick)
     else:
-        chip = run_on_chip(args.model, model, args.board, inputs, count, profile=args.profile, cycles=args.cycles)
+        chip = (check_over_link(args.model, model, args.board, url, inputs, count, profile=args.profile)
+                if url is not None and not args.cycles else
+                run_on_chip(args.model, model, args.board, inputs, count, profile=args.profile, cycles=args.cycles))
         (exact, total, first, first_inputs, costs), target = chip.result, chip.target
         chip_cycles = chip.cycles
         if chip.cycles_note:
@@ -117,21 +117,6 @@ def _main(args: argparse.Namespace, url: str | None) -> int:
         print(localize(args.model, first_inputs))
     print(f"bit-exact {exact}/{total}")
     return 0 if exact == total else 1
-
-
-def check_over_link(args: argparse.Namespace, model: CompiledModel, inputs: Iterator[list[np.ndarray]], count: int,
-                    url: str) -> tuple[tuple[Any, ...], str, list[int] | None]:
-    """The check on a board that already runs the model's firmware, behind `url` (the handshake
-    refuses another model's firmware)."""
-    board = load_board(args.board)
-    with connect(board, url, model.sha256) as device:
-        def run(sample: list[np.ndarray]) -> tuple[list[np.ndarray], int | None]:
-            outputs, result = device.infer_arrays(*sample)
-            return outputs, result.instructions
-
-        result = check(args.model, run, model, inputs, count)
-        ticks = device.profile() if args.profile else None
-    return result, f"{board.name} ({board.cpu}) over {url}", ticks
 
 
 def print_profile(model: CompiledModel, ticks: list[int], per_tick: int | None,

@@ -27,6 +27,7 @@ from host.emulators.launch import boot_elf
 from host.engine.build import FirmwareImage, build_firmware
 from host.engine.native import NativeModel
 from host.engine.reference import ReferenceInterpreter
+from host.link.device import Device, connect
 from host.tflite.reader import parse_model
 
 # A runner takes the inputs of one inference and returns (outputs, instructions or None).
@@ -141,6 +142,26 @@ class ChipCheck:
     cycles_note: str | None = None
 
 
+def device_runner(device: Device) -> Runner:
+    """A runner over a handshaken device: its outputs and the instructions it reports."""
+    def run(sample: list[np.ndarray]) -> tuple[list[np.ndarray], int | None]:
+        outputs, result = device.infer_arrays(*sample)
+        return outputs, result.instructions
+
+    return run
+
+
+def check_over_link(model_path: Path, model: CompiledModel, board_name: str, url: str,
+                    inputs: Iterator[list[np.ndarray]], count: int, profile: bool = False) -> ChipCheck:
+    """The check on a board that already runs the model's firmware, behind `url` (the handshake
+    refuses another model's firmware)."""
+    board = load_board(board_name)
+    with connect(board, url, model.sha256) as device:
+        result = check(model_path, device_runner(device), model, inputs, count)
+        ticks = device.profile() if profile else None
+    return ChipCheck(result, f"{board.name} ({board.cpu}) over {url}", ticks, board.instructions_per_tick)
+
+
 def run_on_chip(model_path: Path, model: CompiledModel, board_name: str, inputs: Iterator[list[np.ndarray]],
                 count: int, profile: bool = False, cycles: bool = False) -> ChipCheck:
     """Build the model's firmware for the board, boot it, and check every input against the reference.
@@ -188,16 +209,18 @@ def _check_on_chip(model_path: Path, model: CompiledModel, board: Board, image: 
             timing, plugin, note = None, None, f"error: {error}"
             device = stack.enter_context(boot_elf(board, image.elf, model.sha256))
 
+        on_device = device_runner(device)
+
         def run(sample: list[np.ndarray]) -> tuple[list[np.ndarray], int | None]:
             nonlocal last_segments
-            outputs, result = device.infer_arrays(*sample)
+            outputs, instructions = on_device(sample)
             if plugin is not None and timing is not None:
                 windows = plugin.read_windows()
                 if not windows:
                     raise UserError(f"the cycle plugin recorded no window for an inference ({plugin.output})")
                 estimates.append(timing.estimate(windows[-1].counts, wait_states(board)))
                 last_segments = windows[-1].segments
-            return outputs, result.instructions
+            return outputs, instructions
 
         result = check(model_path, run, model, inputs, count)
         ticks = device.profile() if profile else None
