@@ -1,14 +1,16 @@
 """`python -m host.evaluate`: adversarial robustness of the flashed model, on the chip.
 
 For clean inputs and every attack × ε, each input runs on (a) the float Keras
-model, (b) the TFLite Micro reference with the int8-quantized input and (c) the
-chip with the same int8 bytes.  Prints accuracies, attack/transfer success,
+model, (b) the TFLite Micro reference with the quantized input and (c) the
+chip with the same bytes.  Prints accuracies, attack/transfer success,
 chip-vs-reference agreement and on-chip cost; writes results/<run-id>/.
 
-Every inference is stored as it arrives in results/<run-id>/results.sqlite (host.study.store);
-a dead emulator is restarted (host.backends.pool, also `--devices N` emulators sharing the inputs) and
-`--resume <run-id>` finishes a run whose host died. See docs/evaluate.md for every option and
-the exact metric definitions.
+The flags describe a study, exactly as a config file does (`--config study.toml`: precisions ×
+attacks × ε × defenses): both run through one pipeline (host.study.runner), split into units run
+on a Dask cluster (a LocalCluster by default, `--scheduler` an existing one, `--workers 0` this
+process; host.study.cluster), each unit journaled as it arrives in results/<run-id>/results.sqlite
+(host.study.journal), so `--resume <run-id>` finishes a run whose client died. See docs/evaluate.md,
+docs/experiments.md and docs/cluster.md.
 """
 
 from __future__ import annotations
@@ -20,35 +22,34 @@ import os
 import re
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from host.attacks import attack_class, describe_registry
-from host.backends.backend import BACKENDS
+from host.attacks import attack_class, describe_registry, get_attack
+from host.backends.backend import BACKENDS, ModelIO
+from host.core.boards import load_board
+from host.core.data import digits_test_set, load_npz_dataset
 from host.core.errors import UserError, run_cli
-from host.core.paths import DEFAULT_BOARD, DEFAULT_FLOAT_MODEL, DEFAULT_MODEL, RESULTS_DIR, ROOT
+from host.core.paths import DEFAULT_BOARD, DEFAULT_FLOAT_MODEL, DEFAULT_MODEL, RESULTS_DIR
 from host.emulators.launch import board_link
-from host.reporting.files import write_results, write_study
+from host.link.device import LINK_ENV
+from host.link.images import read_flashed
+from host.reporting.files import write_study
 from host.reporting.text import chip_mismatches, print_study, print_summary
-from host.study.checkpoint import StudyCheckpoint
-from host.study.config import Experiment, load_experiment
+from host.study.cluster import open_executor
+from host.study.config import FLOAT, AttackSpec, Experiment, SliceSpec, load_experiment
 from host.study.evaluation import (
     DEFAULT_ATTACKS,
     DEFAULT_EPS,
     DEFAULT_MAX_RESTARTS,
     DEFAULT_SEED,
     DEFAULT_WINDOW,
-    EvalConfig,
-    build_attack,
-    config_json,
-    evaluate,
+    add_flag_view,
 )
-from host.study.runner import run_experiment
-from host.study.store import DB_NAME, ResultsDB
-
-if TYPE_CHECKING:
-    pass
+from host.study.journal import DB_NAME, Journal, experiment_fingerprint
+from host.study.runner import check_placement, prepare, run_experiment
+from host.study.units import configure_threads
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # before any TensorFlow import: no C++ log spam
 
@@ -89,18 +90,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--run-id", default=None, help="subdirectory name (default: date-time-backend-seed)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("--resume", default=None, metavar="RUN_ID",
-                   help="finish the interrupted run --out/RUN_ID from its results.sqlite (its options are "
-                   "read back; giving a different one is an error); with --config: continue that study from "
-                   "its checkpoint (same config), skipping the attacks it finished")
-    p.add_argument("--devices", type=int, default=1, metavar="N",
-                   help="run N emulator instances of the flashed board and share the inputs (default: 1; "
-                   "results are identical)")
+                   help="finish the interrupted run --out/RUN_ID: only the units its results.sqlite lacks are "
+                   "computed (a flag run's options are read back; with --config: the same config)")
+    p.add_argument("--devices", type=int, default=None, metavar="N",
+                   help="without --workers: N worker processes, each with its own emulator of the flashed board "
+                   "(default: one per core; results are identical)")
     p.add_argument("--window", type=int, default=DEFAULT_WINDOW, metavar="W",
                    help="requests in flight per device (protocol pipelining; default: %(default)s)")
     p.add_argument("--max-restarts", type=int, default=DEFAULT_MAX_RESTARTS, metavar="K",
                    help="emulator restarts after a failed device before the run stops (default: %(default)s)")
     p.add_argument("--no-pin", action="store_true",
-                   help="let the OS place the emulators (default: each bound to one core, round-robin)")
+                   help="kept for old scripts, no effect: the emulators run unbound in the Dask worker processes")
     p.add_argument("--port", default=None, metavar="URL",
                    help="the board's link instead of booting an emulator: rfc2217://HOST:PORT, socket://HOST:PORT "
                    "or a serial device such as /dev/ttyACM0 (default: $SLINGSHOT_LINK; docs/boards.md)")
@@ -109,6 +109,11 @@ def build_parser() -> argparse.ArgumentParser:
                    "is the link, released on exit (pip install 'slingshot[lab]'; docs/boards.md)")
     p.add_argument("--config", type=Path, default=None, metavar="STUDY.toml",
                    help="run a configured study (precisions × attacks × ε; docs/experiments.md) instead")
+    p.add_argument("--workers", type=int, default=None, metavar="N",
+                   help="worker processes of the Dask LocalCluster this command starts (default: one "
+                   "per core; 0: every unit in this process, no Dask; docs/cluster.md)")
+    p.add_argument("--scheduler", default=None, metavar="tcp://HOST:PORT",
+                   help="run the units on this existing Dask cluster (docs/cluster.md)")
     p.add_argument("--quick", action="store_true", help="with --config: the config's [quick] overrides (fewer samples)")
     return p
 
@@ -161,7 +166,13 @@ def parse_attack_params(items: Sequence[str], attacks: Sequence[str]) -> dict[st
 
 
 
-def config_from_args(args: argparse.Namespace) -> EvalConfig:
+def build_attack(name: str, eps: float, seed: int, attack_params: dict[str, dict[str, str]]) -> Any:
+    takes_eps = any(p.name == "eps" for p in attack_class(name).params_spec)  # e.g. not the patch attack
+    return get_attack(name, seed=seed, **attack_params.get(name, {}), **({"eps": eps} if takes_eps else {}))
+
+
+def check_flags(args: argparse.Namespace) -> tuple[tuple[str, ...], tuple[float, ...], dict[str, dict[str, str]]]:
+    """The flags' own checks (before any model is loaded); returns attacks, eps and attack parameters."""
     attacks = parse_attacks(args.attacks)
     eps = parse_eps(args.eps)
     attack_params = parse_attack_params(args.attack_param, attacks)
@@ -171,9 +182,9 @@ def config_from_args(args: argparse.Namespace) -> EvalConfig:
         raise UserError(f"--num must be at least 1, got {args.num}")
     if args.seed < 0:
         raise UserError(f"--seed must be >= 0, got {args.seed}")
-    if args.devices < 1:
+    if args.devices is not None and args.devices < 1:
         raise UserError(f"--devices must be at least 1, got {args.devices}")
-    if args.devices > 1 and args.backend != "device":
+    if (args.devices or 1) > 1 and args.backend != "device":
         raise UserError(f"--devices {args.devices} needs --backend device (the {args.backend} backend is "
                         "one host process)")
     if args.window < 1:
@@ -186,13 +197,58 @@ def config_from_args(args: argparse.Namespace) -> EvalConfig:
             f"float model not found: {args.float_model}",
             hint="pass --float-model PATH.keras (the float model the .tflite was converted from)",
         )
-    return EvalConfig(
-        model=args.model, float_model=args.float_model, board=args.board, backend=args.backend,
-        num=args.num, eps=eps, attacks=attacks, attack_params=attack_params, seed=args.seed,
-        dataset=args.dataset, progress=not args.no_progress, devices=args.devices, window=args.window,
-        max_restarts=args.max_restarts, pin_cpus=not getattr(args, "no_pin", False),
-    )
+    return attacks, eps, attack_params
 
+
+def experiment_from_args(args: argparse.Namespace) -> tuple[Experiment, ModelIO, dict[str, Any]]:
+    """The study the flags describe: the flashed model in its one precision, its float model, the
+    attacks × ε, and its chip (the flashed board, or --backend native/reference)."""
+    attacks, eps, attack_params = check_flags(args)
+    model = ModelIO.from_bytes(args.model.read_bytes(), str(args.model))
+    precision = {"int8": "int8", "int16": "int16x8"}.get(model.input.dtype)
+    if precision is None:
+        raise UserError(f"--model {args.model}: a {model.input.dtype} input; the evaluator takes int8 or int16x8 "
+                        "models", hint="quantize it with python -m host.quantize")
+    dataset, n_all, info = _flag_dataset(args)
+    board = args.board or DEFAULT_BOARD
+    firmware = _flashed_firmware(model, board) if args.backend == "device" else None
+    specs = tuple(AttackSpec(name, _attack_eps(name, eps), {**attack_params.get(name, {})}) for name in attacks)
+    experiment = Experiment(
+        source=Path("<flags>"), name="evaluate", seed=args.seed, float_model=args.float_model.resolve(),
+        given={precision: args.model.resolve()}, precisions=(FLOAT, precision), dataset=dataset,
+        input_range=(0.0, 1.0), representative=None, chip_board=board, chip_precisions=(precision,),
+        chip_num=None, attacks=specs, chip_port=None, chip_backend=args.backend, chip_firmware=firmware)
+    info.update(board=board, n=n_all, chip=f"{board} ({args.backend})" if args.backend != "device" else board)
+    return experiment, model, info
+
+
+def _attack_eps(name: str, eps: tuple[float, ...]) -> tuple[float | None, ...]:
+    return eps if any(p.name == "eps" for p in attack_class(name).params_spec) else (None,)
+
+
+def _flag_dataset(args: argparse.Namespace) -> tuple[SliceSpec, int, dict[str, Any]]:
+    if args.dataset is None:
+        dataset = digits_test_set()
+        path = Path("builtin:digits-test")
+    else:
+        dataset = load_npz_dataset(args.dataset)
+        path = args.dataset.resolve()
+    if args.num is not None and args.num > len(dataset):
+        raise UserError(f"--num {args.num} is more than the {len(dataset)} samples of {dataset.name}",
+                        hint=f"use --num 1..{len(dataset)} (or omit it for all)")
+    meta = {k: v for k, v in dataset.meta.items() if k != "path"}
+    return SliceSpec(path, 0, args.num), len(dataset), {"name": dataset.name, "meta": meta}
+
+
+def _flashed_firmware(model: ModelIO, board: str) -> Path | None:
+    """The firmware flashed for an emulated board (checked to run `model`); None for a board behind a link."""
+    if os.environ.get(LINK_ENV) or not load_board(board).emulated:
+        return None
+    image = read_flashed(board)
+    if image.model_sha256 != model.sha256:
+        raise UserError(f"the model flashed on {board} ({image.model_path}) is not the model you asked for",
+                        hint="run `make flash MODEL=<your model>` first, or pass --model of the flashed one")
+    return image.elf
 
 
 def _check_model_path(path: Path) -> None:
@@ -200,7 +256,6 @@ def _check_model_path(path: Path) -> None:
         raise UserError(f"model file not found: {path}", hint="pass --model PATH.tflite (the flashed model)")
     if path.is_dir() or path.suffix != ".tflite":
         raise UserError(f"--model must be a .tflite file, got {path}", hint="the int8 model given to make flash")
-
 
 
 def resolve_run_id(run_id: str | None, backend: str, seed: int) -> str:
@@ -214,110 +269,35 @@ def resolve_run_id(run_id: str | None, backend: str, seed: int) -> str:
     return run_id
 
 
-
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.list_attacks:
         print(describe_registry())
         return 0
+    this_argv = list(sys.argv[1:] if argv is None else argv)
     if args.config is not None:
-        return run_study(args, argv)   # a --place or --port is the study's [chip] (run_experiment links it)
+        return run_study(args, this_argv)   # a --place or --port is the study's [chip] (run_context links it)
+    if args.quick:
+        raise UserError("--quick applies to --config studies only")
+    if args.resume is not None:
+        args = resumed_args(args, this_argv)
     if args.place is not None or args.port is not None:
         option = "--place" if args.place is not None else "--port"
         if args.backend != "device":
             raise UserError(f"{option} needs --backend device (the {args.backend} backend runs on this host)")
-        if args.devices > 1:
+        if (args.devices or 1) > 1:
             raise UserError(f"--devices {args.devices} boots emulators; {option} is one board",
                             hint=f"drop --devices with {option}")
     with board_link(args.place, args.port):
-        return _main(args, argv)
+        experiment, model, info = experiment_from_args(args)
+        run_id = args.resume or resolve_run_id(args.run_id, args.backend, args.seed)
+        return run(experiment, args, run_id, args.stored_argv if args.resume else this_argv,
+                   flag_view=(model, info), label=f"python -m host.evaluate --resume {run_id}")
 
 
-def _main(args: argparse.Namespace, argv: list[str] | None) -> int:
-    if args.config is not None:
-        return run_study(args, argv)
-    if args.quick:
-        raise UserError("--quick applies to --config studies only")
-    this_argv = list(sys.argv[1:] if argv is None else argv)
-    if args.resume is not None:
-        return resume_run(args, this_argv)
-    config = config_from_args(args)
-    run_id = resolve_run_id(args.run_id, config.backend, config.seed)
-    out_dir = args.out / run_id
-    if (out_dir / DB_NAME).exists():
-        raise UserError(f"run '{run_id}' already exists in {args.out}",
-                        hint=f"continue it with --resume {run_id}, or choose another --run-id")
-    created: list[ResultsDB] = []
-
-    def create(chip_description: str) -> ResultsDB:
-        db = ResultsDB.create(out_dir / DB_NAME, config_json(config), this_argv)
-        db.lock()
-        db.set_meta("chip", chip_description)
-        created.append(db)
-        return db
-
-    return _run_and_report(config, create, created, run_id, args.out, this_argv)
-
-
-
-def resume_run(args: argparse.Namespace, this_argv: list[str]) -> int:
-    """--resume RUN_ID: the run's options come from its database; finish what is missing."""
-    run_id = args.resume
-    if not RUN_ID_PATTERN.match(run_id):
-        raise UserError(f"--resume '{run_id}' is not a plain run id", hint="the name of a directory under --out")
-    if args.run_id is not None and args.run_id != run_id:
-        raise UserError(f"--run-id {args.run_id} conflicts with --resume {run_id}", hint="give only --resume")
-    out_dir = args.out / run_id
-    db = ResultsDB.open(out_dir / DB_NAME)
-    if db.finished:
-        raise UserError(f"--resume {run_id}: this run is already finished; its results are in {out_dir}/",
-                        hint="nothing to resume; start a new run (another --run-id) to evaluate again")
-    db.lock()
-    config = resumed_config(args, this_argv, db.config)
-    db.set_meta("sessions", str(int(db.meta("sessions", "1") or 1) + 1))
-    done = db.count("chip")
-    print(f"resuming run {run_id}: {done} chip inference(s) already in {db.path}", file=sys.stderr)
-    return _run_and_report(config, db, [db], run_id, args.out, db.argv, resumed_argv=this_argv)
-
-
-
-def _run_and_report(config: EvalConfig, db: ResultsDB | Callable[[str], ResultsDB], created: list[ResultsDB],
-                    run_id: str, out: Path, argv: list[str], resumed_argv: list[str] | None = None) -> int:
-
-    try:
-        document = evaluate(config, db)
-    except (UserError, KeyboardInterrupt) as err:
-        if created and not created[0].finished:
-            kept = created[0].count("chip")
-            resume = f"python -m host.evaluate --resume {run_id}" + (f" --out {out}" if out != RESULTS_DIR else "")
-            note = f"{kept} chip inference(s) so far are kept in {created[0].path}; continue with: {resume}"
-            if isinstance(err, UserError):
-                err.hint = f"{err.hint}\n  {note}" if err.hint else note
-            else:
-                print(note, file=sys.stderr)
-        raise
-    db_final = created[0]
-    out_dir = out / run_id
-    document["run"].update({"id": run_id, "argv": argv})
-    if resumed_argv is not None:
-        document["run"]["resume_argv"] = resumed_argv
-    paths = write_results(document, out_dir)
-    db_final.set_meta("status", "finished")
-    print_summary(document, paths)
-    if not document["summary"]["bit_exact"]:
-        raise UserError(
-            f"the chip's outputs differ from the TFLite Micro reference in "
-            f"{document['summary']['mismatched_inferences']} inference(s); details in {paths['report']}",
-            exit_code=1,
-        )
-    return 0
-
-
-
-# Options that decide which inferences a run makes: stored in its database, fixed on --resume.
+# Options that decide which inferences a run makes: fixed on --resume (the run's own are read back).
 WORK_OPTIONS = ("num", "eps", "attacks", "attack_param", "board", "backend", "model", "float_model", "dataset",
-                "seed")
-
+                "seed", "run_id")
 
 
 def _given_options(argv: list[str]) -> set[str]:
@@ -328,51 +308,26 @@ def _given_options(argv: list[str]) -> set[str]:
     return set(vars(parser.parse_args(argv)))
 
 
-
-def resumed_config(args: argparse.Namespace, argv: list[str], stored: dict[str, Any]) -> EvalConfig:
-    """The stored run's config; an option given now that differs from it is an error."""
-    def path(text: str | None) -> Path | None:
-        return None if text is None else (Path(text) if Path(text).is_absolute() else ROOT / text)
-
-    stored_args = {
-        "num": stored["num"], "seed": stored["seed"], "board": stored["board"], "backend": stored["backend"],
-        "eps": ",".join(repr(float(e)) for e in stored["eps"]),
-        "attacks": ",".join(stored["attacks"]) or "none",
-        "attack_param": [f"{a}.{k}={v}" for a, params in stored["attack_params"].items() for k, v in params.items()],
-        "model": path(stored["model"]), "float_model": path(stored["float_model"]), "dataset": path(stored["dataset"]),
-    }
-    given = _given_options(argv) & set(WORK_OPTIONS)
-    execution = {k: getattr(args, k) for k in ("devices", "window", "max_restarts", "no_progress", "no_pin")}
-    candidate = argparse.Namespace(**{**stored_args, **{k: getattr(args, k) for k in given}}, **execution)
-    try:
-        config = config_from_args(candidate)
-    except UserError as err:
-        if not given:
-            raise
-        raise UserError(f"--resume {args.resume}: {', '.join('--' + k.replace('_', '-') for k in sorted(given))} "
-                        f"conflict(s) with the run's options: {err.message}",
-                        hint="a resumed run keeps its own options: drop them") from None
-    now = config_json(config)
-
-    def norm(d: dict[str, Any]) -> dict[str, Any]:
-        return {**d, "board": d.get("board") or DEFAULT_BOARD}
-
-    differ = [k for k in sorted(set(now) | set(stored)) if norm(now).get(k) != norm(stored).get(k)]
-    if differ:
-        files = [k for k in differ if k.endswith("_sha256")]
-        options = [k for k in differ if not k.endswith("_sha256")]
-        if options:
-            detail = "; ".join(f"{k}: run has {stored.get(k)!r}, given {now.get(k)!r}" for k in options)
-            raise UserError(f"--resume {args.resume}: options conflict with the run's ({detail})",
-                            hint="a resumed run keeps its own options: drop them (only --devices, --window, "
-                                 "--max-restarts, --no-progress and --out may be given)")
-        raise UserError(f"--resume {args.resume}: file(s) changed since the run started: "
-                        + ", ".join(k.removesuffix("_sha256") for k in files),
-                        hint="restore them, or start a new run")
-    if given:  # equal to the stored values: run with the stored spelling (same metrics document)
-        config = config_from_args(argparse.Namespace(**stored_args, **execution))
-    return config
-
+def resumed_args(args: argparse.Namespace, argv: list[str]) -> argparse.Namespace:
+    """--resume RUN_ID: the run's own options, read back from its journal; only where and how it runs
+    (--workers, --scheduler, --devices, --window, --max-restarts, --no-progress, --out) may be given."""
+    run_id = args.resume
+    if not RUN_ID_PATTERN.match(run_id):
+        raise UserError(f"--resume '{run_id}' is not a plain run id", hint="the name of a directory under --out")
+    given = sorted((_given_options(argv) & set(WORK_OPTIONS)) - {"run_id"} if args.run_id in (None, run_id)
+                   else _given_options(argv) & set(WORK_OPTIONS))
+    if given:
+        raise UserError(f"--resume {run_id}: {', '.join('--' + k.replace('_', '-') for k in given)} would change "
+                        "the run", hint="a resumed run keeps its own options: drop them (only --workers, "
+                        "--scheduler, --devices, --window, --max-restarts, --no-progress, --port, --place and --out "
+                        "may be given)")
+    stored = Journal.stored_argv(args.out / run_id / DB_NAME, run_id)
+    resumed = build_parser().parse_args(stored)
+    for name in ("workers", "scheduler", "devices", "window", "max_restarts", "no_progress", "out", "resume",
+                 "port", "place"):
+        setattr(resumed, name, getattr(args, name))
+    resumed.stored_argv = stored
+    return resumed
 
 
 def _linked_chip(experiment: Experiment, place: str | None, port: str | None) -> Experiment:
@@ -388,7 +343,7 @@ def _linked_chip(experiment: Experiment, place: str | None, port: str | None) ->
     return dataclasses.replace(experiment, chip_place=place, chip_port=port)
 
 
-def run_study(args: argparse.Namespace, argv: list[str] | None) -> int:
+def run_study(args: argparse.Namespace, this_argv: list[str]) -> int:
     experiment = load_experiment(args.config, quick=args.quick)
     if args.place is not None or args.port is not None:
         experiment = _linked_chip(experiment, args.place, args.port)
@@ -398,25 +353,70 @@ def run_study(args: argparse.Namespace, argv: list[str] | None) -> int:
         run_id = resolve_run_id(args.resume, "", 0)
     else:
         run_id = resolve_run_id(args.run_id, experiment.name + ("-quick" if args.quick else ""), experiment.seed)
-    checkpoint = StudyCheckpoint.start(args.out / run_id / "checkpoint", experiment, resume=args.resume is not None)
-    print(f"run {run_id}: each finished attack is kept in {checkpoint.directory}; if the run stops, continue it "
-          f"with: python -m host.evaluate --config {args.config}{' --quick' if args.quick else ''} "
-          f"--resume {run_id}" + (f" --out {args.out}" if args.out != RESULTS_DIR else ""), file=sys.stderr)
-    document = run_experiment(experiment, progress=not args.no_progress, checkpoint=checkpoint)
-    document["run"].update({"id": run_id, "argv": list(sys.argv[1:] if argv is None else argv)})
-    paths = write_study(document, args.out / run_id)
-    print_study(document, paths)
+    resume = (f"python -m host.evaluate --config {args.config}{' --quick' if args.quick else ''} "
+              f"--resume {run_id}")
+    return run(experiment, args, run_id, this_argv, label=resume)
+
+
+def run(experiment: Experiment, args: argparse.Namespace, run_id: str, argv: list[str],
+        flag_view: tuple[ModelIO, dict[str, Any]] | None = None, label: str = "") -> int:
+    """Any run, flags or config: checked, planned into units, run where the flags or [cluster] say,
+    journaled, reported (metrics.json, report.md, report.html)."""
+    out_dir = args.out / run_id
+    if args.resume is None and (out_dir / DB_NAME).exists():
+        raise UserError(f"run '{run_id}' already exists in {args.out}",
+                        hint=f"continue it with --resume {run_id}, or choose another --run-id")
+    scheduler = args.scheduler or experiment.cluster_scheduler
+    workers = args.workers if args.workers is not None else experiment.cluster_workers
+    if workers is None and flag_view is not None and args.devices is not None:
+        workers = args.devices
+    if workers is None and experiment.chip_backend != "device":
+        workers = 0   # --backend native/reference: host work only, one process is enough
+    configure_threads()   # before TensorFlow starts: one thread, as on every worker (byte-identical floats)
+    resume_hint = label + (f" --out {args.out}" if args.out != RESULTS_DIR else "")
+    with open_executor(scheduler, None if scheduler else workers) as executor:
+        executor.warm()   # the workers load TensorFlow while this process checks the run
+        prepared = prepare(experiment)   # data, models and attacks checked before the run directory exists
+        check_placement(executor, experiment)
+        journal = Journal.start(out_dir / DB_NAME, experiment_fingerprint(experiment), argv,
+                                resume=args.resume is not None)
+        print(f"run {run_id}: every finished unit is kept in {journal.path}; if the run stops, continue it "
+              f"with: {resume_hint}", file=sys.stderr)
+        try:
+            document = run_experiment(experiment, progress=not args.no_progress, journal=journal,
+                                      executor=executor, window=args.window, max_restarts=args.max_restarts,
+                                      prepared=prepared)
+            document["run"].update({"id": run_id, "argv": argv, "sessions": journal.sessions})
+            if flag_view is not None:
+                add_flag_view(document, experiment, flag_view[0], prepared[1], prepared[0], flag_view[1])
+            else:
+                document.pop("_sets", None)
+            paths = write_study(document, out_dir)
+            failed = [f"attack {f['attack']}" for f in document["summary"].get("failed_attacks", [])]
+            failed += [f"defense {f['defense']}" for f in document["summary"].get("failed_defenses", [])]
+            if not failed:
+                journal.finish()
+        except (UserError, KeyboardInterrupt) as err:
+            note = f"the units finished so far are kept in {journal.path}; continue with: {resume_hint}"
+            if isinstance(err, UserError):
+                err.hint = f"{err.hint}\n  {note}" if err.hint else note
+            else:
+                print(note, file=sys.stderr)
+            raise
+        finally:
+            journal.close()
+    if flag_view is not None:
+        print_summary(document, paths)
+    else:
+        print_study(document, paths)
     mismatches = chip_mismatches(document)
-    failed = [f"attack {f['attack']}" for f in document["summary"].get("failed_attacks", [])]
-    failed += [f"defense {f['defense']}" for f in document["summary"].get("failed_defenses", [])]
     if failed:
         raise UserError(f"{len(failed)} part(s) of the study failed ({', '.join(failed)}); the other results are "
-                        f"in {paths['report'].parent}", hint=f"continue it with --resume {run_id}", exit_code=1)
+                        f"in {out_dir}", hint=f"continue it with {resume_hint}", exit_code=1)
     if mismatches:
         raise UserError(f"the chip's outputs differ from the TFLite Micro reference in {mismatches} inference(s); "
                         f"details in {paths['report']}", exit_code=1)
     return 0
-
 
 
 if __name__ == "__main__":

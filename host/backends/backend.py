@@ -74,6 +74,7 @@ class Inference:
     output: bytes                 # raw output tensor bytes, as the device sent them
     instructions: int | None      # retired instructions (chip only)
     ticks: int | None             # the chip's cycle/tick counter (chip only)
+    preprocess_instructions: int | None = None   # a firmware pre-processing stage's own cost (chip only)
 
 
 class Backend(Protocol):
@@ -121,12 +122,14 @@ class DeviceBackend:
 
     name = "device"
 
-    def __init__(self, device: object, model: ModelIO) -> None:
+    def __init__(self, device: object, model: ModelIO, staged: bool = False) -> None:
+        """`staged`: the firmware has a defense's pre-processing stage (docs/defenses.md, "On the chip"),
+        which a study compares with the host's integer pre-processing, not with the raw reference."""
         self._device = device
         self._model = model
         info = device.info  # type: ignore[attr-defined]
         self.description = f"{getattr(info, 'board', 'device')} (on-chip)"
-        _check_device_matches(info, model)
+        _check_device_matches(info, model, staged)
 
     @property
     def retries(self) -> int:
@@ -135,10 +138,7 @@ class DeviceBackend:
 
     def run(self, x_q: np.ndarray) -> Inference:
         data = np.ascontiguousarray(x_q, dtype=self._model.input.dtype).tobytes()
-        result = self._device.infer(data)  # type: ignore[attr-defined]
-        return Inference(
-            bytes(result.output), getattr(result, "instructions", None), getattr(result, "ticks", None)
-        )
+        return _inference(self._device.infer(data))  # type: ignore[attr-defined]
 
     def run_many(self, xs: Iterable[np.ndarray], window: int = 1) -> Iterator[Inference]:
         """One result per input, in order, with up to `window` requests in flight (the protocol's
@@ -146,12 +146,15 @@ class DeviceBackend:
         dtype = self._model.input.dtype
         data = (np.ascontiguousarray(x, dtype=dtype).tobytes() for x in xs)
         for result in self._device.infer_many(data, window=window):  # type: ignore[attr-defined]
-            yield Inference(
-                bytes(result.output), getattr(result, "instructions", None), getattr(result, "ticks", None)
-            )
+            yield _inference(result)
 
 
-def _check_device_matches(info: object, model: ModelIO) -> None:
+def _inference(result: object) -> Inference:
+    return Inference(bytes(result.output), getattr(result, "instructions", None),  # type: ignore[attr-defined]
+                     getattr(result, "ticks", None), getattr(result, "preprocess_instructions", None))
+
+
+def _check_device_matches(info: object, model: ModelIO, staged: bool = False) -> None:
     """The flashed model must be this model: same hash, same I/O."""
     flashed = getattr(info, "model_sha256", None)
     if flashed is not None and bytes(flashed) != model.sha256:
@@ -163,7 +166,7 @@ def _check_device_matches(info: object, model: ModelIO) -> None:
     inputs, outputs = getattr(info, "inputs", None), getattr(info, "outputs", None)
     if inputs and outputs and (inputs[0].shape != model.input.shape or outputs[0].shape != model.output.shape):
         raise UserError("the board's model I/O shapes differ from the given model's; re-flash it")
-    if getattr(info, "preprocess_kind", 0):
+    if getattr(info, "preprocess_kind", 0) and not staged:
         raise UserError("the flashed firmware pre-processes its inputs (make flash PREPROCESS=...): its outputs "
                         "are not the reference's on the raw inputs",
                         hint="re-flash without PREPROCESS, or measure the stage with python -m "

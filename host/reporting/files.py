@@ -55,7 +55,11 @@ def write_study(document: dict[str, Any], out_dir: Path) -> dict[str, Path]:
     host.study.gallery.gallery_arrays) gallery.npz into out_dir; returns their paths."""
     out_dir.mkdir(parents=True, exist_ok=True)
     gallery = document.pop("_gallery", None)
+    predictions = document.pop("_predictions", None)
     paths = {"metrics": out_dir / "metrics.json", "report": out_dir / "report.md"}
+    if predictions is not None:   # a flag run (host.study.evaluation): predictions.npz as it always wrote
+        paths["predictions"] = out_dir / "predictions.npz"
+        _write_predictions(predictions, paths["predictions"])
     paths["metrics"].write_text(json.dumps(document, indent=2, default=json_default) + "\n")
     paths["report"].write_text(render_study_markdown(document))
     if gallery is not None:

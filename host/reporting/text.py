@@ -163,7 +163,7 @@ def print_summary(document: dict[str, Any], paths: dict[str, Path]) -> None:
     retries = document.get("run", {}).get("link_retries")
     if retries:
         print(f"link: {retries} request(s) sent again after a transit error (CRC/truncation); none executed twice")
-    print(f"results: {paths['metrics'].parent}/ (metrics.json, report.md, predictions.npz)")
+    print(f"results: {paths['metrics'].parent}/ ({', '.join(p.name for p in paths.values() if p is not None)})")
 
 
 # ---------------------------------------------------------------- configured studies (schema 2)
@@ -193,6 +193,18 @@ def _markdown_table(header: list[str], rows: list[list[str]]) -> str:
     return "\n".join(lines + ["| " + " | ".join(r) + " |" for r in rows])
 
 
+def study_mismatch_lines(document: dict[str, Any]) -> list[str]:
+    """Where a chip's outputs first differ from the reference's, per evaluation and chip."""
+    lines = []
+    for e in document["evaluations"]:
+        where = "clean" if e["attack"] == "clean" else f"{e['attack']} ε={eps_text(e['eps'])}"
+        for key, model in e["models"].items():
+            first = model.get("reference_agreement", {}).get("first_mismatch")
+            if first is not None:
+                lines.append(f"{where}, {key}: first mismatch at sample {first}")
+    return lines
+
+
 def render_study_markdown(document: dict[str, Any]) -> str:
     exp = document["experiment"]
     header, rows = study_rows(document)
@@ -205,6 +217,7 @@ def render_study_markdown(document: dict[str, Any]) -> str:
              f"- chip: {exp['chip']['board'] or 'none'} {exp['chip']['precisions']} (first {exp['chip']['num']} of "
              f"every set)",
              *[f"- {what}: {same}/{of} identical" for what, same, of in chip_agreement(document)],
+             *[f"- **MISMATCH** {line}" for line in study_mismatch_lines(document)],
              f"- wall time {wall_time(document['run'])}",
              *[f"- **attack `{f['attack']}` failed** and is left out: {f['error']}"
                for f in document["summary"].get("failed_attacks", [])],
@@ -319,7 +332,7 @@ def defense_chip_rows(document: dict[str, Any]) -> tuple[list[str], list[list[st
 
 
 def wall_time(run: dict[str, Any]) -> str:
-    """The run's duration; a resumed study's process did not run the parts read back from the checkpoint."""
+    """The run's duration; a resumed run did not run again the units read back from its journal."""
     text = f"{run.get('duration_s', '?')} s"
     if "--resume" in run.get("argv", []):
         text += " (the last process of a resumed run: parts finished before it are not included)"

@@ -1,6 +1,7 @@
-"""Experiments: the TOML study config (`config`), its runner (`runner`), the flag pipeline of
-`python -m host.evaluate` (`evaluation`), robustness metrics (`metrics`), the per-inference results
-store (`store`), study checkpoints (`checkpoint`) and the gallery arrays (`gallery`).
+"""Experiments: the TOML study config (`config`), the one runner of every evaluation (`runner`), its
+work units (`units`), where they run (`cluster`: Dask, or this process), the run's journal
+(`journal`), the flag run's view of a study (`evaluation`), robustness metrics (`metrics`) and the
+gallery arrays (`gallery`).
 
 Imports: every package below it (host.core … host.defenses); never host.reporting or a command.
 """

@@ -3,18 +3,22 @@
     [experiment]  name, seed
     [model]       float = "m.h5", int8 = "m_int8.tflite", int16x8 = "...", precisions = [...]
     [dataset]     path, start, num, input_range, [dataset.representative] path/start/num
-    [chip]        board, precisions, num, place (a labgrid place running the board: docs/boards.md)
+    [chip]        board, precisions, num (default: every input), place (a labgrid place running the board:
+                  docs/boards.md)
+    [cluster]     scheduler = "tcp://host:8786" (an existing Dask cluster) or workers = N (a LocalCluster;
+                  0: serially in this process), shard = 50 (inputs per work unit)
     [[attack]]    name, eps = [...], other parameters of the attack
     [[defense]]   name, its parameters (data for train-based ones), on_chip = true: its firmware stage on the [chip]
     [quick]       overrides used by --quick, e.g. dataset_num = 50
 
 Relative paths are relative to the directory of the config file. Everything is
-checked here, before any long work starts: missing files, unknown attacks,
-parameters out of range, unknown precisions or boards.
+checked here, before any long work starts: missing files, unknown sections and keys,
+unknown attacks, parameters out of range, unknown precisions or boards.
 """
 
 from __future__ import annotations
 
+import difflib
 import math
 import tomllib
 from dataclasses import dataclass, field
@@ -31,7 +35,21 @@ FLOAT = "float32"
 QUANTIZED_PRECISIONS = ("int16x8", "int8")
 PRECISION_ALIASES = {"float": FLOAT, "float32": FLOAT, "int8": "int8", "int16": "int16x8", "int16x8": "int16x8",
                      "16x8": "int16x8"}
-SECTIONS = {"experiment", "model", "dataset", "chip", "attack", "defense", "bitwidth", "quick"}
+SECTIONS = {"experiment", "model", "dataset", "chip", "cluster", "attack", "defense", "bitwidth", "quick"}
+# The keys of every fixed-key table ([[attack]] and [[defense]] parameters are checked by their registries).
+KEYS: dict[str, tuple[str, ...]] = {
+    "experiment": ("name", "seed"),
+    "model": ("float", "int8", "int16x8", "int16", "precisions"),
+    "dataset": ("path", "start", "num", "input_range", "representative"),
+    "dataset.representative": ("path", "start", "num"),
+    "chip": ("board", "precisions", "num", "place"),
+    "cluster": ("scheduler", "workers", "shard"),
+    "bitwidth": ("bits", "modes"),
+}
+SLICE_KEYS = ("path", "start", "num")  # a defense's `data` table
+QUICK_KEYS = ("train_defenses", "skip_attacks", "attack_num", "attack_params")
+OVERRIDABLE = ("experiment", "model", "dataset", "chip", "cluster")  # [quick] <section>_<key> overrides
+DEFAULT_SHARD = 50
 
 
 @dataclass(frozen=True)
@@ -80,10 +98,19 @@ class Experiment:
     attacks: tuple[AttackSpec, ...]
     defenses: tuple[DefenseSpec, ...] = ()
     bitwidths: tuple[Any, ...] = ()         # host.quantization.bitwidth.BitWidth: simulated 2..8-bit models
-    # Where the [chip] is, not what it computes: left out of repr, hence of the checkpoint's fingerprint
-    # (a study may be resumed on another place or port; checkpoints of earlier versions still match).
+    # Where the [chip] is, not what it computes: left out of repr, hence of the journal's fingerprint
+    # (a study may be resumed on another place or port).
     chip_place: str | None = field(default=None, repr=False)   # a labgrid place whose board runs the flashed firmware
     chip_port: str | None = field(default=None, repr=False)    # or a link URL (host.evaluate --config … --port URL)
+    # Inputs per work unit: it decides the per-unit seeds, hence what is computed (in repr and the fingerprint).
+    shard: int = DEFAULT_SHARD
+    # Where the work runs, not what it computes: left out of repr like chip_place.
+    cluster_scheduler: str | None = field(default=None, repr=False)  # an existing Dask cluster, tcp://host:port
+    cluster_workers: int | None = field(default=None, repr=False)    # a LocalCluster of N; 0: serially, no Dask
+    # The flags of `python -m host.evaluate` (no config file): the chip's backend ("device", "native" engine on
+    # the host, or the TFLite Micro "reference") and the firmware flashed for the board, booted as it is.
+    chip_backend: str = "device"
+    chip_firmware: Path | None = None
 
 
 def load_experiment(path: Path | str, quick: bool = False) -> Experiment:
@@ -105,15 +132,20 @@ def _parse(doc: dict[str, Any], source: Path, quick: bool) -> Experiment:
     if unknown:
         raise UserError(f"unknown section(s) {sorted(unknown)}; known: {sorted(SECTIONS)}")
     base = source.resolve().parent
+    _check_quick(doc)  # also without --quick: a typo there is found before a quick run needs it
     if quick:
         doc = _apply_quick(doc)
-    exp, model, data, chip = (_table(doc, k) for k in ("experiment", "model", "dataset", "chip"))
+    exp, model, data, chip, cluster = (_table(doc, k) for k in ("experiment", "model", "dataset", "chip", "cluster"))
+    for section, table in (("experiment", exp), ("model", model), ("dataset", data), ("chip", chip),
+                           ("cluster", cluster)):
+        _check_keys(table, KEYS[section], f"[{section}]")
     precisions = _precisions(model.get("precisions", ["float32", "int16x8", "int8"]), "model.precisions")
     given = {PRECISION_ALIASES[k]: _existing(base, model[k], f"model.{k}")
              for k in ("int8", "int16x8", "int16") if k in model}
     representative = None
     if "representative" in data:
-        rep = _table(data, "representative")
+        rep = _table(data, "representative", "dataset.representative")
+        _check_keys(rep, KEYS["dataset.representative"], "[dataset.representative]")
         representative = SliceSpec(_existing(base, _required(rep, "path", "dataset.representative"),
                                              "dataset.representative.path"),
                                    _int(rep.get("start", 0), "dataset.representative.start", 0),
@@ -121,6 +153,7 @@ def _parse(doc: dict[str, Any], source: Path, quick: bool) -> Experiment:
     if any(d.get("on_chip") is True for d in _table_list(doc, "defense")) and not chip.get("board"):
         raise UserError("a [[defense]] has on_chip = true but there is no [chip] board to run it on",
                         hint="add [chip] board = \"mps2-an386\" (and precisions), or drop on_chip")
+    scheduler, workers, shard = _cluster(cluster)
     missing = [p for p in precisions if p != FLOAT and p not in given]
     if missing and representative is None:
         raise UserError(f"precision(s) {missing} have no .tflite in [model] and there is no [dataset.representative] "
@@ -145,7 +178,55 @@ def _parse(doc: dict[str, Any], source: Path, quick: bool) -> Experiment:
         defenses=tuple(_defense(d, i, base) for i, d in enumerate(_table_list(doc, "defense"))),
         bitwidths=_bitwidths(_table(doc, "bitwidth")),
         chip_place=_place(chip, doc),
+        shard=shard,
+        cluster_scheduler=scheduler,
+        cluster_workers=workers,
     )
+
+
+def _check_keys(table: dict[str, Any], known: tuple[str, ...], where: str) -> None:
+    """An unknown key is an error (a typo would otherwise fall back to the default silently)."""
+    unknown = [k for k in table if k not in known]
+    if not unknown:
+        return
+    guesses = [(k, difflib.get_close_matches(k, known, n=1)) for k in unknown]
+    guesses = [(k, m[0]) for k, m in guesses if m]
+    if len(unknown) == 1:
+        message = f"{where} has unknown key '{unknown[0]}'"
+    else:
+        message = f"{where} has unknown keys {', '.join(repr(k) for k in unknown)}"
+    message += f"; known: {', '.join(known)}"
+    if len(unknown) == 1 and guesses:
+        message += f"; did you mean '{guesses[0][1]}'?"
+    elif guesses:
+        message += "; did you mean " + ", ".join(f"'{m}' for '{k}'" for k, m in guesses) + "?"
+    raise UserError(message)
+
+
+def _cluster(table: dict[str, Any]) -> tuple[str | None, int | None, int]:
+    """[cluster]: scheduler (an existing Dask cluster) or workers (a LocalCluster; 0: serially), shard."""
+    scheduler = table.get("scheduler")
+    if scheduler is not None and (not isinstance(scheduler, str) or not scheduler.startswith(("tcp://", "tls://"))
+                                  or not scheduler.partition("://")[2].strip()):
+        raise UserError(f"cluster.scheduler must be a Dask scheduler address tcp://host:port or tls://host:port, "
+                        f"got {scheduler!r}", hint='e.g. scheduler = "tcp://10.0.0.5:8786"')
+    workers = _int(table["workers"], "cluster.workers", 0) if "workers" in table else None
+    if scheduler is not None and workers is not None:
+        raise UserError("[cluster] takes scheduler (an existing cluster) or workers (a local one), not both")
+    return scheduler, workers, _int(table.get("shard", DEFAULT_SHARD), "cluster.shard", 1)
+
+
+def _check_quick(doc: dict[str, Any]) -> None:
+    """[quick] keys: its own (QUICK_KEYS) and <section>_<key> overrides naming a known key of that section;
+    [quick.attack_params] names attacks of the config."""
+    quick = _table(doc, "quick")
+    _check_keys(quick, QUICK_KEYS + tuple(f"{s}_{k}" for s in OVERRIDABLE for k in KEYS[s]), "[quick]")
+    params = _table(quick, "attack_params", "quick.attack_params")
+    names = tuple(dict.fromkeys(str(a.get("name", "")).lower() for a in _attack_list(doc)))
+    _check_keys(params, names, "[quick.attack_params] (attacks of this config)")
+    for name, value in params.items():
+        if not isinstance(value, dict):
+            raise UserError(f"quick.attack_params.{name} must be a table of parameters, e.g. {{ max_iter = 10 }}")
 
 
 def _place(chip: dict[str, Any], doc: dict[str, Any]) -> str | None:
@@ -194,20 +275,18 @@ def _apply_quick(doc: dict[str, Any]) -> dict[str, Any]:
                 a["num"] = min(int(a.get("num", cap)), _int(cap, "quick.attack_num", 1))
             a.update(overrides.get(str(a.get("name", "")).lower(), {}))
         out["attack"] = attacks
-    for key, value in quick.items():
+    for key, value in quick.items():  # names checked by _check_quick
         section, _, name = key.partition("_")
-        if section not in ("experiment", "model", "dataset", "chip") or not name:
+        if section not in OVERRIDABLE or not name:
             raise UserError(f"quick.{key}: expected <section>_<key>, e.g. dataset_num = 50")
-        out.setdefault(section, {})[name] = value
-    if "attack_max_eps" in quick:
-        raise UserError("quick.attack_max_eps is not supported")
+        out[section] = {**_table(out, section), name: value}
     return out
 
 
-def _table(doc: dict[str, Any], key: str) -> dict[str, Any]:
+def _table(doc: dict[str, Any], key: str, where: str | None = None) -> dict[str, Any]:
     value = doc.get(key, {})
     if not isinstance(value, dict):
-        raise UserError(f"[{key}] must be a table")
+        raise UserError(f"[{where or key}] must be a table")
     return value
 
 
@@ -282,9 +361,7 @@ def _bitwidths(table: dict[str, Any]) -> tuple[Any, ...]:
     if not table:
         return ()
 
-    unknown = set(table) - {"bits", "modes"}
-    if unknown:
-        raise UserError(f"[bitwidth] has unknown key(s) {sorted(unknown)}; it takes bits and modes")
+    _check_keys(table, KEYS["bitwidth"], "[bitwidth]")
     return parse_bitwidths(table.get("bits"), table.get("modes", ["weights", "weights+activations"]))
 
 
@@ -313,6 +390,7 @@ def _defense(table: dict[str, Any], index: int, base: Path) -> DefenseSpec:
         if not isinstance(spec, dict):
             raise UserError(f"defense '{name}': data must be a table {{path, start, num}} (training images, "
                             "not the evaluation images)")
+        _check_keys(spec, SLICE_KEYS, f"[[defense]] '{name}' data")
         data = SliceSpec(_existing(base, _required(spec, "path", f"defense '{name}' data"), f"defense '{name}' data"),
                          _int(spec.get("start", 0), f"defense '{name}' data.start", 0),
                          _int(spec["num"], f"defense '{name}' data.num", 1) if "num" in spec else None)

@@ -1,28 +1,39 @@
-"""A configured study (`python -m host.evaluate --config study.toml`): one float model, its
-int16x8 and int8 versions, many attacks × ε, every input on the float model, on TFLite Micro
-for each precision and, for the precisions flashed to a board, on the chip.
+"""A study (`python -m host.evaluate --config study.toml`): one float model, its int16x8 and int8
+versions, many attacks × ε, every input on the float model, on TFLite Micro for each precision
+and, for the precisions on a [chip], on the chip.
+
+The run is planned as units (host.study.units) executed where host.study.cluster says (a Dask
+cluster, or this process); this module plans them, journals each result as it arrives
+(host.study.journal), and computes the metrics from the journal once every unit is in.
 
 Metrics (docs/metrics.md) per attack × ε × precision: accuracy, attack success, transfer
 float→int16→int8, perturbation norms, quantization shift, queries of black-box attacks,
 chip-vs-reference agreement and instructions; per attack: distance to the decision boundary;
 once: gradient misalignment and zero density of finite-difference gradients.
+
+Imports: host.core, host.compiler, host.engine, host.emulators, host.backends, host.quantization,
+host.attacks, host.defenses, host.study.{config, metrics, gallery, units, cluster, journal}.
 """
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
+import hashlib
 import sys
 import time
 import traceback
-from collections.abc import Iterator
-from contextlib import ExitStack, contextmanager
+from collections import defaultdict
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from host.attacks import FloatModel, get_attack
 from host.attacks.oracle import QuantizedOracle
-from host.backends.backend import DeviceBackend, ModelIO, ReferenceBackend
+from host.backends.backend import ModelIO, ReferenceBackend
 from host.compiler.compile import compile_bytes
 from host.core.boards import load_board
 from host.core.data import load_digits_split
@@ -30,45 +41,47 @@ from host.core.errors import UserError
 from host.core.paths import BUILD_DIR
 from host.core.quiet import import_tensorflow_quietly
 from host.defenses import get_defense
-from host.emulators.launch import board_link, boot_elf
+from host.emulators.launch import board_link
 from host.engine.build import build_firmware
-from host.link.device import connect
-from host.quantization.bitwidth import simulate
 from host.quantization.quantize import experiment_models
 from host.study import metrics
-from host.study.checkpoint import StudyCheckpoint
-from host.study.config import FLOAT, AttackSpec, Experiment, SliceSpec, attack_params
+from host.study.cluster import SerialExecutor
+from host.study.config import FLOAT, AttackSpec, DefenseSpec, Experiment, SliceSpec, attack_params
 from host.study.gallery import gallery_arrays, gallery_entry
+from host.study.journal import Journal
+from host.study.units import (
+    Blob,
+    ChipRun,
+    ChipSpec,
+    ChipUnit,
+    Context,
+    Crafted,
+    CraftUnit,
+    HostRun,
+    HostUnit,
+    Timed,
+    TrainUnit,
+    argmax_bytes,
+    configure_threads,
+    run_unit,
+)
 
 GRADIENT_SAMPLES = 8          # clean inputs for gradient misalignment (FD estimates are query-hungry)
 FD_DIRECTIONS = 32
 CALIBRATION_IMAGES = 500      # a defended model's quantization set when the study has no representative set
 GALLERY_SAMPLES = 8           # first inputs kept (clean and adversarial) for the report's gallery
+CLEAN = "clean"
+EMULATOR_PROGRAMS = {"qemu": "qemu-system-arm", "renode": "renode"}
 
 
 @dataclass
 class Target:
-    """One quantized precision: its model, its reference and (maybe) its chip."""
+    """One quantized precision: its model and its reference."""
 
     precision: str
     model: Any                       # host.backends.backend.ModelIO
     reference: Any                   # host.backends.backend.ReferenceBackend
-    chip: Any | None = None          # host.backends.backend.DeviceBackend
     origin: str = ""
-    stage_chips: dict[str, StageChip] = field(default_factory=dict)   # defense label -> its on-chip stage
-
-
-@dataclass
-class StageChip:
-    """A firmware with a defense's pre-processing stage (docs/defenses.md, "On the chip"): it gets the
-    raw quantized input and squeezes or filters it itself before the inference."""
-
-    device: Any                      # host.link.device.Device
-    stage: Any                       # host.engine.preprocess.ChipStage
-    input: Any                       # the model input's TensorInfo
-
-    def run(self, x_q: np.ndarray) -> Any:
-        return self.device.infer(np.ascontiguousarray(x_q, dtype=self.input.dtype).tobytes())
 
 
 @dataclass
@@ -78,6 +91,18 @@ class Outcome:
     preds: dict[str, np.ndarray] = field(default_factory=dict)          # "float32", "int8", "chip:int8", ...
     raw: dict[str, list[bytes]] = field(default_factory=dict)           # quantized outputs, for agreement
     instructions: dict[str, list[int]] = field(default_factory=dict)
+    ticks: dict[str, list[int]] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class InputSet:
+    """Clean inputs, or one attack at one ε: the first n inputs, crafted shard by shard."""
+
+    key: str
+    n: int
+    spec: AttackSpec | None = None
+    eps: float | None = None
+    attack_index: int = -1
 
 
 # ---------------------------------------------------------------- data and models
@@ -126,34 +151,18 @@ def prepare_targets(exp: Experiment, models: Any) -> dict[str, Target]:
     return targets
 
 
-@contextmanager
-def chips(exp: Experiment, targets: dict[str, Target]) -> Iterator[None]:
-    """Build and boot one firmware per chip precision; every emulator stops on exit."""
-    if not exp.chip_board:
-        yield
-        return
-
-    board = load_board(exp.chip_board)
-    with ExitStack() as stack:
-        url = None
-        if exp.chip_place is not None or exp.chip_port is not None:  # a board that runs the flashed firmware
-            url = stack.enter_context(board_link(exp.chip_place, exp.chip_port))
-        for precision in exp.chip_precisions:
-            target = targets.get(precision)
-            if target is None:
-                raise UserError(f"[chip] precisions lists {precision}, which is not in [model] precisions")
-            compiled = compile_bytes(target.model.data, name=f"{exp.name}_{precision}")
-            if url is not None:
-                target.chip = DeviceBackend(stack.enter_context(connect(board, url, compiled.sha256)), target.model)
-                continue
-            image = build_firmware(compiled, board)
-            device = stack.enter_context(boot_elf(board, image.elf, compiled.sha256))
-            target.chip = DeviceBackend(device, target.model)
-            for label, stage in chip_stages(exp).items():
-                image = build_firmware(compiled, board, preprocess=stage, input_range=exp.input_range)
-                device = stack.enter_context(boot_elf(board, image.elf, compiled.sha256))
-                target.stage_chips[label] = StageChip(device, stage, target.model.input)
-        yield
+def check_dataset_fits(exp: Experiment, x: np.ndarray, y: np.ndarray, float_model: FloatModel) -> None:
+    """The dataset's inputs and labels against the float model, before any long work."""
+    want = tuple(float_model.input_shape[1:])
+    if tuple(x.shape[1:]) != want:
+        raise UserError(f"[dataset] {exp.dataset.path}: inputs of shape {tuple(x.shape[1:])}, but the float model "
+                        f"{Path(exp.float_model).name} takes {want}",
+                        hint="point [dataset] path to inputs of the model's shape (NHWC), or use the model "
+                             "they were made for")
+    classes = float_model.num_classes
+    if len(y) and (int(y.min()) < 0 or int(y.max()) >= classes):
+        raise UserError(f"[dataset] {exp.dataset.path}: labels {int(y.min())}..{int(y.max())}, but the float model "
+                        f"has {classes} classes", hint="the labels must be class indices 0..classes-1")
 
 
 def chip_stages(exp: Experiment) -> dict[str, Any]:
@@ -161,35 +170,248 @@ def chip_stages(exp: Experiment) -> dict[str, Any]:
     return {d.label: get_defense(d.name, **d.params).chip_stage() for d in exp.defenses if d.on_chip}
 
 
-# ---------------------------------------------------------------- running models
+def preprocessors(exp: Experiment) -> dict[str, Any]:
+    return {d.label: get_defense(d.name, **d.params) for d in exp.defenses if d.kind == "preprocess"}
 
 
-def run_all(x: np.ndarray, float_model: Any, targets: dict[str, Target], chip_num: int | None,
-            bar: Any, use_chip: bool = True, simulated: dict[str, Any] | None = None) -> Outcome:
-    out = Outcome()
-    out.preds[FLOAT] = float_model.predict(x).argmax(axis=1)
-    for key, model in (simulated or {}).items():
-        out.preds[key] = np.asarray(model.predict(x, verbose=0, batch_size=256)).argmax(axis=1)
-    for precision, target in targets.items():
-        x_q = target.model.input.quantize(x)
-        out.raw[precision] = [target.reference.run(s).output for s in x_q]
-        out.preds[precision] = _argmax(out.raw[precision], target.model.output.dtype)
-        bar.update(len(x))
-        if target.chip is not None and use_chip:
-            key = f"chip:{precision}"
-            n = len(x) if chip_num is None else min(chip_num, len(x))
-            results = []
-            for s in x_q[:n]:
-                results.append(target.chip.run(s))
-                bar.update(1)
-            out.raw[key] = [r.output for r in results]
-            out.preds[key] = _argmax(out.raw[key], target.model.output.dtype)
-            out.instructions[key] = [int(r.instructions) for r in results if r.instructions is not None]
-    return out
+@contextlib.contextmanager
+def run_context(exp: Experiment, models: Any, targets: dict[str, Target], calibration: np.ndarray | None,
+                window: int = 4, max_restarts: int = 3) -> Iterator[Context]:
+    """What every unit shares: the models by content, and one firmware per chip precision (and
+    per on-chip defense stage), built here once. A board behind a link (--port, a labgrid place)
+    stays connected-to by URL for the whole run."""
+    float_path = Path(exp.float_model)
+    float_model: Blob | Path = float_path if float_path.is_dir() else Blob.read(float_path)
+    quantized = {p: Blob.of(t.model.data, ".tflite") for p, t in targets.items()}
+    with contextlib.ExitStack() as stack:
+        url = None
+        if exp.chip_place is not None or exp.chip_port is not None:
+            url = stack.enter_context(board_link(exp.chip_place, exp.chip_port))
+        chips, stage_chips = {}, {}
+        for precision in exp.chip_precisions:
+            if precision not in targets:
+                raise UserError(f"[chip] precisions lists {precision}, which is not in [model] precisions")
+            chips[precision] = _chip_spec(exp, targets[precision], quantized[precision], url, None, window,
+                                          max_restarts)
+            for label, stage in chip_stages(exp).items():
+                stage_chips[(label, precision)] = _chip_spec(exp, targets[precision], quantized[precision], url,
+                                                             stage, window, max_restarts)
+        yield Context(seed=exp.seed, input_range=exp.input_range, float_model=float_model, quantized=quantized,
+                      bitwidths=tuple(exp.bitwidths), calibration=calibration,
+                      defenses=tuple(d for d in exp.defenses if d.kind == "preprocess"),
+                      chips=chips, stage_chips=stage_chips)
 
 
-def _argmax(outputs: list[bytes], dtype: str) -> np.ndarray:
-    return np.array([int(np.frombuffer(b, dtype=dtype).argmax()) for b in outputs], dtype=np.int64)
+def _chip_spec(exp: Experiment, target: Target, model: Blob, url: str | None, stage: Any, window: int,
+               max_restarts: int) -> ChipSpec:
+    assert exp.chip_board is not None
+    board = load_board(exp.chip_board)
+    if exp.chip_backend != "device":
+        return ChipSpec(board.name, model, None, None, None, window, max_restarts, backend=exp.chip_backend)
+    if exp.chip_firmware is not None and url is None:
+        return ChipSpec(board.name, model, Blob.read(exp.chip_firmware), None, stage, window, max_restarts)
+    firmware = None
+    if url is None and board.emulated:
+        compiled = compile_bytes(target.model.data, name=f"{exp.name}_{target.precision}")
+        image = (build_firmware(compiled, board) if stage is None
+                 else build_firmware(compiled, board, preprocess=stage, input_range=exp.input_range))
+        firmware = Blob.read(image.elf)
+    return ChipSpec(board.name, model, firmware, url, stage, window, max_restarts)
+
+
+# ---------------------------------------------------------------- the plan
+
+
+def input_sets(exp: Experiment, n: int, scope: str = "") -> list[InputSet]:
+    sets = [InputSet(f"{scope}{CLEAN}", n)]
+    for index, spec in enumerate(exp.attacks):
+        size = min(n, spec.params.get("num", n))
+        sets += [InputSet(f"{scope}attack-{index:02d}-{spec.name}-eps{k}", size, spec, eps, index)
+                 for k, eps in enumerate(spec.eps)]
+    return sets
+
+
+def shards(n: int, size: int) -> list[tuple[int, int]]:
+    return [(start, min(n, start + size)) for start in range(0, n, size)]
+
+
+@dataclass
+class Plan:
+    """Every unit of one run, by set; `units` in submission order."""
+
+    sets: list[InputSet]
+    units: list[Any] = field(default_factory=list)
+    inputs_of: dict[str, str | None] = field(default_factory=dict)     # unit key -> its craft unit's key
+    set_of: dict[str, str] = field(default_factory=dict)               # unit key -> its set's key
+
+
+def plan_units(exp: Experiment, sets: list[InputSet], context: Context) -> Plan:
+    plan = Plan(sets)
+    chip_limit = exp.chip_num
+    for item in sets:
+        for start, stop in shards(item.n, exp.shard):
+            craft = None
+            if item.spec is not None:
+                craft = CraftUnit(item.key, item.spec, item.eps, start, stop)
+                _add(plan, craft, item.key, None)
+            _add(plan, HostUnit(item.key, start, stop), item.key, craft)
+            chip_stop = stop if chip_limit is None else min(stop, chip_limit)
+            if chip_stop <= start:
+                continue
+            for precision in context.chips:
+                _add(plan, ChipUnit(item.key, precision, start, chip_stop), item.key, craft)
+            for label, precision in context.stage_chips:
+                _add(plan, ChipUnit(item.key, precision, start, chip_stop, stage=label), item.key, craft)
+    return plan
+
+
+def _add(plan: Plan, unit: Any, set_key: str, craft: CraftUnit | None) -> None:
+    plan.units.append(unit)
+    plan.set_of[unit.key] = set_key
+    plan.inputs_of[unit.key] = None if craft is None else craft.key
+
+
+def _placement(context: Context, unit: Any) -> tuple[dict[str, int] | None, bool]:
+    """(Dask resources, run in this process) of a unit: a chip unit (or a chip-queried attack) on a real
+    board asks for the board; one on this process's own link runs here."""
+    spec = None
+    if isinstance(unit, ChipUnit):
+        spec = context.chips[unit.precision] if unit.stage is None else context.stage_chips[(unit.stage,
+                                                                                             unit.precision)]
+    elif isinstance(unit, CraftUnit) and unit.spec.params.get("via") == "chip":
+        spec = context.chips.get(unit.spec.params.get("target", "int8"))
+    if spec is None:
+        return None, False
+    return ({spec.resource: 1} if spec.resource else None), spec.url is not None
+
+
+# ---------------------------------------------------------------- execution
+
+
+@dataclass
+class Execution:
+    """The results of a run's units (journaled and new), and the attacks that failed."""
+
+    results: dict[str, Any]
+    failed: dict[int, BaseException] = field(default_factory=dict)   # attack index -> its first error
+    seconds: dict[str, float] = field(default_factory=dict)          # unit key -> seconds (units run now)
+
+
+def execute(plan: Plan, context: Context, x: np.ndarray, y: np.ndarray, executor: Any, journal: Journal | None,
+            bar: Any) -> Execution:
+    """Submit every unit the journal lacks; journal each result as it arrives."""
+    done = journal.done_keys() if journal is not None else set()
+    results: dict[str, Any] = {key: journal.get(key) for key in done if key in plan.set_of} if journal else {}
+    bar.reset(total=len(plan.units))
+    bar.update(len(results))
+    shared_context, shared_x, shared_y = executor.share(context), executor.share(x), executor.share(y)
+    handles, by_key = [], {}
+    for unit in plan.units:
+        if unit.key in results:
+            continue
+        source = plan.inputs_of[unit.key]
+        inputs: Any = shared_x if source is None else results.get(source, by_key.get(source))
+        resources, local = _placement(context, unit)
+        labels = shared_y if isinstance(unit, CraftUnit) else None
+        handle = executor.submit(run_unit, shared_context, unit, inputs, labels, key=_task_key(journal, unit.key),
+                                 resources=resources, local=local)
+        by_key[unit.key] = handle
+        handles.append((unit, handle))
+    execution = Execution(results)
+    units_of = {handle.key: unit for unit, handle in handles}
+    sets = {s.key: s for s in plan.sets}
+    try:
+        for handle, outcome in executor.completed([h for _, h in handles]):
+            unit = units_of[handle.key]
+            bar.update(1)
+            if isinstance(outcome, BaseException):
+                _failed(execution, sets[plan.set_of[unit.key]], unit, outcome, bar)
+                continue
+            assert isinstance(outcome, Timed)
+            results[unit.key] = outcome.result
+            execution.seconds[unit.key] = outcome.seconds
+            if journal is not None:
+                journal.put(unit.key, outcome.result, outcome.seconds, outcome.worker)
+    except BaseException:
+        executor.cancel()
+        raise
+    return execution
+
+
+def _task_key(journal: Journal | None, key: str) -> str:
+    """Dask task keys are cluster-wide: the run's own prefix keeps two runs on one cluster apart."""
+    prefix = "serial" if journal is None else hashlib.sha256(str(journal.path.resolve()).encode()).hexdigest()[:12]
+    return f"slingshot-{prefix}-{key}"
+
+
+def _failed(execution: Execution, item: InputSet, unit: Any, err: BaseException, bar: Any) -> None:
+    """A failed craft unit leaves its attack out of the study (reported, exit status 1; a resumed run
+    tries it again); its dependents fail with it. Any other failure stops the run."""
+    if item.spec is not None and (isinstance(unit, CraftUnit) or item.attack_index in execution.failed):
+        if item.attack_index not in execution.failed:
+            execution.failed[item.attack_index] = err
+            bar.write(f"warning: attack '{item.spec.name}' failed and is left out: {_message(err)}", file=sys.stderr)
+        return
+    raise err
+
+
+def _message(err: BaseException) -> str:
+    return err.message if isinstance(err, UserError) else f"{type(err).__name__}: {err}".strip()
+
+
+# ---------------------------------------------------------------- assembling the results
+
+
+def set_inputs(item: InputSet, plan: Plan, results: dict[str, Any], x: np.ndarray, shard: int) -> np.ndarray:
+    if item.spec is None:
+        return x[:item.n]
+    return np.concatenate([results[CraftUnit(item.key, item.spec, item.eps, a, b).key].x
+                           for a, b in shards(item.n, shard)])
+
+
+def set_outcome(item: InputSet, exp: Experiment, context: Context, targets: dict[str, Target],
+                results: dict[str, Any]) -> tuple[Outcome, dict[str, Outcome]]:
+    """The set's predictions on every model (and per pre-processing defense), from its units."""
+    host = [results[HostUnit(item.key, a, b).key] for a, b in shards(item.n, exp.shard)]
+    outcome = _host_outcome(host, targets)
+    defended = {label: _host_outcome([h.defended[label] for h in host], targets)
+                for label in (d.label for d in context.defenses)}
+    chip_shards = [(a, b if exp.chip_num is None else min(b, exp.chip_num)) for a, b in shards(item.n, exp.shard)]
+    chip_shards = [(a, b) for a, b in chip_shards if b > a]
+    for precision in context.chips:
+        runs = [results[ChipUnit(item.key, precision, a, b).key] for a, b in chip_shards]
+        _add_chip(outcome, f"chip:{precision}", runs, targets[precision].model.output.dtype)
+    for label, precision in context.stage_chips:
+        runs = [results[ChipUnit(item.key, precision, a, b, stage=label).key] for a, b in chip_shards]
+        dtype = targets[precision].model.output.dtype
+        _add_chip(defended[label], f"chip:{precision}", runs, dtype)
+        reference = [bytes(row) for r in runs for row in r.stage_reference]
+        defended[label].raw[f"stage-ref:{precision}"] = reference
+        defended[label].preds[f"stage-ref:{precision}"] = argmax_bytes(reference, dtype)
+        defended[label].instructions[f"chip-pre:{precision}"] = [
+            int(v) for r in runs for v in r.preprocess_instructions if v >= 0]
+    return outcome, defended
+
+
+def _host_outcome(runs: list[HostRun], targets: dict[str, Target]) -> Outcome:
+    outcome = Outcome()
+    for key in runs[0].preds if runs else ():
+        outcome.preds[key] = np.concatenate([r.preds[key] for r in runs])
+    for precision in targets:
+        outcome.raw[precision] = [bytes(row) for r in runs for row in r.raw[precision]]
+    return outcome
+
+
+def _add_chip(outcome: Outcome, key: str, runs: list[ChipRun], dtype: str) -> None:
+    outcome.raw[key] = [bytes(row) for r in runs for row in r.output]
+    outcome.preds[key] = argmax_bytes(outcome.raw[key], dtype)
+    outcome.instructions[key] = [int(v) for r in runs for v in r.instructions if v >= 0]
+    outcome.ticks[key] = [int(v) for r in runs for v in r.ticks if v >= 0]
+
+
+def _subset(outcome: Outcome, n: int) -> Outcome:
+    return Outcome({k: v[:n] for k, v in outcome.preds.items()}, {k: v[:n] for k, v in outcome.raw.items()},
+                   outcome.instructions)
 
 
 # ---------------------------------------------------------------- metrics
@@ -251,45 +473,6 @@ def _defended_entry(y: np.ndarray, clean: Outcome, adv: Outcome, key: str) -> di
 
 def _median(values: list[int]) -> float | None:
     return float(np.median(values)) if values else None
-
-
-def preprocessors(exp: Experiment) -> dict[str, Any]:
-    return {d.label: get_defense(d.name, **d.params) for d in exp.defenses if d.kind == "preprocess"}
-
-
-def run_defended(x: np.ndarray, defenses: dict[str, Any], float_model: Any, targets: dict[str, Target],
-                 input_range: tuple[float, float], bar: Any, chip_num: int | None = None) -> dict[str, Outcome]:
-    """Host models on each defense's pre-processed inputs (non-adaptive: attacks ignore the defense);
-    a defense with its stage on the chip also runs there on the raw inputs."""
-    outcomes = {}
-    for name, d in defenses.items():
-        outcome = run_all(d.apply(x, input_range), float_model, targets, None, bar, use_chip=False)
-        for precision, target in targets.items():
-            if name in target.stage_chips:
-                run_stage_chip(outcome, x, precision, target, target.stage_chips[name], input_range, chip_num, bar)
-        outcomes[name] = outcome
-    return outcomes
-
-
-def run_stage_chip(out: Outcome, x: np.ndarray, precision: str, target: Target, chip: StageChip,
-                   input_range: tuple[float, float], chip_num: int | None, bar: Any) -> None:
-    """The chip pre-processes the quantized input itself; its reference is TFLite Micro on the host's
-    integer pre-processing of the same bytes (host/engine/integer.py)."""
-    n = len(x) if chip_num is None else min(chip_num, len(x))
-    x_q = target.model.input.quantize(x[:n])
-    staged = chip.stage.reference(x_q, chip.input, input_range)
-    out.raw[f"stage-ref:{precision}"] = [target.reference.run(s).output for s in staged]
-    out.preds[f"stage-ref:{precision}"] = _argmax(out.raw[f"stage-ref:{precision}"], target.model.output.dtype)
-    results = []
-    for s in x_q:
-        results.append(chip.run(s))
-        bar.update(1)
-    key = f"chip:{precision}"
-    out.raw[key] = [r.output for r in results]
-    out.preds[key] = _argmax(out.raw[key], target.model.output.dtype)
-    out.instructions[key] = [int(r.instructions) for r in results if r.instructions is not None]
-    out.instructions[f"chip-pre:{precision}"] = [int(r.preprocess_instructions) for r in results
-                                                  if r.preprocess_instructions is not None]
 
 
 def boundary_distances(y: np.ndarray, x: np.ndarray, sweep: list[tuple[np.ndarray, Outcome]], norm: str,
@@ -367,126 +550,210 @@ def _oracle_target(spec: AttackSpec, targets: dict[str, Target]) -> Target:
     return targets[precision]
 
 
-def craft(spec: AttackSpec, eps: float | None, seed: int, x: np.ndarray, y: np.ndarray, float_model: Any,
-          targets: dict[str, Target], input_range: tuple[float, float]) -> tuple[np.ndarray, Any, dict]:
+def attack_info(spec: AttackSpec, eps: float | None, seed: int, crafted: list[Crafted]) -> dict[str, Any]:
+    """What a set's evaluation says about its attack (the per-unit seeds derive from `seed`)."""
     attack = make_attack(spec, eps, seed)
     info: dict[str, Any] = {"threat_model": attack.threat_model, "norm": attack.norm, "params": dict(attack.params)}
     if attack.target_class is not None:
         info["target_class"] = attack.target_class
     if attack.needs == "oracle":
-        target = _oracle_target(spec, targets)
-        backend = target.chip if spec.params.get("via") == "chip" else target.reference
-        if backend is None:
-            raise UserError(f"attack '{spec.name}' queries the chip, but {target.precision} is not on a [chip]")
-        oracle = QuantizedOracle.from_backend(backend, target.model, input_range)
-        x_adv = attack.generate(oracle, x, y)
-        info.update(oracle=f"{'chip' if backend is target.chip else 'reference'}:{target.precision}",
-                    queries=attack.last_queries)
-    else:
-        x_adv = attack.generate(float_model, x, y)
-    return x_adv, attack, info
+        via = "chip" if spec.params.get("via") == "chip" else "reference"
+        info.update(oracle=f"{via}:{spec.params.get('target', 'int8')}",
+                    queries=sum(c.queries or 0 for c in crafted))
+    return info
 
 
-def run_experiment(exp: Experiment, progress: bool = True, checkpoint: StudyCheckpoint | None = None) -> dict[str, Any]:
-    """The whole study; with a checkpoint, attacks and defense models finished before are read back."""
+def run_experiment(exp: Experiment, progress: bool = True, journal: Journal | None = None,
+                   executor: Any = None, scope: str = "", window: int = 4, max_restarts: int = 3,
+                   log: Callable[[str], None] | None = None, prepared: tuple[Any, ...] | None = None) -> dict[str, Any]:
+    """The whole study: plan its units, run the ones `journal` lacks on `executor` (default: this
+    process), then its metrics. `scope` prefixes the unit keys of a defended sub-study; `prepared`:
+    what `prepare(exp)` returned, when the caller checked the study already."""
     from tqdm import tqdm
 
-
-    import_tensorflow_quietly()
+    say = log or (lambda message: print(message, file=sys.stderr))
+    configure_threads()
     started = time.time()
+    prepared = prepared or prepare(exp)
+    x, y, models, float_model, targets, calibration = prepared
+    executor = executor or SerialExecutor()
+    check_placement(executor, exp)
+    with run_context(exp, models, targets, calibration, window, max_restarts) as context:
+        sets = input_sets(exp, len(x), scope)
+        plan = plan_units(exp, sets, context)
+        trained = _submit_training(exp, executor, journal, context, scope)
+        with tqdm(total=len(plan.units), unit="unit", file=sys.stderr, disable=not progress,
+                  dynamic_ncols=True, desc=f"{exp.name} units") as bar:
+            execution = execute(plan, context, x, y, executor, journal, bar)
+        misalignment = gradient_misalignment(x, y, float_model, targets, exp.input_range)
+        document = _document(exp, plan, context, execution, x, y, targets, misalignment)
+    document["defended_models"], document["summary"]["failed_defenses"] = _trained_studies(
+        exp, trained, executor, journal, progress, scope, window, max_restarts, say)
+    document["run"] = {"duration_s": round(time.time() - started, 1), "units": len(plan.units),
+                       "units_run": len(execution.seconds), "executor": getattr(executor, "description", ""),
+                       "workers": getattr(executor, "workers", 1),
+                       "unit_seconds": _seconds_by_kind(execution.seconds)}
+    return document
+
+
+def prepare(exp: Experiment) -> tuple[np.ndarray, np.ndarray, Any, FloatModel, dict[str, Target], np.ndarray | None]:
+    """Data and models, checked (the dataset against the model, every attack against both) before any
+    run directory or long work exists."""
+    import_tensorflow_quietly()
     x, y = load_slice(exp.dataset, exp.input_range)
     rep = load_slice(exp.representative, exp.input_range)[0] if exp.representative else None
     models = experiment_models(exp.float_model, rep, exp.given, [p for p in exp.precisions if p != FLOAT])
     float_model = FloatModel(models.float_model, exp.input_range)
+    check_dataset_fits(exp, x, y, float_model)
     targets = prepare_targets(exp, models)
-    simulated = simulated_models(exp, models.float_model, rep if rep is not None else x)
     preflight(exp, x, float_model, targets)
-    _seed(exp.seed)
-    evaluations, boundary, gallery, failures = [], {}, [], []
-    with chips(exp, targets):
-        total = _work(exp, len(x), targets)
-        with tqdm(total=total, unit="inf", file=sys.stderr, disable=not progress, dynamic_ncols=True) as bar:
-            bar.set_description("clean")
-            clean = run_all(x, float_model, targets, exp.chip_num, bar, simulated=simulated)
-            evaluations.append({"attack": "clean", "eps": 0.0, **evaluation_metrics(
-                y, x, x, clean, clean, [FLOAT, *targets])})
-            defenses = preprocessors(exp)
-            clean_defended = run_defended(x, defenses, float_model, targets, exp.input_range, bar, exp.chip_num)
-            if defenses:
-                evaluations[-1]["defended"] = defended_metrics(y, clean_defended, clean_defended)
-            for index, spec in enumerate(exp.attacks):
-                key = f"attack-{index:02d}-{spec.name}"
-                try:
-                    done = checkpoint.load(key) if checkpoint is not None else None
-                    if done is None:
-                        done = _run_attack(spec, exp, x, y, clean, float_model, targets, bar, defenses,
-                                           clean_defended, simulated, checkpoint, key)
-                        if checkpoint is not None:
-                            checkpoint.save(key, done)
-                            checkpoint.discard(f"{key}-eps", len(spec.eps))   # the whole replaces its parts
-                    else:
-                        bar.write(f"{spec.name}: finished before, read back from {checkpoint.directory}",
-                                  file=sys.stderr)
-                    evaluations += done.evaluations
-                    gallery += done.gallery
-                    boundary[spec.name] = done.boundary
-                except Exception as err:  # noqa: BLE001
-                    # One attack failing (inside ART, TensorFlow, ...) must not stop an hours-long study:
-                    # it is left out and reported (exit status 1); a resumed run tries it again.
-                    failures.append(_failure("attack", spec.name, err))
-                    print(f"warning: attack '{spec.name}' failed and is left out: {failures[-1]['error']}",
-                          file=sys.stderr)
-    misalignment = gradient_misalignment(x, y, float_model, targets, exp.input_range)
-    trained, failed_defenses = {}, []
-    for d in (d for d in exp.defenses if d.kind == "train"):
-        try:
-            trained[d.label] = defended_study(exp, d, models.float_model, progress,
-                                              None if checkpoint is None else checkpoint.child(f"defense-{d.label}"))
-        except Exception as err:  # noqa: BLE001  (the undefended results are written all the same)
-            failed_defenses.append(_failure("defense", d.label, err))
-            print(f"warning: defense '{d.label}' failed and is left out: {failed_defenses[-1]['error']}",
-                  file=sys.stderr)
+    return x, y, models, float_model, targets, (rep if rep is not None else x)
+
+
+def check_placement(executor: Any, exp: Experiment) -> None:
+    """The [chip] can run where the units go: an emulated board's emulator is on every worker, a real
+    board is some worker's resource (before any run directory or long work exists)."""
+    if not exp.chip_board or exp.chip_place is not None or exp.chip_port is not None or exp.chip_backend != "device":
+        return   # no chip, this process's own link, or a host backend
+    board = load_board(exp.chip_board)
+    if board.emulated:
+        executor.check_emulators({EMULATOR_PROGRAMS[board.emulator_kind or "qemu"]})
+    else:
+        executor.check_resources({board.name})
+
+
+def _document(exp: Experiment, plan: Plan, context: Context, execution: Execution, x: np.ndarray, y: np.ndarray,
+              targets: dict[str, Target], misalignment: dict[str, Any]) -> dict[str, Any]:
+    results, keys = execution.results, [FLOAT, *targets]
+    clean, clean_defended = set_outcome(plan.sets[0], exp, context, targets, results)
+    evaluations = [{"attack": CLEAN, "eps": 0.0, "n": len(x), **evaluation_metrics(y, x, x, clean, clean, keys)}]
+    if context.defenses:
+        evaluations[-1]["defended"] = defended_metrics(y, clean_defended, clean_defended)
+    gallery, boundary, sweeps = [], {}, defaultdict(list)
+    evaluated = [(plan.sets[0], x, clean)]
+    for item in plan.sets[1:]:
+        if item.attack_index in execution.failed:
+            continue
+        assert item.spec is not None
+        x_adv = set_inputs(item, plan, results, x, exp.shard)
+        crafted = [results[CraftUnit(item.key, item.spec, item.eps, a, b).key] for a, b in shards(item.n, exp.shard)]
+        info = attack_info(item.spec, item.eps, exp.seed, crafted)
+        adv, adv_defended = set_outcome(item, exp, context, targets, results)
+        n = item.n
+        evaluation = {"attack": item.spec.name, "eps": item.eps if item.eps is not None else _budget(info), "n": n,
+                      **info, "seconds": _set_seconds(execution.seconds, item.key),
+                      **evaluation_metrics(y[:n], x[:n], x_adv, _subset(clean, n), adv, keys,
+                                           info.get("target_class"))}
+        if context.defenses:
+            evaluation["defended"] = defended_metrics(
+                y[:n], {k: _subset(v, n) for k, v in clean_defended.items()}, adv_defended)
+        evaluations.append(evaluation)
+        evaluated.append((item, x_adv, adv))
+        gallery.append(gallery_entry(item.spec.name, evaluation["eps"], x_adv, adv.preds, GALLERY_SAMPLES))
+        sweeps[item.attack_index].append((x_adv, adv, info["norm"]))
+    for index, sweep in sweeps.items():
+        spec, n = exp.attacks[index], len(sweep[0][0])
+        boundary[spec.name] = boundary_distances(y[:n], x[:n], [(a, o) for a, o, _ in sweep], sweep[-1][2],
+                                                 [*keys, *(w.key for w in exp.bitwidths)])
+    failures = [_failure("attack", exp.attacks[i].name, err) for i, err in sorted(execution.failed.items())]
     return {
-        "defended_models": trained,
         "schema": 2,
         "experiment": _describe(exp, targets),
         "evaluations": evaluations,
         "boundary_distance": boundary,
         "gradient_misalignment": misalignment,
-        "summary": {**_summary(evaluations), "failed_attacks": failures, "failed_defenses": failed_defenses},
+        "summary": {**_summary(evaluations), "failed_attacks": failures},
         "_gallery": gallery_arrays(x, y, clean.preds, gallery, exp.input_range, GALLERY_SAMPLES),
-        "run": {"duration_s": round(time.time() - started, 1)},
+        "_sets": evaluated,   # (set, its inputs, its outcome) per evaluation: host.study.evaluation's view
     }
 
 
-def defended_study(exp: Experiment, spec: Any, float_keras: Any, progress: bool,
-                   checkpoint: StudyCheckpoint | None = None) -> dict[str, Any]:
-    """Train the defended float model, then run the same study on it, quantized with the
-    representative set (without one: the first CALIBRATION_IMAGES of the defense's training images)."""
-    import dataclasses
-    import hashlib
+def _set_seconds(seconds: dict[str, float], set_key: str) -> dict[str, float]:
+    """Worker seconds spent on one set, per kind of unit (units read back from the journal count 0)."""
+    out: dict[str, float] = defaultdict(float)
+    for key, value in seconds.items():
+        kind, _, rest = key.partition("/")
+        if rest.rsplit("/", 1)[0].split("/")[-1] == set_key:
+            out["craft" if kind == "craft" else "run"] += value
+    return {"craft": round(out["craft"], 1), "run": round(out["run"], 1)}
 
 
-    key = hashlib.sha256(f"{exp.float_model}|{spec}".encode()).hexdigest()[:16]
-    path = (BUILD_DIR / "defended" / f"{exp.name}-{spec.name}-{key}.keras" if checkpoint is None
-            else checkpoint.directory / "model.keras")
-    if checkpoint is not None and checkpoint.load("model") is not None:   # trained before an interruption
-        print(f"defense '{spec.name}': the model trained before is read back from {path}", file=sys.stderr)
-    else:
-        x_train, y_train = load_slice(spec.train_data, exp.input_range)
-        print(f"training defense '{spec.name}' on {len(x_train)} images …", file=sys.stderr)
-        model = get_defense(spec.name, **spec.params).train(float_keras, x_train, y_train,
-                                                            input_range=exp.input_range)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        model.save(path)
-        if checkpoint is not None:
-            checkpoint.save("model", str(path))   # only once the file is complete
+def _seconds_by_kind(seconds: dict[str, float]) -> dict[str, float]:
+    out: dict[str, float] = defaultdict(float)
+    for key, value in seconds.items():
+        out[key.split("/", 1)[0]] += value
+    return {k: round(v, 1) for k, v in sorted(out.items())}
+
+
+# ---------------------------------------------------------------- trained defenses
+
+
+def _submit_training(exp: Experiment, executor: Any, journal: Journal | None, context: Context,
+                     scope: str) -> dict[str, Any]:
+    """Train every train-based defense as a unit, beside the study's other units."""
+    out: dict[str, Any] = {}
+    for spec in (d for d in exp.defenses if d.kind == "train"):
+        unit_key = f"{scope}train/{spec.label}"
+        if journal is not None and unit_key in journal.done_keys():
+            out[spec.label] = journal.get(unit_key)
+            continue
+        try:
+            x_train, y_train = load_slice(spec.train_data, exp.input_range)
+        except UserError as err:
+            out[spec.label] = err
+            continue
+        unit = TrainUnit(spec.label, spec, x_train, y_train)
+        out[spec.label] = (unit_key, executor.submit(run_unit, context, unit, key=_task_key(journal, unit_key)))
+    return out
+
+
+def _trained_studies(exp: Experiment, trained: dict[str, Any], executor: Any, journal: Journal | None,
+                     progress: bool, scope: str, window: int, max_restarts: int,
+                     say: Callable[[str], None]) -> tuple[dict[str, Any], list[dict[str, str]]]:
+    documents, failures = {}, []
+    for spec in (d for d in exp.defenses if d.kind == "train"):
+        try:
+            model = _trained_model(trained[spec.label], executor, journal)
+            documents[spec.label] = defended_study(exp, spec, model, progress, journal, executor,
+                                                   f"{scope}defense-{spec.label}:", window, max_restarts, say)
+        except Exception as err:  # noqa: BLE001  (the undefended results are written all the same)
+            failures.append(_failure("defense", spec.label, err))
+            say(f"warning: defense '{spec.label}' failed and is left out: {failures[-1]['error']}")
+    return documents, failures
+
+
+def _trained_model(entry: Any, executor: Any, journal: Journal | None) -> bytes:
+    if isinstance(entry, BaseException):
+        raise entry
+    if isinstance(entry, bytes):
+        return entry
+    unit_key, handle = entry
+    for _, outcome in executor.completed([handle]):
+        if isinstance(outcome, BaseException):
+            raise outcome
+        if journal is not None:
+            journal.put(unit_key, outcome.result, outcome.seconds, outcome.worker)
+        return outcome.result
+    raise UserError("the defense's training unit returned nothing")
+
+
+def defended_study(exp: Experiment, spec: DefenseSpec, model: bytes, progress: bool, journal: Journal | None,
+                   executor: Any, scope: str, window: int, max_restarts: int,
+                   say: Callable[[str], None]) -> dict[str, Any]:
+    """The same study on the defended float model, quantized with the representative set (without
+    one: the first CALIBRATION_IMAGES of the defense's training images)."""
+    digest = hashlib.sha256(f"{exp.float_model}|{spec}|{exp.seed}|{scope}".encode()).hexdigest()[:16]
+    path = BUILD_DIR / "defended" / f"{exp.name}-{spec.name}-{digest}.keras"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(model)
+    assert spec.train_data is not None
     calibration = exp.representative or dataclasses.replace(
         spec.train_data, num=min(CALIBRATION_IMAGES, spec.train_data.num or CALIBRATION_IMAGES))
     sub = dataclasses.replace(exp, name=f"{exp.name}+{spec.name}", float_model=path, given={}, defenses=(),
                               representative=calibration)
-    document = run_experiment(sub, progress, checkpoint)
+    document = run_experiment(sub, progress, journal, executor, scope, window, max_restarts, say)
     document.pop("_gallery", None)
+    document.pop("defended_models", None)
     document["defense"] = {"name": spec.name, "params": spec.params, "model": str(path),
                            "train_data": str(spec.train_data.path),
                            "calibration": {"path": str(calibration.path), "start": calibration.start,
@@ -505,50 +772,6 @@ def _summary(evaluations: list[dict[str, Any]]) -> dict[str, Any]:
             "evaluations": len(evaluations)}
 
 
-@dataclass
-class AttackResults:
-    """What one attack adds to a study (kept whole in a checkpoint)."""
-
-    evaluations: list[dict[str, Any]]
-    gallery: list[Any]
-    boundary: dict[str, Any]
-
-
-@dataclass
-class EpsResults:
-    """One ε of one attack: what the study keeps of it (a checkpoint part while the attack runs)."""
-
-    evaluation: dict[str, Any]
-    gallery: Any
-    x_adv: np.ndarray
-    adv: Outcome
-    norm: str
-
-
-def _run_attack(spec: AttackSpec, exp: Experiment, x: np.ndarray, y: np.ndarray, clean: Outcome,
-                float_model: Any, targets: dict[str, Target], bar: Any, defenses: dict[str, Any],
-                clean_defended: dict[str, Outcome], simulated: dict[str, Any],
-                checkpoint: StudyCheckpoint | None = None, key: str = "") -> AttackResults:
-    """Every ε of one attack: craft, run on every model, metrics; then its boundary distance.
-    With a checkpoint each finished ε is kept too (a long attack resumes at its next ε)."""
-    n = min(len(x), spec.params.get("num", len(x)))
-    parts = []
-    for index, eps in enumerate(spec.eps):
-        part_key = f"{key}-eps{index}"
-        part = checkpoint.load(part_key) if checkpoint is not None else None
-        if part is None:
-            part = _run_eps(spec, eps, exp, x[:n], y[:n], _subset(clean, n), float_model, targets, bar, defenses,
-                            clean_defended, simulated)
-            if checkpoint is not None:
-                checkpoint.save(part_key, part)
-        else:
-            bar.write(f"{_label(spec, eps)}: finished before, read back", file=sys.stderr)
-        parts.append(part)
-    sweep = [(part.x_adv, part.adv) for part in parts]
-    boundary = boundary_distances(y[:n], x[:n], sweep, parts[-1].norm, [FLOAT, *targets, *simulated])
-    return AttackResults([part.evaluation for part in parts], [part.gallery for part in parts], boundary)
-
-
 def _failure(kind: str, name: str, err: Exception) -> dict[str, str]:
     """What metrics.json keeps of a failed attack or defense: the message, and where an unexpected
     error came from."""
@@ -562,56 +785,10 @@ def _label(spec: AttackSpec, eps: float | None) -> str:
     return spec.name if eps is None else f"{spec.name} ε={eps:g}"
 
 
-def _run_eps(spec: AttackSpec, eps: float | None, exp: Experiment, x: np.ndarray, y: np.ndarray, clean: Outcome,
-             float_model: Any, targets: dict[str, Target], bar: Any, defenses: dict[str, Any],
-             clean_defended: dict[str, Outcome], simulated: dict[str, Any]) -> EpsResults:
-    """One ε of one attack: craft on x, run the adversarial set on every model, its metrics."""
-    label = _label(spec, eps)
-    bar.set_description(label)
-    started = time.time()
-    x_adv, _, info = craft(spec, eps, exp.seed, x, y, float_model, targets, exp.input_range)
-    crafted = time.time() - started
-    adv = run_all(x_adv, float_model, targets, exp.chip_num, bar, simulated=simulated)
-    evaluation = {"attack": spec.name, "eps": eps if eps is not None else _budget(info), **info,
-                  "seconds": {"craft": round(crafted, 1), "run": round(time.time() - started - crafted, 1)},
-                  **evaluation_metrics(y, x, x_adv, clean, adv, [FLOAT, *targets], info.get("target_class"))}
-    accuracy = ", ".join(f"{k} {100 * m['accuracy']:.1f} %"
-                         for k, m in evaluation["models"].items() if m["accuracy"] is not None)
-    bar.write(f"{label}: crafted in {crafted:.1f} s; accuracy {accuracy}", file=sys.stderr)
-    if defenses:
-        adv_defended = run_defended(x_adv, defenses, float_model, targets, exp.input_range, bar, exp.chip_num)
-        evaluation["defended"] = defended_metrics(y, clean_defended, adv_defended)
-    gallery = gallery_entry(spec.name, evaluation["eps"], x_adv, adv.preds, GALLERY_SAMPLES)
-    return EpsResults(evaluation, gallery, x_adv, adv, info["norm"])
-
-
-def simulated_models(exp: Experiment, float_keras: Any, calibration: np.ndarray) -> dict[str, Any]:
-    """The [bitwidth] sweep: host-simulated b-bit versions of the float model (host.quantization.bitwidth)."""
-    return {w.key: simulate(float_keras, w, calibration[:500]) for w in exp.bitwidths}
-
-
 def _budget(info: dict[str, Any]) -> float | None:
     """The eps of a minimal-perturbation attack run without an explicit ε: its budget (None if unbounded)."""
     eps = info["params"].get("eps")
     return None if eps is None or eps == float("inf") else float(eps)
-
-
-def _subset(outcome: Outcome, n: int) -> Outcome:
-    return Outcome({k: v[:n] for k, v in outcome.preds.items()}, {k: v[:n] for k, v in outcome.raw.items()},
-                   outcome.instructions)
-
-
-def _work(exp: Experiment, n: int, targets: dict[str, Target]) -> int:
-    per_set = n * len(targets) * (1 + len(preprocessors(exp))) + sum(
-        min(n, exp.chip_num or n) * (1 + len(t.stage_chips)) for t in targets.values() if t.chip is not None)
-    sets = 1 + sum(len(a.eps) for a in exp.attacks)
-    return per_set * sets
-
-
-def _seed(seed: int) -> None:
-    import tensorflow as tf
-
-    tf.keras.utils.set_random_seed(seed)
 
 
 def _describe(exp: Experiment, targets: dict[str, Target]) -> dict[str, Any]:

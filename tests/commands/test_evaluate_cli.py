@@ -16,6 +16,7 @@ from host import evaluate
 from host.backends import backend as backends
 from host.core.errors import run_cli
 from host.core.paths import DEFAULT_MODEL, ROOT
+from host.study import units
 
 SMALL = ["--num", "12", "--eps", "0.1", "--attacks", "fgsm,pgd", "--attack-param", "pgd.max_iter=4", "--no-progress"]
 
@@ -57,7 +58,7 @@ def assert_clean_failure(proc: subprocess.CompletedProcess, message: str) -> Non
         (["--devices", "2"], "--devices 2 needs --backend device"),
         (["--window", "0"], "--window must be at least 1"),
         (["--max-restarts", "-1"], "--max-restarts must be >= 0"),
-        (["--resume", "x", "--config", "configs/digits-quick.toml"], "--resume: no study checkpoint"),
+        (["--resume", "x", "--config", "configs/digits-quick.toml"], "--resume: no run journal"),
     ],
 )
 def test_bad_arguments_fail_cleanly(args: list[str], message: str) -> None:
@@ -96,9 +97,13 @@ def test_help_and_list_do_not_import_tensorflow() -> None:
 
 
 def _deterministic_part(out_dir: Path) -> dict:
+    """metrics.json without what measures time (the run, the seconds per evaluation); NaN (a cosine
+    without a gradient) compares equal to itself through the JSON text."""
     doc = json.loads((out_dir / "metrics.json").read_text())
     doc.pop("run")
-    return doc
+    for evaluation in doc["evaluations"]:
+        evaluation.pop("seconds", None)
+    return json.loads(json.dumps(doc, sort_keys=True).replace("NaN", '"NaN"'))
 
 
 def test_same_seed_gives_identical_results(tmp_path: Path) -> None:
@@ -157,11 +162,12 @@ class CorruptingBackend(backends.ReferenceBackend):
 
 def test_chip_mismatch_reported_with_index_and_bytes(tmp_path: Path, monkeypatch, capsys) -> None:  # noqa: ANN001
     @contextlib.contextmanager
-    def fake_open_backend(kind, model, board=None, **pinning):  # noqa: ANN001, ANN003, ANN202
+    def corrupting_chip(spec, model):  # noqa: ANN001, ANN202
         yield CorruptingBackend(model)
 
-    monkeypatch.setattr(backends, "open_backend", fake_open_backend)
-    argv = ["--num", "5", "--attacks", "none", "--no-progress", "--out", str(tmp_path), "--run-id", "bad"]
+    monkeypatch.setattr(units, "_open_chip", corrupting_chip)
+    argv = ["--num", "5", "--attacks", "none", "--no-progress", "--out", str(tmp_path), "--run-id", "bad",
+            "--workers", "0"]   # the units run in this process, where the chip is patched
     assert run_cli(evaluate.main, argv) == 1
     captured = capsys.readouterr()
     assert "error: the chip's outputs differ from the TFLite Micro reference in 1 inference(s)" in captured.err

@@ -108,6 +108,6 @@ def test_evaluate_num_50_prints_what_the_readme_shows(flash_output: list[str], t
         got_instr, want_instr = (int(c[-1].replace(",", "")) for c in (got_cols, want_cols))
         assert abs(got_instr - want_instr) <= TICK, f"printed:\n{got}\nREADME:\n{want}"
     assert agreement == shown_agreement
-    suffix = " (metrics.json, report.md, predictions.npz)"
+    suffix = " (metrics.json, report.md, predictions.npz, gallery.npz, report.html)"
     assert results.startswith("results: ") and results.endswith(suffix)
     assert shown_results.startswith("results: results/") and shown_results.endswith(suffix)

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 import shutil
+import sqlite3
 import subprocess
 import sys
 from pathlib import Path
@@ -134,7 +136,8 @@ name = "feature-squeezing"
 bit_depth = 2
 """)
     proc = subprocess.run([sys.executable, "-c", COUNTING_EVALUATE, "--config", str(config), "--out", str(tmp_path),
-                           "--run-id", "s", "--no-progress"], cwd=ROOT, capture_output=True, text=True, timeout=600)
+                           "--run-id", "s", "--no-progress", "--workers", "0"], cwd=ROOT, capture_output=True,
+                          text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr
     assert "chip vs reference: bit-exact (27/27 identical)" in proc.stdout
     doc = json.loads((tmp_path / "s/metrics.json").read_text())
@@ -175,8 +178,17 @@ max_iter = 10
 
 
 def study(config: Path, out: Path, *extra: str) -> subprocess.CompletedProcess:
+    """The study in one process (`--workers 0`, unless `extra` says where to run): the units and the
+    results are the same on any number of workers (tests/study/test_cluster.py)."""
+    where = [] if {"--workers", "--scheduler"} & set(extra) else ["--workers", "0"]
     return subprocess.run([sys.executable, "-m", "host.evaluate", "--config", str(config), "--out", str(out),
-                           "--no-progress", *extra], cwd=ROOT, capture_output=True, text=True, timeout=600)
+                           "--no-progress", *where, *extra], cwd=ROOT, capture_output=True, text=True, timeout=600)
+
+
+def journal_units(run: Path) -> dict[str, bytes]:
+    """Every unit a run's journal holds (results.sqlite, read-only), by key."""
+    with contextlib.closing(sqlite3.connect(f"file:{run / 'results.sqlite'}?mode=ro", uri=True)) as db:
+        return dict(db.execute("SELECT key, result FROM units"))
 
 
 def without_timings(doc: dict) -> list[dict]:
@@ -222,19 +234,21 @@ def test_an_interrupted_study_resumes_from_its_finished_attacks(tmp_path: Path) 
     config = write(tmp_path, RESUMABLE)
     assert study(config, tmp_path, "--run-id", "whole").returncode == 0
     whole = json.loads((tmp_path / "whole/metrics.json").read_text())
-    # A host that died during the second attack: only the first one's checkpoint was written.
-    (tmp_path / "cut/checkpoint").mkdir(parents=True)
-    for name in ("experiment.sha256", "attack-00-fgsm.pickle"):
-        shutil.copy(tmp_path / "whole/checkpoint" / name, tmp_path / "cut/checkpoint" / name)
+    # A client that died during the second attack: its journal holds every unit but DeepFool's.
+    (tmp_path / "cut").mkdir()
+    shutil.copy(tmp_path / "whole/results.sqlite", tmp_path / "cut/results.sqlite")
+    with contextlib.closing(sqlite3.connect(tmp_path / "cut/results.sqlite")) as db, db:
+        lost = db.execute("DELETE FROM units WHERE key LIKE '%deepfool%'").rowcount
+        db.execute("UPDATE meta SET value = 'running' WHERE key = 'status'")
     again = study(config, tmp_path, "--run-id", "cut")
-    assert again.returncode != 0 and "already holds a study" in again.stderr and "--resume cut" in again.stderr
+    assert again.returncode != 0 and "already exists" in again.stderr and "--resume cut" in again.stderr
     resumed = study(config, tmp_path, "--resume", "cut")
     assert resumed.returncode == 0, resumed.stderr
-    assert "fgsm: finished before, read back" in resumed.stderr and "deepfool: finished before" not in resumed.stderr
     doc = json.loads((tmp_path / "cut/metrics.json").read_text())
+    assert lost == 2 and doc["run"]["units_run"] == lost      # DeepFool's craft and host units, nothing else
     assert without_timings(doc) == without_timings(whole)
-    assert doc["evaluations"][1]["seconds"] == whole["evaluations"][1]["seconds"]   # read back, not re-run
     assert doc["boundary_distance"] == whole["boundary_distance"]
+    assert journal_units(tmp_path / "cut") == journal_units(tmp_path / "whole")
 
 
 def with_pgd_at(train_images: int) -> str:
@@ -262,7 +276,7 @@ def test_a_failing_defense_is_left_out_and_the_undefended_results_are_written(
 
     monkeypatch.setattr(PGDAdversarialTraining, "train", broken)
     config = write(tmp_path, with_pgd_at(train_images=50))
-    argv = ["--config", str(config), "--out", str(tmp_path), "--run-id", "g", "--no-progress"]
+    argv = ["--config", str(config), "--out", str(tmp_path), "--run-id", "g", "--no-progress", "--workers", "0"]
     assert run_cli(evaluate.main, argv) == 1
     assert "1 part(s) of the study failed (defense pgd-at" in capsys.readouterr().err
     doc = json.loads((tmp_path / "g/metrics.json").read_text())
@@ -295,7 +309,7 @@ def test_model_dependent_attack_errors_come_before_the_study(tmp_path: Path, att
     proc = study(write(tmp_path, BASE + attacks), tmp_path, "--run-id", "e")
     assert proc.returncode == 2, proc.stderr
     assert re.search(message, proc.stderr) and "Traceback" not in proc.stderr
-    assert not (tmp_path / "e/checkpoint").exists() or not any((tmp_path / "e/checkpoint").glob("attack-*"))
+    assert not (tmp_path / "e").exists()
 
 
 def test_an_attack_failing_unexpectedly_is_left_out_and_the_study_goes_on(
@@ -309,7 +323,7 @@ def test_an_attack_failing_unexpectedly_is_left_out_and_the_study_goes_on(
 
     monkeypatch.setattr(FGSM, "_generate", broken)
     config = write(tmp_path, RESUMABLE)
-    argv = ["--config", str(config), "--out", str(tmp_path), "--run-id", "f", "--no-progress"]
+    argv = ["--config", str(config), "--out", str(tmp_path), "--run-id", "f", "--no-progress", "--workers", "0"]
     assert run_cli(evaluate.main, argv) == 1
     err = capsys.readouterr().err
     assert "warning: attack 'fgsm' failed and is left out: IndexError" in err
@@ -321,9 +335,10 @@ def test_an_attack_failing_unexpectedly_is_left_out_and_the_study_goes_on(
 
 
 def test_a_study_resumes_only_with_the_config_it_started_with(tmp_path: Path) -> None:
+    from host.study.journal import Journal
+
     config = write(tmp_path, RESUMABLE)
-    (tmp_path / "run/checkpoint").mkdir(parents=True)
-    (tmp_path / "run/checkpoint/experiment.sha256").write_text("0" * 64)
+    Journal.start(tmp_path / "run/results.sqlite", "0" * 64, [], resume=False).close()
     proc = study(config, tmp_path, "--resume", "run")
     assert proc.returncode != 0 and "Traceback" not in proc.stderr
     assert "changed since the run" in proc.stderr
@@ -342,21 +357,25 @@ restarts = 20
 """)   # ε = 0.03 fools none of the 12: all 20 restarts of 500 steps run (seconds), time to kill the host
     assert study(config, tmp_path, "--run-id", "whole").returncode == 0
     whole = json.loads((tmp_path / "whole/metrics.json").read_text())
-    part = tmp_path / "cut/checkpoint/attack-00-pgd-eps0.pickle"
+    first = "host/attack-00-pgd-eps0/0"     # ε = 0.1 evaluated: the host is killed during ε = 0.03
     proc = subprocess.Popen([sys.executable, "-m", "host.evaluate", "--config", str(config), "--out", str(tmp_path),
-                             "--no-progress", "--run-id", "cut"], cwd=ROOT, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)
+                             "--no-progress", "--run-id", "cut", "--workers", "0"], cwd=ROOT,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 300
-    while not part.exists() and proc.poll() is None and time.monotonic() < deadline:
-        time.sleep(0.01)
-    proc.send_signal(signal.SIGKILL)   # the host dies during ε = 0.03
+    while proc.poll() is None and time.monotonic() < deadline:
+        if (tmp_path / "cut/results.sqlite").exists() and first in journal_units(tmp_path / "cut"):
+            break
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
     proc.wait()
-    assert part.exists() and not (tmp_path / "cut/metrics.json").exists()
+    before = journal_units(tmp_path / "cut")
+    assert first in before and not (tmp_path / "cut/metrics.json").exists()
     resumed = study(config, tmp_path, "--resume", "cut")
     assert resumed.returncode == 0, resumed.stderr
-    assert "pgd ε=0.1: finished before, read back" in resumed.stderr and "pgd ε=0.03: crafted" in resumed.stderr
     doc = json.loads((tmp_path / "cut/metrics.json").read_text())
+    after = journal_units(tmp_path / "cut")
+    assert doc["run"]["units_run"] == len(after) - len(before) > 0
+    assert {k: after[k] for k in before} == before
     assert without_timings(doc) == without_timings(whole)
     assert doc["boundary_distance"] == whole["boundary_distance"]
-    assert sorted(p.name for p in (tmp_path / "cut/checkpoint").iterdir()) == ["attack-00-pgd.pickle",
-                                                                               "experiment.sha256"]
+    assert after == journal_units(tmp_path / "whole")
