@@ -11,7 +11,7 @@ Tables:
   reads: a resume with a changed config or file is refused), `status` (`running` / `finished`),
   `argv`, `sessions` (1 + resumes);
 * `units(key, kind, seconds, worker, result)`: one row per finished unit; `kind` is craft, host,
-  chip or train; `result` is an .npz archive (NumPy's format) whose arrays are listed in
+  chip, train or gradient; `result` is an .npz archive (NumPy's format) whose arrays are listed in
   docs/experiments.md.
 
 SQLite in WAL mode: a committed unit survives the client being killed (SIGKILL included).

@@ -50,6 +50,7 @@ from host.study.config import FLOAT, AttackSpec, DefenseSpec, Experiment, SliceS
 from host.study.gallery import gallery_arrays, gallery_entry
 from host.study.journal import Journal
 from host.study.units import (
+    GRADIENT_SAMPLES,
     Blob,
     ChipRun,
     ChipSpec,
@@ -57,6 +58,7 @@ from host.study.units import (
     Context,
     Crafted,
     CraftUnit,
+    GradientUnit,
     HostRun,
     HostUnit,
     Timed,
@@ -66,8 +68,6 @@ from host.study.units import (
     run_unit,
 )
 
-GRADIENT_SAMPLES = 8          # clean inputs for gradient misalignment (FD estimates are query-hungry)
-FD_DIRECTIONS = 32
 CALIBRATION_IMAGES = 500      # a defended model's quantization set when the study has no representative set
 GALLERY_SAMPLES = 8           # first inputs kept (clean and adversarial) for the report's gallery
 CLEAN = "clean"
@@ -493,32 +493,6 @@ def _metric_norm(norm: str) -> str:
     return {"inf": "linf", "2": "l2", "1": "l1", "0": "l0"}.get(norm, "linf")
 
 
-def gradient_misalignment(x: np.ndarray, y: np.ndarray, float_model: Any, targets: dict[str, Target],
-                          input_range: tuple[float, float]) -> dict[str, Any]:
-    """Cosine between the float model's input gradient and FD estimates on each quantized model.
-
-    A random-direction estimate only sees a FD_DIRECTIONS-dimensional projection of the gradient,
-    so even an exact oracle gives a cosine of about sqrt(directions / dimensions): the same
-    estimator on the float model itself ("float32 (FD baseline)") is the reference to read the
-    quantized models' cosines against.
-    """
-
-    x, y = x[:GRADIENT_SAMPLES], y[:GRADIENT_SAMPLES]
-    float_grad = metrics.float_input_gradient(float_model.keras_model, x, y)
-    span = input_range[1] - input_range[0]
-    fd = {"h": span / 64, "method": "random", "directions": FD_DIRECTIONS, "seed": 0, "clip": input_range}
-    oracles: dict[str, Any] = {f"{FLOAT} (FD baseline)": float_model.predict}
-    for precision, target in targets.items():
-        oracles[precision] = QuantizedOracle.from_backend(target.reference, target.model, input_range)
-    out = {}
-    for key, oracle in oracles.items():
-        estimate = metrics.finite_difference_gradient(oracle, x, labels=y, **fd)
-        out[key] = {**metrics.gradient_misalignment(float_grad, estimate), "samples": len(x),
-                    "queries": int(getattr(oracle, "queries", 0)) or len(x) * (FD_DIRECTIONS * 2),
-                    "fd": f"random directions ({FD_DIRECTIONS}), h = range/64"}
-    return out
-
-
 # ---------------------------------------------------------------- the run
 
 
@@ -582,15 +556,18 @@ def run_experiment(exp: Experiment, progress: bool = True, journal: Journal | No
         sets = input_sets(exp, len(x), scope)
         plan = plan_units(exp, sets, context)
         trained = _submit_training(exp, executor, journal, context, scope)
+        gradient = _submit_gradient(executor, journal, context, x, y, scope)
         with tqdm(total=len(plan.units), unit="unit", file=sys.stderr, disable=not progress,
                   dynamic_ncols=True, desc=f"{exp.name} units") as bar:
             execution = execute(plan, context, x, y, executor, journal, bar)
-        misalignment = gradient_misalignment(x, y, float_model, targets, exp.input_range)
+        misalignment = _collect(gradient, executor, journal)
         document = _document(exp, plan, context, execution, x, y, targets, misalignment)
     document["defended_models"], document["summary"]["failed_defenses"] = _trained_studies(
         exp, trained, executor, journal, progress, scope, window, max_restarts, say)
-    document["run"] = {"duration_s": round(time.time() - started, 1), "units": len(plan.units),
-                       "units_run": len(execution.seconds), "executor": getattr(executor, "description", ""),
+    extras = [gradient, *trained.values()]   # units outside the plan: computed now when still a (key, handle)
+    document["run"] = {"duration_s": round(time.time() - started, 1), "units": len(plan.units) + len(extras),
+                       "units_run": len(execution.seconds) + sum(isinstance(e, tuple) for e in extras),
+                       "executor": getattr(executor, "description", ""),
                        "workers": getattr(executor, "workers", 1),
                        "unit_seconds": _seconds_by_kind(execution.seconds)}
     return document
@@ -685,6 +662,31 @@ def _seconds_by_kind(seconds: dict[str, float]) -> dict[str, float]:
     return {k: round(v, 1) for k, v in sorted(out.items())}
 
 
+def _submit_gradient(executor: Any, journal: Journal | None, context: Context, x: np.ndarray, y: np.ndarray,
+                     scope: str) -> Any:
+    """Gradient misalignment as a unit of its own, beside the others (not after them, in the client)."""
+    unit = GradientUnit(scope, x[:GRADIENT_SAMPLES], y[:GRADIENT_SAMPLES])
+    if journal is not None and unit.key in journal.done_keys():
+        return journal.get(unit.key)
+    return unit.key, executor.submit(run_unit, context, unit, key=_task_key(journal, unit.key))
+
+
+def _collect(entry: Any, executor: Any, journal: Journal | None) -> Any:
+    """A unit submitted outside the plan (training, gradients): its result, journaled once it arrives."""
+    if isinstance(entry, BaseException):
+        raise entry
+    if not isinstance(entry, tuple):
+        return entry
+    unit_key, handle = entry
+    for _, outcome in executor.completed([handle]):
+        if isinstance(outcome, BaseException):
+            raise outcome
+        if journal is not None:
+            journal.put(unit_key, outcome.result, outcome.seconds, outcome.worker)
+        return outcome.result
+    raise UserError(f"unit {unit_key} returned nothing")
+
+
 # ---------------------------------------------------------------- trained defenses
 
 
@@ -713,28 +715,13 @@ def _trained_studies(exp: Experiment, trained: dict[str, Any], executor: Any, jo
     documents, failures = {}, []
     for spec in (d for d in exp.defenses if d.kind == "train"):
         try:
-            model = _trained_model(trained[spec.label], executor, journal)
+            model = _collect(trained[spec.label], executor, journal)
             documents[spec.label] = defended_study(exp, spec, model, progress, journal, executor,
                                                    f"{scope}defense-{spec.label}:", window, max_restarts, say)
         except Exception as err:  # noqa: BLE001  (the undefended results are written all the same)
             failures.append(_failure("defense", spec.label, err))
             say(f"warning: defense '{spec.label}' failed and is left out: {failures[-1]['error']}")
     return documents, failures
-
-
-def _trained_model(entry: Any, executor: Any, journal: Journal | None) -> bytes:
-    if isinstance(entry, BaseException):
-        raise entry
-    if isinstance(entry, bytes):
-        return entry
-    unit_key, handle = entry
-    for _, outcome in executor.completed([handle]):
-        if isinstance(outcome, BaseException):
-            raise outcome
-        if journal is not None:
-            journal.put(unit_key, outcome.result, outcome.seconds, outcome.worker)
-        return outcome.result
-    raise UserError("the defense's training unit returned nothing")
 
 
 def defended_study(exp: Experiment, spec: DefenseSpec, model: bytes, progress: bool, journal: Journal | None,
@@ -752,8 +739,8 @@ def defended_study(exp: Experiment, spec: DefenseSpec, model: bytes, progress: b
     sub = dataclasses.replace(exp, name=f"{exp.name}+{spec.name}", float_model=path, given={}, defenses=(),
                               representative=calibration)
     document = run_experiment(sub, progress, journal, executor, scope, window, max_restarts, say)
-    document.pop("_gallery", None)
-    document.pop("defended_models", None)
+    for private in ("_gallery", "_sets", "defended_models"):
+        document.pop(private, None)
     document["defense"] = {"name": spec.name, "params": spec.params, "model": str(path),
                            "train_data": str(spec.train_data.path),
                            "calibration": {"path": str(calibration.path), "start": calibration.start,

@@ -10,6 +10,7 @@ A run is a set of units (docs/cluster.md):
 * `ChipUnit`: one precision's firmware on one shard of one set, on a board the worker owns (its
   emulator, or a real board attached to its machine), optionally with a defense's pre-processing
   stage in the firmware;
+* `GradientUnit`: the gradient misalignment of the float and quantized models (docs/metrics.md);
 * `TrainUnit`: one trained defense's float model.
 
 Every unit is a frozen dataclass with a `key`; what it computes depends only on the run's
@@ -33,6 +34,7 @@ import atexit
 import contextlib
 import hashlib
 import io
+import json
 import os
 import socket
 import tempfile
@@ -58,9 +60,12 @@ from host.emulators.launch import boot_elf
 from host.link.device import connect
 from host.quantization.bitwidth import simulate
 from host.quantization.quantize import load_float_keras
+from host.study import metrics
 from host.study.config import FLOAT, AttackSpec, DefenseSpec, attack_params
 
-BOARD_PORTS_ENV = "SLINGSHOT_BOARD_PORTS"   # "board=URL,board2=URL2": real boards attached to a worker's machine
+BOARD_PORTS_ENV = "SLINGSHOT_BOARD_PORTS"
+GRADIENT_SAMPLES = 8          # clean inputs for gradient misalignment (FD estimates are query-hungry)
+FD_DIRECTIONS = 32   # "board=URL,board2=URL2": real boards attached to a worker's machine
 
 
 # ---------------------------------------------------------------- what every unit shares
@@ -186,6 +191,19 @@ class ChipUnit:
 
 
 @dataclass(frozen=True)
+class GradientUnit:
+    """Gradient misalignment (docs/metrics.md) on the first GRADIENT_SAMPLES clean inputs."""
+
+    scope: str
+    x: np.ndarray = field(repr=False)
+    y: np.ndarray = field(repr=False)
+
+    @property
+    def key(self) -> str:
+        return f"gradient/{self.scope}misalignment"
+
+
+@dataclass(frozen=True)
 class TrainUnit:
     label: str
     spec: DefenseSpec
@@ -236,6 +254,8 @@ def to_npz(result: Any) -> bytes:
             arrays["stage_reference"] = result.stage_reference
     elif isinstance(result, bytes):
         arrays = {"model": np.frombuffer(result, np.uint8)}
+    elif isinstance(result, dict):
+        arrays = {"json": np.frombuffer(json.dumps(result).encode(), np.uint8)}
     else:
         raise TypeError(f"not a unit result: {type(result).__name__}")
     buffer = io.BytesIO()
@@ -264,6 +284,8 @@ def from_npz(kind: str, data: bytes) -> Any:
                        arrays.get("stage_reference"))
     if kind == "train":
         return arrays["model"].tobytes()
+    if kind == "gradient":
+        return json.loads(arrays["json"].tobytes())
     raise ValueError(f"unknown unit kind {kind!r}")
 
 
@@ -328,6 +350,8 @@ def _run(state: WorkerState, context: Context, unit: Any, inputs: Any, labels: n
         return state.chip_run(context, unit, np.asarray(x, np.float32))
     if isinstance(unit, TrainUnit):
         return state.train(context, unit)
+    if isinstance(unit, GradientUnit):
+        return state.gradient(context, unit)
     raise TypeError(f"not a unit: {type(unit).__name__}")
 
 
@@ -456,6 +480,31 @@ class WorkerState:
             run.stage_reference = _byte_matrix([reference.run(s).output for s in staged], len(x_q))
         return run
 
+    def gradient(self, context: Context, unit: GradientUnit) -> dict[str, Any]:
+        """Cosine between the float model's input gradient and FD estimates on each quantized model.
+
+        A random-direction estimate only sees a FD_DIRECTIONS-dimensional projection of the gradient,
+        so even an exact oracle gives a cosine of about sqrt(directions / dimensions): the same
+        estimator on the float model itself ("float32 (FD baseline)") is the reference to read the
+        quantized models' cosines against.
+        """
+        float_model = self.float_model(context)
+        x, y = np.asarray(unit.x, np.float32), np.asarray(unit.y, np.int64)
+        float_grad = metrics.float_input_gradient(float_model.keras_model, x, y)
+        span = context.input_range[1] - context.input_range[0]
+        fd = {"h": span / 64, "method": "random", "directions": FD_DIRECTIONS, "seed": 0, "clip": context.input_range}
+        oracles: dict[str, Any] = {f"{FLOAT} (FD baseline)": float_model.predict}
+        for precision, blob in context.quantized.items():
+            model, reference = self.quantized(blob)
+            oracles[precision] = QuantizedOracle.from_backend(reference, model, context.input_range)
+        out = {}
+        for key, oracle in oracles.items():
+            estimate = metrics.finite_difference_gradient(oracle, x, labels=y, **fd)
+            out[key] = {**metrics.gradient_misalignment(float_grad, estimate), "samples": len(x),
+                        "queries": int(getattr(oracle, "queries", 0)) or len(x) * (FD_DIRECTIONS * 2),
+                        "fd": f"random directions ({FD_DIRECTIONS}), h = range/64"}
+        return json.loads(json.dumps(out, default=_json_default))
+
     def train(self, context: Context, unit: TrainUnit) -> bytes:
         seed_everything(unit_seed(context.seed, unit.key))
         model = get_defense(unit.spec.name, **unit.spec.params).train(
@@ -516,6 +565,11 @@ def _run_one(pool: BackendPool, x_q: np.ndarray) -> Any:
     for batch in pool.run([(0, x_q)]):
         return batch[0][1]
     raise UserError("the chip returned no result")
+
+
+def _json_default(value: Any) -> Any:
+    """NumPy scalars and arrays in a gradient result, as JSON numbers and lists."""
+    return value.tolist() if hasattr(value, "tolist") else str(value)
 
 
 def _byte_matrix(outputs: list[bytes], n: int) -> np.ndarray:

@@ -76,7 +76,7 @@ max_iter = 5
 """
 
 # 4 sets (clean, fgsm × 2, pgd) × 4 shards: 16 host units, 12 craft units, 16 chip units per precision
-UNITS = {"craft": 12, "host": 16, "chip": 32}
+UNITS = {"craft": 12, "host": 16, "chip": 32, "gradient": 1}
 
 
 def write_config(directory: Path, board: str = "mps2-an386",

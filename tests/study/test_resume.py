@@ -1,7 +1,7 @@
 """Crash and resume of `python -m host.evaluate`, and the device pool.
 
 A small real flag run (60 digits × clean, FGSM, PGD-4 = 180 chip inferences on QEMU, planned as
-units of 50 inputs: 2 shards per set, 6 chip units, 16 units in all) on the default executor (a
+units of 50 inputs: 2 shards per set, 6 chip units, 17 units with the gradient one) on the default executor (a
 Dask LocalCluster, one worker process per core, each booting its own QEMU) is the baseline.
 Killing QEMU (a descendant of the client: it runs in a worker process) at seeded points, killing
 the client (SIGKILL) and resuming, or running on two workers or serially in one process must
@@ -50,7 +50,7 @@ SETS = ("clean", "attack-00-fgsm-eps0", "attack-01-pgd-eps0")
 STARTS = tuple(range(0, NUM, SHARD))
 PLANNED = sorted([*(f"craft/{s}/{a}" for s in SETS[1:] for a in STARTS),
                   *(f"host/{s}/{a}" for s in SETS for a in STARTS),
-                  *(f"chip/int8/{s}/{a}" for s in SETS for a in STARTS)])
+                  *(f"chip/int8/{s}/{a}" for s in SETS for a in STARTS), "gradient/misalignment"])
 CHIP_UNITS = len(SETS) * len(STARTS)
 TOTAL = 3 * NUM                  # chip inferences of SMALL
 TICK = 40                        # instructions per SysTick tick on mps2-an386
