@@ -337,6 +337,7 @@ def test_restart_budget_then_resume(baseline: Path, tmp_path: Path) -> None:
 
 @needs_qemu
 @pytest.mark.qemu
+@pytest.mark.slow
 def test_two_devices_identical_to_one(baseline: Path, tmp_path: Path) -> None:
     """Two workers (each its own QEMU), and every unit serially in this process: the baseline's results."""
     proc = run_module(*SMALL, "--out", str(tmp_path), "--run-id", "pool", "--devices", "2", "--window", "2")
