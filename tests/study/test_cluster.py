@@ -318,6 +318,18 @@ def test_a_board_no_worker_offers_fails_before_any_run_directory(tmp_path) -> No
     assert not (out / "b").exists()
 
 
+def test_a_worker_that_cannot_start_qemu_fails_before_any_run_directory(tmp_path) -> None:
+    config = write_config(tmp_path, precisions=("float32", "int8"), chip_precisions=("int8",))
+    out = tmp_path / "out"
+    no_qemu = {"PATH": str(Path(sys.executable).parent)}     # Python and dask only: no qemu-system-arm
+    with dask_processes(tmp_path / "cluster", workers=2, worker_env={1: no_qemu}) as cluster:
+        done = evaluate(config, out, "q", "--scheduler", cluster.address, cache=tmp_path / "cache", timeout=180)
+    error = failed_cleanly(done)
+    assert "cannot start qemu-system-arm" in error, error
+    assert "qemu-system-arm" in done.stderr and "make deps" in done.stderr, done.stderr     # the fix
+    assert not (out / "q").exists()
+
+
 def test_a_scheduler_that_does_not_answer_is_one_error_line(tmp_path) -> None:
     pytest.importorskip("distributed")
     with socket.socket() as s:
