@@ -26,7 +26,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from host.attacks import attack_class, describe_registry, get_attack
+from host.attacks import attack_class, describe_registry
 from host.backends.backend import BACKENDS, ModelIO
 from host.core.boards import load_board
 from host.core.data import digits_test_set, load_npz_dataset
@@ -48,7 +48,7 @@ from host.study.evaluation import (
     add_flag_view,
 )
 from host.study.journal import DB_NAME, Journal, experiment_fingerprint
-from host.study.runner import check_placement, prepare, run_experiment
+from host.study.runner import check_placement, make_attack, prepare, run_experiment
 from host.study.units import configure_threads
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # before any TensorFlow import: no C++ log spam
@@ -166,18 +166,14 @@ def parse_attack_params(items: Sequence[str], attacks: Sequence[str]) -> dict[st
 
 
 
-def build_attack(name: str, eps: float, seed: int, attack_params: dict[str, dict[str, str]]) -> Any:
-    takes_eps = any(p.name == "eps" for p in attack_class(name).params_spec)  # e.g. not the patch attack
-    return get_attack(name, seed=seed, **attack_params.get(name, {}), **({"eps": eps} if takes_eps else {}))
-
-
 def check_flags(args: argparse.Namespace) -> tuple[tuple[str, ...], tuple[float, ...], dict[str, dict[str, str]]]:
     """The flags' own checks (before any model is loaded); returns attacks, eps and attack parameters."""
     attacks = parse_attacks(args.attacks)
     eps = parse_eps(args.eps)
     attack_params = parse_attack_params(args.attack_param, attacks)
     for name in attacks:  # bad params fail now, not after minutes of inference
-        build_attack(name, eps[0], args.seed, attack_params)
+        first = _attack_eps(name, eps)[0]
+        make_attack(AttackSpec(name, (first,), attack_params.get(name, {})), first, args.seed)
     if args.num is not None and args.num < 1:
         raise UserError(f"--num must be at least 1, got {args.num}")
     if args.seed < 0:

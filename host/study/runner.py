@@ -550,8 +550,7 @@ def run_experiment(exp: Experiment, progress: bool = True, journal: Journal | No
     started = time.time()
     prepared = prepared or prepare(exp)
     x, y, models, float_model, targets, calibration = prepared
-    executor = executor or SerialExecutor()
-    check_placement(executor, exp)
+    executor = executor or SerialExecutor()   # the caller checked its placement (check_placement)
     with run_context(exp, models, targets, calibration, window, max_restarts) as context:
         sets = input_sets(exp, len(x), scope)
         plan = plan_units(exp, sets, context)
