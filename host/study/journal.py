@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from host.core.errors import UserError
+from host.quantization.quantize import file_sha256
 from host.study.units import from_npz, kind_of, to_npz
 
 SCHEMA = 2
@@ -169,10 +170,7 @@ def experiment_fingerprint(experiment: Any) -> str:
     digest = hashlib.sha256(repr(experiment).encode())
     for path in sorted(p for p in _files(experiment) if not str(p).startswith("builtin:")):
         digest.update(str(path).encode())
-        members = sorted(path.rglob("*")) if path.is_dir() else [path]   # a SavedModel is a directory
-        for member in members:
-            if member.is_file():
-                digest.update(_file_sha256(member).encode())
+        digest.update((file_sha256(path) if path.exists() else "missing").encode())   # a SavedModel: a directory
     return digest.hexdigest()
 
 
@@ -184,11 +182,3 @@ def _files(experiment: Any) -> set[Path]:
         files.add(Path(experiment.representative.path))
     files |= {Path(d.train_data.path) for d in experiment.defenses if d.train_data is not None}
     return files
-
-
-def _file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()

@@ -617,7 +617,7 @@ def _document(exp: Experiment, plan: Plan, context: Context, execution: Executio
         adv, adv_defended = set_outcome(item, exp, context, targets, results)
         n = item.n
         evaluation = {"attack": item.spec.name, "eps": item.eps if item.eps is not None else _budget(info), "n": n,
-                      **info, "seconds": _set_seconds(execution.seconds, item.key),
+                      **info, "seconds": _set_seconds(execution.seconds, plan, item.key),
                       **evaluation_metrics(y[:n], x[:n], x_adv, _subset(clean, n), adv, keys,
                                            info.get("target_class"))}
         if context.defenses:
@@ -644,13 +644,12 @@ def _document(exp: Experiment, plan: Plan, context: Context, execution: Executio
     }
 
 
-def _set_seconds(seconds: dict[str, float], set_key: str) -> dict[str, float]:
+def _set_seconds(seconds: dict[str, float], plan: Plan, set_key: str) -> dict[str, float]:
     """Worker seconds spent on one set, per kind of unit (units read back from the journal count 0)."""
     out: dict[str, float] = defaultdict(float)
     for key, value in seconds.items():
-        kind, _, rest = key.partition("/")
-        if rest.rsplit("/", 1)[0].split("/")[-1] == set_key:
-            out["craft" if kind == "craft" else "run"] += value
+        if plan.set_of.get(key) == set_key:
+            out["craft" if key.startswith("craft/") else "run"] += value
     return {"craft": round(out["craft"], 1), "run": round(out["run"], 1)}
 
 
