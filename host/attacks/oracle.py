@@ -169,5 +169,4 @@ class FloatOracle(QueryOracle):
         self._batch_size = batch_size
 
     def _scores(self, x: np.ndarray) -> np.ndarray:
-        model, size = self.float_model.keras_model, self._batch_size
-        return np.concatenate([np.asarray(model(x[i : i + size], training=False)) for i in range(0, len(x), size)])
+        return self.float_model.predict(x, self._batch_size)

@@ -61,7 +61,7 @@ class SerialExecutor:
         return value
 
     def submit(self, fn: Callable[..., Any], *args: Any, key: str, resources: dict[str, int] | None = None,
-               local: bool = False) -> Handle:
+               local: bool = False, priority: int = 0) -> Handle:
         return Handle(key, thunk=lambda: fn(*(self._value(a) for a in args)))
 
     def _value(self, arg: Any) -> Any:
@@ -129,13 +129,16 @@ class DaskExecutor:
         return self.client.scatter(value, hash=True, broadcast=False)
 
     def submit(self, fn: Callable[..., Any], *args: Any, key: str, resources: dict[str, int] | None = None,
-               local: bool = False) -> Handle:
+               local: bool = False, priority: int = 0) -> Handle:
+        """`priority`: among ready units, Dask starts the higher first (the long ones, so no worker is left
+        alone with one at the end)."""
         handle = Handle(key)
         if local:
             handle.future = self._local.submit(lambda: fn(*(_resolve(a) for a in args)))
         else:
             handle.future = self.client.submit(fn, *(a.future if isinstance(a, Handle) else a for a in args),
-                                               key=key, resources=resources, pure=False, retries=0)
+                                               key=key, resources=resources, priority=priority, pure=False,
+                                               retries=0)
         handle.future.add_done_callback(lambda _f, h=handle: self._done.put(h))
         self._handles.append(handle)
         return handle

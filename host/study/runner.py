@@ -31,7 +31,7 @@ from typing import Any
 
 import numpy as np
 
-from host.attacks import FloatModel, get_attack
+from host.attacks import FloatModel, attack_class, get_attack
 from host.attacks.oracle import QuantizedOracle
 from host.backends.backend import ModelIO, ReferenceBackend
 from host.compiler.compile import compile_bytes
@@ -314,7 +314,7 @@ def execute(plan: Plan, context: Context, x: np.ndarray, y: np.ndarray, executor
         resources, local = _placement(context, unit)
         labels = shared_y if isinstance(unit, CraftUnit) else None
         handle = executor.submit(run_unit, shared_context, unit, inputs, labels, key=_task_key(journal, unit.key),
-                                 resources=resources, local=local)
+                                 resources=resources, local=local, priority=unit_priority(unit))
         by_key[unit.key] = handle
         handles.append((unit, handle))
     execution = Execution(results)
@@ -336,6 +336,20 @@ def execute(plan: Plan, context: Context, x: np.ndarray, y: np.ndarray, executor
         executor.cancel()
         raise
     return execution
+
+
+# Longest first, so that the run does not end on one worker with one long unit: a query attack's
+# shard takes minutes to half an hour (thousands of oracle calls per input), a white-box one
+# seconds to minutes, a host or chip shard seconds.  Trained defenses start at once: a sub-study
+# waits for them.  Priorities order the work only; every unit's result stays the same.
+PRIORITY_TRAIN, PRIORITY_QUERY_ATTACK, PRIORITY_CRAFT, PRIORITY_EVALUATE = 3, 2, 1, 0
+
+
+def unit_priority(unit: Any) -> int:
+    if isinstance(unit, CraftUnit):
+        query = attack_class(unit.spec.name).needs == "oracle"
+        return PRIORITY_QUERY_ATTACK if query else PRIORITY_CRAFT
+    return PRIORITY_EVALUATE
 
 
 def _task_key(journal: Journal | None, key: str) -> str:
@@ -703,7 +717,8 @@ def _submit_training(exp: Experiment, executor: Any, journal: Journal | None, co
             out[spec.label] = err
             continue
         unit = TrainUnit(spec.label, spec, x_train, y_train)
-        out[spec.label] = (unit_key, executor.submit(run_unit, context, unit, key=_task_key(journal, unit_key)))
+        out[spec.label] = (unit_key, executor.submit(run_unit, context, unit, key=_task_key(journal, unit_key),
+                                                     priority=PRIORITY_TRAIN))
     return out
 
 
