@@ -46,6 +46,11 @@ DEFAULT_RUNNER = SHARED_DIR / "tools" / "mlperf-tiny-runner"
 DEFAULT_DEVICE_LIST = "devices_kws_ic_vww.yaml"   # its DUT (l4r5zi, 0483:374B) at 115,200 baud in p and a modes
 TEST_SCRIPTS = {"p": "tests_performance.yaml", "a": "tests_accuracy.yaml"}
 MODE_NAMES = {"p": "performance", "a": "accuracy"}
+# The runner's performance mode reports ERROR 2 instead of a throughput when its five timed windows
+# take < 10 s of wall time.  Unpaced, QEMU runs the small models far faster than a board would, so the
+# emulated board runs paced: one instruction per 2^3 = 8 ns of wall time, 125 M instructions per
+# second, about a NUCLEO-L4R5ZI (Cortex-M4 at 120 MHz).  Its m-lap-us stamps are then that virtual time.
+PACED_SHIFT = 3
 RUNNER_MODULES = {"yaml": "pyyaml", "sklearn": "scikit-learn", "matplotlib": "matplotlib", "usb": "pyusb",
                   "scipy": "scipy", "numpy": "numpy", "serial": "pyserial"}
 INSTALL_HINT = "pip install -e '.[mlperf]' (the runner's Python packages), or make deps"
@@ -299,8 +304,9 @@ def identify(port: str, baud: int, timeout_s: float = 5.0) -> Identity:
 
 
 @contextlib.contextmanager
-def emulated_port(board_name: str, elf: Path | None, workdir: Path) -> Iterator[str]:
-    """Boot the MLPerf build of an emulated board in QEMU and bridge its UART to a pty; yields the pty."""
+def emulated_port(board_name: str, elf: Path | None, workdir: Path, paced: bool = False) -> Iterator[str]:
+    """Boot the MLPerf build of an emulated board in QEMU and bridge its UART to a pty; yields the pty.
+    `paced`: in wall-clock time at PACED_SHIFT (see there), for the runner's performance mode."""
     board = load_board(board_name)
     if board.emulator_kind != "qemu":
         raise UserError(f"board {board.name} is not emulated by QEMU",
@@ -323,7 +329,7 @@ def emulated_port(board_name: str, elf: Path | None, workdir: Path) -> Iterator[
         raise UserError("socat not found (it bridges the emulated UART to a pty)",
                         hint="sudo apt-get install socat, or make deps")
     pty = workdir / "dut"
-    with QemuProcess(board, elf) as qemu:
+    with QemuProcess(board, elf, paced_shift=PACED_SHIFT if paced else None) as qemu:
         tcp = qemu.launch()
         bridge = subprocess.Popen([socat, f"pty,link={pty},raw,echo=0",
                                    f"tcp:127.0.0.1:{tcp},nodelay,retry=100,interval=0.1"],
@@ -403,8 +409,10 @@ def read_session(model: str, mode: str, folder: Path) -> RunnerSession:
 
 def run(dataset: Path, mode: str, port: str | None = None, board: str = DEFAULT_BOARD, elf: Path | None = None,
         runner: Path | None = None, device_list: Path | None = None, test_script: Path | None = None,
-        out: Path | None = None, timeout_s: float | None = None) -> RunnerSession:
-    """The whole launch: checks, the emulated board if no port is given, the runner, its session."""
+        out: Path | None = None, timeout_s: float | None = None, paced: bool | None = None) -> RunnerSession:
+    """The whole launch: checks, the emulated board if no port is given, the runner, its session.
+    `paced`: the emulated board in wall-clock time (default: in performance mode only)."""
+    paced = mode == "p" if paced is None else paced
     runner = (runner or Path(os.environ.get(RUNNER_ENV) or DEFAULT_RUNNER)).resolve()
     check_runner(runner)
     device_list = (device_list or runner / DEFAULT_DEVICE_LIST).resolve()
@@ -419,20 +427,23 @@ def run(dataset: Path, mode: str, port: str | None = None, board: str = DEFAULT_
     base.mkdir(parents=True, exist_ok=True)
     workdir = Path(tempfile.mkdtemp(prefix=time.strftime("%Y%m%d-%H%M%S-"), dir=base))
     try:
-        return _run_in(workdir, dataset, mode, port, board, elf, runner, device_list, test_script, timeout_s)
+        return _run_in(workdir, dataset, mode, port, board, elf, runner, device_list, test_script, timeout_s, paced)
     finally:
         if not (workdir / "sessions").is_dir():   # stopped before the runner wrote anything
             shutil.rmtree(workdir, ignore_errors=True)
 
 
 def _run_in(workdir: Path, dataset: Path, mode: str, port: str | None, board: str, elf: Path | None, runner: Path,
-            device_list: Path, test_script: Path, timeout_s: float | None) -> RunnerSession:
+            device_list: Path, test_script: Path, timeout_s: float | None, paced: bool) -> RunnerSession:
     dut = dut_entry(device_list)
     vid, pid = dut_usb_id(dut)
     baud = dut_baud(dut, mode)
     with contextlib.ExitStack() as stack:
         if port is None:
-            port = stack.enter_context(emulated_port(board, elf, workdir))
+            port = stack.enter_context(emulated_port(board, elf, workdir, paced))
+            if paced:
+                print(f"emulator paced: {1000 // 2 ** PACED_SHIFT} M instructions per second of wall time "
+                      "(the runner times its performance windows by the wall clock)", flush=True)
         identity = identify(port, baud)
         count = check_dataset(dataset, identity.model, mode, identity.input_bytes,
                               script_loop_count(test_script, identity.model))
@@ -471,13 +482,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--test-script", type=Path, help="the runner's test script (default: its tests_performance.yaml "
                                                     "or tests_accuracy.yaml by --mode)")
     p.add_argument("--out", type=Path, help="where the runner's sessions go (default: results/mlperf-runner/)")
+    p.add_argument("--pace", choices=("auto", "on", "off"), default="auto",
+                   help="emulated board in wall-clock time, 125 M instructions/s (auto: in performance mode, "
+                        "whose windows the runner times by the wall clock; off: as fast as QEMU runs)")
     return p
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if args.port is not None and args.pace == "on":
+        raise UserError("--pace is for the emulated board; a real board (--port) runs at its own speed",
+                        hint="drop --pace")
+    paced = None if args.pace == "auto" else args.pace == "on"
     session = run(args.dataset, args.mode, args.port, args.board, args.elf, args.runner, args.device_list,
-                  args.test_script, args.out)
+                  args.test_script, args.out, paced=paced)
     scores = session.scores
     print(f"runner   {session.model} {MODE_NAMES[session.mode]}: {len(scores)} m-results lines parsed "
           f"({len(scores[0]) if scores else 0} values each)")

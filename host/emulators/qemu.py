@@ -20,12 +20,14 @@ import shutil
 import signal
 import socket
 import subprocess
+import tempfile
 import threading
 import time
 import weakref
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
+from typing import Any
 
 import serial
 
@@ -69,15 +71,21 @@ class QemuProcess:
     across cores a wake-up of a sleeping thread (docs/evaluate.md, "Several devices").
 
     `plugin`: the cycle plugin (host.emulators.cycles), loaded only when given; it leaves the
-    -icount instruction counts unchanged."""
+    -icount instruction counts unchanged.
+
+    `paced_shift`: run in wall-clock time, one instruction per 2^shift ns (`-icount shift=N,align=on`:
+    QEMU sleeps whenever the guest gets ahead of the host's clock), for tools that time the board
+    by the wall clock (the MLPerf Tiny runner).  QEMU then warns on stderr when it falls behind, so
+    stderr goes to a file rather than a pipe nobody reads until the end."""
 
     def __init__(self, board: Board, elf: Path, boot_timeout_s: float = 20.0, cpus: set[int] | None = None,
-                 plugin: CyclePlugin | None = None) -> None:
+                 plugin: CyclePlugin | None = None, paced_shift: int | None = None) -> None:
         if board.emulator.get("kind") != "qemu":
             raise UserError(f"board {board.name} is not emulated by QEMU")
         self.board, self.elf, self.boot_timeout_s = board, elf, boot_timeout_s
         self.cpus = one_core() if cpus is None else cpus
         self.plugin = plugin
+        self.paced_shift = paced_shift
         self.process: subprocess.Popen[bytes] | None = None
         self.port = 0
 
@@ -88,13 +96,18 @@ class QemuProcess:
         taskset = shutil.which("taskset")
         bind = [taskset, "-c", ",".join(map(str, sorted(self.cpus)))] if self.cpus and taskset else []
         return [
-            *bind, qemu, "-M", str(self.board.emulator["machine"]), "-icount", f"shift={self.board.icount_shift}",
+            *bind, qemu, "-M", str(self.board.emulator["machine"]), "-icount", self._icount(),
             "-nographic", "-monitor", "none", "-no-reboot",
             # nodelay: QEMU writes the UART byte by byte; Nagle would add ~40 ms per reply.
             "-serial", f"tcp:127.0.0.1:{port},server=on,wait=on,nodelay=on",
             "-kernel", str(self.elf),
             *(self.plugin.qemu_args() if self.plugin else []),
         ]
+
+    def _icount(self) -> str:
+        if self.paced_shift is None:
+            return f"shift={self.board.icount_shift}"
+        return f"shift={self.paced_shift},align=on"
 
     def start(self) -> serial.SerialBase:
         """Start QEMU and return a connected link (QEMU waits for it before running)."""
@@ -123,9 +136,12 @@ class QemuProcess:
         self.port = free_port()
         if self.plugin is not None:
             self.plugin.reset()
+        stderr: Any = subprocess.PIPE if self.paced_shift is None else tempfile.TemporaryFile()  # noqa: SIM115  (closed with the process)
         self.process = subprocess.Popen(self.command(self.port), stdin=subprocess.DEVNULL,
-                                        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                                        stdout=subprocess.DEVNULL, stderr=stderr,
                                         preexec_fn=die_with_parent)
+        if stderr is not subprocess.PIPE:
+            self.process.stderr = stderr   # read back, and closed, like the pipe
         running_emulators.add(self)
         return self.port
 
@@ -159,6 +175,8 @@ class QemuProcess:
     def _stderr(self) -> str:
         if self.process is None or self.process.stderr is None or self.process.poll() is None:
             return "no output"
+        if self.process.stderr.seekable():
+            self.process.stderr.seek(0)
         return self.process.stderr.read().decode(errors="replace").strip()[-800:] or "no output"
 
     def alive(self) -> bool:

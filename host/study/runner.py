@@ -680,7 +680,9 @@ def _submit_gradient(executor: Any, journal: Journal | None, context: Context, x
     unit = GradientUnit(scope, x[:GRADIENT_SAMPLES], y[:GRADIENT_SAMPLES])
     if journal is not None and unit.key in journal.done_keys():
         return journal.get(unit.key)
-    return unit.key, executor.submit(run_unit, context, unit, key=_task_key(journal, unit.key))
+    # Shared, not embedded in the task: a graph of megabytes slows the scheduler (and Dask warns).
+    return unit.key, executor.submit(run_unit, executor.share(context), executor.share(unit),
+                                     key=_task_key(journal, unit.key))
 
 
 def _collect(entry: Any, executor: Any, journal: Journal | None) -> Any:
@@ -717,8 +719,8 @@ def _submit_training(exp: Experiment, executor: Any, journal: Journal | None, co
             out[spec.label] = err
             continue
         unit = TrainUnit(spec.label, spec, x_train, y_train)
-        out[spec.label] = (unit_key, executor.submit(run_unit, context, unit, key=_task_key(journal, unit_key),
-                                                     priority=PRIORITY_TRAIN))
+        out[spec.label] = (unit_key, executor.submit(run_unit, executor.share(context), executor.share(unit),
+                                                     key=_task_key(journal, unit_key), priority=PRIORITY_TRAIN))
     return out
 
 
