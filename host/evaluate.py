@@ -78,6 +78,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--backend", choices=BACKENDS, default="device",
                    help="where the int8 model runs: device (the board, default), native (the same "
                    "C engine built for the host) or reference (TFLite Micro; no chip)")
+    p.add_argument("--cycles", action="store_true",
+                   help="also estimate CPU cycles per inference with QEMU's cycle plugin (emulated QEMU boards whose "
+                   "CPU has a timing model; up to 2x slower chip runs; docs/performance.md)")
     p.add_argument("--model", type=Path, default=DEFAULT_MODEL, metavar="M.tflite",
                    help="the int8 model that was flashed (default: %(default)s)")
     p.add_argument("--float-model", type=Path, default=DEFAULT_FLOAT_MODEL, metavar="F.keras",
@@ -213,7 +216,8 @@ def experiment_from_args(args: argparse.Namespace) -> tuple[Experiment, ModelIO,
         source=Path("<flags>"), name="evaluate", seed=args.seed, float_model=args.float_model.resolve(),
         given={precision: args.model.resolve()}, precisions=(FLOAT, precision), dataset=dataset,
         input_range=(0.0, 1.0), representative=None, chip_board=board, chip_precisions=(precision,),
-        chip_num=None, attacks=specs, chip_port=None, chip_backend=args.backend, chip_firmware=firmware)
+        chip_num=None, attacks=specs, chip_port=None, chip_backend=args.backend, chip_firmware=firmware,
+        chip_cycles=bool(getattr(args, "cycles", False)))
     info.update(board=board, n=n_all, chip=f"{board} ({args.backend})" if args.backend != "device" else board)
     return experiment, model, info
 
@@ -341,6 +345,8 @@ def _linked_chip(experiment: Experiment, place: str | None, port: str | None) ->
 
 def run_study(args: argparse.Namespace, this_argv: list[str]) -> int:
     experiment = load_experiment(args.config, quick=args.quick)
+    if args.cycles:
+        experiment = dataclasses.replace(experiment, chip_cycles=True)   # as [chip] cycles = true
     if args.place is not None or args.port is not None:
         experiment = _linked_chip(experiment, args.place, args.port)
     if args.resume is not None:
@@ -349,8 +355,8 @@ def run_study(args: argparse.Namespace, this_argv: list[str]) -> int:
         run_id = resolve_run_id(args.resume, "", 0)
     else:
         run_id = resolve_run_id(args.run_id, experiment.name + ("-quick" if args.quick else ""), experiment.seed)
-    resume = (f"python -m host.evaluate --config {args.config}{' --quick' if args.quick else ''} "
-              f"--resume {run_id}")
+    resume = (f"python -m host.evaluate --config {args.config}{' --quick' if args.quick else ''}"
+              f"{' --cycles' if args.cycles else ''} --resume {run_id}")
     return run(experiment, args, run_id, this_argv, label=resume)
 
 

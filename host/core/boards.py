@@ -19,11 +19,12 @@ from host.core.errors import UserError
 from host.core.paths import BOARDS_DIR, FIRMWARE_DIR
 
 # What the build can place in an extra memory region ([memory.<name>] holds = [...]).
-# Everything not listed in some region stays in RAM (the default place).
+# Everything not listed in some region stays where it is by default: weights in flash, the rest in RAM.
 PLACEABLE = {
     "stack": "the main stack (stack_bytes)",
     "arena": "the model's activation arena",
     "io_buffers": "the protocol's receive/transmit/profile buffers",
+    "weights": "the model's constant tensors (weights, biases): loaded with the image, read-only",
 }
 FLOAT_ABIS = ("soft", "softfp", "hard")
 EMULATOR_KINDS = ("qemu", "renode")
@@ -62,6 +63,7 @@ class MemoryRegion:
     name: str = ""
     holds: tuple[str, ...] = ()
     wait_states: int = 0      # extra cycles per data access and per fetched word (the cycle model)
+    overflow: tuple[str, ...] = ()   # items placed here only for a model they do not fit where they would go
 
     @property
     def end(self) -> int:
@@ -139,11 +141,12 @@ class Board:
         return None if ratio is None else round(ticks * ratio)
 
     def region_of(self, item: str) -> MemoryRegion:
-        """The region holding a placeable item (stack, arena, io_buffers): an extra region or RAM."""
+        """The region holding a placeable item (stack, arena, io_buffers, weights): an extra region, or
+        by default flash for the weights and RAM for the rest."""
         for region in self.regions:
             if item in region.holds:
                 return region
-        return self.ram
+        return self.flash if item == "weights" else self.ram
 
     @property
     def all_regions(self) -> tuple[MemoryRegion, ...]:
@@ -245,6 +248,7 @@ def _region(memory: dict, key: str, extra: bool) -> MemoryRegion:
     if origin < 0 or origin + length > 1 << 32:
         raise BoardFieldError(f"{where}.origin", "the region must lie in the 32-bit address space")
     holds: tuple[str, ...] = ()
+    overflow: tuple[str, ...] = ()
     if extra:
         if not _REGION_NAME.match(key):
             raise BoardFieldError(where, "region names are lower-case identifiers (e.g. ccm, dtcm)")
@@ -253,12 +257,19 @@ def _region(memory: dict, key: str, extra: bool) -> MemoryRegion:
             if item not in PLACEABLE:
                 raise BoardFieldError(f"{where}.holds", f"unknown item {item!r}; one of {', '.join(PLACEABLE)}")
         holds = tuple(raw)
-    elif "holds" in table:
-        raise BoardFieldError(f"{where}.holds", "only extra regions take 'holds' (RAM holds the rest)")
+        overflow = tuple(_get(table, "overflow", list, where, []))
+        for item in overflow:
+            if item not in PLACEABLE:
+                raise BoardFieldError(f"{where}.overflow", f"unknown item {item!r}; one of {', '.join(PLACEABLE)}")
+            if item in holds:
+                raise BoardFieldError(f"{where}.overflow", f"{item!r} is in holds already (always placed here)")
+    elif "holds" in table or "overflow" in table:
+        key_given = "holds" if "holds" in table else "overflow"
+        raise BoardFieldError(f"{where}.{key_given}", f"only extra regions take '{key_given}' (RAM holds the rest)")
     wait_states = _get(table, "wait_states", int, where, 0)
     if wait_states < 0:
         raise BoardFieldError(f"{where}.wait_states", f"must be 0 or more, got {wait_states}")
-    return MemoryRegion(origin, length, key, holds, wait_states)
+    return MemoryRegion(origin, length, key, holds, wait_states, overflow)
 
 
 def _board_from_toml(name: str, directory: Path, data: dict) -> Board:

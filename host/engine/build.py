@@ -6,6 +6,7 @@ when their source or flags change. Flash and RAM use are read from the ELF.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import os
 import re
@@ -34,6 +35,8 @@ PLACEMENT_SECTIONS = {
     "io_buffers": "*(.bss.tm_io)",
     "arena": "*model.o(.bss.arena)",
 }
+# The model's constant tensors (host/compiler/emit.py: t<i>_data, one section each with -fdata-sections).
+WEIGHT_SECTIONS = "*model.o(.rodata.t[0-9]*_data)"
 
 
 @dataclass(frozen=True)
@@ -95,7 +98,8 @@ def estimate_needs(model: CompiledModel, board: Board, mlperf: bool = False) -> 
     """What the model's firmware needs in each memory region (model sizes exact, code and statics estimated).
     `mlperf`: the MLPerf Tiny mode build, which adds its input and command buffers to RAM."""
     parts: dict[str, list[tuple[str, int]]] = {r.name: [] for r in board.all_regions}
-    parts["flash"] += [("weights", model.weights_bytes), ("code", CODE_ALLOWANCE)]
+    parts[board.region_of("weights").name].append(("weights", model.weights_bytes))
+    parts["flash"].append(("code", CODE_ALLOWANCE))
     for item, label, size in (("arena", "arena", model.arena_bytes), ("io_buffers", "I/O buffers", IO_BUFFER_BYTES),
                               ("stack", "stack", board.stack_bytes)):
         parts[board.region_of(item).name].append((label, size))
@@ -106,8 +110,34 @@ def estimate_needs(model: CompiledModel, board: Board, mlperf: bool = False) -> 
             for r in board.all_regions if parts[r.name]]
 
 
+def placed_for(model: CompiledModel, board: Board, mlperf: bool = False) -> Board:
+    """The board with its `overflow` regions resolved for this model: an item ([memory.<name>] overflow)
+    that does not fit where it would go (weights: flash; arena, I/O buffers: RAM) moves to the first
+    such region with room for it. Everything that fits stays where it is: the fastest memory first."""
+    if not any(r.overflow for r in board.regions):
+        return board
+    sizes = {"weights": model.weights_bytes, "arena": model.arena_bytes, "io_buffers": IO_BUFFER_BYTES}
+    for item in ("weights", "arena", "io_buffers"):
+        needs = {n.region.name: n for n in estimate_needs(model, board, mlperf)}
+        home = board.region_of(item)
+        if needs[home.name].short_by <= 0:
+            continue
+        for region in board.regions:
+            used = needs[region.name].need if region.name in needs else 0
+            if item in region.overflow and used + sizes[item] <= region.length:
+                board = _moved(board, item, region)
+                break
+    return board
+
+
+def _moved(board: Board, item: str, to: MemoryRegion) -> Board:
+    regions = tuple(dataclasses.replace(r, holds=(*r.holds, item)) if r is to else r for r in board.regions)
+    return dataclasses.replace(board, regions=regions)
+
+
 def check_fits(model: CompiledModel, board: Board, mlperf: bool = False) -> None:
     """Refuse, before building, a model that cannot fit the board: name each region and its shortfall."""
+    board = placed_for(model, board, mlperf)
     problems = [n for n in estimate_needs(model, board, mlperf) if n.short_by > 0]
     if problems:
         raise UserError(f"model '{model.name}' does not fit board {board.name}:\n  "
@@ -121,7 +151,7 @@ def _boards_that_fit(model: CompiledModel) -> str:
             other = load_board(name)
         except UserError:
             continue
-        if all(n.short_by <= 0 for n in estimate_needs(model, other)):
+        if all(n.short_by <= 0 for n in estimate_needs(model, placed_for(model, other))):
             fitting.append(name)
     if not fitting:
         return "no board in boards/ has room for it: choose a smaller model"
@@ -191,6 +221,7 @@ def sources(board: Board, model_c: Path) -> list[Path]:
 
 def _memory_script(board: Board, out_dir: Path) -> Path:
     (out_dir / "regions.ld").write_text(regions_script(board))
+    (out_dir / "weights.ld").write_text(weights_script(board))
     if board.linker_script:
         return board.directory / board.linker_script
     script = out_dir / "memory.ld"
@@ -203,13 +234,25 @@ def _memory_script(board: Board, out_dir: Path) -> Path:
     return script
 
 
+def weights_script(board: Board) -> str:
+    """The output section of the region that holds the model's weights, if one does (sections.ld includes
+    it before .text, whose *(.rodata*) would otherwise take them into flash). Loaded with the image: the
+    loader (QEMU, a debug probe) writes them there; nothing copies them at boot."""
+    region = board.region_of("weights")
+    out = ["/* Generated from the board file: the region holding the model's weights (see docs/boards.md). */"]
+    if region is board.flash:
+        return "\n".join([*out, "/* none: the weights stay in .text, in flash */", ""])
+    return "\n".join([*out, f"    .{region.name}_weights : ALIGN(16)", "    {", f"        {WEIGHT_SECTIONS}",
+                      f"    }} > {region.name.upper()}", ""])
+
+
 def regions_script(board: Board) -> str:
     """Output sections for the extra regions (NOLOAD: zeroed by startup.c via the zero table)."""
     out = ["/* Generated from the board file: extra memory regions (see docs/boards.md). */"]
     zeroed = []
     for region in board.regions:
         body = [f"        {PLACEMENT_SECTIONS[item]}" for item in region.holds if item in PLACEMENT_SECTIONS]
-        if not region.holds:
+        if not body and "stack" not in region.holds:
             continue
         name = region.name
         out += [f"    .{name} (NOLOAD) : ALIGN(16)", "    {", f"        __{name}_start = .;", *body,
@@ -273,7 +316,9 @@ def build_firmware(model: CompiledModel, board: Board, out_dir: Path | None = No
     """Build the firmware; `mlperf` builds the MLPerf Tiny compatibility mode (the EEMBC text protocol,
     docs/mlperf.md) instead of the framed protocol (into build/<board>/<model>-mlperf by default).
     `preprocess` ("squeeze:4", "median:2"): the on-chip input pre-processing stage, for a model input
-    whose `input_range` is the float range it quantizes (into build/<board>/<model>-squeeze4 by default)."""
+    whose `input_range` is the float range it quantizes (into build/<board>/<model>-squeeze4 by default).
+    The image's `board` has the board file's overflow regions resolved for this model (placed_for)."""
+    board = placed_for(model, board, mlperf)
     if mlperf:
         check_fits(model, board, mlperf)
     else:

@@ -20,6 +20,7 @@ COLUMNS = (
     ("transfer success (chip)", "transfer_success_chip"), ("chip = ref", "chip_reference_agreement"),
     ("median instr", "instructions_median"),
 )
+CYCLES_COLUMN = ("median cycles (est.)", "cycles_median")   # only in runs with --cycles
 
 
 # ---------------------------------------------------------------- number formatting (console, report.md, HTML)
@@ -58,6 +59,8 @@ def format_cell(key: str, value: Any) -> str:
         return "–"
     if key == "eps":
         return eps_text(value)
+    if key == "cycles_median":
+        return cycles_text(value)
     if isinstance(value, dict):  # a rate: {"rate", "count"/"identical", "of"}
         return rate_text(value)
     if key.endswith("accuracy"):
@@ -67,12 +70,25 @@ def format_cell(key: str, value: Any) -> str:
     return str(value)
 
 
+def cycles_text(cycles: Mapping[str, Any] | None) -> str:
+    """Estimated cycles {"low", "high"} (branch refill at its lowest and highest) as "1,234–1,301"."""
+    if not cycles:
+        return "–"
+    low, high = fmt(cycles.get("low"), ",.0f"), fmt(cycles.get("high"), ",.0f")
+    return low if low == high else f"{low}–{high}"
+
+
+def columns(document: dict[str, Any]) -> tuple[tuple[str, str], ...]:
+    with_cycles = any(ev.get("cycles_median") for ev in document["evaluations"])
+    return (*COLUMNS, CYCLES_COLUMN) if with_cycles else COLUMNS
+
+
 def table_rows(document: dict[str, Any]) -> list[list[str]]:
-    return [[format_cell(key, ev.get(key)) for _, key in COLUMNS] for ev in document["evaluations"]]
+    return [[format_cell(key, ev.get(key)) for _, key in columns(document)] for ev in document["evaluations"]]
 
 
 def render_text_table(document: dict[str, Any]) -> str:
-    headers = [h for h, _ in COLUMNS]
+    headers = [h for h, _ in columns(document)]
     rows = table_rows(document)
     widths = [max(len(r[i]) for r in [headers, *rows]) for i in range(len(headers))]
     lines = ["  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip() for row in [headers, *rows]]
@@ -81,7 +97,7 @@ def render_text_table(document: dict[str, Any]) -> str:
 
 
 def render_markdown_table(document: dict[str, Any]) -> str:
-    return _markdown_table([h for h, _ in COLUMNS], table_rows(document))
+    return _markdown_table([h for h, _ in columns(document)], table_rows(document))
 
 
 def mismatch_lines(document: dict[str, Any]) -> list[str]:
@@ -145,6 +161,8 @@ identical int8 bytes. For n evaluated samples with labels y:
   the share it misclassifies under the (float-crafted) attack.
 - **chip = ref**: share of inferences whose output bytes are identical on chip and reference (must be 100 %).
 - **median instr**: median retired instructions per on-chip inference (– when the backend has no counter).
+- **median cycles (est.)** (with `--cycles`): median estimated CPU cycles per on-chip inference, at the CPU
+  model's lowest and highest branch refill (docs/performance.md).
 
 metrics.json also holds `transfer_rate` (among inputs both classify correctly clean and the attack
 fools the float model, the share that also fools the chip), `float_int8_agreement`, `linf_float`
@@ -242,10 +260,32 @@ def render_study_markdown(document: dict[str, Any]) -> str:
     g_rows = [[p, fmt(v.get("mean"), ".3f"), f"{v['zero_density']:.3f}",
                str(v["undefined"]), str(v["queries"])] for p, v in document["gradient_misalignment"].items()]
     parts += [_markdown_table(["precision", "mean cosine", "zero density", "undefined", "queries"], g_rows), ""]
+    parts += _chip_cost_section(document)
     parts += _defense_section(document)
     parts += _bitwidth_section(document)
     parts += ["Definitions: docs/metrics.md; defenses: docs/defenses.md."]
     return "\n".join(parts) + "\n"
+
+
+def chip_cost_rows(document: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
+    """Per chip, on the clean inputs: median instructions and (runs with cycles) median estimated cycles."""
+    clean = document["evaluations"][0]
+    chips = {k: m for k, m in clean["models"].items() if k.startswith("chip:")}
+    with_cycles = any(m.get("cycles_median") for m in chips.values())
+    header = ["chip", "n", "median instructions", *(["median cycles (est.)"] if with_cycles else [])]
+    rows = [[key, str(m["n"]), fmt(m.get("instructions_median"), ",.0f"),
+             *([cycles_text(m.get("cycles_median"))] if with_cycles else [])] for key, m in chips.items()]
+    return header, rows
+
+
+def _chip_cost_section(document: dict[str, Any]) -> list[str]:
+    header, rows = chip_cost_rows(document)
+    if not rows:
+        return []
+    return ["## Chip cost (clean inputs, per inference)", "",
+            "Retired instructions (QEMU -icount); estimated cycles, where the run asked for them, at the CPU "
+            "model's lowest–highest branch refill and the board file's wait states (docs/performance.md).", "",
+            _markdown_table(header, rows), ""]
 
 
 def defense_rows(document: dict[str, Any]) -> tuple[list[str], list[list[str]]]:

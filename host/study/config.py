@@ -42,7 +42,7 @@ KEYS: dict[str, tuple[str, ...]] = {
     "model": ("float", "int8", "int16x8", "int16", "precisions"),
     "dataset": ("path", "start", "num", "input_range", "representative"),
     "dataset.representative": ("path", "start", "num"),
-    "chip": ("board", "precisions", "num", "place"),
+    "chip": ("board", "precisions", "num", "place", "cycles"),
     "cluster": ("scheduler", "workers", "shard"),
     "bitwidth": ("bits", "modes"),
 }
@@ -111,6 +111,9 @@ class Experiment:
     # the host, or the TFLite Micro "reference") and the firmware flashed for the board, booted as it is.
     chip_backend: str = "device"
     chip_firmware: Path | None = None
+    # [chip] cycles / --cycles: estimated CPU cycles beside instructions (QEMU's cycle plugin). Out of repr so
+    # that runs without it keep their fingerprint; journal.experiment_fingerprint adds it when set.
+    chip_cycles: bool = field(default=False, repr=False)
 
 
 def load_experiment(path: Path | str, quick: bool = False) -> Experiment:
@@ -178,6 +181,7 @@ def _parse(doc: dict[str, Any], source: Path, quick: bool) -> Experiment:
         defenses=tuple(_defense(d, i, base) for i, d in enumerate(_table_list(doc, "defense"))),
         bitwidths=_bitwidths(_table(doc, "bitwidth")),
         chip_place=_place(chip, doc),
+        chip_cycles=_flag(chip.get("cycles", False), "chip.cycles"),
         shard=shard,
         cluster_scheduler=scheduler,
         cluster_workers=workers,
@@ -240,6 +244,12 @@ def _place(chip: dict[str, Any], doc: dict[str, Any]) -> str | None:
     if not chip.get("board"):
         raise UserError("[chip] place needs [chip] board (the board the place holds)", hint="add [chip] board = \"…\"")
     return place.strip()
+
+
+def _flag(value: Any, name: str) -> bool:
+    if not isinstance(value, bool):
+        raise UserError(f"{name} must be true or false, got {value!r}")
+    return value
 
 
 def check_one_chip_firmware(precisions: Any, doc: dict[str, Any], what: str) -> None:

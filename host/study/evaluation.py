@@ -58,6 +58,9 @@ def add_flag_view(document: dict[str, Any], exp: Experiment, model: Any, y: np.n
     indices = np.arange(len(y))
     for evaluation, run in zip(document["evaluations"], runs, strict=True):
         evaluation.update(run_metrics(y[:len(run.float_pred)], runs[0], run, indices))
+        cycles = evaluation.get("models", {}).get(f"chip:{precision}", {}).get("cycles_median")
+        if cycles is not None:
+            evaluation["cycles_median"] = cycles
     mismatched = sum(e["chip_reference_agreement"]["of"] - e["chip_reference_agreement"]["identical"]
                      for e in document["evaluations"])
     document["config"] = _config(exp, model, dataset, len(y))

@@ -168,6 +168,8 @@ def _connect(path: Path) -> sqlite3.Connection:
 def experiment_fingerprint(experiment: Any) -> str:
     """sha256 over the parsed experiment and the bytes of every file it reads."""
     digest = hashlib.sha256(repr(experiment).encode())
+    if getattr(experiment, "chip_cycles", False):
+        digest.update(b"|chip_cycles")   # out of repr, so that a run without cycles keeps its fingerprint
     for path in sorted(p for p in _files(experiment) if not str(p).startswith("builtin:")):
         digest.update(str(path).encode())
         digest.update((file_sha256(path) if path.exists() else "missing").encode())   # a SavedModel: a directory

@@ -20,6 +20,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import hashlib
+import os
 import sys
 import time
 import traceback
@@ -40,9 +41,12 @@ from host.core.data import load_digits_split
 from host.core.errors import UserError
 from host.core.paths import BUILD_DIR
 from host.core.quiet import import_tensorflow_quietly
+from host.core.timing import timing_for
 from host.defenses import get_defense
+from host.emulators.cycles import CyclesUnavailable, build_plugin
 from host.emulators.launch import board_link
 from host.engine.build import build_firmware
+from host.link.device import LINK_ENV
 from host.quantization.quantize import experiment_models
 from host.study import metrics
 from host.study.cluster import SerialExecutor
@@ -92,6 +96,7 @@ class Outcome:
     raw: dict[str, list[bytes]] = field(default_factory=dict)           # quantized outputs, for agreement
     instructions: dict[str, list[int]] = field(default_factory=dict)
     ticks: dict[str, list[int]] = field(default_factory=dict)
+    cycles: dict[str, list[tuple[int, int]]] = field(default_factory=dict)   # estimated (low, high) per inference
 
 
 @dataclass(frozen=True)
@@ -209,14 +214,15 @@ def _chip_spec(exp: Experiment, target: Target, model: Blob, url: str | None, st
     if exp.chip_backend != "device":
         return ChipSpec(board.name, model, None, None, None, window, max_restarts, backend=exp.chip_backend)
     if exp.chip_firmware is not None and url is None:
-        return ChipSpec(board.name, model, Blob.read(exp.chip_firmware), None, stage, window, max_restarts)
+        return ChipSpec(board.name, model, Blob.read(exp.chip_firmware), None, stage, window, max_restarts,
+                        cycles=exp.chip_cycles)
     firmware = None
     if url is None and board.emulated:
         compiled = compile_bytes(target.model.data, name=f"{exp.name}_{target.precision}")
         image = (build_firmware(compiled, board) if stage is None
                  else build_firmware(compiled, board, preprocess=stage, input_range=exp.input_range))
         firmware = Blob.read(image.elf)
-    return ChipSpec(board.name, model, firmware, url, stage, window, max_restarts)
+    return ChipSpec(board.name, model, firmware, url, stage, window, max_restarts, cycles=exp.chip_cycles)
 
 
 # ---------------------------------------------------------------- the plan
@@ -421,11 +427,14 @@ def _add_chip(outcome: Outcome, key: str, runs: list[ChipRun], dtype: str) -> No
     outcome.preds[key] = argmax_bytes(outcome.raw[key], dtype)
     outcome.instructions[key] = [int(v) for r in runs for v in r.instructions if v >= 0]
     outcome.ticks[key] = [int(v) for r in runs for v in r.ticks if v >= 0]
+    if any(r.cycles is not None for r in runs):
+        outcome.cycles[key] = [(int(lo), int(hi)) for r in runs if r.cycles is not None for lo, hi in r.cycles
+                               if lo >= 0]
 
 
 def _subset(outcome: Outcome, n: int) -> Outcome:
     return Outcome({k: v[:n] for k, v in outcome.preds.items()}, {k: v[:n] for k, v in outcome.raw.items()},
-                   outcome.instructions)
+                   outcome.instructions, cycles=outcome.cycles)
 
 
 # ---------------------------------------------------------------- metrics
@@ -447,6 +456,8 @@ def evaluation_metrics(y: np.ndarray, x: np.ndarray, x_adv: np.ndarray, clean: O
             entry["reference_agreement"] = {"identical": int(sum(same)), "of": n, "first_mismatch": first}
             instr = adv.instructions.get(key, [])
             entry["instructions_median"] = float(np.median(instr)) if instr else None
+            if key in adv.cycles:
+                entry["cycles_median"] = cycles_median(adv.cycles[key])
         per_model[key] = entry
     chain = [p for p in precisions if p in adv.preds]
     return {
@@ -457,6 +468,15 @@ def evaluation_metrics(y: np.ndarray, x: np.ndarray, x_adv: np.ndarray, clean: O
         "quantization_shift": {p: s.as_dict() for p, s in metrics.quantization_shifts(
             y, adv.preds[FLOAT], {p: adv.preds[p] for p in chain if p != FLOAT}).items()},
     }
+
+
+def cycles_median(cycles: list[tuple[int, int]]) -> dict[str, Any] | None:
+    """Median estimated cycles per inference at the CPU model's lowest and highest branch refill, and of how
+    many inferences (those the cycle plugin counted: docs/performance.md)."""
+    if not cycles:
+        return None
+    return {"low": float(np.median([c[0] for c in cycles])), "high": float(np.median([c[1] for c in cycles])),
+            "n": len(cycles)}
 
 
 def defended_metrics(y: np.ndarray, clean: dict[str, Outcome], adv: dict[str, Outcome]) -> dict[str, Any]:
@@ -560,6 +580,9 @@ def run_experiment(exp: Experiment, progress: bool = True, journal: Journal | No
     from tqdm import tqdm
 
     say = log or (lambda message: print(message, file=sys.stderr))
+    if not scope and (note := cycle_note(exp)):
+        say(f"warning: {note}")
+        exp = dataclasses.replace(exp, chip_cycles=False)
     configure_threads()
     started = time.time()
     prepared = prepared or prepare(exp)
@@ -584,6 +607,25 @@ def run_experiment(exp: Experiment, progress: bool = True, journal: Journal | No
                        "workers": getattr(executor, "workers", 1),
                        "unit_seconds": _seconds_by_kind(execution.seconds)}
     return document
+
+
+def cycle_note(exp: Experiment) -> str | None:
+    """Why `[chip] cycles` / --cycles cannot be honoured (the run then reports instructions only), or None."""
+    if not exp.chip_cycles:
+        return None
+    if exp.chip_board is None or exp.chip_backend != "device":
+        return "cycles are estimated on an emulated board's chip: no chip here, no cycles"
+    board = load_board(exp.chip_board)
+    if timing_for(board) is None:
+        return (f"board {board.name}: no cycle model for {board.cpu} (boards/cpus/{board.cpu}.toml is absent; "
+                "docs/performance.md): instructions only")
+    if board.emulator_kind != "qemu" or exp.chip_place or exp.chip_port or os.environ.get(LINK_ENV):
+        return f"board {board.name}: cycles are counted in QEMU booted here only: instructions only"
+    try:
+        build_plugin()
+    except CyclesUnavailable as error:
+        return f"{error}: instructions only"
+    return None
 
 
 def prepare(exp: Experiment) -> tuple[np.ndarray, np.ndarray, Any, FloatModel, dict[str, Target], np.ndarray | None]:

@@ -55,7 +55,9 @@ from host.backends.pool import BackendPool
 from host.core.boards import load_board
 from host.core.errors import UserError
 from host.core.quiet import import_tensorflow_quietly
+from host.core.timing import CpuTiming, timing_for, wait_states
 from host.defenses import get_defense
+from host.emulators.cycles import CyclePlugin
 from host.emulators.launch import boot_elf
 from host.link.device import connect
 from host.quantization.bitwidth import simulate
@@ -116,6 +118,7 @@ class ChipSpec:
     window: int = 4
     max_restarts: int = 3
     backend: str = "device"           # or "native" (our engine built for the host), "reference" (TFLite Micro)
+    cycles: bool = False              # estimate CPU cycles with QEMU's cycle plugin (emulated QEMU boards)
 
     @property
     def emulated(self) -> bool:
@@ -238,6 +241,7 @@ class ChipRun:
     ticks: np.ndarray
     preprocess_instructions: np.ndarray
     stage_reference: np.ndarray | None = None     # TFLite Micro on the host's integer pre-processing
+    cycles: np.ndarray | None = None              # (n, 2) int64 estimated cycles (low, high); -1: not counted
 
 
 def to_npz(result: Any) -> bytes:
@@ -252,6 +256,8 @@ def to_npz(result: Any) -> bytes:
                   "preprocess_instructions": result.preprocess_instructions}
         if result.stage_reference is not None:
             arrays["stage_reference"] = result.stage_reference
+        if result.cycles is not None:
+            arrays["cycles"] = result.cycles
     elif isinstance(result, bytes):
         arrays = {"model": np.frombuffer(result, np.uint8)}
     elif isinstance(result, dict):
@@ -281,7 +287,7 @@ def from_npz(kind: str, data: bytes) -> Any:
         return _host_from(arrays, "")
     if kind == "chip":
         return ChipRun(arrays["output"], arrays["instructions"], arrays["ticks"], arrays["preprocess_instructions"],
-                       arrays.get("stage_reference"))
+                       arrays.get("stage_reference"), arrays.get("cycles"))
     if kind == "train":
         return arrays["model"].tobytes()
     if kind == "gradient":
@@ -367,6 +373,7 @@ class WorkerState:
         self._io: dict[str, tuple[ModelIO, ReferenceBackend]] = {}
         self._simulated: dict[Any, Any] = {}
         self._chips: dict[Any, BackendPool] = {}
+        self._cycles: dict[Any, tuple[CyclePlugin, CpuTiming]] = {}   # chip key -> its QEMU's cycle plugin
         self._stack = ExitStack()
         self._chip_lock = threading.Lock()
         atexit.register(self.close)
@@ -383,6 +390,7 @@ class WorkerState:
         with contextlib.suppress(Exception):
             self._stack.close()
         self._chips.clear()
+        self._cycles.clear()
 
     # ---- models
 
@@ -414,14 +422,42 @@ class WorkerState:
 
     def chip(self, spec: ChipSpec) -> BackendPool:
         """This worker's board for `spec` (booted, or connected, at its first unit)."""
-        key = (spec.board, spec.model.sha256, None if spec.firmware is None else spec.firmware.sha256, spec.url)
+        key = _chip_key(spec)
         with self._chip_lock:
             if key not in self._chips:
                 model, _ = self.quantized(spec.model)
-                pool = BackendPool(lambda slot: _open_chip(spec, model), devices=1, window=spec.window,
+                plugin = self._cycle_plugin(spec, key)
+                pool = BackendPool(lambda slot: _open_chip(spec, model, plugin), devices=1, window=spec.window,
                                    max_restarts=spec.max_restarts)
                 self._chips[key] = self._stack.enter_context(pool)
             return self._chips[key]
+
+    def _cycle_plugin(self, spec: ChipSpec, key: Any) -> CyclePlugin | None:
+        """QEMU's cycle plugin for this chip's emulator, when cycles are asked and the CPU has a model
+        (the command checked both: host.study.runner.cycle_note)."""
+        board = load_board(spec.board)
+        timing = timing_for(board) if spec.cycles and spec.firmware is not None else None
+        if timing is None or board.emulator_kind != "qemu":
+            return None
+        assert spec.firmware is not None
+        plugin = CyclePlugin.for_firmware(board, spec.firmware.path())
+        self._stack.callback(plugin.discard)   # registered before the pool: runs after QEMU has stopped
+        self._cycles[key] = (plugin, timing)
+        return plugin
+
+    def chip_cycles(self, spec: ChipSpec, n: int) -> np.ndarray | None:
+        """The estimated cycles of the last `n` inferences on this chip, (n, 2) low/high; all -1 when the
+        plugin did not see exactly n windows since the last call (the board was restarted in between)."""
+        entry = self._cycles.get(_chip_key(spec))
+        if entry is None:
+            return None
+        plugin, timing = entry
+        windows = plugin.read_windows()
+        if len(windows) != n:
+            return np.full((n, 2), -1, np.int64)
+        states = wait_states(load_board(spec.board))
+        estimates = [timing.estimate(w.counts, states) for w in windows]
+        return np.array([[e.low, e.high] for e in estimates], np.int64).reshape(n, 2)
 
     # ---- the units
 
@@ -474,7 +510,7 @@ class WorkerState:
         ordered = [results[i] for i in range(len(x_q))]
         run = ChipRun(_byte_matrix([r.output for r in ordered], len(x_q)),
                       _counts(ordered, "instructions"), _counts(ordered, "ticks"),
-                      _counts(ordered, "preprocess_instructions"))
+                      _counts(ordered, "preprocess_instructions"), cycles=self.chip_cycles(spec, len(x_q)))
         if spec.stage is not None:
             staged = spec.stage.reference(x_q, model.input, context.input_range)
             run.stage_reference = _byte_matrix([reference.run(s).output for s in staged], len(x_q))
@@ -528,7 +564,12 @@ def close_worker_state() -> None:
         WorkerState._instance.close()
 
 
-def _open_chip(spec: ChipSpec, model: ModelIO) -> contextlib.AbstractContextManager[Any]:
+def _chip_key(spec: ChipSpec) -> tuple[Any, ...]:
+    return spec.board, spec.model.sha256, None if spec.firmware is None else spec.firmware.sha256, spec.url
+
+
+def _open_chip(spec: ChipSpec, model: ModelIO,
+               plugin: CyclePlugin | None = None) -> contextlib.AbstractContextManager[Any]:
     board = load_board(spec.board)
 
     @contextlib.contextmanager
@@ -541,7 +582,7 @@ def _open_chip(spec: ChipSpec, model: ModelIO) -> contextlib.AbstractContextMana
             return
         if spec.firmware is not None:
             # Not bound to a core: each worker process would bind its first emulator to the same one.
-            with boot_elf(board, spec.firmware.path(), model.sha256, cpus=set()) as device:
+            with boot_elf(board, spec.firmware.path(), model.sha256, cpus=set(), plugin=plugin) as device:
                 yield DeviceBackend(device, model, staged=spec.stage is not None)
             return
         url = spec.url or board_port(spec.board)

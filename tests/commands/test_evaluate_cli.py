@@ -162,7 +162,7 @@ class CorruptingBackend(backends.ReferenceBackend):
 
 def test_chip_mismatch_reported_with_index_and_bytes(tmp_path: Path, monkeypatch, capsys) -> None:  # noqa: ANN001
     @contextlib.contextmanager
-    def corrupting_chip(spec, model):  # noqa: ANN001, ANN202
+    def corrupting_chip(spec, model, plugin=None):  # noqa: ANN001, ANN202
         yield CorruptingBackend(model)
 
     monkeypatch.setattr(units, "_open_chip", corrupting_chip)

@@ -26,7 +26,15 @@ from host.compiler import CompiledModel, compile_tflite
 from host.core.boards import Board, MemoryRegion, list_boards, load_board, load_board_file
 from host.core.errors import UserError, run_cli
 from host.core.paths import DEFAULT_BOARD, DEFAULT_MODEL, ROOT, SHARED_DIR
-from host.engine.build import IO_BUFFER_BYTES, build_firmware, check_fits, estimate_needs, regions_script
+from host.engine.build import (
+    IO_BUFFER_BYTES,
+    build_firmware,
+    check_fits,
+    estimate_needs,
+    placed_for,
+    regions_script,
+    weights_script,
+)
 
 BOARDS = list_boards()
 NEW_BOARDS = ["mps2-an500", "mps3-an547", "netduinoplus2"]
@@ -125,6 +133,11 @@ GOOD = (ROOT / "boards" / DEFAULT_BOARD / "board.toml").read_text()
     (lambda t: t + '\n[memory.a]\norigin = 0x10000000\nlength = 0x1000\nholds = ["stack"]\n'
                    '[memory.b]\norigin = 0x11000000\nlength = 0x1000\nholds = ["stack"]\n',
      "'memory.b.holds' 'stack' is already placed in memory.a"),
+    (lambda t: t + '\n[memory.ccm]\norigin = 0x10000000\nlength = 0x1000\noverflow = ["code"]\n',
+     "'memory.ccm.overflow' unknown item 'code'"),
+    (lambda t: t + '\n[memory.ccm]\norigin = 0x10000000\nlength = 0x1000\nholds = ["arena"]\noverflow = ["arena"]\n',
+     "'memory.ccm.overflow' 'arena' is in holds already"),
+    (lambda t: t.replace("[memory.ram]", '[memory.ram]\noverflow = ["arena"]'), "only extra regions take 'overflow'"),
     (lambda t: t.replace("[uart]", "[uart\n"), "not valid TOML"),
 ])
 def test_invalid_board_file_names_file_and_field(tmp_path: Path, edit, field: str) -> None:  # noqa: ANN001
@@ -303,9 +316,68 @@ def test_extra_region_holds_stack_buffers_and_arena(digits: CompiledModel, tmp_p
 def test_shared_model_on_board(path: Path, name: str) -> None:
     board = load_board(name)
     model = compile_tflite(path)
-    if any(n.short_by > 0 for n in estimate_needs(model, board)):
+    if any(n.short_by > 0 for n in estimate_needs(model, placed_for(model, board))):
         with pytest.raises(UserError, match="short by"):  # refused before building, with the shortfall
             check_fits(model, board)
         return
     exact, costs = run_model(model, path, board, count=3, seed=1)
     assert exact == 3, (path.stem, name, costs)
+
+
+# ---- overflow regions: a model bigger than the TCMs of the M55 ----------------------------------------
+
+
+def big_fully_connected(depth: int = 300_000, units: int = 2) -> bytes:
+    """One int16x8 FULLY_CONNECTED: depth × units int8 weights and a depth-long int16 input (600 KB each)."""
+    from tests.support.tflite_builder import GraphBuilder, _bias, fb
+
+    rng = np.random.default_rng(1)
+    g = GraphBuilder()
+    x = g.tensor((1, depth), "int16", 0.01, 0)
+    f = g.tensor((units, depth), "int8", 0.003, 0, rng.integers(-127, 128, size=(units, depth), dtype=np.int8))
+    bias, bias_type = _bias(rng, "int16", units, 3000)
+    b = g.tensor((units,), bias_type, 0.01 * 0.003, 0, bias)
+    y = g.tensor((1, units), "int16", 0.5, 0)
+    g.op("FULLY_CONNECTED", [x, f, b], [y], fb.FullyConnectedOptionsT())
+    return g.build([x], [y])
+
+
+def test_overflow_moves_only_what_does_not_fit(digits: CompiledModel) -> None:
+    m55 = load_board("mps3-an547")
+    assert placed_for(digits, m55) is m55            # fits the TCMs: nothing moves
+    assert "none" in weights_script(m55)
+    big = compile_bytes_cached(big_fully_connected())
+    placed = placed_for(big, m55)
+    assert placed.region_of("weights").name == "sram" and placed.region_of("arena").name == "isram"
+    assert placed.region_of("io_buffers").name == "ram" and placed.region_of("stack").name == "ram"
+    script = weights_script(placed)
+    assert ".sram_weights : ALIGN(16)" in script and "model.o(.rodata.t[0-9]*_data)" in script
+    assert "NOLOAD" not in script
+    with pytest.raises(UserError, match="memory.flash"):   # without the overflow regions: refused, as before
+        check_fits(big, dataclasses.replace(m55, regions=()))
+
+
+@pytest.mark.skipif(not HAS_TOOLS, reason="needs qemu-system-arm and gcc-arm-none-eabi (make deps)")
+def test_model_bigger_than_the_tcms_runs_bit_exact_on_the_m55(tmp_path: Path) -> None:
+    """600 KB of weights (ITCM: 512 KiB) go to the SRAM and a 600 KB arena (DTCM: 512 KiB) to the ISRAM;
+    QEMU loads the weights with the image; two inferences equal TFLite Micro's."""
+    from tests.support.chip import assert_bit_exact_on_chip
+
+    data = big_fully_connected()
+    model = compile_bytes_cached(data)
+    image = build_firmware(model, load_board("mps3-an547"), tmp_path / "build")
+    assert image.region_bytes["sram"] == model.weights_bytes and image.region_bytes["isram"] >= model.arena_bytes
+    assert image.flash_bytes < 100_000
+    assert_bit_exact_on_chip("mps3-an547", tmp_path / "chip", data, "big FC", np.random.default_rng(0), model=model,
+                             inputs=2)
+
+
+_COMPILED: dict[bytes, CompiledModel] = {}
+
+
+def compile_bytes_cached(data: bytes) -> CompiledModel:
+    from host.compiler.compile import compile_bytes
+
+    if data not in _COMPILED:
+        _COMPILED[data] = compile_bytes(data, name="big_fc")
+    return _COMPILED[data]

@@ -316,3 +316,42 @@ def test_cycles_need_the_chip(capsys: pytest.CaptureFixture[str]) -> None:
 
     assert run_cli(check.main, ["--model", str(DIGITS), "--target", "native", "--cycles"]) == 2
     assert "error: --cycles needs the chip (--target chip)" in capsys.readouterr().err
+
+
+def test_evaluate_reports_the_cycles_that_check_estimates(tmp_path: Path) -> None:
+    """`host.evaluate --cycles`: every chip unit counts with the plugin; the journal keeps each inference's
+    estimate, whose median equals host.check --cycles on the same inputs (same firmware, same windows), and
+    the console table and report.md show it."""
+    import json
+    import sqlite3
+
+    import numpy as np
+
+    from host.core.data import load_digits_split
+    from host.study.units import from_npz
+
+    n = 5   # odd: both medians are one inference's estimate (check prints its median rounded)
+    run = subprocess.run([sys.executable, "-m", "host.evaluate", "--num", str(n), "--attacks", "none", "--cycles",
+                          "--workers", "0", "--no-progress", "--out", str(tmp_path), "--run-id", "cyc"],
+                         capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr
+    assert "median cycles (est.)" in run.stdout
+    assert "median cycles (est.)" in (tmp_path / "cyc" / "report.md").read_text()
+    clean = json.loads((tmp_path / "cyc" / "metrics.json").read_text())["evaluations"][0]
+    median = clean["cycles_median"]
+    assert median["n"] == n
+    with sqlite3.connect(tmp_path / "cyc" / "results.sqlite") as db:
+        rows = db.execute("SELECT result FROM units WHERE kind = 'chip' ORDER BY key").fetchall()
+    per_inference = np.concatenate([from_npz("chip", blob).cycles for (blob,) in rows])
+    assert per_inference.shape == (n, 2) and (per_inference > 0).all()
+    assert (median["low"], median["high"]) == tuple(np.median(per_inference, axis=0))
+
+    _, _, x_test, _ = load_digits_split()
+    inputs = tmp_path / "inputs.npz"
+    np.savez(inputs, x=x_test[:n])
+    check = subprocess.run([sys.executable, "-m", "host.check", "--model", str(DIGITS), "--inputs", str(inputs),
+                            "--input-range", "0,1", "--cycles"], capture_output=True, text=True, timeout=300)
+    assert check.returncode == 0, check.stderr
+    found = re.search(r"cycles\s+([\d,]+)–([\d,]+) estimated", check.stdout)
+    assert found is not None, check.stdout
+    assert (median["low"], median["high"]) == tuple(float(found.group(i).replace(",", "")) for i in (1, 2))
