@@ -357,6 +357,7 @@ def test_overflow_moves_only_what_does_not_fit(digits: CompiledModel) -> None:
         check_fits(big, dataclasses.replace(m55, regions=()))
 
 
+@pytest.mark.slow   # about 40 s: 600 KB of input over the emulated UART per inference
 @pytest.mark.skipif(not HAS_TOOLS, reason="needs qemu-system-arm and gcc-arm-none-eabi (make deps)")
 def test_model_bigger_than_the_tcms_runs_bit_exact_on_the_m55(tmp_path: Path) -> None:
     """600 KB of weights (ITCM: 512 KiB) go to the SRAM and a 600 KB arena (DTCM: 512 KiB) to the ISRAM;
