@@ -565,7 +565,7 @@ def attack_info(spec: AttackSpec, eps: float | None, seed: int, crafted: list[Cr
     if attack.target_class is not None:
         info["target_class"] = attack.target_class
     if attack.needs == "oracle":
-        via = "chip" if spec.params.get("via") == "chip" else "reference"
+        via = spec.params.get("via", "native")
         info.update(oracle=f"{via}:{spec.params.get('target', 'int8')}",
                     queries=sum(c.queries or 0 for c in crafted))
     return info

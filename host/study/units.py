@@ -371,6 +371,7 @@ class WorkerState:
     def __init__(self) -> None:
         self._float: dict[Any, FloatModel] = {}
         self._io: dict[str, tuple[ModelIO, ReferenceBackend]] = {}
+        self._native: dict[str, NativeBackend] = {}
         self._simulated: dict[Any, Any] = {}
         self._chips: dict[Any, BackendPool] = {}
         self._cycles: dict[Any, tuple[CyclePlugin, CpuTiming]] = {}   # chip key -> its QEMU's cycle plugin
@@ -407,6 +408,14 @@ class WorkerState:
             model = ModelIO.from_bytes(blob.data, f"model {blob.sha256[:12]}")
             self._io[blob.sha256] = (model, ReferenceBackend(model))
         return self._io[blob.sha256]
+
+    def native(self, blob: Blob) -> NativeBackend:
+        """Our engine built for this host for the model (bit-exact with TFLite Micro: tests/engine), the
+        query attacks' default oracle."""
+        if blob.sha256 not in self._native:
+            model, _ = self.quantized(blob)
+            self._native[blob.sha256] = NativeBackend(model)
+        return self._native[blob.sha256]
 
     def simulated(self, context: Context) -> dict[str, Any]:
         out = {}
@@ -468,13 +477,16 @@ class WorkerState:
                             **({} if unit.eps is None else {"eps": unit.eps}))
         if attack.needs != "oracle":
             return Crafted(attack.generate(self.float_model(context), x, y))
-        precision = unit.spec.params.get("target", "int8")
+        precision, via = unit.spec.params.get("target", "int8"), unit.spec.params.get("via", "native")
         model, reference = self.quantized(context.quantized[precision])
-        if unit.spec.params.get("via") == "chip":
+        if via == "chip":
             pool = self.chip(context.chips[precision])
             oracle = QuantizedOracle(lambda x_q: _run_one(pool, x_q), model.input, model.output, context.input_range)
-        else:
+        elif via == "reference":
             oracle = QuantizedOracle.from_backend(reference, model, context.input_range)
+        else:
+            oracle = QuantizedOracle.from_backend(self.native(context.quantized[precision]), model,
+                                                  context.input_range)
         x_adv = attack.generate(oracle, x, y)
         return Crafted(x_adv, attack.last_queries)
 
