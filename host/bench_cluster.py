@@ -324,7 +324,7 @@ def parse_key(key: str) -> tuple[str, str, int, str]:
         variant, _, rest = rest[len("chip/"):].partition("/")
     else:
         rest = rest[len(kind) + 1:]
-    return kind, rest, int(start), variant
+    return kind, rest, 0 if start == "all" else int(start), variant   # "all": a whole-set crafting unit
 
 
 def scope_of(set_key: str) -> str:
@@ -361,9 +361,7 @@ def units_from(durations: list[tuple[str, float]], barrier: bool = False) -> lis
         deps: list[str] = []
         scope = "" if kind == "train" else scope_of(set_key)
         if kind in ("host", "chip"):
-            craft = f"craft/{set_key}/{start}"
-            if craft in seconds:
-                deps.append(craft)
+            deps += [c for c in (f"craft/{set_key}/{start}", f"craft/{set_key}/all") if c in seconds]
         if scope:
             train = f"train/{scope[len('defense-'):-1]}"
             if train in seconds:

@@ -56,6 +56,10 @@ class Attack(Configurable, ABC):
     # (minimal-perturbation attacks) or absent (patch).
     bounded: ClassVar[bool] = True
     art_class: ClassVar[str] = ""        # the ART class doing the work, for docs and listings
+    # A study crafts this attack on a whole input set in one work unit instead of one per shard: for
+    # attacks whose later steps run on the inputs earlier ones left (AutoAttack's stages), which a
+    # 50-input shard leaves a handful each, so per-step overhead dominates (docs/cluster.md).
+    craft_whole_set: ClassVar[bool] = False
 
     def __init__(self, **params: Any) -> None:
         super().__init__(**params)  # validated into self.params, then _check_params

@@ -251,15 +251,24 @@ class Plan:
     set_of: dict[str, str] = field(default_factory=dict)               # unit key -> its set's key
 
 
+def craft_units(item: InputSet, shard: int) -> list[CraftUnit]:
+    """An attack set's crafting units: one per shard, or one for the whole set for an attack that crafts
+    best in one batch (Attack.craft_whole_set)."""
+    assert item.spec is not None
+    if attack_class(item.spec.name).craft_whole_set:
+        return [CraftUnit(item.key, item.spec, item.eps, 0, item.n, whole_set=True)]
+    return [CraftUnit(item.key, item.spec, item.eps, a, b) for a, b in shards(item.n, shard)]
+
+
 def plan_units(exp: Experiment, sets: list[InputSet], context: Context) -> Plan:
     plan = Plan(sets)
     chip_limit = exp.chip_num
     for item in sets:
+        crafts = craft_units(item, exp.shard) if item.spec is not None else []
+        for craft_unit in crafts:
+            _add(plan, craft_unit, item.key, None)
         for start, stop in shards(item.n, exp.shard):
-            craft = None
-            if item.spec is not None:
-                craft = CraftUnit(item.key, item.spec, item.eps, start, stop)
-                _add(plan, craft, item.key, None)
+            craft = next((c for c in crafts if c.start <= start < c.stop), None)
             _add(plan, HostUnit(item.key, start, stop), item.key, craft)
             chip_stop = stop if chip_limit is None else min(stop, chip_limit)
             if chip_stop <= start:
@@ -345,16 +354,17 @@ def execute(plan: Plan, context: Context, x: np.ndarray, y: np.ndarray, executor
 
 
 # Longest first, so that the run does not end on one worker with one long unit: a query attack's
-# shard takes minutes to half an hour (thousands of oracle calls per input), a white-box one
-# seconds to minutes, a host or chip shard seconds.  Trained defenses start at once: a sub-study
-# waits for them.  Priorities order the work only; every unit's result stays the same.
+# shard takes minutes to half an hour (thousands of oracle calls per input), as does a whole-set
+# crafting unit (AutoAttack), a white-box shard seconds to minutes, a host or chip shard seconds.
+# Trained defenses start at once: a sub-study waits for them.  Priorities order the work only; every
+# unit's result stays the same.
 PRIORITY_TRAIN, PRIORITY_QUERY_ATTACK, PRIORITY_CRAFT, PRIORITY_EVALUATE = 3, 2, 1, 0
 
 
 def unit_priority(unit: Any) -> int:
     if isinstance(unit, CraftUnit):
-        query = attack_class(unit.spec.name).needs == "oracle"
-        return PRIORITY_QUERY_ATTACK if query else PRIORITY_CRAFT
+        long = attack_class(unit.spec.name).needs == "oracle" or unit.whole_set
+        return PRIORITY_QUERY_ATTACK if long else PRIORITY_CRAFT
     return PRIORITY_EVALUATE
 
 
@@ -385,8 +395,7 @@ def _message(err: BaseException) -> str:
 def set_inputs(item: InputSet, plan: Plan, results: dict[str, Any], x: np.ndarray, shard: int) -> np.ndarray:
     if item.spec is None:
         return x[:item.n]
-    return np.concatenate([results[CraftUnit(item.key, item.spec, item.eps, a, b).key].x
-                           for a, b in shards(item.n, shard)])
+    return np.concatenate([results[c.key].x for c in craft_units(item, shard)])
 
 
 def set_outcome(item: InputSet, exp: Experiment, context: Context, targets: dict[str, Target],
@@ -668,7 +677,7 @@ def _document(exp: Experiment, plan: Plan, context: Context, execution: Executio
             continue
         assert item.spec is not None
         x_adv = set_inputs(item, plan, results, x, exp.shard)
-        crafted = [results[CraftUnit(item.key, item.spec, item.eps, a, b).key] for a, b in shards(item.n, exp.shard)]
+        crafted = [results[c.key] for c in craft_units(item, exp.shard)]
         info = attack_info(item.spec, item.eps, exp.seed, crafted)
         adv, adv_defended = set_outcome(item, exp, context, targets, results)
         n = item.n

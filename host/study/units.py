@@ -162,10 +162,11 @@ class CraftUnit:
     eps: float | None
     start: int
     stop: int
+    whole_set: bool = False           # one unit for the set (Attack.craft_whole_set), not one per shard
 
     @property
     def key(self) -> str:
-        return f"craft/{self.set_key}/{self.start}"
+        return f"craft/{self.set_key}/{'all' if self.whole_set else self.start}"
 
 
 @dataclass(frozen=True)
@@ -223,8 +224,10 @@ class TrainUnit:
 
 @dataclass
 class Crafted:
-    x: np.ndarray                     # float32 adversarial inputs of the shard
+    x: np.ndarray                     # float32 adversarial inputs of the unit's inputs
     queries: int | None = None        # oracle queries (black-box attacks)
+    start: int | None = None          # the index in the set of x[0] (None: journals before whole-set units,
+                                      # whose craft units were one per shard: the consumer's own start)
 
 
 @dataclass
@@ -248,7 +251,8 @@ def to_npz(result: Any) -> bytes:
     """A unit's result as .npz bytes (the journal's format: docs/experiments.md, "results.sqlite")."""
     arrays: dict[str, np.ndarray] = {}
     if isinstance(result, Crafted):
-        arrays = {"x": result.x, "queries": np.int64(-1 if result.queries is None else result.queries)}
+        arrays = {"x": result.x, "queries": np.int64(-1 if result.queries is None else result.queries),
+                  "start": np.int64(-1 if result.start is None else result.start)}
     elif isinstance(result, HostRun):
         arrays = _host_arrays(result, "")
     elif isinstance(result, ChipRun):
@@ -282,7 +286,8 @@ def from_npz(kind: str, data: bytes) -> Any:
         arrays = {k: npz[k] for k in npz.files}
     if kind == "craft":
         queries = int(arrays["queries"])
-        return Crafted(arrays["x"], None if queries < 0 else queries)
+        start = int(arrays.get("start", -1))
+        return Crafted(arrays["x"], None if queries < 0 else queries, None if start < 0 else start)
     if kind == "host":
         return _host_from(arrays, "")
     if kind == "chip":
@@ -343,8 +348,9 @@ def _run(state: WorkerState, context: Context, unit: Any, inputs: Any, labels: n
     if isinstance(inputs, Timed):
         inputs = inputs.result
     x = None
-    if isinstance(inputs, Crafted):
-        x = inputs.x[: unit.stop - unit.start]
+    if isinstance(inputs, Crafted):   # a craft unit's inputs: this unit's slice of them
+        offset = unit.start if inputs.start is None else inputs.start
+        x = inputs.x[unit.start - offset: unit.stop - offset]
     elif inputs is not None:
         x = np.asarray(inputs)[unit.start:unit.stop]
     if isinstance(unit, CraftUnit):
@@ -476,7 +482,7 @@ class WorkerState:
         attack = get_attack(unit.spec.name, seed=seed, **attack_params(unit.spec),
                             **({} if unit.eps is None else {"eps": unit.eps}))
         if attack.needs != "oracle":
-            return Crafted(attack.generate(self.float_model(context), x, y))
+            return Crafted(attack.generate(self.float_model(context), x, y), start=unit.start)
         precision, via = unit.spec.params.get("target", "int8"), unit.spec.params.get("via", "native")
         model, reference = self.quantized(context.quantized[precision])
         if via == "chip":
@@ -488,7 +494,7 @@ class WorkerState:
             oracle = QuantizedOracle.from_backend(self.native(context.quantized[precision]), model,
                                                   context.input_range)
         x_adv = attack.generate(oracle, x, y)
-        return Crafted(x_adv, attack.last_queries)
+        return Crafted(x_adv, attack.last_queries, unit.start)
 
     def host_run(self, context: Context, x: np.ndarray) -> HostRun:
         run = self._host_models(context, x)

@@ -69,7 +69,8 @@ def test_shipped_configs_load() -> None:
     if SHARED_DIR.exists():
         study = load_experiment(ROOT / "configs/david-goliath-cifar10.toml")
         assert study.dataset.num == 1000 and [a.name for a in study.attacks][:2] == ["pgd", "autoattack"]
-        assert study.attacks[0].eps == (0.0002, 0.0005, 0.001, 0.002, 0.004, 0.008)
+        assert study.attacks[0].eps == (0.0002, 0.0004, 0.0006, 0.0008, 0.001, 0.002, 0.003, 0.004, 0.005, 0.006,
+                                        0.007, 0.008)   # the study's twelve (run_cifar_attacks.sh)
         sweep = load_experiment(ROOT / "configs/bitwidth-patch-cifar10.toml", quick=True)
         patch = next(a for a in sweep.attacks if a.name == "patch")
         assert patch.params["target"] == 0 and len(sweep.bitwidths) == 12
@@ -185,10 +186,16 @@ def study(config: Path, out: Path, *extra: str) -> subprocess.CompletedProcess:
                            "--no-progress", *where, *extra], cwd=ROOT, capture_output=True, text=True, timeout=600)
 
 
-def journal_units(run: Path) -> dict[str, bytes]:
-    """Every unit a run's journal holds (results.sqlite, read-only), by key."""
+def journal_units(run: Path, missing_ok: bool = False) -> dict[str, bytes]:
+    """Every unit a run's journal holds (results.sqlite, read-only), by key; `missing_ok`: none while the
+    run is still creating its tables (a test polling a run that just started)."""
     with contextlib.closing(sqlite3.connect(f"file:{run / 'results.sqlite'}?mode=ro", uri=True)) as db:
-        return dict(db.execute("SELECT key, result FROM units"))
+        try:
+            return dict(db.execute("SELECT key, result FROM units"))
+        except sqlite3.OperationalError:
+            if missing_ok:
+                return {}
+            raise
 
 
 def without_timings(doc: dict) -> list[dict]:
@@ -363,7 +370,7 @@ restarts = 20
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 300
     while proc.poll() is None and time.monotonic() < deadline:
-        if (tmp_path / "cut/results.sqlite").exists() and first in journal_units(tmp_path / "cut"):
+        if (tmp_path / "cut/results.sqlite").exists() and first in journal_units(tmp_path / "cut", missing_ok=True):
             break
         time.sleep(0.05)
     proc.send_signal(signal.SIGKILL)
@@ -379,3 +386,35 @@ restarts = 20
     assert without_timings(doc) == without_timings(whole)
     assert doc["boundary_distance"] == whole["boundary_distance"]
     assert after == journal_units(tmp_path / "whole")
+
+
+WHOLE_SET = BASE + """
+[cluster]
+shard = 5
+[[attack]]
+name = "autoattack"
+eps = [0.1]
+max_iter = 5
+fab_max_iter = 5
+square_max_iter = 20
+[[attack]]
+name = "fgsm"
+eps = [0.1]
+"""
+
+
+def test_autoattack_is_crafted_on_the_whole_set_in_one_unit(tmp_path: Path) -> None:
+    """Attack.craft_whole_set: AutoAttack's later stages batch what the earlier ones left, so a study crafts
+    it in one unit for the set; its host units still run per shard, each on its slice (docs/cluster.md)."""
+    result = study(write(tmp_path, WHOLE_SET), tmp_path, "--run-id", "whole")
+    assert result.returncode == 0, result.stderr
+    keys = set(journal_units(tmp_path / "whole"))
+    assert {k for k in keys if k.startswith("craft/attack-00")} == {"craft/attack-00-autoattack-eps0/all"}
+    shards = (0, 5, 10)
+    assert {k for k in keys if k.startswith("craft/attack-01")} == {f"craft/attack-01-fgsm-eps0/{s}" for s in shards}
+    host_units = {k for k in keys if k.startswith("host/attack-00")}
+    assert host_units == {f"host/attack-00-autoattack-eps0/{s}" for s in shards}
+    doc = json.loads((tmp_path / "whole/metrics.json").read_text())
+    autoattack = next(e for e in doc["evaluations"] if e["attack"] == "autoattack")
+    assert autoattack["models"]["float32"]["n"] == 12
+    assert autoattack["perturbation"]["linf"]["max"] <= 0.1 + 1e-6
