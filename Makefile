@@ -7,7 +7,7 @@ MODEL  ?= models/digits_cnn_int8.tflite
 PYTEST ?= $(PYTHON) -m pytest
 LINT_IMPORTS := $(PYTHON) -c "import sys; from importlinter.cli import lint_imports_command; sys.argv[1:] = ['--no-cache']; lint_imports_command()"
 
-DEB_PACKAGES := gcc-arm-none-eabi libnewlib-arm-none-eabi qemu-system-arm socat gcc ser2net
+DEB_PACKAGES := gcc-arm-none-eabi libnewlib-arm-none-eabi qemu-system-arm socat gcc ser2net chromium
 DEPS_STAMP   := build/.deps-$(shell cat pyproject.toml | sha1sum | cut -c1-12)
 SUDO         := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 

@@ -56,7 +56,6 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # before any TensorFlow impo
 RUN_ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
 
 
-
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="python -m host.evaluate",
@@ -121,7 +120,6 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-
 def parse_eps(text: str) -> tuple[float, ...]:
     values: list[float] = []
     for item in (s.strip() for s in text.split(",")):
@@ -140,6 +138,20 @@ def parse_eps(text: str) -> tuple[float, ...]:
     return tuple(values)
 
 
+FLAG_INPUT_RANGE = (0.0, 1.0)      # the flag path's datasets (experiment_from_args): images scaled to 0..1
+
+
+def check_linf_eps(attacks: Sequence[str], eps: Sequence[float], input_range: tuple[float, float]) -> None:
+    """An L∞ radius at or above the whole input range allows any input: an error, not a silent no-op sweep."""
+    span = input_range[1] - input_range[0]
+    linf = [name for name in attacks if attack_class(name).norm == "inf" and attack_class(name).bounded
+            and any(p.name == "eps" for p in attack_class(name).params_spec)]
+    too_big = [e for e in eps if e >= span]
+    if linf and too_big:
+        raise UserError(f"--eps: {too_big[0]:g} covers the whole input range [{input_range[0]:g}, {input_range[1]:g}] "
+                        f"of the L∞ attack(s) {', '.join(linf)}",
+                        hint=f"--eps is in input units: give radii below {span:g}, e.g. --eps 0.03,0.1")
+
 
 def parse_attacks(text: str) -> tuple[str, ...]:
     names = [s.strip().lower() for s in text.split(",") if s.strip()]
@@ -150,7 +162,6 @@ def parse_attacks(text: str) -> tuple[str, ...]:
     for name in names:
         attack_class(name)  # UserError listing the registry
     return tuple(dict.fromkeys(names))
-
 
 
 def parse_attack_params(items: Sequence[str], attacks: Sequence[str]) -> dict[str, dict[str, str]]:
@@ -168,12 +179,12 @@ def parse_attack_params(items: Sequence[str], attacks: Sequence[str]) -> dict[st
     return params
 
 
-
 def check_flags(args: argparse.Namespace) -> tuple[tuple[str, ...], tuple[float, ...], dict[str, dict[str, str]]]:
     """The flags' own checks (before any model is loaded); returns attacks, eps and attack parameters."""
     attacks = parse_attacks(args.attacks)
     eps = parse_eps(args.eps)
     attack_params = parse_attack_params(args.attack_param, attacks)
+    check_linf_eps(attacks, eps, FLAG_INPUT_RANGE)
     for name in attacks:  # bad params fail now, not after minutes of inference
         first = _attack_eps(name, eps)[0]
         make_attack(AttackSpec(name, (first,), attack_params.get(name, {})), first, args.seed)

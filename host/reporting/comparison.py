@@ -1,5 +1,6 @@
-"""comparison.html: two runs of either schema side by side: configurations (differences in red), accuracy of
-every common (attack, ε, model) with the difference, an accuracy-vs-ε overlay and what only one run has.
+"""comparison.html: two runs of either schema side by side: a warning when they differ in n, dataset or models,
+configurations (differences in red), accuracy of every common (attack, ε, model) with the difference, an
+accuracy-vs-ε overlay and what only one run has.
 
 Imports: host.reporting.document, host.reporting.html, host.reporting.plots, host.reporting.text.
 """
@@ -38,6 +39,27 @@ def flat_config(document: dict[str, Any]) -> dict[str, str]:
     return out
 
 
+def run_identity(document: dict[str, Any]) -> dict[str, str]:
+    """What makes two runs' accuracies comparable: the number of inputs, the dataset and the models."""
+    if document.get("schema") == 2:
+        exp = document.get("experiment", {})
+        ds = exp.get("dataset", {})
+        clean = (document.get("evaluations") or [{}])[0].get("models", {})
+        n = ds.get("num") if ds.get("num") is not None else max((m.get("n", 0) for m in clean.values()), default=None)
+        models = [f"float {exp.get('float_model')}"] + [f"{p} {str(v.get('sha256', ''))[:12]}"
+                                                        for p, v in exp.get("precisions", {}).items()]
+        return {"n": str(n), "dataset": f"{ds.get('path')} from {ds.get('start', 0)}", "models": ", ".join(models)}
+    config = document.get("config", {})
+    return {"n": str(config.get("num")), "dataset": str(config.get("dataset")),
+            "models": f"float {config.get('float_model')}, int8 {str(config.get('model_sha256', ''))[:12]}"}
+
+
+def differences(a: dict[str, Any], b: dict[str, Any]) -> list[str]:
+    """One text per way the two runs are not like for like (n, dataset, models): empty when comparable."""
+    ia, ib = run_identity(a), run_identity(b)
+    return [f"{key} ({ia[key]} vs {ib[key]})" for key in ia if ia[key] != ib[key]]
+
+
 def render_comparison_html(a: dict[str, Any], b: dict[str, Any], name_a: str, name_b: str) -> str:
     """Two runs side by side: configurations, accuracy per common (attack, ε, model) with the difference, overlay."""
     if name_a == name_b:
@@ -69,7 +91,10 @@ def render_comparison_html(a: dict[str, Any], b: dict[str, Any], name_a: str, na
                                 if a_ == attack and m2 == m and e]
                             for m in dict.fromkeys(m for (a_, _, m) in common if a_ == attack)}
         panels.append((attack, "ε (input units)", per_run))
+    differ = differences(a, b)
     body = [f"<h1>Comparison: {esc(name_a)} vs {esc(name_b)}</h1>",
+            *([f'<p class="fail">Not like for like — the runs differ in: {esc("; ".join(differ))}. Accuracy '
+               "differences below mix these with the effect being compared.</p>"] if differ else []),
             "<h2>Configurations</h2>", '<p class="note">Differing values in red.</p>',
             table(["key", name_a, name_b], c_rows),
             "<h2>Accuracy per common (attack, ε, model)</h2>",

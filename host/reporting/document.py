@@ -1,14 +1,20 @@
 """A run's metrics document read for display: model keys in order with their labels, attacks grouped with
-their ε sweep, row labels, and the accuracy series (attack, ε, model) of either schema.
+their ε sweep, row labels, class names of the dataset, and the accuracy series (attack, ε, model) of either
+schema.
 
-Imports: host.reporting.text only (no HTML, no plots).
+Imports: host.core (paths), host.reporting.text (no HTML, no plots).
 """
 
 from __future__ import annotations
 
 import json
+import re
+from pathlib import Path
 from typing import Any
 
+import numpy as np
+
+from host.core.paths import ROOT
 from host.reporting.text import json_default
 
 MODEL_ORDER = ("float32", "int16x8", "int8")
@@ -74,6 +80,50 @@ def is_swept(evals: list[dict[str, Any]]) -> bool:
 
 def input_range(document: dict[str, Any]) -> list[float]:
     return list(document["experiment"].get("dataset", {}).get("input_range", [0.0, 1.0]))
+
+
+CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
+
+
+def class_names(document: dict[str, Any], labels: Any = ()) -> list[str] | None:
+    """Names of the dataset's classes for display, or None (show the label numbers, e.g. digits 0-9):
+    experiment.dataset.class_names when the document has them, else a class_names array stored in the
+    dataset .npz (path as given, or relative to the config's directory or the checkout), else the CIFAR-10
+    names for a dataset path naming CIFAR-10 whose labels (those given) are 0..9."""
+    ds = document.get("experiment", {}).get("dataset", {}) or {}
+    given = ds.get("class_names")
+    if isinstance(given, list) and given and all(isinstance(c, str) for c in given):
+        return list(given)
+    path = str(ds.get("path", ""))
+    stored = _stored_class_names(path, str(document.get("experiment", {}).get("config", "")))
+    if stored:
+        return stored
+    values = [int(v) for v in np.asarray(labels).ravel() if int(v) >= 0]
+    if re.search(r"cifar[-_ ]?10(?!\d)", path.lower()) and all(v < len(CIFAR10_CLASSES) for v in values):
+        return list(CIFAR10_CLASSES)
+    return None
+
+
+def _stored_class_names(path: str, config: str) -> list[str] | None:
+    if not path.endswith(".npz") or path.startswith("builtin:"):
+        return None
+    candidates = [Path(path)] if Path(path).is_absolute() else [
+        Path(config).parent / path, ROOT / Path(config).parent / path, ROOT / path, Path(path)]
+    for candidate in candidates:
+        try:
+            if candidate.is_file():
+                with np.load(candidate, allow_pickle=False) as npz:
+                    if "class_names" in npz.files:
+                        return [str(c) for c in npz["class_names"]]
+                return None
+        except (OSError, ValueError):
+            return None
+    return None
+
+
+def label_text(label: int, names: list[str] | None) -> str:
+    """A class label for display: its name when the dataset has names (and the label one of them), else the number."""
+    return names[label] if names is not None and 0 <= label < len(names) else str(label)
 
 
 # ---------------------------------------------------------------- accuracy series of either schema

@@ -17,7 +17,7 @@ import numpy as np
 from host.core.errors import UserError
 from host.core.paths import RESULTS_DIR
 from host.reporting.classic import render_classic_html
-from host.reporting.comparison import render_comparison_html
+from host.reporting.comparison import differences, render_comparison_html
 from host.reporting.sections import render_study_html
 from host.reporting.text import json_default, render_markdown, render_study_markdown
 from host.study.gallery import GALLERY_FILE, write_gallery
@@ -134,13 +134,17 @@ def regenerate(directory: Path) -> dict[str, Path]:
 
 
 def compare(dir_a: Path, dir_b: Path, out: Path) -> Path:
-    """comparison.html of two runs."""
+    """comparison.html of two runs; a warning on stderr when they differ in n, dataset or models."""
     a, b = load_run(dir_a), load_run(dir_b)
     try:
+        differ = differences(a, b)
         text = render_comparison_html(a, b, dir_a.resolve().name, dir_b.resolve().name)
     except (KeyError, TypeError, ValueError, IndexError, AttributeError) as err:
         raise UserError(f"cannot compare {dir_a} and {dir_b}: malformed metrics.json ({type(err).__name__}: {err})"
                         ) from None
+    if differ:
+        print(f"warning: {dir_a.resolve().name} and {dir_b.resolve().name} are not like for like, they differ in: "
+              f"{'; '.join(differ)}", file=sys.stderr)
     if out.is_dir():
         out = out / "comparison.html"
     try:

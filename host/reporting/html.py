@@ -1,26 +1,23 @@
 """The page machinery of the HTML reports: CSS, escaping, tables (Raw cells), embedded PNGs, a plot or the note
-that there is none, the page around the body, links to the docs of this checkout and the small Markdown
-subset of report.md as HTML. One self-contained file: inline CSS, plots as base64 PNG, no scripts, no network.
+that there is none, the page around the body, references to the docs (as text: no link leaves the file) and
+the small Markdown subset of report.md as HTML. One self-contained file: inline CSS, plots as base64 PNG, no
+scripts, no network, no link but the page's own #anchors.
 
 The reports are built on it by host.reporting.sections (a study, schema 2), host.reporting.classic
 (schema 1) and host.reporting.comparison (two runs). Number formatting lives in host.reporting.text.
 
-Imports: host.core, host.reporting.plots.
+Imports: host.reporting.plots.
 """
 
 from __future__ import annotations
 
 import base64
-import contextlib
 import html
-import os
 import re
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
-from host.core.paths import ROOT
 from host.reporting import plots
 
 CSS = """
@@ -28,9 +25,11 @@ body { font-family: system-ui, -apple-system, "Segoe UI", Roboto, sans-serif; ma
        padding: 0 24px 48px; color: #1d1d1f; line-height: 1.45; }
 h1 { margin-top: 28px; font-size: 1.6em; } h2 { margin-top: 36px; border-bottom: 2px solid #e4e4e7;
   padding-bottom: 4px; } h3 { margin-top: 22px; }
-nav { background: #f4f4f5; padding: 8px 14px; border-radius: 6px; font-size: 0.92em; }
-nav a { margin-right: 14px; white-space: nowrap; }
+nav { background: #f4f4f5; padding: 8px 14px; border-radius: 6px; font-size: 0.92em; display: flex;
+      flex-wrap: wrap; gap: 2px 14px; }
+nav a { white-space: nowrap; }
 table { border-collapse: collapse; margin: 10px 0; font-size: 0.88em; }
+div.table { max-width: 100%; overflow-x: auto; }   /* a table wider than the page scrolls, not the page */
 th, td { border: 1px solid #d4d4d8; padding: 3px 8px; text-align: left; vertical-align: top; }
 th { background: #f4f4f5; } tr:nth-child(even) td { background: #fafafa; }
 td.num { text-align: right; font-variant-numeric: tabular-nums; }
@@ -42,6 +41,7 @@ img.sample { image-rendering: pixelated; width: 96px; height: 96px; border: 1px 
 .note { color: #52525b; font-size: 0.92em; } .wrong { color: #b91c1c; font-weight: 600; }
 details { margin: 8px 0; } summary { cursor: pointer; font-weight: 600; }
 dl dt { font-weight: 600; margin-top: 8px; } dl dd { margin-left: 18px; }
+.doc { font-family: ui-monospace, monospace; font-size: 0.88em; color: #52525b; }
 """
 
 
@@ -58,7 +58,7 @@ def img_tag(png: bytes, alt: str, cls: str = "plot") -> str:
 
 def table(header: Sequence[str], rows: Iterable[Sequence[Any]], numeric: Sequence[int] = ()) -> str:
     """An HTML table; cells are escaped unless given as Raw."""
-    out = ["<table>", "<tr>" + "".join(f"<th>{esc(h)}</th>" for h in header) + "</tr>"]
+    out = ['<div class="table"><table>', "<tr>" + "".join(f"<th>{esc(h)}</th>" for h in header) + "</tr>"]
     for row in rows:
         cells = []
         for i, cell in enumerate(row):
@@ -72,7 +72,7 @@ def table(header: Sequence[str], rows: Iterable[Sequence[Any]], numeric: Sequenc
                 text = esc(cell)
             cells.append(f"<td{' class=' + chr(34) + ' '.join(cls) + chr(34) if cls else ''}>{text}</td>")
         out.append("<tr>" + "".join(cells) + "</tr>")
-    out.append("</table>")
+    out.append("</table></div>")
     return "\n".join(out)
 
 
@@ -90,13 +90,10 @@ def slug(heading: str) -> str:
     return text.replace(" ", "-")
 
 
-def doc_link(out_dir: Path | None, doc: Path, heading: str | None = None) -> str:
-    """A link from a report in out_dir to a doc of this checkout: relative inside the checkout, else absolute."""
-    target = doc.as_uri()
-    if out_dir is not None and out_dir.resolve().is_relative_to(ROOT):
-        with contextlib.suppress(ValueError):
-            target = Path(os.path.relpath(doc, out_dir.resolve())).as_posix()
-    return target + (f"#{slug(heading)}" if heading else "")
+def doc_ref(doc: str, heading: str | None = None) -> str:
+    """A reference to a doc of the repository as text, not a link: report.html is self-contained and gets
+    moved or mailed, where a relative or file:// link to docs/ would break. E.g. docs/metrics.md § Zero density."""
+    return f'<span class="doc">{esc(doc)}{" § " + esc(heading) if heading else ""}</span>'
 
 
 def page(title: str, body: Sequence[str]) -> str:
@@ -145,7 +142,7 @@ def markdown_to_html(text: str) -> str:
                 i += 1
             head = "<tr>" + "".join(f"<th>{_inline(c)}</th>" for c in rows[0]) + "</tr>"
             body = "".join("<tr>" + "".join(f"<td>{_inline(c)}</td>" for c in r) + "</tr>" for r in rows[1:])
-            out.append(f"<table>{head}{body}</table>")
+            out.append(f'<div class="table"><table>{head}{body}</table></div>')
             continue
         elif line.strip():
             para = [line]

@@ -106,6 +106,61 @@ def _pct_axis(ax, axis: str = "y") -> None:  # noqa: ANN001
     (ax.yaxis if axis == "y" else ax.xaxis).set_major_formatter(PercentFormatter(1.0))
 
 
+def short_number(value: float) -> str:
+    """A tick label as short as it reads: 0.05, 2, 1e-5 (not 1e-05)."""
+    text = f"{value:g}"
+    if "e" in text:
+        mantissa, _, exponent = text.partition("e")
+        text = f"{mantissa}e{int(exponent)}"
+    return text
+
+
+TICK_FONT = 8               # points
+TICK_CHAR_IN = 0.6 * TICK_FONT / 72      # inches per character of a tick label, with margin below
+TICK_GAP_IN = 0.18          # inches of space between two labels
+
+
+def log_ticks(lo: float, hi: float, width_in: float) -> list[float]:
+    """Major ticks of a log axis from lo to hi that fit width_in inches side by side without running
+    together: 1-2-5 per decade, else 1 per decade, else every 2nd, 3rd... decade (at least two ticks)."""
+    if not (lo > 0 and hi > lo and math.isfinite(hi)):
+        return []
+    first, last = math.floor(math.log10(lo)), math.ceil(math.log10(hi))
+
+    def inside(values: list[float]) -> list[float]:
+        return [t for t in values if lo * (1 - 1e-9) <= t <= hi * (1 + 1e-9)]
+
+    one_two_five = inside([m * 10.0 ** d for d in range(first, last + 1) for m in (1, 2, 5)])
+    candidates = [one_two_five, one_two_five[::2], one_two_five[1::2],
+                  *[inside([10.0 ** d for d in range(first, last + 1) if d % step == 0]) for step in range(1, 8)]]
+    if len(one_two_five) < 2:                                   # less than a decade: 1..9 per decade
+        every = inside([m * 10.0 ** d for d in range(first, last + 1) for m in range(1, 10)])
+        candidates[:0] = [every[::step] for step in range(1, 5)]
+    for ticks in candidates:
+        if len(ticks) < 2:
+            continue
+        # labels are centred on their tick: the closest pair on the log scale needs room for half of each
+        positions = [width_in * math.log10(t / lo) / math.log10(hi / lo) for t in ticks]
+        widths = [len(short_number(t)) * TICK_CHAR_IN for t in ticks]
+        fits = all(b - a >= (wa + wb) / 2 + TICK_GAP_IN
+                   for a, b, wa, wb in zip(positions, positions[1:], widths, widths[1:], strict=False))
+        if fits:
+            return ticks
+    return next(([t[len(t) // 2]] for t in candidates if t), [])     # one tick always fits
+
+
+def _log_axis_ticks(ax, lo: float, hi: float, width_in: float) -> None:  # noqa: ANN001
+    """x axis on a log scale from lo to hi with log_ticks labels (plain numbers, no minor labels)."""
+    from matplotlib.ticker import FixedLocator, NullFormatter
+
+    ax.set_xscale("log")
+    ax.set_xlim(lo, hi)
+    ax.xaxis.set_major_locator(FixedLocator(log_ticks(lo, hi, width_in)))
+    ax.xaxis.set_major_formatter(lambda value, _pos: short_number(value))
+    ax.xaxis.set_minor_formatter(NullFormatter())
+    ax.tick_params(axis="x", labelsize=TICK_FONT)
+
+
 # ---------------------------------------------------------------- accuracy
 
 
@@ -259,34 +314,66 @@ def norm_bars(rows: Sequence[str], norms: Mapping[str, tuple[Sequence[float | No
     return _png(fig)
 
 
+HIST_PANEL_IN = 3.0          # inches per norm panel of norm_histograms
+HIST_MIN_DECADES = 0.04      # a ridge is at least this wide (log10 units): equal norms still show
+
+
 def norm_histograms(rows: Sequence[str], histograms: Mapping[str, Sequence[Mapping[str, object] | None]]) -> bytes:
     """One panel per norm, one ridge per row: the per-input histogram (host.study.metrics.log_histogram)
     as a filled step curve on a shared log axis, scaled to its own tallest bin; the count of
     unchanged inputs (norm 0) is written at the right."""
-    from matplotlib.ticker import LogLocator, NullFormatter
+    return _png(norm_histograms_figure(rows, histograms))
 
-    fig = _figure(3.0 * len(histograms) + 1.6, 1.6 + 0.32 * len(rows))
+
+def norm_histograms_figure(rows: Sequence[str], histograms: Mapping[str, Sequence[Mapping[str, object] | None]]):  # noqa: ANN201
+    """The figure of norm_histograms (for tests that measure it)."""
+    fig = _figure(HIST_PANEL_IN * len(histograms) + 1.6, 1.6 + 0.32 * len(rows))
     axes = fig.subplots(1, len(histograms), sharey=True, squeeze=False)[0]
     for ax, (norm, per_row) in zip(axes, histograms.items(), strict=True):
-        for i, hist in enumerate(per_row):
-            if not hist:
-                continue
-            edges, counts = np.asarray(hist["edges"], float), np.asarray(hist["counts"], float)
-            if counts.size and counts.max() > 0:
+        ridges = [_ridge(hist) for hist in per_row]
+        spans = [(edges[0], edges[-1]) for edges, _ in filter(None, ridges)]
+        lo, hi = (min(a for a, _ in spans), max(b for _, b in spans)) if spans else (0.1, 1.0)
+        width = max(math.log10(hi / lo), 1.0)                  # decades the axis shows, at least one
+        min_width = HIST_MIN_DECADES * width
+        for i, (hist, ridge) in enumerate(zip(per_row, ridges, strict=True)):
+            if ridge is not None:
+                edges, counts = _widen(*ridge, min_width)
+                lo, hi = min(lo, edges[0]), max(hi, edges[-1])
                 heights = np.append(counts, counts[-1]) / counts.max() * 0.85
                 ax.fill_between(edges, i, i - heights, step="post", color="#4c72b0", alpha=0.75, linewidth=0)
-            if hist.get("zero"):
+            if hist and hist.get("zero"):
                 ax.text(0.99, i, f"{hist['zero']} unchanged", transform=ax.get_yaxis_transform(), ha="right",
                         va="bottom", fontsize=7, color="#a33")
-        ax.set_xscale("log")
-        ax.xaxis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0)))
-        ax.xaxis.set_major_formatter(lambda value, _pos: f"{value:g}")
-        ax.xaxis.set_minor_formatter(NullFormatter())
+        pad = 10 ** (0.03 * math.log10(hi / lo)) if hi > lo else 1.5
+        _log_axis_ticks(ax, lo / pad, hi * pad, HIST_PANEL_IN - 0.5)
         ax.set_xlabel(NORM_LABELS.get(norm, norm) + ", log scale")
         ax.grid(True, axis="x", which="major", alpha=0.3)
     axes[0].set_yticks(np.arange(len(rows)), rows)
     axes[0].set_ylim(len(rows) - 0.5, -1.0)
-    return _png(fig)
+    return fig
+
+
+def _ridge(hist: Mapping[str, object] | None) -> tuple[np.ndarray, np.ndarray] | None:
+    """(edges, counts) of a histogram with something to draw (positive edges, a non-zero count), else None."""
+    if not hist:
+        return None
+    edges, counts = np.asarray(hist["edges"], float), np.asarray(hist["counts"], float)
+    if counts.size == 0 or edges.size != counts.size + 1 or counts.max() <= 0 or not edges[0] > 0:
+        return None
+    return edges, counts
+
+
+def _widen(edges: np.ndarray, counts: np.ndarray, min_decades: float) -> tuple[np.ndarray, np.ndarray]:
+    """Edges spanning at least min_decades around their geometric centre: a histogram of equal values
+    (zero or 1 % width) would be an invisible sliver of the log axis. Zero width: one bin of all counts."""
+    lo, hi = float(edges[0]), float(edges[-1])
+    span = math.log10(hi / lo) if hi > lo else 0.0
+    if span >= min_decades:
+        return edges, counts
+    centre = math.sqrt(lo * hi)
+    if span == 0.0:
+        return np.array([centre / 10 ** (min_decades / 2), centre * 10 ** (min_decades / 2)]), np.array([counts.sum()])
+    return centre * (edges / centre) ** (min_decades / span), counts
 
 
 # ---------------------------------------------------------------- quantization shift
@@ -294,17 +381,24 @@ def norm_histograms(rows: Sequence[str], histograms: Mapping[str, Sequence[Mappi
 
 def shift_bars(rows: Sequence[str], panels: Mapping[str, Mapping[str, Sequence[float | None]]]) -> bytes:
     """One panel per quantized precision: attenuation, amplification (and shift) per row, as % of inputs."""
+    return _png(shift_bars_figure(rows, panels))
+
+
+def shift_bars_figure(rows: Sequence[str], panels: Mapping[str, Mapping[str, Sequence[float | None]]]):  # noqa: ANN201
+    """The figure of shift_bars: the panels share one x scale (the largest shift of any), so that their bars
+    compare at a glance."""
     colors = {"attenuation": "#2ca02c", "amplification": "#d62728", "shift": "#bbbbbb"}
     fig = _figure(4.2 * len(panels) + 1.6, 1.4 + 0.42 * len(rows))
-    axes = fig.subplots(1, len(panels), sharey=True, squeeze=False)[0]
+    axes = fig.subplots(1, len(panels), sharex=True, sharey=True, squeeze=False)[0]
     y = np.arange(len(rows))
+    top = max([0.0, *(v for series in panels.values() for key in ("shift", "attenuation", "amplification")
+                      for v in series.get(key, ()) if v is not None and math.isfinite(v))])
     for ax, (precision, series) in zip(axes, panels.items(), strict=True):
         shift = np.array([np.nan if v is None else v for v in series["shift"]], dtype=float)
         ax.barh(y, np.nan_to_num(shift), height=0.86, color=colors["shift"], label="shift (labels differ)")
         for offset, key in ((-0.2, "attenuation"), (0.2, "amplification")):
             vals = np.array([np.nan if v is None else v for v in series[key]], dtype=float)
             ax.barh(y + offset, np.nan_to_num(vals), height=0.38, color=colors[key], label=key)
-        top = np.nanmax([*shift, 0.0])
         ax.set_xlim(0, max(0.05, top * 1.15))
         _pct_axis(ax, "x")
         ax.set_title(f"float32 vs {precision}", fontsize=10)
@@ -314,7 +408,7 @@ def shift_bars(rows: Sequence[str], panels: Mapping[str, Mapping[str, Sequence[f
     axes[0].invert_yaxis()
     handles, names = axes[0].get_legend_handles_labels()
     fig.legend(handles, names, loc="outside lower center", ncols=3, fontsize=8, frameon=False)
-    return _png(fig)
+    return fig
 
 
 # ---------------------------------------------------------------- chip cost, gradient cosines
@@ -337,16 +431,21 @@ def value_bars(names: Sequence[str], values: Sequence[float], xlabel: str) -> by
     return _png(fig)
 
 
-def cosine_strips(samples: Mapping[str, Sequence[float]]) -> bytes:
-    """Per-sample cosines per precision as dots (NaN = undefined, counted in the label), mean as a bar."""
+def cosine_strips(samples: Mapping[str, Sequence[float]], baseline: float | None = None) -> bytes:
+    """Per-sample cosines per precision as dots (NaN = undefined, counted in the label), mean as a bar;
+    baseline: the mean cosine of the estimator on the float model itself, a dashed line across the rows."""
     fig = _figure(7.5, 1.3 + 0.6 * len(samples))
     ax = fig.add_subplot()
     names = []
+    if baseline is not None and math.isfinite(baseline):
+        ax.axvline(baseline, color=COLORS["float32"], linestyle="--", linewidth=1.2, zorder=2)
+        ax.text(baseline, 1.01, f"float32 baseline {baseline:.2f}", transform=ax.get_xaxis_transform(),
+                ha="center", va="bottom", fontsize=8, color=COLORS["float32"])
     for i, (precision, values) in enumerate(samples.items()):
         v = np.array([np.nan if c is None else c for c in values], dtype=float)
         defined = v[np.isfinite(v)]
         jitter = np.linspace(-0.15, 0.15, len(defined)) if len(defined) > 1 else np.zeros(len(defined))
-        ax.scatter(defined, i + jitter, color=model_style(precision, i)["color"], s=22, zorder=3)
+        ax.scatter(defined, i + jitter, color=model_style(precision.split()[0], i)["color"], s=22, zorder=3)
         if len(defined):
             ax.plot([defined.mean()] * 2, [i - 0.3, i + 0.3], color="black", linewidth=2)
         names.append(f"{precision}\n({len(v) - len(defined)}/{len(v)} undefined)")
@@ -354,8 +453,9 @@ def cosine_strips(samples: Mapping[str, Sequence[float]]) -> bytes:
     ax.set_xlim(-1.05, 1.05)
     ax.set_yticks(range(len(names)), names)
     ax.invert_yaxis()
-    ax.set_xlabel("cosine: float32 gradient vs finite-difference gradient of the quantized model\n"
-                  "(dots: inputs, black bar: mean)")
+    ax.set_xlabel("cosine: float32 gradient vs finite-difference gradient of the model\n"
+                  "(dots: inputs, black bar: mean" + (", dashed: float32 baseline)" if baseline is not None else ")"),
+                  fontsize=9)
     ax.grid(True, axis="x", alpha=0.3)
     return _png(fig)
 

@@ -14,7 +14,7 @@ import pytest
 
 from host import evaluate
 from host.backends import backend as backends
-from host.core.errors import run_cli
+from host.core.errors import UserError, run_cli
 from host.core.paths import DEFAULT_MODEL, ROOT
 from host.study import units
 
@@ -63,6 +63,32 @@ def assert_clean_failure(proc: subprocess.CompletedProcess, message: str) -> Non
 )
 def test_bad_arguments_fail_cleanly(args: list[str], message: str) -> None:
     assert_clean_failure(run_module(*args, "--backend", "reference"), message)
+
+
+@pytest.mark.parametrize("eps", ["1", "0.1,1.5"])
+def test_linf_eps_covering_the_input_range_is_an_error(tmp_path: Path, eps: str) -> None:
+    """An L∞ radius >= the input range (1 for the flags' 0..1 images) allows any input: one error, no run."""
+    proc = run_module("--eps", eps, "--attacks", "fgsm,pgd", "--backend", "reference", "--out", str(tmp_path))
+    assert_clean_failure(proc, "covers the whole input range [0, 1]")
+    assert "hint:" in proc.stderr and not any(tmp_path.iterdir())
+
+
+def test_l2_eps_above_the_input_range_is_fine() -> None:
+    """The range bound is an L∞ one: an L2 radius of 1.5 on 0..1 images is an ordinary budget."""
+    evaluate.check_linf_eps(("square-l2",), (1.5,), (0.0, 1.0))
+    with pytest.raises(UserError, match="covers the whole input range"):
+        evaluate.check_linf_eps(("square-l2", "pgd"), (0.1, 1.0), (0.0, 1.0))
+
+
+def test_config_linf_eps_covering_the_input_range_is_an_error(tmp_path: Path) -> None:
+    """The same check in a study config: [dataset] input_range [0, 255], an L∞ eps of 255 fails at load."""
+    text = (ROOT / "configs" / "digits-quick.toml").read_text().replace('"../models/', f'"{ROOT}/models/')
+    text = text.replace("input_range = [0.0, 1.0]", "input_range = [0, 255]")
+    config = tmp_path / "big-eps.toml"
+    config.write_text(text.replace("eps = [0.05, 0.1, 0.2]\nmax_iter = 10", "eps = [8, 255]\nmax_iter = 10"))
+    proc = run_module("--config", str(config), "--out", str(tmp_path / "out"), "--run-id", "r", timeout=120)
+    assert_clean_failure(proc, "attack 'pgd': eps 255 covers the whole input range [0, 255]")
+    assert "hint:" in proc.stderr and not (tmp_path / "out").exists()
 
 
 def test_unknown_attack_message_lists_registry() -> None:

@@ -90,7 +90,9 @@ def synthetic_study(run_id: str = "synthetic", shift: float = 0.0) -> dict[str, 
                               for a in ("pgd", "autoattack", "cw-l2")},
         "gradient_misalignment": {p: {"cosine": [0.5, float("nan"), 0.7, -0.1], "mean": 0.366, "undefined": 1,
                                       "zero_density": 0.25, "queries": 256, "samples": 4, "fd": "random"}
-                                  for p in ("int16x8", "int8")},
+                                  for p in ("int16x8", "int8")}
+        | {"float32 (FD baseline)": {"cosine": [0.6, 0.55, 0.62, 0.58], "mean": 0.5875, "undefined": 0,
+                                     "zero_density": 0.0, "queries": 256, "samples": 4, "fd": "random"}},
         "summary": {"chip_inferences": 200, "chip_mismatches": 0, "evaluations": len(evaluations)},
         "run": {"duration_s": 12.3, "id": run_id, "argv": ["--config", "configs/synthetic.toml"]},
     }
@@ -152,6 +154,8 @@ def assert_self_contained(html: str) -> None:
     assert "<script" not in html.lower()
     assert not re.search(r'(src|href)="(https?:)?//', html), "no network resources"
     assert not re.search(r'src="(?!data:image/png;base64,)', html), "every image embedded"
+    # no link that breaks when the file is moved or mailed (../../docs/..., file://): only the page's own anchors
+    assert re.findall(r'href="(?!#)[^"]*"', html) == [], "links leave the file"
     assert "<style>" in html
 
 
@@ -170,8 +174,8 @@ def test_write_study_writes_html_with_sections_plots_and_gallery(tmp_path: Path)
     for section in SECTIONS:
         assert f'id="{section}"' in html, section
     for text in ("synthetic-dg", "Attacks without an ε sweep", "<td>cw-l2</td>", "float32 → int16x8",
-                 "attenuation", "1,349,360", "unbroken", "zero density", "docs/metrics.md#transfer-rate-source--target",
-                 "|δ|∞ ="):
+                 "attenuation", "1,349,360", "unbroken", "zero density",
+                 "docs/metrics.md § Transfer rate (source → target)", "|δ|∞ ="):
         assert text in html, text
     pngs = embedded_pngs(html)
     assert all(p.startswith(b"\x89PNG\r\n\x1a\n") for p in pngs)

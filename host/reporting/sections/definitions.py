@@ -1,6 +1,7 @@
-"""Definitions: one line per metric, each linked to its section of docs/metrics.md.
+"""Definitions: one line per metric, each with its section of docs/metrics.md (named as text, not linked:
+the report is one self-contained file).
 
-Imports: host.core, host.reporting.html.
+Imports: host.reporting.html.
 """
 
 from __future__ import annotations
@@ -8,18 +9,14 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from host.core.paths import ROOT
-from host.reporting.html import doc_link, esc
+from host.reporting.html import doc_ref, esc
 
 ANCHOR, TITLE = "definitions", "definitions"
-METRICS_DOC = ROOT / "docs" / "metrics.md"
-REPORT_DOC = ROOT / "docs" / "report.md"
+METRICS_DOC = "docs/metrics.md"      # in the slingshot repository
+REPORT_DOC = "docs/report.md"
 
 
 def render(document: dict[str, Any], out_dir: Path | None) -> str:
-    def link(heading: str) -> str:
-        return f'<a href="{esc(doc_link(out_dir, METRICS_DOC, heading))}">docs/metrics.md</a>'
-
     items = [
         ("accuracy", "share of the n inputs whose predicted label equals the true label", None),
         ("attack success", "among inputs the model classifies correctly when clean, the share it misclassifies "
@@ -36,9 +33,8 @@ def render(document: dict[str, Any], out_dir: Path | None) -> str:
         ("zero density", "share of exactly-zero components of the finite-difference gradients", "Zero density"),
         ("chip = reference", "inferences whose output bytes on the chip equal the TFLite Micro reference's", None),
     ]
-    body = "".join(f"<dt>{esc(name)}</dt><dd>{esc(text)}" + (f" — {link(h)}" if h else "") + "</dd>"
+    body = "".join(f"<dt>{esc(name)}</dt><dd>{esc(text)}" + (f" — {doc_ref(METRICS_DOC, h)}" if h else "") + "</dd>"
                    for name, text, h in items)
     return "\n".join([f'<h2 id="{ANCHOR}">Definitions</h2>', f"<dl>{body}</dl>",
-                      f'<p class="note">Full definitions and formulas: <a href="{esc(doc_link(out_dir, METRICS_DOC))}">'
-                      f'docs/metrics.md</a>; this report: <a href="{esc(doc_link(out_dir, REPORT_DOC))}">'
-                      "docs/report.md</a>.</p>"])
+                      f'<p class="note">Full definitions and formulas: {doc_ref(METRICS_DOC)}; this report: '
+                      f"{doc_ref(REPORT_DOC)} (in the slingshot repository).</p>"])

@@ -1,5 +1,5 @@
 """Gallery: from the run's gallery.npz, per attack and ε the first inputs, clean, adversarial and difference,
-with every model's prediction.
+with every model's prediction (class names where the dataset has them: CIFAR-10's airplane..truck).
 
 Imports: host.core, host.study.gallery (the file format), host.reporting.document, host.reporting.html,
 host.reporting.plots.
@@ -14,7 +14,7 @@ import numpy as np
 
 from host.core.errors import UserError
 from host.reporting import plots
-from host.reporting.document import model_order
+from host.reporting.document import class_names, label_text, model_order
 from host.reporting.html import Raw, esc, img_tag, plot_or_note, table
 from host.study.gallery import GALLERY_FILE, load_gallery
 
@@ -36,6 +36,7 @@ def render(document: dict[str, Any], out_dir: Path | None) -> str:
     models = [str(m) for m in g["models"]]
     columns = sorted(range(len(models)), key=lambda j: model_order(models[j]))      # host models, then chips
     input_range = g["input_range"]
+    names = class_names(document, g["y"])
     parts.append("<p>The first inputs of the dataset: clean, adversarial, and the difference x<sub>adv</sub> − x "
                  "scaled to its own largest component (|δ|∞ given; red +, blue − for one channel, mid-grey = 0 for "
                  "colour). Predictions: clean → adversarial; <span class=\"wrong\">red</span> = wrong; – = not run "
@@ -57,12 +58,12 @@ def render(document: dict[str, Any], out_dir: Path | None) -> str:
                     continue
                 diff, peak = plots.difference_png(adv - g["x_clean"][s])
                 y = int(g["y"][s])
-                cells: list[Any] = [str(s), str(y), Raw(img_tag(clean_png[s], f"clean {s}", "sample")),
+                cells: list[Any] = [str(s), label_text(y, names), Raw(img_tag(clean_png[s], f"clean {s}", "sample")),
                                     Raw(img_tag(plots.image_png(adv, input_range), f"adversarial {s}", "sample")),
                                     Raw(img_tag(diff, f"difference {s}", "sample") + f"<br>|δ|∞ = {peak:.3g}")]
                 for j in columns:
-                    cells.append(Raw(_pred_html(int(g["pred_clean"][j, s]), y) + " → "
-                                     + _pred_html(int(g["pred"][i, j, s]), y)))
+                    cells.append(Raw(_pred_html(int(g["pred_clean"][j, s]), y, names) + " → "
+                                     + _pred_html(int(g["pred"][i, j, s]), y, names)))
                 rows.append(cells)
             header = ["#", "label", "clean", "adversarial", "difference", *[models[j] for j in columns]]
             parts.append(table(header, rows)
@@ -71,7 +72,8 @@ def render(document: dict[str, Any], out_dir: Path | None) -> str:
     return "\n".join(parts)
 
 
-def _pred_html(pred: int, label: int) -> str:
+def _pred_html(pred: int, label: int, names: list[str] | None) -> str:
     if pred < 0:
         return "–"
-    return f'<span class="wrong">{pred}</span>' if pred != label else str(pred)
+    text = esc(label_text(pred, names))
+    return f'<span class="wrong">{text}</span>' if pred != label else text
