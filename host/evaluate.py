@@ -355,6 +355,8 @@ def _linked_chip(experiment: Experiment, place: str | None, port: str | None) ->
 
 
 def run_study(args: argparse.Namespace, this_argv: list[str]) -> int:
+    if args.resume is not None:
+        Journal.check_exists(args.out / args.resume / DB_NAME)
     experiment = load_experiment(args.config, quick=args.quick)
     if args.cycles:
         experiment = dataclasses.replace(experiment, chip_cycles=True)   # as [chip] cycles = true

@@ -69,11 +69,16 @@ class Journal:
         journal.lock()
         return journal
 
-    @classmethod
-    def _reopen(cls, path: Path, fingerprint: str) -> Journal:
+    @staticmethod
+    def check_exists(path: Path) -> None:
+        """A run to resume has its journal: checked first, before the study is loaded or a cluster started."""
         if not path.is_file():
             raise UserError(f"--resume: no run journal at {path}",
                             hint="give the run id of a run started with this version (a directory under --out)")
+
+    @classmethod
+    def _reopen(cls, path: Path, fingerprint: str) -> Journal:
+        cls.check_exists(path)
         journal = cls(path, _connect(path))
         if journal.meta("schema") != str(SCHEMA):
             raise UserError(f"--resume: {path} was written by an older version (schema "

@@ -318,6 +318,7 @@ def test_cycles_need_the_chip(capsys: pytest.CaptureFixture[str]) -> None:
     assert "error: --cycles needs the chip (--target chip)" in capsys.readouterr().err
 
 
+@pytest.mark.slow   # about 19 s: an evaluate run and a check run, both with the plugin
 def test_evaluate_reports_the_cycles_that_check_estimates(tmp_path: Path) -> None:
     """`host.evaluate --cycles`: every chip unit counts with the plugin; the journal keeps each inference's
     estimate, whose median equals host.check --cycles on the same inputs (same firmware, same windows), and

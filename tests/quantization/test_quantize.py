@@ -194,6 +194,7 @@ def _dg_files() -> dict[str, Path]:
     return files
 
 
+@pytest.mark.slow   # about 75 s; .ci/run's D&G quick study runs these models too
 def test_david_goliath_accuracies(tmp_path) -> None:  # noqa: ANN001
     """The study's models on the first 1000 test images, as we measure them (Keras float, TFLite Micro
     for the quantized ones): float 88.3 %, int16x8 88.2 %, int8 88.0 % (the study printed 88.3 / 88.2 /

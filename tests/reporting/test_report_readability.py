@@ -241,7 +241,7 @@ NO_BROWSER = "no headless browser (chromium): apt-get install chromium (Debian) 
 
 @needs_mpl
 @pytest.mark.skipif(BROWSER is None, reason=NO_BROWSER)
-@pytest.mark.parametrize("width", [1280, 1024])
+@pytest.mark.parametrize("width", [1280, pytest.param(1024, marks=pytest.mark.slow)])
 def test_report_in_a_real_browser(tmp_path: Path, width: int) -> None:
     """Every image of report.html loads (embedded PNGs decode) and the page fits its window: no sideways scroll."""
     document = with_bitwidths_and_patch(synthetic_study())

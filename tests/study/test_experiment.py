@@ -293,6 +293,7 @@ def test_a_failing_defense_is_left_out_and_the_undefended_results_are_written(
     assert "defense `pgd-at" in (tmp_path / "g/report.md").read_text()
 
 
+@pytest.mark.slow   # about 17 s
 def test_a_defended_model_is_quantized_with_its_training_images_when_no_representative_set(tmp_path: Path) -> None:
     config = write(tmp_path, with_pgd_at(train_images=300))
     proc = study(config, tmp_path, "--run-id", "d")
@@ -351,6 +352,8 @@ def test_a_study_resumes_only_with_the_config_it_started_with(tmp_path: Path) ->
     assert "changed since the run" in proc.stderr
 
 
+# About 35 s; the default suite resumes a study in test_an_interrupted_study_resumes_from_its_finished_attacks.
+@pytest.mark.slow
 def test_a_study_killed_inside_an_attack_resumes_at_its_next_eps(tmp_path: Path) -> None:
     import signal
     import time
@@ -403,6 +406,7 @@ eps = [0.1]
 """
 
 
+@pytest.mark.slow   # about 15 s
 def test_autoattack_is_crafted_on_the_whole_set_in_one_unit(tmp_path: Path) -> None:
     """Attack.craft_whole_set: AutoAttack's later stages batch what the earlier ones left, so a study crafts
     it in one unit for the set; its host units still run per shard, each on its slice (docs/cluster.md)."""
