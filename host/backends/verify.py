@@ -174,12 +174,14 @@ def run_on_chip(model_path: Path, model: CompiledModel, board_name: str, inputs:
     where = f"emulated by {board.emulator['kind']}" if board.emulated else "hardware"
     target = (f"{board.name} ({board.cpu}, {where}); firmware flash {image.flash_bytes:,} B, "
               f"RAM {image.ram_bytes:,} B")
-    timing, plugin, note = _cycle_counting(board, image, profile) if cycles else (None, None, None)
+    timing, plugin, note = cycle_counting(board, image.elf, profile) if cycles else (None, None, None)
     return _check_on_chip(model_path, model, board, image, inputs, count, profile, target, timing, plugin, note)
 
 
-def _cycle_counting(board: Board, image: FirmwareImage,
-                    profile: bool) -> tuple[CpuTiming | None, CyclePlugin | None, str | None]:
+def cycle_counting(board: Board, elf: Path,
+                   profile: bool = False) -> tuple[CpuTiming | None, CyclePlugin | None, str | None]:
+    """The CPU's timing model and QEMU's cycle plugin for a firmware ELF, or None and why not (no model,
+    not QEMU, a plugin that cannot be built): the caller reports instructions only."""
     timing = timing_for(board)
     if timing is None:
         return None, None, (f"board {board.name}: no cycle model for {board.cpu} (boards/cpus/{board.cpu}.toml "
@@ -187,7 +189,7 @@ def _cycle_counting(board: Board, image: FirmwareImage,
     if board.emulator_kind != "qemu":
         return None, None, f"board {board.name}: cycles are counted in QEMU only: instructions only"
     try:
-        return timing, CyclePlugin.for_firmware(board, image.elf, profile), None
+        return timing, CyclePlugin.for_firmware(board, elf, profile), None
     except CyclesUnavailable as error:
         return None, None, f"error: {error}"
 

@@ -52,10 +52,11 @@ from host.attacks import FloatModel, get_attack
 from host.attacks.oracle import QuantizedOracle
 from host.backends.backend import DeviceBackend, ModelIO, NativeBackend, ReferenceBackend
 from host.backends.pool import BackendPool
+from host.backends.verify import cycle_counting
 from host.core.boards import load_board
 from host.core.errors import UserError
 from host.core.quiet import import_tensorflow_quietly
-from host.core.timing import CpuTiming, timing_for, wait_states
+from host.core.timing import CpuTiming, wait_states
 from host.defenses import get_defense
 from host.emulators.cycles import CyclePlugin
 from host.emulators.launch import boot_elf
@@ -450,12 +451,11 @@ class WorkerState:
     def _cycle_plugin(self, spec: ChipSpec, key: Any) -> CyclePlugin | None:
         """QEMU's cycle plugin for this chip's emulator, when cycles are asked and the CPU has a model
         (the command checked both: host.study.runner.cycle_note)."""
-        board = load_board(spec.board)
-        timing = timing_for(board) if spec.cycles and spec.firmware is not None else None
-        if timing is None or board.emulator_kind != "qemu":
+        if not spec.cycles or spec.firmware is None:
             return None
-        assert spec.firmware is not None
-        plugin = CyclePlugin.for_firmware(board, spec.firmware.path())
+        timing, plugin, _ = cycle_counting(load_board(spec.board), spec.firmware.path())
+        if timing is None or plugin is None:
+            return None
         self._stack.callback(plugin.discard)   # registered before the pool: runs after QEMU has stopped
         self._cycles[key] = (plugin, timing)
         return plugin

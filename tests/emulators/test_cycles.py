@@ -211,10 +211,10 @@ def test_check_prints_cycles_per_inference_and_per_op() -> None:
 
 
 def test_no_cycle_model_means_instructions_only() -> None:
-    from host.backends.verify import _cycle_counting
+    from host.backends.verify import cycle_counting
 
     board = load_board("mps2-an500")
-    timing, plugin, note = _cycle_counting(board, None, profile=False)  # type: ignore[arg-type]
+    timing, plugin, note = cycle_counting(board, None, profile=False)  # type: ignore[arg-type]
     assert timing is None and plugin is None
     assert note == ("board mps2-an500: no cycle model for cortex-m7 (boards/cpus/cortex-m7.toml is absent; "
                     "docs/performance.md): instructions only")
