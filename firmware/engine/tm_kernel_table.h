@@ -53,14 +53,14 @@
 /* clang-format off */
 /*  op (TM_OP_*)          name                 scratch signature       MVE      DSP             FPU */
 #define TM_KERNEL_TABLE(X)                                                                                      \
-    X(CONV_2D,            conv_2d,             TM_SCRATCH_CONV,        TM_I8,   TM_I8 | TM_I16, 0)              \
+    X(CONV_2D,            conv_2d,             TM_SCRATCH_CONV,        TM_I8 | TM_I16, TM_I8 | TM_I16, 0)              \
     X(DEPTHWISE_CONV_2D,  depthwise_conv_2d,   TM_SCRATCH_CONV,        TM_I8,   TM_I8,          0)              \
     X(FULLY_CONNECTED,    fully_connected,     TM_SCRATCH_FC,          TM_I8,   TM_I8 | TM_I16, 0)              \
     X(MAX_POOL_2D,        max_pool_2d,         TM_SCRATCH_NONE,        TM_I8,   TM_I8,          0)              \
     X(AVERAGE_POOL_2D,    average_pool_2d,     TM_SCRATCH_NONE,        TM_I8,   TM_I8,          0)              \
     X(RESHAPE,            reshape,             TM_SCRATCH_NONE,        0,       0,              0)              \
     X(SOFTMAX,            softmax,             TM_SCRATCH_NONE,        0,       0,              0)              \
-    X(ADD,                add,                 TM_SCRATCH_ELEMENTWISE, TM_I8,   TM_I8,          0)              \
+    X(ADD,                add,                 TM_SCRATCH_ELEMENTWISE, TM_I8 | TM_I16, TM_I8 | TM_I16, 0)              \
     X(QUANTIZE,           quantize,            TM_SCRATCH_NONE,        0,       0,              TM_F32)         \
     X(DEQUANTIZE,         dequantize,          TM_SCRATCH_NONE,        0,       0,              TM_I8 | TM_I16) \
     X(MUL,                mul,                 TM_SCRATCH_NONE,        0,       0,              0)              \

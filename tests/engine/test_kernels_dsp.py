@@ -9,6 +9,7 @@ path), int16x8 FULLY_CONNECTED up to depth 1000.  More seeds: `-m slow`."""
 from __future__ import annotations
 
 import shutil
+from collections.abc import Callable
 
 import numpy as np
 import pytest
@@ -49,6 +50,22 @@ def random_add_same_shape(rng: np.random.Generator) -> bytes:
     return g.build([a, b], [y])
 
 
+def random_add_int16(rng: np.random.Generator) -> bytes:
+    """int16 ADD (zero points 0, as TFLite requires) of two tensors of the output's shape: the DSP kernel's
+    right-shift loop (TFLite Micro aborts on an output scale below 2^-15 of the inputs', the left shift)."""
+    g = GraphBuilder()
+    shape = (1, int(rng.integers(2, 9)), int(rng.integers(2, 9)), int(rng.integers(1, 16)))
+    scales = rng.uniform(1e-4, 0.01, size=2)
+    out_scale = float(max(scales) * rng.uniform(0.3, 3.0))
+    a = g.tensor(shape, "int16", float(scales[0]), 0)
+    b = g.tensor(shape, "int16", float(scales[1]), 0)
+    y = g.tensor(shape, "int16", out_scale, 0)
+    opt = fb.AddOptionsT()
+    opt.fusedActivationFunction = int(rng.choice(ACTIVATIONS))
+    g.op("ADD", [a, b], [y], opt)
+    return g.build([a, b], [y])
+
+
 def random_conv(rng: np.random.Generator, kws: bool = False, big: bool = False) -> bytes:
     """int8 CONV_2D: `kws` a 10x4 filter over a one-channel input with stride 2 (KWS's first layer),
     `big` more taps than the column buffer holds, else random small shapes."""
@@ -83,27 +100,25 @@ def random_conv(rng: np.random.Generator, kws: bool = False, big: bool = False) 
     return g.build([x], [y])
 
 
-def random_conv_int16(rng: np.random.Generator, long: bool = False) -> bytes:
-    """int16x8 CONV_2D (int16 activations, zero point 0, int8 weights, int64 or int32 bias or none)
-    through the im2col path: `long` dot products of more than 508 taps (summed in parts)."""
+def _conv_int16(rng: np.random.Generator, dims: tuple[int, int, int, int, int],
+                out_c_of: Callable[[], int], weights_of: Callable[[tuple[int, ...]], np.ndarray],
+                bias_of: Callable[[GraphBuilder, int, np.ndarray, float], int]) -> bytes:
+    """An int16x8 CONV_2D (int16 activations, zero point 0, int8 per-channel weights) of input h x w x in_c and
+    a kh x kw filter, random stride, padding and activation; the generators choose channels, weights, bias."""
+    h, w, in_c, kh, kw = dims
     g = GraphBuilder()
-    h, w = int(rng.integers(2, 7)), int(rng.integers(2, 7))
-    in_c = int(rng.choice([60, 64, 61])) if long else int(rng.choice([1, 3, 4, 8, 12, 13]))
-    kh, kw = (3, 3) if long else (int(rng.integers(1, 4)), int(rng.integers(1, 4)))
     stride = int(rng.integers(1, 3))
     same = bool(rng.random() < 0.6) or kh > h or kw > w
     out_h = (h + stride - 1) // stride if same else (h - kh + stride) // stride
     out_w = (w + stride - 1) // stride if same else (w - kw + stride) // stride
-    out_c = int(rng.integers(1, 10))
+    out_c = out_c_of()
     in_scale = float(rng.uniform(0.005, 0.2)) / 256.0
     w_scales = rng.uniform(0.002, 0.05, size=out_c)
     out_scale = in_scale * float(w_scales.mean()) * 60.0 * np.sqrt(kh * kw * in_c) * float(rng.uniform(0.3, 3)) / 127
-    weights = rng.integers(-127, 128, size=(out_c, kh, kw, in_c), dtype=np.int8)
+    weights = weights_of((out_c, kh, kw, in_c))
     x = g.tensor((1, h, w, in_c), "int16", in_scale, 0)
     f = g.tensor(weights.shape, "int8", list(w_scales), 0, weights, quantized_dimension=0)
-    bias_type = "int64" if rng.random() < 0.6 else "int32"
-    bias = rng.integers(-500_000, 500_000, size=out_c).astype(bias_type)
-    b = g.tensor((out_c,), bias_type, list(in_scale * w_scales), 0, bias) if rng.random() < 0.85 else -1
+    b = bias_of(g, out_c, w_scales, in_scale)
     y = g.tensor((1, out_h, out_w, out_c), "int16", out_scale, 0)
     opt = fb.Conv2DOptionsT()
     opt.padding = 0 if same else 1
@@ -111,6 +126,46 @@ def random_conv_int16(rng: np.random.Generator, long: bool = False) -> bytes:
     opt.fusedActivationFunction = int(rng.choice(ACTIVATIONS))
     g.op("CONV_2D", [x, f, b], [y], opt)
     return g.build([x], [y])
+
+
+def random_conv_int16(rng: np.random.Generator, long: bool = False) -> bytes:
+    """int16x8 CONV_2D (int64 or int32 bias or none) through the im2col path: `long` dot products of more
+    than 508 taps."""
+    h, w = int(rng.integers(2, 7)), int(rng.integers(2, 7))
+    in_c = int(rng.choice([60, 64, 61])) if long else int(rng.choice([1, 3, 4, 8, 12, 13]))
+    kh, kw = (3, 3) if long else (int(rng.integers(1, 4)), int(rng.integers(1, 4)))
+
+    def bias_of(g: GraphBuilder, out_c: int, w_scales: np.ndarray, in_scale: float) -> int:
+        bias_type = "int64" if rng.random() < 0.6 else "int32"
+        bias = rng.integers(-500_000, 500_000, size=out_c).astype(bias_type)
+        return g.tensor((out_c,), bias_type, list(in_scale * w_scales), 0, bias) if rng.random() < 0.85 else -1
+
+    return _conv_int16(rng, (h, w, in_c, kh, kw), lambda: int(rng.integers(1, 10)),
+                       lambda shape: rng.integers(-127, 128, size=shape, dtype=np.int8), bias_of)
+
+
+def random_conv_int16_wide(rng: np.random.Generator) -> bytes:
+    """int16x8 CONV_2D through the widened-weight path and its limits (conv_2d_gemm.c): out_c up to 130 (one
+    or two chunks of widened weights, more than the 64 sums of a chunk, more than the 128 channels of the
+    requantization table), and channels that must take the int64 route: weights all +-127 over 576 taps or
+    a bias beyond int32 (|bias| + 32768 * sum |w| >= 2^31)."""
+    h, w = int(rng.integers(2, 6)), int(rng.integers(2, 6))
+    in_c = int(rng.choice([3, 8, 16, 32, 64]))
+    kh, kw = (3, 3) if in_c == 64 else (int(rng.integers(1, 4)), int(rng.integers(1, 4)))
+
+    def weights_of(shape: tuple[int, ...]) -> np.ndarray:
+        if rng.random() < 0.2:
+            return rng.choice([-127, 127], size=shape).astype(np.int8)
+        return rng.integers(-127, 128, size=shape, dtype=np.int8)
+
+    def bias_of(g: GraphBuilder, out_c: int, w_scales: np.ndarray, in_scale: float) -> int:
+        bias = rng.integers(-500_000, 500_000, size=out_c).astype(np.int64)
+        if rng.random() < 0.2:
+            bias[int(rng.integers(0, out_c))] = int(rng.choice([-1, 1])) * (1 << 33)
+        return g.tensor((out_c,), "int64", list(in_scale * w_scales), 0, bias)
+
+    return _conv_int16(rng, (h, w, in_c, kh, kw), lambda: int(rng.choice([2, 7, 16, 34, 66, 130])), weights_of,
+                       bias_of)
 
 
 def random_fc_int16(rng: np.random.Generator) -> bytes:
@@ -267,11 +322,15 @@ GENERATORS = {
     "CONV_2D_NO_ACT": lambda rng: random_conv_no_act(rng, depthwise=False),
     "DEPTHWISE_CONV_2D_NO_ACT": lambda rng: random_conv_no_act(rng, depthwise=True),
     "ADD_SAME_SHAPE": random_add_same_shape,
+    "ADD_INT16": random_add_int16,
+    "ADD_INT16_MORE": random_add_int16,
     "CONV_2D_GEMM": random_conv,
     "CONV_2D_KWS": lambda rng: random_conv(rng, kws=True),
     "CONV_2D_DIRECT": lambda rng: random_conv(rng, big=True),
     "CONV_2D_INT16": random_conv_int16,
     "CONV_2D_INT16_LONG": lambda rng: random_conv_int16(rng, long=True),
+    "CONV_2D_INT16_WIDE": random_conv_int16_wide,
+    "CONV_2D_INT16_WIDE_MORE": random_conv_int16_wide,
     "FULLY_CONNECTED_INT16": random_fc_int16,
     "QUANTIZE": BUILDER_GENERATORS["QUANTIZE"],
     "DEQUANTIZE": BUILDER_GENERATORS["DEQUANTIZE"],

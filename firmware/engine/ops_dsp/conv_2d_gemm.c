@@ -22,11 +22,22 @@
 #define GEMM_CHUNK_PAIRS 64 /* channel pairs per call of gemm_pairs: their 4 sums each */
 #define RQ_TABLE_CHANNELS 128 /* channels whose requantization table (3 words each) is built once per op */
 #define S16_CHUNK_PAIRS 32    /* int16x8: channel pairs per chunk, int32 and int64 sums */
+#define S16_STAGE_TAPS 512    /* int16x8, in_c % 4 != 0: the taps of one pixel staged (int16) before permuting */
+#define S16_TABLE_CHANNELS 128 /* int16x8, int64 bias: channels of the requantization table (4 words each) */
+#define S16_WIDE_GROUPS 72     /* int16x8 widened-weight path: groups of 4 taps (K <= 288) of its unrolled run */
+#define S16_WIDE_WEIGHT_BYTES 9216 /* and its widened weights per chunk of channels (on the stack) */
 
 int32_t tm_dsp_conv_2d_gemm_scratch_bytes(int32_t in_c, uint8_t dtype) {
     const int32_t columns = GEMM_COLUMN_SLOTS * (int32_t)sizeof(int16_t);
-    if (dtype == TM_INT16) { /* pixels_pair_s16's int64 sums around sums_s16's int32 ones */
-        return columns + 4 * S16_CHUNK_PAIRS * (int32_t)(sizeof(int64_t) + sizeof(int32_t));
+    if (dtype == TM_INT16) { /* the requantization table; conv_s16_wide's weights and sums around the staged
+                              * taps, pixels_pair_s16_long's int64 sums around sums_s16's int32 ones, or the
+                              * staged taps alone */
+        const int32_t table = 4 * S16_TABLE_CHANNELS * (int32_t)sizeof(int32_t);
+        const int32_t sums = 4 * S16_CHUNK_PAIRS * (int32_t)(sizeof(int64_t) + sizeof(int32_t));
+        const int32_t stage = (in_c & 3) ? (S16_STAGE_TAPS + 4) * (int32_t)sizeof(int16_t) : 0;
+        const int32_t wide = S16_WIDE_WEIGHT_BYTES + 4 * S16_CHUNK_PAIRS * (int32_t)sizeof(int32_t) + stage;
+        const int32_t most = stage > sums ? stage : sums;
+        return columns + table + (wide > most ? wide : most);
     }
     const int32_t table = 3 * RQ_TABLE_CHANNELS * (int32_t)sizeof(int32_t);
     const int32_t sums = 4 * GEMM_CHUNK_PAIRS * (int32_t)sizeof(int32_t); /* pixels_pair */
@@ -434,6 +445,43 @@ static int build_rq_table(const tm_conv_params_t *p, int out_c, int32_t *table) 
 
 static const int32_t no_bias[2] = {0, 0};
 
+/*
+ * The sums of channel pairs [pair0, pair0 + pairs) of both pixels into acc (gemm_pairs' order), starting
+ * from `bias` (int32 per channel, or 0).  Padded columns (g->padded): every pair but the last of the filter
+ * runs over the padded groups, reading its 4 weights past k (within the filter, times zero inputs); the
+ * last pair, and a lone channel, take the exact k4 groups and the tail.  Otherwise the k4 groups, and the
+ * tail of every pair in natural order (int16x8 columns filled tap by tap).
+ */
+static inline __attribute__((always_inline)) void chunk_sums_inline(const gemm_ctx_t *g, const int16_t *buf,
+                                                                   const int32_t *bias, int pair0, int pairs,
+                                                                   int32_t *acc) {
+    const int all_pairs = (g->out_c + 1) / 2;
+    const int oc0 = 2 * pair0, lone = oc0 + 2 * pairs > g->out_c; /* the last pair is one channel */
+    const int last_here = pair0 + pairs == all_pairs, exact = g->padded ? last_here : lone;
+    const int k4_fast = g->padded ? g->k4 + 4 : g->k4;
+    gemm_job_t job = {buf, g->filter + oc0 * g->k, g->k, k4_fast, 2 * g->k - k4_fast, pairs - exact, acc,
+                      bias ? bias + oc0 : no_bias, bias ? 4 : 0, bias ? 8 : 0};
+    if (job.pairs > 0) {
+        gemm_pairs(&job);
+    }
+    if (exact) {
+        job.w = g->filter + (oc0 + 2 * (pairs - 1)) * g->k, job.dw = lone ? 0 : g->k, job.k4 = g->k4;
+        job.pairs = 1, job.bias_d1 = lone ? 0 : job.bias_d1;
+        gemm_pairs(&job);
+    }
+    if (g->k != g->k4) {
+        const int first = g->padded ? pairs - 1 : 0; /* padded: only the exact pair has a tail apart */
+        add_tail(g, buf, oc0 + 2 * first, pairs - first, acc + 4 * first);
+    }
+}
+
+/* The same as a call, for int16x8 (inlined there it costs 45,000 instructions per CIFAR ResNet inference in
+ * spills); int8's pixels_pair inlines it, its code as before the int16x8 paths shared it. */
+__attribute__((noinline)) static void chunk_sums(const gemm_ctx_t *g, const int16_t *buf, const int32_t *bias,
+                                                 int pair0, int pairs, int32_t *acc) {
+    chunk_sums_inline(g, buf, bias, pair0, pairs, acc);
+}
+
 /* All output channels of pixels out0 (and out1 when non-NULL) from the filled buffer. */
 static void pixels_pair(const gemm_ctx_t *g, const int16_t *buf, int8_t *out0, int8_t *out1) {
     int32_t acc[4 * GEMM_CHUNK_PAIRS];
@@ -441,24 +489,8 @@ static void pixels_pair(const gemm_ctx_t *g, const int16_t *buf, int8_t *out0, i
     out1 = out1 ? out1 : out0;
     for (int pair0 = 0; pair0 < all_pairs; pair0 += GEMM_CHUNK_PAIRS) {
         const int pairs = all_pairs - pair0 < GEMM_CHUNK_PAIRS ? all_pairs - pair0 : GEMM_CHUNK_PAIRS;
-        const int oc0 = 2 * pair0, lone = oc0 + 2 * pairs > g->out_c; /* the last pair is one channel */
-        /* padded: every pair but the last of the filter reads its 4 weights past k (within the filter, times
-         * zero inputs); the last pair, and a lone channel, take the exact k4 groups and the tail */
-        const int last_here = pair0 + pairs == all_pairs, exact = g->padded ? last_here : lone;
-        const int k4_fast = g->padded ? g->k4 + 4 : g->k4;
-        gemm_job_t job = {buf, g->filter + oc0 * g->k, g->k, k4_fast, 2 * g->k - k4_fast, pairs - exact, acc,
-                          g->bias ? g->bias + oc0 : no_bias, g->bias ? 4 : 0, g->bias ? 8 : 0};
-        if (job.pairs > 0) {
-            gemm_pairs(&job);
-        }
-        if (exact) {
-            job.w = g->filter + (oc0 + 2 * (pairs - 1)) * g->k, job.dw = lone ? 0 : g->k, job.k4 = g->k4;
-            job.pairs = 1, job.bias_d1 = lone ? 0 : job.bias_d1;
-            gemm_pairs(&job);
-            if (g->k != g->k4) {
-                add_tail(g, buf, oc0 + 2 * (pairs - 1), 1, acc + 4 * (pairs - 1));
-            }
-        }
+        const int oc0 = 2 * pair0, lone = oc0 + 2 * pairs > g->out_c;
+        chunk_sums_inline(g, buf, g->bias, pair0, pairs, acc);
         const int n = 2 * pairs - lone, full = n / 2;
         int j0 = 0;
         if (g->rq_table && full > 0) {
@@ -471,17 +503,66 @@ static void pixels_pair(const gemm_ctx_t *g, const int16_t *buf, int8_t *out0, i
     }
 }
 
-/* int16x8: in_c taps of int16 at src (NULL: outside the image) into slots from tap k (k, in_c multiples of 4). */
-static void fill_run_s16(int16_t *buf, const int16_t *src, int k, int in_c, int col) {
-    uint32_t *dst = (uint32_t *)(void *)(buf + ((k >> 2) << 3) + (col << 2));
-    for (int i = 0; i < in_c; i += 4, dst += 4) {
-        if (!src) {
-            dst[0] = 0, dst[1] = 0;
+/* int16x8: n taps (a multiple of 4) at src into the slots of pixel `col` from group g, in SXTB16 order
+ * ((x0, x2), (x1, x3): PKHBT and PKHTB of two loads). */
+static void permute_s16(int16_t *buf, const int16_t *src, int n, int g, int col) {
+    uint32_t *dst = (uint32_t *)(void *)buf + 4 * g + 2 * col;
+    for (int i = 0; i < n; i += 4, dst += 4) {
+        const uint32_t a = tm_ld32(src + i), b = tm_ld32(src + i + 2); /* (x0, x1), (x2, x3) */
+        uint32_t lo, hi;
+        __asm__("pkhbt %0, %2, %3, lsl #16\n\t"
+                "pkhtb %1, %3, %2, asr #16"
+                : "=&r"(lo), "=r"(hi)
+                : "r"(a), "r"(b));
+        dst[0] = lo, dst[1] = hi;
+    }
+}
+
+static void zero_s16(int16_t *buf, int n, int g, int col) {
+    uint32_t *dst = (uint32_t *)(void *)buf + 4 * g + 2 * col;
+    for (int i = 0; i < n; i += 4, dst += 4) {
+        dst[0] = 0, dst[1] = 0;
+    }
+}
+
+/* int16x8, in_c not a multiple of 4 and at most S16_STAGE_TAPS taps: the taps in natural order first
+ * (out-of-image taps 0, which is what skipping them adds: the input offset is 0), padded with zeros to
+ * whole groups, then permuted; the K % 4 last taps are thus in SXTB16 order too (g->padded). */
+__attribute__((noinline)) static void fill_column_s16_staged(const gemm_ctx_t *g, int16_t *buf, int y0, int x0,
+                                                             int col) {
+    const tm_conv_params_t *p = g->p;
+    int16_t stage[S16_STAGE_TAPS + 4] __attribute__((aligned(4)));
+    const int run = g->f_w * g->in_c; /* taps of one filter row */
+    const int whole_rows = p->dilation_w == 1 && x0 >= 0 && x0 + g->f_w <= g->in_w;
+    int16_t *d = stage;
+    for (int fy = 0; fy < g->f_h; ++fy, d += run) {
+        const int y = y0 + fy * p->dilation_h;
+        if (y < 0 || y >= g->in_h) {
+            memset(d, 0, (size_t)run * sizeof(int16_t));
             continue;
         }
-        const uint32_t a = tm_ld32(src + i), b = tm_ld32(src + i + 2); /* (x0, x1), (x2, x3) */
-        dst[0] = (a & 0xFFFFu) | (b << 16);                             /* (x0, x2): PKHBT */
-        dst[1] = (a >> 16) | (b & 0xFFFF0000u);                         /* (x1, x3): PKHTB */
+        const int16_t *row = g->input16 + y * g->in_w * g->in_c;
+        if (whole_rows) {
+            memcpy(d, row + x0 * g->in_c, (size_t)run * sizeof(int16_t));
+            continue;
+        }
+        for (int fx = 0; fx < g->f_w; ++fx) {
+            const int x = x0 + fx * p->dilation_w;
+            if (x >= 0 && x < g->in_w) {
+                memcpy(d + fx * g->in_c, row + x * g->in_c, (size_t)g->in_c * sizeof(int16_t));
+            } else {
+                memset(d + fx * g->in_c, 0, (size_t)g->in_c * sizeof(int16_t));
+            }
+        }
+    }
+    for (int i = g->k; i < g->k4 + 4; ++i) {
+        stage[i] = 0;
+    }
+    permute_s16(buf, stage, g->padded ? g->k4 + 4 : g->k4, 0, col);
+    if (!g->padded) {
+        for (int i = g->k4; i < g->k; ++i) {
+            buf[slot_of(g, i, col)] = stage[i]; /* the tail in natural order, as add_tail reads it */
+        }
     }
 }
 
@@ -490,19 +571,42 @@ static void fill_column_s16(const gemm_ctx_t *g, int16_t *buf, int pix, int col)
     const tm_conv_params_t *p = g->p;
     const int oy = pix / g->out_w, ox = pix - oy * g->out_w;
     const int y0 = oy * p->stride_h - p->pad_h, x0 = ox * p->stride_w - p->pad_w;
-    int k = 0;
+    if (g->in_c & 3) {
+        if (g->k4 + 4 <= S16_STAGE_TAPS) {
+            fill_column_s16_staged(g, buf, y0, x0, col);
+            return;
+        }
+        int k = 0; /* tap by tap (more than S16_STAGE_TAPS taps over an odd depth: rare) */
+        for (int fy = 0; fy < g->f_h; ++fy) {
+            const int y = y0 + fy * p->dilation_h;
+            for (int fx = 0; fx < g->f_w; ++fx) {
+                const int x = x0 + fx * p->dilation_w;
+                const int in = y >= 0 && y < g->in_h && x >= 0 && x < g->in_w;
+                const int16_t *src = in ? g->input16 + (y * g->in_w + x) * g->in_c : 0;
+                for (int i = 0; i < g->in_c; ++i, ++k) {
+                    buf[slot_of(g, k, col)] = src ? src[i] : 0;
+                }
+            }
+        }
+        return;
+    }
+    const int whole_rows = p->dilation_w == 1 && x0 >= 0 && x0 + g->f_w <= g->in_w;
+    const int run = g->f_w * g->in_c;
+    int grp = 0;
     for (int fy = 0; fy < g->f_h; ++fy) {
         const int y = y0 + fy * p->dilation_h;
         const int row_ok = y >= 0 && y < g->in_h;
-        for (int fx = 0; fx < g->f_w; ++fx, k += g->in_c) {
+        if (row_ok && whole_rows) { /* the filter row's taps are one run of f_w * in_c values */
+            permute_s16(buf, g->input16 + (y * g->in_w + x0) * g->in_c, run, grp, col);
+            grp += run >> 2;
+            continue;
+        }
+        for (int fx = 0; fx < g->f_w; ++fx, grp += g->in_c >> 2) {
             const int x = x0 + fx * p->dilation_w;
-            const int16_t *src = row_ok && x >= 0 && x < g->in_w ? g->input16 + (y * g->in_w + x) * g->in_c : 0;
-            if ((g->in_c & 3) == 0) {
-                fill_run_s16(buf, src, k, g->in_c, col);
-                continue;
-            }
-            for (int i = 0; i < g->in_c; ++i) {
-                buf[slot_of(g, k + i, col)] = src ? src[i] : 0;
+            if (row_ok && x >= 0 && x < g->in_w) {
+                permute_s16(buf, g->input16 + (y * g->in_w + x) * g->in_c, g->in_c, grp, col);
+            } else {
+                zero_s16(buf, g->in_c, grp, col);
             }
         }
     }
@@ -545,8 +649,8 @@ static void sums_s16(const gemm_ctx_t *g, const int16_t *buf, int oc0, int pairs
     }
 }
 
-/* int16x8: all output channels of pixels out0 and out1 (may be out0) from the filled buffer. */
-static void pixels_pair_s16(const gemm_ctx_t *g, const int16_t *buf, int16_t *out0, int16_t *out1) {
+/* int16x8, any channel (the int64 route): all output channels of pixels out0 and out1 (may be out0). */
+static void pixels_pair_s16_long(const gemm_ctx_t *g, const int16_t *buf, int16_t *out0, int16_t *out1) {
     const tm_conv_params_t *p = g->p;
     int64_t sum[4 * S16_CHUNK_PAIRS];
     const int all_pairs = (g->out_c + 1) / 2;
@@ -566,6 +670,234 @@ static void pixels_pair_s16(const gemm_ctx_t *g, const int16_t *buf, int16_t *ou
     }
 }
 
+
+/*
+ * int16x8 with an int64 bias, TFLite's 64-bit requantization of a sum that fits int32: the low 32 bits of
+ * (acc * reduced + 2^(right - 1)) >> right, right in 1..31 (TFLite casts the shifted int64 to int32):
+ * SMULL's two words plus the rounding constant, shifted and or-ed (left = 32 - right).
+ */
+static inline int32_t requantize_s16_64(int32_t acc, int32_t reduced, uint32_t half, int32_t right, int32_t left) {
+    int32_t lo, hi;
+    __asm__("smull %0, %1, %2, %3\n\t"
+            "adds  %0, %0, %4\n\t"
+            "adc   %1, %1, #0\n\t"
+            "lsr   %0, %0, %5\n\t"
+            "lsl   %1, %1, %6\n\t"
+            "orr   %0, %0, %1"
+            : "=&r"(lo), "=&r"(hi)
+            : "r"(acc), "r"(reduced), "r"(half), "r"(right), "r"(left)
+            : "cc");
+    return lo;
+}
+
+/* Sum of |w| over n int8 weights: by words, USADA8 of w + 128 against 128. */
+static int32_t abs_sum_s8(const int8_t *w, int n) {
+    uint32_t sum = 0;
+    int i = 0;
+    for (; i + 4 <= n; i += 4) {
+        sum = __usada8(tm_ld32(w + i) ^ 0x80808080u, 0x80808080u, sum);
+    }
+    for (; i < n; ++i) {
+        sum += (uint32_t)(w[i] < 0 ? -w[i] : w[i]);
+    }
+    return (int32_t)sum;
+}
+
+/*
+ * Whether every channel of an int16x8 op can take pixels_pair_s16, and for an int64 bias its table (per
+ * channel: the bias, TFLite's 16-bit multiplier, 2^(right - 1), right).  With an int32 bias always (the
+ * int32 sums wrap as TFLite's 32-bit accumulator does); with an int64 bias when out_c fits the table,
+ * every sum plus the bias fits int32 (|bias| + 32768 * sum |w| < 2^31: then the one-part int32 sums are
+ * exact and so is the 64-bit accumulator's value) and the total shift 15 - shift is 1..31.
+ */
+static int s16_fits_int32(const gemm_ctx_t *g, int32_t *table) {
+    const tm_conv_params_t *p = g->p;
+    if (!p->acc64) {
+        return 1;
+    }
+    if (g->out_c > S16_TABLE_CHANNELS) {
+        return 0;
+    }
+    for (int oc = 0; oc < g->out_c; ++oc) {
+        const int64_t b = g->bias_any ? ((const int64_t *)g->bias_any)[oc] : 0;
+        const int32_t m = p->out_multiplier[oc], right = 15 - p->out_shift[oc];
+        if (right < 1 || right > 31 || m < 0) {
+            return 0;
+        }
+        if ((b < 0 ? -b : b) + (int64_t)abs_sum_s8(g->filter + oc * g->k, g->k) * 32768 > INT32_MAX) {
+            return 0;
+        }
+        int32_t *t = table + 4 * oc;
+        t[0] = (int32_t)b, t[1] = m < 0x7FFF0000 ? (m + (1 << 15)) >> 16 : 0x7FFF;
+        t[2] = (int32_t)(1u << (right - 1)), t[3] = right;
+    }
+    return 1;
+}
+
+/* int16x8, every channel as s16_fits_int32 allows: all output channels of pixels out0 and out1 (may be
+ * out0), int32 sums over all taps in one part, then TFLite's requantization for the bias type (`table`:
+ * s16_fits_int32's, for an int64 bias). */
+static void pixels_pair_s16(const gemm_ctx_t *g, const int32_t *table, const int16_t *buf, int16_t *out0,
+                            int16_t *out1) {
+    const tm_conv_params_t *p = g->p;
+    int32_t acc[4 * S16_CHUNK_PAIRS];
+    const int all_pairs = (g->out_c + 1) / 2;
+    const int32_t lo = g->act_min, hi = g->act_max;
+    for (int pair0 = 0; pair0 < all_pairs; pair0 += S16_CHUNK_PAIRS) {
+        const int pairs = all_pairs - pair0 < S16_CHUNK_PAIRS ? all_pairs - pair0 : S16_CHUNK_PAIRS;
+        const int oc0 = 2 * pair0, n = g->out_c - oc0 < 2 * pairs ? g->out_c - oc0 : 2 * pairs;
+        chunk_sums(g, buf, p->acc64 ? 0 : (const int32_t *)g->bias_any, pair0, pairs, acc);
+        for (int j = 0; j < n; ++j) {
+            const int oc = oc0 + j;
+            const int32_t *a = acc + 4 * (j >> 1) + (j & 1);
+            int32_t v0, v1;
+            if (p->acc64) {
+                const int32_t *t = table + 4 * oc;
+                v0 = requantize_s16_64(a[0] + t[0], t[1], (uint32_t)t[2], t[3], 32 - t[3]);
+                v1 = requantize_s16_64(a[2] + t[0], t[1], (uint32_t)t[2], t[3], 32 - t[3]);
+            } else {
+                v0 = tm_dsp_requantize(a[0], p->out_multiplier[oc], p->out_shift[oc]);
+                v1 = tm_dsp_requantize(a[2], p->out_multiplier[oc], p->out_shift[oc]);
+            }
+            out0[oc] = (int16_t)clamp_to(v0, lo, hi);
+            out1[oc] = (int16_t)clamp_to(v1, lo, hi);
+        }
+    }
+}
+
+/* Work of wide_sums_s16 (read by the assembly: keep the field offsets). */
+typedef struct {
+    const int16_t *buf;  /* +0  the two pixels' taps (gemm's column layout) */
+    const int32_t *w;    /* +4  the chunk's widened weights (per pair, per group: ch0 lo, hi, ch1 lo, hi) */
+    int32_t *acc;        /* +8  the 4 sums of each pair go here, in gemm_pairs' order */
+    int32_t *acc_end;    /* +12 acc + 4 * pairs */
+    int32_t groups;      /* +16 groups of 4 taps (1 .. S16_WIDE_GROUPS) */
+} s16_wide_job_t;
+
+#define S16_STR(x) #x
+#define S16_XSTR(x) S16_STR(x)
+
+/*
+ * The int8 wide path's loop (conv_2d_wide.c, TM_DSP_WIDE_GROUP_ASM) over int16 taps, the raw sums stored
+ * instead of requantized: 10 instructions per 16 MACs where gemm_pairs, which widens the weights as it goes,
+ * takes 16.  Fully unrolled, the call jumps into the run of S16_WIDE_GROUPS groups at the op's group count.
+ * Stack: [sp] buf, +4 acc, +8 acc_end, +12 entry.
+ */
+__attribute__((naked)) static void wide_sums_s16(const s16_wide_job_t *job __attribute__((unused))) {
+    __asm__ volatile(
+        "push    {r4-r11, lr}\n"
+        "sub     sp, sp, #16\n"
+        "ldm     r0, {r1-r5}\n"
+        "adr.w   r8, 8f\n" /* the run's end, 9f, is beyond ADR's reach */
+        "add.w   r8, r8, #" S16_XSTR(S16_WIDE_GROUPS) " * 40\n"
+        "sub     r8, r8, r5, lsl #5\n"
+        "sub     r8, r8, r5, lsl #3\n" /* TM_DSP_WIDE_GROUP_BYTES per group */
+        "orr     r8, r8, #1\n"
+        "stm     sp, {r1, r3, r4, r8}\n"
+        "mov     r0, r1\n"
+        "mov     r1, r2\n"
+        "1:\n"
+        "movs    r3, #0\n"
+        "movs    r4, #0\n"
+        "movs    r5, #0\n"
+        "movs    r6, #0\n"
+        "ldr     pc, [sp, #12]\n"
+        "8:\n"
+        ".rept " S16_XSTR(S16_WIDE_GROUPS) "\n"
+        TM_DSP_WIDE_GROUP_ASM
+        ".endr\n"
+        "9:\n"
+        "ldr     r2, [sp, #4]\n"
+        "stm     r2!, {r3, r4, r5, r6}\n"
+        "str     r2, [sp, #4]\n"
+        "ldr     r7, [sp, #8]\n"
+        "ldr     r0, [sp]\n"
+        "cmp     r2, r7\n"
+        "bne     1b\n"
+        "add     sp, sp, #16\n"
+        "pop     {r4-r11, pc}\n");
+}
+
+/* Widened weights of channels [oc0, oc0 + n) (n even; channel out_c, past the last, has zero weights), per
+ * pair and group in SXTB16 order: ch0 lo, hi, ch1 lo, hi; the K % 4 last taps padded with zero weights. */
+static void widen_weights_s16(const gemm_ctx_t *g, int oc0, int n, int32_t *w) {
+    const int full = g->k >> 2, groups = (g->k + 3) >> 2;
+    for (int j = 0; j < n; j += 2) {
+        const int8_t *f[2] = {g->filter + (oc0 + j) * g->k, g->filter + (oc0 + j + 1) * g->k};
+        const int two = oc0 + j + 1 < g->out_c;
+        for (int q = 0; q < groups; ++q, w += 4) {
+            for (int c = 0; c < 2; ++c) {
+                uint32_t x = 0;
+                if (c == 0 || two) {
+                    if (q < full) {
+                        x = tm_ld32(f[c] + 4 * q);
+                    } else {
+                        int8_t t[4] = {0, 0, 0, 0};
+                        for (int i = 4 * q; i < g->k; ++i) {
+                            t[i - 4 * q] = f[c][i];
+                        }
+                        x = tm_ld32(t);
+                    }
+                }
+                w[2 * c] = __sxtb16(x), w[2 * c + 1] = tm_sxtb16_ror8(x);
+            }
+        }
+    }
+}
+
+/*
+ * int16x8 over weights widened once per chunk of channels (the chunks: s16_wide_plan): for each chunk, each pair
+ * of output pixels is filled into the columns (again per chunk) and wide_sums_s16 gives all the chunk's sums,
+ * requantized as pixels_pair_s16 does.  Needs what pixels_pair_s16 needs, an int64 bias (its table) and
+ * staged (padded) columns when K % 4 != 0.
+ */
+static void conv_s16_wide(const gemm_ctx_t *g, const int32_t *table, int16_t *buf, int16_t *output, int pixels,
+                          int chunk) {
+    int32_t w[S16_WIDE_WEIGHT_BYTES / 4] __attribute__((aligned(8)));
+    int32_t acc[4 * S16_CHUNK_PAIRS];
+    const int32_t lo = g->act_min, hi = g->act_max, groups = (g->k + 3) >> 2;
+    for (int oc0 = 0; oc0 < g->out_c; oc0 += chunk) {
+        const int n = g->out_c - oc0 < chunk ? g->out_c - oc0 : chunk; /* channels kept */
+        const int pairs = (n + 1) >> 1;
+        widen_weights_s16(g, oc0, 2 * pairs, w);
+        for (int pix = 0; pix < pixels; pix += 2) {
+            const int two = pix + 1 < pixels;
+            int16_t *o0 = output + pix * g->out_c, *o1 = output + (two ? pix + 1 : pix) * g->out_c;
+            fill_column_s16(g, buf, pix, 0);
+            fill_column_s16(g, buf, two ? pix + 1 : pix, 1); /* padded: the K % 4 last taps are a whole group */
+            const s16_wide_job_t job = {buf, w, acc, acc + 4 * pairs, groups};
+            wide_sums_s16(&job);
+            for (int j = 0; j < n; ++j) {
+                const int oc = oc0 + j;
+                const int32_t *a = acc + 4 * (j >> 1) + (j & 1), *t = table + 4 * oc;
+                const int32_t v0 = requantize_s16_64(a[0] + t[0], t[1], (uint32_t)t[2], t[3], 32 - t[3]);
+                const int32_t v1 = requantize_s16_64(a[2] + t[0], t[1], (uint32_t)t[2], t[3], 32 - t[3]);
+                o0[oc] = (int16_t)clamp_to(v0, lo, hi);
+                o1[oc] = (int16_t)clamp_to(v1, lo, hi);
+            }
+        }
+    }
+}
+
+/*
+ * Channels per chunk of conv_s16_wide (even), or 0 where it does not pay or cannot run: more groups than
+ * its unrolled run, more than two chunks of widened weights (the columns are filled once per chunk), or an
+ * int32 bias (pixels_pair_s16 handles those).
+ */
+static int s16_wide_plan(const gemm_ctx_t *g) {
+    const int groups = (g->k + 3) >> 2;
+    if (!g->p->acc64 || groups > S16_WIDE_GROUPS || ((g->in_c & 3) && !g->padded && g->k != g->k4)) {
+        return 0;
+    }
+    int per_chunk = (S16_WIDE_WEIGHT_BYTES / (16 * groups)) * 2; /* 16 bytes per pair and group */
+    per_chunk = per_chunk < 2 * S16_CHUNK_PAIRS ? per_chunk : 2 * S16_CHUNK_PAIRS; /* the sums' buffer */
+    if (per_chunk < 2 || (g->out_c + per_chunk - 1) / per_chunk > 2) {
+        return 0;
+    }
+    const int chunks = (g->out_c + per_chunk - 1) / per_chunk;
+    return (((g->out_c + chunks - 1) / chunks) + 1) & ~1;
+}
+
 void tm_dsp_conv_2d_gemm_s16(const tm_conv_params_t *p, const int16_t *input, const int8_t *filter, const void *bias,
                              int16_t *output, const int32_t in_dims[4], const int32_t f_dims[4],
                              const int32_t out_dims[4]) {
@@ -577,15 +909,29 @@ void tm_dsp_conv_2d_gemm_s16(const tm_conv_params_t *p, const int16_t *input, co
     };
     g.k = g.f_h * g.f_w * g.in_c;
     g.k4 = g.k & ~3;
+    int32_t table[4 * S16_TABLE_CHANNELS];
+    const int fast = s16_fits_int32(&g, table);
+    /* staged columns pad the last group (pixels_pair_s16's chunk_sums); the int64 route takes the tail apart */
+    g.padded = fast && (g.in_c & 3) != 0 && g.k != g.k4 && g.k4 + 4 <= S16_STAGE_TAPS;
     const int pixels = out_dims[1] * out_dims[2];
+    const int chunk = fast ? s16_wide_plan(&g) : 0;
     for (int b = 0; b < in_dims[0]; ++b) {
         g.input16 = input + b * g.in_h * g.in_w * g.in_c;
         int16_t *out_b = output + b * pixels * g.out_c;
+        if (chunk) {
+            conv_s16_wide(&g, table, buf, out_b, pixels, chunk);
+            continue;
+        }
         for (int pix = 0; pix < pixels; pix += 2) {
             const int two = pix + 1 < pixels;
+            int16_t *o0 = out_b + pix * g.out_c, *o1 = out_b + (two ? pix + 1 : pix) * g.out_c;
             fill_column_s16(&g, buf, pix, 0);
             fill_column_s16(&g, buf, two ? pix + 1 : pix, 1);
-            pixels_pair_s16(&g, buf, out_b + pix * g.out_c, out_b + (two ? pix + 1 : pix) * g.out_c);
+            if (fast) {
+                pixels_pair_s16(&g, table, buf, o0, o1);
+            } else {
+                pixels_pair_s16_long(&g, buf, o0, o1);
+            }
         }
     }
 }

@@ -117,16 +117,7 @@ typedef struct {
         "str     r2, [sp, #4]\n" \
         "ldr     pc, [sp, #20]\n" \
         ".rept " WIDE_XSTR(WIDE_MAX_GROUPS) "\n" \
-        "ldmia.w r0!, {r7-r10}\n" \
-        "ldmia.w r1!, {r2, r11, r12, lr}\n" \
-        "smlad   r3, r7, r2, r3\n" \
-        "smlad   r3, r8, r11, r3\n" \
-        "smlad   r5, r9, r2, r5\n" \
-        "smlad   r5, r10, r11, r5\n" \
-        "smlad   r4, r7, r12, r4\n" \
-        "smlad   r4, r8, lr, r4\n" \
-        "smlad   r6, r9, r12, r6\n" \
-        "smlad   r6, r10, lr, r6\n" \
+        TM_DSP_WIDE_GROUP_ASM \
         ".endr\n" \
         "9:\n" \
         "ldr     r0, [sp, #4]\n" \

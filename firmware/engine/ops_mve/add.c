@@ -1,8 +1,9 @@
 /*
- * ADD, int8, on Helium, when both inputs have the output's element count (no
- * broadcasting): four elements per pass in 32-bit lanes, each rescaled with
- * tm_mve_requantize_n (TFLite's double rounding, bit for bit; mve_common.h).
- * Broadcasting and int16 go to the next kernel (tm_kernel_table.h).
+ * ADD, int8 and int16, on Helium, when both inputs have the output's element count
+ * (no broadcasting): four elements per pass in 32-bit lanes, each rescaled with
+ * tm_mve_requantize_n (TFLite's double rounding, bit for bit; mve_common.h; an int16
+ * shifted left by 15 is below 2^30 in magnitude).  Broadcasting goes to the next kernel
+ * (tm_kernel_table.h).
  */
 #include "mve_common.h"
 
@@ -42,17 +43,29 @@ static void add_s8(add_vec_t a, const int8_t *in1, const int8_t *in2, int8_t *ou
     }
 }
 
+static void add_s16(add_vec_t a, const int16_t *in1, const int16_t *in2, int16_t *out, int32_t count) {
+    int32_t i = 0;
+    for (; i + 4 <= count; i += 4) {
+        vstrhq_s32(out + i, add_four(&a, vldrhq_s32(in1 + i), vldrhq_s32(in2 + i)));
+    }
+    if (i < count) {
+        const mve_pred16_t p = vctp32q((uint32_t)(count - i));
+        vstrhq_p_s32(out + i, add_four(&a, vldrhq_z_s32(in1 + i, p), vldrhq_z_s32(in2 + i, p)), p);
+    }
+}
+
 tm_status_t tm_kernel_add_mve(const tm_model_t *model, const tm_op_t *op) {
     const tm_add_params_t *p = (const tm_add_params_t *)op->params;
     const tm_tensor_t *in1_t = tm_in_tensor(model, op, 0);
     const tm_tensor_t *in2_t = tm_in_tensor(model, op, 1);
     const tm_tensor_t *out_t = tm_out_tensor(model, op, 0);
-    const int8_t *in1 = (const int8_t *)tm_in_data(model, op, 0);
-    const int8_t *in2 = (const int8_t *)tm_in_data(model, op, 1);
-    int8_t *out = (int8_t *)tm_out_data(model, op, 0);
+    const void *in1 = tm_in_data(model, op, 0);
+    const void *in2 = tm_in_data(model, op, 1);
+    void *out = tm_out_data(model, op, 0);
     const int32_t count = tm_elements(out_t);
     if (!in1_t || !in2_t || !in1 || !in2 || !out || !TM_KERNEL_TAKES(add, mve, out_t->dtype) ||
-        tm_elements(in1_t) != count || tm_elements(in2_t) != count) {
+        in1_t->dtype != out_t->dtype || in2_t->dtype != out_t->dtype || tm_elements(in1_t) != count ||
+        tm_elements(in2_t) != count) {
         return tm_next_add_mve(model, op);
     }
     const add_vec_t a = {
@@ -61,7 +74,11 @@ tm_status_t tm_kernel_add_mve(const tm_model_t *model, const tm_op_t *op) {
         .m1 = p->input1_multiplier, .s1 = p->input1_shift, .m2 = p->input2_multiplier, .s2 = p->input2_shift,
         .mo = p->output_multiplier, .so = p->output_shift,
     };
-    add_s8(a, in1, in2, out, count);
+    if (out_t->dtype == TM_INT16) {
+        add_s16(a, (const int16_t *)in1, (const int16_t *)in2, (int16_t *)out, count);
+    } else {
+        add_s8(a, (const int8_t *)in1, (const int8_t *)in2, (int8_t *)out, count);
+    }
     return TM_OK;
 }
 

@@ -9,8 +9,14 @@
  * share each 16-byte load of the patch (four VMLADAVA, 64 MACs, tm_mve_dot4), and
  * the four results are requantized together (tm_mve_requant4).  1x1 layers with
  * at most 16 input channels run whole output rows in one loop (row_1x1_small).
- * Grouped convolutions, int16x8 and patches larger than TM_MVE_PATCH_BYTES go to
- * the next kernel (tm_kernel_table.h: the DSP one, else the portable one).
+ * Grouped convolutions and patches larger than TM_MVE_PATCH_BYTES go to the next kernel
+ * (tm_kernel_table.h: the DSP one, else the portable one).
+ *
+ * int16x8 (int64 bias, input offset 0) takes the same loop over an int16 patch (TM_MVE_PATCH_BYTES / 2
+ * taps): VLDRB.S16 widens 8 weights per load and VMLADAVA.S16 takes 8 int16 products, so four channels
+ * cost 10 instructions per 32 MACs, twice int8's per MAC, the natural ratio (conv_s16_fits: a 32-bit
+ * sum is exact).  TFLite's 64-bit requantization of such a sum is one VRMULH (conv_s16_table), four
+ * channels at a time.  An int32 bias, or a channel whose sums or shift do not fit, goes to the next kernel.
  */
 #include "mve_common.h"
 
@@ -27,11 +33,20 @@
 /* The tables of a channel chunk, with the 1x1 row loop's filter buffer or the im2col patch. */
 int32_t tm_conv_2d_mve_scratch_bytes(const tm_conv_params_t *p, const tm_conv_dims_t *d, uint8_t dtype) {
     const int one_by_one = CONV_ONE_BY_ONE(p, d->f_h, d->f_w, d->in_h, d->in_w, d->out_h, d->out_w);
-    if (!TM_KERNEL_TAKES(conv_2d, mve, dtype) || d->f_c != d->in_c ||
-        (!one_by_one && d->f_h * d->f_w * d->f_c > TM_MVE_PATCH_BYTES)) {
+    const int32_t tables = TM_MVE_CHANNEL_CHUNK / 4 * (int32_t)sizeof(tm_mve_group_t);
+    if (!TM_KERNEL_TAKES(conv_2d, mve, dtype) || d->f_c != d->in_c) {
         return TM_SCRATCH_NEXT;
     }
-    const int32_t tables = TM_MVE_CHANNEL_CHUNK / 4 * (int32_t)sizeof(tm_mve_group_t);
+    if (dtype == TM_INT16) { /* conv_batch_s16's tables and patch; it may hand the op on (conv_s16_fits) */
+        if (2 * d->f_h * d->f_w * d->f_c > TM_MVE_PATCH_BYTES) {
+            return TM_SCRATCH_NEXT;
+        }
+        const int32_t next = tm_conv_2d_dsp_scratch_bytes(p, d, dtype);
+        return tables + TM_MVE_PATCH_BYTES > next ? tables + TM_MVE_PATCH_BYTES : next;
+    }
+    if (!one_by_one && d->f_h * d->f_w * d->f_c > TM_MVE_PATCH_BYTES) {
+        return TM_SCRATCH_NEXT;
+    }
     return tables + (one_by_one && d->in_c <= TM_MVE_SMALL_1X1 ? TM_MVE_SMALL_1X1_FILTER_BYTES : TM_MVE_PATCH_BYTES);
 }
 
@@ -220,6 +235,135 @@ static void conv_batch(const conv_geom_t *g, const tm_conv_params_t *p, const in
     }
 }
 
+/* int16x8: dot products of one int16 row x (n values) with four int8 weight rows into a[0..3], as
+ * tm_mve_dot4 (mve_common.h) with VLDRB.S16 widening 8 weights per load: 10 instructions per 32 MACs. */
+static inline __attribute__((always_inline)) void dot4_s16(const int16_t *x, const int8_t *w0, const int8_t *w1,
+                                                          const int8_t *w2, const int8_t *w3, int n, int32_t a[4]) {
+    int32_t a0 = 0, a1 = 0, a2 = 0, a3 = 0;
+    __asm__ volatile(
+        "   wlstp.16 lr, %[n], 2f\n"
+        "1: vldrh.16 q0, [%[x]], #16\n"
+        "   vldrb.s16 q1, [%[w0]], #8\n"
+        "   vmladava.s16 %[a0], q0, q1\n"
+        "   vldrb.s16 q2, [%[w1]], #8\n"
+        "   vmladava.s16 %[a1], q0, q2\n"
+        "   vldrb.s16 q1, [%[w2]], #8\n"
+        "   vmladava.s16 %[a2], q0, q1\n"
+        "   vldrb.s16 q2, [%[w3]], #8\n"
+        "   vmladava.s16 %[a3], q0, q2\n"
+        "   letp lr, 1b\n"
+        "2:\n"
+        : [x] "+r"(x), [w0] "+r"(w0), [w1] "+r"(w1), [w2] "+r"(w2), [w3] "+r"(w3),
+          [a0] "+Te"(a0), [a1] "+Te"(a1), [a2] "+Te"(a2), [a3] "+Te"(a3)
+        : [n] "r"(n)
+        : "q0", "q1", "q2", "lr", "memory");
+    a[0] = a0, a[1] = a1, a[2] = a2, a[3] = a3;
+}
+
+/*
+ * Whether every channel of an int16x8 op fits this kernel: an int64 bias (TFLite's 64-bit accumulator),
+ * |bias| + 32768 * sum |w| < 2^31 (the 32-bit sums of VMLADAVA.S16 and sum + bias are then exact), and
+ * a total shift r = 15 - shift of 16..32, for conv_s16_table's VRMULH.
+ */
+static int conv_s16_fits(const tm_conv_params_t *p, const int8_t *filter, const int64_t *bias, int patch,
+                         int out_c) {
+    if (!p->acc64 || p->input_offset != 0) {
+        return 0;
+    }
+    for (int c = 0; c < out_c; ++c) {
+        const int64_t b = bias ? bias[c] : 0;
+        const int32_t r = 15 - p->out_shift[c];
+        int64_t abs_sum = 0;
+        for (int i = 0; i < patch; ++i) {
+            const int32_t w = filter[c * patch + i];
+            abs_sum += w < 0 ? -w : w;
+        }
+        if (r < 16 || r > 32 || p->out_multiplier[c] < 0 || (b < 0 ? -b : b) + abs_sum * 32768 > INT32_MAX) {
+            return 0;
+        }
+    }
+    return 1;
+}
+
+/*
+ * Tables of channels c0 .. c0+count (lanes past the last repeat it): eff = the bias (int32, by
+ * conv_s16_fits), mult = M' = reduced * 2^(32 - r) with TFLite's 16-bit multiplier `reduced` (< 2^15, so M'
+ * < 2^31 for r >= 16).  TFLite's (acc * reduced + 2^(r-1)) >> r is then VRMULH(acc, M') =
+ * (acc * M' + 2^31) >> 32: numerator and denominator scaled by 2^(32 - r); |result| < 2^30, so TFLite's
+ * cast to int32 changes nothing.
+ */
+static void conv_s16_table(const tm_conv_params_t *p, const int64_t *bias, int c0, int count,
+                           tm_mve_group_t *groups) {
+    for (int k = 0; k < ((count + 3) & ~3); ++k) {
+        const int c = c0 + (k < count ? k : count - 1);
+        const int32_t m = p->out_multiplier[c], r = 15 - p->out_shift[c];
+        const int32_t reduced = m < 0x7FFF0000 ? (m + (1 << 15)) >> 16 : 0x7FFF;
+        tm_mve_group_t *t = &groups[k / 4];
+        t->eff[k % 4] = bias ? (int32_t)bias[c] : 0;
+        t->mult[k % 4] = (int32_t)((uint32_t)reduced << (32 - r));
+        t->left[k % 4] = 0, t->right[k % 4] = 0;
+    }
+}
+
+/* Output channels c0 .. c0+count of one pixel from its int16 patch (w: channel c0's filter). */
+static void pixel_channels_s16(int n, const int16_t *patch, const int8_t *w, const tm_mve_group_t *t,
+                               const tm_mve_out_t *o, int count, int16_t *out) {
+    for (int c = 0; c < count; c += 4, w += 4 * n, ++t) {
+        const int lanes = count - c < 4 ? count - c : 4;
+        int32_t a[4] __attribute__((aligned(16)));
+        dot4_s16(patch, w, lanes > 1 ? w + n : w, lanes > 2 ? w + 2 * n : w, lanes > 3 ? w + 3 * n : w, n, a);
+        int32x4_t v = vrmulhq_s32(vaddq_s32(vldrwq_s32(a), vldrwq_s32(t->eff)), vldrwq_s32(t->mult));
+        v = vminq_s32(vmaxq_s32(vaddq_s32(v, o->offset), o->lo), o->hi);
+        vstrhq_p_s32(out + c, v, vctp32q((uint32_t)lanes));
+    }
+}
+
+static void conv_batch_s16(const conv_geom_t *g, const tm_conv_params_t *p, const int16_t *in_b,
+                           const int8_t *filter, const int64_t *bias, int16_t *out_b) {
+    int8_t patch_buf[TM_MVE_PATCH_BYTES] __attribute__((aligned(16)));
+    tm_mve_group_t groups[TM_MVE_CHANNEL_CHUNK / 4] __attribute__((aligned(16)));
+    const tm_mve_out_t o = tm_mve_out(p->output_offset, p->act_min, p->act_max);
+    const int taps = g->patch / 2; /* g counts bytes: 2 per int16 value */
+    for (int c0 = 0; c0 < g->out_c; c0 += TM_MVE_CHANNEL_CHUNK) {
+        const int count = g->out_c - c0 < TM_MVE_CHANNEL_CHUNK ? g->out_c - c0 : TM_MVE_CHANNEL_CHUNK;
+        conv_s16_table(p, bias, c0, count, groups);
+        for (int oy = 0; oy < g->out_h; ++oy) {
+            const int y0 = oy * p->stride_h - p->pad_h;
+            int16_t *out_row = out_b + oy * g->out_w * g->out_c + c0;
+            for (int ox = 0; ox < g->out_w; ++ox) {
+                const int8_t *patch = patch_at(g, p, (const int8_t *)in_b, y0, ox * p->stride_w - p->pad_w, patch_buf);
+                pixel_channels_s16(taps, (const int16_t *)(const void *)patch, filter + c0 * taps, groups, &o, count,
+                                   out_row + ox * g->out_c);
+            }
+        }
+    }
+}
+
+/* int16x8: the kernel's int16 path, or the next kernel where it does not fit. */
+static tm_status_t conv_2d_mve_s16(const tm_model_t *model, const tm_op_t *op, const tm_conv_params_t *p,
+                                   const tm_tensor_t *in_t, const tm_tensor_t *f_t, const tm_tensor_t *out_t) {
+    const int16_t *input = (const int16_t *)tm_in_data(model, op, 0);
+    const int8_t *filter = (const int8_t *)tm_in_data(model, op, 1);
+    const int64_t *bias = (const int64_t *)tm_in_data(model, op, 2);
+    int16_t *output = (int16_t *)tm_out_data(model, op, 0);
+    const int taps = f_t->dims[1] * f_t->dims[2] * f_t->dims[3];
+    if (!input || !filter || !output || out_t->dtype != TM_INT16 || f_t->dtype != TM_INT8 ||
+        2 * taps > TM_MVE_PATCH_BYTES || !conv_s16_fits(p, filter, bias, taps, out_t->dims[3])) {
+        return tm_next_conv_2d_mve(model, op);
+    }
+    /* the geometry in bytes (2 per value), so that patch_at builds the int16 patch; padding taps are 0 */
+    const conv_geom_t g = {
+        .in_h = in_t->dims[1], .in_w = in_t->dims[2], .in_c = 2 * in_t->dims[3],
+        .out_h = out_t->dims[1], .out_w = out_t->dims[2], .out_c = out_t->dims[3],
+        .f_h = f_t->dims[1], .f_w = f_t->dims[2], .patch = 2 * taps, .pad_value = 0,
+    };
+    for (int b = 0; b < in_t->dims[0]; ++b) {
+        conv_batch_s16(&g, p, input + b * in_t->dims[1] * in_t->dims[2] * in_t->dims[3], filter, bias,
+                       output + b * g.out_h * g.out_w * g.out_c);
+    }
+    return TM_OK;
+}
+
 tm_status_t tm_kernel_conv_2d_mve(const tm_model_t *model, const tm_op_t *op) {
     const tm_conv_params_t *p = (const tm_conv_params_t *)op->params;
     const tm_tensor_t *in_t = tm_in_tensor(model, op, 0);
@@ -233,6 +377,9 @@ tm_status_t tm_kernel_conv_2d_mve(const tm_model_t *model, const tm_op_t *op) {
         out_t->rank != 4 || f_t->dims[3] != in_t->dims[3] || f_t->dims[0] != out_t->dims[3] || !input || !filter ||
         !output) {
         return tm_next_conv_2d_mve(model, op);
+    }
+    if (in_t->dtype == TM_INT16) {
+        return conv_2d_mve_s16(model, op, p, in_t, f_t, out_t);
     }
     const conv_geom_t g = {
         .in_h = in_t->dims[1], .in_w = in_t->dims[2], .in_c = in_t->dims[3],

@@ -12,6 +12,7 @@ from host.compiler.scratch import NEXT, per_kernel
 
 DSP_ADD_TABLE_MIN_ELEMENTS = 256   # ops_dsp/add.c ADD_TABLE_MIN_ELEMENTS
 DSP_ADD_TABLE_ENTRIES = 256        # ADD_TABLE_ENTRIES
+DSP_ADD_S16_BLOCK = 128            # ADD_S16_BLOCK
 
 
 def add_scratch_bytes(kernel: str, in1: tuple[int, ...], in2: tuple[int, ...], out: tuple[int, ...],
@@ -23,6 +24,8 @@ def add_scratch_bytes(kernel: str, in1: tuple[int, ...], in2: tuple[int, ...], o
         return NEXT
     if kernel == "mve":
         return 0
+    if kernel == "dsp" and dtype == "int16":
+        return DSP_ADD_S16_BLOCK * 4
     if kernel == "dsp":
         return 2 * DSP_ADD_TABLE_ENTRIES * 4 if count >= DSP_ADD_TABLE_MIN_ELEMENTS else NEXT
     raise ValueError(f"ADD has no {kernel} kernel with scratch")

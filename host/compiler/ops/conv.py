@@ -57,6 +57,9 @@ DSP_GEMM_STAGE_BYTES = DSP_GEMM_MAX_TAPS + 4    # GEMM_STAGE_BYTES
 DSP_GEMM_CHUNK_PAIRS = 64                       # GEMM_CHUNK_PAIRS
 DSP_RQ_TABLE_CHANNELS = 128                     # RQ_TABLE_CHANNELS
 DSP_S16_CHUNK_PAIRS = 32                        # S16_CHUNK_PAIRS
+DSP_S16_STAGE_TAPS = 512                        # S16_STAGE_TAPS
+DSP_S16_TABLE_CHANNELS = 128                    # S16_TABLE_CHANNELS
+DSP_S16_WIDE_WEIGHT_BYTES = 9216                # S16_WIDE_WEIGHT_BYTES
 WIDE_MAX_TAPS = 256                             # ops_dsp/conv_2d_wide.c WIDE_*
 WIDE_WEIGHT_BYTES = 4096
 WIDE_SCRATCH_BYTES = 6144
@@ -80,7 +83,10 @@ def _dsp_gemm_scratch(in_c: int, dtype: str) -> int:
     """tm_dsp_conv_2d_gemm_scratch_bytes."""
     columns = DSP_GEMM_COLUMN_SLOTS * 2
     if dtype == "int16":
-        return columns + 4 * DSP_S16_CHUNK_PAIRS * (8 + 4)
+        sums = 4 * DSP_S16_CHUNK_PAIRS * (8 + 4)
+        stage = (DSP_S16_STAGE_TAPS + 4) * 2 if in_c % 4 else 0
+        wide = DSP_S16_WIDE_WEIGHT_BYTES + 4 * DSP_S16_CHUNK_PAIRS * 4 + stage
+        return columns + 4 * DSP_S16_TABLE_CHANNELS * 4 + max(wide, sums, stage)
     table = 3 * DSP_RQ_TABLE_CHANNELS * 4
     sums = 4 * DSP_GEMM_CHUNK_PAIRS * 4
     stage = DSP_GEMM_STAGE_BYTES if in_c % 4 else 0
@@ -123,10 +129,15 @@ def conv_2d_scratch_bytes(kernel: str, p: Mapping[str, int], d: ConvDims, dtype:
     if kernel == "mve":
         one_by_one = (d.f_h == 1 and d.f_w == 1 and p["pad_h"] == 0 and p["pad_w"] == 0
                       and (d.out_h - 1) * p["stride_h"] < d.in_h and (d.out_w - 1) * p["stride_w"] < d.in_w)
-        if (not row.takes("mve", dtype) or d.f_c != d.in_c
-                or (not one_by_one and d.f_h * d.f_w * d.f_c > MVE_PATCH_BYTES)):
-            return NEXT
         tables = MVE_CHANNEL_CHUNK // 4 * MVE_GROUP_BYTES
+        if not row.takes("mve", dtype) or d.f_c != d.in_c:
+            return NEXT
+        if dtype == "int16":   # the int16 path may hand the op on to the DSP kernel
+            if 2 * d.f_h * d.f_w * d.f_c > MVE_PATCH_BYTES:
+                return NEXT
+            return max(tables + MVE_PATCH_BYTES, conv_2d_scratch_bytes("dsp", p, d, dtype))
+        if not one_by_one and d.f_h * d.f_w * d.f_c > MVE_PATCH_BYTES:
+            return NEXT
         small = one_by_one and d.in_c <= MVE_SMALL_1X1
         return tables + (MVE_SMALL_1X1_FILTER_BYTES if small else MVE_PATCH_BYTES)
     raise ValueError(f"CONV_2D has no {kernel} kernel with scratch")
