@@ -144,6 +144,24 @@ def check_fits(model: CompiledModel, board: Board, mlperf: bool = False) -> None
                         + "\n  ".join(n.describe() for n in problems), hint=_boards_that_fit(model))
 
 
+# Stack under the deepest kernel's scratch: main, the protocol, the engine and the kernel's own frames, and
+# an exception frame (measured with -fstack-usage for the int16x8 CONV_2D chain on mps2-an386: about 1.4 KB).
+STACK_FRAMES_BYTES = 2048
+
+
+def check_stack(model: CompiledModel, board: Board) -> None:
+    """Refuse a model whose kernels' scratch (on the stack, one op at a time) and the call frames under it
+    exceed the board's stack: it would overwrite the statics below the stack."""
+    scratch = model.scratch_bytes(cpu_features(board))
+    if scratch + STACK_FRAMES_BYTES > board.stack_bytes:
+        raise UserError(
+            f"model '{model.name}' needs about {scratch + STACK_FRAMES_BYTES:,} bytes of stack on {board.name} "
+            f"(its largest kernel scratch {scratch:,} + call frames {STACK_FRAMES_BYTES:,}) but the board file "
+            f"gives stack_bytes = {board.stack_bytes:,}",
+            hint=f"raise stack_bytes in boards/{board.name}/board.toml (RAM permitting), "
+                 "or build the portable kernels (TM_KERNELS=portable)")
+
+
 def _boards_that_fit(model: CompiledModel) -> str:
     fitting = []
     for name in list_boards(every=True):
@@ -323,6 +341,7 @@ def build_firmware(model: CompiledModel, board: Board, out_dir: Path | None = No
         check_fits(model, board, mlperf)
     else:
         check_fits(model, board)  # (the two-argument call some callers and tests stand in for)
+    check_stack(model, board)
     pre = preprocess_defines(model, preprocess, input_range)
     if pre and mlperf:
         raise UserError("the input pre-processing stage runs in the framed protocol's INFER, not in the MLPerf mode",

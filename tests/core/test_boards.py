@@ -28,8 +28,10 @@ from host.core.errors import UserError, run_cli
 from host.core.paths import DEFAULT_BOARD, DEFAULT_MODEL, ROOT, SHARED_DIR
 from host.engine.build import (
     IO_BUFFER_BYTES,
+    STACK_FRAMES_BYTES,
     build_firmware,
     check_fits,
+    check_stack,
     estimate_needs,
     placed_for,
     regions_script,
@@ -179,6 +181,23 @@ def test_regions_script_places_items_and_zero_table() -> None:
 @pytest.mark.parametrize("name", BOARDS)
 def test_digits_fits_every_board(digits: CompiledModel, name: str) -> None:
     check_fits(digits, load_board(name))
+
+
+@needs_shared
+@pytest.mark.parametrize("name", ["mps2-an386", "mps3-an547"])
+def test_the_kernels_scratch_fits_every_boards_stack(name: str) -> None:
+    """The int16x8 CIFAR ResNet holds the most scratch (its first CONV_2D's widened weights and staged taps)."""
+    model = compile_tflite(SHARED_DIR / "models" / "david-goliath" / "cifar_resnet_int16.tflite")
+    check_stack(model, load_board(name))
+
+
+@pytest.mark.skipif(shutil.which("arm-none-eabi-gcc") is None, reason="needs gcc-arm-none-eabi (make deps)")
+def test_a_stack_too_small_for_the_kernels_is_refused(digits: CompiledModel, tmp_path: Path) -> None:
+    board = dataclasses.replace(load_board("mps2-an386"), stack_bytes=STACK_FRAMES_BYTES)
+    with pytest.raises(UserError, match=r"bytes of stack on mps2-an386 .* stack_bytes = 2,048") as err:
+        build_firmware(digits, board, tmp_path)
+    assert "raise stack_bytes in boards/mps2-an386/board.toml" in str(err.value.hint)
+    assert not (tmp_path / "firmware.elf").exists()
 
 
 def test_estimate_follows_the_placement(digits: CompiledModel) -> None:

@@ -29,15 +29,15 @@
 
 int32_t tm_dsp_conv_2d_gemm_scratch_bytes(int32_t in_c, uint8_t dtype) {
     const int32_t columns = GEMM_COLUMN_SLOTS * (int32_t)sizeof(int16_t);
-    if (dtype == TM_INT16) { /* the requantization table; conv_s16_wide's weights and sums around the staged
-                              * taps, pixels_pair_s16_long's int64 sums around sums_s16's int32 ones, or the
-                              * staged taps alone */
+    if (dtype == TM_INT16) { /* conv_s16_pairs (columns, table, then the int64 sums or the staged taps) or
+                              * conv_s16_wide (widened weights, columns, sums, table, staged taps) */
         const int32_t table = 4 * S16_TABLE_CHANNELS * (int32_t)sizeof(int32_t);
         const int32_t sums = 4 * S16_CHUNK_PAIRS * (int32_t)(sizeof(int64_t) + sizeof(int32_t));
         const int32_t stage = (in_c & 3) ? (S16_STAGE_TAPS + 4) * (int32_t)sizeof(int16_t) : 0;
-        const int32_t wide = S16_WIDE_WEIGHT_BYTES + 4 * S16_CHUNK_PAIRS * (int32_t)sizeof(int32_t) + stage;
-        const int32_t most = stage > sums ? stage : sums;
-        return columns + table + (wide > most ? wide : most);
+        const int32_t pairs = columns + table + (stage > sums ? stage : sums); /* conv_s16_pairs */
+        const int32_t wide = S16_WIDE_WEIGHT_BYTES + 8 * S16_WIDE_GROUPS * (int32_t)sizeof(int16_t) +
+                             (4 + 8) * S16_CHUNK_PAIRS * (int32_t)sizeof(int32_t) + stage; /* conv_s16_wide */
+        return wide > pairs ? wide : pairs;
     }
     const int32_t table = 3 * RQ_TABLE_CHANNELS * (int32_t)sizeof(int32_t);
     const int32_t sums = 4 * GEMM_CHUNK_PAIRS * (int32_t)sizeof(int32_t); /* pixels_pair */
@@ -704,13 +704,13 @@ static int32_t abs_sum_s8(const int8_t *w, int n) {
 }
 
 /*
- * Whether every channel of an int16x8 op can take pixels_pair_s16, and for an int64 bias its table (per
- * channel: the bias, TFLite's 16-bit multiplier, 2^(right - 1), right).  With an int32 bias always (the
- * int32 sums wrap as TFLite's 32-bit accumulator does); with an int64 bias when out_c fits the table,
- * every sum plus the bias fits int32 (|bias| + 32768 * sum |w| < 2^31: then the one-part int32 sums are
- * exact and so is the 64-bit accumulator's value) and the total shift 15 - shift is 1..31.
+ * Whether every channel of an int16x8 op can take the int32 route (pixels_pair_s16, conv_s16_wide): with an
+ * int32 bias always (the int32 sums wrap as TFLite's 32-bit accumulator does); with an int64 bias when out_c
+ * fits S16_TABLE_CHANNELS, every sum plus the bias fits int32 (|bias| + 32768 * sum |w| < 2^31: then the
+ * one-part int32 sums are exact and so is the 64-bit accumulator's value) and the total shift 15 - shift
+ * is 1..31.
  */
-static int s16_fits_int32(const gemm_ctx_t *g, int32_t *table) {
+static int s16_fits_int32(const gemm_ctx_t *g) {
     const tm_conv_params_t *p = g->p;
     if (!p->acc64) {
         return 1;
@@ -720,18 +720,29 @@ static int s16_fits_int32(const gemm_ctx_t *g, int32_t *table) {
     }
     for (int oc = 0; oc < g->out_c; ++oc) {
         const int64_t b = g->bias_any ? ((const int64_t *)g->bias_any)[oc] : 0;
-        const int32_t m = p->out_multiplier[oc], right = 15 - p->out_shift[oc];
-        if (right < 1 || right > 31 || m < 0) {
+        const int32_t right = 15 - p->out_shift[oc];
+        if (right < 1 || right > 31 || p->out_multiplier[oc] < 0) {
             return 0;
         }
         if ((b < 0 ? -b : b) + (int64_t)abs_sum_s8(g->filter + oc * g->k, g->k) * 32768 > INT32_MAX) {
             return 0;
         }
-        int32_t *t = table + 4 * oc;
-        t[0] = (int32_t)b, t[1] = m < 0x7FFF0000 ? (m + (1 << 15)) >> 16 : 0x7FFF;
-        t[2] = (int32_t)(1u << (right - 1)), t[3] = right;
     }
     return 1;
+}
+
+/* The requantization table of channels [oc0, oc0 + n) of an op that fits (int64 bias), per channel: the
+ * bias, TFLite's 16-bit multiplier, 2^(right - 1), right. */
+static void s16_table(const gemm_ctx_t *g, int oc0, int n, int32_t *table) {
+    const tm_conv_params_t *p = g->p;
+    for (int j = 0; j < n; ++j) {
+        const int oc = oc0 + j;
+        const int32_t m = p->out_multiplier[oc], right = 15 - p->out_shift[oc];
+        int32_t *t = table + 4 * j;
+        t[0] = g->bias_any ? (int32_t)((const int64_t *)g->bias_any)[oc] : 0;
+        t[1] = m < 0x7FFF0000 ? (m + (1 << 15)) >> 16 : 0x7FFF;
+        t[2] = (int32_t)(1u << (right - 1)), t[3] = right;
+    }
 }
 
 /* int16x8, every channel as s16_fits_int32 allows: all output channels of pixels out0 and out1 (may be
@@ -851,29 +862,30 @@ static void widen_weights_s16(const gemm_ctx_t *g, int oc0, int n, int32_t *w) {
  * requantized as pixels_pair_s16 does.  Needs what pixels_pair_s16 needs, an int64 bias (its table) and
  * staged (padded) columns when K % 4 != 0.
  */
-static void conv_s16_wide(const gemm_ctx_t *g, const int32_t *table, int16_t *buf, int16_t *output, int pixels,
-                          int chunk) {
+static void conv_s16_wide(const gemm_ctx_t *g, int16_t *output, int pixels, int chunk) {
     int32_t w[S16_WIDE_WEIGHT_BYTES / 4] __attribute__((aligned(8)));
+    int16_t buf[8 * S16_WIDE_GROUPS] __attribute__((aligned(8))); /* the two pixels' columns */
     int32_t acc[4 * S16_CHUNK_PAIRS];
+    int32_t table[4 * 2 * S16_CHUNK_PAIRS];
     const int32_t lo = g->act_min, hi = g->act_max, groups = (g->k + 3) >> 2;
     for (int oc0 = 0; oc0 < g->out_c; oc0 += chunk) {
         const int n = g->out_c - oc0 < chunk ? g->out_c - oc0 : chunk; /* channels kept */
         const int pairs = (n + 1) >> 1;
         widen_weights_s16(g, oc0, 2 * pairs, w);
+        s16_table(g, oc0, n, table);
         for (int pix = 0; pix < pixels; pix += 2) {
             const int two = pix + 1 < pixels;
-            int16_t *o0 = output + pix * g->out_c, *o1 = output + (two ? pix + 1 : pix) * g->out_c;
+            int16_t *o0 = output + pix * g->out_c + oc0, *o1 = output + (two ? pix + 1 : pix) * g->out_c + oc0;
             fill_column_s16(g, buf, pix, 0);
             fill_column_s16(g, buf, two ? pix + 1 : pix, 1); /* padded: the K % 4 last taps are a whole group */
             const s16_wide_job_t job = {buf, w, acc, acc + 4 * pairs, groups};
             wide_sums_s16(&job);
             for (int j = 0; j < n; ++j) {
-                const int oc = oc0 + j;
-                const int32_t *a = acc + 4 * (j >> 1) + (j & 1), *t = table + 4 * oc;
+                const int32_t *a = acc + 4 * (j >> 1) + (j & 1), *t = table + 4 * j;
                 const int32_t v0 = requantize_s16_64(a[0] + t[0], t[1], (uint32_t)t[2], t[3], 32 - t[3]);
                 const int32_t v1 = requantize_s16_64(a[2] + t[0], t[1], (uint32_t)t[2], t[3], 32 - t[3]);
-                o0[oc] = (int16_t)clamp_to(v0, lo, hi);
-                o1[oc] = (int16_t)clamp_to(v1, lo, hi);
+                o0[j] = (int16_t)clamp_to(v0, lo, hi);
+                o1[j] = (int16_t)clamp_to(v1, lo, hi);
             }
         }
     }
@@ -898,10 +910,29 @@ static int s16_wide_plan(const gemm_ctx_t *g) {
     return (((g->out_c + chunks - 1) / chunks) + 1) & ~1;
 }
 
+/* int16x8 on the im2col path: pixel pairs, all channels each (pixels_pair_s16, or the int64 route). */
+static void conv_s16_pairs(const gemm_ctx_t *g, int fast, int16_t *output, int pixels) {
+    int16_t buf[GEMM_COLUMN_SLOTS] __attribute__((aligned(8)));
+    int32_t table[4 * S16_TABLE_CHANNELS];
+    if (fast && g->p->acc64) {
+        s16_table(g, 0, g->out_c, table);
+    }
+    for (int pix = 0; pix < pixels; pix += 2) {
+        const int two = pix + 1 < pixels;
+        int16_t *o0 = output + pix * g->out_c, *o1 = output + (two ? pix + 1 : pix) * g->out_c;
+        fill_column_s16(g, buf, pix, 0);
+        fill_column_s16(g, buf, two ? pix + 1 : pix, 1);
+        if (fast) {
+            pixels_pair_s16(g, table, buf, o0, o1);
+        } else {
+            pixels_pair_s16_long(g, buf, o0, o1);
+        }
+    }
+}
+
 void tm_dsp_conv_2d_gemm_s16(const tm_conv_params_t *p, const int16_t *input, const int8_t *filter, const void *bias,
                              int16_t *output, const int32_t in_dims[4], const int32_t f_dims[4],
                              const int32_t out_dims[4]) {
-    int16_t buf[GEMM_COLUMN_SLOTS] __attribute__((aligned(8)));
     gemm_ctx_t g = {
         .p = p, .filter = filter, .bias_any = bias,
         .in_h = in_dims[1], .in_w = in_dims[2], .in_c = in_dims[3], .f_h = f_dims[1], .f_w = f_dims[2],
@@ -909,8 +940,7 @@ void tm_dsp_conv_2d_gemm_s16(const tm_conv_params_t *p, const int16_t *input, co
     };
     g.k = g.f_h * g.f_w * g.in_c;
     g.k4 = g.k & ~3;
-    int32_t table[4 * S16_TABLE_CHANNELS];
-    const int fast = s16_fits_int32(&g, table);
+    const int fast = s16_fits_int32(&g);
     /* staged columns pad the last group (pixels_pair_s16's chunk_sums); the int64 route takes the tail apart */
     g.padded = fast && (g.in_c & 3) != 0 && g.k != g.k4 && g.k4 + 4 <= S16_STAGE_TAPS;
     const int pixels = out_dims[1] * out_dims[2];
@@ -919,19 +949,9 @@ void tm_dsp_conv_2d_gemm_s16(const tm_conv_params_t *p, const int16_t *input, co
         g.input16 = input + b * g.in_h * g.in_w * g.in_c;
         int16_t *out_b = output + b * pixels * g.out_c;
         if (chunk) {
-            conv_s16_wide(&g, table, buf, out_b, pixels, chunk);
-            continue;
-        }
-        for (int pix = 0; pix < pixels; pix += 2) {
-            const int two = pix + 1 < pixels;
-            int16_t *o0 = out_b + pix * g.out_c, *o1 = out_b + (two ? pix + 1 : pix) * g.out_c;
-            fill_column_s16(&g, buf, pix, 0);
-            fill_column_s16(&g, buf, two ? pix + 1 : pix, 1);
-            if (fast) {
-                pixels_pair_s16(&g, table, buf, o0, o1);
-            } else {
-                pixels_pair_s16_long(&g, buf, o0, o1);
-            }
+            conv_s16_wide(&g, out_b, pixels, chunk);
+        } else {
+            conv_s16_pairs(&g, fast, out_b, pixels);
         }
     }
 }

@@ -60,6 +60,7 @@ DSP_S16_CHUNK_PAIRS = 32                        # S16_CHUNK_PAIRS
 DSP_S16_STAGE_TAPS = 512                        # S16_STAGE_TAPS
 DSP_S16_TABLE_CHANNELS = 128                    # S16_TABLE_CHANNELS
 DSP_S16_WIDE_WEIGHT_BYTES = 9216                # S16_WIDE_WEIGHT_BYTES
+DSP_S16_WIDE_GROUPS = 72                        # S16_WIDE_GROUPS
 WIDE_MAX_TAPS = 256                             # ops_dsp/conv_2d_wide.c WIDE_*
 WIDE_WEIGHT_BYTES = 4096
 WIDE_SCRATCH_BYTES = 6144
@@ -85,8 +86,9 @@ def _dsp_gemm_scratch(in_c: int, dtype: str) -> int:
     if dtype == "int16":
         sums = 4 * DSP_S16_CHUNK_PAIRS * (8 + 4)
         stage = (DSP_S16_STAGE_TAPS + 4) * 2 if in_c % 4 else 0
-        wide = DSP_S16_WIDE_WEIGHT_BYTES + 4 * DSP_S16_CHUNK_PAIRS * 4 + stage
-        return columns + 4 * DSP_S16_TABLE_CHANNELS * 4 + max(wide, sums, stage)
+        pairs = columns + 4 * DSP_S16_TABLE_CHANNELS * 4 + max(sums, stage)
+        wide = DSP_S16_WIDE_WEIGHT_BYTES + 8 * DSP_S16_WIDE_GROUPS * 2 + (4 + 8) * DSP_S16_CHUNK_PAIRS * 4 + stage
+        return max(pairs, wide)
     table = 3 * DSP_RQ_TABLE_CHANNELS * 4
     sums = 4 * DSP_GEMM_CHUNK_PAIRS * 4
     stage = DSP_GEMM_STAGE_BYTES if in_c % 4 else 0
