@@ -44,6 +44,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--port", metavar="PORT", help="real boards: the serial port (device path or pyserial URL) "
                                                    "instead of finding it by USB VID:PID")
     p.add_argument("--drive", type=Path, metavar="PATH", help="real boards, mass_storage: the probe's mounted drive")
+    p.add_argument("--place", metavar="NAME",
+                   help="real boards in a lab: program the board of this labgrid place through its probe's drive "
+                        "(coordinator: $LG_COORDINATOR; pip install 'slingshot[lab]'; docs/boards.md)")
     p.add_argument("--list", action="store_true",
                    help="list the real boards connected to this machine (mbed-tools' detection with "
                    "pip install 'slingshot[boards]', else the serial ports of the board files' USB ids) and exit")
@@ -77,6 +80,15 @@ def check_board_options(args: argparse.Namespace) -> None:
     """--probe, --drive and --port before anything is built or pyOCD is needed: an option the board's
     flash method does not use is an error, not ignored; a local --port must exist."""
     board = load_board(args.board)
+    if args.place is not None:
+        given = [f"--{name}" for name in ("probe", "port", "drive") if getattr(args, name) is not None]
+        if given:
+            raise UserError(f"--place and {', '.join(given)}: the place gives the board's probe and serial port",
+                            hint="drop " + ", ".join(given))
+        if board.method == "emulator":
+            raise UserError(f"--place: board {board.name} is emulated; a labgrid place holds a real board",
+                            hint="give the place's board with --board (docs/boards.md, \"Real boards\")")
+        return
     if board.method == "emulator":
         given = [f"--{name}" for name in ("probe", "port", "drive") if getattr(args, name) is not None]
         if given:
@@ -113,7 +125,7 @@ def main(argv: list[str] | None = None) -> int:
     started = time.monotonic()
 
     image, model, target = flash(args.model, args.board, args.mlperf, args.mlperf_model, args.probe, args.port,
-                                 args.drive, args.preprocess, parse_range(args.preprocess_range))
+                                 args.drive, args.preprocess, parse_range(args.preprocess_range), args.place)
     print(f"model    {args.model}: {len(model.ops)} ops, arena {model.arena_bytes:,} B, "
           f"weights {model.weights_bytes:,} B")
     for line in image.usage_lines():

@@ -1,12 +1,14 @@
 """Put a model's firmware on a board: build it, program a real board (pyOCD or the probe's USB
-drive) and record the ELF, its manifest and the serial port in build/flash/<board>/, where
-host.emulators.launch.open_device finds them. An emulated board is "flashed" by that record alone.
+drive, or a labgrid place's probe drive) and record the ELF, its manifest and the serial port in
+build/flash/<board>/, where host.emulators.launch.open_device finds them. An emulated board is
+"flashed" by that record alone.
 
 Imports: host.core, host.compiler, host.engine, host.link.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import shutil
@@ -21,6 +23,7 @@ from host.core.paths import ROOT
 from host.engine.build import FirmwareImage, build_firmware, export_image
 from host.link import images
 from host.link import probe as probes
+from host.link.labgrid import PlaceLink, acquired_place, probe_drive, write_to_probe_drive
 
 
 def install(image: FirmwareImage, model: CompiledModel, model_path: Path, board: Board,
@@ -55,17 +58,36 @@ def _display(path: Path) -> str:
 def flash(model_path: Path, board_name: str, mlperf: bool = False, mlperf_model_id: str | None = None,
           probe: str | None = None, port: str | None = None,
           drive: Path | None = None, preprocess: str | None = None,
-          input_range: tuple[float, float] = (0.0, 1.0)) -> tuple[FirmwareImage, CompiledModel, Path]:
+          input_range: tuple[float, float] = (0.0, 1.0),
+          place: str | None = None) -> tuple[FirmwareImage, CompiledModel, Path]:
+    """Build the model's firmware for the board and put it there: `place`, a labgrid place whose probe drive
+    takes the image (acquired, and checked to have that drive, before anything is built)."""
     board = load_board(board_name)
     model = compile_tflite(model_path)  # clear errors for missing / non-TFLite / unsupported models
-    image = build_firmware(model, board, mlperf=mlperf, mlperf_model_id=mlperf_model_id,
-                           preprocess=preprocess, input_range=input_range)
     extra: dict = {"mode": "mlperf" if mlperf else "protocol", "flash_method": board.method}
     if preprocess:
         extra["preprocess"] = preprocess
-    if board.method != "emulator":
-        extra.update(program(image, board, probe, port, drive))
+    with acquired_place(place) if place is not None else contextlib.nullcontext() as link:
+        if link is not None:
+            probe_drive(link)
+        image = build_firmware(model, board, mlperf=mlperf, mlperf_model_id=mlperf_model_id,
+                               preprocess=preprocess, input_range=input_range)
+        if link is not None:
+            extra.update(program_place(image, board, link))
+        elif board.method != "emulator":
+            extra.update(program(image, board, probe, port, drive))
     return image, model, install(image, model, model_path, board, extra)
+
+
+def program_place(image: FirmwareImage, board: Board, place: PlaceLink) -> dict:
+    """Program the board of an acquired labgrid place through its probe's drive; the manifest records the
+    place and its serial link."""
+    file = export_image(image, str(board.flash_method.get("format", "bin")))
+    storage = write_to_probe_drive(place, file)
+    print(f"copied   {file.name} to the probe drive of labgrid place {place.name} ({storage}); the probe programs "
+          "the target and resets it")
+    print(f"port     {place.url} (the place's serial port: --place {place.name} with host.check and host.evaluate)")
+    return {"place": place.name, "coordinator": place.coordinator, "port": place.url}
 
 
 def program(image: FirmwareImage, board: Board, probe: str | None, port: str | None,

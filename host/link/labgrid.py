@@ -20,11 +20,14 @@ import asyncio
 import contextlib
 import logging
 import os
+import shutil
+import subprocess
 import sys
 from argparse import Namespace
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, TypeVar
 
 from host.core.errors import UserError
@@ -32,6 +35,8 @@ from host.core.errors import UserError
 COORDINATOR_ENV = "LG_COORDINATOR"
 DEFAULT_COORDINATOR = "127.0.0.1:20408"
 SERIAL_CLASS = "NetworkSerialPort"
+STORAGE_CLASSES = ("NetworkUSBMassStorage", "USBMassStorage")   # a probe's drive (DAPLink, ST-LINK), as exported
+WRITE_TIMEOUT_S = 180.0
 T = TypeVar("T")
 
 
@@ -71,6 +76,45 @@ def acquired_place(name: str, coordinator: str | None = None, timeout_s: float =
         except Exception as error:  # never hide the run's own outcome
             print(f"warning: labgrid place {name} was not released ({error}); "
                   f"release it with: labgrid-client -x {address} -p {name} release", file=sys.stderr)
+
+
+def write_to_probe_drive(place: PlaceLink, image: Path, timeout_s: float = WRITE_TIMEOUT_S) -> str:
+    """Program the board of an acquired place by copying `image` (firmware.bin or .hex) onto its probe's
+    USB drive with labgrid's own client: `labgrid-client write-files --partition 0` binds labgrid's
+    USBStorageDriver to the place's (Network)USBMassStorage, which mounts the drive on the exporter's machine
+    (through SSH when it is another machine) and copies the file; the probe programs the target and resets
+    it. Returns the storage resource's class."""
+    storage = probe_drive(place)
+    program = shutil.which("labgrid-client")
+    if program is None:
+        raise UserError("flashing through a labgrid place needs labgrid-client, which is not on the PATH",
+                        hint="pip install 'slingshot[lab]' (or pip install labgrid)")
+    command = [program, "-x", place.coordinator, "-p", place.name, "write-files", "--partition", "0", str(image)]
+    try:
+        result = subprocess.run(command, capture_output=True, text=True, timeout=timeout_s)
+    except subprocess.TimeoutExpired:
+        raise UserError(f"labgrid did not finish writing {image.name} to place '{place.name}' within "
+                        f"{timeout_s:.0f} s", hint="check the probe's drive on the exporter's machine") from None
+    if result.returncode != 0:
+        said = [line for line in (result.stderr + result.stdout).splitlines() if line.strip()]
+        raise UserError(f"labgrid could not write {image.name} to the probe drive of place '{place.name}': "
+                        f"{said[-1] if said else f'labgrid-client exited with {result.returncode}'}",
+                        hint="the client needs SSH access to a remote exporter's machine, and udisks2 there "
+                        "(labgrid's USBStorageDriver); `" + " ".join(command[1:]) + "` shows the same")
+    return storage
+
+
+def probe_drive(place: PlaceLink) -> str:
+    """The class of the place's probe drive resource; a clear error when it has none."""
+    storage = [cls for cls in STORAGE_CLASSES if cls in place.resources]
+    if not storage:
+        classes = ", ".join(sorted(place.resources)) or "none"
+        raise UserError(f"labgrid place '{place.name}' has no probe drive to flash through "
+                        f"(NetworkUSBMassStorage; it has: {classes})",
+                        hint=f"export the probe's drive on the exporter (USBMassStorage) and labgrid-client -x "
+                        f"{place.coordinator} -p {place.name} add-match EXPORTER/GROUP/NetworkUSBMassStorage; "
+                        "or flash on the board's machine with make flash (docs/boards.md)")
+    return storage[0]
 
 
 # ------------------------------------------------------------------ sessions

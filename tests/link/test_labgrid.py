@@ -254,6 +254,43 @@ def test_ctrl_c_releases_the_place(lab: Lab) -> None:
     assert_released(lab)
 
 
+def test_flashing_through_a_place_needs_its_probe_drive(lab: Lab) -> None:
+    """The test place exports a serial port only: host.flash --place refuses it before building, and releases it."""
+    started = time.monotonic()
+    stderr = _one_error_line(run_command("host.flash", "--board", "nucleo-l4r5zi", "--place", PLACE,
+                                         env={"LG_COORDINATOR": lab.address}, timeout=120))
+    assert "has no probe drive to flash through" in stderr and "NetworkSerialPort" in stderr
+    assert "add-match EXPORTER/GROUP/NetworkUSBMassStorage" in stderr   # what to do
+    assert time.monotonic() - started < 30
+    assert_released(lab)
+
+
+def test_flash_place_options_are_checked_first() -> None:
+    """Before any coordinator is asked: an emulated board, or --port / --probe / --drive beside --place."""
+    stderr = _one_error_line(run_command("host.flash", "--place", PLACE, timeout=60))
+    assert "is emulated; a labgrid place holds a real board" in stderr
+    stderr = _one_error_line(run_command("host.flash", "--board", "nucleo-l4r5zi", "--place", PLACE, "--port",
+                                         "/dev/null", timeout=60))
+    assert "--place and --port" in stderr
+
+
+LAB_PLACE, LAB_BOARD = os.environ.get("SLINGSHOT_TEST_PLACE"), os.environ.get("SLINGSHOT_TEST_BOARD")
+
+
+@pytest.mark.skipif(not (LAB_PLACE and LAB_BOARD and os.environ.get("LG_COORDINATOR")),
+                    reason="needs a lab: a labgrid place with a real board, its serial port and its probe's drive "
+                    "(USBMassStorage: labgrid matches a real USB block device, which no emulator provides): "
+                    "SLINGSHOT_TEST_PLACE=NAME SLINGSHOT_TEST_BOARD=BOARD LG_COORDINATOR=HOST:PORT")
+def test_a_real_board_flashed_through_its_place_is_bit_exact() -> None:
+    result = run_command("host.flash", "--board", str(LAB_BOARD), "--place", str(LAB_PLACE), timeout=600)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert f"to the probe drive of labgrid place {LAB_PLACE}" in result.stdout
+    time.sleep(5)   # the probe programs the target and resets it
+    result = run_command("host.check", "--model", str(DEFAULT_MODEL), "--board", str(LAB_BOARD), "--place",
+                         str(LAB_PLACE), "--inputs", "random:5", timeout=600)
+    assert result.returncode == 0 and "bit-exact 5/5" in result.stdout, result.stdout + result.stderr
+
+
 def test_a_place_whose_exporter_is_gone_is_a_clear_error(lab: Lab) -> None:  # last: stops the exporter
     assert lab.exporter is not None
     lab.exporter.terminate()
