@@ -16,6 +16,7 @@ from host.defenses import (  # noqa: F401  (registers the defenses)
     median_smoothing,
     pgd_at,
     sinkhorn_at,
+    trained_model,
 )
 from host.defenses.base import (
     KINDS,

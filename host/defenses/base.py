@@ -10,6 +10,8 @@ A defense is a class with a name, a kind and declared parameters (with defaults)
 * kind "train": `train(float_model, x_train, y_train, input_range, **overrides)` returns a NEW
   float Keras model with the input model's architecture (a clone, fine-tuned), ready for
   host.quantization.quantize.quantize.
+* kind "model": a defended model trained elsewhere, given as files (trained_model.py); the study
+  evaluates it as it evaluates a train-based defense's model.
 
 Modules register their class with @register; callers use get_defense(name, **params).
 Parameters are validated on construction (UserError naming the defense and the parameter).
@@ -27,7 +29,7 @@ from host.core.errors import UserError
 from host.core.params import Param, at_least_one, in_range, non_negative, one_of, positive  # noqa: F401  (re-exported)
 from host.core.registry import Configurable, Registry, seed_everything  # noqa: F401  (seed_everything re-exported)
 
-KINDS = ("preprocess", "train")
+KINDS = ("preprocess", "train", "model")
 
 
 
@@ -39,7 +41,7 @@ class Defense(Configurable, ABC):
     """Base class: subclasses set the class attributes (and implement apply or train); see Configurable."""
 
     what = "defense"
-    kind: ClassVar[str]                      # "preprocess" or "train"
+    kind: ClassVar[str]                      # "preprocess", "train" or "model"
     implementation: ClassVar[str] = ""       # the ART class doing the work, or "ours: ..."
 
 

@@ -301,10 +301,15 @@ def _chip_cost_section(document: dict[str, Any]) -> list[str]:
             _markdown_table(header, rows), ""]
 
 
+def defended_model_label(name: str, sub: dict[str, Any]) -> str:
+    """How reports name a defended model: a train-based defense's "(trained)" here, a trained-model's own label."""
+    return name if sub.get("defense", {}).get("name") == "trained-model" else f"{name} (trained)"
+
+
 def defense_rows(document: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
-    """Accuracy per host model under every attack × ε: undefended, each pre-processing defense
-    (non-adaptive: attacks crafted without it) and each adversarially trained model."""
-    models = [k for k in document["evaluations"][0]["models"] if not k.startswith("chip:")]
+    """Accuracy per model (host and chip) under every attack × ε: undefended, each pre-processing defense
+    (non-adaptive: attacks crafted without it) and each defended model (trained here or given)."""
+    models = list(document["evaluations"][0]["models"])
     rows = []
 
     def add(defense: str, evaluations: list[dict[str, Any]], pick: Any) -> None:
@@ -320,7 +325,7 @@ def defense_rows(document: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
     for name in names:
         add(name, document["evaluations"], lambda e, n=name: e.get("defended", {}).get(n, {}).get("models"))
     for name, sub in document.get("defended_models", {}).items():
-        add(f"{name} (trained)", sub["evaluations"], lambda e: e["models"])
+        add(defended_model_label(name, sub), sub["evaluations"], lambda e: e["models"])
     return ["defense", "attack", "ε", *[f"{m} acc" for m in models]], rows
 
 
@@ -403,7 +408,8 @@ def chip_agreement(document: dict[str, Any]) -> list[tuple[str, int, int]]:
         groups.append(("pre-processing on the chip vs reference on the integer stage",
                        s["defended_chip_inferences"] - s["defended_chip_mismatches"], s["defended_chip_inferences"]))
     for name, sub in document.get("defended_models", {}).items():
-        groups += [(f"{what} (model trained by {name})", same, of) for what, same, of in chip_agreement(sub)]
+        whose = name if sub.get("defense", {}).get("name") == "trained-model" else f"model trained by {name}"
+        groups += [(f"{what} ({whose})", same, of) for what, same, of in chip_agreement(sub)]
     return groups
 
 

@@ -8,7 +8,8 @@
     [cluster]     scheduler = "tcp://host:8786" (an existing Dask cluster) or workers = N (a LocalCluster;
                   0: serially in this process), shard = 50 (inputs per work unit)
     [[attack]]    name, eps = [...], other parameters of the attack
-    [[defense]]   name, its parameters (data for train-based ones), on_chip = true: its firmware stage on the [chip]
+    [[defense]]   name, its parameters (data for train-based ones; float/int8/int16x8 files for trained-model),
+                  on_chip = true: its firmware stage on the [chip]
     [quick]       overrides used by --quick, e.g. dataset_num = 50
 
 Relative paths are relative to the directory of the config file. Everything is
@@ -66,14 +67,17 @@ class AttackSpec:
 @dataclass(frozen=True)
 class DefenseSpec:
     name: str
-    kind: str                          # "preprocess" | "train"
+    kind: str                          # "preprocess" | "train" | "model"
     params: dict[str, Any] = field(default_factory=dict)
     train_data: SliceSpec | None = None
     on_chip: bool = False              # also run its firmware pre-processing stage on the [chip] (docs/defenses.md)
 
     @property
     def label(self) -> str:
-        """How results name it: the name and the parameters the config set, e.g. feature-squeezing(bit_depth=4)."""
+        """How results name it: the name and the parameters the config set, e.g. feature-squeezing(bit_depth=4);
+        a trained model its `label` (default: its float file's name)."""
+        if self.kind == "model":
+            return str(self.params.get("label") or Path(str(self.params["float"])).stem)
         shown = ", ".join(f"{k}={v}" for k, v in self.params.items())
         return f"{self.name}({shown})" if shown else self.name
 
@@ -410,8 +414,22 @@ def _defense(table: dict[str, Any], index: int, base: Path) -> DefenseSpec:
                          _int(spec.get("start", 0), f"defense '{name}' data.start", 0),
                          _int(spec["num"], f"defense '{name}' data.num", 1) if "num" in spec else None)
     elif "data" in table:
-        raise UserError(f"defense '{name}' is a pre-processing defense: it takes no training data")
+        raise UserError(f"defense '{name}' ({defense.kind}) takes no training data")
+    if defense.kind == "model":
+        params = _model_files(params, name, base)
     return DefenseSpec(name, defense.kind, params, data, on_chip)
+
+
+def _model_files(params: dict[str, Any], name: str, base: Path) -> dict[str, Any]:
+    """A trained-model defense's files, resolved against the config's directory: float required."""
+    if not params.get("float"):
+        raise UserError(f"defense '{name}': give the defended float model, float = \"model.h5\"",
+                        hint="and its int8 / int16x8 .tflite files if it has them (docs/defenses.md)")
+    out = dict(params)
+    for key in ("float", "int8", "int16x8"):
+        if params.get(key):
+            out[key] = str(_existing(base, params[key], f"defense '{name}' {key}"))
+    return out
 
 
 def study_keys(name: str) -> tuple[str, ...]:

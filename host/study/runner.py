@@ -646,9 +646,34 @@ def prepare(exp: Experiment) -> tuple[np.ndarray, np.ndarray, Any, FloatModel, d
     models = experiment_models(exp.float_model, rep, exp.given, [p for p in exp.precisions if p != FLOAT])
     float_model = FloatModel(models.float_model, exp.input_range)
     check_dataset_fits(exp, x, y, float_model)
+    check_trained_models(exp, float_model, rep is not None)
     targets = prepare_targets(exp, models)
     preflight(exp, x, float_model, targets)
     return x, y, models, float_model, targets, (rep if rep is not None else x)
+
+
+def check_trained_models(exp: Experiment, float_model: FloatModel, representative: bool) -> None:
+    """Every trained-model defense against the undefended model, before any long work: the same input shape
+    and classes, its TFLite files likewise, and a representative set for a precision it does not give."""
+    for spec in (d for d in exp.defenses if d.kind == "model"):
+        what = f"defense '{spec.label}'"
+        given = [p for p in exp.precisions if p != FLOAT and spec.params.get(p)]
+        missing = [p for p in exp.precisions if p != FLOAT and p not in given]
+        if missing and not representative:
+            files = ", ".join(f'{p} = "MODEL.tflite"' for p in missing)
+            raise UserError(f"{what}: no {'/'.join(missing)} file, and no [dataset.representative] to quantize it",
+                            hint=f"give {files} in its [[defense]], or a [dataset.representative] slice")
+        defended = FloatModel(experiment_models(spec.params["float"], None, {}, []).float_model, exp.input_range)
+        shapes = {"float": (tuple(defended.input_shape[1:]), defended.num_classes)}
+        for precision in given:
+            io = ModelIO.from_bytes(Path(spec.params[precision]).read_bytes(), f"{what} {precision}")
+            shapes[precision] = (tuple(io.input.shape[1:]), int(np.prod(io.output.shape[1:])))
+        want = (tuple(float_model.input_shape[1:]), float_model.num_classes)
+        for which, (shape, classes) in shapes.items():
+            if (shape, classes) != want:
+                raise UserError(f"{what}: its {which} model takes {shape} and has {classes} classes; the undefended "
+                                f"model takes {want[0]} and has {want[1]}",
+                                hint="a defended model must have the undefended one's inputs and classes")
 
 
 def check_placement(executor: Any, exp: Experiment) -> None:
@@ -779,11 +804,16 @@ def _trained_studies(exp: Experiment, trained: dict[str, Any], executor: Any, jo
                      progress: bool, scope: str, window: int, max_restarts: int,
                      say: Callable[[str], None]) -> tuple[dict[str, Any], list[dict[str, str]]]:
     documents, failures = {}, []
-    for spec in (d for d in exp.defenses if d.kind == "train"):
+    for spec in (d for d in exp.defenses if d.kind in ("train", "model")):
+        sub_scope = f"{scope}defense-{spec.label}:"
         try:
+            if spec.kind == "model":
+                documents[spec.label] = given_model_study(exp, spec, progress, journal, executor, sub_scope, window,
+                                                          max_restarts, say)
+                continue
             model = _collect(trained[spec.label], executor, journal)
             documents[spec.label] = defended_study(exp, spec, model, progress, journal, executor,
-                                                   f"{scope}defense-{spec.label}:", window, max_restarts, say)
+                                                   sub_scope, window, max_restarts, say)
         except Exception as err:  # noqa: BLE001  (the undefended results are written all the same)
             failures.append(_failure("defense", spec.label, err))
             say(f"warning: defense '{spec.label}' failed and is left out: {failures[-1]['error']}")
@@ -811,6 +841,21 @@ def defended_study(exp: Experiment, spec: DefenseSpec, model: bytes, progress: b
                            "train_data": str(spec.train_data.path),
                            "calibration": {"path": str(calibration.path), "start": calibration.start,
                                            "num": calibration.num}}
+    return document
+
+
+def given_model_study(exp: Experiment, spec: DefenseSpec, progress: bool, journal: Journal | None, executor: Any,
+                      scope: str, window: int, max_restarts: int, say: Callable[[str], None]) -> dict[str, Any]:
+    """The same study on a defended model trained elsewhere (a trained-model defense): its float model and
+    the TFLite files it gives, the other precisions quantized with the study's representative set."""
+    given = {p: Path(spec.params[p]) for p in exp.precisions if p != FLOAT and spec.params.get(p)}
+    sub = dataclasses.replace(exp, name=f"{exp.name}+{spec.label}", float_model=Path(spec.params["float"]),
+                              given=given, defenses=())
+    document = run_experiment(sub, progress, journal, executor, scope, window, max_restarts, say)
+    for private in ("_gallery", "_sets", "defended_models"):
+        document.pop(private, None)
+    document["defense"] = {"name": spec.name, "label": spec.label, "model": spec.params["float"],
+                           "given": {p: str(path) for p, path in given.items()}}
     return document
 
 

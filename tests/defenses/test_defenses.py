@@ -31,14 +31,16 @@ def test_registry_lists_every_defense_with_kinds() -> None:
     names = list_defenses()
     assert set(names) == {
         "feature-squeezing", "median-smoothing", "spatial-smoothing", "jpeg",
-        "pgd-at", "distillation", "ensemble-at", "sinkhorn-at",
+        "pgd-at", "distillation", "ensemble-at", "sinkhorn-at", "trained-model",
     }
     assert list_defenses("preprocess") == ["feature-squeezing", "jpeg", "median-smoothing", "spatial-smoothing"]
     assert list_defenses("train") == ["distillation", "ensemble-at", "pgd-at", "sinkhorn-at"]
+    assert list_defenses("model") == ["trained-model"]   # files trained elsewhere: nothing to apply or train
     for name in names:
         defense = get_defense(name)
         assert isinstance(defense, Defense)
-        assert isinstance(defense, Preprocessor if defense.kind == "preprocess" else Trainer)
+        if defense.kind != "model":
+            assert isinstance(defense, Preprocessor if defense.kind == "preprocess" else Trainer)
     text = describe_registry()
     assert len(text.splitlines()) == len(names) and "bit_depth=8" in text and "temperature=20.0" in text
 

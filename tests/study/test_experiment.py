@@ -71,6 +71,12 @@ def test_shipped_configs_load() -> None:
         assert study.dataset.num == 1000 and [a.name for a in study.attacks][:2] == ["pgd", "autoattack"]
         assert study.attacks[0].eps == (0.0002, 0.0004, 0.0006, 0.0008, 0.001, 0.002, 0.003, 0.004, 0.005, 0.006,
                                         0.007, 0.008)   # the study's twelve (run_cifar_attacks.sh)
+        defended = load_experiment(ROOT / "configs/david-goliath-defended.toml")
+        assert [d.label for d in defended.defenses] == [
+            "adversarial training (study)", "defensive distillation (study)",
+            "ensemble adversarial training (study)", "Sinkhorn adversarial training (study)"]
+        assert [a.name for a in defended.attacks] == [a.name for a in study.attacks]
+        assert all(Path(d.params[p]).exists() for d in defended.defenses for p in ("float", "int8", "int16x8"))
         sweep = load_experiment(ROOT / "configs/bitwidth-patch-cifar10.toml", quick=True)
         patch = next(a for a in sweep.attacks if a.name == "patch")
         assert patch.params["target"] == 0 and len(sweep.bitwidths) == 12
@@ -305,6 +311,61 @@ def test_a_defended_model_is_quantized_with_its_training_images_when_no_represen
     assert defended["experiment"]["precisions"]["int8"]["origin"] != "given"   # quantized from the new model
     fgsm = next(e for e in defended["evaluations"] if e["attack"] == "fgsm")
     assert 0 <= fgsm["models"]["int8"]["accuracy"] <= 1
+
+
+GIVEN_MODEL = BASE + f"""
+[[attack]]
+name = "fgsm"
+eps = [0.1]
+[[defense]]
+name = "trained-model"
+label = "the same model"
+float = "{MODELS / 'digits_cnn.keras'}"
+int8 = "{MODELS / 'digits_cnn_int8.tflite'}"
+"""
+
+
+def test_a_given_defended_model_is_evaluated_beside_the_undefended_one(tmp_path: Path) -> None:
+    """The undefended model's own files as the "defended" one: its sub-study gives the same numbers, under the
+    label the config gives, in the report's defense table."""
+    proc = study(write(tmp_path, GIVEN_MODEL), tmp_path, "--run-id", "m")
+    assert proc.returncode == 0, proc.stderr
+    doc = json.loads((tmp_path / "m/metrics.json").read_text())
+    [(label, defended)] = doc["defended_models"].items()
+    assert label == "the same model"
+    assert defended["defense"]["given"] == {"int8": str(MODELS / "digits_cnn_int8.tflite")}
+    assert defended["experiment"]["precisions"]["int8"]["origin"] == "given"
+    for ours, theirs in zip(doc["evaluations"], defended["evaluations"], strict=True):
+        assert ours["attack"] == theirs["attack"]
+        assert {m: r["accuracy"] for m, r in ours["models"].items()} == \
+               {m: r["accuracy"] for m, r in theirs["models"].items()}
+    assert "| the same model | fgsm | 0.1 |" in (tmp_path / "m/report.md").read_text()
+
+
+@pytest.mark.parametrize(("defense", "message"), [
+    ('name = "trained-model"\nint8 = "x.tflite"\n', "defense 'trained-model': give the defended float model"),
+    (f'name = "trained-model"\nfloat = "{MODELS / "digits_cnn.keras"}"\n',
+     "no int8 file, and no \\[dataset.representative\\] to quantize it"),
+    ('name = "trained-model"\nfloat = "nowhere.h5"\n', "nowhere.h5"),
+    ('name = "trained-model"\nfloat = "model.onnx"\n', "float='model.onnx' is invalid: expected a .h5 or .keras"),
+])
+def test_a_bad_given_defended_model_is_refused_before_the_study(tmp_path: Path, defense: str, message: str) -> None:
+    proc = study(write(tmp_path, BASE + '[[attack]]\nname = "fgsm"\neps = [0.1]\n[[defense]]\n' + defense),
+                 tmp_path, "--run-id", "e")
+    assert proc.returncode == 2, proc.stderr
+    assert re.search(message, proc.stderr) and "Traceback" not in proc.stderr
+    assert not (tmp_path / "e").exists()
+
+
+@pytest.mark.skipif(not (SHARED_DIR / "models" / "david-goliath").exists(), reason="needs ../shared's models")
+def test_a_defended_model_of_other_inputs_is_refused_before_the_study(tmp_path: Path) -> None:
+    cifar = SHARED_DIR / "models" / "david-goliath"
+    defense = (f'[[attack]]\nname = "fgsm"\neps = [0.1]\n[[defense]]\nname = "trained-model"\n'
+               f'float = "{cifar / "cifar_resnet_float.h5"}"\nint8 = "{cifar / "cifar_resnet_int8.tflite"}"\n')
+    proc = study(write(tmp_path, BASE + defense), tmp_path, "--run-id", "e")
+    assert proc.returncode == 2, proc.stderr
+    assert "its float model takes (32, 32, 3)" in proc.stderr and "the undefended model takes (8, 8, 1)" in proc.stderr
+    assert not (tmp_path / "e").exists()
 
 
 @pytest.mark.parametrize(("attacks", "message"), [

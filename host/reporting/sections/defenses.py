@@ -11,7 +11,7 @@ from typing import Any
 from host.reporting import plots
 from host.reporting.document import model_keys, model_labels, row_label
 from host.reporting.html import esc, plot_or_note, table
-from host.reporting.text import defense_chip_rows, defense_rows
+from host.reporting.text import defended_model_label, defense_chip_rows, defense_rows
 
 ANCHOR, TITLE = "defenses", "defenses"
 
@@ -26,7 +26,7 @@ def defense_series(document: dict[str, Any], model: str) -> tuple[list[str], dic
                         for e in evaluations]
     for name, sub in document.get("defended_models", {}).items():
         trained = {(e["attack"], e["eps"]): e["models"].get(model, {}).get("accuracy") for e in sub["evaluations"]}
-        series[f"{name} (trained)"] = [trained.get((e["attack"], e["eps"])) for e in evaluations]
+        series[defended_model_label(name, sub)] = [trained.get((e["attack"], e["eps"])) for e in evaluations]
     return [row_label(e) for e in evaluations], series
 
 
@@ -36,7 +36,8 @@ def render(document: dict[str, Any], out_dir: Path | None) -> str:
         return "\n".join([*parts, '<p class="note">No defense in this study.</p>'])
     parts.append("<p>Accuracy with each defense next to the undefended model, on the same adversarial inputs. "
                  "Pre-processing defenses are applied to inputs crafted without them (non-adaptive attacks); "
-                 "adversarially trained models are new float models quantized and attacked like the original.</p>")
+                 "defended models (trained here, or given: the study's own) are attacked like the original, on the "
+                 "host and on the chip.</p>")
     hosts = [k for k in model_keys(document) if not k.startswith(("chip:", "sim:"))]
     for model in [k for k in ("int8", "int16x8", "float32") if k in hosts][:2] or hosts[:1]:
         groups, series = defense_series(document, model)
