@@ -28,8 +28,8 @@
 
 #define WIDE_MAX_TAPS 256 /* taps per pixel, rounded up to a multiple of 4 */
 #define WIDE_MAX_GROUPS (WIDE_MAX_TAPS / 4)
-#define WIDE_WEIGHT_BYTES 4096
-#define WIDE_SCRATCH_BYTES 6144 /* widened weights + columns */
+#define WIDE_WEIGHT_BYTES 9216
+#define WIDE_SCRATCH_BYTES 10240 /* widened weights + columns */
 #define WIDE_MAX_CHUNK 64 /* output channels per chunk (table) */
 #define WIDE_TABLE_WORDS (4 + 10 * (WIDE_MAX_CHUNK / 2)) /* see wide_pairs' table */
 #define WIDE_STAGE_BYTES (WIDE_MAX_TAPS + 8) /* int8 taps of one pixel, in_c % 4 != 0 */
