@@ -357,6 +357,7 @@ def test_a_bad_given_defended_model_is_refused_before_the_study(tmp_path: Path, 
     assert not (tmp_path / "e").exists()
 
 
+@pytest.mark.slow   # about 5 s (loads the CIFAR ResNet)
 @pytest.mark.skipif(not (SHARED_DIR / "models" / "david-goliath").exists(), reason="needs ../shared's models")
 def test_a_defended_model_of_other_inputs_is_refused_before_the_study(tmp_path: Path) -> None:
     cifar = SHARED_DIR / "models" / "david-goliath"
