@@ -240,19 +240,7 @@ static void conv_batch(const conv_geom_t *g, const tm_conv_params_t *p, const in
 static inline __attribute__((always_inline)) void dot4_s16(const int16_t *x, const int8_t *w0, const int8_t *w1,
                                                           const int8_t *w2, const int8_t *w3, int n, int32_t a[4]) {
     int32_t a0 = 0, a1 = 0, a2 = 0, a3 = 0;
-    __asm__ volatile(
-        "   wlstp.16 lr, %[n], 2f\n"
-        "1: vldrh.16 q0, [%[x]], #16\n"
-        "   vldrb.s16 q1, [%[w0]], #8\n"
-        "   vmladava.s16 %[a0], q0, q1\n"
-        "   vldrb.s16 q2, [%[w1]], #8\n"
-        "   vmladava.s16 %[a1], q0, q2\n"
-        "   vldrb.s16 q1, [%[w2]], #8\n"
-        "   vmladava.s16 %[a2], q0, q1\n"
-        "   vldrb.s16 q2, [%[w3]], #8\n"
-        "   vmladava.s16 %[a3], q0, q2\n"
-        "   letp lr, 1b\n"
-        "2:\n"
+    __asm__ volatile(TM_MVE_DOT4_ASM("16", "vldrh.16", "vldrb.s16", "8", "vmladava.s16")
         : [x] "+r"(x), [w0] "+r"(w0), [w1] "+r"(w1), [w2] "+r"(w2), [w3] "+r"(w3),
           [a0] "+Te"(a0), [a1] "+Te"(a1), [a2] "+Te"(a2), [a3] "+Te"(a3)
         : [n] "r"(n)

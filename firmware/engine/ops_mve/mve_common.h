@@ -108,6 +108,22 @@ static inline int32_t tm_mve_sum_s8(const int8_t *w, int n) {
     return s;
 }
 
+/* The loop of tm_mve_dot4 as assembly text, for a lane size (tail predication), the loads of x and of the
+ * weights (and the weights' post-increment) and the multiply-accumulate: int8 here, int16x8 in conv_2d.c. */
+#define TM_MVE_DOT4_ASM(LANES, LOAD_X, LOAD_W, W_STEP, MAC)  \
+        "   wlstp." LANES " lr, %[n], 2f\n"                   \
+        "1: " LOAD_X " q0, [%[x]], #16\n"                     \
+        "   " LOAD_W " q1, [%[w0]], #" W_STEP "\n"            \
+        "   " MAC " %[a0], q0, q1\n"                          \
+        "   " LOAD_W " q2, [%[w1]], #" W_STEP "\n"            \
+        "   " MAC " %[a1], q0, q2\n"                          \
+        "   " LOAD_W " q1, [%[w2]], #" W_STEP "\n"            \
+        "   " MAC " %[a2], q0, q1\n"                          \
+        "   " LOAD_W " q2, [%[w3]], #" W_STEP "\n"            \
+        "   " MAC " %[a3], q0, q2\n"                          \
+        "   letp lr, 1b\n"                                    \
+        "2:\n"
+
 /* Dot products of one row x (n int8) with the four weight rows w0 .. w3 (n int8
  * each) into a[0..3].  A tail-predicated low-overhead loop (WLSTP/LETP: the
  * last partial vector loads and accumulates only its first n % 16 lanes): 10
@@ -118,19 +134,7 @@ static inline __attribute__((always_inline)) void tm_mve_dot4(const int8_t *x, c
                                                               const int8_t *w2, const int8_t *w3, int n,
                                                               int32_t a[4]) {
     int32_t a0 = 0, a1 = 0, a2 = 0, a3 = 0;
-    __asm__ volatile(
-        "   wlstp.8 lr, %[n], 2f\n"
-        "1: vldrb.8 q0, [%[x]], #16\n"
-        "   vldrb.8 q1, [%[w0]], #16\n"
-        "   vmladava.s8 %[a0], q0, q1\n"
-        "   vldrb.8 q2, [%[w1]], #16\n"
-        "   vmladava.s8 %[a1], q0, q2\n"
-        "   vldrb.8 q1, [%[w2]], #16\n"
-        "   vmladava.s8 %[a2], q0, q1\n"
-        "   vldrb.8 q2, [%[w3]], #16\n"
-        "   vmladava.s8 %[a3], q0, q2\n"
-        "   letp lr, 1b\n"
-        "2:\n"
+    __asm__ volatile(TM_MVE_DOT4_ASM("8", "vldrb.8", "vldrb.8", "16", "vmladava.s8")
         : [x] "+r"(x), [w0] "+r"(w0), [w1] "+r"(w1), [w2] "+r"(w2), [w3] "+r"(w3),
           [a0] "+Te"(a0), [a1] "+Te"(a1), [a2] "+Te"(a2), [a3] "+Te"(a3)
         : [n] "r"(n)
