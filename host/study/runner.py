@@ -47,7 +47,7 @@ from host.emulators.cycles import CyclesUnavailable, build_plugin
 from host.emulators.launch import board_link
 from host.engine.build import build_firmware
 from host.link.device import LINK_ENV
-from host.quantization.quantize import experiment_models
+from host.quantization.quantize import experiment_models, load_float_keras
 from host.study import metrics
 from host.study.cluster import SerialExecutor
 from host.study.config import FLOAT, AttackSpec, DefenseSpec, Experiment, SliceSpec, attack_params
@@ -657,16 +657,16 @@ def check_trained_models(exp: Experiment, float_model: FloatModel, representativ
     and classes, its TFLite files likewise, and a representative set for a precision it does not give."""
     for spec in (d for d in exp.defenses if d.kind == "model"):
         what = f"defense '{spec.label}'"
-        given = [p for p in exp.precisions if p != FLOAT and spec.params.get(p)]
+        given = _given_files(exp, spec)
         missing = [p for p in exp.precisions if p != FLOAT and p not in given]
         if missing and not representative:
             files = ", ".join(f'{p} = "MODEL.tflite"' for p in missing)
             raise UserError(f"{what}: no {'/'.join(missing)} file, and no [dataset.representative] to quantize it",
                             hint=f"give {files} in its [[defense]], or a [dataset.representative] slice")
-        defended = FloatModel(experiment_models(spec.params["float"], None, {}, []).float_model, exp.input_range)
+        defended = FloatModel(load_float_keras(spec.params["float"]), exp.input_range)
         shapes = {"float": (tuple(defended.input_shape[1:]), defended.num_classes)}
-        for precision in given:
-            io = ModelIO.from_bytes(Path(spec.params[precision]).read_bytes(), f"{what} {precision}")
+        for precision, path in given.items():
+            io = ModelIO.from_bytes(path.read_bytes(), f"{what} {precision}")
             shapes[precision] = (tuple(io.input.shape[1:]), int(np.prod(io.output.shape[1:])))
         want = (tuple(float_model.input_shape[1:]), float_model.num_classes)
         for which, (shape, classes) in shapes.items():
@@ -834,9 +834,7 @@ def defended_study(exp: Experiment, spec: DefenseSpec, model: bytes, progress: b
         spec.train_data, num=min(CALIBRATION_IMAGES, spec.train_data.num or CALIBRATION_IMAGES))
     sub = dataclasses.replace(exp, name=f"{exp.name}+{spec.name}", float_model=path, given={}, defenses=(),
                               representative=calibration)
-    document = run_experiment(sub, progress, journal, executor, scope, window, max_restarts, say)
-    for private in ("_gallery", "_sets", "defended_models"):
-        document.pop(private, None)
+    document = _sub_study(sub, progress, journal, executor, scope, window, max_restarts, say)
     document["defense"] = {"name": spec.name, "params": spec.params, "model": str(path),
                            "train_data": str(spec.train_data.path),
                            "calibration": {"path": str(calibration.path), "start": calibration.start,
@@ -848,14 +846,26 @@ def given_model_study(exp: Experiment, spec: DefenseSpec, progress: bool, journa
                       scope: str, window: int, max_restarts: int, say: Callable[[str], None]) -> dict[str, Any]:
     """The same study on a defended model trained elsewhere (a trained-model defense): its float model and
     the TFLite files it gives, the other precisions quantized with the study's representative set."""
-    given = {p: Path(spec.params[p]) for p in exp.precisions if p != FLOAT and spec.params.get(p)}
+    given = _given_files(exp, spec)
     sub = dataclasses.replace(exp, name=f"{exp.name}+{spec.label}", float_model=Path(spec.params["float"]),
                               given=given, defenses=())
+    document = _sub_study(sub, progress, journal, executor, scope, window, max_restarts, say)
+    document["defense"] = {"name": spec.name, "label": spec.label, "model": spec.params["float"],
+                           "given": {p: str(path) for p, path in given.items()}}
+    return document
+
+
+def _given_files(exp: Experiment, spec: DefenseSpec) -> dict[str, Path]:
+    """The TFLite files a trained-model defense gives, for the study's quantized precisions."""
+    return {p: Path(spec.params[p]) for p in exp.precisions if p != FLOAT and spec.params.get(p)}
+
+
+def _sub_study(sub: Experiment, progress: bool, journal: Journal | None, executor: Any, scope: str, window: int,
+               max_restarts: int, say: Callable[[str], None]) -> dict[str, Any]:
+    """A defended model's study, without what only the top-level document keeps."""
     document = run_experiment(sub, progress, journal, executor, scope, window, max_restarts, say)
     for private in ("_gallery", "_sets", "defended_models"):
         document.pop(private, None)
-    document["defense"] = {"name": spec.name, "label": spec.label, "model": spec.params["float"],
-                           "given": {p: str(path) for p, path in given.items()}}
     return document
 
 
