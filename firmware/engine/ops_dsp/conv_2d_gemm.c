@@ -718,13 +718,18 @@ static int s16_fits_int32(const gemm_ctx_t *g) {
     if (g->out_c > S16_TABLE_CHANNELS) {
         return 0;
     }
-    for (int oc = 0; oc < g->out_c; ++oc) {
-        const int64_t b = g->bias_any ? ((const int64_t *)g->bias_any)[oc] : 0;
+    return tm_dsp_s16_channels_fit(p, g->filter, g->k, (const int64_t *)g->bias_any, g->out_c, 1, 31);
+}
+
+int tm_dsp_s16_channels_fit(const tm_conv_params_t *p, const int8_t *filter, int k, const int64_t *bias, int out_c,
+                            int right_min, int right_max) {
+    for (int oc = 0; oc < out_c; ++oc) {
+        const int64_t b = bias ? bias[oc] : 0;
         const int32_t right = 15 - p->out_shift[oc];
-        if (right < 1 || right > 31 || p->out_multiplier[oc] < 0) {
+        if (right < right_min || right > right_max || p->out_multiplier[oc] < 0) {
             return 0;
         }
-        if ((b < 0 ? -b : b) + (int64_t)abs_sum_s8(g->filter + oc * g->k, g->k) * 32768 > INT32_MAX) {
+        if ((b < 0 ? -b : b) + (int64_t)abs_sum_s8(filter + oc * k, k) * 32768 > INT32_MAX) {
             return 0;
         }
     }

@@ -64,6 +64,13 @@ int tm_dsp_wide_rq(const tm_conv_params_t *p, const int8_t *w, int k, int w_stri
  * summed in parts, in int64 (TFLM's 64-bit accumulator; the 32-bit one wraps the same). */
 #define TM_DSP_S16_EXACT_TAPS 511
 
+/* Whether every channel of an int16x8 CONV_2D with an int64 bias (or none; OHWI filter of k taps per channel)
+ * has |bias| + 32768 * sum |w| < 2^31 (its int32 sums, and sum + bias, are exact), a non-negative multiplier
+ * and a total shift 15 - shift within [right_min, right_max]: the int32 routes of the DSP (conv_2d_gemm.c)
+ * and Helium (ops_mve/conv_2d.c) kernels.  Defined where the core has the DSP extension. */
+int tm_dsp_s16_channels_fit(const tm_conv_params_t *p, const int8_t *filter, int k, const int64_t *bias, int out_c,
+                            int right_min, int right_max);
+
 void tm_dsp_conv_2d_gemm_s16(const tm_conv_params_t *p, const int16_t *input, const int8_t *filter, const void *bias,
                              int16_t *output, const int32_t in_dims[4], const int32_t f_dims[4],
                              const int32_t out_dims[4]);

@@ -19,6 +19,7 @@
  * channels at a time.  An int32 bias, or a channel whose sums or shift do not fit, goes to the next kernel.
  */
 #include "mve_common.h"
+#include "ops_dsp/dsp_conv.h" /* tm_dsp_s16_channels_fit: the Helium cores have the DSP extension */
 
 /* 1x1 layers with at most 16 input channels run whole output rows (row_1x1_small). */
 #define TM_MVE_SMALL_1X1 16
@@ -255,22 +256,7 @@ static inline __attribute__((always_inline)) void dot4_s16(const int16_t *x, con
  */
 static int conv_s16_fits(const tm_conv_params_t *p, const int8_t *filter, const int64_t *bias, int patch,
                          int out_c) {
-    if (!p->acc64 || p->input_offset != 0) {
-        return 0;
-    }
-    for (int c = 0; c < out_c; ++c) {
-        const int64_t b = bias ? bias[c] : 0;
-        const int32_t r = 15 - p->out_shift[c];
-        int64_t abs_sum = 0;
-        for (int i = 0; i < patch; ++i) {
-            const int32_t w = filter[c * patch + i];
-            abs_sum += w < 0 ? -w : w;
-        }
-        if (r < 16 || r > 32 || p->out_multiplier[c] < 0 || (b < 0 ? -b : b) + abs_sum * 32768 > INT32_MAX) {
-            return 0;
-        }
-    }
-    return 1;
+    return p->acc64 && p->input_offset == 0 && tm_dsp_s16_channels_fit(p, filter, patch, bias, out_c, 16, 32);
 }
 
 /*
