@@ -9,6 +9,7 @@ host.attacks; TensorFlow and ART inside functions only. `chip_cost` is a command
 """
 
 from host.defenses import (  # noqa: F401  (registers the defenses)
+    combined_squeezing,
     distillation,
     ensemble_at,
     feature_squeezing,

@@ -6,7 +6,8 @@ A defense is a class with a name, a kind and declared parameters (with defaults)
   range) to a float batch of the same shape inside the same range.  Defenses with an integer
   definition on the quantized input tensor also implement `apply_quantized(q, scale, zero_point,
   input_range)` (`has_integer_reference` is True): the NumPy reference a firmware pre-processing
-  stage must match bit for bit.
+  stage must match bit for bit.  Where that definition differs from quantize(apply(x)) on purpose
+  (combined-squeezing), `acts_on_quantized_input` is True and studies feed it to quantized models.
 * kind "train": `train(float_model, x_train, y_train, input_range, **overrides)` returns a NEW
   float Keras model with the input model's architecture (a clone, fine-tuned), ready for
   host.quantization.quantize.quantize.
@@ -60,6 +61,9 @@ class Preprocessor(Defense):
 
     kind = "preprocess"
     has_integer_reference: ClassVar[bool] = False
+    # True: a quantized model's defended input is apply_quantized(quantize(x)) (the defense has its
+    # own definition on quantized inputs, like the study's combined squeezer); False: quantize(apply(x))
+    acts_on_quantized_input: ClassVar[bool] = False
 
     def apply(self, x: np.ndarray, input_range: Sequence[float] = (0.0, 1.0)) -> np.ndarray:
         """The defended inputs: float32, same shape, inside input_range.

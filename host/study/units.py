@@ -40,7 +40,7 @@ import socket
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -499,20 +499,23 @@ class WorkerState:
     def host_run(self, context: Context, x: np.ndarray) -> HostRun:
         run = self._host_models(context, x)
         for spec in context.defenses:
-            defense = get_defense(spec.name, **spec.params)
-            run.defended[spec.label] = self._host_models(context, defense.apply(x, context.input_range),
-                                                         bitwidths=False)
+            run.defended[spec.label] = self._host_models(context, x, bitwidths=False,
+                                                         defense=get_defense(spec.name, **spec.params))
         return run
 
-    def _host_models(self, context: Context, x: np.ndarray, bitwidths: bool = True) -> HostRun:
-        preds = {FLOAT: self.float_model(context).predict(x).argmax(axis=1).astype(np.int64)}
+    def _host_models(self, context: Context, x: np.ndarray, bitwidths: bool = True,
+                     defense: Any = None) -> HostRun:
+        """Every host model's prediction on x, or on defense's output when a defense is given."""
+        x_in = x if defense is None else defense.apply(x, context.input_range)
+        preds = {FLOAT: self.float_model(context).predict(x_in).argmax(axis=1).astype(np.int64)}
         if bitwidths:
             for key, model in self.simulated(context).items():
-                preds[key] = np.asarray(model.predict(x, verbose=0, batch_size=256)).argmax(axis=1).astype(np.int64)
+                preds[key] = np.asarray(model.predict(x_in, verbose=0, batch_size=256)).argmax(axis=1).astype(np.int64)
         raw = {}
         for precision, blob in context.quantized.items():
             model, reference = self.quantized(blob)
-            outputs = [reference.run(s).output for s in model.input.quantize(x)]
+            outputs = [reference.run(s).output for s in _quantized_input(model.input, x, x_in, defense,
+                                                                          context.input_range)]
             raw[precision] = _byte_matrix(outputs, len(x))
             preds[precision] = argmax_bytes(outputs, model.output.dtype)
         return HostRun(preds, raw)
@@ -629,6 +632,14 @@ def _run_one(pool: BackendPool, x_q: np.ndarray) -> Any:
 def _json_default(value: Any) -> Any:
     """NumPy scalars and arrays in a gradient result, as JSON numbers and lists."""
     return value.tolist() if hasattr(value, "tolist") else str(value)
+
+
+def _quantized_input(tensor: Any, x: np.ndarray, x_defended: np.ndarray, defense: Any,
+                     input_range: Sequence[float]) -> np.ndarray:
+    """What a quantized model sees: quantize(defended x), or the defense's own integer definition."""
+    if defense is not None and defense.acts_on_quantized_input:
+        return defense.apply_quantized(tensor.quantize(x), tensor.scale, tensor.zero_point, input_range)
+    return tensor.quantize(x_defended)
 
 
 def _byte_matrix(outputs: list[bytes], n: int) -> np.ndarray:

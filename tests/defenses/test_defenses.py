@@ -30,10 +30,11 @@ INT16 = dict(scale=3.0518509447574615e-05, zero_point=0)  # the study's int16x8 
 def test_registry_lists_every_defense_with_kinds() -> None:
     names = list_defenses()
     assert set(names) == {
-        "feature-squeezing", "median-smoothing", "spatial-smoothing", "jpeg",
+        "feature-squeezing", "median-smoothing", "spatial-smoothing", "jpeg", "combined-squeezing",
         "pgd-at", "distillation", "ensemble-at", "sinkhorn-at", "trained-model",
     }
-    assert list_defenses("preprocess") == ["feature-squeezing", "jpeg", "median-smoothing", "spatial-smoothing"]
+    assert list_defenses("preprocess") == [
+        "combined-squeezing", "feature-squeezing", "jpeg", "median-smoothing", "spatial-smoothing"]
     assert list_defenses("train") == ["distillation", "ensemble-at", "pgd-at", "sinkhorn-at"]
     assert list_defenses("model") == ["trained-model"]   # files trained elsewhere: nothing to apply or train
     for name in names:
@@ -134,7 +135,7 @@ def test_jpeg_rounds_and_stays_in_range() -> None:
 
 @pytest.mark.parametrize(("name", "params"), [
     ("feature-squeezing", {"bit_depth": 3}), ("median-smoothing", {}), ("spatial-smoothing", {}),
-    ("spatial-smoothing", {"filter": "mean"}), ("jpeg", {"quality": 30}),
+    ("spatial-smoothing", {"filter": "mean"}), ("jpeg", {"quality": 30}), ("combined-squeezing", {}),
 ])
 def test_preprocessors_keep_shape_range_and_are_reproducible(name: str, params: dict) -> None:
     _, _, x_test, _ = load_digits_split()
@@ -341,3 +342,56 @@ def test_longer_training_on_full_digits(float_model) -> None:  # noqa: ANN001
         assert clean >= 0.9
         if name in ("pgd-at", "sinkhorn-at"):
             assert robust > before + 0.1
+
+
+# ---------------------------------------------------------------- the study's combined squeezer
+
+
+def test_combined_squeezer_keeps_per_input_whichever_squeeze_changes_it_more() -> None:
+    rng = np.random.default_rng(3)
+    smooth = np.tile(np.linspace(0, 1, 8, dtype=np.float32).reshape(1, 1, 8, 1), (1, 8, 1, 3))
+    noisy = rng.random((1, 8, 8, 3)).astype(np.float32)
+    x = np.concatenate([smooth, noisy, smooth * 0 + 0.5])
+    squeezed = get_defense("feature-squeezing", bit_depth=4).apply(x)
+    smoothed = get_defense("median-smoothing", window=2).apply(x)
+    out = get_defense("combined-squeezing").apply(x)
+
+    def l1(y: np.ndarray, i: int) -> float:
+        return float(np.abs(y[i].astype(np.float64) - x[i]).sum())
+
+    # a ramp: the 2x2 median moves it less than 16 levels do; noise: the median moves it more;
+    # a flat image the median leaves alone and the squeeze moves (0.5 is between two 4-bit levels)
+    assert l1(squeezed, 0) > l1(smoothed, 0) and l1(smoothed, 1) > l1(squeezed, 1)
+    for i in range(3):
+        expected = squeezed[i] if l1(squeezed, i) >= l1(smoothed, i) else smoothed[i]
+        np.testing.assert_array_equal(out[i], expected)
+    assert get_defense("combined-squeezing").params == {"bit_depth": 4, "window": 2}
+
+
+@pytest.mark.parametrize("grid", [INT8, INT16])
+def test_combined_squeezer_on_quantized_inputs_is_the_median(grid: dict) -> None:
+    """The study squeezes quantized inputs to their own width (identity), so the median always wins."""
+    rng = np.random.default_rng(4)
+    x = rng.random((3, 6, 5, 3)).astype(np.float32)
+    q = quantize(x, **grid, dtype=np.int8 if grid is INT8 else np.int16)
+    defense = get_defense("combined-squeezing")
+    assert defense.acts_on_quantized_input and not get_defense("median-smoothing").acts_on_quantized_input
+    np.testing.assert_array_equal(defense.apply_quantized(q, **grid), median_filter_quantized(q, 2))
+    assert defense.chip_stage() == get_defense("median-smoothing").chip_stage()
+    np.testing.assert_array_equal(squeeze_bits_quantized(q, 8 if grid is INT8 else 16, **grid), q)
+
+
+def test_studies_feed_quantized_models_the_squeezers_integer_definition() -> None:
+    """host_run: quantize(apply(x)) for ordinary defenses, apply_quantized(quantize(x)) for this one."""
+    from host.compiler.types import TensorInfo
+    from host.study.units import _quantized_input
+
+    tensor = TensorInfo("input", "int8", (1, 8, 8, 3), INT8["scale"], INT8["zero_point"])
+    x = np.tile(np.linspace(0, 1, 8, dtype=np.float32).reshape(1, 1, 8, 1), (2, 8, 1, 3))
+    combined, median = get_defense("combined-squeezing"), get_defense("median-smoothing")
+    x_combined = combined.apply(x)
+    assert not np.array_equal(tensor.quantize(x_combined), median_filter_quantized(tensor.quantize(x), 2))
+    np.testing.assert_array_equal(_quantized_input(tensor, x, x_combined, combined, (0.0, 1.0)),
+                                  median_filter_quantized(tensor.quantize(x), 2))
+    x_median = median.apply(x)
+    np.testing.assert_array_equal(_quantized_input(tensor, x, x_median, median, (0.0, 1.0)), tensor.quantize(x_median))

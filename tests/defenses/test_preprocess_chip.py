@@ -215,6 +215,9 @@ name = "median-smoothing"
 window = 2
 on_chip = true
 [[defense]]
+name = "combined-squeezing"
+on_chip = true
+[[defense]]
 name = "jpeg"
 """)
     proc = subprocess.run([sys.executable, "-m", "host.evaluate", "--config", str(config), "--out", str(tmp_path),
@@ -222,11 +225,17 @@ name = "jpeg"
     assert proc.returncode == 0, proc.stderr
     doc = json.loads((tmp_path / "s/metrics.json").read_text())
     assert doc["experiment"]["chip"]["preprocess_stages"] == {
-        "feature-squeezing(bit_depth=3)": "squeeze:3", "median-smoothing(window=2)": "median:2"}
-    assert doc["summary"]["defended_chip_inferences"] == 2 * 2 * 5 and doc["summary"]["defended_chip_mismatches"] == 0
+        "feature-squeezing(bit_depth=3)": "squeeze:3", "median-smoothing(window=2)": "median:2",
+        "combined-squeezing": "median:2"}
+    assert doc["summary"]["defended_chip_inferences"] == 3 * 2 * 5 and doc["summary"]["defended_chip_mismatches"] == 0
     for evaluation in doc["evaluations"]:
         assert set(evaluation["defended"]["jpeg"]["models"]) == {"float32", "int8"}
-        for name in ("feature-squeezing(bit_depth=3)", "median-smoothing(window=2)"):
+        # on int8 inputs the study's combined squeezer is the 2x2 median, on the host as on the chip
+        combined = evaluation["defended"]["combined-squeezing"]["models"]
+        median = evaluation["defended"]["median-smoothing(window=2)"]["models"]
+        assert combined["int8"] == median["int8"]
+        assert combined["chip:int8"]["accuracy"] == median["chip:int8"]["accuracy"]
+        for name in ("feature-squeezing(bit_depth=3)", "median-smoothing(window=2)", "combined-squeezing"):
             models = evaluation["defended"][name]["models"]
             chip = models["chip:int8"]
             assert chip["n"] == 5 and chip["reference_agreement"]["identical"] == 5
@@ -235,8 +244,8 @@ name = "jpeg"
             assert chip["total_instructions_median"] > chip["instructions_median"]
     report = (tmp_path / "s/report.md").read_text()
     assert "### Pre-processing on the chip" in report
-    assert "- pre-processing on the chip vs reference on the integer stage: 20/20 identical" in report
-    assert "pre-processing on the chip vs reference on the integer stage: bit-exact (20/20 identical)" in proc.stdout
+    assert "- pre-processing on the chip vs reference on the integer stage: 30/30 identical" in report
+    assert "pre-processing on the chip vs reference on the integer stage: bit-exact (30/30 identical)" in proc.stdout
     assert "| median-smoothing(window=2) | fgsm | 0.2 | int8 |" in report and "| 5/5 |" in report
 
 
