@@ -16,6 +16,7 @@ from host.defenses import (  # noqa: F401  (registers the defenses)
     jpeg,
     median_smoothing,
     pgd_at,
+    pixel_defend,
     sinkhorn_at,
     trained_model,
 )

@@ -44,6 +44,10 @@ class Defense(Configurable, ABC):
     what = "defense"
     kind: ClassVar[str]                      # "preprocess", "train" or "model"
     implementation: ClassVar[str] = ""       # the ART class doing the work, or "ours: ..."
+    file_params: ClassVar[tuple[str, ...]] = ()   # parameters naming files: a study resolves them against its config
+
+    def check_inputs(self, input_shape: tuple[int, ...], input_range: tuple[float, float]) -> None:
+        """Before long work: a UserError if this defense cannot serve a model with these inputs."""
 
 
 def check_input_range(input_range: Sequence[float], defense: str) -> tuple[float, float]:

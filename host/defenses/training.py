@@ -147,11 +147,13 @@ def fine_tune(
     aux: Sequence[np.ndarray] = (),
     prepare: Callable[..., Sequence[Any]] | None = None,
     salt: int = 0,
+    on_epoch: Callable[[int], None] | None = None,
 ) -> Any:
     """Adam on `batch_loss(xb, yb, *aux_b, *prepared)` over shuffled batches; returns the model.
 
     `prepare(xb, yb, seed, *aux_b)` computes tensors outside the gradient tape (adversarial
-    examples); `aux` are per-sample arrays batched with x (soft labels, precomputed inputs).
+    examples); `aux` are per-sample arrays batched with x (soft labels, precomputed inputs);
+    `on_epoch(epoch)` runs after each epoch (progress, held-out scores).
     """
     import tensorflow as tf
 
@@ -172,7 +174,7 @@ def fine_tune(
 
     rng = np.random.default_rng(seed)
     step = 0
-    for _ in range(epochs):
+    for epoch in range(epochs):
         order = rng.permutation(len(x))
         for start in range(0, len(x), batch_size):
             idx = order[start:start + batch_size]
@@ -182,6 +184,8 @@ def fine_tune(
                 *(tf.constant(a[idx]) for a in aux),
             )
             step += 1
+        if on_epoch is not None:
+            on_epoch(epoch)
     return model
 
 

@@ -29,7 +29,7 @@ from typing import Any
 from host.attacks import attack_class, get_attack
 from host.core.boards import load_board
 from host.core.errors import UserError
-from host.defenses import get_defense
+from host.defenses import defense_class, get_defense
 from host.quantization.bitwidth import parse_bitwidths
 
 FLOAT = "float32"
@@ -78,7 +78,8 @@ class DefenseSpec:
         a trained model its `label` (default: its float file's name)."""
         if self.kind == "model":
             return str(self.params.get("label") or Path(str(self.params["float"])).stem)
-        shown = ", ".join(f"{k}={v}" for k, v in self.params.items())
+        files = defense_class(self.name).file_params
+        shown = ", ".join(f"{k}={Path(str(v)).name if k in files else v}" for k, v in self.params.items())
         return f"{self.name}({shown})" if shown else self.name
 
 
@@ -417,6 +418,11 @@ def _defense(table: dict[str, Any], index: int, base: Path) -> DefenseSpec:
         raise UserError(f"defense '{name}' ({defense.kind}) takes no training data")
     if defense.kind == "model":
         params = _model_files(params, name, base)
+    for key in defense.file_params:
+        if not params.get(key):
+            raise UserError(f"defense '{name}': give its {key} file, {key} = \"FILE\"",
+                            hint=next(p.help for p in defense.params_spec if p.name == key))
+        params[key] = str(_existing(base, params[key], f"defense '{name}' {key}"))
     return DefenseSpec(name, defense.kind, params, data, on_chip)
 
 

@@ -647,6 +647,8 @@ def prepare(exp: Experiment) -> tuple[np.ndarray, np.ndarray, Any, FloatModel, d
     float_model = FloatModel(models.float_model, exp.input_range)
     check_dataset_fits(exp, x, y, float_model)
     check_trained_models(exp, float_model, rep is not None)
+    for defense in preprocessors(exp).values():
+        defense.check_inputs(tuple(float_model.input_shape[1:]), exp.input_range)
     targets = prepare_targets(exp, models)
     preflight(exp, x, float_model, targets)
     return x, y, models, float_model, targets, (rep if rep is not None else x)

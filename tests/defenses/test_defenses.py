@@ -30,11 +30,11 @@ INT16 = dict(scale=3.0518509447574615e-05, zero_point=0)  # the study's int16x8 
 def test_registry_lists_every_defense_with_kinds() -> None:
     names = list_defenses()
     assert set(names) == {
-        "feature-squeezing", "median-smoothing", "spatial-smoothing", "jpeg", "combined-squeezing",
+        "feature-squeezing", "median-smoothing", "spatial-smoothing", "jpeg", "combined-squeezing", "pixel-defend",
         "pgd-at", "distillation", "ensemble-at", "sinkhorn-at", "trained-model",
     }
     assert list_defenses("preprocess") == [
-        "combined-squeezing", "feature-squeezing", "jpeg", "median-smoothing", "spatial-smoothing"]
+        "combined-squeezing", "feature-squeezing", "jpeg", "median-smoothing", "pixel-defend", "spatial-smoothing"]
     assert list_defenses("train") == ["distillation", "ensemble-at", "pgd-at", "sinkhorn-at"]
     assert list_defenses("model") == ["trained-model"]   # files trained elsewhere: nothing to apply or train
     for name in names:
