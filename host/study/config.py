@@ -19,6 +19,7 @@ unknown attacks, parameters out of range, unknown precisions or boards.
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 import math
 import tomllib
@@ -62,6 +63,12 @@ class AttackSpec:
     name: str
     eps: tuple[float | None, ...]      # None: the attack's own default (minimal-perturbation attacks)
     params: dict[str, Any] = field(default_factory=dict)
+    label: str = ""                    # how results name it when one [[attack]] queries several targets
+
+    @property
+    def shown(self) -> str:
+        """The attack's name in results: its name, or name@target for one of several query targets."""
+        return self.label or self.name
 
 
 @dataclass(frozen=True)
@@ -186,8 +193,8 @@ def _parse(doc: dict[str, Any], source: Path, quick: bool) -> Experiment:
         chip_precisions=_precisions(chip.get("precisions", ["int8"]), "chip.precisions", allow_float=False)
         if chip.get("board") else (),
         chip_num=_int(chip["num"], "chip.num", 1) if "num" in chip else None,
-        attacks=tuple(_attack(a, i, _range(data.get("input_range", [0.0, 1.0])))
-                      for i, a in enumerate(_attack_list(doc))),
+        attacks=tuple(spec for i, a in enumerate(_attack_list(doc))
+                      for spec in _attacks(a, i, _range(data.get("input_range", [0.0, 1.0])))),
         defenses=tuple(_defense(d, i, base) for i, d in enumerate(_table_list(doc, "defense"))),
         bitwidths=_bitwidths(_table(doc, "bitwidth")),
         chip_place=_place(chip, doc),
@@ -451,6 +458,18 @@ def attack_params(spec: AttackSpec) -> dict[str, Any]:
     return {k: v for k, v in spec.params.items() if k not in keys}
 
 
+def _attacks(table: dict[str, Any], index: int, input_range: tuple[float, float]) -> list[AttackSpec]:
+    """[[attack]]: one spec, or for a query attack whose target is a list, one per target (name@target)."""
+    targets = table.get("target")
+    if not isinstance(targets, list) or "target" not in study_keys(str(table.get("name", "")).lower()):
+        return [_attack(table, index, input_range)]
+    name = str(table["name"]).lower()
+    if not targets or len(set(targets)) != len(targets):
+        raise UserError(f"attack '{name}': target must list distinct precisions, got {targets!r}")
+    specs = [_attack({**table, "target": t}, index, input_range) for t in targets]
+    return [dataclasses.replace(s, label=f"{name}@{s.params['target']}") for s in specs]
+
+
 def _attack(table: dict[str, Any], index: int, input_range: tuple[float, float] = (0.0, 1.0)) -> AttackSpec:
     name = str(_required(table, "name", f"attack #{index + 1}")).lower()
     params = {k: v for k, v in table.items() if k not in ("name", "eps")}
@@ -482,11 +501,15 @@ def _attack_routing(name: str, params: dict[str, Any]) -> None:
         _int(params["num"], f"attack '{name}' num", 1)
     if "target" not in study_keys(name):
         return
-    if "target" in params and PRECISION_ALIASES.get(str(params["target"]).lower()) not in QUANTIZED_PRECISIONS:
-        raise UserError(f"attack '{name}': target must be one of {list(QUANTIZED_PRECISIONS)}, "
+    queryable = (FLOAT, *QUANTIZED_PRECISIONS)
+    if "target" in params and PRECISION_ALIASES.get(str(params["target"]).lower()) not in queryable:
+        raise UserError(f"attack '{name}': target must be one of {list(queryable)} (or a list of them), "
                         f"got {params['target']!r}")
     if "target" in params:
         params["target"] = PRECISION_ALIASES[str(params["target"]).lower()]
     if params.get("via", "native") not in ORACLES:
         raise UserError(f"attack '{name}': via must be one of {', '.join(repr(o) for o in ORACLES)}, "
                         f"got {params['via']!r}")
+    if params.get("target") == FLOAT and params.get("via", "native") != "native":
+        raise UserError(f"attack '{name}': the float32 model is queried on the host (Keras); via = "
+                        f"{params['via']!r} needs a quantized target", hint="drop via for target = \"float32\"")

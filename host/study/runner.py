@@ -33,7 +33,7 @@ from typing import Any
 import numpy as np
 
 from host.attacks import FloatModel, attack_class, get_attack
-from host.attacks.oracle import QuantizedOracle
+from host.attacks.oracle import FloatOracle, QuantizedOracle
 from host.backends.backend import ModelIO, ReferenceBackend
 from host.compiler.compile import compile_bytes
 from host.core.boards import load_board
@@ -380,7 +380,7 @@ def _failed(execution: Execution, item: InputSet, unit: Any, err: BaseException,
     if item.spec is not None and (isinstance(unit, CraftUnit) or item.attack_index in execution.failed):
         if item.attack_index not in execution.failed:
             execution.failed[item.attack_index] = err
-            bar.write(f"warning: attack '{item.spec.name}' failed and is left out: {_message(err)}", file=sys.stderr)
+            bar.write(f"warning: attack '{item.spec.shown}' failed and is left out: {_message(err)}", file=sys.stderr)
         return
     raise err
 
@@ -551,6 +551,9 @@ def preflight(exp: Experiment, x: np.ndarray, float_model: Any, targets: dict[st
         if attack.needs != "oracle":
             attack.check(float_model, x[:1])
             continue
+        if spec.params.get("target") == FLOAT:
+            attack.check(FloatOracle(float_model), x[:1])
+            continue
         target = _oracle_target(spec, targets)
         if spec.params.get("via") == "chip" and target.precision not in exp.chip_precisions:
             raise UserError(f"attack '{spec.name}' queries the chip, but {target.precision} is not on the [chip]",
@@ -574,8 +577,9 @@ def attack_info(spec: AttackSpec, eps: float | None, seed: int, crafted: list[Cr
     if attack.target_class is not None:
         info["target_class"] = attack.target_class
     if attack.needs == "oracle":
-        via = spec.params.get("via", "native")
-        info.update(oracle=f"{via}:{spec.params.get('target', 'int8')}",
+        target = spec.params.get("target", "int8")
+        via = "keras" if target == FLOAT else spec.params.get("via", "native")
+        info.update(oracle=f"{via}:{target}",
                     queries=sum(c.queries or 0 for c in crafted))
     return info
 
@@ -708,7 +712,7 @@ def _document(exp: Experiment, plan: Plan, context: Context, execution: Executio
         info = attack_info(item.spec, item.eps, exp.seed, crafted)
         adv, adv_defended = set_outcome(item, exp, context, targets, results)
         n = item.n
-        evaluation = {"attack": item.spec.name, "eps": item.eps if item.eps is not None else _budget(info), "n": n,
+        evaluation = {"attack": item.spec.shown, "eps": item.eps if item.eps is not None else _budget(info), "n": n,
                       **info, "seconds": _set_seconds(execution.seconds, plan, item.key),
                       **evaluation_metrics(y[:n], x[:n], x_adv, _subset(clean, n), adv, keys,
                                            info.get("target_class"))}
@@ -717,13 +721,13 @@ def _document(exp: Experiment, plan: Plan, context: Context, execution: Executio
                 y[:n], {k: _subset(v, n) for k, v in clean_defended.items()}, adv_defended)
         evaluations.append(evaluation)
         evaluated.append((item, x_adv, adv))
-        gallery.append(gallery_entry(item.spec.name, evaluation["eps"], x_adv, adv.preds, GALLERY_SAMPLES))
+        gallery.append(gallery_entry(item.spec.shown, evaluation["eps"], x_adv, adv.preds, GALLERY_SAMPLES))
         sweeps[item.attack_index].append((x_adv, adv, info["norm"]))
     for index, sweep in sweeps.items():
         spec, n = exp.attacks[index], len(sweep[0][0])
-        boundary[spec.name] = boundary_distances(y[:n], x[:n], [(a, o) for a, o, _ in sweep], sweep[-1][2],
+        boundary[spec.shown] = boundary_distances(y[:n], x[:n], [(a, o) for a, o, _ in sweep], sweep[-1][2],
                                                  [*keys, *(w.key for w in exp.bitwidths)])
-    failures = [_failure("attack", exp.attacks[i].name, err) for i, err in sorted(execution.failed.items())]
+    failures = [_failure("attack", exp.attacks[i].shown, err) for i, err in sorted(execution.failed.items())]
     return {
         "schema": 2,
         "experiment": _describe(exp, targets),
@@ -892,7 +896,7 @@ def _failure(kind: str, name: str, err: Exception) -> dict[str, str]:
 
 
 def _label(spec: AttackSpec, eps: float | None) -> str:
-    return spec.name if eps is None else f"{spec.name} ε={eps:g}"
+    return spec.shown if eps is None else f"{spec.shown} ε={eps:g}"
 
 
 def _budget(info: dict[str, Any]) -> float | None:

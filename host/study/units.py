@@ -49,7 +49,7 @@ from typing import Any
 import numpy as np
 
 from host.attacks import FloatModel, get_attack
-from host.attacks.oracle import QuantizedOracle
+from host.attacks.oracle import FloatOracle, QuantizedOracle
 from host.backends.backend import DeviceBackend, ModelIO, NativeBackend, ReferenceBackend
 from host.backends.pool import BackendPool
 from host.backends.verify import cycle_counting
@@ -484,6 +484,9 @@ class WorkerState:
         if attack.needs != "oracle":
             return Crafted(attack.generate(self.float_model(context), x, y), start=unit.start)
         precision, via = unit.spec.params.get("target", "int8"), unit.spec.params.get("via", "native")
+        if precision == FLOAT:
+            oracle: Any = FloatOracle(self.float_model(context))
+            return Crafted(attack.generate(oracle, x, y), attack.last_queries, unit.start)
         model, reference = self.quantized(context.quantized[precision])
         if via == "chip":
             pool = self.chip(context.chips[precision])

@@ -88,6 +88,8 @@ def test_shipped_configs_load() -> None:
     ('[[attack]]\nname = "pgd"\nmax_iter = 0\n', "max_iter"),
     ('[[attack]]\nname = "square-linf"\ntarget = "int4"\n', "target must be one of"),
     ('[[attack]]\nname = "square-linf"\nvia = "wifi"\n', "via must be"),
+    ('[[attack]]\nname = "square-linf"\ntarget = ["int8", "int8"]\n', "target must list distinct precisions"),
+    ('[[attack]]\nname = "square-linf"\ntarget = "float32"\nvia = "chip"\n', "float32 model is queried on the host"),
     ('[[attack]]\nname = "fgsm"\neps = [0.1]\nvia = "chip"\n', r"'fgsm' has no parameter\(s\) via"),
     ('[[attack]]\nname = "patch"\ntarget = "int8"\n', "patch.: target must be int"),
     ('[chip]\nboard = "arduino-uno"\n', "unknown board 'arduino-uno'"),
@@ -206,6 +208,31 @@ def journal_units(run: Path, missing_ok: bool = False) -> dict[str, bytes]:
 
 def without_timings(doc: dict) -> list[dict]:
     return [{k: v for k, v in e.items() if k != "seconds"} for e in doc["evaluations"]]
+
+
+def test_a_query_attack_runs_against_each_precision_it_lists(tmp_path: Path) -> None:
+    """target = [...]: one attack set per precision (name@precision), the float32 model queried through
+    Keras, the int8 one through the engine, each with its own query count."""
+    config = write(tmp_path, BASE + """
+[[attack]]
+name = "square-linf"
+eps = 0.3
+max_iter = 5
+num = 4
+target = ["float32", "int8"]
+""")
+    specs = load_experiment(config).attacks
+    assert [(s.shown, s.params["target"]) for s in specs] == [("square-linf@float32", "float32"),
+                                                                ("square-linf@int8", "int8")]
+    proc = study(config, tmp_path, "--run-id", "q")
+    assert proc.returncode == 0, proc.stderr
+    evals = {e["attack"]: e for e in json.loads((tmp_path / "q/metrics.json").read_text())["evaluations"]}
+    assert set(evals) == {"clean", "square-linf@float32", "square-linf@int8"}
+    assert evals["square-linf@float32"]["oracle"] == "keras:float32"
+    assert evals["square-linf@int8"]["oracle"] == "native:int8"
+    for key in ("square-linf@float32", "square-linf@int8"):
+        assert evals[key]["n"] == 4 and evals[key]["queries"] >= 4
+    assert "| square-linf@float32 | 0.3 |" in (tmp_path / "q/report.md").read_text()
 
 
 @needs_qemu
