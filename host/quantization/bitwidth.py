@@ -11,13 +11,14 @@ Two modes (Gorsline et al. 2021; Guesmi et al. 2024):
 
 The result is a float Keras model that computes what a b-bit network would: it runs on the host
 (not the chip) next to the deployed int16x8/int8 models, so accuracy-vs-ε per bit-width comes
-out of the same study. Names: "sim:w4", "sim:w4a4".
+out of the same study. Names: "sim:w4", "sim:w4a4"; quantization-aware trained ones (qat.py)
+"sim:w4-qat", "sim:w4a4-qat".
 """
 
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -33,14 +34,18 @@ KERNEL_LAYERS = ("Conv2D", "Dense", "DepthwiseConv2D", "Conv1D")
 class BitWidth:
     bits: int
     activations: bool
+    # quantization-aware trained (host.quantization.qat), else post-training; out of repr (a study's
+    # fingerprint has its QAT settings instead), so studies without QAT keep their fingerprint
+    qat: bool = field(default=False, repr=False)
 
     @property
     def key(self) -> str:
-        return f"sim:w{self.bits}" + (f"a{self.bits}" if self.activations else "")
+        return f"sim:w{self.bits}" + (f"a{self.bits}" if self.activations else "") + ("-qat" if self.qat else "")
 
 
-def parse_bitwidths(bits: Any, modes: Any) -> tuple[BitWidth, ...]:
-    """[bitwidth] bits = [2, 4, 8], modes = ["weights", "weights+activations"] from a study config."""
+def parse_bitwidths(bits: Any, modes: Any, qat: bool = False) -> tuple[BitWidth, ...]:
+    """[bitwidth] bits = [2, 4, 8], modes = ["weights", "weights+activations"] from a study config; with
+    qat, every width also quantization-aware trained (after the post-training ones)."""
     if not isinstance(bits, list) or not bits or not all(isinstance(b, int) and not isinstance(b, bool)
                                                          for b in bits):
         raise UserError(f"bitwidth.bits must be a list of integers, e.g. [2, 4, 8], got {bits!r}")
@@ -49,7 +54,8 @@ def parse_bitwidths(bits: Any, modes: Any) -> tuple[BitWidth, ...]:
         raise UserError(f"bitwidth.bits {bad}: simulated widths are {MIN_BITS}..{MAX_BITS} bits")
     if not isinstance(modes, list) or not modes or any(m not in MODES for m in modes):
         raise UserError(f"bitwidth.modes must be a list drawn from {list(MODES)}, got {modes!r}")
-    return tuple(BitWidth(b, m == MODES[1]) for m in modes for b in sorted(set(bits)))
+    post = tuple(BitWidth(b, m == MODES[1]) for m in modes for b in sorted(set(bits)))
+    return post + (tuple(BitWidth(w.bits, w.activations, qat=True) for w in post) if qat else ())
 
 
 def quantize_weights(w: np.ndarray, bits: int, channel_axis: int = -1) -> np.ndarray:
@@ -72,7 +78,7 @@ def simulate(model: Any, width: BitWidth, calibration: np.ndarray | None = None)
     """A new Keras model computing the b-bit version of `model` (the input is not changed)."""
     import keras
 
-    ranges = _activation_ranges(model, calibration) if width.activations else {}
+    ranges = activation_ranges(model, calibration) if width.activations else {}
     if width.activations and calibration is None:
         raise UserError("weights+activations simulation needs calibration inputs (the representative set)")
 
@@ -81,7 +87,7 @@ def simulate(model: Any, width: BitWidth, calibration: np.ndarray | None = None)
         if not ranges or layer.name not in ranges or isinstance(layer, keras.layers.InputLayer):
             return copy
         lo, hi = ranges[layer.name]
-        return _fake_quant_class()(copy, width.bits, lo, hi, name=f"{layer.name}_fq{width.bits}")
+        return fake_quant_class()(copy, width.bits, lo, hi, name=f"{layer.name}_fq{width.bits}")
 
     sim = keras.models.clone_model(model, clone_function=clone)
     _copy_weights(model, sim, width.bits)
@@ -101,7 +107,7 @@ def _copy_weights(source: Any, target: Any, bits: int) -> None:
         inner.set_weights(weights)
 
 
-def _activation_ranges(model: Any, x: np.ndarray | None) -> dict[str, tuple[float, float]]:
+def activation_ranges(model: Any, x: np.ndarray | None) -> dict[str, tuple[float, float]]:
     """[min, max] of every layer's output on the calibration inputs (one pass)."""
     import keras
 
@@ -119,7 +125,7 @@ def _activation_ranges(model: Any, x: np.ndarray | None) -> dict[str, tuple[floa
 _FAKE_QUANT: list[Any] = []   # the Keras layer class, made on first use (keeps TF out of imports)
 
 
-def _fake_quant_class() -> Any:
+def fake_quant_class() -> Any:
     if _FAKE_QUANT:
         return _FAKE_QUANT[0]
     import keras

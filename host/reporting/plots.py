@@ -54,8 +54,10 @@ def model_style(key: str, index: int = 0) -> dict[str, object]:
     width = simulated_width(key)
     if width is not None:
         bits, activations = width
+        qat = key.endswith("-qat")   # trained through the rounding: hollow-looking triangles, dotted
         return {"color": BIT_COLORS.get(bits, OTHER_COLORS[index % len(OTHER_COLORS)]),
-                "marker": "s" if activations else "o", "linestyle": "-." if activations else "-"}
+                "marker": ("v" if activations else "^") if qat else ("s" if activations else "o"),
+                "linestyle": ":" if qat else ("-." if activations else "-")}
     chip = key.startswith("chip:")
     base = key.split(":", 1)[1] if chip else key
     return {"color": COLORS.get(base, OTHER_COLORS[index % len(OTHER_COLORS)]),
@@ -64,10 +66,11 @@ def model_style(key: str, index: int = 0) -> dict[str, object]:
 
 
 def simulated_width(key: str) -> tuple[int, bool] | None:
-    """(bits, activations quantized too) of a simulated model key "sim:w4" / "sim:w4a4", else None."""
+    """(bits, activations quantized too) of a simulated model key "sim:w4" / "sim:w4a4" (also
+    quantization-aware trained: "sim:w4a4-qat"), else None."""
     if not key.startswith("sim:w"):
         return None
-    weights, _, activations = key.removeprefix("sim:w").partition("a")
+    weights, _, activations = key.removeprefix("sim:w").removesuffix("-qat").partition("a")
     return (int(weights), bool(activations)) if weights.isdigit() else None
 
 

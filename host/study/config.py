@@ -46,14 +46,14 @@ KEYS: dict[str, tuple[str, ...]] = {
     "dataset.representative": ("path", "start", "num"),
     "chip": ("board", "precisions", "num", "place", "cycles"),
     "cluster": ("scheduler", "workers", "shard"),
-    "bitwidth": ("bits", "modes"),
+    "bitwidth": ("bits", "modes", "qat"),
 }
 SLICE_KEYS = ("path", "start", "num")  # a defense's `data` table
 # What a query attack's `target` precision is queried through (`via`): our engine built for the host (the
 # default: bit-exact with TFLite Micro, about 1.8x faster on the CIFAR ResNet), TFLite Micro's interpreter
 # itself, or the board.
 ORACLES = ("native", "reference", "chip")
-QUICK_KEYS = ("train_defenses", "skip_attacks", "attack_num", "attack_params")
+QUICK_KEYS = ("train_defenses", "train_qat", "skip_attacks", "attack_num", "attack_params")
 OVERRIDABLE = ("experiment", "model", "dataset", "chip", "cluster")  # [quick] <section>_<key> overrides
 DEFAULT_SHARD = 50
 
@@ -63,7 +63,9 @@ class AttackSpec:
     name: str
     eps: tuple[float | None, ...]      # None: the attack's own default (minimal-perturbation attacks)
     params: dict[str, Any] = field(default_factory=dict)
-    label: str = ""                    # how results name it when one [[attack]] queries several targets
+    # How results name it when one [[attack]] queries several targets (from params' target: out of repr,
+    # so that the journal's fingerprint of a study without it stays what it was).
+    label: str = field(default="", repr=False)
 
     @property
     def shown(self) -> str:
@@ -130,6 +132,22 @@ class Experiment:
     # [chip] cycles / --cycles: estimated CPU cycles beside instructions (QEMU's cycle plugin). Out of repr so
     # that runs without it keep their fingerprint; journal.experiment_fingerprint adds it when set.
     chip_cycles: bool = field(default=False, repr=False)
+    # [bitwidth] qat: quantization-aware training of every bit width (out of repr like chip_cycles;
+    # journal.experiment_fingerprint adds it when set).
+    qat: QatSpec | None = field(default=None, repr=False)
+
+
+@dataclass(frozen=True)
+class QatSpec:
+    """[bitwidth] qat = {data = {path, start, num}, epochs, learning_rate, batch_size}."""
+
+    data: SliceSpec
+    epochs: int = 3
+    learning_rate: float = 1e-4
+    batch_size: int = 64
+
+
+QAT_KEYS = ("data", "epochs", "learning_rate", "batch_size")
 
 
 def load_experiment(path: Path | str, quick: bool = False) -> Experiment:
@@ -197,6 +215,7 @@ def _parse(doc: dict[str, Any], source: Path, quick: bool) -> Experiment:
                       for spec in _attacks(a, i, _range(data.get("input_range", [0.0, 1.0])))),
         defenses=tuple(_defense(d, i, base) for i, d in enumerate(_table_list(doc, "defense"))),
         bitwidths=_bitwidths(_table(doc, "bitwidth")),
+        qat=_qat(_table(doc, "bitwidth"), base),
         chip_place=_place(chip, doc),
         chip_cycles=_flag(chip.get("cycles", False), "chip.cycles"),
         shard=shard,
@@ -286,6 +305,8 @@ def _apply_quick(doc: dict[str, Any]) -> dict[str, Any]:
     out = {k: (dict(v) if isinstance(v, dict) else v) for k, v in doc.items()}
     if quick.pop("train_defenses", True) is False:  # skip train-based defenses in the quick variant
         out["defense"] = [d for d in _table_list(doc, "defense") if d.get("data") is None]
+    if quick.pop("train_qat", True) is False and "qat" in _table(doc, "bitwidth"):   # and/or QAT
+        out["bitwidth"] = {k: v for k, v in _table(doc, "bitwidth").items() if k != "qat"}
     skip = quick.pop("skip_attacks", [])
     if skip:
         known = {str(a.get("name", "")).lower() for a in _attack_list(doc)}
@@ -330,8 +351,10 @@ def _existing(base: Path, value: Any, key: str) -> Path:
     if not isinstance(value, str) or not value:
         raise UserError(f"{key} must be a path string")
     if value.startswith("builtin:"):
-        if value not in BUILTIN_DATASETS or not key.startswith(("dataset", "defense")):
+        if value not in BUILTIN_DATASETS:
             raise UserError(f"{key}: unknown built-in {value!r}; built-in datasets: {', '.join(BUILTIN_DATASETS)}")
+        if not key.startswith(("dataset", "defense", "[bitwidth] qat")):
+            raise UserError(f"{key}: {value!r} is a built-in dataset, not a file", hint="give a path to a file")
         return Path(value)
     path = Path(value) if Path(value).is_absolute() else (base / value)
     if not path.exists():
@@ -389,7 +412,25 @@ def _bitwidths(table: dict[str, Any]) -> tuple[Any, ...]:
         return ()
 
     _check_keys(table, KEYS["bitwidth"], "[bitwidth]")
-    return parse_bitwidths(table.get("bits"), table.get("modes", ["weights", "weights+activations"]))
+    return parse_bitwidths(table.get("bits"), table.get("modes", ["weights", "weights+activations"]),
+                           qat="qat" in table)
+
+
+def _qat(table: dict[str, Any], base: Path) -> QatSpec | None:
+    """[bitwidth] qat: the training pool and schedule of quantization-aware training (host.quantization.qat)."""
+    if "qat" not in table:
+        return None
+    qat = table["qat"]
+    if not isinstance(qat, dict):
+        raise UserError("[bitwidth] qat must be a table {data = {path, start, num}, epochs, learning_rate, "
+                        "batch_size}", hint="docs/experiments.md, \"Bit widths\"")
+    _check_keys(qat, QAT_KEYS, "[bitwidth] qat")
+    data = _slice(_required(qat, "data", "bitwidth.qat"), base, "[bitwidth] qat data")
+    rate = qat.get("learning_rate", 1e-4)
+    if not isinstance(rate, int | float) or isinstance(rate, bool) or not 0 < rate < 1:
+        raise UserError(f"[bitwidth] qat learning_rate must be a number in (0, 1), got {rate!r}")
+    return QatSpec(data, _int(qat.get("epochs", 3), "[bitwidth] qat epochs", 1), float(rate),
+                   _int(qat.get("batch_size", 64), "[bitwidth] qat batch_size", 1))
 
 
 def _table_list(doc: dict[str, Any], key: str) -> list[dict[str, Any]]:
@@ -413,14 +454,7 @@ def _defense(table: dict[str, Any], index: int, base: Path) -> DefenseSpec:
                              "spatial-smoothing with filter = median (window 1..5)")
     data = None
     if defense.kind == "train":
-        spec = _required(table, "data", f"defense '{name}'")
-        if not isinstance(spec, dict):
-            raise UserError(f"defense '{name}': data must be a table {{path, start, num}} (training images, "
-                            "not the evaluation images)")
-        _check_keys(spec, SLICE_KEYS, f"[[defense]] '{name}' data")
-        data = SliceSpec(_existing(base, _required(spec, "path", f"defense '{name}' data"), f"defense '{name}' data"),
-                         _int(spec.get("start", 0), f"defense '{name}' data.start", 0),
-                         _int(spec["num"], f"defense '{name}' data.num", 1) if "num" in spec else None)
+        data = _slice(_required(table, "data", f"defense '{name}'"), base, f"defense '{name}' data")
     elif "data" in table:
         raise UserError(f"defense '{name}' ({defense.kind}) takes no training data")
     if defense.kind == "model":
@@ -431,6 +465,16 @@ def _defense(table: dict[str, Any], index: int, base: Path) -> DefenseSpec:
                             hint=next(p.help for p in defense.params_spec if p.name == key))
         params[key] = str(_existing(base, params[key], f"defense '{name}' {key}"))
     return DefenseSpec(name, defense.kind, params, data, on_chip)
+
+
+def _slice(spec: Any, base: Path, what: str) -> SliceSpec:
+    """A training-data table {path, start, num}, the path relative to the config."""
+    if not isinstance(spec, dict):
+        raise UserError(f"{what} must be a table {{path, start, num}} (training images, not the evaluation images)")
+    _check_keys(spec, SLICE_KEYS, what)
+    return SliceSpec(_existing(base, _required(spec, "path", what), what),
+                     _int(spec.get("start", 0), f"{what}.start", 0),
+                     _int(spec["num"], f"{what}.num", 1) if "num" in spec else None)
 
 
 def _model_files(params: dict[str, Any], name: str, base: Path) -> dict[str, Any]:

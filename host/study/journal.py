@@ -175,6 +175,8 @@ def experiment_fingerprint(experiment: Any) -> str:
     digest = hashlib.sha256(repr(experiment).encode())
     if getattr(experiment, "chip_cycles", False):
         digest.update(b"|chip_cycles")   # out of repr, so that a run without cycles keeps its fingerprint
+    if getattr(experiment, "qat", None) is not None:
+        digest.update(f"|qat {experiment.qat!r}".encode())   # likewise for quantization-aware training
     for path in sorted(p for p in _files(experiment) if not str(p).startswith("builtin:")):
         digest.update(str(path).encode())
         digest.update((file_sha256(path) if path.exists() else "missing").encode())   # a SavedModel: a directory
@@ -188,4 +190,6 @@ def _files(experiment: Any) -> set[Path]:
     if experiment.representative is not None:
         files.add(Path(experiment.representative.path))
     files |= {Path(d.train_data.path) for d in experiment.defenses if d.train_data is not None}
+    if getattr(experiment, "qat", None) is not None:
+        files.add(Path(experiment.qat.data.path))
     return files

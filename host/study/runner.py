@@ -65,6 +65,7 @@ from host.study.units import (
     GradientUnit,
     HostRun,
     HostUnit,
+    QatUnit,
     Timed,
     TrainUnit,
     argmax_bytes,
@@ -602,6 +603,7 @@ def run_experiment(exp: Experiment, progress: bool = True, journal: Journal | No
     x, y, models, float_model, targets, calibration = prepared
     executor = executor or SerialExecutor()   # the caller checked its placement (check_placement)
     with run_context(exp, models, targets, calibration, window, max_restarts) as context:
+        context = with_qat_models(exp, context, executor, journal, scope, say)
         sets = input_sets(exp, len(x), scope)
         plan = plan_units(exp, sets, context)
         trained = _submit_training(exp, executor, journal, context, scope)
@@ -781,6 +783,33 @@ def _collect(entry: Any, executor: Any, journal: Journal | None) -> Any:
             journal.put(unit_key, outcome.result, outcome.seconds, outcome.worker)
         return outcome.result
     raise UserError(f"unit {unit_key} returned nothing")
+
+
+# ---------------------------------------------------------------- quantization-aware training
+
+
+def with_qat_models(exp: Experiment, context: Context, executor: Any, journal: Journal | None, scope: str,
+                    say: Callable[[str], None]) -> Context:
+    """The context with every QAT bit width trained (one unit each, in parallel, before the units that
+    evaluate them; a resumed run takes them from the journal)."""
+    widths = [w for w in exp.bitwidths if w.qat]
+    if not widths or exp.qat is None:
+        return context
+    x_train, y_train = load_slice(exp.qat.data, exp.input_range)
+    entries = {}
+    for width in widths:
+        unit = QatUnit(scope, width, exp.qat, x_train, y_train)
+        if journal is not None and unit.key in journal.done_keys():
+            entries[width.key] = journal.get(unit.key)
+            continue
+        entries[width.key] = (unit.key, executor.submit(run_unit, executor.share(context), executor.share(unit),
+                                                        key=_task_key(journal, unit.key), priority=PRIORITY_TRAIN))
+    pending = sum(isinstance(e, tuple) for e in entries.values())
+    if pending:
+        say(f"quantization-aware training: {pending} bit width(s), {exp.qat.epochs} epoch(s) each on "
+            f"{len(x_train)} images, before the study's other units")
+    trained = {key: Blob.of(_collect(entry, executor, journal), ".npz") for key, entry in entries.items()}
+    return dataclasses.replace(context, qat_models=trained)
 
 
 # ---------------------------------------------------------------- trained defenses

@@ -62,6 +62,8 @@ from host.emulators.cycles import CyclePlugin
 from host.emulators.launch import boot_elf
 from host.link.device import connect
 from host.quantization.bitwidth import simulate
+from host.quantization.qat import from_bytes as qat_from_bytes
+from host.quantization.qat import train_qat
 from host.quantization.quantize import load_float_keras
 from host.study import metrics
 from host.study.config import FLOAT, AttackSpec, DefenseSpec, attack_params
@@ -146,6 +148,10 @@ class Context:
     defenses: tuple[DefenseSpec, ...] = ()     # pre-processing defenses (host side)
     chips: dict[str, ChipSpec] = field(default_factory=dict)            # precision -> its chip
     stage_chips: dict[tuple[str, str], ChipSpec] = field(default_factory=dict)   # (defense label, precision)
+    qat_models: dict[str, Blob] = field(default_factory=dict)    # a QAT bit width's key -> qat.to_bytes
+
+
+CALIBRATION_LIMIT = 500          # calibration images for activation ranges (weights+activations widths)
 
 
 def unit_seed(run_seed: int, key: str) -> int:
@@ -218,6 +224,21 @@ class TrainUnit:
     @property
     def key(self) -> str:
         return f"train/{self.label}"
+
+
+@dataclass(frozen=True)
+class QatUnit:
+    """Quantization-aware training of one bit width (host.quantization.qat) on a training pool."""
+
+    scope: str
+    width: Any                        # host.quantization.bitwidth.BitWidth, qat=True
+    spec: Any                         # host.study.config.QatSpec: the schedule
+    x: np.ndarray = field(repr=False)
+    y: np.ndarray = field(repr=False)
+
+    @property
+    def key(self) -> str:
+        return f"{self.scope}qat/{self.width.key}"
 
 
 # ---------------------------------------------------------------- results (journaled as .npz)
@@ -363,6 +384,8 @@ def _run(state: WorkerState, context: Context, unit: Any, inputs: Any, labels: n
         return state.chip_run(context, unit, np.asarray(x, np.float32))
     if isinstance(unit, TrainUnit):
         return state.train(context, unit)
+    if isinstance(unit, QatUnit):
+        return state.train_qat(context, unit)
     if isinstance(unit, GradientUnit):
         return state.gradient(context, unit)
     raise TypeError(f"not a unit: {type(unit).__name__}")
@@ -425,14 +448,25 @@ class WorkerState:
         return self._native[blob.sha256]
 
     def simulated(self, context: Context) -> dict[str, Any]:
+        """The bit-width sweep's host models: post-training (simulate) and quantization-aware trained."""
         out = {}
+        keras_model = self.float_model(context).keras_model
         for width in context.bitwidths:
-            key = (self.float_model(context).keras_model, width)
+            trained = context.qat_models.get(width.key) if width.qat else None
+            key = (keras_model, width, None if trained is None else trained.sha256)
             if key not in self._simulated:
-                calibration = None if context.calibration is None else context.calibration[:500]
-                self._simulated[key] = simulate(self.float_model(context).keras_model, width, calibration)
+                if width.qat:
+                    if trained is None:
+                        raise UserError(f"{width.key}: no quantization-aware trained model in this run's context")
+                    self._simulated[key] = qat_from_bytes(keras_model, width, trained.data)
+                else:
+                    self._simulated[key] = simulate(keras_model, width, self._calibration(context))
             out[width.key] = self._simulated[key]
         return out
+
+    @staticmethod
+    def _calibration(context: Context) -> np.ndarray | None:
+        return None if context.calibration is None else context.calibration[:CALIBRATION_LIMIT]
 
     # ---- boards
 
@@ -564,6 +598,12 @@ class WorkerState:
                         "queries": int(getattr(oracle, "queries", 0)) or len(x) * (FD_DIRECTIONS * 2),
                         "fd": f"random directions ({FD_DIRECTIONS}), h = range/64"}
         return json.loads(json.dumps(out, default=_json_default))
+
+    def train_qat(self, context: Context, unit: QatUnit) -> bytes:
+        _, blob = train_qat(self.float_model(context).keras_model, unit.width, unit.x, unit.y,
+                            self._calibration(context), epochs=unit.spec.epochs, batch_size=unit.spec.batch_size,
+                            learning_rate=unit.spec.learning_rate, seed=unit_seed(context.seed, unit.key))
+        return blob
 
     def train(self, context: Context, unit: TrainUnit) -> bytes:
         seed_everything(unit_seed(context.seed, unit.key))

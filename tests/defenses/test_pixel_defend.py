@@ -16,9 +16,9 @@ SHAPE = (6, 6, 3)
 
 @pytest.fixture(scope="module")
 def pixelcnn():  # noqa: ANN201
-    from host.defenses.pixelcnn import build_pixelcnn
-
     import keras
+
+    from host.defenses.pixelcnn import build_pixelcnn
     keras.utils.set_random_seed(1)
     return build_pixelcnn(SHAPE, hidden=4, residual_blocks=1)
 

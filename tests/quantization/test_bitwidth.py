@@ -45,3 +45,37 @@ def test_simulated_models_lose_accuracy_only_at_low_width() -> None:
     assert accuracy(simulate(model, BitWidth(8, True), x_train[:200])) >= base - 0.01
     assert accuracy(simulate(model, BitWidth(2, True), x_train[:200])) < base - 0.2
     assert accuracy(model) == base  # the original model is untouched
+
+
+# ---------------------------------------------------------------- quantization-aware training
+
+
+def test_qat_widths_follow_the_post_training_ones() -> None:
+    widths = parse_bitwidths([4, 2], ["weights", "weights+activations"], qat=True)
+    assert [w.key for w in widths] == ["sim:w2", "sim:w4", "sim:w2a2", "sim:w4a4",
+                                       "sim:w2-qat", "sim:w4-qat", "sim:w2a2-qat", "sim:w4a4-qat"]
+
+
+def test_qat_recovers_what_post_training_quantization_loses_at_2_bits() -> None:
+    """2-bit weights and activations on the digits CNN: post-training rounding loses most of its
+    accuracy; three epochs of training through the rounding (STE) win it back, and the trained
+    network survives to_bytes/from_bytes."""
+    from host.core.data import load_digits_split
+    from host.quantization.qat import from_bytes, train_qat
+    from host.quantization.quantize import load_float_keras
+
+    x_train, y_train, x_test, y_test = load_digits_split()
+    model = load_float_keras(DEFAULT_FLOAT_MODEL)
+
+    def accuracy(m) -> float:  # noqa: ANN001
+        return float(np.mean(m.predict(x_test, verbose=0).argmax(axis=1) == y_test))
+
+    width = BitWidth(2, True, qat=True)
+    post = accuracy(simulate(model, BitWidth(2, True), x_train[:200]))
+    net, blob = train_qat(model, width, x_train, y_train, x_train[:200], epochs=3, batch_size=32,
+                          learning_rate=1e-3, seed=0)
+    trained = accuracy(net)
+    assert trained > post + 0.2 and trained > 0.6, (post, trained)
+    again = from_bytes(model, width, blob)
+    np.testing.assert_array_equal(again.predict(x_test, verbose=0), net.predict(x_test, verbose=0))
+    assert accuracy(model) > trained - 0.5 and accuracy(simulate(model, BitWidth(2, True), x_train[:200])) == post

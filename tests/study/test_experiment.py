@@ -95,6 +95,8 @@ def test_shipped_configs_load() -> None:
     ('[chip]\nboard = "arduino-uno"\n', "unknown board 'arduino-uno'"),
     ('[[defense]]\nname = "x"\n', "unknown defense 'x'"),
     ('[[defense]]\nname = "pgd-at"\n', "needs 'data'"),
+    ('[bitwidth]\nbits = [2]\nqat = { epochs = 2 }\n', r"\[bitwidth.qat\] needs 'data'"),
+    ('[bitwidth]\nbits = [2]\nqat = { data = { path = "builtin:digits-train" }, rate = 1 }\n', "unknown key"),
     ('[[defense]]\nname = "jpeg"\nquality = 500\n', "quality"),
     ('[defend]\nname = "x"\n', "unknown section"),
 ])
@@ -208,6 +210,32 @@ def journal_units(run: Path, missing_ok: bool = False) -> dict[str, bytes]:
 
 def without_timings(doc: dict) -> list[dict]:
     return [{k: v for k, v in e.items() if k != "seconds"} for e in doc["evaluations"]]
+
+
+def test_quantization_aware_trained_widths_beside_the_post_training_ones(tmp_path: Path) -> None:
+    """[bitwidth] qat: each width is also trained through its rounding (one journaled unit each, before
+    the units evaluating it), and evaluated on the host as sim:w2a2-qat beside sim:w2a2."""
+    config = write(tmp_path, BASE.replace("num = 12", "num = 60") + """
+[[attack]]
+name = "fgsm"
+eps = [0.1]
+[bitwidth]
+bits = [2]
+modes = ["weights+activations"]
+[bitwidth.qat]
+data = { path = "builtin:digits-train", start = 0, num = 1000 }
+epochs = 3
+learning_rate = 1e-3
+batch_size = 32
+""")
+    assert [w.key for w in load_experiment(config).bitwidths] == ["sim:w2a2", "sim:w2a2-qat"]
+    proc = study(config, tmp_path, "--run-id", "b")
+    assert proc.returncode == 0, proc.stderr
+    assert "quantization-aware training: 1 bit width(s), 3 epoch(s) each on 1000 images" in proc.stderr
+    clean = json.loads((tmp_path / "b/metrics.json").read_text())["evaluations"][0]["models"]
+    assert clean["sim:w2a2-qat"]["accuracy"] > clean["sim:w2a2"]["accuracy"] + 0.2, clean
+    assert "qat/sim:w2a2-qat" in journal_units(tmp_path / "b")
+    assert "w2a2-qat" in (tmp_path / "b/report.md").read_text()
 
 
 def test_a_query_attack_runs_against_each_precision_it_lists(tmp_path: Path) -> None:
