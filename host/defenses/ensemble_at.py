@@ -74,6 +74,7 @@ class EnsembleAdversarialTraining(Trainer):
 
         return fine_tune(model, x, y, loss, prepare=prepare, aux=(static_adv,), epochs=params["epochs"],
                          batch_size=params["batch_size"], learning_rate=params["learning_rate"],
+                         optimizer=params["optimizer"],
                          seed=params["seed"])
 
     def _static_models(self, float_model: Any, x: np.ndarray, y: np.ndarray, params: dict[str, Any]) -> list[Any]:

@@ -103,4 +103,5 @@ class SinkhornAdversarialTraining(Trainer):
 
         return fine_tune(model, x, y, loss, prepare=prepare, epochs=params["epochs"],
                          batch_size=params["batch_size"], learning_rate=params["learning_rate"],
+                         optimizer=params["optimizer"],
                          seed=params["seed"])

@@ -23,7 +23,7 @@ import numpy as np
 
 from host.core.errors import UserError
 from host.core.quiet import import_tensorflow_quietly
-from host.defenses.base import SEED, Param, at_least_one, positive
+from host.defenses.base import SEED, Param, at_least_one, one_of, positive
 
 LogitsFn = Callable[[Any, bool], Any]
 
@@ -148,8 +148,9 @@ def fine_tune(
     prepare: Callable[..., Sequence[Any]] | None = None,
     salt: int = 0,
     on_epoch: Callable[[int], None] | None = None,
+    optimizer: str = "adam",
 ) -> Any:
-    """Adam on `batch_loss(xb, yb, *aux_b, *prepared)` over shuffled batches; returns the model.
+    """Adam (or plain SGD) on `batch_loss(xb, yb, *aux_b, *prepared)` over shuffled batches; returns the model.
 
     `prepare(xb, yb, seed, *aux_b)` computes tensors outside the gradient tape (adversarial
     examples); `aux` are per-sample arrays batched with x (soft labels, precomputed inputs);
@@ -158,10 +159,11 @@ def fine_tune(
     import tensorflow as tf
 
     keras = keras_module(model)
-    optimizer = keras.optimizers.Adam(learning_rate=learning_rate)
+    opt = (keras.optimizers.SGD(learning_rate=learning_rate) if optimizer == "sgd"
+           else keras.optimizers.Adam(learning_rate=learning_rate))
     variables = list(model.trainable_variables)
-    if hasattr(optimizer, "build"):
-        optimizer.build(variables)
+    if hasattr(opt, "build"):
+        opt.build(variables)
 
     @tf.function(reduce_retracing=True)
     def train_step(xb: Any, yb: Any, step_seed: Any, *aux_b: Any) -> Any:
@@ -169,7 +171,7 @@ def fine_tune(
         with tf.GradientTape() as tape:
             value = batch_loss(xb, yb, *aux_b, *prepared)
         grads = tape.gradient(value, variables)
-        optimizer.apply_gradients(zip(grads, variables, strict=True))
+        opt.apply_gradients(zip(grads, variables, strict=True))
         return value
 
     rng = np.random.default_rng(seed)
@@ -203,7 +205,9 @@ def _params() -> tuple[Any, ...]:
     return (
         Param("epochs", int, 5, EPOCHS_HELP, at_least_one),
         Param("batch_size", int, 64, "training inputs per step", at_least_one),
-        Param("learning_rate", float, 5e-4, "Adam learning rate (fine-tuning from the input model)", positive),
+        Param("learning_rate", float, 5e-4, "learning rate (fine-tuning from the input model)", positive),
+        Param("optimizer", str, "adam", "adam, or sgd (plain SGD, no momentum: the study's train_step)",
+              one_of("adam", "sgd")),
         Param("train_bn", bool, False,
               "batch-norm layers use batch statistics and update their moving averages while training "
               "(false: inference mode, only their scale/offset are trained)"),

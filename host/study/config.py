@@ -80,11 +80,14 @@ class DefenseSpec:
     params: dict[str, Any] = field(default_factory=dict)
     train_data: SliceSpec | None = None
     on_chip: bool = False              # also run its firmware pre-processing stage on the [chip] (docs/defenses.md)
+    given_label: str = field(default="", repr=False)   # [[defense]] label = "…" (out of repr: the fingerprint)
 
     @property
     def label(self) -> str:
-        """How results name it: the name and the parameters the config set, e.g. feature-squeezing(bit_depth=4);
-        a trained model its `label` (default: its float file's name)."""
+        """How results name it: its `label` if the config gives one; else the name and the parameters the
+        config set, e.g. feature-squeezing(bit_depth=4); a trained model its float file's name."""
+        if self.given_label:
+            return self.given_label
         if self.kind == "model":
             return str(self.params.get("label") or Path(str(self.params["float"])).stem)
         files = defense_class(self.name).file_params
@@ -444,6 +447,11 @@ def _defense(table: dict[str, Any], index: int, base: Path) -> DefenseSpec:
     """[[defense]]: name, its parameters; train-based ones need `data` = {path, start, num}."""
     name = str(_required(table, "name", f"defense #{index + 1}")).lower()
     params = {k: v for k, v in table.items() if k not in ("name", "data", "on_chip")}
+    given_label = ""
+    if "label" in params and "label" not in {p.name for p in defense_class(name).params_spec}:
+        given_label = params.pop("label")   # how results name it; a trained-model's label is its own parameter
+        if not isinstance(given_label, str) or not given_label.strip():
+            raise UserError(f"defense '{name}': label must be a non-empty string, got {given_label!r}")
     defense = get_defense(name, **params)  # unknown defense (lists the registry) or bad parameter
     on_chip = table.get("on_chip", False)
     if not isinstance(on_chip, bool):
@@ -464,7 +472,7 @@ def _defense(table: dict[str, Any], index: int, base: Path) -> DefenseSpec:
             raise UserError(f"defense '{name}': give its {key} file, {key} = \"FILE\"",
                             hint=next(p.help for p in defense.params_spec if p.name == key))
         params[key] = str(_existing(base, params[key], f"defense '{name}' {key}"))
-    return DefenseSpec(name, defense.kind, params, data, on_chip)
+    return DefenseSpec(name, defense.kind, params, data, on_chip, given_label.strip())
 
 
 def _slice(spec: Any, base: Path, what: str) -> SliceSpec:

@@ -290,6 +290,19 @@ def test_trainer_keeps_accuracy_architecture_and_deploys(name: str, float_model,
     check_deployable(model, digits["x"][:100], digits["xt"], digits["yt"])
 
 
+@pytest.mark.parametrize(("name", "params"), [
+    ("distillation", {"alpha": 0.1, "student_from": "teacher"}),
+    ("pgd-at", {"eps": 0.1, "rel_step": 0.1, "optimizer": "sgd", "learning_rate": 0.01, "train_bn": True}),
+])
+def test_the_studys_training_settings(name: str, params: dict, float_model, digits) -> None:  # noqa: ANN001
+    """What configs/david-goliath-own-defenses.toml sets to follow the study's scripts: plain SGD, batch-norm
+    training, the distiller's hard-label weight and a student started from the teacher."""
+    model = get_defense(name, epochs=2, **params).train(float_model, digits["x"], digits["y"])
+    assert accuracy(model, digits["xt"], digits["yt"]) >= 0.85
+    with pytest.raises(UserError, match="optimizer"):
+        get_defense(name, optimizer="rmsprop")
+
+
 def test_training_is_reproducible(float_model, digits) -> None:  # noqa: ANN001
     defense = get_defense("ensemble-at", epochs=1, eps=0.05, seed=3)
     a = defense.train(float_model, digits["x"][:200], digits["y"][:200])

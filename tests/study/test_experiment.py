@@ -77,6 +77,11 @@ def test_shipped_configs_load() -> None:
             "ensemble adversarial training (study)", "Sinkhorn adversarial training (study)"]
         assert [a.name for a in defended.attacks] == [a.name for a in study.attacks]
         assert all(Path(d.params[p]).exists() for d in defended.defenses for p in ("float", "int8", "int16x8"))
+        own = load_experiment(ROOT / "configs/david-goliath-own-defenses.toml")
+        assert [d.kind for d in own.defenses] == ["train"] * 4 + ["model"] * 4
+        assert own.defenses[0].label == "adversarial training (ours)" and own.defenses[0].params["optimizer"] == "sgd"
+        assert [d.kind for d in load_experiment(ROOT / "configs/david-goliath-own-defenses.toml", quick=True).defenses
+                ] == ["model"] * 4
         sweep = load_experiment(ROOT / "configs/bitwidth-patch-cifar10.toml", quick=True)
         patch = next(a for a in sweep.attacks if a.name == "patch")
         assert patch.params["target"] == 0 and len(sweep.bitwidths) == 12
@@ -98,6 +103,7 @@ def test_shipped_configs_load() -> None:
     ('[bitwidth]\nbits = [2]\nqat = { epochs = 2 }\n', r"\[bitwidth.qat\] needs 'data'"),
     ('[bitwidth]\nbits = [2]\nqat = { data = { path = "builtin:digits-train" }, rate = 1 }\n', "unknown key"),
     ('[[defense]]\nname = "jpeg"\nquality = 500\n', "quality"),
+    ('[[defense]]\nname = "jpeg"\nlabel = ""\n', "label must be a non-empty string"),
     ('[defend]\nname = "x"\n', "unknown section"),
 ])
 def test_bad_configs_are_refused_before_work(tmp_path: Path, extra: str, message: str) -> None:
@@ -210,6 +216,13 @@ def journal_units(run: Path, missing_ok: bool = False) -> dict[str, bytes]:
 
 def without_timings(doc: dict) -> list[dict]:
     return [{k: v for k, v in e.items() if k != "seconds"} for e in doc["evaluations"]]
+
+
+def test_a_defense_can_be_named(tmp_path: Path) -> None:
+    config = write(tmp_path, BASE + '[[attack]]\nname = "fgsm"\neps = [0.1]\n'
+                   '[[defense]]\nname = "jpeg"\nquality = 30\nlabel = "JPEG at 30"\n[[defense]]\nname = "jpeg"\n')
+    specs = load_experiment(config).defenses
+    assert [d.label for d in specs] == ["JPEG at 30", "jpeg"] and specs[0].params == {"quality": 30}
 
 
 def test_quantization_aware_trained_widths_beside_the_post_training_ones(tmp_path: Path) -> None:
