@@ -47,7 +47,8 @@ class PixelDefend(Preprocessor):
     implementation = "ART PixelDefend's algorithm, vectorised (ours; tested equal to ART)"
     file_params = ("pixelcnn",)
     params_spec = (
-        Param("pixelcnn", str, "", "the PixelCNN checkpoint (.keras; required), relative to the config", _checkpoint),
+        Param("pixelcnn", str, "", "the PixelCNN checkpoint (.keras; required), relative to the config; "
+              "python -m host.defenses.pixelcnn --data IMAGES.npz --out FILE.keras trains one", _checkpoint),
         Param("eps", int, 38, "how far each sub-pixel may move, in levels of 255 (study: 38)", in_range(0, 255)),
         Param("batch_size", int, 16, "images per PixelCNN pass", at_least_one),
     )

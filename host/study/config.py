@@ -468,10 +468,13 @@ def _defense(table: dict[str, Any], index: int, base: Path) -> DefenseSpec:
     if defense.kind == "model":
         params = _model_files(params, name, base)
     for key in defense.file_params:
+        what = next(p.help for p in defense.params_spec if p.name == key)
         if not params.get(key):
-            raise UserError(f"defense '{name}': give its {key} file, {key} = \"FILE\"",
-                            hint=next(p.help for p in defense.params_spec if p.name == key))
-        params[key] = str(_existing(base, params[key], f"defense '{name}' {key}"))
+            raise UserError(f"defense '{name}': give its {key} file, {key} = \"FILE\"", hint=what)
+        try:
+            params[key] = str(_existing(base, params[key], f"defense '{name}' {key}"))
+        except UserError as err:
+            raise UserError(err.message, hint=f"{err.hint}; {key}: {what}") from None
     return DefenseSpec(name, defense.kind, params, data, on_chip, given_label.strip())
 
 
