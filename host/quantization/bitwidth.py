@@ -122,21 +122,20 @@ def activation_ranges(model: Any, x: np.ndarray | None) -> dict[str, tuple[float
             for layer, out in zip(layers, outputs, strict=True)}
 
 
-_FAKE_QUANT: list[Any] = []   # the Keras layer class, made on first use (keeps TF out of imports)
+_FAKE_QUANT: list[Any] = []   # the Keras layer classes, made on first use (keeps TF out of imports)
+_WRAPPER: list[Any] = []
 
 
-def fake_quant_class() -> Any:
-    if _FAKE_QUANT:
-        return _FAKE_QUANT[0]
+def wrapper_class() -> Any:
+    """The base of the sweep's wrapper layers: a layer holding `inner` (built with it) and a bit width."""
+    if _WRAPPER:
+        return _WRAPPER[0]
     import keras
-    import tensorflow as tf
 
-    class FakeQuant(keras.layers.Layer):
-        """A layer followed by b-bit fake quantization of its output over a fixed range."""
-
-        def __init__(self, inner: Any, bits: int, lo: float, hi: float, **kwargs: Any) -> None:
+    class BitWidthWrapper(keras.layers.Layer):
+        def __init__(self, inner: Any, bits: int, **kwargs: Any) -> None:
             super().__init__(**kwargs)
-            self.inner, self.bits, self.lo, self.hi = inner, bits, lo, hi
+            self.inner, self.bits = inner, bits
 
         def build(self, input_shape: Any) -> None:
             if not self.inner.built:
@@ -145,6 +144,22 @@ def fake_quant_class() -> Any:
 
         def compute_output_shape(self, input_shape: Any) -> Any:
             return self.inner.compute_output_shape(input_shape)
+
+    _WRAPPER.append(BitWidthWrapper)
+    return BitWidthWrapper
+
+
+def fake_quant_class() -> Any:
+    if _FAKE_QUANT:
+        return _FAKE_QUANT[0]
+    import tensorflow as tf
+
+    class FakeQuant(wrapper_class()):  # type: ignore[misc]
+        """A layer followed by b-bit fake quantization of its output over a fixed range."""
+
+        def __init__(self, inner: Any, bits: int, lo: float, hi: float, **kwargs: Any) -> None:
+            super().__init__(inner, bits, **kwargs)
+            self.lo, self.hi = lo, hi
 
         def call(self, inputs: Any, *args: Any, **kwargs: Any) -> Any:
             y = self.inner(inputs, *args, **kwargs)

@@ -33,7 +33,7 @@ import numpy as np
 
 from host.core.errors import UserError
 from host.core.quiet import import_tensorflow_quietly
-from host.quantization.bitwidth import KERNEL_LAYERS, BitWidth, activation_ranges, fake_quant_class
+from host.quantization.bitwidth import KERNEL_LAYERS, BitWidth, activation_ranges, fake_quant_class, wrapper_class
 
 _STE_KERNEL: list[Any] = []     # the Keras layer class, made on first use (keeps TF out of imports)
 
@@ -107,23 +107,10 @@ def ste_kernel_class() -> Any:
     """The Keras layer wrapping a Conv/Dense/DepthwiseConv layer so that it computes with b-bit kernels."""
     if _STE_KERNEL:
         return _STE_KERNEL[0]
-    import keras
     from keras import ops
 
-    class SteKernel(keras.layers.Layer):
+    class SteKernel(wrapper_class()):  # type: ignore[misc]
         """`inner` with its kernel fake-quantized (bitwidth.quantize_weights) and a straight-through gradient."""
-
-        def __init__(self, inner: Any, bits: int, **kwargs: Any) -> None:
-            super().__init__(**kwargs)
-            self.inner, self.bits = inner, bits
-
-        def build(self, input_shape: Any) -> None:
-            if not self.inner.built:
-                self.inner.build(input_shape)
-            self.built = True
-
-        def compute_output_shape(self, input_shape: Any) -> Any:
-            return self.inner.compute_output_shape(input_shape)
 
         def call(self, inputs: Any) -> Any:
             inner = self.inner
