@@ -157,17 +157,19 @@ def prepare_targets(exp: Experiment, models: Any) -> dict[str, Target]:
     return targets
 
 
-def check_dataset_fits(exp: Experiment, x: np.ndarray, y: np.ndarray, float_model: FloatModel) -> None:
-    """The dataset's inputs and labels against the float model, before any long work."""
+def check_dataset_fits(exp: Experiment, x: np.ndarray, y: np.ndarray, float_model: FloatModel,
+                       what: str | None = None) -> None:
+    """A dataset's inputs and labels (the evaluated one by default) against the float model, before any long work."""
+    what = what or f"[dataset] {exp.dataset.path}"
     want = tuple(float_model.input_shape[1:])
     if tuple(x.shape[1:]) != want:
-        raise UserError(f"[dataset] {exp.dataset.path}: inputs of shape {tuple(x.shape[1:])}, but the float model "
+        raise UserError(f"{what}: inputs of shape {tuple(x.shape[1:])}, but the float model "
                         f"{Path(exp.float_model).name} takes {want}",
-                        hint="point [dataset] path to inputs of the model's shape (NHWC), or use the model "
+                        hint="point the path to inputs of the model's shape (NHWC), or use the model "
                              "they were made for")
     classes = float_model.num_classes
     if len(y) and (int(y.min()) < 0 or int(y.max()) >= classes):
-        raise UserError(f"[dataset] {exp.dataset.path}: labels {int(y.min())}..{int(y.max())}, but the float model "
+        raise UserError(f"{what}: labels {int(y.min())}..{int(y.max())}, but the float model "
                         f"has {classes} classes", hint="the labels must be class indices 0..classes-1")
 
 
@@ -653,6 +655,9 @@ def prepare(exp: Experiment) -> tuple[np.ndarray, np.ndarray, Any, FloatModel, d
     float_model = FloatModel(models.float_model, exp.input_range)
     check_dataset_fits(exp, x, y, float_model)
     check_trained_models(exp, float_model, rep is not None)
+    if exp.qat is not None:
+        x_qat, y_qat = load_slice(exp.qat.data, exp.input_range)
+        check_dataset_fits(exp, x_qat, y_qat, float_model, what=f"[bitwidth.qat] data {exp.qat.data.path}")
     for defense in preprocessors(exp).values():
         defense.check_inputs(tuple(float_model.input_shape[1:]), exp.input_range)
     targets = prepare_targets(exp, models)
@@ -946,5 +951,10 @@ def _describe(exp: Experiment, targets: dict[str, Target]) -> dict[str, Any]:
         "chip": {"board": exp.chip_board, "precisions": list(exp.chip_precisions), "num": exp.chip_num,
                  **({"place": exp.chip_place} if exp.chip_place else {}),
                  "preprocess_stages": {label: stage.label for label, stage in chip_stages(exp).items()}},
-        "attacks": [{"name": a.name, "eps": list(a.eps), "params": a.params} for a in exp.attacks],
+        "attacks": [{"name": a.name, **({"label": a.label} if a.label else {}), "eps": list(a.eps),
+                     "params": a.params} for a in exp.attacks],
+        **({"bitwidths": [w.key for w in exp.bitwidths]} if exp.bitwidths else {}),
+        **({"qat": {"data": {"path": str(exp.qat.data.path), "start": exp.qat.data.start, "num": exp.qat.data.num},
+                    "epochs": exp.qat.epochs, "learning_rate": exp.qat.learning_rate,
+                    "batch_size": exp.qat.batch_size}} if exp.qat is not None else {}),
     }

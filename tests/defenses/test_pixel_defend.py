@@ -140,6 +140,35 @@ name = "pixel-defend"
         load_experiment(config)
 
 
+def test_a_study_refuses_a_pixelcnn_of_other_images_before_any_work(checkpoint: Path, tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    from host.core.paths import ROOT
+
+    config = tmp_path / "c.toml"
+    config.write_text(f"""
+[model]
+float = "{ROOT / 'models/digits_cnn.keras'}"
+precisions = ["float32"]
+[dataset]
+path = "builtin:digits-test"
+num = 8
+[[attack]]
+name = "fgsm"
+eps = [0.1]
+[[defense]]
+name = "pixel-defend"
+pixelcnn = "{checkpoint}"
+""")
+    proc = subprocess.run([sys.executable, "-m", "host.evaluate", "--config", str(config), "--out", str(tmp_path),
+                           "--run-id", "e", "--workers", "0", "--no-progress"], cwd=ROOT, capture_output=True,
+                          text=True, timeout=300)
+    assert proc.returncode == 2, proc.stderr
+    assert "models (6, 6, 3) images, but the model's inputs are (8, 8, 1)" in proc.stderr
+    assert "Traceback" not in proc.stderr and not (tmp_path / "e").exists()
+
+
 def test_the_training_command_writes_a_checkpoint_that_learned(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     """Two epochs on flat-coloured images: bits per sub-pixel fall well below uniform's 8."""
     from host.defenses.pixelcnn import load_pixelcnn, main

@@ -437,6 +437,16 @@ def test_a_defended_model_of_other_inputs_is_refused_before_the_study(tmp_path: 
     assert not (tmp_path / "e").exists()
 
 
+def test_qat_data_of_other_inputs_is_refused_before_the_study(tmp_path: Path) -> None:
+    np.savez(tmp_path / "pool.npz", x=np.zeros((4, 32, 32, 3), np.uint8), y=np.zeros(4, np.uint8))
+    qat = ('[[attack]]\nname = "fgsm"\neps = [0.1]\n[bitwidth]\nbits = [2]\n[bitwidth.qat]\n'
+           f'data = {{ path = "{tmp_path / "pool.npz"}" }}\n')
+    proc = study(write(tmp_path, BASE + qat), tmp_path, "--run-id", "e")
+    assert proc.returncode == 2, proc.stderr
+    assert "[bitwidth.qat] data" in proc.stderr and "inputs of shape (32, 32, 3)" in proc.stderr
+    assert "Traceback" not in proc.stderr and not (tmp_path / "e").exists()
+
+
 @pytest.mark.parametrize(("attacks", "message"), [
     ('[[attack]]\nname = "fgsm"\neps = [0.1]\n[[attack]]\nname = "patch"\ntarget = 12\n',
      "attack 'patch': target=12 but the model has 10 classes"),
