@@ -801,13 +801,15 @@ def with_qat_models(exp: Experiment, context: Context, executor: Any, journal: J
     if not widths or exp.qat is None:
         return context
     x_train, y_train = load_slice(exp.qat.data, exp.input_range)
-    entries = {}
+    entries: dict[str, Any] = {}
+    shared = None   # the context and the pool, sent to the workers once for every width
     for width in widths:
-        unit = QatUnit(scope, width, exp.qat, x_train, y_train)
+        unit = QatUnit(scope, width, exp.qat)
         if journal is not None and unit.key in journal.done_keys():
             entries[width.key] = journal.get(unit.key)
             continue
-        entries[width.key] = (unit.key, executor.submit(run_unit, executor.share(context), executor.share(unit),
+        shared = shared or (executor.share(context), executor.share(x_train), executor.share(y_train))
+        entries[width.key] = (unit.key, executor.submit(run_unit, shared[0], unit, shared[1], shared[2],
                                                         key=_task_key(journal, unit.key), priority=PRIORITY_TRAIN))
     pending = sum(isinstance(e, tuple) for e in entries.values())
     if pending:

@@ -228,13 +228,12 @@ class TrainUnit:
 
 @dataclass(frozen=True)
 class QatUnit:
-    """Quantization-aware training of one bit width (host.quantization.qat) on a training pool."""
+    """Quantization-aware training of one bit width (host.quantization.qat); the training pool comes as
+    the unit's inputs and labels (shared once by every width's unit)."""
 
     scope: str
     width: Any                        # host.quantization.bitwidth.BitWidth, qat=True
     spec: Any                         # host.study.config.QatSpec: the schedule
-    x: np.ndarray = field(repr=False)
-    y: np.ndarray = field(repr=False)
 
     @property
     def key(self) -> str:
@@ -369,6 +368,9 @@ def run_unit(context: Context, unit: Any, inputs: Any = None, labels: np.ndarray
 def _run(state: WorkerState, context: Context, unit: Any, inputs: Any, labels: np.ndarray | None) -> Any:
     if isinstance(inputs, Timed):
         inputs = inputs.result
+    if isinstance(unit, QatUnit):     # the whole training pool
+        assert inputs is not None and labels is not None
+        return state.train_qat(context, unit, np.asarray(inputs, np.float32), np.asarray(labels, np.int64))
     x = None
     if isinstance(inputs, Crafted):   # a craft unit's inputs: this unit's slice of them
         offset = unit.start if inputs.start is None else inputs.start
@@ -384,8 +386,6 @@ def _run(state: WorkerState, context: Context, unit: Any, inputs: Any, labels: n
         return state.chip_run(context, unit, np.asarray(x, np.float32))
     if isinstance(unit, TrainUnit):
         return state.train(context, unit)
-    if isinstance(unit, QatUnit):
-        return state.train_qat(context, unit)
     if isinstance(unit, GradientUnit):
         return state.gradient(context, unit)
     raise TypeError(f"not a unit: {type(unit).__name__}")
@@ -599,8 +599,8 @@ class WorkerState:
                         "fd": f"random directions ({FD_DIRECTIONS}), h = range/64"}
         return json.loads(json.dumps(out, default=_json_default))
 
-    def train_qat(self, context: Context, unit: QatUnit) -> bytes:
-        _, blob = train_qat(self.float_model(context).keras_model, unit.width, unit.x, unit.y,
+    def train_qat(self, context: Context, unit: QatUnit, x: np.ndarray, y: np.ndarray) -> bytes:
+        _, blob = train_qat(self.float_model(context).keras_model, unit.width, x, y,
                             self._calibration(context), epochs=unit.spec.epochs, batch_size=unit.spec.batch_size,
                             learning_rate=unit.spec.learning_rate, seed=unit_seed(context.seed, unit.key))
         return blob
