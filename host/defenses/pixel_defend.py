@@ -9,7 +9,7 @@ first on ties), then divides by 255.  Ours does the same with NumPy over whole i
 ART's Python loops (3072 sub-pixels × up to 77 levels per CIFAR image), and is tested equal to
 ART's on a real PixelCNN (tests/defenses/test_pixel_defend.py).
 
-The PixelCNN is a checkpoint trained by `python -m host.defenses.pixelcnn` (host/defenses/pixelcnn.py);
+The PixelCNN is a checkpoint trained by `python -m host.defenses.train_pixelcnn` (host/defenses/pixelcnn.py);
 `pixelcnn` names it, relative to the config.  Inputs in another range [lo, hi] are mapped onto
 [0, 1] and back.  Quantized models see quantize(purified x); there is no firmware stage (a
 PixelCNN pass is billions of operations per image).
@@ -36,7 +36,7 @@ def _checkpoint(value: str) -> str | None:
     return None if not value or value.endswith(".keras") else f"{value!r} is not a .keras file"
 
 
-NO_CHECKPOINT_HINT = ('give pixelcnn = "FILE.keras"; python -m host.defenses.pixelcnn --data IMAGES.npz '
+NO_CHECKPOINT_HINT = ('give pixelcnn = "FILE.keras"; python -m host.defenses.train_pixelcnn --data IMAGES.npz '
                       '--out FILE.keras trains one')
 
 
@@ -48,7 +48,7 @@ class PixelDefend(Preprocessor):
     file_params = ("pixelcnn",)
     params_spec = (
         Param("pixelcnn", str, "", "the PixelCNN checkpoint (.keras; required), relative to the config; "
-              "python -m host.defenses.pixelcnn --data IMAGES.npz --out FILE.keras trains one", _checkpoint),
+              "python -m host.defenses.train_pixelcnn --data IMAGES.npz --out FILE.keras trains one", _checkpoint),
         Param("eps", int, 38, "how far each sub-pixel may move, in levels of 255 (study: 38)", in_range(0, 255)),
         Param("batch_size", int, 16, "images per PixelCNN pass", at_least_one),
     )

@@ -171,7 +171,8 @@ pixelcnn = "{checkpoint}"
 
 def test_the_training_command_writes_a_checkpoint_that_learned(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     """Two epochs on flat-coloured images: bits per sub-pixel fall well below uniform's 8."""
-    from host.defenses.pixelcnn import load_pixelcnn, main
+    from host.defenses.pixelcnn import load_pixelcnn
+    from host.defenses.train_pixelcnn import main
 
     rng = np.random.default_rng(0)
     x = np.repeat(rng.integers(0, 4, (40, 1, 1, 3)) * 60, 6, axis=1).repeat(6, axis=2).astype(np.uint8)

@@ -1,0 +1,77 @@
+"""Train the PixelCNN that the pixel-defend defense purifies inputs with (host/defenses/pixelcnn.py).
+
+    python -m host.defenses.train_pixelcnn --data ../shared/data/cifar10/test_10k_jpeg.npz --start 1017 \\
+        --epochs 5 --out results/pixelcnn/cifar10.keras
+
+Prints bits per sub-pixel after each epoch, on training images and on the pool's last --held-out
+images, and writes the .keras checkpoint atomically (nothing is left behind on an error or Ctrl-C).
+A command of its own (not pixelcnn.py's __main__): host.defenses imports pixelcnn for the registry.
+
+Imports: host.core, host.defenses.pixelcnn.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from host.core.data import load_npz_dataset
+from host.core.errors import UserError, run_cli
+from host.defenses.pixelcnn import train_pixelcnn
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m host.defenses.train_pixelcnn",
+                                description="Train the PixelCNN that the pixel-defend defense purifies inputs with.")
+    p.add_argument("--data", required=True, type=Path, help="an .npz with x (uint8 NHWC images, or floats in [0, 1])")
+    p.add_argument("--start", type=int, default=0, help="first image of the pool (default 0)")
+    p.add_argument("--num", type=int, default=None, help="images in the pool (default: all from --start)")
+    p.add_argument("--held-out", type=int, default=500,
+                   help="the pool's last N images are not trained on; their bits per sub-pixel is reported (500)")
+    p.add_argument("--epochs", type=int, default=5)
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--learning-rate", type=float, default=1e-3)
+    p.add_argument("--hidden", type=int, default=64, help="hidden channels per colour (the study: 64)")
+    p.add_argument("--residual-blocks", type=int, default=4, help="(the study: 4)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", required=True, type=Path, help="the checkpoint to write (.keras)")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    if args.out.suffix != ".keras":
+        raise UserError(f"--out {args.out}: the checkpoint must be a .keras file")
+    for name in ("epochs", "batch_size", "hidden", "residual_blocks"):
+        if getattr(args, name) < 1:
+            raise UserError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(args, name)}")
+    x = load_npz_dataset(args.data).x[args.start:None if args.num is None else args.start + args.num]
+    if args.held_out < 0 or len(x) <= args.held_out:
+        raise UserError(f"the pool has {len(x)} images from index {args.start}: too few to hold out {args.held_out}",
+                        hint="lower --held-out or give more images (--start, --num)")
+    train, held = (x[:len(x) - args.held_out], x[len(x) - args.held_out:]) if args.held_out else (x, x[:0])
+    print(f"pixelcnn  {len(train)} training images {tuple(x.shape[1:])}, {len(held)} held out; "
+          f"hidden {args.hidden}, {args.residual_blocks} residual blocks, {args.epochs} epochs")
+
+    def show(row: dict[str, float]) -> None:
+        held_text = f", held-out {row['held_out_bits']:.3f}" if "held_out_bits" in row else ""
+        print(f"epoch {row['epoch']:3d}  {row['seconds']:8.1f} s  bits/sub-pixel: train {row['train_bits']:.3f}"
+              f"{held_text}", flush=True)
+
+    model, _ = train_pixelcnn(train, epochs=args.epochs, batch_size=args.batch_size,
+                              learning_rate=args.learning_rate, hidden=args.hidden,
+                              residual_blocks=args.residual_blocks, seed=args.seed, held_out=held, progress=show)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    partial = args.out.with_name(args.out.stem + ".partial.keras")
+    try:
+        model.save(partial)
+        partial.replace(args.out)
+    finally:
+        partial.unlink(missing_ok=True)
+    print(f"saved    {args.out} ({model.count_params():,} parameters)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(run_cli(main))
