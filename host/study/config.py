@@ -428,7 +428,7 @@ def _qat(table: dict[str, Any], base: Path) -> QatSpec | None:
         raise UserError("[bitwidth] qat must be a table {data = {path, start, num}, epochs, learning_rate, "
                         "batch_size}", hint="docs/experiments.md, \"Bit widths\"")
     _check_keys(qat, QAT_KEYS, "[bitwidth] qat")
-    data = _slice(_required(qat, "data", "bitwidth.qat"), base, "[bitwidth] qat data")
+    data = _slice(_required(qat, "data", "bitwidth.qat"), base, "[bitwidth] qat data", "[bitwidth.qat] data")
     rate = qat.get("learning_rate", 1e-4)
     if not isinstance(rate, int | float) or isinstance(rate, bool) or not 0 < rate < 1:
         raise UserError(f"[bitwidth] qat learning_rate must be a number in (0, 1), got {rate!r}")
@@ -462,7 +462,8 @@ def _defense(table: dict[str, Any], index: int, base: Path) -> DefenseSpec:
                              "spatial-smoothing with filter = median (window 1..5)")
     data = None
     if defense.kind == "train":
-        data = _slice(_required(table, "data", f"defense '{name}'"), base, f"defense '{name}' data")
+        data = _slice(_required(table, "data", f"defense '{name}'"), base, f"defense '{name}' data",
+                      f"[[defense]] '{name}' data")
     elif "data" in table:
         raise UserError(f"defense '{name}' ({defense.kind}) takes no training data")
     if defense.kind == "model":
@@ -478,11 +479,12 @@ def _defense(table: dict[str, Any], index: int, base: Path) -> DefenseSpec:
     return DefenseSpec(name, defense.kind, params, data, on_chip, given_label.strip())
 
 
-def _slice(spec: Any, base: Path, what: str) -> SliceSpec:
-    """A training-data table {path, start, num}, the path relative to the config."""
+def _slice(spec: Any, base: Path, what: str, table: str) -> SliceSpec:
+    """A training-data table {path, start, num}, the path relative to the config; `table` names it in
+    unknown-key messages."""
     if not isinstance(spec, dict):
         raise UserError(f"{what} must be a table {{path, start, num}} (training images, not the evaluation images)")
-    _check_keys(spec, SLICE_KEYS, what)
+    _check_keys(spec, SLICE_KEYS, table)
     return SliceSpec(_existing(base, _required(spec, "path", what), what),
                      _int(spec.get("start", 0), f"{what}.start", 0),
                      _int(spec["num"], f"{what}.num", 1) if "num" in spec else None)
