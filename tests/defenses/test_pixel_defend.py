@@ -108,11 +108,11 @@ def test_bad_checkpoints_are_user_errors(checkpoint: Path, tmp_path: Path) -> No
         get_defense("pixel-defend", eps=256)
 
 
-def test_a_study_resolves_the_checkpoint_and_requires_it(checkpoint: Path, tmp_path: Path) -> None:
+def digits_study_with_pixel_defend() -> str:
+    """A small digits study whose last table is a pixel-defend [[defense]] without its checkpoint."""
     from host.core.paths import ROOT
-    from host.study.config import load_experiment
 
-    base = f"""
+    return f"""
 [model]
 float = "{ROOT / 'models/digits_cnn.keras'}"
 precisions = ["float32"]
@@ -125,6 +125,12 @@ eps = [0.1]
 [[defense]]
 name = "pixel-defend"
 """
+
+
+def test_a_study_resolves_the_checkpoint_and_requires_it(checkpoint: Path, tmp_path: Path) -> None:
+    from host.study.config import load_experiment
+
+    base = digits_study_with_pixel_defend()
     (tmp_path / "pixelcnn").mkdir()
     (tmp_path / "pixelcnn/tiny.keras").write_bytes(checkpoint.read_bytes())
     config = tmp_path / "c.toml"
@@ -147,20 +153,7 @@ def test_a_study_refuses_a_pixelcnn_of_other_images_before_any_work(checkpoint: 
     from host.core.paths import ROOT
 
     config = tmp_path / "c.toml"
-    config.write_text(f"""
-[model]
-float = "{ROOT / 'models/digits_cnn.keras'}"
-precisions = ["float32"]
-[dataset]
-path = "builtin:digits-test"
-num = 8
-[[attack]]
-name = "fgsm"
-eps = [0.1]
-[[defense]]
-name = "pixel-defend"
-pixelcnn = "{checkpoint}"
-""")
+    config.write_text(digits_study_with_pixel_defend() + f'pixelcnn = "{checkpoint}"\n')
     proc = subprocess.run([sys.executable, "-m", "host.evaluate", "--config", str(config), "--out", str(tmp_path),
                            "--run-id", "e", "--workers", "0", "--no-progress"], cwd=ROOT, capture_output=True,
                           text=True, timeout=300)
