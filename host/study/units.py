@@ -403,6 +403,7 @@ class WorkerState:
         self._io: dict[str, tuple[ModelIO, ReferenceBackend]] = {}
         self._native: dict[str, NativeBackend] = {}
         self._simulated: dict[Any, Any] = {}
+        self._defenses: dict[str, Any] = {}
         self._chips: dict[Any, BackendPool] = {}
         self._cycles: dict[Any, tuple[CyclePlugin, CpuTiming]] = {}   # chip key -> its QEMU's cycle plugin
         self._stack = ExitStack()
@@ -536,9 +537,15 @@ class WorkerState:
     def host_run(self, context: Context, x: np.ndarray) -> HostRun:
         run = self._host_models(context, x)
         for spec in context.defenses:
-            run.defended[spec.label] = self._host_models(context, x, bitwidths=False,
-                                                         defense=get_defense(spec.name, **spec.params))
+            run.defended[spec.label] = self._host_models(context, x, bitwidths=False, defense=self.defense(spec))
         return run
+
+    def defense(self, spec: DefenseSpec) -> Any:
+        """A pre-processing defense, made once per process (pixel-defend loads its PixelCNN once)."""
+        key = f"{spec.name}|{sorted(spec.params.items())!r}"
+        if key not in self._defenses:
+            self._defenses[key] = get_defense(spec.name, **spec.params)
+        return self._defenses[key]
 
     def _host_models(self, context: Context, x: np.ndarray, bitwidths: bool = True,
                      defense: Any = None) -> HostRun:
