@@ -426,7 +426,7 @@ def _qat(table: dict[str, Any], base: Path) -> QatSpec | None:
     qat = table["qat"]
     if not isinstance(qat, dict):
         raise UserError("[bitwidth] qat must be a table {data = {path, start, num}, epochs, learning_rate, "
-                        "batch_size}", hint="docs/experiments.md, \"Bit widths\"")
+                        "batch_size}", hint="docs/experiments.md, \"Bit-width sweep\"")
     _check_keys(qat, QAT_KEYS, "[bitwidth] qat")
     data = _slice(_required(qat, "data", "bitwidth.qat"), base, "[bitwidth] qat data", "[bitwidth.qat] data")
     rate = qat.get("learning_rate", 1e-4)
@@ -521,7 +521,7 @@ def _attacks(table: dict[str, Any], index: int, input_range: tuple[float, float]
     if not isinstance(targets, list) or "target" not in study_keys(str(table.get("name", "")).lower()):
         return [_attack(table, index, input_range)]
     name = str(table["name"]).lower()
-    if not targets or len(set(targets)) != len(targets):
+    if not targets or not all(isinstance(t, str) for t in targets) or len(set(targets)) != len(targets):
         raise UserError(f"attack '{name}': target must list distinct precisions, got {targets!r}")
     specs = [_attack({**table, "target": t}, index, input_range) for t in targets]
     return [dataclasses.replace(s, label=f"{name}@{s.params['target']}") for s in specs]

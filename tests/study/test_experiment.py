@@ -94,6 +94,7 @@ def test_shipped_configs_load() -> None:
     ('[[attack]]\nname = "square-linf"\ntarget = "int4"\n', "target must be one of"),
     ('[[attack]]\nname = "square-linf"\nvia = "wifi"\n', "via must be"),
     ('[[attack]]\nname = "square-linf"\ntarget = ["int8", "int8"]\n', "target must list distinct precisions"),
+    ('[[attack]]\nname = "square-linf"\ntarget = [["int8"]]\n', "target must list distinct precisions"),
     ('[[attack]]\nname = "square-linf"\ntarget = "float32"\nvia = "chip"\n', "float32 model is queried on the host"),
     ('[[attack]]\nname = "fgsm"\neps = [0.1]\nvia = "chip"\n', r"'fgsm' has no parameter\(s\) via"),
     ('[[attack]]\nname = "patch"\ntarget = "int8"\n', "patch.: target must be int"),
