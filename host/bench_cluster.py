@@ -312,12 +312,19 @@ _ATTACK_SET = re.compile(r"attack-(\d+)-.*-eps(\d+)$")
 _KIND_ORDER = {"craft": 0, "host": 1, "chip": 2}
 
 
+_WHOLE_MODEL_KINDS = ("train", "qat")   # units that make a model the study's other units use
+
+
 def parse_key(key: str) -> tuple[str, str, int, str]:
-    """(kind, set key with its scope, shard start, chip variant) of a unit key; train: (train, label, 0, '')."""
+    """(kind, set key with its scope, shard start, chip variant) of a unit key; units without shards
+    (train, qat, gradient) give (kind, scope + label, 0, '')."""
+    for whole in _WHOLE_MODEL_KINDS:
+        if key.startswith(f"{whole}/") or f":{whole}/" in key:
+            scope, _, label = key.partition(f"{whole}/")
+            return whole, scope + label, 0, ""
     kind = kind_of(key)
-    if key.startswith("train/") or ":train/" in key:
-        scope, _, label = key.partition("train/")
-        return "train", scope + label, 0, ""
+    if kind == "gradient":
+        return kind, key[len("gradient/"):], 0, ""
     rest, _, start = key.rpartition("/")
     variant = ""
     if kind == "chip":
@@ -337,7 +344,7 @@ def plan_order(keys: Iterable[str]) -> list[str]:
     shards by start, craft → host → chip; each defended sub-study after the study)."""
     def rank(key: str) -> tuple[Any, ...]:
         kind, set_key, start, variant = parse_key(key)
-        if kind == "train":
+        if kind in _WHOLE_MODEL_KINDS:
             return (0, "", 0, (), 0, 0, "", set_key)
         scope = scope_of(set_key)
         name = set_key[len(scope):]
@@ -350,16 +357,19 @@ def plan_order(keys: Iterable[str]) -> list[str]:
 
 def units_from(durations: list[tuple[str, float]], barrier: bool = False) -> list[Unit]:
     """Units with their dependencies: host/chip on the craft unit of their set and shard (when there is
-    one); a sub-study's units on its train unit and, with `barrier`, on every unit of the study before it
-    (the runner starts a defended sub-study once the study's own units are in)."""
+    one); every unit of a (sub-)study on its QAT units; a sub-study's units on its train unit and, with
+    `barrier`, on every unit of the study before it (the runner starts a defended sub-study once the
+    study's own units are in)."""
     seconds = dict(durations)
     ordered = plan_order(seconds)
-    main = [k for k in ordered if parse_key(k)[0] != "train" and not scope_of(parse_key(k)[1])]
+    main = [k for k in ordered if parse_key(k)[0] not in _WHOLE_MODEL_KINDS and not scope_of(parse_key(k)[1])]
+    qat = [k for k in ordered if parse_key(k)[0] == "qat"]
     units = []
     for key in ordered:
         kind, set_key, start, _ = parse_key(key)
-        deps: list[str] = []
-        scope = "" if kind == "train" else scope_of(set_key)
+        scope = "" if kind in _WHOLE_MODEL_KINDS else scope_of(set_key)
+        # the runner trains every QAT width of a (sub-)study before planning that study's other units
+        deps = [] if kind in _WHOLE_MODEL_KINDS else [k for k in qat if k.startswith(scope + "qat/")]
         if kind in ("host", "chip"):
             deps += [c for c in (f"craft/{set_key}/{start}", f"craft/{set_key}/all") if c in seconds]
         if scope:

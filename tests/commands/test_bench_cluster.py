@@ -75,3 +75,17 @@ def test_help(capsys: pytest.CaptureFixture[str]) -> None:
     assert exit_info.value.code == 0
     out = capsys.readouterr().out
     assert "speedup" in out and "simulate" in out
+
+
+def test_unsharded_units_of_a_study_and_its_sub_study(tmp_path: Path) -> None:
+    # the journal of a run with a defended sub-study and QAT: gradient and qat units have no shard
+    sub = "defense-pgd-at:"
+    _journal(tmp_path, {"qat/w2a2": 4.0, "host/clean/0": 1.0, "gradient/misalignment": 2.0,
+                        "train/pgd-at": 3.0, f"host/{sub}clean/0": 1.0, f"gradient/{sub}misalignment": 2.0})
+    units = {u.key: u for u in units_from(read_journal(tmp_path)[0])}
+    assert units["host/clean/0"].deps == ("qat/w2a2",) and units["gradient/misalignment"].deps == ("qat/w2a2",)
+    assert units[f"gradient/{sub}misalignment"].deps == ("train/pgd-at",)
+    assert units[f"gradient/{sub}misalignment"].scope == sub
+    assert units["qat/w2a2"].deps == () and units["train/pgd-at"].deps == ()
+    # w0: train 0-3, sub host 3-4, clean 4-5, sub gradient 5-7; w1: qat 0-4, gradient 4-6
+    assert simulate(list(units.values()), 2, overhead=0).makespan == pytest.approx(7.0)
