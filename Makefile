@@ -54,6 +54,7 @@ bench: deps
 	else echo "pool figures for the study's model skipped: $(STUDY_INT8) absent"; fi
 	@if [ -d ../shared/models ]; then $(PYTHON) -m host.perf; else echo "host.perf skipped: ../shared/models absent"; fi
 	@if [ -d ../shared/models ]; then nice -n 10 $(PYTHON) -m host.bench_attacks; else echo "host.bench_attacks skipped: ../shared/models absent"; fi
+	@if [ -d ../shared/models ]; then $(PYTHON) -m host.bench_attacks --oracles --num 64; else echo "oracle timing skipped: ../shared/models absent"; fi
 	@$(PYTHON) -m host.bench_cluster speedup   # 1 vs 2 Dask workers (the CIFAR study; digits without ../shared)
 
 lint: deps

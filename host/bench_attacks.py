@@ -8,6 +8,10 @@ after one untimed warm-up call on two inputs (tracing, ART's set-up), on the sam
 --art-num-slow N runs ART's C&W-L2 and DeepFool on the first N inputs only (ART's C&W-L2 takes
 ~10 min for 200): success is then compared on exactly those N, but the speed-up is inflated,
 as ART's cost per batch hardly depends on the batch size (measured: 27× on 50 vs 13× on 200).
+
+--oracles instead times one query per call and a batch of --num against each precision's oracle
+of the query attacks (float32 through Keras, int16x8 and int8 through our native engine): what
+bounds how many images a query attack can afford (docs/attacks.md). It prints; it writes nothing.
 """
 
 from __future__ import annotations
@@ -32,6 +36,8 @@ from host.core.paths import ROOT, SHARED_DIR
 from host.core.quiet import import_tensorflow_quietly
 
 FLOAT_MODEL = SHARED_DIR / "models" / "david-goliath" / "cifar_resnet_float.h5"
+QUANTIZED_MODELS = {"int16x8": FLOAT_MODEL.with_name("cifar_resnet_int16.tflite"),
+                    "int8": FLOAT_MODEL.with_name("cifar_resnet_int8.tflite")}
 CIFAR = SHARED_DIR / "data" / "cifar10" / "test_first1017.npz"
 DOCS = ROOT / "docs" / "bench.md"
 BEGIN, END = "<!-- bench_attacks:begin -->", "<!-- bench_attacks:end -->"
@@ -198,6 +204,40 @@ def load_inputs(num: int) -> tuple[Any, np.ndarray, np.ndarray]:
     return load_float_model(FLOAT_MODEL), data.x[:num], data.y[:num]
 
 
+def oracle_costs(oracles: dict[str, Any], x: np.ndarray, singles: int = 32) -> list[tuple[str, float, float]]:
+    """(precision, seconds per query one input per call, seconds per input in one batch of all `x`),
+    each oracle warmed up first (tracing, the native build)."""
+    rows = []
+    for name, oracle in oracles.items():
+        oracle(x[:2])
+        start = time.perf_counter()
+        for i in range(singles):
+            oracle(x[i % len(x):i % len(x) + 1])
+        one = (time.perf_counter() - start) / singles
+        start = time.perf_counter()
+        oracle(x)
+        rows.append((name, one, (time.perf_counter() - start) / len(x)))
+    return rows
+
+
+def oracle_table(rows: list[tuple[str, float, float]], batch: int) -> str:
+    lines = [f"| oracle | one query per call | per input in a batch of {batch} |", "|---|---|---|"]
+    lines += [f"| {name} | {one * 1e3:.2f} ms | {per * 1e3:.2f} ms |" for name, one, per in rows]
+    return "\n".join(lines)
+
+
+def study_oracles(model: Any) -> dict[str, Any]:
+    """The query attacks' oracles of the study: Keras for float32, the native engine for the others."""
+    from host.attacks.oracle import FloatOracle, QuantizedOracle
+    from host.backends.backend import ModelIO, NativeBackend
+
+    oracles: dict[str, Any] = {"float32 (Keras)": FloatOracle(model)}
+    for precision, path in QUANTIZED_MODELS.items():
+        io = ModelIO.from_bytes(path.read_bytes(), str(path))
+        oracles[f"{precision} (native)"] = QuantizedOracle.from_backend(NativeBackend(io), io)
+    return oracles
+
+
 def parse(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m host.bench_attacks", description=__doc__.split("\n\n")[0])
     p.add_argument("--num", type=int, default=200, help="CIFAR inputs per attack (default 200)")
@@ -208,6 +248,8 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--attacks", default=",".join(ATTACKS), help=f"comma-separated subset of {','.join(ATTACKS)}")
     p.add_argument("--pgd-eps", type=float, default=0.004, help="PGD's L∞ ε (default 0.004, in the study's range)")
     p.add_argument("--no-write", action="store_true", help="print only; do not update docs/bench.md")
+    p.add_argument("--oracles", action="store_true",
+                   help="time the query attacks' oracles per precision instead (one query per call, a batch of --num)")
     args = p.parse_args(argv)
     args.attacks = [a.strip() for a in args.attacks.split(",") if a.strip()]
     unknown = sorted(set(args.attacks) - set(ATTACKS))
@@ -225,6 +267,13 @@ def main(argv: list[str] | None = None) -> int:
     args = parse(argv)
 
     import_tensorflow_quietly()
+    if args.oracles:
+        from host.study.units import configure_threads
+
+        configure_threads(1)   # one thread, as a study's worker runs them
+        model, x, _ = load_inputs(args.num)
+        print(oracle_table(oracle_costs(study_oracles(model), x), len(x)))
+        return 0
     model, x, y = load_inputs(args.num)
     rows = []
     for row in args.attacks:
