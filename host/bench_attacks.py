@@ -28,12 +28,14 @@ from typing import Any
 
 import numpy as np
 
-from host.attacks import get_attack, load_float_model
+from host.attacks import FloatOracle, QuantizedOracle, get_attack, load_float_model
 from host.attacks.base import perturbation_norm
+from host.backends.backend import ModelIO, NativeBackend
 from host.core.data import load_npz_dataset
 from host.core.errors import UserError, run_cli
 from host.core.paths import ROOT, SHARED_DIR
 from host.core.quiet import import_tensorflow_quietly
+from host.study.units import configure_threads
 
 FLOAT_MODEL = SHARED_DIR / "models" / "david-goliath" / "cifar_resnet_float.h5"
 QUANTIZED_MODELS = {"int16x8": FLOAT_MODEL.with_name("cifar_resnet_int16.tflite"),
@@ -228,9 +230,6 @@ def oracle_table(rows: list[tuple[str, float, float]], batch: int) -> str:
 
 def study_oracles(model: Any) -> dict[str, Any]:
     """The query attacks' oracles of the study: Keras for float32, the native engine for the others."""
-    from host.attacks.oracle import FloatOracle, QuantizedOracle
-    from host.backends.backend import ModelIO, NativeBackend
-
     oracles: dict[str, Any] = {"float32 (Keras)": FloatOracle(model)}
     for precision, path in QUANTIZED_MODELS.items():
         io = ModelIO.from_bytes(path.read_bytes(), str(path))
@@ -268,8 +267,6 @@ def main(argv: list[str] | None = None) -> int:
 
     import_tensorflow_quietly()
     if args.oracles:
-        from host.study.units import configure_threads
-
         configure_threads(1)   # one thread, as a study's worker runs them
         model, x, _ = load_inputs(args.num)
         print(oracle_table(oracle_costs(study_oracles(model), x), len(x)))
