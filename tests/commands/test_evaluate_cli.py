@@ -156,6 +156,7 @@ def test_same_seed_gives_identical_results(tmp_path: Path) -> None:
     assert "| pgd | 0.1 |" in (tmp_path / "a/report.md").read_text()
 
 
+@pytest.mark.slow   # 10 s; the native engine's verdict is test_cli_flash_check.py's, its bytes tests/engine's
 @pytest.mark.skipif(shutil.which("cc") is None and shutil.which("gcc") is None, reason="no C compiler")
 def test_native_engine_backend_end_to_end(tmp_path: Path) -> None:
     """The firmware engine (host-native build) agrees byte for byte with TFLite Micro under attack."""

@@ -138,6 +138,7 @@ def test_check_through_a_place_is_bit_exact_and_releases_it(lab: Lab) -> None:
     assert_released(lab)
 
 
+@pytest.mark.slow   # 20 s; flags and configs run one pipeline: test_a_study_with_a_chip_place covers it
 def test_evaluate_through_a_place_is_bit_exact(lab: Lab, tmp_path: Path) -> None:
     result = run_command("host.evaluate", "--place", PLACE, "--num", "5", "--attacks", "fgsm", "--eps", "0.1",
                          "--out", str(tmp_path), "--run-id", "lab", "--no-progress",

@@ -312,6 +312,7 @@ modes = ["weights"]
     assert 'id="bitwidth"' in (tmp_path / "p/report.html").read_text()
 
 
+@pytest.mark.slow   # 17 s; a killed client's resume is also tests/study/test_resume.py's, in the default suite
 def test_an_interrupted_study_resumes_from_its_finished_attacks(tmp_path: Path) -> None:
     config = write(tmp_path, RESUMABLE)
     assert study(config, tmp_path, "--run-id", "whole").returncode == 0
