@@ -207,7 +207,7 @@ def load_inputs(num: int) -> tuple[Any, np.ndarray, np.ndarray]:
 
 
 def oracle_costs(oracles: dict[str, Any], x: np.ndarray, singles: int = 32) -> list[tuple[str, float, float]]:
-    """(precision, seconds per query one input per call, seconds per input in one batch of all `x`),
+    """(oracle name, seconds per query one input per call, seconds per input in one batch of all `x`),
     each oracle warmed up first (tracing, the native build)."""
     rows = []
     for name, oracle in oracles.items():
