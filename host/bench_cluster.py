@@ -361,13 +361,14 @@ def units_from(durations: list[tuple[str, float]], barrier: bool = False) -> lis
     `barrier`, on every unit of the study before it (the runner starts a defended sub-study once the
     study's own units are in)."""
     seconds = dict(durations)
-    ordered = plan_order(seconds)
-    main = [k for k in ordered if parse_key(k)[0] not in _WHOLE_MODEL_KINDS and not scope_of(parse_key(k)[1])]
-    qat = [k for k in ordered if parse_key(k)[0] == "qat"]
+    parsed = {key: parse_key(key) for key in plan_order(seconds)}
+    scopes = {key: "" if kind in _WHOLE_MODEL_KINDS else scope_of(set_key)
+              for key, (kind, set_key, _, _) in parsed.items()}
+    main = [k for k, (kind, *_) in parsed.items() if kind not in _WHOLE_MODEL_KINDS and not scopes[k]]
+    qat = [k for k, (kind, *_) in parsed.items() if kind == "qat"]
     units = []
-    for key in ordered:
-        kind, set_key, start, _ = parse_key(key)
-        scope = "" if kind in _WHOLE_MODEL_KINDS else scope_of(set_key)
+    for key, (kind, set_key, start, _) in parsed.items():
+        scope = scopes[key]
         # the runner trains every QAT width of a (sub-)study before planning that study's other units
         deps = [] if kind in _WHOLE_MODEL_KINDS else [k for k in qat if k.startswith(scope + "qat/")]
         if kind in ("host", "chip"):
