@@ -354,9 +354,28 @@ def _linked_chip(experiment: Experiment, place: str | None, port: str | None) ->
     return dataclasses.replace(experiment, chip_place=place, chip_port=port)
 
 
+# Flags that describe a flag run's study; with --config the config decides them (where, in its terms).
+CONFIG_DECIDES = {"num": "[dataset] num", "eps": "each [[attack]]'s eps", "attacks": "the [[attack]] tables",
+                  "attack_param": "the [[attack]] tables' parameters", "board": "[chip] board",
+                  "backend": "[chip] (a config's chip is the board itself)", "model": "[model] int8 / int16x8",
+                  "float_model": "[model] float", "dataset": "[dataset] path", "seed": "[experiment] seed",
+                  "devices": "--workers N or [cluster] workers"}
+
+
+def _check_config_flags(config: Path, argv: list[str]) -> None:
+    """A flag the config decides is refused rather than silently ignored."""
+    given = [name for name in CONFIG_DECIDES if name in _given_options(argv)]
+    if given:
+        flags = ", ".join("--" + name.replace("_", "-") for name in given)
+        where = "; ".join(f"--{name.replace('_', '-')}: {CONFIG_DECIDES[name]}" for name in given)
+        raise UserError(f"{flags} cannot be combined with --config {config}: the config decides it",
+                        hint=f"edit the config ({where}), or use --quick for its CI-sized variant")
+
+
 def run_study(args: argparse.Namespace, this_argv: list[str]) -> int:
     if args.resume is not None:
         Journal.check_exists(args.out / args.resume / DB_NAME)
+    _check_config_flags(args.config, this_argv)
     experiment = load_experiment(args.config, quick=args.quick)
     if args.cycles:
         experiment = dataclasses.replace(experiment, chip_cycles=True)   # as [chip] cycles = true

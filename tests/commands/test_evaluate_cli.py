@@ -59,6 +59,8 @@ def assert_clean_failure(proc: subprocess.CompletedProcess, message: str) -> Non
         (["--window", "0"], "--window must be at least 1"),
         (["--max-restarts", "-1"], "--max-restarts must be >= 0"),
         (["--resume", "x", "--config", "configs/digits-quick.toml"], "--resume: no run journal"),
+        (["--config", "configs/digits-quick.toml", "--num", "5"], "--num, --backend cannot be combined with --config"),
+        (["--config", "configs/digits-quick.toml", "--seed", "3"], "--backend, --seed cannot be combined with"),
     ],
 )
 def test_bad_arguments_fail_cleanly(args: list[str], message: str) -> None:
