@@ -67,3 +67,19 @@ def test_int16_without_bias_uses_64bit_path(op: str, seed: int) -> None:
     for _ in range(20):
         x = random_input(rng, "int16", model.model.inputs[0].shape)
         assert np.array_equal(model.run(x)[0], reference.run(x)[0])
+
+
+@pytest.mark.parametrize("dtype", ["int8", "int16"])
+def test_conv_with_long_runs_is_exact_at_extreme_inputs(dtype: str) -> None:
+    """The portable CONV_2D sums a filter row as one run (int16x8: int32 runs of 256 products joining an
+    int64 total). 1x1 filters over 700 channels of weights +-127, and inputs of full scale matching the
+    first filter's signs, make a 700-product run overflow int32 (700 * 127 * 32767 > 2^31): a run too
+    long, or an accumulator too narrow, changes the output."""
+    rng = np.random.default_rng([7, 700])
+    data = random_conv(rng, dtype=dtype, in_c=700, kernel=(1, 1), extreme_weights=True)
+    model, reference = NativeModel(compile_bytes(data)), ReferenceInterpreter(data)
+    info, shape = np.iinfo(dtype), model.model.inputs[0].shape
+    first_filter = parse_model(data).subgraphs[0].tensors[1].array().reshape(-1, 700)[0]
+    matched = np.broadcast_to(np.where(first_filter > 0, info.max, info.min).astype(dtype), shape)
+    for x in (matched, np.full(shape, info.max, dtype), random_input(rng, dtype, shape)):
+        assert np.array_equal(model.run(x)[0], reference.run(x)[0])

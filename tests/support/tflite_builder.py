@@ -113,11 +113,14 @@ def _bias(rng: np.random.Generator, dtype: str, n: int, magnitude: int) -> tuple
     return rng.integers(-magnitude, magnitude, size=n).astype(np.int32), "int32"
 
 
-def random_conv(rng: np.random.Generator, depthwise: bool = False, dtype: str = "int8") -> bytes:
+def random_conv(rng: np.random.Generator, depthwise: bool = False, dtype: str = "int8",
+                in_c: int | None = None, kernel: tuple[int, int] | None = None, extreme_weights: bool = False) -> bytes:
+    """A random single CONV_2D (or DEPTHWISE_CONV_2D); `in_c` and `kernel` (kh, kw) fix those draws, and
+    `extreme_weights` makes every weight -127 or 127 (the largest products an accumulator must hold)."""
     g = GraphBuilder()
     h, w = int(rng.integers(3, 12)), int(rng.integers(3, 12))
-    in_c = int(rng.integers(1, 6))
-    kh, kw = int(rng.integers(1, 4)), int(rng.integers(1, 4))
+    in_c = int(rng.integers(1, 6)) if in_c is None else in_c
+    kh, kw = (int(rng.integers(1, 4)), int(rng.integers(1, 4))) if kernel is None else kernel
     stride_h, stride_w = int(rng.integers(1, 3)), int(rng.integers(1, 3))
     dil_h, dil_w = (int(rng.integers(1, 3)), int(rng.integers(1, 3))) if rng.random() < 0.3 else (1, 1)
     same = bool(rng.random() < 0.5)
@@ -140,6 +143,8 @@ def random_conv(rng: np.random.Generator, depthwise: bool = False, dtype: str = 
     else:
         weights = rng.integers(-127, 128, size=(out_c, kh, kw, in_c), dtype=np.int8)
         qdim = 0
+    if extreme_weights:
+        weights = np.where(weights < 0, -127, 127).astype(np.int8)
     bias, bias_type = _bias(rng, dtype, out_c, 2000)
     if depthwise and dtype == "int16":
         bias = bias.astype(np.int64)  # TFLM reads a 16x8 depthwise bias as int64

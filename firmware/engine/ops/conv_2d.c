@@ -11,35 +11,67 @@ static int filters_per_group(const tm_conv_dims_t *d) {
     return d->out_c / (d->in_c / d->f_c);
 }
 
-/* The integer dot product over one output position and channel; T is the
- * activation type, offset is added to each input (int8: -zero point). */
-#define TM_CONV_ACC(T, ACC_T)                                                                         \
+/* Why the sums below are exact, and why they are written this way: integer addition gives the same
+ * sum in any order, so a window is summed run by run, each run a plain dot product that compilers turn
+ * into 16-bit multiply-add vector instructions (the host build of the engine answers a study's query
+ * attacks: docs/engine.md).  int8: in + offset lies in [-255, 255], so each product fits 16 x 8 bits and
+ * the int32 sum of a 3x3x512 window cannot overflow.  int16x8 (zero point 0): each product is below 2^22
+ * in magnitude, so TM_CONV_RUN_S16 of them sum exactly in int32 before joining the int64 total. */
+#define TM_CONV_RUN_S16 256
+
+static int32_t dot_s8(const int8_t *in, const int8_t *f, int n, int32_t offset) {
+    const int16_t off = (int16_t)offset;   /* -zero point: [-127, 128] */
+    int32_t acc = 0;
+    for (int i = 0; i < n; ++i) {
+        acc += (int16_t)(in[i] + off) * (int16_t)f[i];
+    }
+    return acc;
+}
+
+static int64_t dot_s16(const int16_t *in, const int8_t *f, int n, int32_t offset) {
+    int64_t acc = 0;
+    for (int start = 0; start < n; start += TM_CONV_RUN_S16) {
+        const int end = n - start < TM_CONV_RUN_S16 ? n : start + TM_CONV_RUN_S16;
+        int32_t run = 0;
+        for (int i = start; i < end; ++i) {
+            run += in[i] * (int16_t)f[i];
+        }
+        acc += run;
+    }
+    if (offset != 0) {   /* 16x8 models have zero point 0; a direct caller may not */
+        for (int i = 0; i < n; ++i) {
+            acc += (int64_t)offset * f[i];
+        }
+    }
+    return acc;
+}
+
+/* The integer dot product over one output position and channel, T the activation type: over the taps
+ * inside the input, as runs of contiguous elements (a whole filter row when the channels are not
+ * grouped and dilation_w is 1: the input pixels of a row are then adjacent, as are the filter's). */
+#define TM_CONV_ACC(T, ACC_T, DOT)                                                                    \
     static ACC_T conv_acc_##T(const tm_conv_dims_t *d, int per_group, const tm_conv_params_t *p,      \
                               const T *input, const int8_t *filter, int b, int y0, int x0, int oc) {  \
         const int in_c_base = (oc / per_group) * d->f_c;                                              \
+        int fy0, fy1, fx0, fx1;                                                                       \
+        tm_tap_range(y0, d->f_h, p->dilation_h, d->in_h, &fy0, &fy1);                                 \
+        tm_tap_range(x0, d->f_w, p->dilation_w, d->in_w, &fx0, &fx1);                                 \
+        const int taps = (p->dilation_w == 1 && d->f_c == d->in_c) ? fx1 - fx0 : 1; /* per run */     \
         ACC_T acc = 0;                                                                                \
-        for (int fy = 0; fy < d->f_h; ++fy) {                                                         \
+        for (int fy = fy0; fy < fy1; ++fy) {                                                          \
             const int y = y0 + p->dilation_h * fy;                                                    \
-            if (y < 0 || y >= d->in_h) {                                                              \
-                continue;                                                                             \
-            }                                                                                         \
-            for (int fx = 0; fx < d->f_w; ++fx) {                                                     \
+            for (int fx = fx0; fx < fx1; fx += taps) {                                                \
                 const int x = x0 + p->dilation_w * fx;                                                \
-                if (x < 0 || x >= d->in_w) {                                                          \
-                    continue;                                                                         \
-                }                                                                                     \
                 const T *in_px = input + ((b * d->in_h + y) * d->in_w + x) * d->in_c + in_c_base;     \
                 const int8_t *f_px = filter + ((oc * d->f_h + fy) * d->f_w + fx) * d->f_c;            \
-                for (int ic = 0; ic < d->f_c; ++ic) {                                                 \
-                    acc += (ACC_T)f_px[ic] * ((ACC_T)in_px[ic] + p->input_offset);                    \
-                }                                                                                     \
+                acc += DOT(in_px, f_px, taps * d->f_c, p->input_offset);                              \
             }                                                                                         \
         }                                                                                             \
         return acc;                                                                                   \
     }
 
-TM_CONV_ACC(int8_t, int32_t)
-TM_CONV_ACC(int16_t, int64_t)
+TM_CONV_ACC(int8_t, int32_t, dot_s8)
+TM_CONV_ACC(int16_t, int64_t, dot_s16)
 
 tm_status_t tm_conv_2d_s8(const tm_conv_params_t *p, const tm_conv_dims_t *d, const int8_t *input,
                           const int8_t *filter, const int32_t *bias, int8_t *output) {
