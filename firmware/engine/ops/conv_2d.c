@@ -46,25 +46,37 @@ static int64_t dot_s16(const int16_t *in, const int8_t *f, int n, int32_t offset
     return acc;
 }
 
-/* The integer dot product over one output position and channel, T the activation type: over the taps
- * inside the input, as runs of contiguous elements (a whole filter row when the channels are not
- * grouped and dilation_w is 1: the input pixels of a row are then adjacent, as are the filter's). */
+/* The taps of one output position that land inside the input: rows [fy0, fy1) and columns [fx0, fx1)
+ * of the filter, read as runs of `taps` adjacent taps (a whole row when the channels are not grouped
+ * and dilation_w is 1: the input pixels of a row are then adjacent, as are the filter's; else 1). */
+typedef struct {
+    int y0, x0, fy0, fy1, fx0, fx1, taps;
+} conv_window_t;
+
+static conv_window_t conv_window(const tm_conv_dims_t *d, const tm_conv_params_t *p, int oy, int ox) {
+    conv_window_t w;
+    w.y0 = oy * p->stride_h - p->pad_h;
+    w.x0 = ox * p->stride_w - p->pad_w;
+    tm_tap_range(w.y0, d->f_h, p->dilation_h, d->in_h, &w.fy0, &w.fy1);
+    tm_tap_range(w.x0, d->f_w, p->dilation_w, d->in_w, &w.fx0, &w.fx1);
+    w.taps = (p->dilation_w == 1 && d->f_c == d->in_c) ? w.fx1 - w.fx0 : 1;
+    return w;
+}
+
+/* The integer dot product over one output position (its window) and channel; T the activation type. */
 #define TM_CONV_ACC(T, ACC_T, DOT)                                                                    \
     static ACC_T conv_acc_##T(const tm_conv_dims_t *d, int per_group, const tm_conv_params_t *p,      \
-                              const T *input, const int8_t *filter, int b, int y0, int x0, int oc) {  \
+                              const T *input, const int8_t *filter, int b, const conv_window_t *w,    \
+                              int oc) {                                                               \
         const int in_c_base = (oc / per_group) * d->f_c;                                              \
-        int fy0, fy1, fx0, fx1;                                                                       \
-        tm_tap_range(y0, d->f_h, p->dilation_h, d->in_h, &fy0, &fy1);                                 \
-        tm_tap_range(x0, d->f_w, p->dilation_w, d->in_w, &fx0, &fx1);                                 \
-        const int taps = (p->dilation_w == 1 && d->f_c == d->in_c) ? fx1 - fx0 : 1; /* per run */     \
         ACC_T acc = 0;                                                                                \
-        for (int fy = fy0; fy < fy1; ++fy) {                                                          \
-            const int y = y0 + p->dilation_h * fy;                                                    \
-            for (int fx = fx0; fx < fx1; fx += taps) {                                                \
-                const int x = x0 + p->dilation_w * fx;                                                \
+        for (int fy = w->fy0; fy < w->fy1; ++fy) {                                                    \
+            const int y = w->y0 + p->dilation_h * fy;                                                 \
+            for (int fx = w->fx0; fx < w->fx1; fx += w->taps) {                                       \
+                const int x = w->x0 + p->dilation_w * fx;                                             \
                 const T *in_px = input + ((b * d->in_h + y) * d->in_w + x) * d->in_c + in_c_base;     \
                 const int8_t *f_px = filter + ((oc * d->f_h + fy) * d->f_w + fx) * d->f_c;            \
-                acc += DOT(in_px, f_px, taps * d->f_c, p->input_offset);                              \
+                acc += DOT(in_px, f_px, w->taps * d->f_c, p->input_offset);                           \
             }                                                                                         \
         }                                                                                             \
         return acc;                                                                                   \
@@ -81,12 +93,11 @@ tm_status_t tm_conv_2d_s8(const tm_conv_params_t *p, const tm_conv_dims_t *d, co
     }
     for (int b = 0; b < d->batches; ++b) {
         for (int oy = 0; oy < d->out_h; ++oy) {
-            const int y0 = oy * p->stride_h - p->pad_h;
             for (int ox = 0; ox < d->out_w; ++ox) {
-                const int x0 = ox * p->stride_w - p->pad_w;
+                const conv_window_t w = conv_window(d, p, oy, ox);
                 int8_t *out = output + ((b * d->out_h + oy) * d->out_w + ox) * d->out_c;
                 for (int oc = 0; oc < d->out_c; ++oc) {
-                    int32_t acc = conv_acc_int8_t(d, per_group, p, input, filter, b, y0, x0, oc);
+                    int32_t acc = conv_acc_int8_t(d, per_group, p, input, filter, b, &w, oc);
                     acc += bias ? bias[oc] : 0;
                     const int32_t v =
                         tm_multiply_by_quantized_multiplier(acc, p->out_multiplier[oc], p->out_shift[oc]);
@@ -106,12 +117,11 @@ tm_status_t tm_conv_2d_s16(const tm_conv_params_t *p, const tm_conv_dims_t *d, c
     }
     for (int b = 0; b < d->batches; ++b) {
         for (int oy = 0; oy < d->out_h; ++oy) {
-            const int y0 = oy * p->stride_h - p->pad_h;
             for (int ox = 0; ox < d->out_w; ++ox) {
-                const int x0 = ox * p->stride_w - p->pad_w;
+                const conv_window_t w = conv_window(d, p, oy, ox);
                 int16_t *out = output + ((b * d->out_h + oy) * d->out_w + ox) * d->out_c;
                 for (int oc = 0; oc < d->out_c; ++oc) {
-                    const int64_t acc = conv_acc_int16_t(d, per_group, p, input, filter, b, y0, x0, oc);
+                    const int64_t acc = conv_acc_int16_t(d, per_group, p, input, filter, b, &w, oc);
                     const int32_t v =
                         tm_requantize_s16(acc, bias, p->acc64, oc, p->out_multiplier[oc], p->out_shift[oc]);
                     out[oc] = (int16_t)tm_clamp_i32(v, p->act_min, p->act_max);
