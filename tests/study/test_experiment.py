@@ -87,6 +87,21 @@ def test_shipped_configs_load() -> None:
         assert patch.params["target"] == 0 and len(sweep.bitwidths) == 12
 
 
+@pytest.mark.skipif(not SHARED_DIR.exists(), reason="needs ../shared (the D&G models and CIFAR-10 images)")
+@pytest.mark.parametrize(("derived", "parent"), [
+    ("david-goliath-defended-n100.toml", "david-goliath-defended.toml"),
+    ("david-goliath-query-attacks.toml", "david-goliath-cifar10.toml"),
+])
+def test_derived_configs_keep_their_parents_attack_settings(derived: str, parent: str) -> None:
+    """A sized-down config copies its parent's [[attack]] tables: every attack it keeps has the parent's
+    settings (only `num`, how many images, may differ), so the two cannot drift apart."""
+    child, base = (load_experiment(ROOT / "configs" / name) for name in (derived, parent))
+    settings = {a.shown: (a.eps, {k: v for k, v in a.params.items() if k != "num"}) for a in base.attacks}
+    assert child.attacks and all(settings[a.shown] == (a.eps, {k: v for k, v in a.params.items() if k != "num"})
+                                 for a in child.attacks)
+    assert [d.label for d in child.defenses] == [d.label for d in base.defenses if d.kind != "train"]
+
+
 @pytest.mark.parametrize(("extra", "message"), [
     ('[[attack]]\nname = "carlini"\n', "unknown attack 'carlini'"),
     ('[[attack]]\nname = "pgd"\neps = [-0.1]\n', "eps must be a positive number"),
