@@ -144,16 +144,18 @@ class DaskExecutor:
         return handle
 
     def completed(self, handles: Iterable[Handle]) -> Iterator[tuple[Handle, Any]]:
+        """The handles' outcomes as they finish. One is taken from the arrivals only as it is yielded, so a
+        caller may stop iterating and ask again (with more handles) without losing any."""
         waiting = {h.key for h in handles}
         while waiting:
-            ready = [self._arrived.pop(key) for key in list(waiting) if key in self._arrived]
-            if not ready:
+            key = next((k for k in self._arrived if k in waiting), None)
+            if key is None:
                 handle = self._done.get()
                 self._arrived[handle.key] = handle   # perhaps another caller's: kept until asked for
                 continue
-            for handle in ready:
-                waiting.discard(handle.key)
-                yield handle, _outcome(handle.future)
+            handle = self._arrived.pop(key)
+            waiting.discard(key)
+            yield handle, _outcome(handle.future)
 
     def warm(self) -> None:
         """Each worker loads TensorFlow now, while the client prepares the run (not at its first unit)."""

@@ -184,16 +184,17 @@ def preprocessors(exp: Experiment) -> dict[str, Any]:
 
 @contextlib.contextmanager
 def run_context(exp: Experiment, models: Any, targets: dict[str, Target], calibration: np.ndarray | None,
-                window: int = 4, max_restarts: int = 3) -> Iterator[Context]:
+                window: int = 4, max_restarts: int = 3, link: str | None = None) -> Iterator[Context]:
     """What every unit shares: the models by content, and one firmware per chip precision (and
     per on-chip defense stage), built here once. A board behind a link (--port, a labgrid place)
-    stays connected-to by URL for the whole run."""
+    stays connected-to by URL for the whole run; `link`: that URL, when the run holds it already
+    (a defended model's study beside the undefended one)."""
     float_path = Path(exp.float_model)
     float_model: Blob | Path = float_path if float_path.is_dir() else Blob.read(float_path)
     quantized = {p: Blob.of(t.model.data, ".tflite") for p, t in targets.items()}
     with contextlib.ExitStack() as stack:
-        url = None
-        if exp.chip_place is not None or exp.chip_port is not None:
+        url = link
+        if url is None and (exp.chip_place is not None or exp.chip_port is not None):
             url = stack.enter_context(board_link(exp.chip_place, exp.chip_port))
         chips, stage_chips = {}, {}
         for precision in exp.chip_precisions:
@@ -315,45 +316,112 @@ class Execution:
     seconds: dict[str, float] = field(default_factory=dict)          # unit key -> seconds (units run now)
 
 
-def execute(plan: Plan, context: Context, x: np.ndarray, y: np.ndarray, executor: Any, journal: Journal | None,
-            bar: Any) -> Execution:
-    """Submit every unit the journal lacks; journal each result as it arrives."""
-    done = journal.done_keys() if journal is not None else set()
-    results: dict[str, Any] = {key: journal.get(key) for key in done if key in plan.set_of} if journal else {}
-    bar.reset(total=len(plan.units))
-    bar.update(len(results))
-    shared_context, shared_x, shared_y = executor.share(context), executor.share(x), executor.share(y)
-    handles, by_key = [], {}
+@dataclass
+class StudyRun:
+    """One study while its units run: the undefended one, or a defended model's (`scope` prefixes its keys)."""
+
+    exp: Experiment
+    scope: str
+    prepared: tuple[Any, ...]          # what prepare(exp) returned: x, y, models, float model, targets, calibration
+    context: Context
+    plan: Plan
+    gradient: Any                      # (key, handle), or its journaled result
+    trained: dict[str, Any]            # train-based defense label -> (key, handle), its journaled model, or an error
+    extras_run: int                    # of gradient and training units, those computed in this session
+    execution: Execution = field(default_factory=lambda: Execution({}))
+    started: float = field(default_factory=time.time)
+    link: str | None = None            # the board's link URL its sub-studies share (--port, a labgrid place)
+    defense: dict[str, Any] | None = None   # a defended model's study: what its document says of the defense
+    error: Exception | None = None     # a defended model's study that failed (left out of the results)
+
+
+@dataclass
+class Running:
+    """Every study of a run whose units are in flight, on one executor: the undefended study, each
+    defended model's beside it, and the trainings that a trained defense's study waits for."""
+
+    executor: Any
+    journal: Journal | None
+    bar: Any
+    stack: contextlib.ExitStack         # keeps each study's context (its firmware, its link) open to the end
+    window: int
+    max_restarts: int
+    say: Callable[[str], None]
+    units: dict[str, tuple[StudyRun, Any, Any]] = field(default_factory=dict)   # task key -> (study, unit, handle)
+    trainings: dict[str, tuple[StudyRun, DefenseSpec, str, Any]] = field(default_factory=dict)
+    subs: dict[str, StudyRun] = field(default_factory=dict)      # defense label -> its defended model's study
+    failed: dict[str, Exception] = field(default_factory=dict)   # defense label -> why it is left out
+
+
+def submit_units(run: StudyRun, running: Running) -> None:
+    """Submit every unit of `run` the journal lacks (a unit whose craft unit is pending gets its handle)."""
+    journal, executor, plan = running.journal, running.executor, run.plan
+    results = run.execution.results
+    if journal is not None:
+        results.update({key: journal.get(key) for key in journal.done_keys() if key in plan.set_of})
+    running.bar.total += len(plan.units)
+    running.bar.update(len(results))
+    x, y = run.prepared[0], run.prepared[1]
+    shared_context, shared_x, shared_y = executor.share(run.context), executor.share(x), executor.share(y)
+    by_key: dict[str, Any] = {}
     for unit in plan.units:
         if unit.key in results:
             continue
         source = plan.inputs_of[unit.key]
         inputs: Any = shared_x if source is None else results.get(source, by_key.get(source))
-        resources, local = _placement(context, unit)
+        resources, local = _placement(run.context, unit)
         labels = shared_y if isinstance(unit, CraftUnit) else None
         handle = executor.submit(run_unit, shared_context, unit, inputs, labels, key=_task_key(journal, unit.key),
                                  resources=resources, local=local, priority=unit_priority(unit))
         by_key[unit.key] = handle
-        handles.append((unit, handle))
-    execution = Execution(results)
-    units_of = {handle.key: unit for unit, handle in handles}
-    sets = {s.key: s for s in plan.sets}
+        running.units[handle.key] = (run, unit, handle)
+
+
+def run_all(running: Running) -> None:
+    """Every submitted unit, journaled as it arrives; a finished training opens its defended study, whose
+    units join the others."""
     try:
-        for handle, outcome in executor.completed([h for _, h in handles]):
-            unit = units_of[handle.key]
-            bar.update(1)
-            if isinstance(outcome, BaseException):
-                _failed(execution, sets[plan.set_of[unit.key]], unit, outcome, bar)
-                continue
-            assert isinstance(outcome, Timed)
-            results[unit.key] = outcome.result
-            execution.seconds[unit.key] = outcome.seconds
-            if journal is not None:
-                journal.put(unit.key, outcome.result, outcome.seconds, outcome.worker)
+        while running.units or running.trainings:
+            handles = [h for *_, h in running.units.values()] + [h for *_, h in running.trainings.values()]
+            for handle, outcome in running.executor.completed(handles):
+                if handle.key in running.trainings:
+                    _training_done(running.trainings.pop(handle.key), outcome, running)
+                    break   # the units awaited have changed
+                entry = running.units.pop(handle.key, None)
+                if entry is not None:   # else a unit of a defended model's study that was left out
+                    _arrived(entry[0], entry[1], outcome, running)
     except BaseException:
-        executor.cancel()
+        running.executor.cancel()
         raise
-    return execution
+
+
+def _arrived(run: StudyRun, unit: Any, outcome: Any, running: Running) -> None:
+    running.bar.update(1)
+    if isinstance(outcome, BaseException):
+        try:
+            _failed(run.execution, _set_of(run, unit), unit, outcome, running.bar)
+        except Exception as err:
+            if run.defense is None:
+                raise
+            _leave_out(run, err, running)   # a defended model's study fails alone, as its opening may
+        return
+    assert isinstance(outcome, Timed)
+    run.execution.results[unit.key] = outcome.result
+    run.execution.seconds[unit.key] = outcome.seconds
+    if running.journal is not None:
+        running.journal.put(unit.key, outcome.result, outcome.seconds, outcome.worker)
+
+
+def _set_of(run: StudyRun, unit: Any) -> InputSet:
+    set_key = run.plan.set_of[unit.key]
+    return next(s for s in run.plan.sets if s.key == set_key)
+
+
+def _leave_out(run: StudyRun, err: Exception, running: Running) -> None:
+    """A defended model's study that failed: its other units are no longer awaited."""
+    run.error = err
+    for key in [k for k, (r, *_) in running.units.items() if r is run]:
+        del running.units[key]
 
 
 # Longest first, so that the run does not end on one worker with one long unit: a query attack's
@@ -591,38 +659,59 @@ def run_experiment(exp: Experiment, progress: bool = True, journal: Journal | No
                    executor: Any = None, scope: str = "", window: int = 4, max_restarts: int = 3,
                    log: Callable[[str], None] | None = None, prepared: tuple[Any, ...] | None = None) -> dict[str, Any]:
     """The whole study: plan its units, run the ones `journal` lacks on `executor` (default: this
-    process), then its metrics. `scope` prefixes the unit keys of a defended sub-study; `prepared`:
-    what `prepare(exp)` returned, when the caller checked the study already."""
+    process), then its metrics. A defended model's study (its keys prefixed `defense-<label>:`) runs
+    beside it on the same executor: a given model's from the start, a trained one's as soon as its
+    training is done. `prepared`: what `prepare(exp)` returned, when the caller checked the study already."""
     from tqdm import tqdm
 
     say = log or (lambda message: print(message, file=sys.stderr))
     if not scope and (note := cycle_note(exp)):
         say(f"warning: {note}")
         exp = dataclasses.replace(exp, chip_cycles=False)
+    executor = executor or SerialExecutor()   # the caller checked its placement (check_placement)
+    with contextlib.ExitStack() as stack:
+        bar = stack.enter_context(tqdm(total=0, unit="unit", file=sys.stderr, disable=not progress,
+                                       dynamic_ncols=True, desc=f"{exp.name} units"))
+        running = Running(executor, journal, bar, stack, window, max_restarts, say)
+        main = open_study(exp, scope, running, prepared)
+        for spec in (d for d in exp.defenses if d.kind in ("train", "model")):
+            _start_defended_study(main, spec, running)
+        run_all(running)
+        document = finish_study(main, running)
+        document["defended_models"], document["summary"]["failed_defenses"] = _defended_documents(main, running)
+    return document
+
+
+def open_study(exp: Experiment, scope: str, running: Running, prepared: tuple[Any, ...] | None = None,
+               link: str | None = None) -> StudyRun:
+    """A study checked, its context built and its units submitted (with its gradient and training units)."""
     configure_threads()
     started = time.time()
     prepared = prepared or prepare(exp)
-    x, y, models, float_model, targets, calibration = prepared
-    executor = executor or SerialExecutor()   # the caller checked its placement (check_placement)
-    with run_context(exp, models, targets, calibration, window, max_restarts) as context:
-        context = with_qat_models(exp, context, executor, journal, scope, say)
-        sets = input_sets(exp, len(x), scope)
-        plan = plan_units(exp, sets, context)
-        trained = _submit_training(exp, executor, journal, context, scope)
-        gradient = _submit_gradient(executor, journal, context, x, y, scope)
-        with tqdm(total=len(plan.units), unit="unit", file=sys.stderr, disable=not progress,
-                  dynamic_ncols=True, desc=f"{exp.name} units") as bar:
-            execution = execute(plan, context, x, y, executor, journal, bar)
-        misalignment = _collect(gradient, executor, journal)
-        document = _document(exp, plan, context, execution, x, y, targets, misalignment)
-    document["defended_models"], document["summary"]["failed_defenses"] = _trained_studies(
-        exp, trained, executor, journal, progress, scope, window, max_restarts, say)
-    extras = [gradient, *trained.values()]   # units outside the plan: computed now when still a (key, handle)
-    document["run"] = {"duration_s": round(time.time() - started, 1), "units": len(plan.units) + len(extras),
-                       "units_run": len(execution.seconds) + sum(isinstance(e, tuple) for e in extras),
-                       "executor": getattr(executor, "description", ""),
-                       "workers": getattr(executor, "workers", 1),
-                       "unit_seconds": _seconds_by_kind(execution.seconds)}
+    x, y, models, _, targets, calibration = prepared
+    context = running.stack.enter_context(run_context(exp, models, targets, calibration, running.window,
+                                                      running.max_restarts, link))
+    context = with_qat_models(exp, context, running.executor, running.journal, scope, running.say)
+    plan = plan_units(exp, input_sets(exp, len(x), scope), context)
+    trained = _submit_training(exp, running.executor, running.journal, context, scope)
+    gradient = _submit_gradient(running.executor, running.journal, context, x, y, scope)
+    extras_run = sum(isinstance(e, tuple) for e in (gradient, *trained.values()))
+    link = next((chip.url for chip in context.chips.values()), link)
+    run = StudyRun(exp, scope, prepared, context, plan, gradient, trained, extras_run, started=started, link=link)
+    submit_units(run, running)
+    return run
+
+
+def finish_study(run: StudyRun, running: Running) -> dict[str, Any]:
+    """The metrics of a study whose units are all in."""
+    x, y, _, _, targets, _ = run.prepared
+    misalignment = _collect(run.gradient, running.executor, running.journal)
+    document = _document(run.exp, run.plan, run.context, run.execution, x, y, targets, misalignment)
+    document["run"] = {"duration_s": round(time.time() - run.started, 1), "units": len(run.plan.units) + 1 +
+                       len(run.trained), "units_run": len(run.execution.seconds) + run.extras_run,
+                       "executor": getattr(running.executor, "description", ""),
+                       "workers": getattr(running.executor, "workers", 1),
+                       "unit_seconds": _seconds_by_kind(run.execution.seconds)}
     return document
 
 
@@ -842,31 +931,67 @@ def _submit_training(exp: Experiment, executor: Any, journal: Journal | None, co
     return out
 
 
-def _trained_studies(exp: Experiment, trained: dict[str, Any], executor: Any, journal: Journal | None,
-                     progress: bool, scope: str, window: int, max_restarts: int,
-                     say: Callable[[str], None]) -> tuple[dict[str, Any], list[dict[str, str]]]:
+def _start_defended_study(main: StudyRun, spec: DefenseSpec, running: Running) -> None:
+    """A given model's study opens now; a trained defense's once its model is trained (now, if the journal
+    has it)."""
+    if spec.kind == "train":
+        entry = main.trained[spec.label]
+        if isinstance(entry, tuple):
+            running.trainings[entry[1].key] = (main, spec, *entry)
+            return
+    _open_defended(main, spec, main.trained.get(spec.label), running)
+
+
+def _training_done(training: tuple[StudyRun, DefenseSpec, str, Any], outcome: Any, running: Running) -> None:
+    main, spec, unit_key, _ = training
+    if not isinstance(outcome, BaseException) and running.journal is not None:
+        running.journal.put(unit_key, outcome.result, outcome.seconds, outcome.worker)
+    main.trained[spec.label] = outcome if isinstance(outcome, BaseException) else outcome.result
+    _open_defended(main, spec, main.trained[spec.label], running)
+
+
+def _open_defended(main: StudyRun, spec: DefenseSpec, model: Any, running: Running) -> None:
+    """Open the study of one defended model; a defense that fails is left out, the others go on."""
+    try:
+        if isinstance(model, BaseException):
+            raise model
+        scope = f"{main.scope}defense-{spec.label}:"
+        sub, defense = (_given_model(main.exp, spec) if spec.kind == "model" else
+                        _trained_model(main.exp, spec, model, scope))
+        run = open_study(sub, scope, running, link=main.link)
+        run.defense = defense
+        running.subs[spec.label] = run
+    except Exception as err:  # noqa: BLE001  (the undefended results are written all the same)
+        running.failed[spec.label] = err
+        running.say(f"warning: defense '{spec.label}' failed and is left out: {_message(err)}")
+
+
+def _defended_documents(main: StudyRun, running: Running) -> tuple[dict[str, Any], list[dict[str, str]]]:
+    """The defended models' documents and the defenses left out, in the config's order."""
     documents, failures = {}, []
-    for spec in (d for d in exp.defenses if d.kind in ("train", "model")):
-        sub_scope = f"{scope}defense-{spec.label}:"
+    for spec in (d for d in main.exp.defenses if d.kind in ("train", "model")):
+        run = running.subs.get(spec.label)
         try:
-            if spec.kind == "model":
-                documents[spec.label] = given_model_study(exp, spec, progress, journal, executor, sub_scope, window,
-                                                          max_restarts, say)
-                continue
-            model = _collect(trained[spec.label], executor, journal)
-            documents[spec.label] = defended_study(exp, spec, model, progress, journal, executor,
-                                                   sub_scope, window, max_restarts, say)
-        except Exception as err:  # noqa: BLE001  (the undefended results are written all the same)
+            if spec.label in running.failed:
+                raise running.failed[spec.label]
+            assert run is not None
+            if run.error is not None:
+                raise run.error
+            document = finish_study(run, running)
+        except Exception as err:  # noqa: BLE001
             failures.append(_failure("defense", spec.label, err))
-            say(f"warning: defense '{spec.label}' failed and is left out: {failures[-1]['error']}")
+            if spec.label not in running.failed:
+                running.say(f"warning: defense '{spec.label}' failed and is left out: {failures[-1]['error']}")
+            continue
+        for private in ("_gallery", "_sets"):
+            document.pop(private, None)
+        documents[spec.label] = {**document, "defense": run.defense}
     return documents, failures
 
 
-def defended_study(exp: Experiment, spec: DefenseSpec, model: bytes, progress: bool, journal: Journal | None,
-                   executor: Any, scope: str, window: int, max_restarts: int,
-                   say: Callable[[str], None]) -> dict[str, Any]:
-    """The same study on the defended float model, quantized with the representative set (without
-    one: the first CALIBRATION_IMAGES of the defense's training images)."""
+def _trained_model(exp: Experiment, spec: DefenseSpec, model: bytes, scope: str) -> tuple[Experiment, dict[str, Any]]:
+    """The study of a model trained by a defense: the defended float model, quantized with the
+    representative set (without one: the first CALIBRATION_IMAGES of the defense's training images)."""
     digest = hashlib.sha256(f"{exp.float_model}|{spec}|{exp.seed}|{scope}".encode()).hexdigest()[:16]
     path = BUILD_DIR / "defended" / f"{exp.name}-{spec.name}-{digest}.keras"
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -876,39 +1001,24 @@ def defended_study(exp: Experiment, spec: DefenseSpec, model: bytes, progress: b
         spec.train_data, num=min(CALIBRATION_IMAGES, spec.train_data.num or CALIBRATION_IMAGES))
     sub = dataclasses.replace(exp, name=f"{exp.name}+{spec.name}", float_model=path, given={}, defenses=(),
                               representative=calibration)
-    document = _sub_study(sub, progress, journal, executor, scope, window, max_restarts, say)
-    document["defense"] = {"name": spec.name, "params": spec.params, "model": str(path),
-                           "train_data": str(spec.train_data.path),
-                           "calibration": {"path": str(calibration.path), "start": calibration.start,
-                                           "num": calibration.num}}
-    return document
+    return sub, {"name": spec.name, "params": spec.params, "model": str(path),
+                 "train_data": str(spec.train_data.path),
+                 "calibration": {"path": str(calibration.path), "start": calibration.start, "num": calibration.num}}
 
 
-def given_model_study(exp: Experiment, spec: DefenseSpec, progress: bool, journal: Journal | None, executor: Any,
-                      scope: str, window: int, max_restarts: int, say: Callable[[str], None]) -> dict[str, Any]:
-    """The same study on a defended model trained elsewhere (a trained-model defense): its float model and
-    the TFLite files it gives, the other precisions quantized with the study's representative set."""
+def _given_model(exp: Experiment, spec: DefenseSpec) -> tuple[Experiment, dict[str, Any]]:
+    """The study of a defended model trained elsewhere (a trained-model defense): its float model and the
+    TFLite files it gives, the other precisions quantized with the study's representative set."""
     given = _given_files(exp, spec)
     sub = dataclasses.replace(exp, name=f"{exp.name}+{spec.label}", float_model=Path(spec.params["float"]),
                               given=given, defenses=())
-    document = _sub_study(sub, progress, journal, executor, scope, window, max_restarts, say)
-    document["defense"] = {"name": spec.name, "label": spec.label, "model": spec.params["float"],
-                           "given": {p: str(path) for p, path in given.items()}}
-    return document
+    return sub, {"name": spec.name, "label": spec.label, "model": spec.params["float"],
+                 "given": {p: str(path) for p, path in given.items()}}
 
 
 def _given_files(exp: Experiment, spec: DefenseSpec) -> dict[str, Path]:
     """The TFLite files a trained-model defense gives, for the study's quantized precisions."""
     return {p: Path(spec.params[p]) for p in exp.precisions if p != FLOAT and spec.params.get(p)}
-
-
-def _sub_study(sub: Experiment, progress: bool, journal: Journal | None, executor: Any, scope: str, window: int,
-               max_restarts: int, say: Callable[[str], None]) -> dict[str, Any]:
-    """A defended model's study, without what only the top-level document keeps."""
-    document = run_experiment(sub, progress, journal, executor, scope, window, max_restarts, say)
-    for private in ("_gallery", "_sets", "defended_models"):
-        document.pop(private, None)
-    return document
 
 
 def _summary(evaluations: list[dict[str, Any]]) -> dict[str, Any]:

@@ -579,3 +579,48 @@ def test_autoattack_is_crafted_on_the_whole_set_in_one_unit(tmp_path: Path) -> N
     autoattack = next(e for e in doc["evaluations"] if e["attack"] == "autoattack")
     assert autoattack["models"]["float32"]["n"] == 12
     assert autoattack["perturbation"]["linf"]["max"] <= 0.1 + 1e-6
+
+
+class RecordingExecutor:
+    """A real executor (a Dask LocalCluster here) whose submissions and arrivals are written down in order."""
+
+    def __init__(self, inner: object) -> None:
+        self.inner, self.events = inner, []
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self.inner, name)
+
+    def submit(self, fn: object, *args: object, key: str, **kwargs: object) -> object:
+        self.events.append(("submit", key))
+        return self.inner.submit(fn, *args, key=key, **kwargs)
+
+    def completed(self, handles: list) -> object:
+        for handle, outcome in self.inner.completed(handles):
+            self.events.append(("done", handle.key))
+            yield handle, outcome
+
+
+def test_defended_models_studies_run_beside_the_undefended_one_on_a_dask_cluster(tmp_path: Path) -> None:
+    """No barrier: a given model's units are all submitted before the first unit of the run arrives, and a
+    trained defense's as soon as its training arrives (before any other arrival). The given model is the
+    undefended one, so its study's numbers are the undefended study's."""
+    from host.study.cluster import open_executor
+    from host.study.journal import Journal, experiment_fingerprint
+    from host.study.runner import run_experiment
+
+    given = GIVEN_MODEL[len(BASE):].replace('[[attack]]\nname = "fgsm"\neps = [0.1]\n', "")
+    exp = load_experiment(write(tmp_path, with_pgd_at(train_images=50) + given))
+    journal = Journal.start(tmp_path / "results.sqlite", experiment_fingerprint(exp), [], resume=False)
+    with open_executor(None, 2, log=lambda _: None) as executor:
+        recording = RecordingExecutor(executor)
+        doc = run_experiment(exp, progress=False, journal=journal, executor=recording, log=lambda _: None)
+    journal.close()
+    events = recording.events
+    first_done = next(i for i, (kind, _) in enumerate(events) if kind == "done")
+    submitted = [i for i, (kind, key) in enumerate(events) if kind == "submit" and "defense-the same model:" in key]
+    assert submitted and max(submitted) < first_done
+    trained = next(i for i, (kind, key) in enumerate(events) if kind == "done" and "-train/" in key)
+    assert events[trained + 1][0] == "submit" and "defense-pgd-at" in events[trained + 1][1]
+    same, pgd_at = (doc["defended_models"][label] for label in sorted(doc["defended_models"], reverse=True))
+    assert [e["models"] for e in same["evaluations"]] == [e["models"] for e in doc["evaluations"]]
+    assert [e["attack"] for e in pgd_at["evaluations"]] == ["clean", "fgsm"] and not doc["summary"]["failed_defenses"]
