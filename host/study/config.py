@@ -50,7 +50,7 @@ KEYS: dict[str, tuple[str, ...]] = {
 }
 SLICE_KEYS = ("path", "start", "num")  # a defense's `data` table
 # What a query attack's `target` precision is queried through (`via`): our engine built for the host (the
-# default: bit-exact with TFLite Micro, about 1.8x faster on the CIFAR ResNet), TFLite Micro's interpreter
+# default: bit-exact with TFLite Micro, 2-3x faster on the CIFAR ResNet), TFLite Micro's interpreter
 # itself, or the board.
 ORACLES = ("native", "reference", "chip")
 QUICK_KEYS = ("train_defenses", "train_qat", "skip_attacks", "attack_num", "attack_params")
