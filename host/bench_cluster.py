@@ -357,14 +357,18 @@ def plan_order(keys: Iterable[str]) -> list[str]:
 
 def units_from(durations: list[tuple[str, float]], barrier: bool = False) -> list[Unit]:
     """Units with their dependencies: host/chip on the craft unit of their set and shard (when there is
-    one); every unit of a (sub-)study on its QAT units; a sub-study's units on its train unit and, with
-    `barrier`, on every unit of the study before it (the runner starts a defended sub-study once the
-    study's own units are in)."""
+    one); every unit of a (sub-)study on its QAT units; a sub-study's units on its train unit (the runner
+    starts a defended sub-study once its training is in, a given model's at once) and, with `barrier`, on
+    every unit of the studies before it in plan order (how runners before 2026-12-06 ran them: one
+    sub-study after another, each once the study before it was in)."""
     seconds = dict(durations)
     parsed = {key: parse_key(key) for key in plan_order(seconds)}
     scopes = {key: "" if kind in _WHOLE_MODEL_KINDS else scope_of(set_key)
               for key, (kind, set_key, _, _) in parsed.items()}
-    main = [k for k, (kind, *_) in parsed.items() if kind not in _WHOLE_MODEL_KINDS and not scopes[k]]
+    studied = [k for k, (kind, *_) in parsed.items() if kind not in _WHOLE_MODEL_KINDS]   # plan order
+    first_of: dict[str, int] = {}
+    for i, key in enumerate(studied):
+        first_of.setdefault(scopes[key], i)
     qat = [k for k, (kind, *_) in parsed.items() if kind == "qat"]
     units = []
     for key, (kind, set_key, start, _) in parsed.items():
@@ -378,7 +382,7 @@ def units_from(durations: list[tuple[str, float]], barrier: bool = False) -> lis
             if train in seconds:
                 deps.append(train)
             if barrier:
-                deps += main
+                deps += studied[:first_of[scope]]
         units.append(Unit(key, seconds[key], tuple(deps), scope))
     return units
 
@@ -465,8 +469,8 @@ def render_simulation(run_dir: Path, durations: list[tuple[str, float]], info: d
     lines.append(f"critical path {length:.1f} s over {len(chain)} unit(s): {' → '.join(chain)}")
     if has_sub:
         b_length, _ = critical_path(barrier, overhead)
-        lines.append("with the barrier of runners before 2026-12-06 (a defended sub-study after the study's own "
-                     f"units): critical path {b_length:.1f} s")
+        lines.append("with the barrier of runners before 2026-12-06 (each defended sub-study after the studies "
+                     f"before it): critical path {b_length:.1f} s")
     head = "| workers | makespan s | speed-up | efficiency | bound max(critical path, Σ/W) s |"
     rule = "|---|---|---|---|---|"
     if has_sub:
