@@ -364,7 +364,8 @@ CONFIG_DECIDES = {"num": "[dataset] num", "eps": "each [[attack]]'s eps", "attac
 
 def _check_config_flags(config: Path, argv: list[str]) -> None:
     """A flag the config decides is refused rather than silently ignored."""
-    given = [name for name in CONFIG_DECIDES if name in _given_options(argv)]
+    typed = _given_options(argv)
+    given = [name for name in CONFIG_DECIDES if name in typed]
     if given:
         flags = ", ".join("--" + name.replace("_", "-") for name in given)
         where = "; ".join(f"--{name.replace('_', '-')}: {CONFIG_DECIDES[name]}" for name in given)
