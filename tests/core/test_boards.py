@@ -47,11 +47,11 @@ needs_qemu = pytest.mark.skipif(not HAS_TOOLS, reason="needs qemu-system-arm and
 needs_shared = pytest.mark.skipif(not SHARED_MODELS, reason=f"needs the shared models in {SHARED_DIR / 'models'}")
 
 # Digits model, instructions per inference: the M4 builds (mps2-an386, netduinoplus2) run the same
-# code and agree within one tick of the coarser board (measured: 1,231,760 vs 1,231,756). The M7 and
-# M55 builds are compiled for another core (scheduling, MVE) and agree within 2.1 % (measured +0.42 %
-# and -2.05 % with the flat portable kernels of docs/engine.md); the tolerance is 3 %.
+# code and agree within one tick of the coarser board (measured: 1,103,880 vs 1,103,875). The M7 and
+# M55 builds are compiled for another core and agree within 3.8 % (measured +1.16 %, and -3.77 % on the
+# M55, whose counted loops use Armv8.1-M's DLS/LE: docs/boards.md); the tolerance is 5 %.
 SAME_CODE_TOLERANCE_TICKS = 1
-OTHER_CORE_TOLERANCE = 0.03
+OTHER_CORE_TOLERANCE = 0.05
 
 
 def run_model(model: CompiledModel, path: Path, board: Board, count: int, seed: int = 0,
@@ -269,7 +269,7 @@ def test_digits_bit_exact_on_every_board(digits_runs: dict[str, tuple[int, list[
     # One cost per inference, measured per inference: the digits model's cost depends a little on the
     # input (data-dependent branches), so a counter stuck at one value would show as a single value.
     # Measured (portable kernels, seed 0): 3 or 4 distinct values of 5 on every board, spreads of
-    # 160-281 instructions (0.02 %) around 1.2-1.35 M; the bound is 0.1 %, so the count is consistent.
+    # 160-281 instructions (0.02 %) around 1.06-1.12 M; the bound is 0.1 %, so the count is consistent.
     assert len(costs) == 5 and min(costs) > 1_000_000
     assert len(set(costs)) >= 2, costs
     assert max(costs) - min(costs) <= 0.001 * float(np.median(costs)), costs
@@ -279,7 +279,7 @@ def test_digits_bit_exact_on_every_board(digits_runs: dict[str, tuple[int, list[
 @pytest.mark.qemu
 def test_digits_instruction_count_consistent_across_boards(digits_runs: dict[str, tuple[int, list[int]]]) -> None:
     reference = float(np.median(digits_runs[DEFAULT_BOARD][1]))
-    assert 1_231_000 <= reference < 1_232_500  # the documented cost on mps2-an386 (docs/boards.md)
+    assert 1_103_000 <= reference < 1_104_500  # the documented cost on mps2-an386 (docs/boards.md)
     for name in BOARDS:
         board = load_board(name)
         cost = float(np.median(digits_runs[name][1]))
