@@ -871,12 +871,17 @@ def _collect(entry: Any, executor: Any, journal: Journal | None) -> Any:
         return entry
     unit_key, handle = entry
     for _, outcome in executor.completed([handle]):
-        if isinstance(outcome, BaseException):
-            raise outcome
-        if journal is not None:
-            journal.put(unit_key, outcome.result, outcome.seconds, outcome.worker)
-        return outcome.result
+        return _kept(unit_key, outcome, journal)
     raise UserError(f"unit {unit_key} returned nothing")
+
+
+def _kept(unit_key: str, outcome: Any, journal: Journal | None) -> Any:
+    """An arrived unit outside the plan: its result, journaled (its error, raised)."""
+    if isinstance(outcome, BaseException):
+        raise outcome
+    if journal is not None:
+        journal.put(unit_key, outcome.result, outcome.seconds, outcome.worker)
+    return outcome.result
 
 
 # ---------------------------------------------------------------- quantization-aware training
@@ -944,9 +949,10 @@ def _start_defended_study(main: StudyRun, spec: DefenseSpec, running: Running) -
 
 def _training_done(training: tuple[StudyRun, DefenseSpec, str, Any], outcome: Any, running: Running) -> None:
     main, spec, unit_key, _ = training
-    if not isinstance(outcome, BaseException) and running.journal is not None:
-        running.journal.put(unit_key, outcome.result, outcome.seconds, outcome.worker)
-    main.trained[spec.label] = outcome if isinstance(outcome, BaseException) else outcome.result
+    try:
+        main.trained[spec.label] = _kept(unit_key, outcome, running.journal)
+    except Exception as err:  # noqa: BLE001  (_open_defended leaves the defense out)
+        main.trained[spec.label] = err
     _open_defended(main, spec, main.trained[spec.label], running)
 
 
