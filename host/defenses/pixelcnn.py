@@ -142,13 +142,15 @@ def _nll_nats(targets: Any, logits: Any) -> Any:
 
 def train_pixelcnn(x: np.ndarray, *, epochs: int, batch_size: int = 32, learning_rate: float = 1e-3,
                    hidden: int = 64, residual_blocks: int = 4, seed: int = 0, held_out: np.ndarray | None = None,
-                   progress: Any = None) -> tuple[Any, list[dict[str, float]]]:
+                   progress: Any = None, init: Any = None) -> tuple[Any, list[dict[str, float]]]:
     """A PixelCNN trained (Adam, bits-per-sub-pixel loss) on images x in [0, 1]; and per epoch the
-    training loss and, given held_out images, their bits per sub-pixel."""
+    training loss and, given held_out images, their bits per sub-pixel. `init`, a PixelCNN, is trained
+    further instead of a new one (hidden and residual_blocks are then its own); `progress(row, model)`
+    runs after each epoch."""
     import tensorflow as tf
 
     seed_everything(seed)
-    model = build_pixelcnn(tuple(x.shape[1:]), hidden, residual_blocks)
+    model = init if init is not None else build_pixelcnn(tuple(x.shape[1:]), hidden, residual_blocks)
     x = np.asarray(x, np.float32)
     history: list[dict[str, float]] = []
     started = time.monotonic()
@@ -163,7 +165,7 @@ def train_pixelcnn(x: np.ndarray, *, epochs: int, batch_size: int = 32, learning
             row["held_out_bits"] = bits_per_subpixel(model, held_out)
         history.append(row)
         if progress is not None:
-            progress(row)
+            progress(row, model)
 
     fine_tune(model, x, levels(x), loss, epochs=epochs, batch_size=batch_size, learning_rate=learning_rate,
               seed=seed, on_epoch=after_epoch)

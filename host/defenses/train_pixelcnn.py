@@ -4,7 +4,9 @@
         --epochs 5 --out results/pixelcnn/cifar10.keras
 
 Prints bits per sub-pixel after each epoch, on training images and on the pool's last --held-out
-images, and writes the .keras checkpoint atomically (nothing is left behind on an error or Ctrl-C).
+images, and writes the .keras checkpoint atomically after every epoch (an interrupted run keeps its
+last finished epoch; nothing else is left behind on an error or Ctrl-C). --init continues training a
+saved PixelCNN (its weights; Adam starts afresh).
 A command of its own (not pixelcnn.py's __main__): host.defenses imports pixelcnn for the registry.
 
 Imports: host.core, host.defenses.pixelcnn.
@@ -15,10 +17,11 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+from typing import Any
 
 from host.core.data import load_npz_dataset
 from host.core.errors import UserError, run_cli
-from host.defenses.pixelcnn import train_pixelcnn
+from host.defenses.pixelcnn import load_pixelcnn, train_pixelcnn
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -35,6 +38,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--hidden", type=int, default=64, help="hidden channels per colour (the study: 64)")
     p.add_argument("--residual-blocks", type=int, default=4, help="(the study: 4)")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--init", type=Path, default=None,
+                   help="a PixelCNN checkpoint to train further (its architecture replaces --hidden and "
+                        "--residual-blocks)")
     p.add_argument("--out", required=True, type=Path, help="the checkpoint to write (.keras)")
     return p
 
@@ -51,26 +57,34 @@ def main(argv: list[str] | None = None) -> int:
         raise UserError(f"the pool has {len(x)} images from index {args.start}: too few to hold out {args.held_out}",
                         hint="lower --held-out or give more images (--start, --num)")
     train, held = (x[:len(x) - args.held_out], x[len(x) - args.held_out:]) if args.held_out else (x, x[:0])
+    init = load_pixelcnn(args.init, tuple(x.shape[1:])) if args.init is not None else None
+    start = f"from {args.init}" if init is not None else f"hidden {args.hidden}, {args.residual_blocks} residual blocks"
     print(f"pixelcnn  {len(train)} training images {tuple(x.shape[1:])}, {len(held)} held out; "
-          f"hidden {args.hidden}, {args.residual_blocks} residual blocks, {args.epochs} epochs")
+          f"{start}, {args.epochs} epochs")
 
-    def show(row: dict[str, float]) -> None:
+    def show(row: dict[str, float], model: Any) -> None:
         held_text = f", held-out {row['held_out_bits']:.3f}" if "held_out_bits" in row else ""
+        _save(model, args.out)
         print(f"epoch {row['epoch']:3d}  {row['seconds']:8.1f} s  bits/sub-pixel: train {row['train_bits']:.3f}"
-              f"{held_text}", flush=True)
+              f"{held_text}  (saved)", flush=True)
 
     model, _ = train_pixelcnn(train, epochs=args.epochs, batch_size=args.batch_size,
                               learning_rate=args.learning_rate, hidden=args.hidden,
-                              residual_blocks=args.residual_blocks, seed=args.seed, held_out=held, progress=show)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    partial = args.out.with_name(args.out.stem + ".partial.keras")
-    try:
-        model.save(partial)
-        partial.replace(args.out)
-    finally:
-        partial.unlink(missing_ok=True)
+                              residual_blocks=args.residual_blocks, seed=args.seed, held_out=held, progress=show,
+                              init=init)
     print(f"saved    {args.out} ({model.count_params():,} parameters)")
     return 0
+
+
+def _save(model: Any, out: Path) -> None:
+    """Write the checkpoint atomically: a reader sees the previous epoch's file or this one's, never half."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    partial = out.with_name(out.stem + ".partial.keras")
+    try:
+        model.save(partial)
+        partial.replace(out)
+    finally:
+        partial.unlink(missing_ok=True)
 
 
 if __name__ == "__main__":

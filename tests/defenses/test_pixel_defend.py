@@ -180,3 +180,22 @@ def test_the_training_command_writes_a_checkpoint_that_learned(tmp_path: Path, c
     assert load_pixelcnn(out, SHAPE) is not None and sorted(p.name for p in out.parent.iterdir()) == ["pixelcnn.keras"]
     with pytest.raises(UserError, match="too few to hold out"):
         main(["--data", str(tmp_path / "pool.npz"), "--held-out", "40", "--out", str(out)])
+
+
+def test_training_continues_from_a_checkpoint(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    """--init trains a saved PixelCNN further: its first epoch starts where the saved one ended."""
+    from host.defenses.train_pixelcnn import main
+
+    rng = np.random.default_rng(0)
+    x = np.repeat(rng.integers(0, 4, (40, 1, 1, 3)) * 60, 6, axis=1).repeat(6, axis=2).astype(np.uint8)
+    np.savez(tmp_path / "pool.npz", x=x, y=np.zeros(len(x), np.uint8))
+    common = ["--data", str(tmp_path / "pool.npz"), "--held-out", "8", "--batch-size", "8", "--learning-rate", "0.01"]
+    first, second = tmp_path / "first.keras", tmp_path / "second.keras"
+    assert main([*common, "--epochs", "1", "--hidden", "4", "--residual-blocks", "1", "--out", str(first)]) == 0
+    after_one = float(capsys.readouterr().out.split("held-out ")[-1].split()[0])
+    assert main([*common, "--epochs", "1", "--init", str(first), "--out", str(second)]) == 0
+    text = capsys.readouterr().out
+    assert f"from {first}" in text and "(saved)" in text
+    assert float(text.split("held-out ")[-1].split()[0]) < after_one < 8.0, text
+    with pytest.raises(UserError, match="PixelCNN checkpoint not found"):
+        main([*common, "--init", str(tmp_path / "none.keras"), "--out", str(second)])
