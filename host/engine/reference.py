@@ -12,9 +12,24 @@ from pathlib import Path
 import numpy as np
 
 from host.core.quiet import import_tensorflow_quietly
-from host.tflite.reader import parse_model
+from host.tflite.reader import Subgraph, parse_model
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+
+def _item_bytes(dtype: str) -> int:
+    try:
+        return np.dtype(dtype).itemsize
+    except TypeError:
+        return 8
+
+
+def _arena_bytes(data: bytes, graph: Subgraph) -> int:
+    """An arena that holds every activation at once: the pip runtime's default, ten times the file's
+    size, fails on a model of few weights and large activations."""
+    activations = sum(int(np.prod(t.shape, dtype=np.int64)) * _item_bytes(t.dtype)
+                      for t in graph.tensors if t.data is None)
+    return max(len(data) * 10, 2 * activations + 64 * 1024)
 
 
 class ReferenceInterpreter:
@@ -30,8 +45,9 @@ class ReferenceInterpreter:
             if preserve_all_tensors
             else runtime.InterpreterConfig.kAllocationRecording
         )
-        self._interp = runtime.Interpreter.from_bytes(data, intrepreter_config=config)
         graph = parse_model(data).subgraphs[0]
+        self._interp = runtime.Interpreter.from_bytes(data, arena_size=_arena_bytes(data, graph),
+                                                      intrepreter_config=config)
         self.n_inputs = len(graph.inputs)
         self.n_outputs = len(graph.outputs)
 
