@@ -9,6 +9,8 @@
  * valid filter rows and columns once per output pixel.  Two output pixels of
  * a row that see the same valid columns share each widened filter word.
  * int16x8 and depth multipliers other than 1 go to the next kernel (tm_kernel_table.h).
+ * 3x3 stride-1 filters over planes of 25 pixels or more take the channel-plane path first
+ * (depthwise_conv_2d_planar.c: MACs paired along a row), within this kernel's scratch.
  */
 #include "dsp_conv.h"
 
