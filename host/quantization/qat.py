@@ -8,9 +8,10 @@ b-bit network works:
 * weights: every kernel of a Conv/Dense/DepthwiseConv layer is fake-quantized in the forward pass
   exactly as bitwidth.quantize_weights does (symmetric, per output channel, b bits), and the
   gradient passes straight through the rounding: `w_q = w + stop_gradient(quantize(w) - w)`;
-* activations (mode weights+activations): every layer's output is fake-quantized to b bits over
-  the range it takes on the calibration set (tf.quantization.fake_quant_with_min_max_args, whose
-  gradient is the STE's: 1 inside the range, 0 outside), ranges fixed during training;
+* activations (mode weights+activations): every tensor a deployed network holds
+  (bitwidth.quantization_points) is fake-quantized to b bits over the range it takes on the
+  calibration set (tf.quantization.fake_quant_with_min_max_args, whose gradient is the STE's: 1
+  inside the range, 0 outside), ranges fixed during training;
 * the model's output (the logits layer and a final softmax) is not activation-quantized: with 2-bit
   activations, 10 class scores on 4 levels would tie and argmax would pick by index.
   Batch normalization is frozen (its statistics and scale stay the float model's).

@@ -7,7 +7,26 @@ import pytest
 
 from host.core.errors import UserError
 from host.core.paths import DEFAULT_FLOAT_MODEL
-from host.quantization.bitwidth import BitWidth, parse_bitwidths, quantize_weights, simulate
+from host.quantization.bitwidth import BitWidth, parse_bitwidths, quantization_points, quantize_weights, simulate
+
+
+def test_activations_are_rounded_where_a_deployed_network_holds_them() -> None:
+    """The outputs of the fused operators, as the TFLite converter fuses them: not a convolution's output
+    that feeds only its batch normalization, nor an output that feeds only a ReLU; a tanh is not fused."""
+    import keras
+
+    x = keras.Input((6, 6, 1))
+    c0 = keras.layers.Conv2D(2, 3, padding="same", name="c0")(x)
+    bn = keras.layers.BatchNormalization(name="bn")(c0)
+    r0 = keras.layers.Activation("relu", name="r0")(bn)
+    c1 = keras.layers.Conv2D(2, 3, padding="same", name="c1")(r0)
+    add = keras.layers.Add(name="add")([r0, c1])
+    r1 = keras.layers.ReLU(name="r1")(add)
+    c2 = keras.layers.Conv2D(2, 1, name="c2")(r1)
+    t = keras.layers.Activation("tanh", name="t")(c2)
+    out = keras.layers.Dense(3, activation="softmax", name="out")(keras.layers.Flatten(name="f")(t))
+    model = keras.Model(x, out)
+    assert quantization_points(model) == {"r0", "c1", "r1", "c2", "t", "f", "out"}
 
 
 def test_weight_quantizer_is_symmetric_per_channel_with_2b_minus_1_levels() -> None:

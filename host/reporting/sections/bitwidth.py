@@ -26,7 +26,8 @@ def render(document: dict[str, Any], out_dir: Path | None) -> str:
     if has_sims:
         header, rows = bitwidth_rows(document)
         parts += ["<p>Host-simulated models beyond what TFLite deploys: wN quantizes every kernel to N bits "
-                  "(symmetric, per output channel), wNaN also every layer's output; float32 and the deployed "
+                  "(symmetric, per output channel), wNaN also every tensor a deployed network holds (the outputs "
+                  "of its fused operators); float32 and the deployed "
                   "precisions for reference. Dotted lines: clean accuracy.</p>"]
         panels = bitwidth_panels(document)
         if panels:
