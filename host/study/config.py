@@ -31,7 +31,7 @@ from host.attacks import attack_class, get_attack
 from host.core.boards import load_board
 from host.core.errors import UserError
 from host.defenses import defense_class, get_defense
-from host.quantization.bitwidth import parse_bitwidths
+from host.quantization.bitwidth import MAX_BITS, MIN_BITS, parse_bitwidths
 
 FLOAT = "float32"
 QUANTIZED_PRECISIONS = ("int16x8", "int8")
@@ -142,12 +142,23 @@ class Experiment:
 
 @dataclass(frozen=True)
 class QatSpec:
-    """[bitwidth] qat = {data = {path, start, num}, epochs, learning_rate, batch_size}."""
+    """[bitwidth] qat = {data = {path, start, num}, epochs, learning_rate, batch_size}; epochs and
+    learning_rate may be tables by bit count ({default = 5, 2 = 20}): by_bits holds the widths whose
+    schedule differs from the default, as (bits, epochs, learning rate)."""
 
     data: SliceSpec
     epochs: int = 3
     learning_rate: float = 1e-4
     batch_size: int = 64
+    # out of repr, so that a study without it keeps its fingerprint (journal.experiment_fingerprint adds it)
+    by_bits: tuple[tuple[int, int, float], ...] = field(default=(), repr=False)
+
+    def schedule(self, bits: int) -> tuple[int, float]:
+        """Epochs and learning rate of the b-bit widths."""
+        for b, epochs, rate in self.by_bits:
+            if b == bits:
+                return epochs, rate
+        return self.epochs, self.learning_rate
 
 
 QAT_KEYS = ("data", "epochs", "learning_rate", "batch_size")
@@ -429,11 +440,33 @@ def _qat(table: dict[str, Any], base: Path) -> QatSpec | None:
                         "batch_size}", hint="docs/experiments.md, \"Bit-width sweep\"")
     _check_keys(qat, QAT_KEYS, "[bitwidth] qat")
     data = _slice(_required(qat, "data", "bitwidth.qat"), base, "[bitwidth] qat data", "[bitwidth.qat] data")
-    rate = qat.get("learning_rate", 1e-4)
-    if not isinstance(rate, int | float) or isinstance(rate, bool) or not 0 < rate < 1:
-        raise UserError(f"[bitwidth] qat learning_rate must be a number in (0, 1), got {rate!r}")
-    return QatSpec(data, _int(qat.get("epochs", 3), "[bitwidth] qat epochs", 1), float(rate),
-                   _int(qat.get("batch_size", 64), "[bitwidth] qat batch_size", 1))
+    epochs = _by_bits(qat.get("epochs", 3), 3, lambda v, where: _int(v, where, 1), "[bitwidth] qat epochs")
+    rates = _by_bits(qat.get("learning_rate", 1e-4), 1e-4, _learning_rate, "[bitwidth] qat learning_rate")
+    bits = sorted((set(epochs) | set(rates)) - {"default"}, key=int)
+    by_bits = tuple((int(b), epochs.get(b, epochs["default"]), rates.get(b, rates["default"])) for b in bits)
+    batch_size = _int(qat.get("batch_size", 64), "[bitwidth] qat batch_size", 1)
+    return QatSpec(data, epochs["default"], rates["default"], batch_size, by_bits)
+
+
+def _learning_rate(value: Any, where: str) -> float:
+    if not isinstance(value, int | float) or isinstance(value, bool) or not 0 < value < 1:
+        raise UserError(f"{where} must be a number in (0, 1), got {value!r}")
+    return float(value)
+
+
+def _by_bits(value: Any, default: Any, check: Any, where: str) -> dict[str, Any]:
+    """A number for every width, or a table by bit count with an optional default: {"default": v, "2": v2}."""
+    if not isinstance(value, dict):
+        return {"default": check(value, where)}
+    out = {"default": check(value.get("default", default), f"{where} default")}
+    for key, v in value.items():
+        if key == "default":
+            continue
+        if not key.isdigit() or not MIN_BITS <= int(key) <= MAX_BITS:
+            raise UserError(f"{where}: keys are bit counts {MIN_BITS}..{MAX_BITS} or default, got {key!r}",
+                            hint="e.g. { default = 5, 2 = 20, 3 = 20 }")
+        out[str(int(key))] = check(v, f"{where} for {key} bits")
+    return out
 
 
 def _table_list(doc: dict[str, Any], key: str) -> list[dict[str, Any]]:

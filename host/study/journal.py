@@ -177,6 +177,8 @@ def experiment_fingerprint(experiment: Any) -> str:
         digest.update(b"|chip_cycles")   # out of repr, so that a run without cycles keeps its fingerprint
     if getattr(experiment, "qat", None) is not None:
         digest.update(f"|qat {experiment.qat!r}".encode())   # likewise for quantization-aware training
+        if experiment.qat.by_bits:
+            digest.update(f"|qat by bits {experiment.qat.by_bits!r}".encode())
     for path in sorted(p for p in _files(experiment) if not str(p).startswith("builtin:")):
         digest.update(str(path).encode())
         digest.update((file_sha256(path) if path.exists() else "missing").encode())   # a SavedModel: a directory

@@ -907,7 +907,8 @@ def with_qat_models(exp: Experiment, context: Context, executor: Any, journal: J
                                                         key=_task_key(journal, unit.key), priority=PRIORITY_TRAIN))
     pending = sum(isinstance(e, tuple) for e in entries.values())
     if pending:
-        say(f"quantization-aware training: {pending} bit width(s), {exp.qat.epochs} epoch(s) each on "
+        schedules = sorted({exp.qat.schedule(w.bits)[0] for w in exp.bitwidths if w.qat})
+        say(f"quantization-aware training: {pending} bit width(s), {'/'.join(map(str, schedules))} epoch(s) each on "
             f"{len(x_train)} images, before the study's other units")
     trained = {key: Blob.of(_collect(entry, executor, journal), ".npz") for key, entry in entries.items()}
     return dataclasses.replace(context, qat_models=trained)
@@ -1074,5 +1075,7 @@ def _describe(exp: Experiment, targets: dict[str, Target]) -> dict[str, Any]:
         **({"bitwidths": [w.key for w in exp.bitwidths]} if exp.bitwidths else {}),
         **({"qat": {"data": {"path": str(exp.qat.data.path), "start": exp.qat.data.start, "num": exp.qat.data.num},
                     "epochs": exp.qat.epochs, "learning_rate": exp.qat.learning_rate,
-                    "batch_size": exp.qat.batch_size}} if exp.qat is not None else {}),
+                    "batch_size": exp.qat.batch_size,
+                    **({"by_bits": [list(row) for row in exp.qat.by_bits]} if exp.qat.by_bits else {})}}
+            if exp.qat is not None else {}),
     }

@@ -607,9 +607,10 @@ class WorkerState:
         return json.loads(json.dumps(out, default=_json_default))
 
     def train_qat(self, context: Context, unit: QatUnit, x: np.ndarray, y: np.ndarray) -> bytes:
+        epochs, rate = unit.spec.schedule(unit.width.bits)
         _, blob = train_qat(self.float_model(context).keras_model, unit.width, x, y,
-                            self._calibration(context), epochs=unit.spec.epochs, batch_size=unit.spec.batch_size,
-                            learning_rate=unit.spec.learning_rate, seed=unit_seed(context.seed, unit.key))
+                            self._calibration(context), epochs=epochs, batch_size=unit.spec.batch_size,
+                            learning_rate=rate, seed=unit_seed(context.seed, unit.key))
         return blob
 
     def train(self, context: Context, unit: TrainUnit) -> bytes:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import re
 import shutil
@@ -118,6 +119,10 @@ def test_derived_configs_keep_their_parents_attack_settings(derived: str, parent
     ('[[defense]]\nname = "pgd-at"\n', "needs 'data'"),
     ('[bitwidth]\nbits = [2]\nqat = { epochs = 2 }\n', r"\[bitwidth.qat\] needs 'data'"),
     ('[bitwidth]\nbits = [2]\nqat = { data = { path = "builtin:digits-train" }, rate = 1 }\n', "unknown key"),
+    ('[bitwidth]\nbits = [2]\nqat = { data = { path = "builtin:digits-train" }, epochs = { 9 = 2 } }\n',
+     "keys are bit counts 2..8 or default"),
+    ('[bitwidth]\nbits = [2]\nqat = { data = { path = "builtin:digits-train" }, learning_rate = { 2 = 5 } }\n',
+     r"learning_rate for 2 bits must be a number in \(0, 1\)"),
     ('[[defense]]\nname = "jpeg"\nquality = 500\n', "quality"),
     ('[[defense]]\nname = "jpeg"\nlabel = ""\n', "label must be a non-empty string"),
     ('[defend]\nname = "x"\n', "unknown section"),
@@ -125,6 +130,22 @@ def test_derived_configs_keep_their_parents_attack_settings(derived: str, parent
 def test_bad_configs_are_refused_before_work(tmp_path: Path, extra: str, message: str) -> None:
     with pytest.raises(UserError, match=message):
         load_experiment(write(tmp_path, BASE + extra))
+
+
+def test_qat_schedules_may_differ_by_bit_count(tmp_path: Path) -> None:
+    """epochs and learning_rate: one number for every width, or a table by bit count with a default; a
+    schedule by bits changes the study's fingerprint, a config without one keeps it."""
+    from host.study.journal import experiment_fingerprint
+
+    qat = '[bitwidth]\nbits = [2, 4]\n[bitwidth.qat]\ndata = { path = "builtin:digits-train" }\n'
+    plain = load_experiment(write(tmp_path, BASE + qat + "epochs = 3\n"))
+    assert plain.qat.schedule(2) == (3, 1e-4) and plain.qat.by_bits == ()
+    exp = load_experiment(write(tmp_path, BASE + qat + "epochs = { default = 5, 2 = 20 }\n"
+                                                     "learning_rate = { 2 = 1e-3, 3 = 3e-4 }\n"))
+    assert exp.qat.schedule(2) == (20, 1e-3) and exp.qat.schedule(3) == (5, 3e-4) and exp.qat.schedule(4) == (5, 1e-4)
+    assert experiment_fingerprint(exp) != experiment_fingerprint(dataclasses.replace(exp, qat=dataclasses.replace(
+        exp.qat, by_bits=())))
+    assert repr(plain.qat) == repr(dataclasses.replace(plain.qat, by_bits=((2, 1, 0.1),)))
 
 
 def test_missing_files_and_precisions(tmp_path: Path) -> None:
