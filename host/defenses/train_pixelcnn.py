@@ -4,8 +4,9 @@
         --epochs 5 --out results/pixelcnn/cifar10.keras
 
 Prints bits per sub-pixel after each epoch, on training images and on the pool's last --held-out
-images, and writes the .keras checkpoint atomically after every epoch (an interrupted run keeps its
-last finished epoch; nothing else is left behind on an error or Ctrl-C). --init continues training a
+images, and writes the .keras checkpoint atomically after every epoch that lowers the held-out bits
+(the training bits without a held-out set): an interrupted run keeps its best finished epoch, a later
+worse epoch never replaces it; nothing else is left behind on an error or Ctrl-C. --init continues training a
 saved PixelCNN (its weights; Adam starts afresh).
 A command of its own (not pixelcnn.py's __main__): host.defenses imports pixelcnn for the registry.
 
@@ -62,17 +63,26 @@ def main(argv: list[str] | None = None) -> int:
     print(f"pixelcnn  {len(train)} training images {tuple(x.shape[1:])}, {len(held)} held out; "
           f"{start}, {args.epochs} epochs")
 
+    best: dict[str, float] = {}
+
     def show(row: dict[str, float], model: Any) -> None:
         held_text = f", held-out {row['held_out_bits']:.3f}" if "held_out_bits" in row else ""
-        _save(model, args.out)
+        score = row.get("held_out_bits", row["train_bits"])
+        if not best or score < best["bits"]:
+            _save(model, args.out)
+            best.update(bits=score, epoch=row["epoch"])
+            note = "(saved)"
+        else:
+            note = f"(kept epoch {best['epoch']:.0f}: {best['bits']:.3f})"
         print(f"epoch {row['epoch']:3d}  {row['seconds']:8.1f} s  bits/sub-pixel: train {row['train_bits']:.3f}"
-              f"{held_text}  (saved)", flush=True)
+              f"{held_text}  {note}", flush=True)
 
     model, _ = train_pixelcnn(train, epochs=args.epochs, batch_size=args.batch_size,
                               learning_rate=args.learning_rate, hidden=args.hidden,
                               residual_blocks=args.residual_blocks, seed=args.seed, held_out=held, progress=show,
                               init=init)
-    print(f"saved    {args.out} ({model.count_params():,} parameters)")
+    print(f"saved    {args.out}: epoch {best['epoch']:.0f}, {best['bits']:.3f} bits per sub-pixel "
+          f"({model.count_params():,} parameters)")
     return 0
 
 
