@@ -16,6 +16,8 @@ import contextlib
 import ctypes
 import itertools
 import os
+import re
+import select
 import shutil
 import signal
 import socket
@@ -45,6 +47,9 @@ def die_with_parent() -> None:
     """In the child: get SIGTERM when the host process dies, even by SIGKILL."""
     with contextlib.suppress(OSError):
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
+_WAITING_ON = re.compile(rb"waiting for connection on: \S*tcp:[^:\s]*:(\d+)")
 
 
 def free_port() -> int:
@@ -88,6 +93,7 @@ class QemuProcess:
         self.paced_shift = paced_shift
         self.process: subprocess.Popen[bytes] | None = None
         self.port = 0
+        self._stderr_head = b""
 
     def command(self, port: int) -> list[str]:
         qemu = shutil.which("qemu-system-arm")
@@ -113,8 +119,8 @@ class QemuProcess:
         """Start QEMU and return a connected link (QEMU waits for it before running)."""
         stderr = "no output"
         for _ in range(5):
-            self.launch()
-            link = self._connect()
+            self._launch()
+            link = self._connect() if self.port else None
             if link is not None:
                 try:
                     if self._plugin_loaded():
@@ -133,17 +139,52 @@ class QemuProcess:
     def launch(self) -> int:
         """Start QEMU without connecting; returns the TCP port of its UART, where it waits for
         one client (e.g. a host.link.faultproxy or an RFC 2217 bridge) before running the firmware."""
-        self.port = free_port()
+        if not self._launch():
+            stderr = self._stderr()
+            self.stop()
+            raise UserError(f"QEMU did not start for board {self.board.name}: {stderr}", hint=QEMU_HINT)
+        return self.port
+
+    def _launch(self) -> int:
+        """Start QEMU on a port it picks itself (port 0: the kernel's choice, which QEMU announces on
+        stderr), so that no other process can take the port between its choice and QEMU's bind, as
+        happened when this process picked a free port first.  The port, or 0 if QEMU exited first."""
         if self.plugin is not None:
             self.plugin.reset()
+        self._stderr_head = b""
         stderr: Any = subprocess.PIPE if self.paced_shift is None else tempfile.TemporaryFile()  # noqa: SIM115  (closed with the process)
-        self.process = subprocess.Popen(self.command(self.port), stdin=subprocess.DEVNULL,
+        self.process = subprocess.Popen(self.command(0), stdin=subprocess.DEVNULL,
                                         stdout=subprocess.DEVNULL, stderr=stderr,
                                         preexec_fn=die_with_parent)
         if stderr is not subprocess.PIPE:
             self.process.stderr = stderr   # read back, and closed, like the pipe
         running_emulators.add(self)
+        self.port = self._announced_port()
         return self.port
+
+    def _announced_port(self) -> int:
+        """The port in QEMU's "waiting for connection on: ...tcp:127.0.0.1:PORT" line, or 0 once it exits."""
+        assert self.process is not None and self.process.stderr is not None
+        fd = self.process.stderr.fileno()
+        pipe = self.paced_shift is None
+        deadline = time.monotonic() + self.boot_timeout_s
+        while time.monotonic() < deadline:
+            if pipe:
+                if select.select([fd], [], [], 0.05)[0]:
+                    chunk = os.read(fd, 4096)
+                    self._stderr_head += chunk
+                    if not chunk:
+                        return 0
+            else:
+                self._stderr_head = os.pread(fd, 65536, 0)
+            found = _WAITING_ON.search(self._stderr_head)
+            if found:
+                return int(found.group(1))
+            if self.process.poll() is not None and (not pipe or not select.select([fd], [], [], 0)[0]):
+                return 0
+            if not pipe:
+                time.sleep(0.01)
+        return 0
 
     def _connect(self) -> serial.SerialBase | None:
         deadline = time.monotonic() + self.boot_timeout_s
@@ -177,7 +218,10 @@ class QemuProcess:
             return "no output"
         if self.process.stderr.seekable():
             self.process.stderr.seek(0)
-        return self.process.stderr.read().decode(errors="replace").strip()[-800:] or "no output"
+            text = self.process.stderr.read()
+        else:   # the pipe: what _announced_port read, then the rest
+            text = getattr(self, "_stderr_head", b"") + self.process.stderr.read()
+        return text.decode(errors="replace").strip()[-800:] or "no output"
 
     def alive(self) -> bool:
         return self.process is not None and self.process.poll() is None

@@ -8,6 +8,8 @@ each test ends by checking that the device still answers INFO.
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import os
 import shutil
 import signal
@@ -317,6 +319,41 @@ def test_link_url_from_the_environment(flashed, model, monkeypatch: pytest.Monke
         monkeypatch.setenv(LINK_ENV, f"socket://127.0.0.1:{port}")
         with open_device(timeout_s=10) as dev:
             assert dev.info.board == DEFAULT_BOARD and dev.infer(bytes(64)).ticks > 0
+
+
+def _listening_ports(pid: int) -> set[int]:
+    """TCP ports on which process `pid` holds a listening socket (Linux /proc)."""
+    inodes = set()
+    for fd in Path(f"/proc/{pid}/fd").iterdir():
+        with contextlib.suppress(OSError):
+            target = os.readlink(fd)
+            if target.startswith("socket:["):
+                inodes.add(target[8:-1])
+    ports = set()
+    for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
+        fields = line.split()
+        if fields[3] == "0A" and fields[9] in inodes:   # 0A: LISTEN
+            ports.add(int(fields[1].split(":")[1], 16))
+    return ports
+
+
+def test_each_emulator_listens_on_the_port_it_announced(flashed) -> None:  # noqa: ANN001
+    """QEMU picks its UART's port itself and announces it, so emulators started at once get distinct
+    ports, each its own (a port chosen beforehand could be taken by another process before QEMU bound
+    it, and a client then reached another emulator); an emulator that cannot start is a clear error."""
+    from host.core.errors import UserError
+    from host.emulators.qemu import QemuProcess
+
+    board = load_board(DEFAULT_BOARD)
+    image = read_flashed(DEFAULT_BOARD)
+    with QemuProcess(board, image.elf) as a, QemuProcess(board, image.elf) as b:
+        ports = a.launch(), b.launch()
+        assert ports[0] != ports[1] and min(ports) > 0
+        for qemu, port in zip((a, b), ports, strict=True):
+            assert port in _listening_ports(qemu.process.pid)
+    broken = dataclasses.replace(board, emulator={**board.emulator, "machine": "no-such-machine"})
+    with QemuProcess(broken, image.elf) as qemu, pytest.raises(UserError, match="QEMU did not start.*unsupported machine type"):
+        qemu.launch()
 
 
 def test_unreachable_link_is_a_clear_error(model) -> None:  # noqa: ANN001
