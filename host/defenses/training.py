@@ -24,6 +24,7 @@ import numpy as np
 from host.core.errors import UserError
 from host.core.quiet import import_tensorflow_quietly
 from host.defenses.base import SEED, Param, at_least_one, one_of, positive
+from host.defenses.checkpoints import next_phase, restore_epoch, save_epoch
 
 LogitsFn = Callable[[Any, bool], Any]
 
@@ -154,7 +155,8 @@ def fine_tune(
 
     `prepare(xb, yb, seed, *aux_b)` computes tensors outside the gradient tape (adversarial
     examples); `aux` are per-sample arrays batched with x (soft labels, precomputed inputs);
-    `on_epoch(epoch)` runs after each epoch (progress, held-out scores).
+    `on_epoch(epoch)` runs after each epoch (progress, held-out scores).  Inside
+    `checkpoints.checkpointed(directory)` each call keeps epoch checkpoints and resumes from them.
     """
     import tensorflow as tf
 
@@ -175,8 +177,12 @@ def fine_tune(
         return value
 
     rng = np.random.default_rng(seed)
-    step = 0
-    for epoch in range(epochs):
+    phase = next_phase()
+    done = restore_epoch(phase, model, opt) if phase is not None else 0
+    for _ in range(min(done, epochs)):          # the batches of the done epochs, drawn and not trained
+        rng.permutation(len(x))
+    step = min(done, epochs) * -(-len(x) // batch_size)
+    for epoch in range(min(done, epochs), epochs):
         order = rng.permutation(len(x))
         for start in range(0, len(x), batch_size):
             idx = order[start:start + batch_size]
@@ -186,6 +192,8 @@ def fine_tune(
                 *(tf.constant(a[idx]) for a in aux),
             )
             step += 1
+        if phase is not None:
+            save_epoch(phase, epoch + 1, model, opt)
         if on_epoch is not None:
             on_epoch(epoch)
     return model

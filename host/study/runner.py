@@ -21,6 +21,8 @@ import contextlib
 import dataclasses
 import hashlib
 import os
+import re
+import shutil
 import sys
 import time
 import traceback
@@ -43,6 +45,7 @@ from host.core.paths import BUILD_DIR
 from host.core.quiet import import_tensorflow_quietly
 from host.core.timing import timing_for
 from host.defenses import get_defense
+from host.defenses.checkpoints import kept_epochs
 from host.emulators.cycles import CyclesUnavailable, build_plugin
 from host.emulators.launch import board_link
 from host.engine.build import build_firmware
@@ -693,7 +696,7 @@ def open_study(exp: Experiment, scope: str, running: Running, prepared: tuple[An
                                                       running.max_restarts, link))
     context = with_qat_models(exp, context, running.executor, running.journal, scope, running.say)
     plan = plan_units(exp, input_sets(exp, len(x), scope), context)
-    trained = _submit_training(exp, running.executor, running.journal, context, scope)
+    trained = _submit_training(exp, running.executor, running.journal, context, scope, running.say)
     gradient = _submit_gradient(running.executor, running.journal, context, x, y, scope)
     extras_run = sum(isinstance(e, tuple) for e in (gradient, *trained.values()))
     link = next((chip.url for chip in context.chips.values()), link)
@@ -918,7 +921,7 @@ def with_qat_models(exp: Experiment, context: Context, executor: Any, journal: J
 
 
 def _submit_training(exp: Experiment, executor: Any, journal: Journal | None, context: Context,
-                     scope: str) -> dict[str, Any]:
+                     scope: str, say: Callable[[str], None]) -> dict[str, Any]:
     """Train every train-based defense as a unit, beside the study's other units."""
     out: dict[str, Any] = {}
     for spec in (d for d in exp.defenses if d.kind == "train"):
@@ -931,7 +934,11 @@ def _submit_training(exp: Experiment, executor: Any, journal: Journal | None, co
         except UserError as err:
             out[spec.label] = err
             continue
-        unit = TrainUnit(spec.label, spec, x_train, y_train)
+        unit = TrainUnit(spec.label, spec, x_train, y_train, _checkpoint_dir(journal, unit_key))
+        kept = kept_epochs(unit.checkpoints) if unit.checkpoints is not None else []
+        if kept:
+            say(f"training {spec.label}: goes on from its checkpoint (epochs done per phase: "
+                f"{', '.join(map(str, kept))}; {unit.checkpoints})")
         out[spec.label] = (unit_key, executor.submit(run_unit, executor.share(context), executor.share(unit),
                                                      key=_task_key(journal, unit_key), priority=PRIORITY_TRAIN))
     return out
@@ -948,12 +955,25 @@ def _start_defended_study(main: StudyRun, spec: DefenseSpec, running: Running) -
     _open_defended(main, spec, main.trained.get(spec.label), running)
 
 
+def _checkpoint_dir(journal: Journal | None, unit_key: str) -> Path | None:
+    """Where a training unit keeps its epoch checkpoints: in the run's directory (none without a journal)."""
+    if journal is None:
+        return None
+    return journal.path.parent / "checkpoints" / re.sub(r"[^A-Za-z0-9._-]+", "_", unit_key)
+
+
 def _training_done(training: tuple[StudyRun, DefenseSpec, str, Any], outcome: Any, running: Running) -> None:
     main, spec, unit_key, _ = training
     try:
         main.trained[spec.label] = _kept(unit_key, outcome, running.journal)
     except Exception as err:  # noqa: BLE001  (_open_defended leaves the defense out)
         main.trained[spec.label] = err
+    else:   # journaled: its epoch checkpoints are no longer needed
+        checkpoints = _checkpoint_dir(running.journal, unit_key)
+        if checkpoints is not None:
+            shutil.rmtree(checkpoints, ignore_errors=True)
+            with contextlib.suppress(OSError):
+                checkpoints.parent.rmdir()   # the last one: no empty directory left
     _open_defended(main, spec, main.trained[spec.label], running)
 
 

@@ -58,6 +58,7 @@ from host.core.errors import UserError
 from host.core.quiet import import_tensorflow_quietly
 from host.core.timing import CpuTiming, wait_states
 from host.defenses import get_defense
+from host.defenses.checkpoints import checkpointed
 from host.emulators.cycles import CyclePlugin
 from host.emulators.launch import boot_elf
 from host.link.device import connect
@@ -220,6 +221,9 @@ class TrainUnit:
     spec: DefenseSpec
     x: np.ndarray = field(repr=False)
     y: np.ndarray = field(repr=False)
+    # where its epoch checkpoints go (the run's directory, which every worker must reach), or None: a
+    # stopped run's training goes on from its last epoch (host.defenses.checkpoints)
+    checkpoints: Path | None = field(default=None, repr=False, compare=False)
 
     @property
     def key(self) -> str:
@@ -615,8 +619,9 @@ class WorkerState:
 
     def train(self, context: Context, unit: TrainUnit) -> bytes:
         seed_everything(unit_seed(context.seed, unit.key))
-        model = get_defense(unit.spec.name, **unit.spec.params).train(
-            self.float_model(context).keras_model, unit.x, unit.y, input_range=context.input_range)
+        with checkpointed(unit.checkpoints):
+            model = get_defense(unit.spec.name, **unit.spec.params).train(
+                self.float_model(context).keras_model, unit.x, unit.y, input_range=context.input_range)
         path = cache_dir() / f"train-{os.getpid()}-{threading.get_ident()}.keras"
         try:
             model.save(path)

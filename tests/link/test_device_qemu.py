@@ -352,7 +352,8 @@ def test_each_emulator_listens_on_the_port_it_announced(flashed) -> None:  # noq
         for qemu, port in zip((a, b), ports, strict=True):
             assert port in _listening_ports(qemu.process.pid)
     broken = dataclasses.replace(board, emulator={**board.emulator, "machine": "no-such-machine"})
-    with QemuProcess(broken, image.elf) as qemu, pytest.raises(UserError, match="QEMU did not start.*unsupported machine type"):
+    with QemuProcess(broken, image.elf) as qemu, \
+            pytest.raises(UserError, match="QEMU did not start.*unsupported machine type"):
         qemu.launch()
 
 

@@ -645,3 +645,47 @@ def test_defended_models_studies_run_beside_the_undefended_one_on_a_dask_cluster
     same, pgd_at = (doc["defended_models"][label] for label in sorted(doc["defended_models"], reverse=True))
     assert [e["models"] for e in same["evaluations"]] == [e["models"] for e in doc["evaluations"]]
     assert [e["attack"] for e in pgd_at["evaluations"]] == ["clean", "fgsm"] and not doc["summary"]["failed_defenses"]
+
+
+def test_a_training_stopped_midway_goes_on_from_its_last_epoch(tmp_path: Path) -> None:
+    """A run killed while a defense trains keeps that training's last epoch in the run's directory;
+    --resume trains on from it, to the results of a run never stopped, and leaves no checkpoint behind."""
+    import os
+    import signal
+    import time
+
+    config = write(tmp_path, with_pgd_at(train_images=400).replace("epochs = 1", "epochs = 40"))
+    whole = study(config, tmp_path, "--run-id", "whole")
+    assert whole.returncode == 0, whole.stderr
+    command = [sys.executable, "-m", "host.evaluate", "--config", str(config), "--out", str(tmp_path),
+               "--no-progress", "--workers", "0"]
+    proc = subprocess.Popen([*command, "--run-id", "cut"], cwd=ROOT, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL, start_new_session=True)
+    checkpoints = tmp_path / "cut/checkpoints"
+    deadline = time.monotonic() + 300
+    while not list(checkpoints.glob("*/phase1/epoch-*/complete")) and proc.poll() is None and \
+            time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert proc.poll() is None, "the run ended before its training kept an epoch"
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    (phase,) = checkpoints.glob("*/phase1")
+    kept = sorted(p.name for p in phase.iterdir() if (p / "complete").is_file())
+    assert kept and kept[-1] < "epoch-00040", kept        # stopped midway, with an epoch kept
+    resumed = subprocess.run([*command, "--resume", "cut"], cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert resumed.returncode == 0, resumed.stderr
+    assert f"training pgd-at(eps=0.1, epochs=40): goes on from its checkpoint (epochs done per phase: " \
+           f"{int(kept[-1][6:])};" in resumed.stderr
+    assert not (tmp_path / "cut/checkpoints").exists()
+    defended = [_without_timings(json.loads((tmp_path / run / "metrics.json").read_text())["defended_models"])
+                for run in ("whole", "cut")]
+    assert defended[0] == defended[1]
+
+
+def _without_timings(document: object) -> object:
+    """A metrics document without what the wall clock decides (its "run" and "seconds" entries)."""
+    if isinstance(document, dict):
+        return {k: _without_timings(v) for k, v in document.items() if k not in ("run", "seconds")}
+    if isinstance(document, list):
+        return [_without_timings(v) for v in document]
+    return document
