@@ -278,26 +278,12 @@ def random_conv_wide(rng: np.random.Generator) -> bytes:
     return g.build([x], [y])
 
 
-def random_dw_run(rng: np.random.Generator) -> bytes:
-    """int8 DEPTHWISE_CONV_2D 3x3 on the interior-run path (depthwise_conv_2d.c, dw3_run): SAME and VALID,
-    strides 1 and 2, no activation or ReLU with output zero point -128, channels a multiple of 4 up to the
-    128 of its table (132 and 13: the tap-list path), interiors around its threshold of 8 pixels, and
-    channels with a tiny scale and a bias near +-2^30 (constant outputs)."""
+def _dw3x3(rng: np.random.Generator, in_shape: tuple[int, int, int], out_hw: tuple[int, int], stride: int,
+           same: bool, scales: tuple, weights: np.ndarray, bias: np.ndarray) -> bytes:
+    """The model of one int8 DEPTHWISE_CONV_2D 3x3 (depth multiplier 1): no activation, or ReLU with
+    output zero point -128 (a full int8 range either way)."""
+    (h, w, ch), (out_h, out_w), (in_scale, in_zp, w_scales, out_scale) = in_shape, out_hw, scales
     g = GraphBuilder()
-    h, w = int(rng.integers(3, 12)), int(rng.integers(3, 12))
-    ch = int(rng.choice([4, 8, 16, 64, 128, 132, 13]))
-    stride = int(rng.integers(1, 3))
-    same = bool(rng.random() < 0.6)
-    out_h = (h + stride - 1) // stride if same else (h - 3 + stride) // stride
-    out_w = (w + stride - 1) // stride if same else (w - 3 + stride) // stride
-    in_scale, in_zp = float(rng.uniform(0.005, 0.2)), int(rng.choice([-128, 127, int(rng.integers(-128, 128))]))
-    w_scales = rng.uniform(0.002, 0.05, size=ch)
-    out_scale = in_scale * float(w_scales.max()) * 2.0 * float(rng.uniform(1.0, 8.0))
-    weights = rng.integers(-127, 128, size=(1, 3, 3, ch), dtype=np.int8)
-    bias = rng.integers(-3000, 3000, size=ch).astype(np.int64)
-    for k in rng.choice(ch, size=int(rng.integers(0, 3)), replace=False):
-        w_scales[k] = 1e-9
-        bias[k] = int(rng.choice([-(1 << 30), 1 << 30, -(1 << 30) + 64, (1 << 30) - 64]))
     relu = bool(rng.random() < 0.5)
     out_zp = -128 if relu else int(rng.choice([-128, 127, int(rng.integers(-128, 128))]))
     x = g.tensor((1, h, w, ch), "int8", in_scale, in_zp)
@@ -314,13 +300,34 @@ def random_dw_run(rng: np.random.Generator) -> bytes:
     return g.build([x], [y])
 
 
+def random_dw_run(rng: np.random.Generator) -> bytes:
+    """int8 DEPTHWISE_CONV_2D 3x3 on the interior-run path (depthwise_conv_2d.c, dw3_run): SAME and VALID,
+    strides 1 and 2, no activation or ReLU with output zero point -128, channels a multiple of 4 up to the
+    128 of its table (132 and 13: the tap-list path), interiors around its threshold of 8 pixels, and
+    channels with a tiny scale and a bias near +-2^30 (constant outputs)."""
+    h, w = int(rng.integers(3, 12)), int(rng.integers(3, 12))
+    ch = int(rng.choice([4, 8, 16, 64, 128, 132, 13]))
+    stride = int(rng.integers(1, 3))
+    same = bool(rng.random() < 0.6)
+    out_h = (h + stride - 1) // stride if same else (h - 3 + stride) // stride
+    out_w = (w + stride - 1) // stride if same else (w - 3 + stride) // stride
+    in_scale, in_zp = float(rng.uniform(0.005, 0.2)), int(rng.choice([-128, 127, int(rng.integers(-128, 128))]))
+    w_scales = rng.uniform(0.002, 0.05, size=ch)
+    out_scale = in_scale * float(w_scales.max()) * 2.0 * float(rng.uniform(1.0, 8.0))
+    weights = rng.integers(-127, 128, size=(1, 3, 3, ch), dtype=np.int8)
+    bias = rng.integers(-3000, 3000, size=ch).astype(np.int64)
+    for k in rng.choice(ch, size=int(rng.integers(0, 3)), replace=False):
+        w_scales[k] = 1e-9
+        bias[k] = int(rng.choice([-(1 << 30), 1 << 30, -(1 << 30) + 64, (1 << 30) - 64]))
+    return _dw3x3(rng, (h, w, ch), (out_h, out_w), stride, same, (in_scale, in_zp, w_scales, out_scale), weights, bias)
+
+
 def random_dw_planar(rng: np.random.Generator) -> bytes:
     """int8 DEPTHWISE_CONV_2D 3x3, stride 1, on the channel-plane path (depthwise_conv_2d_planar.c): runs
     along x and (taller than wide) along y, odd and even run lengths, SAME and VALID, any channel count,
     no activation or ReLU with output zero point -128; channels with a tiny scale and a bias near +-2^30
     (constant outputs) and channels whose multiplier exceeds 1 (a left shift: the one-output-at-a-time
     fallback); sizes around the path's limits (25 pixels; runs of 62, 64 plane rows)."""
-    g = GraphBuilder()
     long_side, short_side = int(rng.choice([5, 9, 25, 40, 61, 62, 63, 64])), int(rng.integers(3, 14))
     h, w = (long_side, short_side) if rng.random() < 0.5 else (short_side, long_side)
     ch = int(rng.choice([1, 3, 4, 8, 13, 16]))
@@ -337,20 +344,7 @@ def random_dw_planar(rng: np.random.Generator) -> bytes:
             bias[k] = int(rng.choice([-(1 << 30), 1 << 30, -(1 << 30) + 64, (1 << 30) - 64]))
         else:
             w_scales[k] = out_scale / in_scale * float(rng.uniform(1.5, 3.0))   # multiplier > 1
-    relu = bool(rng.random() < 0.5)
-    out_zp = -128 if relu else int(rng.choice([-128, 127, int(rng.integers(-128, 128))]))
-    x = g.tensor((1, h, w, ch), "int8", in_scale, in_zp)
-    f = g.tensor(weights.shape, "int8", list(w_scales), 0, weights, quantized_dimension=3)
-    b = g.tensor((ch,), "int32", list(in_scale * w_scales), 0, bias.astype(np.int32))
-    y = g.tensor((1, out_h, out_w, ch), "int8", out_scale, out_zp)
-    opt = fb.DepthwiseConv2DOptionsT()
-    opt.depthMultiplier = 1
-    opt.padding = 0 if same else 1
-    opt.strideH = opt.strideW = 1
-    opt.dilationHFactor, opt.dilationWFactor = 1, 1
-    opt.fusedActivationFunction = 1 if relu else 0
-    g.op("DEPTHWISE_CONV_2D", [x, f, b], [y], opt)
-    return g.build([x], [y])
+    return _dw3x3(rng, (h, w, ch), (out_h, out_w), 1, same, (in_scale, in_zp, w_scales, out_scale), weights, bias)
 
 
 GENERATORS = {
