@@ -3,6 +3,8 @@ on randomized single-op and multi-op models, through the host-native build."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -83,3 +85,34 @@ def test_conv_with_long_runs_is_exact_at_extreme_inputs(dtype: str) -> None:
     matched = np.broadcast_to(np.where(first_filter > 0, info.max, info.min).astype(dtype), shape)
     for x in (matched, np.full(shape, info.max, dtype), random_input(rng, dtype, shape)):
         assert np.array_equal(model.run(x)[0], reference.run(x)[0])
+
+
+BUILD_AT_ONCE = """
+import sys, time
+from pathlib import Path
+import host.engine.native as native
+from host.compiler.compile import compile_file
+from host.core.paths import DEFAULT_MODEL
+native.NATIVE_DIR = Path(sys.argv[1])
+while time.time() < float(sys.argv[2]):   # both processes start building at the same moment
+    time.sleep(0.001)
+native.kernel_library()
+native.NativeModel(compile_file(DEFAULT_MODEL))
+"""
+
+
+def test_processes_building_the_same_library_at_once_both_succeed(tmp_path: Path) -> None:
+    """Two workers of a fresh checkout build the host-native engine at the same time: each writes its own
+    temporary files (they once shared one name, and one worker's rename took the other's file)."""
+    import subprocess
+    import sys
+    import time
+
+    from host.core.paths import ROOT
+
+    start = f"{time.time() + 3.0}"
+    procs = [subprocess.Popen([sys.executable, "-c", BUILD_AT_ONCE, str(tmp_path), start], cwd=ROOT,
+                              stderr=subprocess.PIPE, text=True) for _ in range(2)]
+    errors = [p.communicate(timeout=300)[1] for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], errors
+    assert not list(tmp_path.rglob("*.tmp")), sorted(tmp_path.rglob("*.tmp"))
