@@ -92,6 +92,7 @@ def test_shipped_configs_load() -> None:
 @pytest.mark.parametrize(("derived", "parent"), [
     ("david-goliath-defended-n100.toml", "david-goliath-defended.toml"),
     ("david-goliath-query-attacks.toml", "david-goliath-cifar10.toml"),
+    ("david-goliath-pixeldefend-n100.toml", "david-goliath-pixeldefend.toml"),
 ])
 def test_derived_configs_keep_their_parents_attack_settings(derived: str, parent: str) -> None:
     """A sized-down config copies its parent's [[attack]] tables: every attack it keeps has the parent's
