@@ -76,12 +76,17 @@ def save_epoch(phase: Path, epochs_done: int, model: Any, optimizer: Any) -> Non
             shutil.rmtree(old, ignore_errors=True)
 
 
+def _latest(phase: Path) -> Path | None:
+    """The phase's last complete epoch, or None."""
+    done = sorted(p for p in phase.glob("epoch-*") if (p / MARKER).is_file())
+    return done[-1] if done else None
+
+
 def restore_epoch(phase: Path, model: Any, optimizer: Any) -> int:
     """Epochs already done in this phase (0 if none), with the model and optimizer set to that state."""
-    done = sorted(p for p in phase.glob("epoch-*") if (p / MARKER).is_file())
-    if not done:
+    latest = _latest(phase)
+    if latest is None:
         return 0
-    latest = done[-1]
     model.load_weights(latest / "model.weights.h5")
     with np.load(latest / "optimizer.npz") as saved:
         values = [saved[f"arr_{i}"] for i in range(len(saved.files))]
@@ -97,6 +102,6 @@ def kept_epochs(directory: Path) -> list[int]:
     """Epochs done per phase of the training checkpointed under `directory` (empty: none kept)."""
     kept = []
     for phase in sorted(directory.glob("phase*"), key=lambda p: int(p.name[5:]) if p.name[5:].isdigit() else 0):
-        done = sorted(p for p in phase.glob("epoch-*") if (p / MARKER).is_file())
-        kept.append(int((done[-1] / MARKER).read_text()) if done else 0)
+        latest = _latest(phase)
+        kept.append(int((latest / MARKER).read_text()) if latest is not None else 0)
     return kept if any(kept) else []

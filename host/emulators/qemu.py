@@ -220,7 +220,7 @@ class QemuProcess:
             self.process.stderr.seek(0)
             text = self.process.stderr.read()
         else:   # the pipe: what _announced_port read, then the rest
-            text = getattr(self, "_stderr_head", b"") + self.process.stderr.read()
+            text = self._stderr_head + self.process.stderr.read()
         return text.decode(errors="replace").strip()[-800:] or "no output"
 
     def alive(self) -> bool:
