@@ -213,8 +213,9 @@ static int axis_cost(int out_a, int out_b) {
     return out_b <= DWP_PW - 2 && out_a + 2 <= DWP_MAX_ROWS ? out_a * ((out_b + 1) / 2 + 3) : 0;
 }
 
-int tm_dsp_depthwise_planar_takes(const tm_conv_params_t *p, int f_h, int f_w, int out_h, int out_w) {
-    return f_h == 3 && f_w == 3 && p->stride_h == 1 && p->stride_w == 1 && p->dilation_h == 1 &&
+/* Whether the op (3x3 filter) takes this path. */
+static int takes(const tm_conv_params_t *p, int out_h, int out_w) {
+    return p->stride_h == 1 && p->stride_w == 1 && p->dilation_h == 1 &&
            p->dilation_w == 1 && p->depth_multiplier == 1 && p->act_min == -128 && p->act_max == 127 && out_w >= 1 &&
            out_h * out_w >= DWP_MIN_PIXELS && p->pad_h >= 0 && p->pad_w >= 0 &&
            (axis_cost(out_h, out_w) || axis_cost(out_w, out_h));
@@ -240,7 +241,7 @@ static dwp_geom_t geometry(const tm_conv_params_t *p, int in_h, int in_w, int ch
 __attribute__((noinline)) int tm_dsp_depthwise_planar(const tm_conv_params_t *p, const int8_t *in_b,
                                                       const int8_t *filter, const int32_t *bias, int8_t *out_b,
                                                       int in_h, int in_w, int ch, int out_h, int out_w) {
-    if (!tm_dsp_depthwise_planar_takes(p, 3, 3, out_h, out_w)) {
+    if (!takes(p, out_h, out_w)) {
         return 0;
     }
     int16_t plane[DWP_MAX_ROWS * DWP_PW] __attribute__((aligned(8)));

@@ -40,10 +40,9 @@ int32_t tm_dsp_conv_2d_wide_scratch_bytes(const tm_conv_params_t *p, const tm_co
 int tm_dsp_wide_rq(const tm_conv_params_t *p, const int8_t *w, int k, int w_stride, const int32_t *bias, int oc,
                    int32_t *t);
 
-/* int8 DEPTHWISE_CONV_2D, 3x3, stride 1, over int16 channel planes (depthwise_conv_2d_planar.c): whether an
- * op of these params and output dims takes it, and the kernel for one batch (returns 0, having done nothing,
- * when it does not take the op).  Its plane fits what tm_depthwise_conv_2d_dsp_scratch_bytes reserves. */
-int tm_dsp_depthwise_planar_takes(const tm_conv_params_t *p, int f_h, int f_w, int out_h, int out_w);
+/* int8 DEPTHWISE_CONV_2D with a 3x3 filter, over int16 channel planes (depthwise_conv_2d_planar.c), for one
+ * batch: returns 0, having done nothing, when it does not take the op (stride, activation range, sizes).
+ * Its plane fits what tm_depthwise_conv_2d_dsp_scratch_bytes reserves. */
 int tm_dsp_depthwise_planar(const tm_conv_params_t *p, const int8_t *in_b, const int8_t *filter, const int32_t *bias,
                             int8_t *out_b, int in_h, int in_w, int ch, int out_h, int out_w);
 
