@@ -619,12 +619,13 @@ tm_status_t tm_kernel_depthwise_conv_2d_dsp(const tm_model_t *model, const tm_op
     const int batches = in_t->dims[0], out_h = out_t->dims[1], out_w = out_t->dims[2];
     for (int b = 0; b < batches; ++b) {
         const int8_t *in_b = input + b * c.in_h * c.in_w * c.ch;
+        int8_t *out_b = output + b * out_h * out_w * c.ch;
         if (f_h * c.f_w <= DW_MAX_TAPS && c.ch <= DW_MAX_PREPARED) { /* the scratch of both */
-            if (f_h == 3 && c.f_w == 3 && tm_dsp_depthwise_planar(p, in_b, filter, c.bias, output + b * out_h * out_w * c.ch,
-                                                                  c.in_h, c.in_w, c.ch, out_h, out_w)) {
+            if (f_h == 3 && c.f_w == 3 &&
+                tm_dsp_depthwise_planar(p, in_b, filter, c.bias, out_b, c.in_h, c.in_w, c.ch, out_h, out_w)) {
                 continue;
             }
-            dw_by_taps(&c, in_b, f_h, out_h, out_w, output + b * out_h * out_w * c.ch);
+            dw_by_taps(&c, in_b, f_h, out_h, out_w, out_b);
             continue;
         }
         for (int oy = 0; oy < out_h; ++oy) {

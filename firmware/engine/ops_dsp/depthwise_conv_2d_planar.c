@@ -146,17 +146,17 @@ typedef struct {
     const tm_conv_params_t *p;
     int ch, out_a, out_b;          /* output extent along a and b */
     int pad_a, pad_b;
-    int in_a0, in_a1, in_b0, in_b1; /* input coordinates that land in the plane's used part */
+    int in_a1, in_b1;              /* input rows and columns [0, in_a1) x [0, in_b1) land in the plane's used part */
     int in_step_a, in_step_b, out_step_a, out_step_b, f_step_a, f_step_b;
 } dwp_geom_t;
 
 /* Channel k of the input into the plane (the border, never written, stays 0). */
 static void fill_plane(const dwp_geom_t *g, const int8_t *in_b, int k, int16_t *plane) {
     const int32_t off = g->p->input_offset;
-    const int n = g->in_b1 - g->in_b0, step = g->in_step_b;
-    for (int a = g->in_a0; a < g->in_a1; ++a) {
-        const int8_t *src = in_b + a * g->in_step_a + g->in_b0 * step + k;
-        int16_t *dst = plane + (a + g->pad_a) * DWP_PW + g->in_b0 + g->pad_b;
+    const int n = g->in_b1, step = g->in_step_b;
+    for (int a = 0; a < g->in_a1; ++a) {
+        const int8_t *src = in_b + a * g->in_step_a + k;
+        int16_t *dst = plane + (a + g->pad_a) * DWP_PW + g->pad_b;
         int i = 0;
         for (; i + 4 <= n; i += 4, src += 4 * step) { /* four loads back to back: each after the first 1 cycle */
             const int32_t v0 = src[0], v1 = src[step], v2 = src[2 * step], v3 = src[3 * step];
@@ -225,10 +225,9 @@ static int takes(const tm_conv_params_t *p, int out_h, int out_w) {
 static dwp_geom_t geometry(const tm_conv_params_t *p, int in_h, int in_w, int ch, int out_h, int out_w) {
     const int along_x = axis_cost(out_h, out_w), along_y = axis_cost(out_w, out_h);
     const int transposed = along_y && (!along_x || along_y < along_x);
-    dwp_geom_t g = {p, ch, out_h, out_w, p->pad_h, p->pad_w, 0, in_h, 0, in_w,
-                    in_w * ch, ch, out_w * ch, ch, 3 * ch, ch};
+    dwp_geom_t g = {p, ch, out_h, out_w, p->pad_h, p->pad_w, in_h, in_w, in_w * ch, ch, out_w * ch, ch, 3 * ch, ch};
     if (transposed) {
-        g = (dwp_geom_t){p, ch, out_w, out_h, p->pad_w, p->pad_h, 0, in_w, 0, in_h,
+        g = (dwp_geom_t){p, ch, out_w, out_h, p->pad_w, p->pad_h, in_w, in_h,
                          ch, in_w * ch, ch, out_w * ch, ch, 3 * ch};
     }
     /* only what the pairs read: out_a + 2 rows, 2 * pairs + 2 columns */
