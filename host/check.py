@@ -55,6 +55,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--cycles", action="store_true",
                         help="also estimate CPU cycles and latency with QEMU's cycle plugin and the CPU's timing "
                         "table (boards/cpus/; per op with --profile; docs/performance.md)")
+    parser.add_argument("--functions", type=int, default=0, metavar="N",
+                        help="with --cycles: the N firmware functions with the most estimated cycles per inference "
+                        "(zero wait states; inlined code counts in its caller)")
     parser.add_argument("--port", default=None, metavar="URL",
                         help="check the board behind this link instead of booting an emulator (it must run the "
                         "model's firmware: make flash): rfc2217://HOST:PORT, socket://HOST:PORT or /dev/ttyACM0 "
@@ -72,6 +75,8 @@ def main(argv: list[str] | None = None) -> int:
     elif args.profile or args.cycles:
         option = "--profile" if args.profile else "--cycles"
         raise UserError(f"{option} needs the chip (--target chip): the host build has no tick counter")
+    if args.functions < 0 or (args.functions and not args.cycles):
+        raise UserError("--functions N needs --cycles and N >= 1", hint="e.g. --cycles --functions 15")
     if args.place is not None or args.port is not None:
         option = "--place" if args.place is not None else "--port"
         if args.target != "chip":
@@ -95,7 +100,8 @@ def _main(args: argparse.Namespace, url: str | None) -> int:
     else:
         chip = (check_over_link(args.model, model, args.board, url, inputs, count, profile=args.profile)
                 if url is not None and not args.cycles else
-                run_on_chip(args.model, model, args.board, inputs, count, profile=args.profile, cycles=args.cycles))
+                run_on_chip(args.model, model, args.board, inputs, count, profile=args.profile, cycles=args.cycles,
+                            functions=bool(args.functions)))
         (exact, total, first, first_inputs, costs), target = chip.result, chip.target
         chip_cycles = chip.cycles
         if chip.cycles_note:
@@ -103,6 +109,8 @@ def _main(args: argparse.Namespace, url: str | None) -> int:
         if chip.ticks is not None:
             per_op = chip.cycles.per_op if chip.cycles else None
             print_profile(model, chip.ticks, chip.instructions_per_tick, per_op)
+        if chip.cycles is not None and chip.cycles.per_function:
+            print_functions(chip.cycles.per_function, args.functions)
     for line in summary_lines(model, args.model, target):
         print(line)
     if costs:
@@ -117,6 +125,18 @@ def _main(args: argparse.Namespace, url: str | None) -> int:
         print(localize(args.model, first_inputs))
     print(f"bit-exact {exact}/{total}")
     return 0 if exact == total else 1
+
+
+def print_functions(per_function: dict[str, CycleEstimate], top: int) -> None:
+    """The `top` functions by estimated cycles per inference, with their instructions and share."""
+    total = sum(e.low for e in per_function.values()) or 1
+    ranked = sorted(per_function.items(), key=lambda item: -item[1].low)
+    p_low, p_high = next(iter(per_function.values())).refill
+    print(f"functions  per inference (instructions; estimated cycles at P = {p_low} and P = {p_high}, "
+          "zero wait states):")
+    for name, estimate in ranked[:top]:
+        print(f"  {name:<36} {estimate.instructions:>12,} {estimate.low:>12,} {100 * estimate.low / total:5.1f} % "
+              f"{estimate.high:>12,}")
 
 
 def print_profile(model: CompiledModel, ticks: list[int], per_tick: int | None,

@@ -22,7 +22,7 @@ from host.compiler.compile import compile_bytes
 from host.core.boards import Board, load_board
 from host.core.errors import UserError
 from host.core.timing import CpuTiming, CycleEstimate, timing_for, wait_states
-from host.emulators.cycles import CyclePlugin, CyclesUnavailable
+from host.emulators.cycles import CyclePlugin, CyclesUnavailable, function_counts
 from host.emulators.launch import boot_elf
 from host.engine.build import FirmwareImage, build_firmware
 from host.engine.native import NativeModel
@@ -124,10 +124,12 @@ def _progress(items: Iterator[list[np.ndarray]], total: int) -> Iterator[list[np
 
 @dataclass
 class ChipCycles:
-    """Estimated cycles of each inference, and per op of the last one (--profile)."""
+    """Estimated cycles of each inference, per op of the last one (--profile), and per function of
+    the firmware, averaged over the inferences (--functions)."""
     timing: CpuTiming
     per_inference: list[CycleEstimate]
     per_op: list[CycleEstimate] | None
+    per_function: dict[str, CycleEstimate] | None = None
 
 
 @dataclass
@@ -163,23 +165,24 @@ def check_over_link(model_path: Path, model: CompiledModel, board_name: str, url
 
 
 def run_on_chip(model_path: Path, model: CompiledModel, board_name: str, inputs: Iterator[list[np.ndarray]],
-                count: int, profile: bool = False, cycles: bool = False) -> ChipCheck:
+                count: int, profile: bool = False, cycles: bool = False, functions: bool = False) -> ChipCheck:
     """Build the model's firmware for the board, boot it, and check every input against the reference.
 
     The image is built in build/<board>/<model>/ (the flashed image in build/flash/ is left alone).
     `cycles`: count cycles with QEMU's plugin when the board's CPU has a timing model; when it has
-    none, or the plugin cannot be built or loaded, the check runs without and says why."""
+    none, or the plugin cannot be built or loaded, the check runs without and says why.
+    `functions` (with `cycles`): also the estimated cycles of each firmware function."""
     board = load_board(board_name)
     image = build_firmware(model, board)
     where = f"emulated by {board.emulator['kind']}" if board.emulated else "hardware"
     target = (f"{board.name} ({board.cpu}, {where}); firmware flash {image.flash_bytes:,} B, "
               f"RAM {image.ram_bytes:,} B")
-    timing, plugin, note = cycle_counting(board, image.elf, profile) if cycles else (None, None, None)
+    timing, plugin, note = cycle_counting(board, image.elf, profile, functions) if cycles else (None, None, None)
     return _check_on_chip(model_path, model, board, image, inputs, count, profile, target, timing, plugin, note)
 
 
-def cycle_counting(board: Board, elf: Path,
-                   profile: bool = False) -> tuple[CpuTiming | None, CyclePlugin | None, str | None]:
+def cycle_counting(board: Board, elf: Path, profile: bool = False,
+                   functions: bool = False) -> tuple[CpuTiming | None, CyclePlugin | None, str | None]:
     """The CPU's timing model and QEMU's cycle plugin for a firmware ELF, or None and why not (no model,
     not QEMU, a plugin that cannot be built): the caller reports instructions only."""
     timing = timing_for(board)
@@ -189,9 +192,19 @@ def cycle_counting(board: Board, elf: Path,
     if board.emulator_kind != "qemu":
         return None, None, f"board {board.name}: cycles are counted in QEMU only: instructions only"
     try:
-        return timing, CyclePlugin.for_firmware(board, elf, profile), None
+        return timing, CyclePlugin.for_firmware(board, elf, profile, pcs=functions), None
     except CyclesUnavailable as error:
         return None, None, f"error: {error}"
+
+
+def _per_function(plugin: CyclePlugin | None, timing: CpuTiming | None, elf: Path,
+                  inferences: int) -> dict[str, CycleEstimate] | None:
+    """Zero-wait-state cycles per firmware function, per inference (the plugin's pcs counts)."""
+    if plugin is None or timing is None or plugin.pcs is None or not inferences:
+        return None
+    per_function = function_counts(elf, plugin.read_pcs())
+    return {name: timing.estimate({c: round(n / inferences) for c, n in counts.items()})
+            for name, counts in per_function.items()}
 
 
 def _check_on_chip(model_path: Path, model: CompiledModel, board: Board, image: FirmwareImage,
@@ -226,8 +239,9 @@ def _check_on_chip(model_path: Path, model: CompiledModel, board: Board, image: 
 
         result = check(model_path, run, model, inputs, count)
         ticks = device.profile() if profile else None
+        per_function = _per_function(plugin, timing, image.elf, len(estimates))
     chip_cycles = None
     if timing is not None and plugin is not None:
         per_op = [timing.estimate(s, wait_states(board)) for s in last_segments[1:1 + len(model.ops)]]
-        chip_cycles = ChipCycles(timing, estimates, per_op if profile and per_op else None)
+        chip_cycles = ChipCycles(timing, estimates, per_op if profile and per_op else None, per_function)
     return ChipCheck(result, target, ticks, board.instructions_per_tick, chip_cycles, note)

@@ -11,11 +11,15 @@ the engine's `tm_invoke`, whose addresses come from the ELF (`objdump`). A split
 per window to a file, flushed before the firmware goes on, so the record of an inference is
 there when its answer reaches the host.
 
+With `pcs` the plugin also counts executions per instruction address inside the windows;
+`function_counts` sums them per function of the ELF's symbol table (`host.check --functions`).
+
 Imports: host.core, host.engine.
 """
 
 from __future__ import annotations
 
+import bisect
 import hashlib
 import itertools
 import os
@@ -77,6 +81,7 @@ class Markers:
 
 _CALL = re.compile(r"^\s*([0-9a-f]+):\s+(?:[0-9a-f]{4}\s+){2}\s*bl\s+[0-9a-f]+\s+<([A-Za-z_.$][\w.$]*)>\s*$")
 _SYMBOL = re.compile(r"^([0-9a-f]{8})\s.*\s([A-Za-z_.$][\w.$]*)$")
+_FUNCTION = re.compile(r"^([0-9a-f]{8})\s+\w?\s+F\s+\S+\s+([0-9a-f]{8})\s+([A-Za-z_.$][\w.$]*)$")
 
 
 def call_markers(elf: Path, functions: tuple[str, ...] | str = INVOKE_FUNCTION,
@@ -110,6 +115,50 @@ def symbol_address(elf: Path, name: str) -> int:
     raise CyclesUnavailable(f"{elf}: no symbol {name}", hint="cycles are not counted")
 
 
+def functions_of(elf: Path) -> list[tuple[int, int, str]]:
+    """(start, end, name) of every function symbol, sorted, without the Thumb bit; a symbol without a
+    size (hand-written assembly) runs to the next one (the last: to the end of the address space)."""
+    symbols = []
+    for line in _objdump(elf, "-t").splitlines():
+        match = _FUNCTION.match(line.strip())
+        if match:
+            symbols.append((int(match.group(1), 16) & ~1, int(match.group(2), 16), match.group(3)))
+    symbols.sort()
+    spans = []
+    for index, (start, size, name) in enumerate(symbols):
+        following = symbols[index + 1][0] if index + 1 < len(symbols) else 1 << 32
+        spans.append((start, start + size if size else following, name))
+    return spans
+
+
+@dataclass(frozen=True)
+class PcCount:
+    """One instruction address's executions inside windows, with its timing class (and its
+    registers' class and count for LDM/STM/PUSH/POP)."""
+
+    address: int
+    executions: int
+    cls: str
+    regs_cls: str | None
+    regs: int
+
+
+def function_counts(elf: Path, pcs: list[PcCount]) -> dict[str, dict[str, int]]:
+    """The timing-class counts of each function's instructions (a conditional instruction counts
+    as its taken class: a slight over-estimate). Addresses outside every function: '?'."""
+    spans = functions_of(elf)
+    starts = [start for start, _, _ in spans]
+    per_function: dict[str, dict[str, int]] = {}
+    for pc in pcs:
+        index = bisect.bisect_right(starts, pc.address) - 1
+        inside = index >= 0 and pc.address < spans[index][1]
+        counts = per_function.setdefault(spans[index][2] if inside else "?", {})
+        counts[pc.cls] = counts.get(pc.cls, 0) + pc.executions
+        if pc.regs_cls is not None:
+            counts[pc.regs_cls] = counts.get(pc.regs_cls, 0) + pc.executions * pc.regs
+    return per_function
+
+
 def _objdump(elf: Path, *args: str) -> str:
     result = subprocess.run([toolchain("objdump"), *args, str(elf)], capture_output=True, text=True)
     if result.returncode != 0:
@@ -136,14 +185,19 @@ class CyclePlugin:
     output: Path
     learn_after: int = 1     # windows whose every data access is watched before the plugin learns (0: never)
     learned: int | None = None   # memory instructions counted inline after learning (the plugin says so)
+    pcs: Path | None = None      # where the plugin writes executions per instruction address (None: not counted)
     _offset: int = 0
     _names: list[str] = field(default_factory=list)
 
     @classmethod
-    def for_firmware(cls, board: Board, elf: Path, profile: bool = False) -> CyclePlugin:
-        """Windows = the firmware's calls of tm_invoke (split per op when `profile`)."""
+    def for_firmware(cls, board: Board, elf: Path, profile: bool = False, pcs: bool = False) -> CyclePlugin:
+        """Windows = the firmware's calls of tm_invoke (split per op when `profile`); `pcs`: also count
+        executions per instruction address."""
         markers = call_markers(elf, INVOKE_FUNCTION, OP_BOUNDARY_FUNCTION if profile else None)
-        return cls.for_markers(board, elf, markers)
+        plugin = cls.for_markers(board, elf, markers)
+        if pcs:
+            plugin.pcs = plugin.output.with_suffix(".pcs")
+        return plugin
 
     @classmethod
     def for_markers(cls, board: Board, elf: Path, markers: Markers) -> CyclePlugin:
@@ -159,12 +213,16 @@ class CyclePlugin:
         args += [f"start={a:#x}" for a in self.markers.starts]
         args += [f"end={a:#x}" for a in self.markers.ends]
         args += [f"mark={a:#x}" for a in self.markers.splits]
+        if self.pcs is not None:
+            args.append(f"pcs={self.pcs}")
         return ["-plugin", ",".join(args)]
 
     def reset(self) -> None:
         """Before QEMU starts: the plugin rewrites the file from the beginning."""
         self._offset, self._names, self.learned = 0, [], None
         self.output.unlink(missing_ok=True)
+        if self.pcs is not None:
+            self.pcs.unlink(missing_ok=True)
 
     def started(self) -> bool:
         """The plugin has written its header: QEMU loaded it."""
@@ -175,8 +233,24 @@ class CyclePlugin:
             return False
 
     def discard(self) -> None:
-        """After QEMU has stopped: the counts file is not kept."""
+        """After QEMU has stopped: the counts files are not kept."""
         self.output.unlink(missing_ok=True)
+        if self.pcs is not None:
+            self.pcs.unlink(missing_ok=True)
+
+    def read_pcs(self) -> list[PcCount]:
+        """Executions per instruction address in every window closed so far (the plugin rewrites the
+        file whole as a window closes)."""
+        if self.pcs is None or not self.pcs.exists():
+            return []
+        counts = []
+        for line in self.pcs.read_text().splitlines():
+            if line.startswith("#"):
+                continue
+            address, executions, cls, regs_cls, regs = line.split()
+            counts.append(PcCount(int(address, 16), int(executions), cls, None if regs_cls == "-" else regs_cls,
+                                  int(regs)))
+        return counts
 
     def read_windows(self) -> list[Window]:
         """The windows completed since the last call, in order."""

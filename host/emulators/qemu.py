@@ -316,9 +316,11 @@ def _read_line(link: serial.SerialBase, prefix: bytes, timeout_s: float) -> str:
     raise UserError(f"no calibration output within {timeout_s:.0f} s", hint="the firmware did not boot")
 
 
-def run_windows(board: Board, elf: Path, plugin: CyclePlugin, count: int, timeout_s: float = 20.0) -> list[Window]:
+def run_windows(board: Board, elf: Path, plugin: CyclePlugin, count: int, timeout_s: float = 20.0,
+                keep_files: bool = False) -> list[Window]:
     """Boot a bare-metal ELF with the cycle plugin until it has recorded `count` windows (e.g. the
-    micro-benchmarks of tests/emulators/test_cycles.py); the ELF's UART is connected and ignored."""
+    micro-benchmarks of tests/emulators/test_cycles.py); the ELF's UART is connected and ignored.
+    `keep_files`: the plugin's files stay for the caller to read (and discard)."""
     windows: list[Window] = []
     with QemuProcess(board, elf, plugin=plugin) as qemu:
         link = qemu.start()
@@ -329,7 +331,8 @@ def run_windows(board: Board, elf: Path, plugin: CyclePlugin, count: int, timeou
                 time.sleep(0.02)
         finally:
             link.close()
-    plugin.discard()
+    if not keep_files:
+        plugin.discard()
     if len(windows) < count:
         raise CyclesUnavailable(f"{elf}: {len(windows)} of {count} windows recorded within {timeout_s:.0f} s")
     return windows

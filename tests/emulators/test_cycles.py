@@ -20,7 +20,7 @@ import pytest
 
 from host.core.boards import Board, MemoryRegion, load_board
 from host.core.paths import DEFAULT_MODEL
-from host.core.timing import CpuTiming, timing_for, wait_states
+from host.core.timing import CpuTiming, is_instruction_counter, timing_for, wait_states
 from host.emulators.cycles import (
     PLUGIN_DIR,
     CyclePlugin,
@@ -29,6 +29,7 @@ from host.emulators.cycles import (
     Window,
     build_plugin,
     call_markers,
+    function_counts,
     qemu_version,
 )
 from host.emulators.qemu import QemuProcess, calibrate, run_windows
@@ -189,7 +190,7 @@ DIGITS = DEFAULT_MODEL
 
 def test_check_prints_cycles_per_inference_and_per_op() -> None:
     result = subprocess.run([sys.executable, "-m", "host.check", "--model", str(DIGITS), "--inputs", "random:2",
-                             "--cycles", "--profile"], capture_output=True, text=True, timeout=300)
+                             "--cycles", "--profile", "--functions", "4"], capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr
     out = result.stdout
     instructions = int(re.search(r"cost\s+([\d,]+) instructions", out).group(1).replace(",", ""))
@@ -207,6 +208,9 @@ def test_check_prints_cycles_per_inference_and_per_op() -> None:
     assert [op for op, *_ in per_op][:3] == ["CONV_2D", "DEPTHWISE_CONV_2D", "MAX_POOL_2D"]
     op_low = sum(int(lo.replace(",", "")) for _, _, lo, _ in per_op)
     assert 0.97 * low < op_low <= low
+    functions = re.findall(r"^  ([A-Za-z_]\w*)\s+([\d,]+)\s+([\d,]+)\s+[\d.]+ %\s+([\d,]+)$", out, re.MULTILINE)
+    assert len(functions) == 4 and sum(int(f[2].replace(",", "")) for f in functions) < 1.02 * low
+    assert functions[0][0] == "wide_pairs"   # the convolutions' pair loop leads on the digits CNN
     assert "bit-exact 2/2" in out
 
 
@@ -316,6 +320,8 @@ def test_cycles_need_the_chip(capsys: pytest.CaptureFixture[str]) -> None:
 
     assert run_cli(check.main, ["--model", str(DIGITS), "--target", "native", "--cycles"]) == 2
     assert "error: --cycles needs the chip (--target chip)" in capsys.readouterr().err
+    assert run_cli(check.main, ["--model", str(DIGITS), "--functions", "3"]) == 2
+    assert "error: --functions N needs --cycles" in capsys.readouterr().err
 
 
 @pytest.mark.slow   # about 19 s: an evaluate run and a check run, both with the plugin
@@ -356,3 +362,19 @@ def test_evaluate_reports_the_cycles_that_check_estimates(tmp_path: Path) -> Non
     found = re.search(r"cycles\s+([\d,]+)–([\d,]+) estimated", check.stdout)
     assert found is not None, check.stdout
     assert (median["low"], median["high"]) == tuple(float(found.group(i).replace(",", "")) for i in (1, 2))
+
+
+def test_executions_per_address_sum_to_each_function(tmp_path: Path) -> None:
+    """pcs=: executions per instruction address inside the windows, summed per function of the ELF's
+    symbol table (host.check --functions), give each micro-benchmark's instruction count once per
+    window (its `bl` is its caller's; the benchmarks run in a loop, so each ran some whole number of times)."""
+    board = load_board(BOARD)
+    elf = assemble(tmp_path)
+    markers = call_markers(elf, tuple(HAND_COUNTS))
+    plugin = replace(CyclePlugin.for_markers(board, elf, markers), learn_after=0, pcs=tmp_path / "microbench.pcs")
+    run_windows(board, elf, plugin, len(HAND_COUNTS), keep_files=True)
+    per_function = function_counts(elf, plugin.read_pcs())
+    plugin.discard()
+    for name, hand in HAND_COUNTS.items():
+        executed = sum(n for c, n in per_function[name].items() if is_instruction_counter(c))
+        assert executed >= hand.instructions - 1 and executed % (hand.instructions - 1) == 0, (name, executed)

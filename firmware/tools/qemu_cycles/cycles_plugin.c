@@ -11,6 +11,7 @@
  *   mark=ADDR            splits an open window into segments (per-op profile)
  *   region=NAME:ORIGIN:LENGTH   a memory region whose data accesses and fetches are counted
  *   learn_after=N        windows to watch every data access for (default 1, 0: always; see below)
+ *   pcs=PATH             also count executions per instruction address inside windows (write_pcs)
  * start/end/mark may repeat (several call sites); addresses are hexadecimal or decimal.
  *
  * Cost: classes are counted with inline adds (no call); a call runs only for conditional
@@ -115,6 +116,79 @@ static void write_window(void) {
     fflush(out);
 }
 
+/* ---- executions per instruction address (pcs=PATH) ------------------------------ */
+/* Every instrumented instruction adds 1 inline to its address's slot; a window's executions are
+ * the slots' growth between its start and its end.  The slots are allocated once (inline adds hold
+ * their address), so an address beyond PC_SLOTS distinct ones is not profiled (said in the file). */
+enum { PC_SLOTS = 1 << 16 };
+
+typedef struct {
+    uint64_t address;
+    uint8_t cls, regs_cls, regs;
+} pc_slot_t;
+
+static const char *pcs_path;
+static pc_slot_t *pc_slots;
+static uint64_t *pc_now, *pc_at_start, *pc_in_windows;
+static size_t pc_used, pc_dropped;
+
+static uint64_t *pc_counter(uint64_t address, const tt_timing_t *timing) {
+    size_t i = (size_t)(address >> 1) & (PC_SLOTS - 1);
+    for (size_t probes = 0; probes < PC_SLOTS; ++probes, i = (i + 1) & (PC_SLOTS - 1)) {
+        if (pc_slots[i].address == address) {
+            return &pc_now[i];
+        }
+        if (pc_slots[i].address == UINT64_MAX) {
+            if (4 * (pc_used + 1) > 3 * PC_SLOTS) { /* keep probes short */
+                break;
+            }
+            pc_slots[i] = (pc_slot_t){address, timing->cls, timing->regs_cls, timing->regs};
+            ++pc_used;
+            return &pc_now[i];
+        }
+    }
+    ++pc_dropped;
+    return 0;
+}
+
+static void pcs_window_opens(void) {
+    memcpy(pc_at_start, pc_now, PC_SLOTS * sizeof *pc_now);
+}
+
+/* "<address> <executions> <class> <regs class> <regs>" per address executed in any window so far,
+ * the file rewritten whole at each window's end. */
+static void pcs_window_closes(void) {
+    FILE *f = fopen(pcs_path, "w");
+    if (!f) {
+        return;
+    }
+    fprintf(f, "# slingshot-pcs 1 dropped %zu\n", pc_dropped);
+    for (size_t i = 0; i < PC_SLOTS; ++i) {
+        pc_in_windows[i] += pc_now[i] - pc_at_start[i];
+        if (pc_in_windows[i]) {
+            fprintf(f, "0x%" PRIx64 " %" PRIu64 " %s %s %u\n", pc_slots[i].address, pc_in_windows[i],
+                    tt_class_names[pc_slots[i].cls],
+                    pc_slots[i].regs_cls < TT_CLASS_COUNT ? tt_class_names[pc_slots[i].regs_cls] : "-",
+                    (unsigned)pc_slots[i].regs);
+        }
+    }
+    fclose(f);
+}
+
+static int pcs_allocate(void) {
+    pc_slots = malloc(PC_SLOTS * sizeof *pc_slots);
+    pc_now = calloc(PC_SLOTS, sizeof *pc_now);
+    pc_at_start = calloc(PC_SLOTS, sizeof *pc_at_start);
+    pc_in_windows = calloc(PC_SLOTS, sizeof *pc_in_windows);
+    if (!pc_slots || !pc_now || !pc_at_start || !pc_in_windows) {
+        return -1;
+    }
+    for (size_t i = 0; i < PC_SLOTS; ++i) {
+        pc_slots[i].address = UINT64_MAX;
+    }
+    return 0;
+}
+
 /* ---- what each instrumented instruction carries ------------------------------- */
 typedef struct {
     tt_timing_t timing;
@@ -167,6 +241,9 @@ static void on_marker(unsigned int vcpu, void *userdata) {
     const insn_info_t *info = userdata;
     if ((info->kinds & MARK_END) && window_open) {
         take_snapshot();
+        if (pcs_path) {
+            pcs_window_closes();
+        }
         write_window();
         window_open = 0;
         start_learned_counting();
@@ -176,6 +253,9 @@ static void on_marker(unsigned int vcpu, void *userdata) {
         window_open = 1;
         window_start = info->fallthrough - info->size;
         take_snapshot();
+        if (pcs_path) {
+            pcs_window_opens();
+        }
     } else if ((info->kinds & MARK_SPLIT) && window_open) {
         take_snapshot();
     }
@@ -411,6 +491,10 @@ static insn_info_t *new_info(struct qemu_plugin_insn *insn, const tt_timing_t *t
 static void instrument(struct qemu_plugin_insn *insn, const tt_timing_t *timing, int block_has_marker) {
     const uint64_t address = qemu_plugin_insn_vaddr(insn);
     const int kinds = marker_kinds_at(address);
+    uint64_t *executions = pcs_path ? pc_counter(address, timing) : 0;
+    if (executions) {
+        qemu_plugin_register_vcpu_insn_exec_inline(insn, QEMU_PLUGIN_INLINE_ADD_U64, executions, 1);
+    }
     if (block_has_marker && !kinds) {
         qemu_plugin_register_vcpu_insn_exec_inline(insn, QEMU_PLUGIN_INLINE_ADD_U64,
                                                    &counts[fetch_counter(region_of(address))], insn_length(insn));
@@ -541,6 +625,10 @@ static int parse_argument(const char *arg, const char **out_path) {
     if (key_length == 4 && !strncmp(arg, "mark", 4)) {
         return add_marker(value, MARK_SPLIT);
     }
+    if (key_length == 3 && !strncmp(arg, "pcs", 3)) {
+        pcs_path = value;
+        return 0;
+    }
     if (key_length == 6 && !strncmp(arg, "region", 6)) {
         return add_region(value);
     }
@@ -603,6 +691,9 @@ QEMU_PLUGIN_EXPORT int qemu_plugin_install(qemu_plugin_id_t id, const qemu_info_
     out = fopen(out_path, "w");
     if (!counts || !out) {
         return fail("cannot open ", out_path);
+    }
+    if (pcs_path && pcs_allocate()) {
+        return fail("out of memory for pcs=", pcs_path);
     }
     write_header(info);
     plugin_id = id;
