@@ -130,8 +130,11 @@ def main(argv: list[str] | None = None) -> int:
           f"weights {model.weights_bytes:,} B")
     for line in image.usage_lines():
         print(line)
-    print(f"         flash = weights {model.weights_bytes:,} + code and tables "
-          f"{image.flash_bytes - model.weights_bytes:,}; RAM is the peak (statics, arena, stack: no heap)")
+    copies = (f" + weights widened for the DSP kernels {image.kernel_weights_bytes:,}"
+              if image.kernel_weights_bytes else "")
+    print(f"         flash = weights {model.weights_bytes:,}{copies} + code and tables "
+          f"{image.flash_bytes - model.weights_bytes - image.kernel_weights_bytes:,}; "
+          "RAM is the peak (statics, arena, stack: no heap)")
     print(f"flashed  {image.board.name} ({image.board.description.split(':')[0]}): {target / 'firmware.elf'} "
           f"in {time.monotonic() - started:.1f} s" + (" [MLPerf Tiny mode]" if args.mlperf else ""))
     if image.board.emulator_kind == "qemu":

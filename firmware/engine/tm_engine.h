@@ -97,6 +97,11 @@ typedef struct {
     int32_t act_min, act_max;         /* fused activation, in output's type */
     const int32_t *out_multiplier;    /* Q31 multipliers, one per out channel */
     const int32_t *out_shift;         /* TFLite shift convention: >0 left */
+    /* CONV_2D int8 weights widened to int16 by the compiler for the DSP kernel's wide path
+     * (ops_dsp/conv_2d_wide.c, widen_weights' layout for all channels, doubled if weights16_doubled),
+     * or NULL: the model's C file holds them only where TM_CONV_WEIGHTS16 is set (tm_kernel_table.h). */
+    const int16_t *weights16;
+    int32_t weights16_doubled;
 } tm_conv_params_t;
 
 /* FULLY_CONNECTED.  in0 input (flattened to [batches, depth]),
@@ -110,6 +115,10 @@ typedef struct {
     int16_t acc64;                    /* int16x8: 64-bit accumulator + requantize */
     const int32_t *out_multiplier;
     const int32_t *out_shift;
+    /* int8 weights widened to int16 by the compiler for the DSP kernel (ops_dsp/fully_connected.c,
+     * "Pre-widened weights": units padded to 4, depth to 8, interleaved per 4 units), or NULL: the
+     * model's C file holds them only where TM_FC_WEIGHTS16 is set (tm_kernel_table.h). */
+    const int16_t *weights16;
 } tm_fc_params_t;
 
 /* MAX_POOL_2D, AVERAGE_POOL_2D. */

@@ -39,6 +39,16 @@
 #define TM_HAVE_FPU 0
 #endif
 
+/* FULLY_CONNECTED int8 weights pre-widened to int16 by the compiler (twice their flash) for the DSP
+ * kernel; the build sets it to 0 where the copy would not fit the board's memory (host/engine/build.py). */
+#ifndef TM_FC_WEIGHTS16
+#define TM_FC_WEIGHTS16 (TM_HAVE_DSP && !TM_HAVE_MVE)
+#endif
+/* The same for CONV_2D's wide path (ops_dsp/conv_2d_wide.c). */
+#ifndef TM_CONV_WEIGHTS16
+#define TM_CONV_WEIGHTS16 (TM_HAVE_DSP && !TM_HAVE_MVE)
+#endif
+
 /* Types of op a kernel takes (bits of tm_dtype_t, of input 0). */
 #define TM_I8 (1u << TM_INT8)
 #define TM_I16 (1u << TM_INT16)

@@ -144,7 +144,16 @@ def _build(
         weights_bytes=sum(len(et.tensor.data or b"") for et in tensors if et.with_data),
         c_source=source,
         op_scratch=[OpScratch(low.kind.removeprefix("TM_OP_"), dict(low.scratch)) for low in lowered],
+        guarded_bytes=_guarded_bytes(lowered),
     )
+
+
+def _guarded_bytes(lowered: list[LoweredOp]) -> dict[str, int]:
+    sizes: dict[str, int] = {}
+    for low in lowered:
+        for macro, _, data in low.guarded_arrays.values():
+            sizes[macro] = sizes.get(macro, 0) + len(data)
+    return sizes
 
 
 def _tensor_info(t: Tensor) -> TensorInfo:

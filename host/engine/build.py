@@ -7,6 +7,7 @@ when their source or flags change. Flash and RAM use are read from the ELF.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import os
 import re
@@ -46,6 +47,7 @@ class FirmwareImage:
     ram_bytes: int            # RAM: .data + .bss (+ stack when the stack is in RAM)
     board: Board
     region_bytes: dict[str, int] = field(default_factory=dict)  # extra regions (incl. the stack if placed there)
+    kernel_weights_bytes: int = 0  # weights copies for faster kernels (GUARDED_DATA) in this image
 
     def usage_lines(self) -> list[str]:
         stack = f" (incl. {self.board.stack_bytes:,} B stack)"
@@ -99,6 +101,8 @@ def estimate_needs(model: CompiledModel, board: Board, mlperf: bool = False) -> 
     `mlperf`: the MLPerf Tiny mode build, which adds its input and command buffers to RAM."""
     parts: dict[str, list[tuple[str, int]]] = {r.name: [] for r in board.all_regions}
     parts[board.region_of("weights").name].append(("weights", model.weights_bytes))
+    for label, size in guarded_weights(model, board):
+        parts[board.region_of("weights").name].append((label, size))
     parts["flash"].append(("code", CODE_ALLOWANCE))
     for item, label, size in (("arena", "arena", model.arena_bytes), ("io_buffers", "I/O buffers", IO_BUFFER_BYTES),
                               ("stack", "stack", board.stack_bytes)):
@@ -116,7 +120,8 @@ def placed_for(model: CompiledModel, board: Board, mlperf: bool = False) -> Boar
     such region with room for it. Everything that fits stays where it is: the fastest memory first."""
     if not any(r.overflow for r in board.regions):
         return board
-    sizes = {"weights": model.weights_bytes, "arena": model.arena_bytes, "io_buffers": IO_BUFFER_BYTES}
+    weights = model.weights_bytes + sum(size for _, size in guarded_weights(model, board))
+    sizes = {"weights": weights, "arena": model.arena_bytes, "io_buffers": IO_BUFFER_BYTES}
     for item in ("weights", "arena", "io_buffers"):
         needs = {n.region.name: n for n in estimate_needs(model, board, mlperf)}
         home = board.region_of(item)
@@ -133,6 +138,31 @@ def placed_for(model: CompiledModel, board: Board, mlperf: bool = False) -> Boar
 def _moved(board: Board, item: str, to: MemoryRegion) -> Board:
     regions = tuple(dataclasses.replace(r, holds=(*r.holds, item)) if r is to else r for r in board.regions)
     return dataclasses.replace(board, regions=regions)
+
+
+# Constant data model.c holds only where a tm_kernel_table.h macro is set, and the features that set it.
+GUARDED_DATA = {"TM_FC_WEIGHTS16": ("FULLY_CONNECTED weights widened for the DSP kernel", ("dsp",), ("mve",)),
+                "TM_CONV_WEIGHTS16": ("CONV_2D weights widened for the DSP kernel", ("dsp",), ("mve",))}
+
+
+def guarded_weights(model: CompiledModel, board: Board) -> list[tuple[str, int]]:
+    """(label, bytes) of the model's guarded data this board's build holds."""
+    features = cpu_features(board) if model.guarded_bytes else ()
+    return [(GUARDED_DATA[macro][0], size) for macro, size in model.guarded_bytes.items()
+            if all(f in features for f in GUARDED_DATA[macro][1])
+            and not any(f in features for f in GUARDED_DATA[macro][2])]
+
+
+def without_guarded_if_short(model: CompiledModel, board: Board, mlperf: bool = False) -> tuple[CompiledModel,
+                                                                                                   dict[str, str]]:
+    """The model as built for the board: where its guarded data (faster kernels' copies) would not fit but
+    the model would without it, without it, and the defines that leave it out of model.c."""
+    if not guarded_weights(model, board):
+        return model, {}
+    short = [n for n in estimate_needs(model, placed_for(model, board, mlperf), mlperf) if n.short_by > 0]
+    if not short:
+        return model, {}
+    return dataclasses.replace(model, guarded_bytes={}), {macro: "0" for macro in model.guarded_bytes}
 
 
 def check_fits(model: CompiledModel, board: Board, mlperf: bool = False) -> None:
@@ -216,12 +246,17 @@ def portable_only() -> bool:
 
 def cpu_features(board: Board) -> tuple[str, ...]:
     """The table's features this board's build has (TM_HAVE_<FEATURE> as the cross-compiler sees it)."""
+    return _features_for(tuple(cflags(board)))
+
+
+@functools.lru_cache(maxsize=64)
+def _features_for(flags: tuple[str, ...]) -> tuple[str, ...]:
     table = FIRMWARE_DIR / "engine" / "tm_kernel_table.h"
     probe = "".join(f"have_{f} TM_HAVE_{f.upper()}\n" for f in KERNEL_FEATURES)
-    result = subprocess.run([toolchain("gcc"), *cflags(board), "-E", "-P", "-include", str(table), "-"],
+    result = subprocess.run([toolchain("gcc"), *flags, "-E", "-P", "-include", str(table), "-"],
                             input=probe, capture_output=True, text=True)
     if result.returncode != 0:
-        raise UserError(f"board {board.name}: cannot read the kernel table's features:\n{result.stderr.strip()}")
+        raise UserError(f"cannot read the kernel table's features ({' '.join(flags[:3])}):\n{result.stderr.strip()}")
     have = dict(line.split() for line in result.stdout.splitlines() if line.startswith("have_"))
     return tuple(f for f in KERNEL_FEATURES if have.get(f"have_{f}") == "1")
 
@@ -336,6 +371,7 @@ def build_firmware(model: CompiledModel, board: Board, out_dir: Path | None = No
     `preprocess` ("squeeze:4", "median:2"): the on-chip input pre-processing stage, for a model input
     whose `input_range` is the float range it quantizes (into build/<board>/<model>-squeeze4 by default).
     The image's `board` has the board file's overflow regions resolved for this model (placed_for)."""
+    model, leave_out = without_guarded_if_short(model, board, mlperf)
     board = placed_for(model, board, mlperf)
     if mlperf:
         check_fits(model, board, mlperf)
@@ -350,9 +386,10 @@ def build_firmware(model: CompiledModel, board: Board, out_dir: Path | None = No
     out_dir = out_dir or BUILD_DIR / board.name / (model.name + suffix)
     out_dir.mkdir(parents=True, exist_ok=True)
     model_c = model.write(out_dir)
-    defines = mlperf_defines(model, mlperf_model_id) if mlperf else (pre or None)
+    defines = {**(mlperf_defines(model, mlperf_model_id) if mlperf else pre), **leave_out} or None
     objs = _compile_all(board, sources(board, model_c), out_dir / "obj", defines)
-    return _link(board, objs, out_dir, out_dir / "firmware.elf")
+    image = _link(board, objs, out_dir, out_dir / "firmware.elf")
+    return dataclasses.replace(image, kernel_weights_bytes=sum(size for _, size in guarded_weights(model, board)))
 
 
 def export_image(image: FirmwareImage, fmt: str) -> Path:

@@ -10,14 +10,16 @@ a link and a QEMU boot. More seeds: `python -m pytest -m slow tests/engine/test_
 from __future__ import annotations
 
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
 
 from host.compiler import compile_tflite
+from host.compiler.compile import compile_bytes
 from host.core.boards import load_board
 from host.core.paths import SHARED_DIR
-from host.engine.build import cpu_features
+from host.engine.build import build_firmware, cpu_features
 from tests.support.chip import assert_bit_exact_on_chip, default_suite_boards
 from tests.support.tflite_builder import ACTIVATIONS, GENERATORS, GraphBuilder, fb
 
@@ -80,10 +82,11 @@ def random_conv_wide(rng: np.random.Generator, depthwise: bool = False, rgb: boo
     return g.build([x], [y])
 
 
-def random_fc_wide(rng: np.random.Generator) -> bytes:
-    """int8 FULLY_CONNECTED with depths from 1 to 300 (vector loops and their tails), odd unit counts."""
+def random_fc_wide(rng: np.random.Generator, dims: tuple[int, int, int] | None = None) -> bytes:
+    """int8 FULLY_CONNECTED with depths from 1 to 300 (vector loops and their tails), odd unit counts;
+    or (batches, depth, units) = `dims`."""
     g = GraphBuilder()
-    batches, depth, units = int(rng.integers(1, 4)), int(rng.integers(1, 300)), int(rng.integers(1, 24))
+    batches, depth, units = dims or (int(rng.integers(1, 4)), int(rng.integers(1, 300)), int(rng.integers(1, 24)))
     in_scale, in_zp = float(rng.uniform(0.005, 0.2)), int(rng.integers(-128, 128))
     w_scale = float(rng.uniform(0.002, 0.05))
     out_scale = in_scale * w_scale * 60.0 * np.sqrt(depth) * float(rng.uniform(0.3, 3.0)) / 127.0
@@ -155,3 +158,18 @@ def test_real_model_optimized(board_name: str, name: str, board_dirs: dict) -> N
         pytest.skip(f"{path} absent (../shared reference data not available)")
     model = compile_tflite(path)
     run_bit_exact(board_name, board_dirs[board_name], path.read_bytes(), name, np.random.default_rng(11), model)
+
+
+def test_fc_weights_are_widened_where_they_fit(tmp_path: Path) -> None:
+    """The DSP FULLY_CONNECTED kernel reads weights the compiler widened to int16 (twice their flash) where
+    the board has room: 1024 x 360 int8 weights (369 KB) and their 737 KB copy do not fit the 1 MiB flash
+    of netduinoplus2, so its build leaves the copy out (TM_FC_WEIGHTS16=0) and runs the int8 path; mps2-an386
+    holds both. Bit-exact either way."""
+    rng = np.random.default_rng(5)
+    data = random_fc_wide(rng, (2, 1024, 360))
+    model = compile_bytes(data, name="wide_fc")
+    assert model.guarded_bytes == {"TM_FC_WEIGHTS16": 1024 * 360 * 2}
+    for board_name, copy in (("netduinoplus2", 0), ("mps2-an386", 1024 * 360 * 2)):
+        image = build_firmware(model, load_board(board_name), tmp_path / board_name)
+        assert image.kernel_weights_bytes == copy, board_name
+        assert_bit_exact_on_chip(board_name, tmp_path / board_name, data, "wide FC", rng, model, inputs=2)

@@ -8,7 +8,9 @@
  * reach 2^30 in magnitude (|bias| + K * 255 * 128 < 2^30; always, in practice).
  *
  * The output channels are taken in chunks whose weights, widened to int16 (SXTB16 order, the K % 4 last
- * taps padded with zero weights), fit WIDE_WEIGHT_BYTES on the stack.  For each chunk, each pair of
+ * taps padded with zero weights), fit WIDE_WEIGHT_BYTES on the stack; where the compiler has widened
+ * them already (p->weights16, host/compiler/ops/conv.py: the same layout for all channels, in flash
+ * where TM_CONV_WEIGHTS16 is set), a chunk's are read from there.  For each chunk, each pair of
  * output pixels is put into a column buffer as gemm does (int16, input offset added, out-of-image and
  * padding taps 0); then one assembly call does all channel pairs of the chunk: per 4 taps one LDM of
  * the two pixels' taps, one LDM of the two channels' widened weights and 8 SMLAD (10 instructions per
@@ -380,16 +382,25 @@ int tm_dsp_conv_2d_wide(const tm_conv_params_t *p, const int8_t *input, const in
             return 0;
         }
     }
-    const int chunk = (((out_c + chunks - 1) / chunks) + 1) & ~1;
     /* doubling the weights (measured: worth it beyond about 1.5 kp pixel pairs) instead of the sums (4 per
      * channel pair and pixel pair) */
     const int dbl = ((pixels + 1) / 2) * 4 > 6 * kp;
+    /* weights widened by the compiler: no widened weights in the scratch, so chunks are bounded by the
+     * table only and the columns of all pixels may take the whole scratch (fewer chunks: fewer fills) */
+    const int pre = p->weights16 && p->weights16_doubled == dbl;
+    int chunk = (((out_c + chunks - 1) / chunks) + 1) & ~1, whole_cols = all_cols;
+    if (pre) {
+        const int pre_chunks = (out_c + WIDE_MAX_CHUNK - 1) / WIDE_MAX_CHUNK;
+        chunk = (((out_c + pre_chunks - 1) / pre_chunks) + 1) & ~1;
+        whole_cols = pre_chunks > 1 && cols_bytes <= WIDE_SCRATCH_BYTES;
+    }
 
     /* the widened weights, then the column buffer (one pixel pair, or all of them) */
     int32_t scratch[WIDE_SCRATCH_BYTES / 4] __attribute__((aligned(8)));
     int32_t table[WIDE_TABLE_WORDS];
     int32_t *wbuf = scratch;
-    int16_t *cols = (int16_t *)(void *)(scratch + (all_cols ? (WIDE_SCRATCH_BYTES - cols_bytes) / 4 : WIDE_WEIGHT_BYTES / 4));
+    int16_t *cols = (int16_t *)(void *)(scratch + (pre ? 0 : all_cols ? (WIDE_SCRATCH_BYTES - cols_bytes) / 4
+                                                                      : WIDE_WEIGHT_BYTES / 4));
     wide_ctx_t c = {
         .p = p, .in_h = in_dims[1], .in_w = in_dims[2], .in_c = in_dims[3], .f_h = f_dims[1], .f_w = f_dims[2],
         .out_w = out_dims[2], .k = k, .kp = kp, .off2 = tm_pack_offset(p->input_offset),
@@ -400,7 +411,7 @@ int tm_dsp_conv_2d_wide(const tm_conv_params_t *p, const int8_t *input, const in
     for (int b = 0; b < in_dims[0]; ++b) {
         c.input = input + b * c.in_h * c.in_w * c.in_c;
         c.input_end = c.input + c.in_h * c.in_w * c.in_c;
-        if (all_cols) {
+        if (whole_cols) {
             for (int pix = 0; pix < pixels; pix += 2) {
                 int16_t *buf = cols + pix * kp; /* 2 * kp per pair */
                 wide_fill(&c, buf, pix, 0);
@@ -409,7 +420,12 @@ int tm_dsp_conv_2d_wide(const tm_conv_params_t *p, const int8_t *input, const in
         }
         for (int oc0 = 0; oc0 < out_c; oc0 += chunk) {
             const int n = out_c - oc0 < chunk ? out_c - oc0 : chunk;
-            widen_weights(filter, k, kp, oc0, n, dbl, wbuf);
+            const int32_t *w = wbuf;
+            if (pre) { /* per channel pair kp words */
+                w = (const int32_t *)(const void *)p->weights16 + (oc0 >> 1) * kp;
+            } else {
+                widen_weights(filter, k, kp, oc0, n, dbl, wbuf);
+            }
             for (int j = 0; j < n; j += 2) {
                 int32_t *t = table + 4 + 10 * (j >> 1);
                 for (int i = 0; i < 2; ++i) {
@@ -425,13 +441,13 @@ int tm_dsp_conv_2d_wide(const tm_conv_params_t *p, const int8_t *input, const in
             int8_t *out_b = output + b * pixels * out_c + oc0;
             for (int pix = 0; pix < pixels; pix += 2) {
                 const int two = pix + 1 < pixels;
-                int16_t *buf = all_cols ? cols + pix * kp : cols;
-                if (!all_cols) {
+                int16_t *buf = whole_cols ? cols + pix * kp : cols;
+                if (!whole_cols) {
                     wide_fill(&c, buf, pix, 0);
                     wide_fill(&c, buf, two ? pix + 1 : pix, 1); /* a lone last pixel: computed and stored twice */
                 }
                 int8_t *o0 = out_b + pix * out_c, *o1 = two ? o0 + out_c : o0;
-                const wide_job_t job = {buf, wbuf, table, o0, o1, o0 + n, kp >> 2};
+                const wide_job_t job = {buf, w, table, o0, o1, o0 + n, kp >> 2};
                 (dbl ? wide_pairs_dbl : wide_pairs)(&job);
             }
         }

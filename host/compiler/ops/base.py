@@ -19,6 +19,9 @@ class LoweredOp:
     params_type: str | None = None              # C struct type of the params
     fields: dict[str, int | str] = field(default_factory=dict)
     arrays: dict[str, tuple[str, list[int]]] = field(default_factory=dict)  # field -> (ctype, values)
+    # field -> (C macro, C element type, bytes): constant data a kernel reads only in builds where the macro
+    # (tm_kernel_table.h) is set; elsewhere the field is NULL and the bytes are not in the image
+    guarded_arrays: dict[str, tuple[str, str, bytes]] = field(default_factory=dict)
     used_inputs: tuple[int, ...] | None = None  # inputs whose data the kernel reads (None: all)
     alias_output_to_input: bool = False         # output may share the input's bytes
     # optimized kernel ("mve", "dsp") -> bytes of scratch it holds for this op, or scratch.NEXT when it

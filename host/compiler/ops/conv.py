@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import astuple, dataclass
 
+import numpy as np
+
 from host.compiler import quant
 from host.compiler.kernel_table import row_of
 from host.compiler.ops.base import (
@@ -198,7 +200,34 @@ def _lower(ctx: OpContext, kind: str, geometry: dict[str, int], depth_multiplier
     scratch = conv_2d_scratch_bytes if kind == "TM_OP_CONV_2D" else depthwise_conv_2d_scratch_bytes
     dims, dtype = ConvDims.of(ctx), ctx.input(0).dtype
     lowered.scratch = per_kernel(row_of(kind), lambda kernel: scratch(kernel, lowered.fields, dims, dtype))
+    kp = (dims.f_h * dims.f_w * dims.f_c + 3) & ~3
+    pixels = dims.out_h * dims.out_w
+    if (kind == "TM_OP_CONV_2D" and dtype == "int8" and dims.f_c == dims.in_c
+            and _wide_runs(lowered.fields, dims.out_c, kp, pixels)):
+        filt = ctx.input(1)
+        assert filt.data is not None
+        matrix = np.frombuffer(filt.data, dtype=np.int8).reshape(dims.out_c, -1)
+        doubled = wide_doubles(pixels, kp)
+        lowered.guarded_arrays["weights16"] = ("TM_CONV_WEIGHTS16", "int16_t", wide_weights(matrix, kp, doubled))
+        lowered.fields["weights16_doubled"] = int(doubled)
     return lowered
+
+
+def wide_doubles(pixels: int, kp: int) -> bool:
+    """conv_2d_wide.c's `dbl`: the wide path doubles the weights (not the sums) beyond about 1.5 kp pixel pairs."""
+    return ((pixels + 1) // 2) * 4 > 6 * kp
+
+
+def wide_weights(weights: np.ndarray, kp: int, doubled: bool) -> bytes:
+    """int8 weights [out_c (even), k] in conv_2d_wide.c's widen_weights layout for all channels (int16,
+    little-endian): per channel pair, per group of 4 taps (zero-padded to kp), SXTB16's words of the first
+    channel (taps 0, 2 and 1, 3), then the second's; times 2 when `doubled`."""
+    out_c, k = weights.shape
+    padded = np.zeros((out_c, kp), dtype=np.int16)
+    padded[:, :k] = weights
+    groups = padded.reshape(out_c // 2, 2, kp // 4, 4)[..., [0, 2, 1, 3]]   # pair, channel, group, SXTB16 order
+    stream = groups.transpose(0, 2, 1, 3) * (2 if doubled else 1)           # pair, group, channel, 4
+    return stream.astype("<i2").tobytes()
 
 
 def _lower_params(ctx: OpContext, kind: str, geometry: dict[str, int], depth_multiplier: int,

@@ -59,6 +59,18 @@ def fully_connected_scratch_bytes(kernel: str, p: Mapping[str, int], d: FcDims, 
     raise ValueError(f"FULLY_CONNECTED has no {kernel} kernel with scratch")
 
 
+def widened_weights(weights: np.ndarray) -> bytes:
+    """int8 weights [units, depth] as the DSP kernel's pre-widened int16 stream (little-endian): units
+    padded with zeros to a multiple of 4, depth to a multiple of 8; per 4 units (a quad), per 4 elements
+    of depth, each unit's 4 weights in order (two words: the pairs SMLAD multiplies with the input's)."""
+    units, depth = weights.shape
+    padded = np.zeros((-(-units // 4) * 4, -(-depth // 8) * 8), dtype=np.int16)
+    padded[:units, :depth] = weights
+    quads, groups = padded.shape[0] // 4, padded.shape[1] // 4
+    stream = padded.reshape(quads, 4, groups, 4).transpose(0, 2, 1, 3)   # quad, group, unit, element
+    return stream.astype("<i2").tobytes()
+
+
 @register("FULLY_CONNECTED")
 class FullyConnected:
     @staticmethod
@@ -105,6 +117,10 @@ class FullyConnected:
             arrays={"out_multiplier": ("int32_t", mults), "out_shift": ("int32_t", shifts)},
         )
         dims, dtype = FcDims.of(ctx), ctx.input(0).dtype
+        if dtype == "int8" and lowered.fields["filter_offset"] == 0 and dims.depth <= DSP_FC_MAX_DEPTH:
+            assert weights.data is not None
+            matrix = np.frombuffer(weights.data, dtype=np.int8).reshape(units, dims.depth)
+            lowered.guarded_arrays["weights16"] = ("TM_FC_WEIGHTS16", "int16_t", widened_weights(matrix))
         lowered.scratch = per_kernel(row_of(lowered.kind),
                                      lambda kernel: fully_connected_scratch_bytes(kernel, lowered.fields, dims, dtype))
         return lowered
