@@ -61,6 +61,7 @@ typedef struct {
     int32_t out_offset, act_min, act_max;
     const int32_t *rq_table; /* requantize_pairs' table, or 0 */
     int rq_sat;              /* the table is requantize_pairs_sat's */
+    const int16_t *w16;      /* int8: the compiler's widened weights (k % 4 == 0, even out_c), or 0 */
 } gemm_ctx_t;
 
 /* Slot of tap k of pixel `col` (0, 1) in the buffer. */
@@ -198,77 +199,91 @@ typedef struct {
  * pointers) in registers only when told to.  Inner loop (two groups per pass): 17 instructions per
  * 16 MACs; per pair ~22.
  */
+#define GEMM_PAIRS_ASM                                                                                    \
+        "push    {r0, r4-r11, lr}\n"                                                                          \
+        "ldr     r1, [r0, #4]\n"                                                                              \
+        "ldr     r2, [r0, #8]\n"                                                                              \
+        "3:\n"                                                                                                \
+        "ldr     r12, [sp]\n"                                                                                 \
+        "ldr     r0, [r12, #0]\n"                                                                             \
+        "ldr     lr, [r12, #12]\n"                                                                            \
+        "add     r3, r1, lr\n"                                                                                \
+        "ldrd    r4, r5, [r12, #28]\n"                                                                        \
+        "ldr     r5, [r4, r5]\n"                                                                              \
+        "ldr     r4, [r4]\n"                                                                                  \
+        "mov     r6, r4\n"                                                                                    \
+        "mov     r7, r5\n"                                                                                    \
+        "cmp     r1, r3\n"                                                                                    \
+        "beq     2f\n"                                                                                        \
+        "tst     lr, #" GEMM_GROUP_BYTES "\n" /* an odd number of groups: start with the second copy */       \
+        "bne     5f\n"                                                                                        \
+        "1:\n"                                                                                                \
+        GEMM_LOAD_WEIGHTS                                                                                     \
+        "ldrd    r12, lr, [r0, #8]\n"                                                                         \
+        "smlad   r6, r12, r8, r6\n"                                                                           \
+        "smlad   r7, r12, r10, r7\n"                                                                          \
+        "smlad   r6, lr, r9, r6\n"                                                                            \
+        "smlad   r7, lr, r11, r7\n"                                                                           \
+        "ldrd    r12, lr, [r0], #16\n"                                                                        \
+        "smlad   r4, r12, r8, r4\n"                                                                           \
+        "smlad   r5, r12, r10, r5\n"                                                                          \
+        "smlad   r4, lr, r9, r4\n"                                                                            \
+        "smlad   r5, lr, r11, r5\n"                                                                           \
+        "5:\n"                                                                                                \
+        GEMM_LOAD_WEIGHTS                                                                                     \
+        "ldrd    r12, lr, [r0, #8]\n"                                                                         \
+        "smlad   r6, r12, r8, r6\n"                                                                           \
+        "smlad   r7, r12, r10, r7\n"                                                                          \
+        "smlad   r6, lr, r9, r6\n"                                                                            \
+        "smlad   r7, lr, r11, r7\n"                                                                           \
+        "ldrd    r12, lr, [r0], #16\n"                                                                        \
+        "smlad   r4, r12, r8, r4\n"                                                                           \
+        "smlad   r5, r12, r10, r5\n"                                                                          \
+        "smlad   r4, lr, r9, r4\n"                                                                            \
+        "smlad   r5, lr, r11, r5\n"                                                                           \
+        "cmp     r1, r3\n"                                                                                    \
+        "bne     1b\n"                                                                                        \
+        "2:\n"                                                                                                \
+        "ldr     r12, [sp]\n"                                                                                 \
+        "ldr     r0, [r12, #24]\n"                                                                            \
+        "stm     r0!, {r4-r7}\n"                                                                              \
+        "str     r0, [r12, #24]\n"                                                                            \
+        "ldr     r0, [r12, #28]\n"                                                                            \
+        "ldr     r4, [r12, #36]\n"                                                                            \
+        "add     r0, r0, r4\n"                                                                                \
+        "str     r0, [r12, #28]\n"                                                                            \
+        "ldrd    r0, r4, [r12, #16]\n"                                                                        \
+        "add     r1, r1, r0\n"                                                                                \
+        "subs    r4, r4, #1\n"                                                                                \
+        "str     r4, [r12, #20]\n"                                                                            \
+        "bne     3b\n"                                                                                        \
+        "pop     {r0, r4-r11, pc}\n"
+
+/* int8 weights, widened as the loop goes (dw: the second channel's offset). */
+#define GEMM_LOAD_WEIGHTS                                                                                   \
+        "ldr     r12, [r1, r2]\n"                                                                            \
+        "ldr     lr, [r1], #4\n"                                                                             \
+        "sxtb16  r8, lr\n"                                                                                   \
+        "sxtb16  r9, lr, ror #8\n"                                                                           \
+        "sxtb16  r10, r12\n"                                                                                 \
+        "sxtb16  r11, r12, ror #8\n"
+#define GEMM_GROUP_BYTES "4"
 __attribute__((naked)) static void gemm_pairs(gemm_job_t *job __attribute__((unused))) {
-    __asm__ volatile(
-        "push    {r0, r4-r11, lr}\n"
-        "ldr     r1, [r0, #4]\n"
-        "ldr     r2, [r0, #8]\n"
-        "3:\n"
-        "ldr     r12, [sp]\n"
-        "ldr     r0, [r12, #0]\n"
-        "ldr     lr, [r12, #12]\n"
-        "add     r3, r1, lr\n"
-        "ldrd    r4, r5, [r12, #28]\n"
-        "ldr     r5, [r4, r5]\n"
-        "ldr     r4, [r4]\n"
-        "mov     r6, r4\n"
-        "mov     r7, r5\n"
-        "cmp     r1, r3\n"
-        "beq     2f\n"
-        "tst     lr, #4\n" /* an odd number of groups: start with the second copy */
-        "bne     5f\n"
-        "1:\n"
-        "ldr     r12, [r1, r2]\n"
-        "ldr     lr, [r1], #4\n"
-        "sxtb16  r8, lr\n"
-        "sxtb16  r9, lr, ror #8\n"
-        "sxtb16  r10, r12\n"
-        "sxtb16  r11, r12, ror #8\n"
-        "ldrd    r12, lr, [r0, #8]\n"
-        "smlad   r6, r12, r8, r6\n"
-        "smlad   r7, r12, r10, r7\n"
-        "smlad   r6, lr, r9, r6\n"
-        "smlad   r7, lr, r11, r7\n"
-        "ldrd    r12, lr, [r0], #16\n"
-        "smlad   r4, r12, r8, r4\n"
-        "smlad   r5, r12, r10, r5\n"
-        "smlad   r4, lr, r9, r4\n"
-        "smlad   r5, lr, r11, r5\n"
-        "5:\n"
-        "ldr     r12, [r1, r2]\n"
-        "ldr     lr, [r1], #4\n"
-        "sxtb16  r8, lr\n"
-        "sxtb16  r9, lr, ror #8\n"
-        "sxtb16  r10, r12\n"
-        "sxtb16  r11, r12, ror #8\n"
-        "ldrd    r12, lr, [r0, #8]\n"
-        "smlad   r6, r12, r8, r6\n"
-        "smlad   r7, r12, r10, r7\n"
-        "smlad   r6, lr, r9, r6\n"
-        "smlad   r7, lr, r11, r7\n"
-        "ldrd    r12, lr, [r0], #16\n"
-        "smlad   r4, r12, r8, r4\n"
-        "smlad   r5, r12, r10, r5\n"
-        "smlad   r4, lr, r9, r4\n"
-        "smlad   r5, lr, r11, r5\n"
-        "cmp     r1, r3\n"
-        "bne     1b\n"
-        "2:\n"
-        "ldr     r12, [sp]\n"
-        "ldr     r0, [r12, #24]\n"
-        "stm     r0!, {r4-r7}\n"
-        "str     r0, [r12, #24]\n"
-        "ldr     r0, [r12, #28]\n"
-        "ldr     r4, [r12, #36]\n"
-        "add     r0, r0, r4\n"
-        "str     r0, [r12, #28]\n"
-        "ldrd    r0, r4, [r12, #16]\n"
-        "add     r1, r1, r0\n"
-        "subs    r4, r4, #1\n"
-        "str     r4, [r12, #20]\n"
-        "bne     3b\n"
-        "pop     {r0, r4-r11, pc}\n");
+    __asm__ volatile(GEMM_PAIRS_ASM);
 }
+#undef GEMM_LOAD_WEIGHTS
+#undef GEMM_GROUP_BYTES
+
+/* Weights widened by the compiler (p->weights16: per pair, per group the two channels' SXTB16 words, as
+ * conv_2d_wide.c's): one LDM instead of two loads and four SXTB16; w advances 16 bytes per group, k4 is
+ * the pair's bytes, w_step 0. */
+#define GEMM_LOAD_WEIGHTS "ldmia   r1!, {r8-r11}\n"
+#define GEMM_GROUP_BYTES "16"
+__attribute__((naked)) static void gemm_pairs16(gemm_job_t *job __attribute__((unused))) {
+    __asm__ volatile(GEMM_PAIRS_ASM);
+}
+#undef GEMM_LOAD_WEIGHTS
+#undef GEMM_GROUP_BYTES
 
 /* The K % 4 last taps of channels [oc0, oc0 + 2 * pairs), added to the chunk's sums. */
 static void add_tail(const gemm_ctx_t *g, const int16_t *buf, int oc0, int pairs, int32_t *acc) {
@@ -455,6 +470,12 @@ static const int32_t no_bias[2] = {0, 0};
 static inline __attribute__((always_inline)) void chunk_sums_inline(const gemm_ctx_t *g, const int16_t *buf,
                                                                    const int32_t *bias, int pair0, int pairs,
                                                                    int32_t *acc) {
+    if (g->w16) { /* no lone channel, no tail */
+        gemm_job_t job = {buf, (const int8_t *)(const void *)(g->w16 + 2 * pair0 * g->k), 0, 4 * g->k, 0, pairs, acc,
+                          bias ? bias + 2 * pair0 : no_bias, bias ? 4 : 0, bias ? 8 : 0};
+        gemm_pairs16(&job);
+        return;
+    }
     const int all_pairs = (g->out_c + 1) / 2;
     const int oc0 = 2 * pair0, lone = oc0 + 2 * pairs > g->out_c; /* the last pair is one channel */
     const int last_here = pair0 + pairs == all_pairs, exact = g->padded ? last_here : lone;
@@ -979,6 +1000,7 @@ void tm_dsp_conv_2d_gemm(const tm_conv_params_t *p, const int8_t *input, const i
     g.k = g.f_h * g.f_w * g.in_c;
     g.k4 = g.k & ~3;
     g.padded = (g.in_c & 3) != 0 && g.k != g.k4;
+    g.w16 = p->weights16 && !p->weights16_doubled && g.k == g.k4 && !(g.out_c & 1) ? p->weights16 : 0;
     const int pixels = out_dims[1] * out_dims[2];
     for (int b = 0; b < in_dims[0]; ++b) {
         g.input = input + b * g.in_h * g.in_w * g.in_c;

@@ -200,14 +200,15 @@ def _lower(ctx: OpContext, kind: str, geometry: dict[str, int], depth_multiplier
     scratch = conv_2d_scratch_bytes if kind == "TM_OP_CONV_2D" else depthwise_conv_2d_scratch_bytes
     dims, dtype = ConvDims.of(ctx), ctx.input(0).dtype
     lowered.scratch = per_kernel(row_of(kind), lambda kernel: scratch(kernel, lowered.fields, dims, dtype))
-    kp = (dims.f_h * dims.f_w * dims.f_c + 3) & ~3
-    pixels = dims.out_h * dims.out_w
-    if (kind == "TM_OP_CONV_2D" and dtype == "int8" and dims.f_c == dims.in_c
-            and _wide_runs(lowered.fields, dims.out_c, kp, pixels)):
+    k = dims.f_h * dims.f_w * dims.f_c
+    kp, pixels = (k + 3) & ~3, dims.out_h * dims.out_w
+    wide = _wide_runs(lowered.fields, dims.out_c, kp, pixels)
+    gemm = k % 4 == 0 and dims.out_c % 2 == 0 and k <= DSP_GEMM_MAX_TAPS   # conv_2d_gemm.c's g.w16
+    if kind == "TM_OP_CONV_2D" and dtype == "int8" and dims.f_c == dims.in_c and (wide or gemm):
         filt = ctx.input(1)
         assert filt.data is not None
         matrix = np.frombuffer(filt.data, dtype=np.int8).reshape(dims.out_c, -1)
-        doubled = wide_doubles(pixels, kp)
+        doubled = wide and wide_doubles(pixels, kp)   # the im2col path takes them undoubled only
         lowered.guarded_arrays["weights16"] = ("TM_CONV_WEIGHTS16", "int16_t", wide_weights(matrix, kp, doubled))
         lowered.fields["weights16_doubled"] = int(doubled)
     return lowered
