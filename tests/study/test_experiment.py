@@ -93,16 +93,32 @@ def test_shipped_configs_load() -> None:
     ("david-goliath-defended-n100.toml", "david-goliath-defended.toml"),
     ("david-goliath-query-attacks.toml", "david-goliath-cifar10.toml"),
     ("david-goliath-pixeldefend-n100.toml", "david-goliath-pixeldefend.toml"),
+    ("david-goliath-own-defenses-n100a.toml", "david-goliath-own-defenses.toml"),
+    ("david-goliath-own-defenses-n100b.toml", "david-goliath-own-defenses.toml"),
 ])
 def test_derived_configs_keep_their_parents_attack_settings(derived: str, parent: str, tmp_path: Path) -> None:
     """A sized-down config copies its parent's [[attack]] tables: every attack it keeps has the parent's
-    settings (only `num`, how many images, may differ), so the two cannot drift apart."""
+    settings (only `num`, how many images, may differ), so the two cannot drift apart. Its defenses are the
+    parent's given models; or, for the halves of our own trainings, half of the parent's trainings each,
+    with the parent's settings."""
     child, base = (load_experiment(_with_checkpoint_stand_in(ROOT / "configs" / name, tmp_path))
                    for name in (derived, parent))
     settings = {a.shown: (a.eps, {k: v for k, v in a.params.items() if k != "num"}) for a in base.attacks}
     assert child.attacks and all(settings[a.shown] == (a.eps, {k: v for k, v in a.params.items() if k != "num"})
                                  for a in child.attacks)
+    if "own-defenses-n100" in derived:
+        trainings = {d.label: d.params for d in base.defenses if d.kind == "train"}
+        assert len(child.defenses) == 2 and all(trainings[d.label] == d.params for d in child.defenses)
+        return
     assert [d.label for d in child.defenses] == [d.label for d in base.defenses if d.kind != "train"]
+
+
+@pytest.mark.skipif(not SHARED_DIR.exists(), reason="needs ../shared (the D&G models and CIFAR-10 images)")
+def test_the_two_halves_of_our_trainings_are_all_of_them() -> None:
+    halves = [load_experiment(ROOT / f"configs/david-goliath-own-defenses-n100{h}.toml") for h in "ab"]
+    full = load_experiment(ROOT / "configs/david-goliath-own-defenses.toml")
+    assert sorted(d.label for h in halves for d in h.defenses) == sorted(
+        d.label for d in full.defenses if d.kind == "train")
 
 
 def _with_checkpoint_stand_in(config: Path, tmp_path: Path) -> Path:
