@@ -888,8 +888,16 @@ static void widen_weights_s16(const gemm_ctx_t *g, int oc0, int n, int32_t *w) {
  * requantized as pixels_pair_s16 does.  Needs what pixels_pair_s16 needs, an int64 bias (its table) and
  * staged (padded) columns when K % 4 != 0.
  */
+/* The compiler's widened weights where this layout can take them (undoubled, even channels), or 0: the same
+ * words widen_weights_s16 makes, for all channels (host/compiler/ops/conv.py, wide_weights). */
+static const int32_t *s16_pre_widened(const gemm_ctx_t *g) {
+    const tm_conv_params_t *p = g->p;
+    return p->weights16 && !p->weights16_doubled && !(g->out_c & 1) ? (const int32_t *)(const void *)p->weights16 : 0;
+}
+
 static void conv_s16_wide(const gemm_ctx_t *g, int16_t *output, int pixels, int chunk) {
     int32_t w[S16_WIDE_WEIGHT_BYTES / 4] __attribute__((aligned(8)));
+    const int32_t *pre = s16_pre_widened(g);
     int16_t buf[8 * S16_WIDE_GROUPS] __attribute__((aligned(8))); /* the two pixels' columns */
     int32_t acc[4 * S16_CHUNK_PAIRS];
     int32_t table[4 * 2 * S16_CHUNK_PAIRS];
@@ -897,14 +905,17 @@ static void conv_s16_wide(const gemm_ctx_t *g, int16_t *output, int pixels, int 
     for (int oc0 = 0; oc0 < g->out_c; oc0 += chunk) {
         const int n = g->out_c - oc0 < chunk ? g->out_c - oc0 : chunk; /* channels kept */
         const int pairs = (n + 1) >> 1;
-        widen_weights_s16(g, oc0, 2 * pairs, w);
+        const int32_t *wk = pre ? pre + (oc0 >> 1) * 4 * groups : w; /* 4 words per pair and group */
+        if (!pre) {
+            widen_weights_s16(g, oc0, 2 * pairs, w);
+        }
         s16_table(g, oc0, n, table);
         for (int pix = 0; pix < pixels; pix += 2) {
             const int two = pix + 1 < pixels;
             int16_t *o0 = output + pix * g->out_c + oc0, *o1 = output + (two ? pix + 1 : pix) * g->out_c + oc0;
             fill_column_s16(g, buf, pix, 0);
             fill_column_s16(g, buf, two ? pix + 1 : pix, 1); /* padded: the K % 4 last taps are a whole group */
-            const s16_wide_job_t job = {buf, w, acc, acc + 4 * pairs, groups};
+            const s16_wide_job_t job = {buf, wk, acc, acc + 4 * pairs, groups};
             wide_sums_s16(&job);
             for (int j = 0; j < n; ++j) {
                 const int32_t *a = acc + 4 * (j >> 1) + (j & 1), *t = table + 4 * j;
@@ -927,7 +938,8 @@ static int s16_wide_plan(const gemm_ctx_t *g) {
     if (!g->p->acc64 || groups > S16_WIDE_GROUPS || ((g->in_c & 3) && !g->padded && g->k != g->k4)) {
         return 0;
     }
-    int per_chunk = (S16_WIDE_WEIGHT_BYTES / (16 * groups)) * 2; /* 16 bytes per pair and group */
+    /* 16 bytes per pair and group on the stack; none with the compiler's widened weights */
+    int per_chunk = s16_pre_widened(g) ? 2 * S16_CHUNK_PAIRS : (S16_WIDE_WEIGHT_BYTES / (16 * groups)) * 2;
     per_chunk = per_chunk < 2 * S16_CHUNK_PAIRS ? per_chunk : 2 * S16_CHUNK_PAIRS; /* the sums' buffer */
     if (per_chunk < 2 || (g->out_c + per_chunk - 1) / per_chunk > 2) {
         return 0;
@@ -969,6 +981,7 @@ void tm_dsp_conv_2d_gemm_s16(const tm_conv_params_t *p, const int16_t *input, co
     const int fast = s16_fits_int32(&g);
     /* staged columns pad the last group (pixels_pair_s16's chunk_sums); the int64 route takes the tail apart */
     g.padded = fast && (g.in_c & 3) != 0 && g.k != g.k4 && g.k4 + 4 <= S16_STAGE_TAPS;
+    g.w16 = s16_pre_widened(&g) && g.k == g.k4 ? p->weights16 : 0; /* gemm_pairs16 in chunk_sums */
     const int pixels = out_dims[1] * out_dims[2];
     const int chunk = fast ? s16_wide_plan(&g) : 0;
     for (int b = 0; b < in_dims[0]; ++b) {
