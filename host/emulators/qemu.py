@@ -214,9 +214,15 @@ class QemuProcess:
                                 f"({self.plugin.output} has no header)")
 
     def _stderr(self) -> str:
-        if self.process is None or self.process.stderr is None or self.process.poll() is None:
+        """What QEMU printed, once it has exited (a QEMU that has just closed its stderr is given a second to
+        be reaped: read before, its message was lost as "no output")."""
+        if self.process is None or self.process.stderr is None:
             return "no output"
-        if self.process.stderr.seekable():
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            self.process.wait(timeout=1.0)
+        if self.process.poll() is None:
+            text = self._stderr_head
+        elif self.process.stderr.seekable():
             self.process.stderr.seek(0)
             text = self.process.stderr.read()
         else:   # the pipe: what _announced_port read, then the rest
