@@ -193,6 +193,20 @@ typedef struct {
     int32_t bias_step;  /* +36 bytes to the next pair's bias (8, or 0 without a bias) */
 } gemm_job_t;
 
+/* One group of 4 taps of both pixels and both channels: the weights (GEMM_LOAD_WEIGHTS), then 8 SMLAD. */
+#define GEMM_GROUP                                                                                        \
+        GEMM_LOAD_WEIGHTS                                                                                     \
+        "ldrd    r12, lr, [r0, #8]\n"                                                                         \
+        "smlad   r6, r12, r8, r6\n"                                                                           \
+        "smlad   r7, r12, r10, r7\n"                                                                          \
+        "smlad   r6, lr, r9, r6\n"                                                                            \
+        "smlad   r7, lr, r11, r7\n"                                                                           \
+        "ldrd    r12, lr, [r0], #16\n"                                                                        \
+        "smlad   r4, r12, r8, r4\n"                                                                           \
+        "smlad   r5, r12, r10, r5\n"                                                                          \
+        "smlad   r4, lr, r9, r4\n"                                                                            \
+        "smlad   r5, lr, r11, r5\n"
+
 /*
  * For `pairs` channel pairs: bias + the 4 dot products over the k4 grouped taps, stored to acc.  In assembly:
  * gcc keeps the 14 live values of the inner loop (4 sums, 4 widened weights, 2 input words, 4
@@ -218,29 +232,9 @@ typedef struct {
         "tst     lr, #" GEMM_GROUP_BYTES "\n" /* an odd number of groups: start with the second copy */       \
         "bne     5f\n"                                                                                        \
         "1:\n"                                                                                                \
-        GEMM_LOAD_WEIGHTS                                                                                     \
-        "ldrd    r12, lr, [r0, #8]\n"                                                                         \
-        "smlad   r6, r12, r8, r6\n"                                                                           \
-        "smlad   r7, r12, r10, r7\n"                                                                          \
-        "smlad   r6, lr, r9, r6\n"                                                                            \
-        "smlad   r7, lr, r11, r7\n"                                                                           \
-        "ldrd    r12, lr, [r0], #16\n"                                                                        \
-        "smlad   r4, r12, r8, r4\n"                                                                           \
-        "smlad   r5, r12, r10, r5\n"                                                                          \
-        "smlad   r4, lr, r9, r4\n"                                                                            \
-        "smlad   r5, lr, r11, r5\n"                                                                           \
+        GEMM_GROUP                                                                                            \
         "5:\n"                                                                                                \
-        GEMM_LOAD_WEIGHTS                                                                                     \
-        "ldrd    r12, lr, [r0, #8]\n"                                                                         \
-        "smlad   r6, r12, r8, r6\n"                                                                           \
-        "smlad   r7, r12, r10, r7\n"                                                                          \
-        "smlad   r6, lr, r9, r6\n"                                                                            \
-        "smlad   r7, lr, r11, r7\n"                                                                           \
-        "ldrd    r12, lr, [r0], #16\n"                                                                        \
-        "smlad   r4, r12, r8, r4\n"                                                                           \
-        "smlad   r5, r12, r10, r5\n"                                                                          \
-        "smlad   r4, lr, r9, r4\n"                                                                            \
-        "smlad   r5, lr, r11, r5\n"                                                                           \
+        GEMM_GROUP                                                                                            \
         "cmp     r1, r3\n"                                                                                    \
         "bne     1b\n"                                                                                        \
         "2:\n"                                                                                                \
