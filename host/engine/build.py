@@ -155,8 +155,8 @@ def guarded_weights(model: CompiledModel, board: Board) -> list[tuple[str, int]]
 
 def without_guarded_if_short(model: CompiledModel, board: Board, mlperf: bool = False) -> tuple[CompiledModel,
                                                                                                    dict[str, str]]:
-    """The model as built for the board: where its guarded data (faster kernels' copies) would not fit but
-    the model would without it, without it, and the defines that leave it out of model.c."""
+    """The model as built for the board: where its guarded data (faster kernels' copies) would not fit, the
+    model without it and the defines that leave it out of model.c (check_fits then judges what is left)."""
     if not guarded_weights(model, board):
         return model, {}
     short = [n for n in estimate_needs(model, placed_for(model, board, mlperf), mlperf) if n.short_by > 0]
