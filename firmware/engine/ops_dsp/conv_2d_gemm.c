@@ -882,16 +882,17 @@ static void widen_weights_s16(const gemm_ctx_t *g, int oc0, int n, int32_t *w) {
  * requantized as pixels_pair_s16 does.  Needs what pixels_pair_s16 needs, an int64 bias (its table) and
  * staged (padded) columns when K % 4 != 0.
  */
-/* The compiler's widened weights where this layout can take them (undoubled, even channels), or 0: the same
- * words widen_weights_s16 makes, for all channels (host/compiler/ops/conv.py, wide_weights). */
-static const int32_t *s16_pre_widened(const gemm_ctx_t *g) {
+/* The compiler's widened weights where this file's layouts can take them (undoubled, even channels), or 0:
+ * the words widen_weights_s16 makes and gemm_pairs16 reads, for all channels (host/compiler/ops/conv.py,
+ * wide_weights). */
+static const int32_t *pre_widened(const gemm_ctx_t *g) {
     const tm_conv_params_t *p = g->p;
     return p->weights16 && !p->weights16_doubled && !(g->out_c & 1) ? (const int32_t *)(const void *)p->weights16 : 0;
 }
 
 static void conv_s16_wide(const gemm_ctx_t *g, int16_t *output, int pixels, int chunk) {
     int32_t w[S16_WIDE_WEIGHT_BYTES / 4] __attribute__((aligned(8)));
-    const int32_t *pre = s16_pre_widened(g);
+    const int32_t *pre = pre_widened(g);
     int16_t buf[8 * S16_WIDE_GROUPS] __attribute__((aligned(8))); /* the two pixels' columns */
     int32_t acc[4 * S16_CHUNK_PAIRS];
     int32_t table[4 * 2 * S16_CHUNK_PAIRS];
@@ -933,7 +934,7 @@ static int s16_wide_plan(const gemm_ctx_t *g) {
         return 0;
     }
     /* 16 bytes per pair and group on the stack; none with the compiler's widened weights */
-    int per_chunk = s16_pre_widened(g) ? 2 * S16_CHUNK_PAIRS : (S16_WIDE_WEIGHT_BYTES / (16 * groups)) * 2;
+    int per_chunk = pre_widened(g) ? 2 * S16_CHUNK_PAIRS : (S16_WIDE_WEIGHT_BYTES / (16 * groups)) * 2;
     per_chunk = per_chunk < 2 * S16_CHUNK_PAIRS ? per_chunk : 2 * S16_CHUNK_PAIRS; /* the sums' buffer */
     if (per_chunk < 2 || (g->out_c + per_chunk - 1) / per_chunk > 2) {
         return 0;
@@ -975,7 +976,7 @@ void tm_dsp_conv_2d_gemm_s16(const tm_conv_params_t *p, const int16_t *input, co
     const int fast = s16_fits_int32(&g);
     /* staged columns pad the last group (pixels_pair_s16's chunk_sums); the int64 route takes the tail apart */
     g.padded = fast && (g.in_c & 3) != 0 && g.k != g.k4 && g.k4 + 4 <= S16_STAGE_TAPS;
-    g.w16 = s16_pre_widened(&g) && g.k == g.k4 ? p->weights16 : 0; /* gemm_pairs16 in chunk_sums */
+    g.w16 = pre_widened(&g) && g.k == g.k4 ? p->weights16 : 0; /* gemm_pairs16 in chunk_sums */
     const int pixels = out_dims[1] * out_dims[2];
     const int chunk = fast ? s16_wide_plan(&g) : 0;
     for (int b = 0; b < in_dims[0]; ++b) {
@@ -1007,7 +1008,7 @@ void tm_dsp_conv_2d_gemm(const tm_conv_params_t *p, const int8_t *input, const i
     g.k = g.f_h * g.f_w * g.in_c;
     g.k4 = g.k & ~3;
     g.padded = (g.in_c & 3) != 0 && g.k != g.k4;
-    g.w16 = p->weights16 && !p->weights16_doubled && g.k == g.k4 && !(g.out_c & 1) ? p->weights16 : 0;
+    g.w16 = pre_widened(&g) && g.k == g.k4 ? p->weights16 : 0;
     const int pixels = out_dims[1] * out_dims[2];
     for (int b = 0; b < in_dims[0]; ++b) {
         g.input = input + b * g.in_h * g.in_w * g.in_c;

@@ -204,7 +204,7 @@ def _lower(ctx: OpContext, kind: str, geometry: dict[str, int], depth_multiplier
     kp, pixels = (k + 3) & ~3, dims.out_h * dims.out_w
     wide = _wide_runs(lowered.fields, dims.out_c, kp, pixels)
     gemm = k % 4 == 0 and dims.out_c % 2 == 0 and k <= DSP_GEMM_MAX_TAPS   # conv_2d_gemm.c's g.w16
-    if dtype == "int16":   # conv_2d_gemm.c's s16_pre_widened: its widened-weight path, or gemm_pairs16
+    if dtype == "int16":   # conv_2d_gemm.c's pre_widened: its widened-weight path, or gemm_pairs16
         wide = False
         gemm = dims.out_c % 2 == 0 and (kp <= 4 * DSP_S16_WIDE_GROUPS or gemm)
     if kind == "TM_OP_CONV_2D" and dtype in ("int8", "int16") and dims.f_c == dims.in_c and (wide or gemm):
