@@ -15,6 +15,8 @@ b-bit network works:
 * the model's output (the logits layer and a final softmax) is not activation-quantized: with 2-bit
   activations, 10 class scores on 4 levels would tie and argmax would pick by index.
   Batch normalization is frozen (its statistics and scale stay the float model's).
+* the 8-bit-edges mode (bitwidth's ``w<b>a<b>e8``): the first and last kernel layers' weights and the
+  tensors no b-bit layer reads at 8 bits, the b-bit activations clipped at LSQ's initial range.
 
 Training: Keras `fit` (Adam, cross-entropy) on a training pool, from the float model's weights.
 The trained network is a float Keras model computing the b-bit network; the study evaluates it on
@@ -34,7 +36,15 @@ import numpy as np
 
 from host.core.errors import UserError
 from host.core.quiet import import_tensorflow_quietly
-from host.quantization.bitwidth import KERNEL_LAYERS, BitWidth, activation_ranges, fake_quant_class, wrapper_class
+from host.quantization.bitwidth import (
+    KERNEL_LAYERS,
+    BitWidth,
+    activation_ranges_for,
+    edge_layers,
+    fake_quant_class,
+    point_bits,
+    wrapper_class,
+)
 
 _STE_KERNEL: list[Any] = []     # the Keras layer class, made on first use (keeps TF out of imports)
 
@@ -45,6 +55,8 @@ def qat_network(float_model: Any, width: BitWidth, ranges: dict[str, tuple[float
     import keras
 
     output_layers = _output_layers(float_model)
+    edges = edge_layers(float_model)
+    bits = point_bits(float_model, width) if ranges else {}
 
     def clone(layer: Any) -> Any:
         copy = layer.__class__.from_config(layer.get_config())
@@ -52,10 +64,10 @@ def qat_network(float_model: Any, width: BitWidth, ranges: dict[str, tuple[float
             return copy
         if type(layer).__name__ in KERNEL_LAYERS:
             _check_kernel_layer(layer)
-            copy = ste_kernel_class()(copy, width.bits, name=f"{layer.name}_ste{width.bits}")
+            copy = ste_kernel_class()(copy, width.kernel_bits(layer.name, edges), name=f"{layer.name}_ste{width.bits}")
         if layer.name in ranges and layer.name not in output_layers:
             lo, hi = ranges[layer.name]
-            copy = fake_quant_class()(copy, width.bits, lo, hi, name=f"{layer.name}_fq{width.bits}")
+            copy = fake_quant_class()(copy, bits[layer.name], lo, hi, name=f"{layer.name}_fq{width.bits}")
         return copy
 
     net = keras.models.clone_model(float_model, clone_function=clone)
@@ -75,7 +87,7 @@ def train_qat(float_model: Any, width: BitWidth, x: np.ndarray, y: np.ndarray, c
     if width.activations and calibration is None:
         raise UserError("QAT of weights and activations needs calibration inputs (the representative set)")
     keras.utils.set_random_seed(seed)
-    ranges = activation_ranges(float_model, calibration) if width.activations else {}
+    ranges = activation_ranges_for(float_model, width, calibration) if width.activations else {}
     net = qat_network(float_model, width, ranges)
     net.compile(optimizer=keras.optimizers.Adam(learning_rate),
                 loss=keras.losses.SparseCategoricalCrossentropy(from_logits=not _ends_in_softmax(float_model)))

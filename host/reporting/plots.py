@@ -55,6 +55,9 @@ def model_style(key: str, index: int = 0) -> dict[str, object]:
     if width is not None:
         bits, activations = width
         qat = key.endswith("-qat")   # trained through the rounding: hollow-looking triangles, dotted
+        if key.removesuffix("-qat").endswith("e8"):   # 8-bit edges: plus markers, dashed
+            return {"color": BIT_COLORS.get(bits, OTHER_COLORS[index % len(OTHER_COLORS)]),
+                    "marker": "P", "linestyle": ":" if qat else "--"}
         return {"color": BIT_COLORS.get(bits, OTHER_COLORS[index % len(OTHER_COLORS)]),
                 "marker": ("v" if activations else "^") if qat else ("s" if activations else "o"),
                 "linestyle": ":" if qat else ("-." if activations else "-")}
@@ -66,11 +69,11 @@ def model_style(key: str, index: int = 0) -> dict[str, object]:
 
 
 def simulated_width(key: str) -> tuple[int, bool] | None:
-    """(bits, activations quantized too) of a simulated model key "sim:w4" / "sim:w4a4" (also
-    quantization-aware trained: "sim:w4a4-qat"), else None."""
+    """(bits, activations quantized too) of a simulated model key "sim:w4" / "sim:w4a4" (also with 8-bit
+    edges, "sim:w4a4e8", and quantization-aware trained: "sim:w4a4-qat"), else None."""
     if not key.startswith("sim:w"):
         return None
-    weights, _, activations = key.removeprefix("sim:w").removesuffix("-qat").partition("a")
+    weights, _, activations = key.removeprefix("sim:w").removesuffix("-qat").removesuffix("e8").partition("a")
     return (int(weights), bool(activations)) if weights.isdigit() else None
 
 

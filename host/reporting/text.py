@@ -344,7 +344,8 @@ def _bitwidth_section(document: dict[str, Any]) -> list[str]:
     parts = []
     if any(k.startswith("sim:") for k in document["evaluations"][0]["models"]):
         header, rows = bitwidth_rows(document)
-        parts += ["## Bit-width sweep (host-simulated: wN = N-bit weights, wNaN = N-bit weights and activations)",
+        parts += ["## Bit-width sweep (host-simulated: wN = N-bit weights, wNaN = N-bit weights and activations, "
+                  "wNaNe8 = the same with 8-bit edges)",
                   "", _markdown_table(header, rows), ""]
     header, rows = targeted_rows(document)
     if rows:

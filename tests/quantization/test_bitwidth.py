@@ -7,12 +7,20 @@ import pytest
 
 from host.core.errors import UserError
 from host.core.paths import DEFAULT_FLOAT_MODEL
-from host.quantization.bitwidth import BitWidth, parse_bitwidths, quantization_points, quantize_weights, simulate
+from host.quantization.bitwidth import (
+    BitWidth,
+    edge_layers,
+    low_bit_points,
+    lsq_range,
+    parse_bitwidths,
+    point_bits,
+    quantization_points,
+    quantize_weights,
+    simulate,
+)
 
 
-def test_activations_are_rounded_where_a_deployed_network_holds_them() -> None:
-    """The outputs of the fused operators, as the TFLite converter fuses them: not a convolution's output
-    that feeds only its batch normalization, nor an output that feeds only a ReLU; a tanh is not fused."""
+def _small_residual_network():  # noqa: ANN202
     import keras
 
     x = keras.Input((6, 6, 1))
@@ -25,8 +33,40 @@ def test_activations_are_rounded_where_a_deployed_network_holds_them() -> None:
     c2 = keras.layers.Conv2D(2, 1, name="c2")(r1)
     t = keras.layers.Activation("tanh", name="t")(c2)
     out = keras.layers.Dense(3, activation="softmax", name="out")(keras.layers.Flatten(name="f")(t))
-    model = keras.Model(x, out)
-    assert quantization_points(model) == {"r0", "c1", "r1", "c2", "t", "f", "out"}
+    return keras.Model(x, out)
+
+
+def test_activations_are_rounded_where_a_deployed_network_holds_them() -> None:
+    """The outputs of the fused operators, as the TFLite converter fuses them: not a convolution's output
+    that feeds only its batch normalization, nor an output that feeds only a ReLU; a tanh is not fused."""
+    assert quantization_points(_small_residual_network()) == {"r0", "c1", "r1", "c2", "t", "f", "out"}
+
+
+def test_the_8_bit_edges_mode_keeps_what_no_low_bit_layer_reads_at_8_bits() -> None:
+    """First and last kernel layers at 8 bits; b bits only where a b-bit kernel layer reads the tensor (r0 and
+    r1 feed c1 and c2), 8 bits for the residual branch before its addition (c1), the tanh and the classifier's
+    input; the width without edges rounds every point to b bits."""
+    model = _small_residual_network()
+    assert edge_layers(model) == {"c0", "out"}
+    assert low_bit_points(model) == {"r0", "r1"}
+    edged = BitWidth(2, True, edges8=True)
+    assert point_bits(model, edged) == {"r0": 2, "r1": 2, "c1": 8, "c2": 8, "t": 8, "f": 8, "out": 8}
+    assert set(point_bits(model, BitWidth(2, True)).values()) == {2}
+    assert [edged.kernel_bits(n, edge_layers(model)) for n in ("c0", "c1", "c2", "out")] == [8, 2, 2, 8]
+    assert edged.key == "sim:w2a2e8"
+
+
+def test_lsq_range_clips_where_lsq_starts_its_step() -> None:
+    """Non-negative values: [0, 2 mean|v| sqrt(2^b - 1)], never beyond the maximum; signed ones split the
+    levels around 0 (LSQ: Q_N = 2^(b-1), Q_P = 2^(b-1) - 1)."""
+    relu = np.array([0.0, 0.0, 0.0, 1.0, 9.0], np.float32)          # mean 2
+    assert lsq_range(relu, 2) == pytest.approx((0.0, min(2 * 2 * 3 ** 0.5, 9.0)))
+    assert lsq_range(relu, 8) == (0.0, 9.0)
+    signed = np.array([-4.0, 4.0], np.float32)                       # mean|v| 4, Q_P 1 at 2 bits: step 8
+    assert lsq_range(signed, 2) == (-4.0, 4.0)
+    tails = np.array([-0.5] * 9 + [-100.0, 100.0], np.float32)      # mean|v| 204.5 / 11, Q_P 1: step 2 mean
+    step = 2 * 204.5 / 11
+    assert lsq_range(tails, 2) == pytest.approx((-2 * step, step))
 
 
 def test_weight_quantizer_is_symmetric_per_channel_with_2b_minus_1_levels() -> None:
@@ -43,6 +83,8 @@ def test_weight_quantizer_is_symmetric_per_channel_with_2b_minus_1_levels() -> N
 def test_parse_bitwidths_and_errors() -> None:
     widths = parse_bitwidths([8, 2, 4], ["weights", "weights+activations"])
     assert [w.key for w in widths] == ["sim:w2", "sim:w4", "sim:w8", "sim:w2a2", "sim:w4a4", "sim:w8a8"]
+    widths = parse_bitwidths([2], ["weights+activations+8-bit-edges"], qat=True)
+    assert [w.key for w in widths] == ["sim:w2a2e8", "sim:w2a2e8-qat"]
     with pytest.raises(UserError, match="2..8 bits"):
         parse_bitwidths([1, 4], ["weights"])
     with pytest.raises(UserError, match="modes"):

@@ -95,6 +95,7 @@ def test_shipped_configs_load() -> None:
     ("david-goliath-pixeldefend-n100.toml", "david-goliath-pixeldefend.toml"),
     ("david-goliath-own-defenses-n100a.toml", "david-goliath-own-defenses.toml"),
     ("david-goliath-own-defenses-n100b.toml", "david-goliath-own-defenses.toml"),
+    ("bitwidth-edges-cifar10.toml", "bitwidth-patch-cifar10.toml"),
 ])
 def test_derived_configs_keep_their_parents_attack_settings(derived: str, parent: str, tmp_path: Path) -> None:
     """A sized-down config copies its parent's [[attack]] tables: every attack it keeps has the parent's
@@ -106,6 +107,8 @@ def test_derived_configs_keep_their_parents_attack_settings(derived: str, parent
     settings = {a.shown: (a.eps, {k: v for k, v in a.params.items() if k != "num"}) for a in base.attacks}
     assert child.attacks and all(settings[a.shown] == (a.eps, {k: v for k, v in a.params.items() if k != "num"})
                                  for a in child.attacks)
+    if "bitwidth" in derived:   # the same quantization-aware training (pool and schedule)
+        assert child.qat == base.qat and child.qat.by_bits == base.qat.by_bits
     if "own-defenses-n100" in derived:
         trainings = {d.label: d.params for d in base.defenses if d.kind == "train"}
         assert len(child.defenses) == 2 and all(trainings[d.label] == d.params for d in child.defenses)
