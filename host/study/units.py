@@ -318,7 +318,7 @@ def from_npz(kind: str, data: bytes) -> Any:
     if kind == "chip":
         return ChipRun(arrays["output"], arrays["instructions"], arrays["ticks"], arrays["preprocess_instructions"],
                        arrays.get("stage_reference"), arrays.get("cycles"))
-    if kind == "train":
+    if kind in ("train", "qat"):   # a trained model's bytes (a QAT width's: qat.to_bytes)
         return arrays["model"].tobytes()
     if kind == "gradient":
         return json.loads(arrays["json"].tobytes())

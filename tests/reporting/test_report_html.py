@@ -285,6 +285,8 @@ def test_simulated_widths_have_their_own_styles() -> None:
     assert plots.model_style("sim:w4")["linestyle"] != plots.model_style("sim:w4a4")["linestyle"]
     assert plots.bar_hatch("chip:int8") == "//" and plots.bar_hatch("sim:w4a4") == ".."
     assert plots.bar_hatch("int8") is None
+    assert plots.simulated_width("sim:w2a2e8-qat") == (2, True) and plots.simulated_width("sim:w3a3e8") == (3, True)
+    assert plots.model_style("sim:w2a2e8")["marker"] != plots.model_style("sim:w2a2")["marker"]
 
 
 def test_long_legend_labels_wrap_and_take_fewer_columns() -> None:

@@ -524,3 +524,15 @@ def test_journal_refuses_duplicates(tmp_path: Path) -> None:
         again.close()
     with pytest.raises(UserError, match="already finished"):
         Journal.start(path, "f" * 64, [], resume=True)
+
+
+def test_a_resumed_run_reads_its_trained_models_back(tmp_path: Path) -> None:
+    """A trained defense's and a quantization-aware trained width's bytes come back from the journal as they
+    went in (a resumed bit-width sweep read its QAT units back as an unknown kind until 2026-12-06)."""
+    journal = Journal.start(tmp_path / "results.sqlite", "f" * 64, [], resume=False)
+    try:
+        for key in ("train/pgd-at", "qat/sim:w2a2e8-qat"):
+            journal.put(key, key.encode() + bytes(range(256)), 1.0, "w")
+            assert journal.get(key) == key.encode() + bytes(range(256))
+    finally:
+        journal.close()
