@@ -152,6 +152,8 @@ class QatSpec:
     batch_size: int = 64
     # out of repr, so that a study without it keeps its fingerprint (journal.experiment_fingerprint adds it)
     by_bits: tuple[tuple[int, int, float], ...] = field(default=(), repr=False)
+    # "cosine": the learning rate decays to 0 over the training (else constant); out of repr like by_bits
+    decay: str = field(default="none", repr=False)
 
     def schedule(self, bits: int) -> tuple[int, float]:
         """Epochs and learning rate of the b-bit widths."""
@@ -161,7 +163,8 @@ class QatSpec:
         return self.epochs, self.learning_rate
 
 
-QAT_KEYS = ("data", "epochs", "learning_rate", "batch_size")
+QAT_KEYS = ("data", "epochs", "learning_rate", "batch_size", "learning_rate_decay")
+QAT_DECAYS = ("none", "cosine")
 
 
 def load_experiment(path: Path | str, quick: bool = False) -> Experiment:
@@ -445,7 +448,11 @@ def _qat(table: dict[str, Any], base: Path) -> QatSpec | None:
     bits = sorted((set(epochs) | set(rates)) - {"default"}, key=int)
     by_bits = tuple((int(b), epochs.get(b, epochs["default"]), rates.get(b, rates["default"])) for b in bits)
     batch_size = _int(qat.get("batch_size", 64), "[bitwidth] qat batch_size", 1)
-    return QatSpec(data, epochs["default"], rates["default"], batch_size, by_bits)
+    decay = qat.get("learning_rate_decay", "none")
+    if decay not in QAT_DECAYS:
+        raise UserError(f"[bitwidth] qat learning_rate_decay must be one of {list(QAT_DECAYS)}, got {decay!r}",
+                        hint='"cosine": from learning_rate down to 0 over the training; "none": constant')
+    return QatSpec(data, epochs["default"], rates["default"], batch_size, by_bits, decay)
 
 
 def _learning_rate(value: Any, where: str) -> float:

@@ -1096,6 +1096,7 @@ def _describe(exp: Experiment, targets: dict[str, Target]) -> dict[str, Any]:
         **({"qat": {"data": {"path": str(exp.qat.data.path), "start": exp.qat.data.start, "num": exp.qat.data.num},
                     "epochs": exp.qat.epochs, "learning_rate": exp.qat.learning_rate,
                     "batch_size": exp.qat.batch_size,
-                    **({"by_bits": [list(row) for row in exp.qat.by_bits]} if exp.qat.by_bits else {})}}
+                    **({"by_bits": [list(row) for row in exp.qat.by_bits]} if exp.qat.by_bits else {}),
+                    **({"learning_rate_decay": exp.qat.decay} if exp.qat.decay != "none" else {})}}
             if exp.qat is not None else {}),
     }

@@ -108,7 +108,7 @@ def test_derived_configs_keep_their_parents_attack_settings(derived: str, parent
     assert child.attacks and all(settings[a.shown] == (a.eps, {k: v for k, v in a.params.items() if k != "num"})
                                  for a in child.attacks)
     if "bitwidth" in derived:   # the same quantization-aware training (pool and schedule)
-        assert child.qat == base.qat and child.qat.by_bits == base.qat.by_bits
+        assert dataclasses.replace(child.qat, decay="none") == base.qat and child.qat.by_bits == base.qat.by_bits
     if "own-defenses-n100" in derived:
         trainings = {d.label: d.params for d in base.defenses if d.kind == "train"}
         assert len(child.defenses) == 2 and all(trainings[d.label] == d.params for d in child.defenses)
@@ -156,6 +156,8 @@ def _with_checkpoint_stand_in(config: Path, tmp_path: Path) -> Path:
      "keys are bit counts 2..8 or default"),
     ('[bitwidth]\nbits = [2]\nqat = { data = { path = "builtin:digits-train" }, learning_rate = { 2 = 5 } }\n',
      r"learning_rate for 2 bits must be a number in \(0, 1\)"),
+    ('[bitwidth]\nbits = [2]\nqat = { data = { path = "builtin:digits-train" }, learning_rate_decay = "step" }\n',
+     "learning_rate_decay must be one of"),
     ('[[defense]]\nname = "jpeg"\nquality = 500\n', "quality"),
     ('[[defense]]\nname = "jpeg"\nlabel = ""\n', "label must be a non-empty string"),
     ('[defend]\nname = "x"\n', "unknown section"),
@@ -179,6 +181,10 @@ def test_qat_schedules_may_differ_by_bit_count(tmp_path: Path) -> None:
     assert experiment_fingerprint(exp) != experiment_fingerprint(dataclasses.replace(exp, qat=dataclasses.replace(
         exp.qat, by_bits=())))
     assert repr(plain.qat) == repr(dataclasses.replace(plain.qat, by_bits=((2, 1, 0.1),)))
+    cosine = load_experiment(write(tmp_path, BASE + qat + 'learning_rate_decay = "cosine"\n'))
+    assert cosine.qat.decay == "cosine" and plain.qat.decay == "none"
+    assert experiment_fingerprint(cosine) != experiment_fingerprint(dataclasses.replace(
+        cosine, qat=dataclasses.replace(cosine.qat, decay="none")))
 
 
 def test_missing_files_and_precisions(tmp_path: Path) -> None:
