@@ -140,8 +140,12 @@ def edge_layers(model: Any) -> set[str]:
     return {kernels[0], kernels[-1]} if kernels else set()
 
 
-def _consumers(layer: Any) -> list[Any]:
-    return [node.operation for node in getattr(layer, "_outbound_nodes", [])]
+def _consumers(model: Any, layer: Any) -> list[Any]:
+    """The layers of `model` that read `layer`'s output. Only the model's own: Keras also lists the layers of
+    every other graph built on this model's tensors (an attack's logits head on the features, say), and a
+    worker that crafted attacks before building a b-bit model saw those (w2a2e8-qat at 25 % instead of 49 %)."""
+    own = {id(other) for other in model.layers}
+    return [node.operation for node in getattr(layer, "_outbound_nodes", []) if id(node.operation) in own]
 
 
 def low_bit_points(model: Any) -> set[str]:
@@ -150,7 +154,7 @@ def low_bit_points(model: Any) -> set[str]:
     edges = edge_layers(model)
     return {name for name in quantization_points(model)
             if any(type(c).__name__ in KERNEL_LAYERS and c.name not in edges
-                   for c in _consumers(model.get_layer(name)))}
+                   for c in _consumers(model, model.get_layer(name)))}
 
 
 def point_bits(model: Any, width: BitWidth) -> dict[str, int]:
@@ -207,7 +211,7 @@ def quantization_points(model: Any) -> set[str]:
     for layer in model.layers:
         if isinstance(layer, keras.layers.InputLayer):
             continue
-        consumers = [node.operation for node in getattr(layer, "_outbound_nodes", [])]
+        consumers = _consumers(model, layer)
         fused = len(consumers) == 1 and (
             (type(consumers[0]).__name__ in _FUSED_INTO_PREVIOUS and type(layer).__name__ in KERNEL_LAYERS)
             or (_is_relu(consumers[0]) and type(layer).__name__ in _TAKES_FUSED_ACTIVATION))

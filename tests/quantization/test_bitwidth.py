@@ -56,6 +56,18 @@ def test_the_8_bit_edges_mode_keeps_what_no_low_bit_layer_reads_at_8_bits() -> N
     assert edged.key == "sim:w2a2e8"
 
 
+def test_layers_of_other_graphs_built_on_the_model_do_not_count_as_its_consumers() -> None:
+    """An attack's head on the model's features (a new Dense on its flatten, as a logits model is built) reads
+    the same tensors; the model's own rounding points and bits stay what they were."""
+    import keras
+
+    model = _small_residual_network()
+    points, bits = quantization_points(model), point_bits(model, BitWidth(2, True, edges8=True))
+    keras.layers.Dense(3, name="head")(model.get_layer("f").output)
+    keras.layers.ReLU(name="extra")(model.get_layer("c1").output)
+    assert quantization_points(model) == points and point_bits(model, BitWidth(2, True, edges8=True)) == bits
+
+
 def test_lsq_range_clips_where_lsq_starts_its_step() -> None:
     """Non-negative values: [0, 2 mean|v| sqrt(2^b - 1)], never beyond the maximum; signed ones split the
     levels around 0 (LSQ: Q_N = 2^(b-1), Q_P = 2^(b-1) - 1)."""
