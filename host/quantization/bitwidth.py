@@ -21,7 +21,7 @@ Two modes (Gorsline et al. 2021; Guesmi et al. 2024):
   entering the classifier; ``low_bit_points``). The b-bit activations are clipped where LSQ starts its
   step size, at ``2 * mean|v| * sqrt(2^b - 1)`` of the calibration set's values (``lsq_range``), not at
   their maximum: at 2 bits, 4 levels up to the largest of 500 images' activations leave almost every
-  activation at 0 (w2a2 QAT at chance, 18.6 %; with this mode 42 % after 12 epochs, docs/reproduction.md).
+  activation at 0 (w2a2 QAT near chance, 18.6 %; w2a2e8 QAT 49.4 %, docs/reproduction.md).
 
 The result is a float Keras model that computes what a b-bit network would: it runs on the host
 (not the chip) next to the deployed int16x8/int8 models, so accuracy-vs-ε per bit-width comes
