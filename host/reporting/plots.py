@@ -55,11 +55,10 @@ def model_style(key: str, index: int = 0) -> dict[str, object]:
     if width is not None:
         bits, activations = width
         qat = key.endswith("-qat")   # trained through the rounding: hollow-looking triangles, dotted
+        color = BIT_COLORS.get(bits, OTHER_COLORS[index % len(OTHER_COLORS)])
         if key.removesuffix("-qat").endswith("e8"):   # 8-bit edges: plus markers, dashed
-            return {"color": BIT_COLORS.get(bits, OTHER_COLORS[index % len(OTHER_COLORS)]),
-                    "marker": "P", "linestyle": ":" if qat else "--"}
-        return {"color": BIT_COLORS.get(bits, OTHER_COLORS[index % len(OTHER_COLORS)]),
-                "marker": ("v" if activations else "^") if qat else ("s" if activations else "o"),
+            return {"color": color, "marker": "P", "linestyle": ":" if qat else "--"}
+        return {"color": color, "marker": ("v" if activations else "^") if qat else ("s" if activations else "o"),
                 "linestyle": ":" if qat else ("-." if activations else "-")}
     chip = key.startswith("chip:")
     base = key.split(":", 1)[1] if chip else key

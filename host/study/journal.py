@@ -181,7 +181,7 @@ def experiment_fingerprint(experiment: Any) -> str:
             digest.update(f"|qat by bits {experiment.qat.by_bits!r}".encode())
         if experiment.qat.decay != "none":
             digest.update(f"|qat decay {experiment.qat.decay}".encode())
-    edges = [w.key for w in getattr(experiment, "bitwidths", ()) if getattr(w, "edges8", False)]
+    edges = [w.key for w in getattr(experiment, "bitwidths", ()) if w.edges8]
     if edges:
         digest.update(f"|8-bit edges {edges!r}".encode())   # BitWidth.edges8 is out of repr, like qat
     for path in sorted(p for p in _files(experiment) if not str(p).startswith("builtin:")):

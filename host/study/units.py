@@ -615,7 +615,7 @@ class WorkerState:
         _, blob = train_qat(self.float_model(context).keras_model, unit.width, x, y,
                             self._calibration(context), epochs=epochs, batch_size=unit.spec.batch_size,
                             learning_rate=rate, seed=unit_seed(context.seed, unit.key),
-                            decay=getattr(unit.spec, "decay", "none"))
+                            decay=unit.spec.decay)
         return blob
 
     def train(self, context: Context, unit: TrainUnit) -> bytes:
