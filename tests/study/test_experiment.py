@@ -92,6 +92,7 @@ def test_shipped_configs_load() -> None:
 @pytest.mark.parametrize(("derived", "parent"), [
     ("david-goliath-defended-n100.toml", "david-goliath-defended.toml"),
     ("david-goliath-query-attacks.toml", "david-goliath-cifar10.toml"),
+    ("david-goliath-cifar10-table.toml", "david-goliath-cifar10.toml"),
     ("david-goliath-pixeldefend-n100.toml", "david-goliath-pixeldefend.toml"),
     ("david-goliath-own-defenses-n100a.toml", "david-goliath-own-defenses.toml"),
     ("david-goliath-own-defenses-n100b.toml", "david-goliath-own-defenses.toml"),
