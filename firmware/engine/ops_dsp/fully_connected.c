@@ -103,7 +103,7 @@ __attribute__((naked)) static void fc_quads(fc_job_t *job __attribute__((unused)
 /* Work of fc_requantize_right (read by the assembly: keep the field offsets). */
 typedef struct {
     const int32_t *acc;   /* +0  sums */
-    const int32_t *bias;  /* +4  per unit (fc_no_bias where the op has none) */
+    const int32_t *bias;  /* +4  per unit, or NULL */
     int8_t *out;          /* +8 */
     int32_t n;            /* +12 units (>= 1) */
     int32_t multiplier;   /* +16 */
@@ -113,11 +113,27 @@ typedef struct {
     int32_t lo, hi;       /* +32 +36 the clamp */
 } fc_rq_job_t;
 
-static const int32_t fc_no_bias[FC_CHUNK_UNITS];
+/* One unit's output from its sum in r12: tm_dsp_requantize_right, + offset, clamp, store. */
+#define FC_RQ_UNIT                                                                                                \
+    "mov     r9, #0x40000000\n"                                                                                  \
+    "mov     r10, #0\n"                                                                                          \
+    "smlal   r9, r10, r12, r3\n"                                                                                 \
+    "add     r11, r4, r10, asr #31\n"                                                                            \
+    "adds    r9, r9, r11, lsl #31\n"                                                                             \
+    "adc     r10, r10, r11, asr #1\n"                                                                            \
+    "asr     r10, r10, r5\n"                                                                                     \
+    "add     r10, r10, r6\n"                                                                                     \
+    "cmp     r10, r7\n"                                                                                          \
+    "it      lt\n"                                                                                               \
+    "movlt   r10, r7\n"                                                                                          \
+    "cmp     r10, r8\n"                                                                                          \
+    "it      gt\n"                                                                                               \
+    "movgt   r10, r8\n"                                                                                          \
+    "strb    r10, [r2], #1\n"
 
 /*
  * out[u] = clamp(requantize(acc[u] + bias[u]) + offset) for one multiplier with a right shift (the usual case):
- * tm_dsp_requantize_right's SMLAL sequence with every constant in a register, 19 instructions per unit (about 24
+ * tm_dsp_requantize_right's SMLAL sequence with every constant in a register, 19 instructions per unit (about 23
  * estimated M4 cycles) where the C loop spent 26 and spilled the clamp's bounds (35).
  */
 __attribute__((naked)) static void fc_requantize_right(const fc_rq_job_t *job __attribute__((unused))) {
@@ -134,27 +150,19 @@ __attribute__((naked)) static void fc_requantize_right(const fc_rq_job_t *job __
         "ldr     lr, [r0, #4]\n"
         "ldr     r0, [r0, #0]\n"
         "add     r1, r0, r1, lsl #2\n"
+        "cmp     lr, #0\n"
+        "beq     2f\n"
         "1:\n"
         "ldr     r12, [r0], #4\n"
         "ldr     r11, [lr], #4\n"
-        "add     r12, r12, r11\n"
-        "mov     r9, #0x40000000\n"
-        "mov     r10, #0\n"
-        "smlal   r9, r10, r12, r3\n"
-        "add     r11, r4, r10, asr #31\n"
-        "adds    r9, r9, r11, lsl #31\n"
-        "adc     r10, r10, r11, asr #1\n"
-        "asr     r10, r10, r5\n"
-        "add     r10, r10, r6\n"
-        "cmp     r10, r7\n"
-        "it      lt\n"
-        "movlt   r10, r7\n"
-        "cmp     r10, r8\n"
-        "it      gt\n"
-        "movgt   r10, r8\n"
-        "strb    r10, [r2], #1\n"
+        "add     r12, r12, r11\n" FC_RQ_UNIT
         "cmp     r0, r1\n"
         "bne     1b\n"
+        "pop     {r4-r11, pc}\n"
+        "2:\n"
+        "ldr     r12, [r0], #4\n" FC_RQ_UNIT
+        "cmp     r0, r1\n"
+        "bne     2b\n"
         "pop     {r4-r11, pc}\n");
 }
 
@@ -165,7 +173,7 @@ static void fc_outputs(const tm_fc_params_t *p, const int32_t *acc, const int32_
     const int32_t offset = p->output_offset, lo = p->act_min, hi = p->act_max;
     if (p->n_multipliers == 1 && p->out_shift[0] < 0 && n > 0) {
         const tm_dsp_rq_t q = tm_dsp_rq_of(p->out_multiplier[0], p->out_shift[0]);
-        const fc_rq_job_t job = {acc, bias ? bias + u0 : fc_no_bias, out, n, q.multiplier, q.half, q.right_m1,
+        const fc_rq_job_t job = {acc, bias ? bias + u0 : NULL, out, n, q.multiplier, q.half, q.right_m1,
                                  offset, lo, hi};
         fc_requantize_right(&job);
         return;
