@@ -97,6 +97,7 @@ def test_shipped_configs_load() -> None:
     ("david-goliath-own-defenses-n100a.toml", "david-goliath-own-defenses.toml"),
     ("david-goliath-own-defenses-n100b.toml", "david-goliath-own-defenses.toml"),
     ("bitwidth-edges-cifar10.toml", "bitwidth-patch-cifar10.toml"),
+    ("bitwidth-edges-2bit-long-cifar10.toml", "bitwidth-edges-cifar10.toml"),
 ])
 def test_derived_configs_keep_their_parents_attack_settings(derived: str, parent: str, tmp_path: Path) -> None:
     """A sized-down config copies its parent's [[attack]] tables: every attack it keeps has the parent's
@@ -108,7 +109,12 @@ def test_derived_configs_keep_their_parents_attack_settings(derived: str, parent
     settings = {a.shown: (a.eps, {k: v for k, v in a.params.items() if k != "num"}) for a in base.attacks}
     assert child.attacks and all(settings[a.shown] == (a.eps, {k: v for k, v in a.params.items() if k != "num"})
                                  for a in child.attacks)
-    if "bitwidth" in derived:   # the same quantization-aware training (pool and schedule)
+    if "2bit-long" in derived:  # the parent's training but for the 2-bit width's epochs: 60, not 20
+        assert child.qat.schedule(2) == (60, base.qat.schedule(2)[1]) and base.qat.schedule(2)[0] == 20
+        assert child.qat.by_bits[1:] == base.qat.by_bits[1:] and child.qat.decay == base.qat.decay == "cosine"
+        assert dataclasses.replace(child.qat, by_bits=base.qat.by_bits) == base.qat
+        assert [w.key for w in child.bitwidths] == ["sim:w2a2e8", "sim:w2a2e8-qat"]
+    elif "bitwidth" in derived:   # the same quantization-aware training (pool and schedule)
         assert dataclasses.replace(child.qat, decay="none") == base.qat and child.qat.by_bits == base.qat.by_bits
     if "own-defenses-n100" in derived:
         trainings = {d.label: d.params for d in base.defenses if d.kind == "train"}
