@@ -102,6 +102,10 @@ typedef struct {
      * or NULL: the model's C file holds them only where TM_CONV_WEIGHTS16 is set (tm_kernel_table.h). */
     const int16_t *weights16;
     int32_t weights16_doubled;
+    /* CONV_2D int8 3x3 stride-1 filters in the Winograd domain for the DSP kernel's Winograd path
+     * (ops_dsp/conv_2d_winograd.c: U = (2G) g (2G)^T, int16), or NULL: the model's C file holds them only
+     * where TM_CONV_WINOGRAD is set (tm_kernel_table.h). */
+    const int16_t *winograd;
 } tm_conv_params_t;
 
 /* FULLY_CONNECTED.  in0 input (flattened to [batches, depth]),

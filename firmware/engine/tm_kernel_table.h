@@ -48,6 +48,10 @@
 #ifndef TM_CONV_WEIGHTS16
 #define TM_CONV_WEIGHTS16 (TM_HAVE_DSP && !TM_HAVE_MVE)
 #endif
+/* CONV_2D 3x3 stride-1 filters transformed for the DSP kernel's Winograd path (ops_dsp/conv_2d_winograd.c). */
+#ifndef TM_CONV_WINOGRAD
+#define TM_CONV_WINOGRAD (TM_HAVE_DSP && !TM_HAVE_MVE)
+#endif
 
 /* Types of op a kernel takes (bits of tm_dtype_t, of input 0). */
 #define TM_I8 (1u << TM_INT8)

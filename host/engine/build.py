@@ -142,7 +142,9 @@ def _moved(board: Board, item: str, to: MemoryRegion) -> Board:
 
 # Constant data model.c holds only where a tm_kernel_table.h macro is set, and the features that set it.
 GUARDED_DATA = {"TM_FC_WEIGHTS16": ("FULLY_CONNECTED weights widened for the DSP kernel", ("dsp",), ("mve",)),
-                "TM_CONV_WEIGHTS16": ("CONV_2D weights widened for the DSP kernel", ("dsp",), ("mve",))}
+                "TM_CONV_WEIGHTS16": ("CONV_2D weights widened for the DSP kernel", ("dsp",), ("mve",)),
+                "TM_CONV_WINOGRAD": ("CONV_2D 3x3 filters in the Winograd domain for the DSP kernel", ("dsp",),
+                                     ("mve",))}
 
 
 def guarded_weights(model: CompiledModel, board: Board) -> list[tuple[str, int]]:

@@ -57,6 +57,11 @@ def _conv_case(rng: np.random.Generator, depthwise: bool) -> tuple[dict[str, int
         out_c = int(rng.choice([1, 2, 3, 8, 15, 16, 64, 65, 128, 256]))
         f_c = in_c if rng.random() < 0.85 else max(1, in_c // int(rng.choice([2, 3])))
     stride_h, stride_w = (int(v) for v in rng.integers(1, 4, size=2))
+    if not depthwise and rng.random() < 0.25:   # the Winograd path's 3x3 stride-1 layers (and its limits)
+        f_h = f_w = 3
+        stride_h = stride_w = 1
+        in_c = f_c = int(rng.choice([4, 8, 64, 128, 132, 6]))
+        out_c = int(rng.choice([2, 16, 64, 66, 3]))
     in_h, in_w = (int(v) for v in rng.integers(1, 60, size=2))
     out_h, out_w = max(1, -(-in_h // stride_h)), max(1, -(-in_w // stride_w))
     if rng.random() < 0.3:

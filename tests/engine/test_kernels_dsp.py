@@ -278,6 +278,45 @@ def random_conv_wide(rng: np.random.Generator) -> bytes:
     return g.build([x], [y])
 
 
+def random_conv_winograd(rng: np.random.Generator) -> bytes:
+    """int8 CONV_2D 3x3, stride 1, on the Winograd path (conv_2d_winograd.c): SAME and VALID, odd and even
+    output sizes (tile pairs cut by the image's edge: the C store), in_c a multiple of 4 up to its 128, out_c
+    even up to 130 (more than one 64-channel table), input zero points at the int8 ends, no activation, ReLU
+    with output zero point -128 (the assembly store) or ReLU6 (a narrower range: the C store), and channels with
+    a tiny scale and a bias near +-2^30 (constant outputs) or a multiplier above 1 (a left shift: the C store)."""
+    g = GraphBuilder()
+    h, w = int(rng.integers(2, 12)), int(rng.integers(2, 12))
+    in_c = int(rng.choice([4, 8, 12, 16, 32, 64, 128]))
+    out_c = int(rng.choice([2, 4, 6, 16, 18, 64])) if rng.random() < 0.85 else int(rng.choice([66, 130]))
+    if in_c * out_c > 4096:   # the reference interpreter's arena and the test's time
+        h, w = min(h, 6), min(w, 6)
+    same = bool(rng.random() < 0.6) or h < 4 or w < 4
+    out_h, out_w = (h, w) if same else (h - 2, w - 2)
+    in_scale, in_zp = float(rng.uniform(0.005, 0.2)), int(rng.choice([-128, 127, int(rng.integers(-128, 128))]))
+    w_scales = rng.uniform(0.002, 0.05, size=out_c)
+    out_scale = in_scale * float(w_scales.mean()) * 60.0 * np.sqrt(9 * in_c) * float(rng.uniform(0.3, 3)) / 127
+    weights = rng.integers(-127, 128, size=(out_c, 3, 3, in_c), dtype=np.int8)
+    bias = rng.integers(-3000, 3000, size=out_c).astype(np.int64)
+    for oc in rng.choice(out_c, size=int(rng.integers(0, 3)), replace=False):
+        if rng.random() < 0.7:   # dead channel: tiny scale, bias ~2^30
+            w_scales[oc] = 1e-9
+            bias[oc] = int(rng.choice([-(1 << 30), 1 << 30, -(1 << 30) + 64, (1 << 30) - 64]))
+        else:                    # multiplier > 1
+            w_scales[oc] = out_scale / in_scale * float(rng.uniform(1.5, 3.0))
+    activation = int(rng.choice([0, 1, 3]))   # none, ReLU, ReLU6
+    out_zp = -128 if activation == 1 and rng.random() < 0.8 else int(rng.integers(-128, 128))
+    x = g.tensor((1, h, w, in_c), "int8", in_scale, in_zp)
+    f = g.tensor(weights.shape, "int8", list(w_scales), 0, weights, quantized_dimension=0)
+    b = g.tensor((out_c,), "int32", list(in_scale * w_scales), 0, bias.astype(np.int32))
+    y = g.tensor((1, out_h, out_w, out_c), "int8", out_scale, out_zp)
+    opt = fb.Conv2DOptionsT()
+    opt.padding = 0 if same else 1
+    opt.strideH = opt.strideW = 1
+    opt.fusedActivationFunction = activation
+    g.op("CONV_2D", [x, f, b], [y], opt)
+    return g.build([x], [y])
+
+
 def _dw3x3(rng: np.random.Generator, in_shape: tuple[int, int, int], out_hw: tuple[int, int], stride: int,
            same: bool, scales: tuple, weights: np.ndarray, bias: np.ndarray) -> bytes:
     """The model of one int8 DEPTHWISE_CONV_2D 3x3 (depth multiplier 1): no activation, or ReLU with
@@ -351,6 +390,8 @@ GENERATORS = {
     "DEPTHWISE_CONV_2D_PLANAR": random_dw_planar,
     "DEPTHWISE_CONV_2D_RUN": random_dw_run,
     "DEPTHWISE_CONV_2D_RUN_MORE": random_dw_run,
+    "CONV_2D_WINOGRAD": random_conv_winograd,
+    "CONV_2D_WINOGRAD_MORE": random_conv_winograd,
     "CONV_2D_WIDE": random_conv_wide,
     "CONV_2D_WIDE_MORE": random_conv_wide,
     "CONV_2D_NO_ACT": lambda rng: random_conv_no_act(rng, depthwise=False),

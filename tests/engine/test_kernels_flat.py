@@ -36,7 +36,8 @@ PARAMS: dict[str, type[ctypes.Structure]] = {
         *((n, I16) for n in ("stride_h", "stride_w", "dilation_h", "dilation_w", "pad_h", "pad_w",
                              "depth_multiplier", "n_multipliers", "acc64", "reserved")),
         *((n, I32) for n in ("input_offset", "output_offset", "act_min", "act_max")),
-        ("out_multiplier", PTR), ("out_shift", PTR), ("weights16", PTR), ("weights16_doubled", I32)]),
+        ("out_multiplier", PTR), ("out_shift", PTR), ("weights16", PTR), ("weights16_doubled", I32),
+        ("winograd", PTR)]),
     "tm_fc_params_t": _struct("FcParams", [
         *((n, I32) for n in ("input_offset", "filter_offset", "output_offset", "act_min", "act_max")),
         ("n_multipliers", I16), ("acc64", I16), ("out_multiplier", PTR), ("out_shift", PTR), ("weights16", PTR)]),

@@ -2,8 +2,10 @@
  * CONV_2D, int8 and int16x8, for cores with the DSP extension (selected by tm_kernel_table.h, see
  * docs/engine.md "Optimized kernels").  Same results as ops/conv_2d.c, bit for bit.
  *
- * Filters of up to TM_DSP_GEMM_MAX_TAPS taps per output pixel take the im2col +
- * matrix product path (conv_2d_gemm.c); larger ones the direct path below.
+ * int8 3x3 stride-1 layers whose filter the compiler transformed take the Winograd path (conv_2d_winograd.c);
+ * else the path over widened weights (conv_2d_wide.c) where it runs; else filters of up to
+ * TM_DSP_GEMM_MAX_TAPS taps per output pixel take the im2col + matrix product path (conv_2d_gemm.c); larger
+ * ones the direct path below.
  *
  * Direct path, no im2col buffer: for each output row the valid filter rows are found once;
  * for each output pixel the valid filter columns form one range.  With
@@ -32,7 +34,9 @@ int32_t tm_conv_2d_dsp_scratch_bytes(const tm_conv_params_t *p, const tm_conv_di
     }
     const int32_t wide = tm_dsp_conv_2d_wide_scratch_bytes(p, d);
     const int32_t gemm = taps <= TM_DSP_GEMM_MAX_TAPS ? tm_dsp_conv_2d_gemm_scratch_bytes(d->in_c, dtype) : 0;
-    return wide > gemm ? wide : gemm; /* the direct path holds no buffer */
+    const int32_t wino = tm_dsp_conv_2d_winograd_scratch_bytes(p, d); /* without p->winograd the others run */
+    const int32_t most = wide > gemm ? wide : gemm;                    /* the direct path holds no buffer */
+    return wino > most ? wino : most;
 }
 
 #if TM_HAVE_DSP
@@ -120,6 +124,10 @@ tm_status_t tm_kernel_conv_2d_dsp(const tm_model_t *model, const tm_op_t *op) {
         f_t->rank != 4 || out_t->rank != 4 || f_t->dims[3] != in_t->dims[3] || f_t->dims[0] != out_t->dims[3] ||
         !input || !filter || !output) {
         return tm_next_conv_2d_dsp(model, op); /* int16x8 beyond the im2col path, grouped, or malformed */
+    }
+    if (tm_dsp_conv_2d_winograd(p, input, filter, (const int32_t *)tm_in_data(model, op, 2), output, in_t->dims,
+                                f_t->dims, out_t->dims)) {
+        return TM_OK;
     }
     if (tm_dsp_conv_2d_wide(p, input, filter, (const int32_t *)tm_in_data(model, op, 2), output, in_t->dims, f_t->dims,
                             out_t->dims)) {

@@ -33,6 +33,18 @@ int tm_dsp_conv_2d_wide(const tm_conv_params_t *p, const int8_t *input, const in
  * decline for a channel's requantization, see tm_dsp_wide_rq), else 0 (conv_2d_wide.c). */
 int32_t tm_dsp_conv_2d_wide_scratch_bytes(const tm_conv_params_t *p, const tm_conv_dims_t *d);
 
+/* int8 CONV_2D, 3x3, stride 1, in Winograd F(2x2, 3x3) over the filter the compiler transformed (p->winograd,
+ * conv_2d_winograd.c): returns 0, having done nothing, without p->winograd or for dims it does not take. */
+int tm_dsp_conv_2d_winograd(const tm_conv_params_t *p, const int8_t *input, const int8_t *filter, const int32_t *bias,
+                            int8_t *output, const int32_t in_dims[4], const int32_t f_dims[4],
+                            const int32_t out_dims[4]);
+
+/* Whether the Winograd path takes an op of these dims (3x3, stride and dilation 1, in_c a multiple of 4 up to
+ * 128, even out_c, at least 2x2 outputs): the compiler transforms the filter of exactly these
+ * (host/compiler/ops/conv.py); and its scratch, or 0. */
+int tm_dsp_winograd_takes(const tm_conv_params_t *p, const tm_conv_dims_t *d);
+int32_t tm_dsp_conv_2d_winograd_scratch_bytes(const tm_conv_params_t *p, const tm_conv_dims_t *d);
+
 /* Requantization of channel oc by the wide kernels (conv_2d_wide.c, depthwise_conv_2d.c), which
  * compute SMMULR(2 acc, M), add c and the sign, shift right by r and saturate: the table words M, c, r
  * into t (when not 0); returns 0 when the channel cannot be done so.  Its k weights are w[i * w_stride]. */

@@ -73,6 +73,13 @@ DW_MAX_TAPS = 64                                # ops_dsp/depthwise_conv_2d.c DW
 DW_MAX_PREPARED = 256
 DW_RQ_BYTES = 8                                 # sizeof(dw_rq_t)
 DW_SHARED_WORDS = 128 // 4 * 34                 # DW3_MAX_CH / 4 * DW3_GROUP_WORDS
+WINO_MAX_IN_C = 128                             # ops_dsp/conv_2d_winograd.c WINO_*
+WINO_CHUNK = 64
+# V of a tile pair at its largest, the 16 x 4 sums, the padding pixel, the requantization table, the first pass
+# and pixel pointers, wino_pair's frame (WINO_SCRATCH_WORDS)
+WINO_SCRATCH_BYTES = (16 * WINO_MAX_IN_C + 16 * 4 + WINO_MAX_IN_C // 4 + 4 * WINO_CHUNK + 48 + 24 + 4 + 64) * 4
+# F(2x2, 3x3) with the filter transform's halves doubled: U = (2G) g (2G)^T (ops_dsp/conv_2d_winograd.c).
+WINO_G2 = np.array([[2, 0, 0], [1, 1, 1], [1, -1, 1], [0, 0, 2]], dtype=np.int64)
 MVE_PATCH_BYTES = 1152                          # ops_mve/mve_common.h TM_MVE_PATCH_BYTES
 MVE_CHANNEL_CHUNK = 64                          # TM_MVE_CHANNEL_CHUNK
 MVE_GROUP_BYTES = 64                            # sizeof(tm_mve_group_t)
@@ -95,6 +102,24 @@ def _dsp_gemm_scratch(in_c: int, dtype: str) -> int:
     sums = 4 * DSP_GEMM_CHUNK_PAIRS * 4
     stage = DSP_GEMM_STAGE_BYTES if in_c % 4 else 0
     return columns + table + max(stage, sums)
+
+
+def winograd_takes(p: Mapping[str, int], d: ConvDims) -> bool:
+    """tm_dsp_winograd_takes (ops_dsp/conv_2d_winograd.c): does the Winograd path take an int8 op of these dims?"""
+    return (d.f_h == d.f_w == 3 and d.f_c == d.in_c and p["stride_h"] == p["stride_w"] == 1
+            and p["dilation_h"] == p["dilation_w"] == 1 and d.in_c % 4 == 0 and 4 <= d.in_c <= WINO_MAX_IN_C
+            and d.out_c % 2 == 0 and d.out_c >= 2 and d.out_h >= 2 and d.out_w >= 2)
+
+
+def winograd_weights(weights: np.ndarray) -> bytes:
+    """int8 OHWI 3x3 weights [out_c (even), 3, 3, in_c (a multiple of 4)] in the Winograd domain for
+    conv_2d_winograd.c (int16, little-endian): U = (2G) g (2G)^T per output and input channel (|U| <= 1143),
+    laid out per output-channel pair, per position 4i + j, per group of 4 input channels, the first
+    channel's words in SXTB16 order (c0, c2, c1, c3), then the second's."""
+    out_c, _, _, in_c = weights.shape
+    u = np.einsum("ia,kabc,jb->kijc", WINO_G2, weights.astype(np.int64), WINO_G2)    # k, i, j, c
+    groups = u.reshape(out_c // 2, 2, 16, in_c // 4, 4)[..., [0, 2, 1, 3]]          # pair, ch, p, group, 4
+    return groups.transpose(0, 2, 3, 1, 4).astype("<i2").tobytes()                   # pair, p, group, ch, 4
 
 
 def _wide_runs(p: Mapping[str, int], out_c: int, kp: int, pixels: int) -> bool:
@@ -129,7 +154,8 @@ def conv_2d_scratch_bytes(kernel: str, p: Mapping[str, int], d: ConvDims, dtype:
         if dtype == "int16":
             return _dsp_gemm_scratch(d.in_c, dtype) if p["input_offset"] == 0 and taps <= DSP_GEMM_MAX_TAPS else NEXT
         gemm = _dsp_gemm_scratch(d.in_c, dtype) if taps <= DSP_GEMM_MAX_TAPS else 0
-        return max(_dsp_wide_scratch(p, d), gemm)
+        winograd = WINO_SCRATCH_BYTES if winograd_takes(p, d) else 0   # without its filter the others run
+        return max(_dsp_wide_scratch(p, d), gemm, winograd)
     if kernel == "mve":
         one_by_one = (d.f_h == 1 and d.f_w == 1 and p["pad_h"] == 0 and p["pad_w"] == 0
                       and (d.out_h - 1) * p["stride_h"] < d.in_h and (d.out_w - 1) * p["stride_w"] < d.in_w)
@@ -207,8 +233,12 @@ def _lower(ctx: OpContext, kind: str, geometry: dict[str, int], depth_multiplier
     if dtype == "int16":   # conv_2d_gemm.c's pre_widened: its widened-weight path, or gemm_pairs16
         wide = False
         gemm = dims.out_c % 2 == 0 and (kp <= 4 * DSP_S16_WIDE_GROUPS or gemm)
-    if kind == "TM_OP_CONV_2D" and dtype in ("int8", "int16") and dims.f_c == dims.in_c and (wide or gemm):
-        filt = ctx.input(1)
+    filt = ctx.input(1)
+    if kind == "TM_OP_CONV_2D" and dtype == "int8" and winograd_takes(lowered.fields, dims):
+        assert filt.data is not None
+        weights = np.frombuffer(filt.data, dtype=np.int8).reshape(dims.out_c, 3, 3, dims.in_c)
+        lowered.guarded_arrays["winograd"] = ("TM_CONV_WINOGRAD", "int16_t", winograd_weights(weights))
+    elif kind == "TM_OP_CONV_2D" and dtype in ("int8", "int16") and dims.f_c == dims.in_c and (wide or gemm):
         assert filt.data is not None
         matrix = np.frombuffer(filt.data, dtype=np.int8).reshape(dims.out_c, -1)
         doubled = wide and wide_doubles(pixels, kp)   # the im2col path takes them undoubled only

@@ -1,0 +1,365 @@
+/*
+ * CONV_2D, int8, 3x3 filter, stride 1, dilation 1: the Winograd F(2x2, 3x3) path of the DSP kernel
+ * (conv_2d.c tries it first where the compiler has transformed the filter, p->winograd).
+ *
+ * A 2x2 block of outputs of one channel pair (tile) needs 36 multiplications per input channel done
+ * directly and 16 in the Winograd domain (Lavin & Gray 2016): with d the 4x4 input patch of the tile (input
+ * offset added, 0 outside the image) and g the 3x3 filter,
+ *     Y = A^T [ (G g G^T) . (B^T d B) ] A      (. elementwise, summed over the input channels)
+ *     B^T = [1 0 -1 0; 0 1 1 0; 0 -1 1 0; 0 1 0 -1]   G = [1 0 0; 1/2 1/2 1/2; 1/2 -1/2 1/2; 0 0 1]
+ *     A^T = [1 1 1 0; 0 1 -1 -1]
+ * Why the result is bit-identical to the portable kernel's int32 sum: the compiler stores U = (2G) g (2G)^T,
+ * four times G g G^T and all integers (|U| <= 9 * 127 = 1143: int16); V = B^T d B adds or subtracts four
+ * values of [-255, 255] (|V| <= 1020: int16).  Everything after is integer additions and products, done mod
+ * 2^32 (SMLAD and ADD wrap); the identity holds over the integers, so the result is 4 * sum mod 2^32, and
+ * since |4 * sum| <= 4 * 9 * 128 * 255 * 127 < 2^31 for in_c <= WINO_MAX_IN_C it is 4 * sum exactly: an
+ * arithmetic shift right by 2 gives the sum, the bias and the requantization follow as everywhere else.
+ *
+ * Layout (int16 pairs, the SXTB16 order of dsp_common.h: a group of 4 channels is the words (c0, c2) and
+ * (c1, c3)): for two horizontally neighbouring tiles, V is per position p = 4i + j (of the 4x4 domain), per
+ * group, the words of tile 0 then tile 1; the compiler's U (host/compiler/ops/conv.py, winograd_weights) is
+ * per output-channel pair, per position, per group, the words of channel 0 then channel 1.  The products of
+ * one tile pair and one channel pair over the 16 positions are the wide path's loop (TM_DSP_WIDE_GROUP_ASM:
+ * 8 SMLAD per LDM of 4 V words and LDM of 4 U words, 18 cycles per 16 MACs) into 4 sums per position.
+ *
+ * Scratch (stack): V of one tile pair, 64 * in_c bytes, held at its largest (WINO_MAX_IN_C), and the
+ * 16 x 4 sums: tm_dsp_conv_2d_winograd_scratch_bytes (host/compiler/ops/conv.py computes the same).
+ */
+#include "dsp_conv.h"
+
+#define WINO_MAX_IN_C 128
+#define WINO_MAX_GROUPS (WINO_MAX_IN_C / 4)
+#define WINO_V_WORDS (16 * WINO_MAX_GROUPS * 4)
+#define WINO_M_WORDS (16 * 4)
+#define WINO_E_WORDS (48 + 24)  /* wino_input's first pass and pixel pointers */
+#define WINO_PAD_WORDS WINO_MAX_GROUPS
+#define WINO_CHUNK 64            /* output channels per requantization table */
+#define WINO_TABLE_WORDS (4 * WINO_CHUNK)
+#define WINO_PAIR_WORDS (4 + 64)  /* wino_pair's frame: its state and the 16 x 4 sums */
+#define WINO_SCRATCH_WORDS (WINO_V_WORDS + WINO_M_WORDS + WINO_PAD_WORDS + WINO_TABLE_WORDS + WINO_E_WORDS + WINO_PAIR_WORDS)
+
+int tm_dsp_winograd_takes(const tm_conv_params_t *p, const tm_conv_dims_t *d) {
+    return d->f_h == 3 && d->f_w == 3 && d->f_c == d->in_c && p->stride_h == 1 && p->stride_w == 1 &&
+           p->dilation_h == 1 && p->dilation_w == 1 && d->in_c % 4 == 0 && d->in_c >= 4 &&
+           d->in_c <= WINO_MAX_IN_C && d->out_c % 2 == 0 && d->out_c >= 2 && d->out_h >= 2 && d->out_w >= 2;
+}
+
+int32_t tm_dsp_conv_2d_winograd_scratch_bytes(const tm_conv_params_t *p, const tm_conv_dims_t *d) {
+    return tm_dsp_winograd_takes(p, d) ? WINO_SCRATCH_WORDS * (int32_t)sizeof(int32_t) : 0;
+}
+
+#if TM_HAVE_DSP
+#include "dsp_common.h"
+
+#define WINO_STR(x) #x
+#define WINO_XSTR(x) WINO_STR(x)
+
+/* Work of wino_products (read by the assembly: keep the field offsets). */
+typedef struct {
+    const int32_t *v;     /* +0  the tile pair's transformed input */
+    const int32_t *u;     /* +4  the channel pair's transformed filter */
+    int32_t *m;           /* +8  wino_products: the 16 x 4 sums (tile 0 ch 0, tile 0 ch 1, tile 1 ch 0, tile 1 ch 1) */
+    int32_t groups;       /* +12 groups of 4 input channels (1 .. WINO_MAX_GROUPS) */
+    const int32_t *table; /* +16 wino_pair: per channel of the pair M, c, r (tm_dsp_wide_rq) and 2 * bias */
+    int8_t *out;          /* +20 wino_pair: output of tile 0, channel 0 */
+    int32_t out_c;        /* +24 */
+    int32_t row_bytes;    /* +28 */
+} wino_job_t;
+
+/*
+ * The 16 positions' sums of a tile pair and a channel pair, into 16 x 4 words at M (a register): the first
+ * group with SMUAD (no zeroing of the sums), then a jump into a run of WINO_MAX_GROUPS - 1 groups at the op's
+ * group count (40 bytes each), then STM of the 4 sums.  Registers as TM_DSP_WIDE_GROUP_ASM: r0 V, r1 U,
+ * r3-r6 sums.  Stack (from FRAME): +0 the job, +4 the next sums' address, +8 entry, +12 end of the sums.
+ */
+#define WINO_PRODUCTS_ASM(M)                    \
+    "str     r0, [sp]\n"                        \
+    "ldr     r3, [r0, #12]\n"                   \
+    "ldr     r1, [r0, #4]\n"                    \
+    "ldr     r0, [r0, #0]\n"                    \
+    "adr.w   r8, 9f\n"                          \
+    "sub     r8, r8, r3, lsl #5\n"              \
+    "sub     r8, r8, r3, lsl #3\n"              \
+    "add     r8, r8, #41\n" /* 9f - 40 * groups + the first group, done before the jump; Thumb bit */ \
+    M                                           \
+    "add     r7, r2, #256\n"                    \
+    "str     r2, [sp, #4]\n"                    \
+    "str     r8, [sp, #8]\n"                    \
+    "str     r7, [sp, #12]\n"                   \
+    "1:\n"                                      \
+    "ldmia.w r0!, {r7-r10}\n"                   \
+    "ldmia.w r1!, {r2, r11, r12, lr}\n"         \
+    "smuad   r3, r7, r2\n"                      \
+    "smlad   r3, r8, r11, r3\n"                 \
+    "smuad   r5, r9, r2\n"                      \
+    "smlad   r5, r10, r11, r5\n"                \
+    "smuad   r4, r7, r12\n"                     \
+    "smlad   r4, r8, lr, r4\n"                  \
+    "smuad   r6, r9, r12\n"                     \
+    "smlad   r6, r10, lr, r6\n"                 \
+    "ldr     pc, [sp, #8]\n"                    \
+    ".rept " WINO_XSTR(WINO_MAX_GROUPS) " - 1\n" \
+    TM_DSP_WIDE_GROUP_ASM                       \
+    ".endr\n"                                   \
+    "9:\n"                                      \
+    "ldr     r2, [sp, #4]\n"                    \
+    "stmia   r2!, {r3-r6}\n"                    \
+    "ldr     r7, [sp, #12]\n"                   \
+    "str     r2, [sp, #4]\n"                    \
+    "cmp     r2, r7\n"                          \
+    "bne     1b\n"
+
+/* The sums into job->m, for wino_store. */
+__attribute__((naked)) static void wino_products(const wino_job_t *job __attribute__((unused))) {
+    __asm__ volatile(
+        "push    {r4-r11, lr}\n"
+        "sub     sp, sp, #16\n"
+        WINO_PRODUCTS_ASM("ldr     r2, [sp]\n"
+                          "ldr     r2, [r2, #8]\n") /* job->m */
+        "add     sp, sp, #16\n"
+        "pop     {r4-r11, pc}\n");
+}
+
+/* Row I of the sums of combination Q (A^T's two sums along j): r_a = m_i0 + m_i1 + m_i2, r_b = m_i1 - m_i2 - m_i3,
+ * the sums at sp + 16 + 16 p + 4 Q. */
+#define WINO_ROW(Q, I, RA, RB)                                        \
+    "ldr     r9, [sp, #(16 + 64 * " #I " + 4 * " #Q ")]\n"            \
+    "ldr     r10, [sp, #(16 + 64 * " #I " + 16 + 4 * " #Q ")]\n"      \
+    "ldr     r11, [sp, #(16 + 64 * " #I " + 32 + 4 * " #Q ")]\n"      \
+    "ldr     r12, [sp, #(16 + 64 * " #I " + 48 + 4 * " #Q ")]\n"      \
+    "add     " RA ", r9, r10\n"                                       \
+    "add     " RA ", " RA ", r11\n"                                   \
+    "sub     " RB ", r10, r11\n"                                      \
+    "sub     " RB ", " RB ", r12\n"
+
+/* 2 acc = y / 2 + 2 bias (y = 4 sum, exactly), SMMULR by M, the sign, c (rounding and output offset), ASR r,
+ * SSAT #8: conv_2d_wide.c's requantization; r3-r6 the channel's M, c, r, 2 bias. */
+#define WINO_RQ(X)                           \
+    "add     " X ", r6, " X ", asr #1\n"     \
+    "smmulr  " X ", " X ", r3\n"             \
+    "add     " X ", " X ", " X ", asr #31\n" \
+    "add     " X ", " X ", r4\n"             \
+    "asr     " X ", " X ", r5\n"             \
+    "ssat    " X ", #8, " X "\n"
+
+/* Combination Q = 2 t + ch: A^T M A (4 outputs), requantized, stored at out + 2 t out_c + ch (2 x 2 pixels);
+ * TILE moves r11 to tile t's first pixel (r12 = out_c). */
+#define WINO_TILE1 "add     r11, r11, r12, lsl #1\n"
+#define WINO_OUT(Q, CH, TILE)                                   \
+    WINO_ROW(Q, 0, "r1", "r2")                               \
+    WINO_ROW(Q, 1, "r3", "r4")                               \
+    WINO_ROW(Q, 2, "r5", "r6")                               \
+    WINO_ROW(Q, 3, "r7", "r8")                               \
+    "sub     r9, r3, r5\n"  /* y10 */                        \
+    "sub     r9, r9, r7\n"                                   \
+    "add     r1, r1, r3\n"  /* y00 */                        \
+    "add     r1, r1, r5\n"                                   \
+    "sub     r10, r4, r6\n" /* y11 */                        \
+    "sub     r10, r10, r8\n"                                 \
+    "add     r2, r2, r4\n"  /* y01 */                        \
+    "add     r2, r2, r6\n"                                   \
+    "ldr     r11, [r0, #16]\n"                               \
+    "add     r11, r11, #(16 * " #CH ")\n"                    \
+    "ldm     r11, {r3-r6}\n"                                 \
+    WINO_RQ("r1") WINO_RQ("r2") WINO_RQ("r9") WINO_RQ("r10") \
+    "ldr     r11, [r0, #20]\n"                               \
+    "ldr     r12, [r0, #24]\n"                               \
+    "ldr     r7, [r0, #28]\n"                                \
+    TILE                                                     \
+    "add     r11, r11, #" #CH "\n"                           \
+    "strb    r1, [r11]\n"                                    \
+    "strb    r2, [r11, r12]\n"                               \
+    "strb    r9, [r11, r7]\n"                                \
+    "add     r11, r11, r7\n"                                 \
+    "strb    r10, [r11, r12]\n"
+
+/*
+ * A tile pair and a channel pair whole: the sums (wino_products' loop, into 256 bytes of this frame), then per
+ * combination A^T M A, the requantization and the stores.  For a tile pair whose 8 pixels are all in the
+ * image, channels whose table tm_dsp_wide_rq gives and a full int8 activation range.
+ */
+__attribute__((naked)) static void wino_pair(const wino_job_t *job __attribute__((unused))) {
+    __asm__ volatile(
+        "push    {r4-r11, lr}\n"
+        "sub     sp, sp, #(16 + 256)\n"
+        WINO_PRODUCTS_ASM("add     r2, sp, #16\n")
+        "ldr     r0, [sp]\n"
+        WINO_OUT(0, 0, "")
+        WINO_OUT(1, 1, "")
+        WINO_OUT(2, 0, WINO_TILE1)
+        WINO_OUT(3, 1, WINO_TILE1)
+        "add     sp, sp, #(16 + 256)\n"
+        "pop     {r4-r11, pc}\n");
+}
+
+typedef struct {
+    const int8_t *in;  /* this batch */
+    const int8_t *pad; /* in_c bytes of the input zero point: widened with the offset, 0 (the padding) */
+    int in_h, in_w, in_c, groups;
+    int32_t off2;
+} wino_ctx_t;
+
+/*
+ * V of the tile pair whose patch starts at input (y0, x0), group by group in two passes through e (48 words):
+ * B^T down each of the 6 columns, e[(i * 2 + lane) * 6 + j] (lane 0: words (c0, c2), 1: (c1, c3)), then B
+ * along the rows, 6 words of e giving 4 positions of each tile.  A pixel outside the image is read from
+ * c->pad, so no tap is tested.
+ */
+__attribute__((noinline)) static void wino_input(const wino_ctx_t *c, int32_t *v, int y0, int x0) {
+    const int8_t *px[6][4];
+    for (int j = 0; j < 6; ++j) {
+        const int x = x0 + j;
+        for (int r = 0; r < 4; ++r) {
+            const int y = y0 + r;
+            const int inside = (unsigned)y < (unsigned)c->in_h && (unsigned)x < (unsigned)c->in_w;
+            px[j][r] = inside ? c->in + (y * c->in_w + x) * c->in_c : c->pad;
+        }
+    }
+    const int stride = 4 * c->groups; /* words from position p to p + 1 */
+    const int32_t off2 = c->off2;
+    int32_t e[48];
+    for (int g4 = 0; g4 < 4 * c->groups; g4 += 4) {
+        for (int j = 0; j < 6; ++j) {
+            const uint32_t w0 = tm_ld32(px[j][0] + g4), w1 = tm_ld32(px[j][1] + g4);
+            const uint32_t w2 = tm_ld32(px[j][2] + g4), w3 = tm_ld32(px[j][3] + g4);
+            const int32_t d1l = __sxtab16(off2, w1), d2l = __sxtab16(off2, w2);
+            const int32_t d1h = tm_sxtab16_ror8(off2, w1), d2h = tm_sxtab16_ror8(off2, w2);
+            e[j] = __ssub16(__sxtab16(off2, w0), d2l); /* d0 - d2 */
+            e[6 + j] = __ssub16(tm_sxtab16_ror8(off2, w0), d2h);
+            e[12 + j] = __sadd16(d1l, d2l); /* d1 + d2 */
+            e[18 + j] = __sadd16(d1h, d2h);
+            e[24 + j] = __ssub16(d2l, d1l); /* d2 - d1 */
+            e[30 + j] = __ssub16(d2h, d1h);
+            e[36 + j] = __ssub16(d1l, __sxtab16(off2, w3)); /* d1 - d3 */
+            e[42 + j] = __ssub16(d1h, tm_sxtab16_ror8(off2, w3));
+        }
+        int32_t *o = v + g4;
+        const int32_t *s = e;
+        for (int il = 0; il < 8; ++il, s += 6) {
+            int32_t *og = o + (il >> 1) * 4 * stride + (il & 1); /* row i, lane */
+            const int32_t s0 = s[0], s1 = s[1], s2 = s[2], s3 = s[3], s4 = s[4], s5 = s[5];
+            og[0] = __ssub16(s0, s2), og[stride] = __sadd16(s1, s2);
+            og[2 * stride] = __ssub16(s2, s1), og[3 * stride] = __ssub16(s1, s3);
+            og[2] = __ssub16(s2, s4), og[stride + 2] = __sadd16(s3, s4);
+            og[2 * stride + 2] = __ssub16(s4, s3), og[3 * stride + 2] = __ssub16(s3, s5);
+        }
+    }
+}
+
+/* A^T M A of sums q (0 .. 3) of the 16 positions: the tile's 2x2 outputs, times 4. */
+static inline __attribute__((always_inline)) void wino_output(const int32_t *m, int q, int32_t y[4]) {
+    int32_t s0[4], s1[4];
+    for (int j = 0; j < 4; ++j) {
+        const int32_t m0 = m[j * 4 + q], m1 = m[(4 + j) * 4 + q], m2 = m[(8 + j) * 4 + q], m3 = m[(12 + j) * 4 + q];
+        s0[j] = m0 + m1 + m2;
+        s1[j] = m1 - m2 - m3;
+    }
+    y[0] = s0[0] + s0[1] + s0[2], y[1] = s0[1] - s0[2] - s0[3];
+    y[2] = s1[0] + s1[1] + s1[2], y[3] = s1[1] - s1[2] - s1[3];
+}
+
+typedef struct {
+    tm_dsp_rq_t rq;
+    int32_t bias;
+} wino_channel_t;
+
+static inline int8_t wino_out_s8(const tm_conv_params_t *p, const wino_channel_t *ch, int32_t y4) {
+    int32_t v = tm_dsp_rq_apply(&ch->rq, (y4 >> 2) + ch->bias) + p->output_offset;
+    v = v < p->act_min ? p->act_min : v;
+    v = v > p->act_max ? p->act_max : v;
+    return (int8_t)v;
+}
+
+/* The outputs of the channel pair (k, k + 1) of a tile pair from its 16 x 4 sums: tile t's at out + 2t pixels;
+ * `rows` (1 or 2) output rows and `cols` (1 .. 4) output columns are in the image. */
+__attribute__((noinline)) static void wino_store(const tm_conv_params_t *p, const int32_t *m, const wino_channel_t ch[2], int8_t *out,
+                       int row_bytes, int out_c, int rows, int cols) {
+    for (int q = 0; q < 4; ++q) {
+        const int t = q >> 1, k = q & 1;
+        int32_t y[4];
+        wino_output(m, q, y);
+        int8_t *o = out + 2 * t * out_c + k;
+        if (rows == 2 && cols == 4) {
+            o[0] = wino_out_s8(p, &ch[k], y[0]);
+            o[out_c] = wino_out_s8(p, &ch[k], y[1]);
+            o[row_bytes] = wino_out_s8(p, &ch[k], y[2]);
+            o[row_bytes + out_c] = wino_out_s8(p, &ch[k], y[3]);
+            continue;
+        }
+        for (int r = 0; r < 4; ++r) {
+            const int yy = r >> 1, xx = 2 * t + (r & 1);
+            if (yy < rows && xx < cols) {
+                o[yy * row_bytes + (r & 1) * out_c] = wino_out_s8(p, &ch[k], y[r]);
+            }
+        }
+    }
+}
+
+/* Channels k0 .. k0 + n - 1's table words (M, c, r, 2 bias) for wino_pair into t: 0 when one of them needs
+ * wino_store. */
+static int wino_table(const tm_conv_params_t *p, const int8_t *filter, const int32_t *bias, int taps, int k0, int n,
+                      int32_t *t) {
+    if (p->act_min != -128 || p->act_max != 127) {
+        return 0;
+    }
+    for (int k = k0; k < k0 + n; ++k, t += 4) {
+        if (tm_dsp_wide_rq(p, filter + k * taps, taps, 1, bias, k, t) == TM_DSP_WIDE_UNSUPPORTED) {
+            return 0;
+        }
+        t[3] = 2 * (bias ? bias[k] : 0);
+    }
+    return 1;
+}
+
+int tm_dsp_conv_2d_winograd(const tm_conv_params_t *p, const int8_t *input, const int8_t *filter, const int32_t *bias,
+                            int8_t *output, const int32_t in_dims[4], const int32_t f_dims[4],
+                            const int32_t out_dims[4]) {
+    const tm_conv_dims_t d = {in_dims[0], in_dims[1], in_dims[2], in_dims[3], f_dims[1], f_dims[2], f_dims[3],
+                              out_dims[1], out_dims[2], out_dims[3]};
+    if (!p->winograd || !tm_dsp_winograd_takes(p, &d)) {
+        return 0;
+    }
+    int32_t v[WINO_V_WORDS], m[WINO_M_WORDS], pad[WINO_PAD_WORDS], table[WINO_TABLE_WORDS];
+    const uint32_t zp = (uint8_t)(int8_t)(-p->input_offset);
+    for (int g = 0; g < WINO_PAD_WORDS; ++g) {
+        pad[g] = (int32_t)(zp * 0x01010101u);
+    }
+    wino_ctx_t c = {.pad = (const int8_t *)pad, .in_h = d.in_h, .in_w = d.in_w, .in_c = d.in_c,
+                    .groups = d.in_c / 4, .off2 = tm_pack_offset(p->input_offset)};
+    const int32_t u_words = 16 * c.groups * 4; /* per channel pair */
+    const int row_bytes = d.out_w * d.out_c;
+    wino_job_t job = {.m = m, .groups = c.groups, .out_c = d.out_c, .row_bytes = row_bytes};
+    for (int k0 = 0; k0 < d.out_c; k0 += WINO_CHUNK) {
+        const int n = d.out_c - k0 < WINO_CHUNK ? d.out_c - k0 : WINO_CHUNK;
+        const int fast = wino_table(p, filter, bias, 9 * d.in_c, k0, n, table);
+        for (int bt = 0; bt < d.batches; ++bt) {
+            c.in = input + bt * d.in_h * d.in_w * d.in_c;
+            int8_t *out = output + bt * d.out_h * row_bytes;
+            for (int oy = 0; oy < d.out_h; oy += 2) {
+                const int rows = d.out_h - oy < 2 ? d.out_h - oy : 2;
+                for (int ox = 0; ox < d.out_w; ox += 4) {
+                    const int cols = d.out_w - ox < 4 ? d.out_w - ox : 4;
+                    wino_input(&c, v, oy - p->pad_h, ox - p->pad_w);
+                    job.v = v;
+                    int8_t *o = out + oy * row_bytes + ox * d.out_c;
+                    for (int k = k0; k < k0 + n; k += 2) {
+                        job.u = (const int32_t *)(const void *)p->winograd + (k >> 1) * u_words;
+                        if (fast && rows == 2 && cols == 4) {
+                            job.table = table + 4 * (k - k0), job.out = o + k;
+                            wino_pair(&job);
+                            continue;
+                        }
+                        wino_products(&job);
+                        const wino_channel_t ch[2] = {
+                            {tm_dsp_rq_of(p->out_multiplier[k], p->out_shift[k]), bias ? bias[k] : 0},
+                            {tm_dsp_rq_of(p->out_multiplier[k + 1], p->out_shift[k + 1]), bias ? bias[k + 1] : 0}};
+                        wino_store(p, m, ch, o + k, row_bytes, d.out_c, rows, cols);
+                    }
+                }
+            }
+        }
+    }
+    return 1;
+}
+
+#endif /* TM_HAVE_DSP */
