@@ -201,11 +201,11 @@ typedef struct {
 
 /*
  * V of the tile pair whose patch starts at input (y0, x0), group by group in two passes through e (48 words):
- * B^T down each of the 6 columns, e[(i * 2 + lane) * 6 + j] (lane 0: words (c0, c2), 1: (c1, c3)), then B
- * along the rows, 6 words of e giving 4 positions of each tile.  A pixel outside the image is read from
- * c->pad, so no tap is tested.
+ * B^T down each of the 6 columns, e[j * 8 + 2 i + lane] (lane 0: words (c0, c2), 1: (c1, c3); a column's 8 words
+ * written together), then B along the rows, 6 words of e giving 4 positions of each tile.  A pixel outside
+ * the image is read from c->pad, so no tap is tested.
  */
-__attribute__((noinline)) static void wino_input(const wino_ctx_t *c, int32_t *v, int y0, int x0) {
+static void wino_input(const wino_ctx_t *c, int32_t *v, int y0, int x0) {
     const int8_t *px[6][4];
     for (int j = 0; j < 6; ++j) {
         const int x = x0 + j;
@@ -217,27 +217,27 @@ __attribute__((noinline)) static void wino_input(const wino_ctx_t *c, int32_t *v
     }
     const int stride = 4 * c->groups; /* words from position p to p + 1 */
     const int32_t off2 = c->off2;
-    int32_t e[48];
+    int32_t e[48] __attribute__((aligned(8)));
     for (int g4 = 0; g4 < 4 * c->groups; g4 += 4) {
         for (int j = 0; j < 6; ++j) {
             const uint32_t w0 = tm_ld32(px[j][0] + g4), w1 = tm_ld32(px[j][1] + g4);
             const uint32_t w2 = tm_ld32(px[j][2] + g4), w3 = tm_ld32(px[j][3] + g4);
             const int32_t d1l = __sxtab16(off2, w1), d2l = __sxtab16(off2, w2);
             const int32_t d1h = tm_sxtab16_ror8(off2, w1), d2h = tm_sxtab16_ror8(off2, w2);
-            e[j] = __ssub16(__sxtab16(off2, w0), d2l); /* d0 - d2 */
-            e[6 + j] = __ssub16(tm_sxtab16_ror8(off2, w0), d2h);
-            e[12 + j] = __sadd16(d1l, d2l); /* d1 + d2 */
-            e[18 + j] = __sadd16(d1h, d2h);
-            e[24 + j] = __ssub16(d2l, d1l); /* d2 - d1 */
-            e[30 + j] = __ssub16(d2h, d1h);
-            e[36 + j] = __ssub16(d1l, __sxtab16(off2, w3)); /* d1 - d3 */
-            e[42 + j] = __ssub16(d1h, tm_sxtab16_ror8(off2, w3));
+            int32_t *ej = e + 8 * j;
+            ej[0] = __ssub16(__sxtab16(off2, w0), d2l); /* d0 - d2 */
+            ej[1] = __ssub16(tm_sxtab16_ror8(off2, w0), d2h);
+            ej[2] = __sadd16(d1l, d2l); /* d1 + d2 */
+            ej[3] = __sadd16(d1h, d2h);
+            ej[4] = __ssub16(d2l, d1l); /* d2 - d1 */
+            ej[5] = __ssub16(d2h, d1h);
+            ej[6] = __ssub16(d1l, __sxtab16(off2, w3)); /* d1 - d3 */
+            ej[7] = __ssub16(d1h, tm_sxtab16_ror8(off2, w3));
         }
-        int32_t *o = v + g4;
+        int32_t *og = v + g4; /* row i, lane: positions 4i .. 4i + 3 */
         const int32_t *s = e;
-        for (int il = 0; il < 8; ++il, s += 6) {
-            int32_t *og = o + (il >> 1) * 4 * stride + (il & 1); /* row i, lane */
-            const int32_t s0 = s[0], s1 = s[1], s2 = s[2], s3 = s[3], s4 = s[4], s5 = s[5];
+        for (int il = 0; il < 8; ++il, ++s, og += (il & 1) ? 1 : 4 * stride - 1) {
+            const int32_t s0 = s[0], s1 = s[8], s2 = s[16], s3 = s[24], s4 = s[32], s5 = s[40];
             og[0] = __ssub16(s0, s2), og[stride] = __sadd16(s1, s2);
             og[2 * stride] = __ssub16(s2, s1), og[3 * stride] = __ssub16(s1, s3);
             og[2] = __ssub16(s2, s4), og[stride + 2] = __sadd16(s3, s4);
