@@ -125,7 +125,8 @@ tm_status_t tm_kernel_conv_2d_dsp(const tm_model_t *model, const tm_op_t *op) {
         !input || !filter || !output) {
         return tm_next_conv_2d_dsp(model, op); /* int16x8 beyond the im2col path, grouped, or malformed */
     }
-    if (tm_dsp_conv_2d_winograd(p, input, filter, (const int32_t *)tm_in_data(model, op, 2), output, in_t->dims,
+    if (TM_CONV_WINOGRAD && /* builds without the transformed filters need not hold the path */
+        tm_dsp_conv_2d_winograd(p, input, filter, (const int32_t *)tm_in_data(model, op, 2), output, in_t->dims,
                                 f_t->dims, out_t->dims)) {
         return TM_OK;
     }
