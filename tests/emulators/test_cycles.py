@@ -210,7 +210,7 @@ def test_check_prints_cycles_per_inference_and_per_op() -> None:
     assert 0.97 * low < op_low <= low
     functions = re.findall(r"^  ([A-Za-z_]\w*)\s+([\d,]+)\s+([\d,]+)\s+[\d.]+ %\s+([\d,]+)$", out, re.MULTILINE)
     assert len(functions) == 4 and sum(int(f[2].replace(",", "")) for f in functions) < 1.02 * low
-    assert functions[0][0] == "wide_pairs"   # the convolutions' pair loop leads on the digits CNN
+    assert functions[0][0] == "wino_pair"   # the 3x3 16 -> 32 layer's Winograd loop leads on the digits CNN
     assert "bit-exact 2/2" in out
 
 
