@@ -16,26 +16,29 @@
  * arithmetic shift right by 2 gives the sum, the bias and the requantization follow as everywhere else.
  *
  * Layout (int16 pairs, the SXTB16 order of dsp_common.h: a group of 4 channels is the words (c0, c2) and
- * (c1, c3)): for two horizontally neighbouring tiles, V is per position p = 4i + j (of the 4x4 domain), per
- * group, the words of tile 0 then tile 1; the compiler's U (host/compiler/ops/conv.py, winograd_weights) is
+ * (c1, c3)): for two horizontally neighbouring tiles, V is per position p = 4i + j (of the 4x4 domain) a control
+ * word (where the products loop jumps: the run of the op's group count) and per group the words of tile 0 then
+ * tile 1, and a last control word (out of the loop); the compiler's U (host/compiler/ops/conv.py, winograd_weights) is
  * per output-channel pair, per position, per group, the words of channel 0 then channel 1.  The products of
  * one tile pair and one channel pair over the 16 positions are the wide path's loop (TM_DSP_WIDE_GROUP_ASM:
- * 8 SMLAD per LDM of 4 V words and LDM of 4 U words, 18 cycles per 16 MACs) into 4 sums per position.
+ * 8 SMLAD per LDM of 4 V words and LDM of 4 U words, 18 cycles per 16 MACs) into 4 sums per position, pushed
+ * (about 13 cycles per position besides the groups).  A^T M A, the requantization and the stores follow in the
+ * same call where they can (wino_pair), else in C (wino_store).
  *
- * Scratch (stack): V of one tile pair, 64 * in_c bytes, held at its largest (WINO_MAX_IN_C), and the
- * 16 x 4 sums: tm_dsp_conv_2d_winograd_scratch_bytes (host/compiler/ops/conv.py computes the same).
+ * Scratch (stack): V of one tile pair, about 64 * in_c bytes, held at its largest (WINO_MAX_IN_C), the 16 x 4
+ * sums, the requantization table of up to WINO_CHUNK channels: tm_dsp_conv_2d_winograd_scratch_bytes (host/compiler/ops/conv.py computes the same).
  */
 #include "dsp_conv.h"
 
 #define WINO_MAX_IN_C 128
 #define WINO_MAX_GROUPS (WINO_MAX_IN_C / 4)
-#define WINO_V_WORDS (16 * WINO_MAX_GROUPS * 4)
+#define WINO_V_WORDS (16 * (4 * WINO_MAX_GROUPS + 1) + 1) /* per position a control word, then the groups */
 #define WINO_M_WORDS (16 * 4)
 #define WINO_E_WORDS (48 + 24)  /* wino_input's first pass and pixel pointers */
 #define WINO_PAD_WORDS WINO_MAX_GROUPS
 #define WINO_CHUNK 64            /* output channels per requantization table */
 #define WINO_TABLE_WORDS (4 * WINO_CHUNK)
-#define WINO_PAIR_WORDS (4 + 64)  /* wino_pair's frame: its state and the 16 x 4 sums */
+#define WINO_PAIR_WORDS (2 + 64)  /* wino_pair's frame: the job and the 16 x 4 sums */
 #define WINO_SCRATCH_WORDS (WINO_V_WORDS + WINO_M_WORDS + WINO_PAD_WORDS + WINO_TABLE_WORDS + WINO_E_WORDS + WINO_PAIR_WORDS)
 
 int tm_dsp_winograd_takes(const tm_conv_params_t *p, const tm_conv_dims_t *d) {
@@ -54,82 +57,29 @@ int32_t tm_dsp_conv_2d_winograd_scratch_bytes(const tm_conv_params_t *p, const t
 #define WINO_STR(x) #x
 #define WINO_XSTR(x) WINO_STR(x)
 
-/* Work of wino_products (read by the assembly: keep the field offsets). */
+/* Work of wino_pair (read by the assembly: keep the field offsets). */
 typedef struct {
-    const int32_t *v;     /* +0  the tile pair's transformed input */
+    const int32_t *v;     /* +0  the tile pair's transformed input, with its control words (wino_input) */
     const int32_t *u;     /* +4  the channel pair's transformed filter */
-    int32_t *m;           /* +8  wino_products: the 16 x 4 sums (tile 0 ch 0, tile 0 ch 1, tile 1 ch 0, tile 1 ch 1) */
-    int32_t groups;       /* +12 groups of 4 input channels (1 .. WINO_MAX_GROUPS) */
-    const int32_t *table; /* +16 wino_pair: per channel of the pair M, c, r (tm_dsp_wide_rq) and 2 * bias */
-    int8_t *out;          /* +20 wino_pair: output of tile 0, channel 0 */
+    int32_t *m;           /* +8  without a table: where the 16 x 4 sums go, for wino_store */
+    int32_t unused;       /* +12 */
+    const int32_t *table; /* +16 per channel of the pair M, c, r (tm_dsp_wide_rq) and 2 * bias; or NULL */
+    int8_t *out;          /* +20 output of tile 0, channel 0 */
     int32_t out_c;        /* +24 */
     int32_t row_bytes;    /* +28 */
 } wino_job_t;
 
-/*
- * The 16 positions' sums of a tile pair and a channel pair, into 16 x 4 words at M (a register): the first
- * group with SMUAD (no zeroing of the sums), then a jump into a run of WINO_MAX_GROUPS - 1 groups at the op's
- * group count (40 bytes each), then STM of the 4 sums.  Registers as TM_DSP_WIDE_GROUP_ASM: r0 V, r1 U,
- * r3-r6 sums.  Stack (from FRAME): +0 the job, +4 the next sums' address, +8 entry, +12 end of the sums.
- */
-#define WINO_PRODUCTS_ASM(M)                    \
-    "str     r0, [sp]\n"                        \
-    "ldr     r3, [r0, #12]\n"                   \
-    "ldr     r1, [r0, #4]\n"                    \
-    "ldr     r0, [r0, #0]\n"                    \
-    "adr.w   r8, 9f\n"                          \
-    "sub     r8, r8, r3, lsl #5\n"              \
-    "sub     r8, r8, r3, lsl #3\n"              \
-    "add     r8, r8, #41\n" /* 9f - 40 * groups + the first group, done before the jump; Thumb bit */ \
-    M                                           \
-    "add     r7, r2, #256\n"                    \
-    "str     r2, [sp, #4]\n"                    \
-    "str     r8, [sp, #8]\n"                    \
-    "str     r7, [sp, #12]\n"                   \
-    "1:\n"                                      \
-    "ldmia.w r0!, {r7-r10}\n"                   \
-    "ldmia.w r1!, {r2, r11, r12, lr}\n"         \
-    "smuad   r3, r7, r2\n"                      \
-    "smlad   r3, r8, r11, r3\n"                 \
-    "smuad   r5, r9, r2\n"                      \
-    "smlad   r5, r10, r11, r5\n"                \
-    "smuad   r4, r7, r12\n"                     \
-    "smlad   r4, r8, lr, r4\n"                  \
-    "smuad   r6, r9, r12\n"                     \
-    "smlad   r6, r10, lr, r6\n"                 \
-    "ldr     pc, [sp, #8]\n"                    \
-    ".rept " WINO_XSTR(WINO_MAX_GROUPS) " - 1\n" \
-    TM_DSP_WIDE_GROUP_ASM                       \
-    ".endr\n"                                   \
-    "9:\n"                                      \
-    "ldr     r2, [sp, #4]\n"                    \
-    "stmia   r2!, {r3-r6}\n"                    \
-    "ldr     r7, [sp, #12]\n"                   \
-    "str     r2, [sp, #4]\n"                    \
-    "cmp     r2, r7\n"                          \
-    "bne     1b\n"
-
-/* The sums into job->m, for wino_store. */
-__attribute__((naked)) static void wino_products(const wino_job_t *job __attribute__((unused))) {
-    __asm__ volatile(
-        "push    {r4-r11, lr}\n"
-        "sub     sp, sp, #16\n"
-        WINO_PRODUCTS_ASM("ldr     r2, [sp]\n"
-                          "ldr     r2, [r2, #8]\n") /* job->m */
-        "add     sp, sp, #16\n"
-        "pop     {r4-r11, pc}\n");
-}
-
-/* Row I of the sums of combination Q (A^T's two sums along j): r_a = m_i0 + m_i1 + m_i2, r_b = m_i1 - m_i2 - m_i3,
- * the sums at sp + 16 + 16 p + 4 Q. */
-#define WINO_ROW(Q, I, RA, RB)                                        \
-    "ldr     r9, [sp, #(16 + 64 * " #I " + 4 * " #Q ")]\n"            \
-    "ldr     r10, [sp, #(16 + 64 * " #I " + 16 + 4 * " #Q ")]\n"      \
-    "ldr     r11, [sp, #(16 + 64 * " #I " + 32 + 4 * " #Q ")]\n"      \
-    "ldr     r12, [sp, #(16 + 64 * " #I " + 48 + 4 * " #Q ")]\n"      \
-    "add     " RA ", r9, r10\n"                                       \
-    "add     " RA ", " RA ", r11\n"                                   \
-    "sub     " RB ", r10, r11\n"                                      \
+/* Row I of the sums of combination Q (A^T's two sums along j): r_a = m_i0 + m_i1 + m_i2, r_b = m_i1 - m_i2 - m_i3.
+ * The sums of position p are at sp + 16 (15 - p) + 4 Q (pushed in order, the stack growing down). */
+#define WINO_M(Q, I, J) "[sp, #(16 * (15 - 4 * " #I " - " #J ") + 4 * " #Q ")]"
+#define WINO_ROW(Q, I, RA, RB)                       \
+    "ldr     r9, " WINO_M(Q, I, 0) "\n"              \
+    "ldr     r10, " WINO_M(Q, I, 1) "\n"             \
+    "ldr     r11, " WINO_M(Q, I, 2) "\n"             \
+    "ldr     r12, " WINO_M(Q, I, 3) "\n"             \
+    "add     " RA ", r9, r10\n"                      \
+    "add     " RA ", " RA ", r11\n"                  \
+    "sub     " RB ", r10, r11\n"                     \
     "sub     " RB ", " RB ", r12\n"
 
 /* 2 acc = y / 2 + 2 bias (y = 4 sum, exactly), SMMULR by M, the sign, c (rounding and output offset), ASR r,
@@ -143,9 +93,9 @@ __attribute__((naked)) static void wino_products(const wino_job_t *job __attribu
     "ssat    " X ", #8, " X "\n"
 
 /* Combination Q = 2 t + ch: A^T M A (4 outputs), requantized, stored at out + 2 t out_c + ch (2 x 2 pixels);
- * TILE moves r11 to tile t's first pixel (r12 = out_c). */
+ * r0 the job; TILE moves r11 to tile t's first pixel (r12 = out_c). */
 #define WINO_TILE1 "add     r11, r11, r12, lsl #1\n"
-#define WINO_OUT(Q, CH, TILE)                                   \
+#define WINO_OUT(Q, CH, TILE)                                \
     WINO_ROW(Q, 0, "r1", "r2")                               \
     WINO_ROW(Q, 1, "r3", "r4")                               \
     WINO_ROW(Q, 2, "r5", "r6")                               \
@@ -174,23 +124,65 @@ __attribute__((naked)) static void wino_products(const wino_job_t *job __attribu
     "strb    r10, [r11, r12]\n"
 
 /*
- * A tile pair and a channel pair whole: the sums (wino_products' loop, into 256 bytes of this frame), then per
- * combination A^T M A, the requantization and the stores.  For a tile pair whose 8 pixels are all in the
- * image, channels whose table tm_dsp_wide_rq gives and a full int8 activation range.
+ * A tile pair and a channel pair whole.  The sums of the 16 positions: the 4 sums zeroed, then a jump through
+ * the control word that starts each position of V into a run of WINO_MAX_GROUPS groups at the op's group count
+ * (TM_DSP_WIDE_GROUP_ASM, 40 bytes each: r0 V, r1 U, r3-r6 sums), whose end (wino_run_end) pushes the 4 sums;
+ * after the last position V's final control word leads to wino_run_exit.  Then, with a table, per combination
+ * A^T M A, the requantization and the stores; without one (another activation range, a channel tm_dsp_wide_rq
+ * does not take, a tile pair cut by the image's edge) the sums are copied to job->m for wino_store.
  */
 __attribute__((naked)) static void wino_pair(const wino_job_t *job __attribute__((unused))) {
     __asm__ volatile(
         "push    {r4-r11, lr}\n"
-        "sub     sp, sp, #(16 + 256)\n"
-        WINO_PRODUCTS_ASM("add     r2, sp, #16\n")
-        "ldr     r0, [sp]\n"
+        "sub     sp, sp, #8\n"
+        "str     r0, [sp]\n"
+        "ldr     r1, [r0, #4]\n"
+        "ldr     r0, [r0, #0]\n"
+        "movs    r3, #0\n"
+        "movs    r4, #0\n"
+        "movs    r5, #0\n"
+        "movs    r6, #0\n"
+        "ldr     pc, [r0], #4\n"
+        ".rept " WINO_XSTR(WINO_MAX_GROUPS) "\n"
+        TM_DSP_WIDE_GROUP_ASM
+        ".endr\n"
+        ".global wino_run_end\n"
+        "wino_run_end:\n"
+        "push    {r3-r6}\n"
+        "movs    r3, #0\n"
+        "movs    r4, #0\n"
+        "movs    r5, #0\n"
+        "movs    r6, #0\n"
+        "ldr     pc, [r0], #4\n"
+        ".global wino_run_exit\n"
+        "wino_run_exit:\n"
+        "ldr     r0, [sp, #256]\n"
+        "ldr     r1, [r0, #16]\n"
+        "cmp     r1, #0\n"
+        "beq.w   7f\n"
         WINO_OUT(0, 0, "")
         WINO_OUT(1, 1, "")
         WINO_OUT(2, 0, WINO_TILE1)
         WINO_OUT(3, 1, WINO_TILE1)
-        "add     sp, sp, #(16 + 256)\n"
-        "pop     {r4-r11, pc}\n");
+        "6:\n"
+        "add     sp, sp, #(256 + 8)\n"
+        "pop     {r4-r11, pc}\n"
+        "7:\n" /* the sums in position order to job->m */
+        "ldr     r1, [r0, #8]\n"
+        "add     r1, r1, #256\n"
+        "mov     r2, sp\n"
+        "8:\n"
+        "ldm     r2!, {r3-r6}\n"
+        "stmdb   r1!, {r3-r6}\n"
+        "ldr     r0, [sp, #256]\n"
+        "ldr     r0, [r0, #8]\n"
+        "cmp     r1, r0\n"
+        "bne     8b\n"
+        "b       6b\n");
 }
+
+/* The addresses wino_pair's control words hold (Thumb bit set). */
+extern const char wino_run_end[], wino_run_exit[];
 
 typedef struct {
     const int8_t *in;  /* this batch */
@@ -215,7 +207,7 @@ static void wino_input(const wino_ctx_t *c, int32_t *v, int y0, int x0) {
             px[j][r] = inside ? c->in + (y * c->in_w + x) * c->in_c : c->pad;
         }
     }
-    const int stride = 4 * c->groups; /* words from position p to p + 1 */
+    const int stride = 4 * c->groups + 1; /* words from position p to p + 1 */
     const int32_t off2 = c->off2;
     int32_t e[48] __attribute__((aligned(8)));
     for (int g4 = 0; g4 < 4 * c->groups; g4 += 4) {
@@ -234,7 +226,7 @@ static void wino_input(const wino_ctx_t *c, int32_t *v, int y0, int x0) {
             ej[6] = __ssub16(d1l, __sxtab16(off2, w3)); /* d1 - d3 */
             ej[7] = __ssub16(d1h, tm_sxtab16_ror8(off2, w3));
         }
-        int32_t *og = v + g4; /* row i, lane: positions 4i .. 4i + 3 */
+        int32_t *og = v + 1 + g4; /* row i, lane: positions 4i .. 4i + 3, after their control words */
         const int32_t *s = e;
         for (int il = 0; il < 8; ++il, ++s, og += (il & 1) ? 1 : 4 * stride - 1) {
             const int32_t s0 = s[0], s1 = s[8], s2 = s[16], s3 = s[24], s4 = s[32], s5 = s[40];
@@ -328,7 +320,13 @@ int tm_dsp_conv_2d_winograd(const tm_conv_params_t *p, const int8_t *input, cons
                     .groups = d.in_c / 4, .off2 = tm_pack_offset(p->input_offset)};
     const int32_t u_words = 16 * c.groups * 4; /* per channel pair */
     const int row_bytes = d.out_w * d.out_c;
-    wino_job_t job = {.m = m, .groups = c.groups, .out_c = d.out_c, .row_bytes = row_bytes};
+    wino_job_t job = {.v = v, .m = m, .out_c = d.out_c, .row_bytes = row_bytes};
+    /* the control words: each position jumps to its groups' run, the last one out (wino_pair) */
+    const int32_t stride = 4 * c.groups + 1;
+    for (int pos = 0; pos < 16; ++pos) {
+        v[pos * stride] = (int32_t)(((uintptr_t)wino_run_end - 40u * (uint32_t)c.groups) | 1u);
+    }
+    v[16 * stride] = (int32_t)((uintptr_t)wino_run_exit | 1u);
     for (int k0 = 0; k0 < d.out_c; k0 += WINO_CHUNK) {
         const int n = d.out_c - k0 < WINO_CHUNK ? d.out_c - k0 : WINO_CHUNK;
         const int fast = wino_table(p, filter, bias, 9 * d.in_c, k0, n, table);
@@ -340,7 +338,6 @@ int tm_dsp_conv_2d_winograd(const tm_conv_params_t *p, const int8_t *input, cons
                 for (int ox = 0; ox < d.out_w; ox += 4) {
                     const int cols = d.out_w - ox < 4 ? d.out_w - ox : 4;
                     wino_input(&c, v, oy - p->pad_h, ox - p->pad_w);
-                    job.v = v;
                     int8_t *o = out + oy * row_bytes + ox * d.out_c;
                     for (int k = k0; k < k0 + n; k += 2) {
                         job.u = (const int32_t *)(const void *)p->winograd + (k >> 1) * u_words;
@@ -349,7 +346,8 @@ int tm_dsp_conv_2d_winograd(const tm_conv_params_t *p, const int8_t *input, cons
                             wino_pair(&job);
                             continue;
                         }
-                        wino_products(&job);
+                        job.table = 0;
+                        wino_pair(&job);
                         const wino_channel_t ch[2] = {
                             {tm_dsp_rq_of(p->out_multiplier[k], p->out_shift[k]), bias ? bias[k] : 0},
                             {tm_dsp_rq_of(p->out_multiplier[k + 1], p->out_shift[k + 1]), bias ? bias[k + 1] : 0}};
