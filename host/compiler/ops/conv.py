@@ -75,9 +75,10 @@ DW_RQ_BYTES = 8                                 # sizeof(dw_rq_t)
 DW_SHARED_WORDS = 128 // 4 * 34                 # DW3_MAX_CH / 4 * DW3_GROUP_WORDS
 WINO_MAX_IN_C = 128                             # ops_dsp/conv_2d_winograd.c WINO_*
 WINO_CHUNK = 64
-# V of a tile pair at its largest (and its control words), the 16 x 4 sums, the padding pixel, the requantization table, the first pass
-# and pixel pointers, wino_pair's frame (WINO_SCRATCH_WORDS)
-WINO_SCRATCH_BYTES = (16 * (WINO_MAX_IN_C + 1) + 1 + 16 * 4 + WINO_MAX_IN_C // 4 + 4 * WINO_CHUNK + 48 + 24 + 2 + 64) * 4
+# WINO_SCRATCH_WORDS: V of a tile pair at its largest with its control words, the 16 x 4 sums, the padding pixel,
+# the requantization table, the first pass and pixel pointers, wino_pair's frame
+WINO_V_WORDS = 16 * (WINO_MAX_IN_C + 1) + 1
+WINO_SCRATCH_BYTES = (WINO_V_WORDS + 16 * 4 + WINO_MAX_IN_C // 4 + 4 * WINO_CHUNK + 48 + 24 + 2 + 64) * 4
 # F(2x2, 3x3) with the filter transform's halves doubled: U = (2G) g (2G)^T (ops_dsp/conv_2d_winograd.c).
 WINO_G2 = np.array([[2, 0, 0], [1, 1, 1], [1, -1, 1], [0, 0, 2]], dtype=np.int64)
 MVE_PATCH_BYTES = 1152                          # ops_mve/mve_common.h TM_MVE_PATCH_BYTES
