@@ -26,7 +26,8 @@
  * same call where they can (wino_pair), else in C (wino_store).
  *
  * Scratch (stack): V of one tile pair, about 64 * in_c bytes, held at its largest (WINO_MAX_IN_C), the 16 x 4
- * sums, the requantization table of up to WINO_CHUNK channels: tm_dsp_conv_2d_winograd_scratch_bytes (host/compiler/ops/conv.py computes the same).
+ * sums, the requantization table of up to WINO_CHUNK channels: tm_dsp_conv_2d_winograd_scratch_bytes
+ * (host/compiler/ops/conv.py computes the same).
  */
 #include "dsp_conv.h"
 
@@ -39,7 +40,8 @@
 #define WINO_CHUNK 64            /* output channels per requantization table */
 #define WINO_TABLE_WORDS (4 * WINO_CHUNK)
 #define WINO_PAIR_WORDS (2 + 64)  /* wino_pair's frame: the job and the 16 x 4 sums */
-#define WINO_SCRATCH_WORDS (WINO_V_WORDS + WINO_M_WORDS + WINO_PAD_WORDS + WINO_TABLE_WORDS + WINO_E_WORDS + WINO_PAIR_WORDS)
+#define WINO_SCRATCH_WORDS \
+    (WINO_V_WORDS + WINO_M_WORDS + WINO_PAD_WORDS + WINO_TABLE_WORDS + WINO_E_WORDS + WINO_PAIR_WORDS)
 
 int tm_dsp_winograd_takes(const tm_conv_params_t *p, const tm_conv_dims_t *d) {
     return d->f_h == 3 && d->f_w == 3 && d->f_c == d->in_c && p->stride_h == 1 && p->stride_w == 1 &&
@@ -181,7 +183,7 @@ __attribute__((naked)) static void wino_pair(const wino_job_t *job __attribute__
         "b       6b\n");
 }
 
-/* The addresses wino_pair's control words hold (Thumb bit set). */
+/* Labels in wino_pair that its control words point to (plain labels: the Thumb bit is added where they are used). */
 extern const char wino_run_end[], wino_run_exit[];
 
 typedef struct {
@@ -263,9 +265,11 @@ static inline int8_t wino_out_s8(const tm_conv_params_t *p, const wino_channel_t
 }
 
 /* The outputs of the channel pair (k, k + 1) of a tile pair from its 16 x 4 sums: tile t's at out + 2t pixels;
- * `rows` (1 or 2) output rows and `cols` (1 .. 4) output columns are in the image. */
-__attribute__((noinline)) static void wino_store(const tm_conv_params_t *p, const int32_t *m, const wino_channel_t ch[2], int8_t *out,
-                       int row_bytes, int out_c, int rows, int cols) {
+ * `rows` (1 or 2) output rows and `cols` (1 .. 4) output columns are in the image.  Not inlined: the rare path,
+ * kept out of the loop's code. */
+__attribute__((noinline)) static void wino_store(const tm_conv_params_t *p, const int32_t *m,
+                                                  const wino_channel_t ch[2], int8_t *out, int row_bytes, int out_c,
+                                                  int rows, int cols) {
     for (int q = 0; q < 4; ++q) {
         const int t = q >> 1, k = q & 1;
         int32_t y[4];
