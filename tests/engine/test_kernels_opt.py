@@ -173,3 +173,34 @@ def test_fc_weights_are_widened_where_they_fit(tmp_path: Path) -> None:
         image = build_firmware(model, load_board(board_name), tmp_path / board_name)
         assert image.kernel_weights_bytes == copy, board_name
         assert_bit_exact_on_chip(board_name, tmp_path / board_name, data, "wide FC", rng, model, inputs=2)
+
+
+def _conv3x3(rng: np.random.Generator, h: int, in_c: int, out_c: int) -> bytes:
+    """One int8 CONV_2D 3x3, stride 1, SAME, over an h x h input, no activation."""
+    g = GraphBuilder()
+    in_scale, w_scales = 0.05, rng.uniform(0.002, 0.05, size=out_c)
+    weights = rng.integers(-127, 128, size=(out_c, 3, 3, in_c), dtype=np.int8)
+    x = g.tensor((1, h, h, in_c), "int8", in_scale, int(rng.integers(-128, 128)))
+    f = g.tensor(weights.shape, "int8", list(w_scales), 0, weights, quantized_dimension=0)
+    bias = rng.integers(-3000, 3000, size=out_c).astype(np.int32)
+    b = g.tensor((out_c,), "int32", list(in_scale * w_scales), 0, bias)
+    y = g.tensor((1, h, h, out_c), "int8", in_scale * float(w_scales.mean()) * 60.0 * np.sqrt(9 * in_c) / 127, 5)
+    opt = fb.Conv2DOptionsT()
+    opt.padding, opt.strideH, opt.strideW = 0, 1, 1
+    g.op("CONV_2D", [x, f, b], [y], opt)
+    return g.build([x], [y])
+
+
+def test_conv_winograd_filters_where_they_fit(tmp_path: Path) -> None:
+    """The DSP CONV_2D kernel's Winograd path reads filters the compiler transformed (16/9 x 2 bytes per weight)
+    where the board has room: a 3x3 128 -> 256 layer's 1.05 MB of them do not fit the 1 MiB flash of
+    netduinoplus2, so its build leaves them out (TM_CONV_WINOGRAD=0) and the op takes another path; mps2-an386
+    holds them. Bit-exact either way."""
+    rng = np.random.default_rng(7)
+    data = _conv3x3(rng, 4, 128, 256)
+    model = compile_bytes(data, name="winograd_conv")
+    assert model.guarded_bytes == {"TM_CONV_WINOGRAD": 16 * 128 * 256 * 2}
+    for board_name, copy in (("netduinoplus2", 0), ("mps2-an386", 16 * 128 * 256 * 2)):
+        image = build_firmware(model, load_board(board_name), tmp_path / board_name)
+        assert image.kernel_weights_bytes == copy, board_name
+        assert_bit_exact_on_chip(board_name, tmp_path / board_name, data, "Winograd conv", rng, model, inputs=2)
