@@ -258,10 +258,8 @@ typedef struct {
 } wino_channel_t;
 
 static inline int8_t wino_out_s8(const tm_conv_params_t *p, const wino_channel_t *ch, int32_t y4) {
-    int32_t v = tm_dsp_rq_apply(&ch->rq, (y4 >> 2) + ch->bias) + p->output_offset;
-    v = v < p->act_min ? p->act_min : v;
-    v = v > p->act_max ? p->act_max : v;
-    return (int8_t)v;
+    return (int8_t)tm_clamp_i32(tm_dsp_rq_apply(&ch->rq, (y4 >> 2) + ch->bias) + p->output_offset, p->act_min,
+                                p->act_max);
 }
 
 /* The outputs of the channel pair (k, k + 1) of a tile pair from its 16 x 4 sums: tile t's at out + 2t pixels;
