@@ -64,11 +64,10 @@ typedef struct {
     const int32_t *v;     /* +0  the tile pair's transformed input, with its control words (wino_input) */
     const int32_t *u;     /* +4  the channel pair's transformed filter */
     int32_t *m;           /* +8  without a table: where the 16 x 4 sums go, for wino_store */
-    int32_t unused;       /* +12 */
-    const int32_t *table; /* +16 per channel of the pair M, c, r (tm_dsp_wide_rq) and 2 * bias; or NULL */
-    int8_t *out;          /* +20 output of tile 0, channel 0 */
-    int32_t out_c;        /* +24 */
-    int32_t row_bytes;    /* +28 */
+    const int32_t *table; /* +12 per channel of the pair M, c, r (tm_dsp_wide_rq) and 2 * bias; or NULL */
+    int8_t *out;          /* +16 output of tile 0, channel 0 */
+    int32_t out_c;        /* +20 */
+    int32_t row_bytes;    /* +24 */
 } wino_job_t;
 
 /* Row I of the sums of combination Q (A^T's two sums along j): r_a = m_i0 + m_i1 + m_i2, r_b = m_i1 - m_i2 - m_i3.
@@ -110,13 +109,13 @@ typedef struct {
     "sub     r10, r10, r8\n"                                 \
     "add     r2, r2, r4\n"  /* y01 */                        \
     "add     r2, r2, r6\n"                                   \
-    "ldr     r11, [r0, #16]\n"                               \
+    "ldr     r11, [r0, #12]\n"                               \
     "add     r11, r11, #(16 * " #CH ")\n"                    \
     "ldm     r11, {r3-r6}\n"                                 \
     WINO_RQ("r1") WINO_RQ("r2") WINO_RQ("r9") WINO_RQ("r10") \
-    "ldr     r11, [r0, #20]\n"                               \
-    "ldr     r12, [r0, #24]\n"                               \
-    "ldr     r7, [r0, #28]\n"                                \
+    "ldr     r11, [r0, #16]\n"                               \
+    "ldr     r12, [r0, #20]\n"                               \
+    "ldr     r7, [r0, #24]\n"                                \
     TILE                                                     \
     "add     r11, r11, #" #CH "\n"                           \
     "strb    r1, [r11]\n"                                    \
@@ -159,7 +158,7 @@ __attribute__((naked)) static void wino_pair(const wino_job_t *job __attribute__
         ".global wino_run_exit\n"
         "wino_run_exit:\n"
         "ldr     r0, [sp, #256]\n"
-        "ldr     r1, [r0, #16]\n"
+        "ldr     r1, [r0, #12]\n"
         "cmp     r1, #0\n"
         "beq.w   7f\n"
         WINO_OUT(0, 0, "")
@@ -273,13 +272,6 @@ __attribute__((noinline)) static void wino_store(const tm_conv_params_t *p, cons
         int32_t y[4];
         wino_output(m, q, y);
         int8_t *o = out + 2 * t * out_c + k;
-        if (rows == 2 && cols == 4) {
-            o[0] = wino_out_s8(p, &ch[k], y[0]);
-            o[out_c] = wino_out_s8(p, &ch[k], y[1]);
-            o[row_bytes] = wino_out_s8(p, &ch[k], y[2]);
-            o[row_bytes + out_c] = wino_out_s8(p, &ch[k], y[3]);
-            continue;
-        }
         for (int r = 0; r < 4; ++r) {
             const int yy = r >> 1, xx = 2 * t + (r & 1);
             if (yy < rows && xx < cols) {
