@@ -52,10 +52,13 @@ def random_add_same_shape(rng: np.random.Generator) -> bytes:
 
 def random_add_int16(rng: np.random.Generator) -> bytes:
     """int16 ADD (zero points 0, as TFLite requires) of two tensors of the output's shape: the DSP kernel's
-    right-shift loop (TFLite Micro aborts on an output scale below 2^-15 of the inputs', the left shift)."""
+    right-shift loop, and its general one for input scales 2^16 apart and more (TFLite Micro aborts on an output
+    scale below 2^-15 of the inputs', the left shift)."""
     g = GraphBuilder()
     shape = (1, int(rng.integers(2, 9)), int(rng.integers(2, 9)), int(rng.integers(1, 16)))
     scales = rng.uniform(1e-4, 0.01, size=2)
+    if rng.random() < 0.2:  # an input rescaled by a right shift beyond 16: add_s16_any
+        scales[int(rng.integers(0, 2))] = max(scales) * float(rng.uniform(1e-7, 1e-5))
     out_scale = float(max(scales) * rng.uniform(0.3, 3.0))
     a = g.tensor(shape, "int16", float(scales[0]), 0)
     b = g.tensor(shape, "int16", float(scales[1]), 0)
@@ -86,6 +89,8 @@ def random_conv(rng: np.random.Generator, kws: bool = False, big: bool = False) 
     in_scale, in_zp = float(rng.uniform(0.005, 0.2)), int(rng.integers(-128, 128))
     w_scales = rng.uniform(0.002, 0.05, size=out_c)
     out_scale = in_scale * float(w_scales.mean()) * 60.0 * np.sqrt(kh * kw * in_c) * float(rng.uniform(0.3, 3)) / 127
+    if rng.random() < 0.2:  # total shifts of 14..16: both forms of the requantization table (conv_2d_gemm.c)
+        out_scale = in_scale * float(np.median(w_scales)) * float(rng.uniform(0.5, 2))
     weights = rng.integers(-127, 128, size=(out_c, kh, kw, in_c), dtype=np.int8)
     x = g.tensor((1, h, w, in_c), "int8", in_scale, in_zp)
     f = g.tensor(weights.shape, "int8", list(w_scales), 0, weights, quantized_dimension=0)
@@ -115,6 +120,8 @@ def _conv_int16(rng: np.random.Generator, dims: tuple[int, int, int, int, int],
     in_scale = float(rng.uniform(0.005, 0.2)) / 256.0
     w_scales = rng.uniform(0.002, 0.05, size=out_c)
     out_scale = in_scale * float(w_scales.mean()) * 60.0 * np.sqrt(kh * kw * in_c) * float(rng.uniform(0.3, 3)) / 127
+    if rng.random() < 0.2:  # total shifts of 14..16: both forms of the requantization table (conv_2d_gemm.c)
+        out_scale = in_scale * float(np.median(w_scales)) * float(rng.uniform(0.5, 2))
     weights = weights_of((out_c, kh, kw, in_c))
     x = g.tensor((1, h, w, in_c), "int16", in_scale, 0)
     f = g.tensor(weights.shape, "int8", list(w_scales), 0, weights, quantized_dimension=0)

@@ -7,9 +7,9 @@
  * 2 KiB on the stack); per element what remains is two table reads, the sum and the
  * output requantization.
  *
- * int16 (65,536 values: no table): the three requantizations per element are
- * tm_dsp_requantize_right's four instructions for a right shift and an SRDHM for a shift of 0, in
- * three passes over blocks of ADD_S16_BLOCK elements.  That is every int16 ADD TFLite builds: both
+ * int16 (65,536 values: no table): each input's rescaling is one multiply (rescale_s16_in: SMMULR for a
+ * shift of 0, SMLAL for a right shift up to 16), the output's tm_dsp_requantize_right, in two passes over
+ * blocks of ADD_S16_BLOCK elements.  That is every int16 ADD TFLite builds: both
  * input multipliers are at most 1/2 (exactly 1/2, shift 0, for the larger scale), and the output's
  * is below 1 unless the output scale is under 1/2^15 of the inputs' (which TFLite Micro refuses);
  * tm_dsp_rq_apply takes any other shifts.  (x + offset) << 15 stays below 2^31 in magnitude for any int16 x
@@ -23,6 +23,8 @@
 #define ADD_TABLE_MIN_ELEMENTS 256
 #define ADD_TABLE_ENTRIES 256 /* one rescaled value per int8 */
 #define ADD_S16_BLOCK 128     /* int16: elements per pass of add_s16_right (their int32 sums on the stack) */
+
+enum { ADD_S16_RANGE, ADD_S16_NONE, ADD_S16_RELU }; /* the clamps of int16 outputs */
 
 int32_t tm_add_dsp_scratch_bytes(const tm_shape_t *in1, const tm_shape_t *in2, const tm_shape_t *out, uint8_t dtype) {
     const int32_t count = tm_shape_elements(out);
@@ -69,51 +71,111 @@ static void add_tabulated(const tm_add_params_t *p, const int8_t *in1, const int
     }
 }
 
-/* floor((x * m + 2^30) / 2^31): TFLite's SRDHM for a non-negative multiplier (tm_dsp_requantize, shift 0). */
-static inline int32_t srdhm_s16(int32_t x, int32_t m) {
-    return (int32_t)(((int64_t)x * m + (1LL << 30)) >> 31);
+/*
+ * An int16 input's rescaled value, TFLite's MultiplyByQuantizedMultiplierSmallerThanOneExp(x << 15, m, -right)
+ * (offset 0, left shift 15), in one multiply, for right in 0..16 (m is 0 or in [2^30, 2^31)):
+ *  - right 0: SMMULR(x << 16, m) = floor((x * m + 2^15) / 2^16) = SRDHM(x << 15, m);
+ *  - right 1..16: tm_dsp_requantize_right's single rounding, floor((x 2^15 m + 2^30 + (half - n) 2^31) /
+ *    2^(31 + right)) with half = 2^(right - 1) and n = [x 2^15 m + 2^30 < 0], scaled by 2^(16 - right):
+ *    floor((x 2^(16 - right) m + 2^31 + 2^(31 - right) - n 2^(32 - right)) / 2^32), an SMLAL onto a low word
+ *    (x 2^(16 - right) fits int32).  n is [x < 0]: for x < 0, x m <= -2^30 unless m = 0, where both give 0.
+ */
+typedef struct {
+    int32_t multiplier;
+    int32_t right;
+    int32_t up;      /* 16 - right: x's shift */
+    uint32_t low;    /* 2^31 + 2^(31 - right) */
+    uint32_t negative; /* 2^(32 - right), taken off the low word for x < 0 */
+} s16_in_rq_t;
+
+static s16_in_rq_t s16_in_rq_of(int32_t multiplier, int32_t shift) {
+    const int32_t right = -shift;
+    s16_in_rq_t q = {multiplier, right, 16 - right, 0, 0};
+    if (right > 0) {
+        q.low = (1u << 31) + (1u << (31 - right)), q.negative = 1u << (32 - right);
+    }
+    return q;
 }
 
-/* sum[i] (+)= the rescaled value of in[i]: one requantization per element (shift 0 or a right shift). */
-static void rescale_s16(const int16_t *in, int32_t n, int32_t offset, int32_t left, const tm_dsp_rq_t *q,
-                        int32_t *sum, int accumulate) {
-    const int32_t m = q->multiplier, half = q->half, right_m1 = q->right_m1;
-    if (q->shift == 0) {
-        for (int32_t i = 0; i < n; ++i) {
-            const int32_t v = srdhm_s16((int32_t)((uint32_t)(in[i] + offset) << left), m);
-            sum[i] = accumulate ? sum[i] + v : v;
-        }
-        return;
+static inline __attribute__((always_inline)) int32_t rescale_s16_in(int32_t x, const s16_in_rq_t *q, int right) {
+    if (!right) {
+        int32_t r;
+        __asm__("smmulr %0, %1, %2" : "=r"(r) : "r"((int32_t)((uint32_t)x << 16)), "r"(q->multiplier));
+        return r;
     }
+    uint32_t lo = q->low - (q->negative & (uint32_t)(x >> 31));
+    int32_t hi = 0;
+    __asm__("smlal %0, %1, %2, %3" : "+r"(lo), "+r"(hi) : "r"((int32_t)((uint32_t)x << q->up)), "r"(q->multiplier));
+    return hi;
+}
+
+/* sum[i] = both inputs' rescaled values (constant `right1`, `right2`: whether each shifts right). */
+static inline __attribute__((always_inline)) void rescale_pair_s16(const int16_t *in1, const int16_t *in2, int32_t n,
+                                                                   const s16_in_rq_t *q1, const s16_in_rq_t *q2,
+                                                                   int32_t *sum, int right1, int right2) {
+    const s16_in_rq_t a = *q1, b = *q2;
     for (int32_t i = 0; i < n; ++i) {
-        const int32_t v = tm_dsp_requantize_right((int32_t)((uint32_t)(in[i] + offset) << left), m, half, right_m1);
-        sum[i] = accumulate ? sum[i] + v : v;
+        sum[i] = rescale_s16_in(in1[i], &a, right1) + rescale_s16_in(in2[i], &b, right2);
+    }
+}
+
+/* out[i] = sum[i] requantized by qo (a right shift) and clamped to [lo, hi] (constant `kind`: none or ReLU, one
+ * SSAT or USAT, or any range). */
+static inline __attribute__((always_inline)) void requantize_block_s16_as(const int32_t *sum, int32_t n,
+                                                                          const tm_dsp_rq_t *qo, int32_t lo,
+                                                                          int32_t hi, int16_t *out, int kind) {
+    const int32_t m = qo->multiplier, half = qo->half, right_m1 = qo->right_m1;
+    for (int32_t i = 0; i < n; ++i) {
+        int32_t v = tm_dsp_requantize_right(sum[i], m, half, right_m1);
+        if (kind == ADD_S16_NONE) {
+            v = __ssat(v, 16);
+        } else if (kind == ADD_S16_RELU) {
+            v = __usat(v, 15);
+        } else {
+            v = v < lo ? lo : v;
+            v = v > hi ? hi : v;
+        }
+        out[i] = (int16_t)v;
+    }
+}
+
+__attribute__((noinline)) static void requantize_block_s16(const int32_t *sum, int32_t n, const tm_dsp_rq_t *qo,
+                                                           int32_t lo, int32_t hi, int16_t *out) {
+    if (hi == INT16_MAX && lo == INT16_MIN) {
+        requantize_block_s16_as(sum, n, qo, lo, hi, out, ADD_S16_NONE);
+    } else if (hi == INT16_MAX && lo == 0) {
+        requantize_block_s16_as(sum, n, qo, lo, hi, out, ADD_S16_RELU);
+    } else {
+        requantize_block_s16_as(sum, n, qo, lo, hi, out, ADD_S16_RANGE);
     }
 }
 
 /*
- * int16, input shifts 0 or right shifts (the larger input's ratio is exactly 1/2: shift 0) and an output right
- * shift: the three requantizations of an element in three passes over a block (one pass each), so that each
- * pass keeps its constants in registers (one pass over all three spills).
+ * int16 as TFLite builds it (offsets 0, left shift 15, input shifts -16..0: the larger input's multiplier is
+ * exactly 1/2, shift 0; an output right shift): per block of ADD_S16_BLOCK elements, the inputs' rescaled sums
+ * in one pass (rescale_s16_in), then the output's requantization in another, so that each pass keeps its
+ * constants in registers.
  */
 static void add_s16_right(const tm_add_params_t *p, const int16_t *in1, const int16_t *in2, int16_t *out,
                           int32_t count) {
-    const tm_dsp_rq_t q1 = tm_dsp_rq_of(p->input1_multiplier, p->input1_shift);
-    const tm_dsp_rq_t q2 = tm_dsp_rq_of(p->input2_multiplier, p->input2_shift);
+    const s16_in_rq_t q1 = s16_in_rq_of(p->input1_multiplier, p->input1_shift);
+    const s16_in_rq_t q2 = s16_in_rq_of(p->input2_multiplier, p->input2_shift);
     const tm_dsp_rq_t qo = tm_dsp_rq_of(p->output_multiplier, p->output_shift);
+    const int32_t lo = p->act_min, hi = p->act_max;
     int32_t sum[ADD_S16_BLOCK];
     for (int32_t i0 = 0; i0 < count; i0 += ADD_S16_BLOCK) {
         const int32_t n = count - i0 < ADD_S16_BLOCK ? count - i0 : ADD_S16_BLOCK;
-        rescale_s16(in1 + i0, n, p->input1_offset, p->left_shift, &q1, sum, 0);
-        rescale_s16(in2 + i0, n, p->input2_offset, p->left_shift, &q2, sum, 1);
-        const int32_t m = qo.multiplier, half = qo.half, right_m1 = qo.right_m1;
-        const int32_t out_offset = p->output_offset, lo = p->act_min, hi = p->act_max;
-        int16_t *o = out + i0;
-        for (int32_t i = 0; i < n; ++i) {
-            int32_t v = tm_dsp_requantize_right(sum[i], m, half, right_m1) + out_offset;
-            v = v < lo ? lo : v;
-            o[i] = (int16_t)(v > hi ? hi : v);
+        const int16_t *a = in1 + i0, *b = in2 + i0;
+        if (q1.right && q2.right) {
+            rescale_pair_s16(a, b, n, &q1, &q2, sum, 1, 1);
+        } else if (q1.right) {
+            rescale_pair_s16(a, b, n, &q1, &q2, sum, 1, 0);
+        } else if (q2.right) {
+            rescale_pair_s16(a, b, n, &q1, &q2, sum, 0, 1);
+        } else {
+            rescale_pair_s16(a, b, n, &q1, &q2, sum, 0, 0);
         }
+        requantize_block_s16(sum, n, &qo, lo, hi, out + i0);
     }
 }
 
@@ -150,7 +212,9 @@ tm_status_t tm_kernel_add_dsp(const tm_model_t *model, const tm_op_t *op) {
         return tm_next_add_dsp(model, op); /* broadcasting */
     }
     if (out_t->dtype == TM_INT16) {
-        const int right = p->input1_shift <= 0 && p->input2_shift <= 0 && p->output_shift < 0;
+        const int right = p->input1_offset == 0 && p->input2_offset == 0 && p->output_offset == 0 &&
+                          p->left_shift == 15 && p->input1_shift <= 0 && p->input1_shift >= -16 &&
+                          p->input2_shift <= 0 && p->input2_shift >= -16 && p->output_shift < 0;
         (right ? add_s16_right : add_s16_any)(p, (const int16_t *)in1, (const int16_t *)in2, (int16_t *)out, count);
         return TM_OK;
     }

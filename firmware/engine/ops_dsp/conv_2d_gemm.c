@@ -13,6 +13,14 @@
  * Buffer layout (int16): for every group of 4 taps, 4 values of pixel 0 then
  * 4 of pixel 1, each group in the order SXTB16 widens a weight word (taps
  * 0, 2, 1, 3); the K % 4 last taps follow in natural order, 4 slots per pixel.
+ *
+ * s16_natural: int16x8 columns keep the taps in natural order (0, 1, 2, 3: an
+ * int16 input's words copied as they are, no PKHBT/PKHTB) where the weights
+ * they meet are widened ones, which are then widened in the same order: the
+ * compiler's for int16x8 ops (host/compiler/ops/conv.py, wide_weights) and
+ * widen_weights_s16's.  SMLAD pairs the two halfwords of a word with those of
+ * the other, so any order works when columns and weights share it; only
+ * gemm_pairs, which widens int8 weights with SXTB16 as it goes, needs that one.
  */
 #include "dsp_conv.h"
 
@@ -62,10 +70,14 @@ typedef struct {
     const int32_t *rq_table; /* requantize_pairs' table, or 0 */
     int rq_sat;              /* the table is requantize_pairs_sat's */
     const int16_t *w16;      /* int8: the compiler's widened weights (k % 4 == 0, even out_c), or 0 */
+    int natural; /* int16x8 columns in natural order (taps 0, 1 and 2, 3: s16_natural), not SXTB16's */
 } gemm_ctx_t;
 
 /* Slot of tap k of pixel `col` (0, 1) in the buffer. */
 static inline int slot_of(const gemm_ctx_t *g, int k, int col) {
+    if (g->natural) {
+        return ((k >> 2) << 3) + (col << 2) + (k & 3); /* no tail: natural columns have whole groups */
+    }
     if (k < g->k4) {
         return ((k >> 2) << 3) + (col << 2) + (((k & 1) << 1) | ((k >> 1) & 1));
     }
@@ -533,6 +545,60 @@ static void permute_s16(int16_t *buf, const int16_t *src, int n, int g, int col)
     }
 }
 
+/* `groups` groups of 4 taps from src into a column in natural order (s16_natural: each group's two words as
+ * they are), two groups per step so that the four loads pipeline; returns the next group's slots. */
+static inline __attribute__((always_inline)) uint32_t *copy_s16(uint32_t *dst, const int16_t *src, int groups) {
+    for (; groups >= 2; groups -= 2, src += 8, dst += 8) {
+        const uint32_t a = tm_ld32(src), b = tm_ld32(src + 2), c = tm_ld32(src + 4), d = tm_ld32(src + 6);
+        dst[0] = a, dst[1] = b, dst[4] = c, dst[5] = d;
+    }
+    if (groups) {
+        dst[0] = tm_ld32(src), dst[1] = tm_ld32(src + 2);
+        dst += 4;
+    }
+    return dst;
+}
+
+static inline uint32_t *zero_groups_s16(uint32_t *dst, int groups) {
+    for (; groups > 0; --groups, dst += 4) {
+        dst[0] = 0, dst[1] = 0;
+    }
+    return dst;
+}
+
+static void group_s16(const gemm_ctx_t *g, int16_t *buf, const int16_t *src, int n, int grp, int col) {
+    if (g->natural) {
+        copy_s16((uint32_t *)(void *)buf + 4 * grp + 2 * col, src, n >> 2);
+    } else {
+        permute_s16(buf, src, n, grp, col);
+    }
+}
+
+/* fill_column_s16 for in_c % 4 == 0 and natural columns: row runs or pixels copied, the rest zeros. */
+static void fill_natural_s16(const gemm_ctx_t *g, int16_t *buf, int y0, int x0, int col) {
+    const tm_conv_params_t *p = g->p;
+    const int whole_rows = p->dilation_w == 1 && x0 >= 0 && x0 + g->f_w <= g->in_w;
+    const int row_groups = (g->f_w * g->in_c) >> 2, pixel_groups = g->in_c >> 2;
+    uint32_t *dst = (uint32_t *)(void *)buf + 2 * col;
+    for (int fy = 0; fy < g->f_h; ++fy) {
+        const int y = y0 + fy * p->dilation_h;
+        if (y < 0 || y >= g->in_h) {
+            dst = zero_groups_s16(dst, row_groups);
+            continue;
+        }
+        const int16_t *row = g->input16 + y * g->in_w * g->in_c;
+        if (whole_rows) { /* the filter row's taps are one run of f_w * in_c values */
+            dst = copy_s16(dst, row + x0 * g->in_c, row_groups);
+            continue;
+        }
+        for (int fx = 0; fx < g->f_w; ++fx) {
+            const int x = x0 + fx * p->dilation_w;
+            dst = x >= 0 && x < g->in_w ? copy_s16(dst, row + x * g->in_c, pixel_groups)
+                                        : zero_groups_s16(dst, pixel_groups);
+        }
+    }
+}
+
 static void zero_s16(int16_t *buf, int n, int g, int col) {
     uint32_t *dst = (uint32_t *)(void *)buf + 4 * g + 2 * col;
     for (int i = 0; i < n; i += 4, dst += 4) {
@@ -573,7 +639,7 @@ __attribute__((noinline)) static void fill_column_s16_staged(const gemm_ctx_t *g
     for (int i = g->k; i < g->k4 + 4; ++i) {
         stage[i] = 0;
     }
-    permute_s16(buf, stage, g->padded ? g->k4 + 4 : g->k4, 0, col);
+    group_s16(g, buf, stage, g->padded ? g->k4 + 4 : g->k4, 0, col);
     if (!g->padded) {
         for (int i = g->k4; i < g->k; ++i) {
             buf[slot_of(g, i, col)] = stage[i]; /* the tail in natural order, as add_tail reads it */
@@ -605,6 +671,10 @@ static void fill_column_s16(const gemm_ctx_t *g, int16_t *buf, int pix, int col)
         }
         return;
     }
+    if (g->natural) {
+        fill_natural_s16(g, buf, y0, x0, col);
+        return;
+    }
     const int whole_rows = p->dilation_w == 1 && x0 >= 0 && x0 + g->f_w <= g->in_w;
     const int run = g->f_w * g->in_c;
     int grp = 0;
@@ -612,14 +682,14 @@ static void fill_column_s16(const gemm_ctx_t *g, int16_t *buf, int pix, int col)
         const int y = y0 + fy * p->dilation_h;
         const int row_ok = y >= 0 && y < g->in_h;
         if (row_ok && whole_rows) { /* the filter row's taps are one run of f_w * in_c values */
-            permute_s16(buf, g->input16 + (y * g->in_w + x0) * g->in_c, run, grp, col);
+            group_s16(g, buf, g->input16 + (y * g->in_w + x0) * g->in_c, run, grp, col);
             grp += run >> 2;
             continue;
         }
         for (int fx = 0; fx < g->f_w; ++fx, grp += g->in_c >> 2) {
             const int x = x0 + fx * p->dilation_w;
             if (row_ok && x >= 0 && x < g->in_w) {
-                permute_s16(buf, g->input16 + (y * g->in_w + x) * g->in_c, g->in_c, grp, col);
+                group_s16(g, buf, g->input16 + (y * g->in_w + x) * g->in_c, g->in_c, grp, col);
             } else {
                 zero_s16(buf, g->in_c, grp, col);
             }
@@ -751,25 +821,120 @@ int tm_dsp_s16_channels_fit(const tm_conv_params_t *p, const int8_t *filter, int
     return 1;
 }
 
-/* The requantization table of channels [oc0, oc0 + n) of an op that fits (int64 bias), per channel: the
- * bias, TFLite's 16-bit multiplier, 2^(right - 1), right. */
-static void s16_table(const gemm_ctx_t *g, int oc0, int n, int32_t *table) {
+/*
+ * The requantization table of channels [oc0, oc0 + n) of an op that fits (int64 bias), 4 words per channel:
+ * the bias, then where every channel's total shift right = 15 - shift is 16..31 (the usual case) TFLite's
+ * 16-bit multiplier times 2^(32 - right) (requantize_s16_mulh), else the multiplier, 2^(right - 1) and right.
+ * Returns which form the table has (1: the first).
+ */
+static int s16_table(const gemm_ctx_t *g, int oc0, int n, int32_t *table) {
     const tm_conv_params_t *p = g->p;
+    int all_mulh = 1;
+    for (int oc = oc0; oc < oc0 + n; ++oc) {
+        all_mulh &= 15 - p->out_shift[oc] >= 16;
+    }
     for (int j = 0; j < n; ++j) {
         const int oc = oc0 + j;
         const int32_t m = p->out_multiplier[oc], right = 15 - p->out_shift[oc];
+        const int32_t reduced = m < 0x7FFF0000 ? (m + (1 << 15)) >> 16 : 0x7FFF;
         int32_t *t = table + 4 * j;
         t[0] = g->bias_any ? (int32_t)((const int64_t *)g->bias_any)[oc] : 0;
-        t[1] = m < 0x7FFF0000 ? (m + (1 << 15)) >> 16 : 0x7FFF;
-        t[2] = (int32_t)(1u << (right - 1)), t[3] = right;
+        if (all_mulh) {
+            t[1] = (int32_t)((uint32_t)reduced << (32 - right)), t[2] = 0, t[3] = 0;
+        } else {
+            t[1] = reduced, t[2] = (int32_t)(1u << (right - 1)), t[3] = right;
+        }
+    }
+    return all_mulh;
+}
+
+/*
+ * TFLite's 64-bit requantization of a sum that fits int32 for a total shift right of 16..31, in one SMMULR:
+ * with scaled = reduced * 2^(32 - right) (below 2^31 as reduced < 2^15), floor((acc * scaled + 2^31) / 2^32)
+ * is floor((acc * reduced + 2^(right - 1)) / 2^right), TFLite's value, which fits int32 (below 2^30).
+ */
+static inline int32_t requantize_s16_mulh(int32_t acc, int32_t scaled) {
+    int32_t r;
+    __asm__("smmulr %0, %1, %2" : "=r"(r) : "r"(acc), "r"(scaled));
+    return r;
+}
+
+/* The clamps of int16 outputs: TFLite's int16 activations are none or ReLU (one SSAT or USAT), or any range. */
+enum { S16_CLAMP_RANGE, S16_CLAMP_NONE, S16_CLAMP_RELU };
+
+static int s16_clamp_kind(int32_t lo, int32_t hi) {
+    if (hi != INT16_MAX) {
+        return S16_CLAMP_RANGE;
+    }
+    return lo == INT16_MIN ? S16_CLAMP_NONE : lo == 0 ? S16_CLAMP_RELU : S16_CLAMP_RANGE;
+}
+
+static inline __attribute__((always_inline)) int32_t clamp_s16(int32_t v, int kind, int32_t lo, int32_t hi) {
+    if (kind == S16_CLAMP_NONE) {
+        return __ssat(v, 16);
+    }
+    if (kind == S16_CLAMP_RELU) {
+        return __usat(v, 15);
+    }
+    return clamp_to(v, lo, hi);
+}
+
+static inline __attribute__((always_inline)) int32_t requantize_s16_at(int32_t acc, const int32_t *t, int mulh) {
+    return mulh ? requantize_s16_mulh(acc + t[0], t[1])
+                : requantize_s16_64(acc + t[0], t[1], (uint32_t)t[2], t[3], 32 - t[3]);
+}
+
+/* Two int16 values in one word, the first in the low halfword (PKHBT). */
+static inline uint32_t pack_s16(int32_t lo, int32_t hi) {
+    uint32_t r;
+    __asm__("pkhbt %0, %1, %2, lsl #16" : "=r"(r) : "r"(lo), "r"(hi));
+    return r;
+}
+
+/* store_s16 for one form of the table and one clamp (constants: the compiler makes one loop of each), a pair of
+ * channels at a time: their 4 sums, two table entries, a word stored per pixel. */
+static inline __attribute__((always_inline)) void store_s16_as(const int32_t *acc, const int32_t *table, int n,
+                                                               int32_t lo, int32_t hi, int16_t *out0,
+                                                               int16_t *out1, int mulh, int kind) {
+    int j = 0;
+    for (; j + 1 < n; j += 2, acc += 4, table += 8) {
+        const int32_t a0 = acc[0], a1 = acc[1], a2 = acc[2], a3 = acc[3];
+        const int32_t v00 = clamp_s16(requantize_s16_at(a0, table, mulh), kind, lo, hi);
+        const int32_t v01 = clamp_s16(requantize_s16_at(a1, table + 4, mulh), kind, lo, hi);
+        const int32_t v10 = clamp_s16(requantize_s16_at(a2, table, mulh), kind, lo, hi);
+        const int32_t v11 = clamp_s16(requantize_s16_at(a3, table + 4, mulh), kind, lo, hi);
+        tm_st32(out0 + j, pack_s16(v00, v01));
+        tm_st32(out1 + j, pack_s16(v10, v11));
+    }
+    if (j < n) { /* an odd channel count: the last channel alone */
+        out0[j] = (int16_t)clamp_s16(requantize_s16_at(acc[0], table, mulh), kind, lo, hi);
+        out1[j] = (int16_t)clamp_s16(requantize_s16_at(acc[2], table, mulh), kind, lo, hi);
+    }
+}
+
+/*
+ * Outputs [0, n) of two pixels (out1 may be out0) from their int32 sums in gemm_pairs' order (acc[4 * (j / 2) +
+ * j % 2] pixel 0, + 2 pixel 1) and s16_table's table (all_mulh: its return): requantized and clamped.
+ */
+static void store_s16(const int32_t *acc, const int32_t *table, int all_mulh, int n, int32_t lo, int32_t hi,
+                      int16_t *out0, int16_t *out1) {
+    const int kind = s16_clamp_kind(lo, hi);
+    if (!all_mulh) {
+        store_s16_as(acc, table, n, lo, hi, out0, out1, 0, S16_CLAMP_RANGE);
+    } else if (kind == S16_CLAMP_NONE) {
+        store_s16_as(acc, table, n, lo, hi, out0, out1, 1, S16_CLAMP_NONE);
+    } else if (kind == S16_CLAMP_RELU) {
+        store_s16_as(acc, table, n, lo, hi, out0, out1, 1, S16_CLAMP_RELU);
+    } else {
+        store_s16_as(acc, table, n, lo, hi, out0, out1, 1, S16_CLAMP_RANGE);
     }
 }
 
 /* int16x8, every channel as s16_fits_int32 allows: all output channels of pixels out0 and out1 (may be
  * out0), int32 sums over all taps in one part, then TFLite's requantization for the bias type (`table`:
  * s16_fits_int32's, for an int64 bias). */
-static void pixels_pair_s16(const gemm_ctx_t *g, const int32_t *table, const int16_t *buf, int16_t *out0,
-                            int16_t *out1) {
+static void pixels_pair_s16(const gemm_ctx_t *g, const int32_t *table, int all_mulh, const int16_t *buf,
+                            int16_t *out0, int16_t *out1) {
     const tm_conv_params_t *p = g->p;
     int32_t acc[4 * S16_CHUNK_PAIRS];
     const int all_pairs = (g->out_c + 1) / 2;
@@ -778,18 +943,15 @@ static void pixels_pair_s16(const gemm_ctx_t *g, const int32_t *table, const int
         const int pairs = all_pairs - pair0 < S16_CHUNK_PAIRS ? all_pairs - pair0 : S16_CHUNK_PAIRS;
         const int oc0 = 2 * pair0, n = g->out_c - oc0 < 2 * pairs ? g->out_c - oc0 : 2 * pairs;
         chunk_sums(g, buf, p->acc64 ? 0 : (const int32_t *)g->bias_any, pair0, pairs, acc);
+        if (p->acc64) {
+            store_s16(acc, table + 4 * oc0, all_mulh, n, lo, hi, out0 + oc0, out1 + oc0);
+            continue;
+        }
         for (int j = 0; j < n; ++j) {
             const int oc = oc0 + j;
             const int32_t *a = acc + 4 * (j >> 1) + (j & 1);
-            int32_t v0, v1;
-            if (p->acc64) {
-                const int32_t *t = table + 4 * oc;
-                v0 = requantize_s16_64(a[0] + t[0], t[1], (uint32_t)t[2], t[3], 32 - t[3]);
-                v1 = requantize_s16_64(a[2] + t[0], t[1], (uint32_t)t[2], t[3], 32 - t[3]);
-            } else {
-                v0 = tm_dsp_requantize(a[0], p->out_multiplier[oc], p->out_shift[oc]);
-                v1 = tm_dsp_requantize(a[2], p->out_multiplier[oc], p->out_shift[oc]);
-            }
+            const int32_t v0 = tm_dsp_requantize(a[0], p->out_multiplier[oc], p->out_shift[oc]);
+            const int32_t v1 = tm_dsp_requantize(a[2], p->out_multiplier[oc], p->out_shift[oc]);
             out0[oc] = (int16_t)clamp_to(v0, lo, hi);
             out1[oc] = (int16_t)clamp_to(v1, lo, hi);
         }
@@ -850,7 +1012,8 @@ __attribute__((naked)) static void wide_sums_s16(const s16_wide_job_t *job __att
 }
 
 /* Widened weights of channels [oc0, oc0 + n) (n even; channel out_c, past the last, has zero weights), per
- * pair and group in SXTB16 order: ch0 lo, hi, ch1 lo, hi; the K % 4 last taps padded with zero weights. */
+ * pair and group in natural order (s16_natural): ch0 (w0, w1), (w2, w3), ch1 the same; the K % 4 last taps
+ * padded with zero weights. */
 static void widen_weights_s16(const gemm_ctx_t *g, int oc0, int n, int32_t *w) {
     const int full = g->k >> 2, groups = (g->k + 3) >> 2;
     for (int j = 0; j < n; j += 2) {
@@ -870,7 +1033,13 @@ static void widen_weights_s16(const gemm_ctx_t *g, int oc0, int n, int32_t *w) {
                         x = tm_ld32(t);
                     }
                 }
-                w[2 * c] = __sxtb16(x), w[2 * c + 1] = tm_sxtb16_ror8(x);
+                const int32_t lo = __sxtb16(x), hi = tm_sxtb16_ror8(x); /* (x0, x2), (x1, x3) */
+                int32_t w01, w23;
+                __asm__("pkhbt %0, %2, %3, lsl #16\n\t"
+                        "pkhtb %1, %3, %2, asr #16"
+                        : "=&r"(w01), "=r"(w23)
+                        : "r"(lo), "r"(hi));
+                w[2 * c] = w01, w[2 * c + 1] = w23;
             }
         }
     }
@@ -904,7 +1073,7 @@ static void conv_s16_wide(const gemm_ctx_t *g, int16_t *output, int pixels, int 
         if (!pre) {
             widen_weights_s16(g, oc0, 2 * pairs, w);
         }
-        s16_table(g, oc0, n, table);
+        const int all_mulh = s16_table(g, oc0, n, table);
         for (int pix = 0; pix < pixels; pix += 2) {
             const int two = pix + 1 < pixels;
             int16_t *o0 = output + pix * g->out_c + oc0, *o1 = output + (two ? pix + 1 : pix) * g->out_c + oc0;
@@ -912,13 +1081,7 @@ static void conv_s16_wide(const gemm_ctx_t *g, int16_t *output, int pixels, int 
             fill_column_s16(g, buf, two ? pix + 1 : pix, 1); /* padded: the K % 4 last taps are a whole group */
             const s16_wide_job_t job = {buf, wk, acc, acc + 4 * pairs, groups};
             wide_sums_s16(&job);
-            for (int j = 0; j < n; ++j) {
-                const int32_t *a = acc + 4 * (j >> 1) + (j & 1), *t = table + 4 * j;
-                const int32_t v0 = requantize_s16_64(a[0] + t[0], t[1], (uint32_t)t[2], t[3], 32 - t[3]);
-                const int32_t v1 = requantize_s16_64(a[2] + t[0], t[1], (uint32_t)t[2], t[3], 32 - t[3]);
-                o0[j] = (int16_t)clamp_to(v0, lo, hi);
-                o1[j] = (int16_t)clamp_to(v1, lo, hi);
-            }
+            store_s16(acc, table, all_mulh, n, lo, hi, o0, o1);
         }
     }
 }
@@ -947,16 +1110,14 @@ static int s16_wide_plan(const gemm_ctx_t *g) {
 static void conv_s16_pairs(const gemm_ctx_t *g, int fast, int16_t *output, int pixels) {
     int16_t buf[GEMM_COLUMN_SLOTS] __attribute__((aligned(8)));
     int32_t table[4 * S16_TABLE_CHANNELS];
-    if (fast && g->p->acc64) {
-        s16_table(g, 0, g->out_c, table);
-    }
+    const int all_mulh = fast && g->p->acc64 ? s16_table(g, 0, g->out_c, table) : 0;
     for (int pix = 0; pix < pixels; pix += 2) {
         const int two = pix + 1 < pixels;
         int16_t *o0 = output + pix * g->out_c, *o1 = output + (two ? pix + 1 : pix) * g->out_c;
         fill_column_s16(g, buf, pix, 0);
         fill_column_s16(g, buf, two ? pix + 1 : pix, 1);
         if (fast) {
-            pixels_pair_s16(g, table, buf, o0, o1);
+            pixels_pair_s16(g, table, all_mulh, buf, o0, o1);
         } else {
             pixels_pair_s16_long(g, buf, o0, o1);
         }
@@ -979,6 +1140,7 @@ void tm_dsp_conv_2d_gemm_s16(const tm_conv_params_t *p, const int16_t *input, co
     g.w16 = pre_widened(&g) && g.k == g.k4 ? p->weights16 : 0; /* gemm_pairs16 in chunk_sums */
     const int pixels = out_dims[1] * out_dims[2];
     const int chunk = fast ? s16_wide_plan(&g) : 0;
+    g.natural = chunk || (fast && g.w16); /* s16_natural: where the weights are widened ones */
     for (int b = 0; b < in_dims[0]; ++b) {
         g.input16 = input + b * g.in_h * g.in_w * g.in_c;
         int16_t *out_b = output + b * pixels * g.out_c;

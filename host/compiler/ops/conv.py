@@ -243,7 +243,8 @@ def _lower(ctx: OpContext, kind: str, geometry: dict[str, int], depth_multiplier
         assert filt.data is not None
         matrix = np.frombuffer(filt.data, dtype=np.int8).reshape(dims.out_c, -1)
         doubled = wide and wide_doubles(pixels, kp)   # the im2col path takes them undoubled only
-        lowered.guarded_arrays["weights16"] = ("TM_CONV_WEIGHTS16", "int16_t", wide_weights(matrix, kp, doubled))
+        stream = wide_weights(matrix, kp, doubled, natural=dtype == "int16")
+        lowered.guarded_arrays["weights16"] = ("TM_CONV_WEIGHTS16", "int16_t", stream)
         lowered.fields["weights16_doubled"] = int(doubled)
     return lowered
 
@@ -253,14 +254,16 @@ def wide_doubles(pixels: int, kp: int) -> bool:
     return ((pixels + 1) // 2) * 4 > 6 * kp
 
 
-def wide_weights(weights: np.ndarray, kp: int, doubled: bool) -> bytes:
+def wide_weights(weights: np.ndarray, kp: int, doubled: bool, natural: bool = False) -> bytes:
     """int8 weights [out_c (even), k] in conv_2d_wide.c's widen_weights layout for all channels (int16,
     little-endian): per channel pair, per group of 4 taps (zero-padded to kp), SXTB16's words of the first
-    channel (taps 0, 2 and 1, 3), then the second's; times 2 when `doubled`."""
+    channel (taps 0, 2 and 1, 3), then the second's; times 2 when `doubled`.  `natural` (int16x8 ops,
+    conv_2d_gemm.c's s16_natural): the taps in natural order, 0, 1 and 2, 3."""
     out_c, k = weights.shape
     padded = np.zeros((out_c, kp), dtype=np.int16)
     padded[:, :k] = weights
-    groups = padded.reshape(out_c // 2, 2, kp // 4, 4)[..., [0, 2, 1, 3]]   # pair, channel, group, SXTB16 order
+    order = [0, 1, 2, 3] if natural else [0, 2, 1, 3]
+    groups = padded.reshape(out_c // 2, 2, kp // 4, 4)[..., order]   # pair, channel, group, tap order
     stream = groups.transpose(0, 2, 1, 3) * (2 if doubled else 1)           # pair, group, channel, 4
     return stream.astype("<i2").tobytes()
 
