@@ -130,7 +130,7 @@ def main(argv: list[str] | None = None) -> int:
           f"weights {model.weights_bytes:,} B")
     for line in image.usage_lines():
         print(line)
-    copies = (f" + weights widened or Winograd-transformed for the DSP kernels {image.kernel_weights_bytes:,}"
+    copies = (f" + the DSP kernels' precomputed weights and requantization words {image.kernel_weights_bytes:,}"
               if image.kernel_weights_bytes else "")
     print(f"         flash = weights {model.weights_bytes:,}{copies} + code and tables "
           f"{image.flash_bytes - model.weights_bytes - image.kernel_weights_bytes:,}; "

@@ -91,7 +91,10 @@ typedef struct {
     int16_t depth_multiplier;         /* depthwise only, else 1 */
     int16_t n_multipliers;            /* == output channels (per-channel) */
     int16_t acc64;                    /* int16x8: 64-bit accumulator + requantize */
-    int16_t reserved;
+    /* int16x8 CONV_2D with an int64 bias or none, from the compiler: 1 when every channel has
+     * |bias| + 32768 * sum |w| < 2^31 and a non-negative multiplier (its int32 sums are exact), 2 when
+     * one has not, 0 when not computed (tm_dsp_s16_channels_fit then looks at the weights) */
+    int16_t acc32_fits;
     int32_t input_offset;             /* -input zero point */
     int32_t output_offset;            /* +output zero point */
     int32_t act_min, act_max;         /* fused activation, in output's type */
@@ -106,6 +109,11 @@ typedef struct {
      * (ops_dsp/conv_2d_winograd.c: U = (2G) g (2G)^T, int16), or NULL: the model's C file holds them only
      * where TM_CONV_WINOGRAD is set (tm_kernel_table.h). */
     const int16_t *winograd;
+    /* int8 CONV_2D and 3x3 DEPTHWISE_CONV_2D: per output channel the words M, c, r that tm_dsp_wide_rq
+     * (ops_dsp/conv_2d_wide.c) finds from the weights, r = 0 where it finds none, computed by the compiler
+     * (host/compiler/ops/conv.py, wide_rq_table); or NULL: the kernel computes them.  The model's C file
+     * holds them only where TM_CONV_WIDE_RQ is set (tm_kernel_table.h). */
+    const int32_t *wide_rq;
 } tm_conv_params_t;
 
 /* FULLY_CONNECTED.  in0 input (flattened to [batches, depth]),

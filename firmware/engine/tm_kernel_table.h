@@ -52,6 +52,10 @@
 #ifndef TM_CONV_WINOGRAD
 #define TM_CONV_WINOGRAD (TM_HAVE_DSP && !TM_HAVE_MVE)
 #endif
+/* The requantization words of the DSP kernels' register-blocked paths, per channel (tm_dsp_wide_rq). */
+#ifndef TM_CONV_WIDE_RQ
+#define TM_CONV_WIDE_RQ (TM_HAVE_DSP && !TM_HAVE_MVE)
+#endif
 
 /* Types of op a kernel takes (bits of tm_dtype_t, of input 0). */
 #define TM_I8 (1u << TM_INT8)

@@ -144,7 +144,9 @@ def _moved(board: Board, item: str, to: MemoryRegion) -> Board:
 GUARDED_DATA = {"TM_FC_WEIGHTS16": ("FULLY_CONNECTED weights widened for the DSP kernel", ("dsp",), ("mve",)),
                 "TM_CONV_WEIGHTS16": ("CONV_2D weights widened for the DSP kernel", ("dsp",), ("mve",)),
                 "TM_CONV_WINOGRAD": ("CONV_2D 3x3 filters in the Winograd domain for the DSP kernel", ("dsp",),
-                                     ("mve",))}
+                                     ("mve",)),
+                "TM_CONV_WIDE_RQ": ("CONV_2D and DEPTHWISE_CONV_2D requantization words for the DSP kernels",
+                                    ("dsp",), ("mve",))}
 
 
 def guarded_weights(model: CompiledModel, board: Board) -> list[tuple[str, int]]:

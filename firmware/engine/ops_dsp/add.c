@@ -5,7 +5,7 @@
  * int8: each input's rescaled value MBQM((x + offset) << left_shift, multiplier, shift) depends
  * on one int8 only, so it is tabulated once per op for the 256 values (two int32 tables,
  * 2 KiB on the stack); per element what remains is two table reads, the sum and the
- * output requantization.
+ * output requantization, in the wide kernels' four instructions where it applies (add_plain_form).
  *
  * int16 (65,536 values: no table): each input's rescaling is one multiply (rescale_s16_in: SMMULR for a
  * shift of 0, SMLAL for a right shift up to 16), the output's tm_dsp_requantize_right, in two passes over
@@ -49,11 +49,78 @@ static void fill_table(int32_t table[ADD_TABLE_ENTRIES], int32_t offset, int32_t
     }
 }
 
+static void table_range(const int32_t *t, int32_t *lo, int32_t *hi) {
+    *lo = *hi = t[0];
+    for (int i = 1; i < ADD_TABLE_ENTRIES; ++i) {
+        *lo = t[i] < *lo ? t[i] : *lo;
+        *hi = t[i] > *hi ? t[i] : *hi;
+    }
+}
+
+/*
+ * Whether the output's requantization takes the wide kernels' form (conv_2d_wide.c, WIDE_RQ: SMMULR of the
+ * doubled sum by M, minus 1 when negative, plus c, shifted right by r, which is TFLite's MBQM plus the offset
+ * exactly for sums within +-2^30, a right shift r of 1..24 and |offset * 2^r| < 2^27: tm_dsp_wide_rq's plain
+ * case, tested in tests/compiler/test_dsp_precomputed.py); then c into *c.  The sums' range is the tables'.
+ */
+static int add_plain_form(const tm_add_params_t *p, const int32_t *t1, const int32_t *t2, int32_t *c) {
+    const int32_t right = -p->output_shift, o = p->output_offset;
+    if (p->output_multiplier < 0 || right < 1 || right > 24 || o <= -(1 << (27 - right)) || o >= (1 << (27 - right))) {
+        return 0;
+    }
+    int32_t lo1, hi1, lo2, hi2;
+    table_range(t1, &lo1, &hi1);
+    table_range(t2, &lo2, &hi2);
+    if ((int64_t)lo1 + lo2 <= -(1LL << 30) || (int64_t)hi1 + hi2 >= (1LL << 30)) {
+        return 0;
+    }
+    *c = (int32_t)(1u << (right - 1)) + (int32_t)((uint32_t)o << right);
+    return 1;
+}
+
+/* add_plain's loop (constant `full`: the activation range is all of int8, one SSAT). */
+static inline __attribute__((always_inline)) void add_plain_as(const int32_t *a, const int32_t *b, int32_t m,
+                                                               int32_t c, int32_t r, int32_t lo, int32_t hi,
+                                                               const int8_t *in1, const int8_t *in2, int8_t *out,
+                                                               int32_t count, int full) {
+    for (int32_t i = 0; i < count; ++i) {
+        int32_t x;
+        __asm__("smmulr %0, %1, %2" : "=r"(x) : "r"(a[in1[i]] + b[in2[i]]), "r"(m));
+        x = (x + (x >> 31) + c) >> r;
+        if (full) {
+            out[i] = (int8_t)__ssat(x, 8);
+        } else {
+            x = x < lo ? lo : x;
+            out[i] = (int8_t)(x > hi ? hi : x);
+        }
+    }
+}
+
+/* add_tabulated in the plain form: tables of doubled values (within +-2^29), four instructions of
+ * requantization per element. */
+static void add_plain(const tm_add_params_t *p, int32_t *t1, int32_t *t2, int32_t c, const int8_t *in1,
+                      const int8_t *in2, int8_t *out, int32_t count) {
+    for (int i = 0; i < ADD_TABLE_ENTRIES; ++i) {
+        t1[i] *= 2, t2[i] *= 2;
+    }
+    const int32_t m = p->output_multiplier, r = -p->output_shift, lo = p->act_min, hi = p->act_max;
+    if (lo == -128 && hi == 127) {
+        add_plain_as(t1 + 128, t2 + 128, m, c, r, lo, hi, in1, in2, out, count, 1);
+    } else {
+        add_plain_as(t1 + 128, t2 + 128, m, c, r, lo, hi, in1, in2, out, count, 0);
+    }
+}
+
 static void add_tabulated(const tm_add_params_t *p, const int8_t *in1, const int8_t *in2, int8_t *out,
                           int32_t count) {
     int32_t t1[ADD_TABLE_ENTRIES], t2[ADD_TABLE_ENTRIES];
     fill_table(t1, p->input1_offset, p->left_shift, p->input1_multiplier, p->input1_shift);
     fill_table(t2, p->input2_offset, p->left_shift, p->input2_multiplier, p->input2_shift);
+    int32_t c;
+    if (add_plain_form(p, t1, t2, &c)) {
+        add_plain(p, t1, t2, c, in1, in2, out, count);
+        return;
+    }
     const tm_dsp_rq_t q = tm_dsp_rq_of(p->output_multiplier, p->output_shift);
     const int32_t out_offset = p->output_offset, lo = p->act_min, hi = p->act_max;
     if (q.shift < 0) {

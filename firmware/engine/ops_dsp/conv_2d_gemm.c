@@ -808,6 +808,15 @@ static int s16_fits_int32(const gemm_ctx_t *g) {
 
 int tm_dsp_s16_channels_fit(const tm_conv_params_t *p, const int8_t *filter, int k, const int64_t *bias, int out_c,
                             int right_min, int right_max) {
+    if (p->acc32_fits) { /* the compiler's answer for the sums: only the shifts are left to check */
+        for (int oc = 0; oc < out_c; ++oc) {
+            const int32_t right = 15 - p->out_shift[oc];
+            if (right < right_min || right > right_max) {
+                return 0;
+            }
+        }
+        return p->acc32_fits == 1;
+    }
     for (int oc = 0; oc < out_c; ++oc) {
         const int64_t b = bias ? bias[oc] : 0;
         const int32_t right = 15 - p->out_shift[oc];

@@ -47,7 +47,8 @@ int32_t tm_dsp_conv_2d_winograd_scratch_bytes(const tm_conv_params_t *p, const t
 
 /* Requantization of channel oc by the wide kernels (conv_2d_wide.c, depthwise_conv_2d.c), which
  * compute SMMULR(2 acc, M), add c and the sign, shift right by r and saturate: the table words M, c, r
- * into t (when not 0); returns 0 when the channel cannot be done so.  Its k weights are w[i * w_stride]. */
+ * into t (when not 0); returns 0 when the channel cannot be done so.  Its k weights are w[i * w_stride].
+ * With p->wide_rq (the compiler's words for every channel) it only reads them. */
 #define TM_DSP_WIDE_UNSUPPORTED 0
 int tm_dsp_wide_rq(const tm_conv_params_t *p, const int8_t *w, int k, int w_stride, const int32_t *bias, int oc,
                    int32_t *t);
@@ -83,7 +84,8 @@ int tm_dsp_depthwise_planar(const tm_conv_params_t *p, const int8_t *in_b, const
 #define TM_DSP_S16_EXACT_TAPS 511
 
 /* Whether every channel of an int16x8 CONV_2D with an int64 bias (or none; OHWI filter of k taps per channel)
- * has |bias| + 32768 * sum |w| < 2^31 (its int32 sums, and sum + bias, are exact), a non-negative multiplier
+ * has |bias| + 32768 * sum |w| < 2^31 (its int32 sums, and sum + bias, are exact; p->acc32_fits when the compiler
+ * found it), a non-negative multiplier
  * and a total shift 15 - shift within [right_min, right_max]: the int32 routes of the DSP (conv_2d_gemm.c)
  * and Helium (ops_mve/conv_2d.c) kernels.  Defined where the core has the DSP extension. */
 int tm_dsp_s16_channels_fit(const tm_conv_params_t *p, const int8_t *filter, int k, const int64_t *bias, int out_c,

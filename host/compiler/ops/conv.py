@@ -235,18 +235,30 @@ def _lower(ctx: OpContext, kind: str, geometry: dict[str, int], depth_multiplier
         wide = False
         gemm = dims.out_c % 2 == 0 and (kp <= 4 * DSP_S16_WIDE_GROUPS or gemm)
     filt = ctx.input(1)
+    assert filt.data is not None
+    weights = np.frombuffer(filt.data, dtype=np.int8)
     if kind == "TM_OP_CONV_2D" and dtype == "int8" and winograd_takes(lowered.fields, dims):
-        assert filt.data is not None
-        weights = np.frombuffer(filt.data, dtype=np.int8).reshape(dims.out_c, 3, 3, dims.in_c)
-        lowered.guarded_arrays["winograd"] = ("TM_CONV_WINOGRAD", "int16_t", winograd_weights(weights))
+        lowered.guarded_arrays["winograd"] = ("TM_CONV_WINOGRAD", "int16_t",
+                                              winograd_weights(weights.reshape(dims.out_c, 3, 3, dims.in_c)))
     elif kind == "TM_OP_CONV_2D" and dtype in ("int8", "int16") and dims.f_c == dims.in_c and (wide or gemm):
-        assert filt.data is not None
-        matrix = np.frombuffer(filt.data, dtype=np.int8).reshape(dims.out_c, -1)
         doubled = wide and wide_doubles(pixels, kp)   # the im2col path takes them undoubled only
-        stream = wide_weights(matrix, kp, doubled, natural=dtype == "int16")
+        stream = wide_weights(weights.reshape(dims.out_c, -1), kp, doubled, natural=dtype == "int16")
         lowered.guarded_arrays["weights16"] = ("TM_CONV_WEIGHTS16", "int16_t", stream)
         lowered.fields["weights16_doubled"] = int(doubled)
+    bias = ctx.tensor(2)
+    if dtype == "int8" and (bias is None or bias.data is not None) and _wide_rq_wanted(kind, lowered.fields, dims):
+        bias_values = None if bias is None else np.frombuffer(bias.data, dtype="<i4")
+        table = wide_rq_table(lowered.fields, lowered.arrays, weights, dims, kind == "TM_OP_CONV_2D", bias_values)
+        lowered.guarded_arrays["wide_rq"] = ("TM_CONV_WIDE_RQ", "int32_t", table)
     return lowered
+
+
+def _wide_rq_wanted(kind: str, fields: Mapping[str, int], dims: ConvDims) -> bool:
+    """Whether a DSP kernel asks tm_dsp_wide_rq about this op's channels: int8 CONV_2D with the full int8
+    activation range (the wide and Winograd paths), int8 3x3 DEPTHWISE_CONV_2D (its register-blocked paths)."""
+    if kind == "TM_OP_CONV_2D":
+        return fields["act_min"] == -128 and fields["act_max"] == 127 and dims.out_c % 2 == 0
+    return (dims.f_h, dims.f_w) == (3, 3)
 
 
 def wide_doubles(pixels: int, kp: int) -> bool:
@@ -268,6 +280,80 @@ def wide_weights(weights: np.ndarray, kp: int, doubled: bool, natural: bool = Fa
     return stream.astype("<i2").tobytes()
 
 
+INT32_MIN, INT32_MAX = -(2**31), 2**31 - 1
+
+
+def _srdhm(a: int, b: int) -> int:
+    """TFLite's SaturatingRoundingDoublingHighMul of two int32."""
+    if a == b == INT32_MIN:
+        return INT32_MAX
+    ab = a * b
+    nudge = (1 << 30) if ab >= 0 else 1 - (1 << 30)
+    q = abs(ab + nudge) >> 31
+    return q if ab + nudge >= 0 else -q   # C's division truncates toward zero
+
+
+def _rounding_divide_by_pot(x: int, exponent: int) -> int:
+    mask = (1 << exponent) - 1
+    return (x >> exponent) + int((x & mask) > (mask >> 1) + int(x < 0))
+
+
+def _mbqm_right(x: int, multiplier: int, shift: int) -> int:
+    """TFLite's MultiplyByQuantizedMultiplier for shift <= 0."""
+    return _rounding_divide_by_pot(_srdhm(x, multiplier), -shift)
+
+
+def _wide_channel_in(fields: Mapping[str, int], m: int, shift: int, lo: int, hi: int) -> list[int] | None:
+    """wide_channel_in (ops_dsp/conv_2d_wide.c): channel words M, c, r for sums in [lo, hi], or None."""
+    right, o = -shift, fields["output_offset"]
+    if m < 0 or shift > 0 or lo < INT32_MIN or hi > INT32_MAX:
+        return None
+    if 1 <= right <= 24 and lo > -(1 << 30) and hi < (1 << 30) and -(1 << (27 - right)) < o < (1 << (27 - right)):
+        c = ((1 << (right - 1)) + ((o << right) & 0xFFFFFFFF)) & 0xFFFFFFFF
+        return [m, c - (1 << 32) if c >= 1 << 31 else c, right]
+    v_lo, v_hi = _mbqm_right(lo, m, shift), _mbqm_right(hi, m, shift)
+    if v_lo == v_hi:
+        return [0, 2 * min(max(v_lo + o, fields["act_min"]), fields["act_max"]), 1]
+    return None
+
+
+def wide_rq_table(fields: Mapping[str, int], arrays: Mapping[str, tuple[str, list[int]]], weights: np.ndarray,
+                  dims: ConvDims, conv: bool, bias: np.ndarray | None) -> bytes:
+    """tm_dsp_wide_rq's words (M, c, r) for every output channel, r = 0 where it finds none: what the DSP kernels
+    would compute from the weights at every inference (ops_dsp/conv_2d_wide.c), computed once here.  Channel oc's
+    weights: row oc of the OHWI filter (CONV_2D), or column oc of the 1HWC one (DEPTHWISE_CONV_2D)."""
+    per_channel = weights.reshape(dims.out_c, -1) if conv else weights.reshape(-1, dims.out_c).T
+    k = per_channel.shape[1]
+    multipliers, shifts = arrays["out_multiplier"][1], arrays["out_shift"][1]
+    words: list[int] = []
+    for oc in range(dims.out_c):
+        b, m, shift = int(bias[oc]) if bias is not None else 0, int(multipliers[oc]), int(shifts[oc])
+        coarse = k * 255 * 128
+        t = _wide_channel_in(fields, m, shift, b - coarse, b + coarse)
+        if t is None:
+            w = per_channel[oc].astype(np.int64)
+            pos, neg = int(w[w > 0].sum()), int(w[w < 0].sum())
+            xl, xh = fields["input_offset"] - 128, fields["input_offset"] + 127
+            t = _wide_channel_in(fields, m, shift, b + pos * xl + neg * xh, b + pos * xh + neg * xl)
+        words += t if t is not None else [0, 0, 0]
+    return np.asarray(words, dtype="<i4").tobytes()
+
+
+def _acc32_fits(ctx: OpContext, kind: str, multipliers: list[int]) -> int:
+    """tm_conv_params_t.acc32_fits: for an int16x8 CONV_2D with an int64 bias or none and constant weights, 1 when
+    every channel has |bias| + 32768 * sum |w| < 2^31 and a non-negative multiplier, else 2; 0 for other ops (the
+    kernels' tm_dsp_s16_channels_fit checks the same from the weights)."""
+    filt, bias = ctx.input(1), ctx.tensor(2)
+    if kind != "TM_OP_CONV_2D" or not uses_64bit_accumulator(ctx) or filt.data is None or (
+            bias is not None and bias.data is None):
+        return 0
+    out_c = ctx.output().shape[3]
+    reach = 32768 * np.abs(np.frombuffer(filt.data, dtype=np.int8).reshape(out_c, -1).astype(np.int64)).sum(axis=1)
+    if bias is not None:
+        reach += np.abs(np.frombuffer(bias.data, dtype="<i8"))
+    return 1 if bool((reach <= INT32_MAX).all()) and min(multipliers) >= 0 else 2
+
+
 def _lower_params(ctx: OpContext, kind: str, geometry: dict[str, int], depth_multiplier: int,
                   activation: str) -> LoweredOp:
     in_scale, in_zp = qparams(ctx.input(0))
@@ -285,6 +371,7 @@ def _lower_params(ctx: OpContext, kind: str, geometry: dict[str, int], depth_mul
             "depth_multiplier": depth_multiplier,
             "n_multipliers": channels,
             "acc64": uses_64bit_accumulator(ctx),
+            "acc32_fits": _acc32_fits(ctx, kind, mults),
             "input_offset": -in_zp,
             "output_offset": out_zp,
             "act_min": act_min,
