@@ -345,18 +345,8 @@ static int wide_channel_in(const tm_conv_params_t *p, int oc, int64_t lo, int64_
  * weights (each tap adds w * (x + offset), x + offset in [offset - 128, offset + 127], which holds 0, the
  * out-of-image taps).
  */
-int tm_dsp_wide_rq(const tm_conv_params_t *p, const int8_t *w, int k, int w_stride, const int32_t *bias, int oc,
-                   int32_t *t) {
-    if (p->wide_rq) { /* the compiler's words: the same, found once */
-        const int32_t *q = p->wide_rq + 3 * oc;
-        if (q[2] == 0) {
-            return WIDE_UNSUPPORTED;
-        }
-        if (t) {
-            t[0] = q[0], t[1] = q[1], t[2] = q[2];
-        }
-        return WIDE_PLAIN; /* or WIDE_CONSTANT: the callers only tell supported from not */
-    }
+int tm_dsp_wide_rq_compute(const tm_conv_params_t *p, const int8_t *w, int k, int w_stride, const int32_t *bias,
+                           int oc, int32_t *t) {
     const int64_t b = bias ? bias[oc] : 0, coarse = (int64_t)k * 255 * 128;
     const int kind = wide_channel_in(p, oc, b - coarse, b + coarse, t);
     if (kind != WIDE_UNSUPPORTED) {

@@ -50,8 +50,23 @@ int32_t tm_dsp_conv_2d_winograd_scratch_bytes(const tm_conv_params_t *p, const t
  * into t (when not 0); returns 0 when the channel cannot be done so.  Its k weights are w[i * w_stride].
  * With p->wide_rq (the compiler's words for every channel) it only reads them. */
 #define TM_DSP_WIDE_UNSUPPORTED 0
-int tm_dsp_wide_rq(const tm_conv_params_t *p, const int8_t *w, int k, int w_stride, const int32_t *bias, int oc,
-                   int32_t *t);
+int tm_dsp_wide_rq_compute(const tm_conv_params_t *p, const int8_t *w, int k, int w_stride, const int32_t *bias,
+                           int oc, int32_t *t);
+
+static inline int tm_dsp_wide_rq(const tm_conv_params_t *p, const int8_t *w, int k, int w_stride,
+                                 const int32_t *bias, int oc, int32_t *t) {
+    if (!p->wide_rq) {
+        return tm_dsp_wide_rq_compute(p, w, k, w_stride, bias, oc, t);
+    }
+    const int32_t *q = p->wide_rq + 3 * oc; /* the compiler's words: read where they are asked for, no call */
+    if (q[2] == 0) {
+        return TM_DSP_WIDE_UNSUPPORTED;
+    }
+    if (t) {
+        t[0] = q[0], t[1] = q[1], t[2] = q[2];
+    }
+    return 1; /* supported (the callers tell only that from TM_DSP_WIDE_UNSUPPORTED) */
+}
 
 /* int8 DEPTHWISE_CONV_2D with a 3x3 filter, over int16 channel planes (depthwise_conv_2d_planar.c), for one
  * batch: returns 0, having done nothing, when it does not take the op (stride, activation range, sizes).
