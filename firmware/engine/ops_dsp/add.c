@@ -24,7 +24,6 @@
 #define ADD_TABLE_ENTRIES 256 /* one rescaled value per int8 */
 #define ADD_S16_BLOCK 128     /* int16: elements per pass of add_s16_right (their int32 sums on the stack) */
 
-enum { ADD_S16_RANGE, ADD_S16_NONE, ADD_S16_RELU }; /* the clamps of int16 outputs */
 
 int32_t tm_add_dsp_scratch_bytes(const tm_shape_t *in1, const tm_shape_t *in2, const tm_shape_t *out, uint8_t dtype) {
     const int32_t count = tm_shape_elements(out);
@@ -84,8 +83,7 @@ static inline __attribute__((always_inline)) void add_plain_as(const int32_t *a,
                                                                const int8_t *in1, const int8_t *in2, int8_t *out,
                                                                int32_t count, int full) {
     for (int32_t i = 0; i < count; ++i) {
-        int32_t x;
-        __asm__("smmulr %0, %1, %2" : "=r"(x) : "r"(a[in1[i]] + b[in2[i]]), "r"(m));
+        int32_t x = tm_smmulr(a[in1[i]] + b[in2[i]], m);
         x = (x + (x >> 31) + c) >> r;
         if (full) {
             out[i] = (int8_t)__ssat(x, 8);
@@ -166,9 +164,7 @@ static s16_in_rq_t s16_in_rq_of(int32_t multiplier, int32_t shift) {
 
 static inline __attribute__((always_inline)) int32_t rescale_s16_in(int32_t x, const s16_in_rq_t *q, int right) {
     if (!right) {
-        int32_t r;
-        __asm__("smmulr %0, %1, %2" : "=r"(r) : "r"((int32_t)((uint32_t)x << 16)), "r"(q->multiplier));
-        return r;
+        return tm_smmulr((int32_t)((uint32_t)x << 16), q->multiplier);
     }
     uint32_t lo = q->low - (q->negative & (uint32_t)(x >> 31));
     int32_t hi = 0;
@@ -186,34 +182,25 @@ static inline __attribute__((always_inline)) void rescale_pair_s16(const int16_t
     }
 }
 
-/* out[i] = sum[i] requantized by qo (a right shift) and clamped to [lo, hi] (constant `kind`: none or ReLU, one
- * SSAT or USAT, or any range). */
+/* out[i] = sum[i] requantized by qo (a right shift) and clamped to [lo, hi] (constant `kind`: tm_clamp_s16's). */
 static inline __attribute__((always_inline)) void requantize_block_s16_as(const int32_t *sum, int32_t n,
                                                                           const tm_dsp_rq_t *qo, int32_t lo,
                                                                           int32_t hi, int16_t *out, int kind) {
     const int32_t m = qo->multiplier, half = qo->half, right_m1 = qo->right_m1;
     for (int32_t i = 0; i < n; ++i) {
-        int32_t v = tm_dsp_requantize_right(sum[i], m, half, right_m1);
-        if (kind == ADD_S16_NONE) {
-            v = __ssat(v, 16);
-        } else if (kind == ADD_S16_RELU) {
-            v = __usat(v, 15);
-        } else {
-            v = v < lo ? lo : v;
-            v = v > hi ? hi : v;
-        }
-        out[i] = (int16_t)v;
+        out[i] = (int16_t)tm_clamp_s16(tm_dsp_requantize_right(sum[i], m, half, right_m1), kind, lo, hi);
     }
 }
 
 __attribute__((noinline)) static void requantize_block_s16(const int32_t *sum, int32_t n, const tm_dsp_rq_t *qo,
                                                            int32_t lo, int32_t hi, int16_t *out) {
-    if (hi == INT16_MAX && lo == INT16_MIN) {
-        requantize_block_s16_as(sum, n, qo, lo, hi, out, ADD_S16_NONE);
-    } else if (hi == INT16_MAX && lo == 0) {
-        requantize_block_s16_as(sum, n, qo, lo, hi, out, ADD_S16_RELU);
+    const int kind = tm_s16_clamp_kind(lo, hi);
+    if (kind == TM_S16_CLAMP_NONE) {
+        requantize_block_s16_as(sum, n, qo, lo, hi, out, TM_S16_CLAMP_NONE);
+    } else if (kind == TM_S16_CLAMP_RELU) {
+        requantize_block_s16_as(sum, n, qo, lo, hi, out, TM_S16_CLAMP_RELU);
     } else {
-        requantize_block_s16_as(sum, n, qo, lo, hi, out, ADD_S16_RANGE);
+        requantize_block_s16_as(sum, n, qo, lo, hi, out, TM_S16_CLAMP_RANGE);
     }
 }
 

@@ -833,7 +833,7 @@ int tm_dsp_s16_channels_fit(const tm_conv_params_t *p, const int8_t *filter, int
 /*
  * The requantization table of channels [oc0, oc0 + n) of an op that fits (int64 bias), 4 words per channel:
  * the bias, then where every channel's total shift right = 15 - shift is 16..31 (the usual case) TFLite's
- * 16-bit multiplier times 2^(32 - right) (requantize_s16_mulh), else the multiplier, 2^(right - 1) and right.
+ * 16-bit multiplier times 2^(32 - right) (requantize_s16_at), else the multiplier, 2^(right - 1) and right.
  * Returns which form the table has (1: the first).
  */
 static int s16_table(const gemm_ctx_t *g, int oc0, int n, int32_t *table) {
@@ -858,38 +858,13 @@ static int s16_table(const gemm_ctx_t *g, int oc0, int n, int32_t *table) {
 }
 
 /*
- * TFLite's 64-bit requantization of a sum that fits int32 for a total shift right of 16..31, in one SMMULR:
- * with scaled = reduced * 2^(32 - right) (below 2^31 as reduced < 2^15), floor((acc * scaled + 2^31) / 2^32)
- * is floor((acc * reduced + 2^(right - 1)) / 2^right), TFLite's value, which fits int32 (below 2^30).
+ * TFLite's 64-bit requantization of a sum that fits int32 from s16_table's words t.  `mulh` (a total shift right
+ * of 16..31): one SMMULR, as with scaled = reduced * 2^(32 - right) (below 2^31 as reduced < 2^15),
+ * floor((acc * scaled + 2^31) / 2^32) is floor((acc * reduced + 2^(right - 1)) / 2^right), TFLite's value,
+ * which fits int32 (below 2^30).  Else requantize_s16_64.
  */
-static inline int32_t requantize_s16_mulh(int32_t acc, int32_t scaled) {
-    int32_t r;
-    __asm__("smmulr %0, %1, %2" : "=r"(r) : "r"(acc), "r"(scaled));
-    return r;
-}
-
-/* The clamps of int16 outputs: TFLite's int16 activations are none or ReLU (one SSAT or USAT), or any range. */
-enum { S16_CLAMP_RANGE, S16_CLAMP_NONE, S16_CLAMP_RELU };
-
-static int s16_clamp_kind(int32_t lo, int32_t hi) {
-    if (hi != INT16_MAX) {
-        return S16_CLAMP_RANGE;
-    }
-    return lo == INT16_MIN ? S16_CLAMP_NONE : lo == 0 ? S16_CLAMP_RELU : S16_CLAMP_RANGE;
-}
-
-static inline __attribute__((always_inline)) int32_t clamp_s16(int32_t v, int kind, int32_t lo, int32_t hi) {
-    if (kind == S16_CLAMP_NONE) {
-        return __ssat(v, 16);
-    }
-    if (kind == S16_CLAMP_RELU) {
-        return __usat(v, 15);
-    }
-    return clamp_to(v, lo, hi);
-}
-
 static inline __attribute__((always_inline)) int32_t requantize_s16_at(int32_t acc, const int32_t *t, int mulh) {
-    return mulh ? requantize_s16_mulh(acc + t[0], t[1])
+    return mulh ? tm_smmulr(acc + t[0], t[1])
                 : requantize_s16_64(acc + t[0], t[1], (uint32_t)t[2], t[3], 32 - t[3]);
 }
 
@@ -908,16 +883,16 @@ static inline __attribute__((always_inline)) void store_s16_as(const int32_t *ac
     int j = 0;
     for (; j + 1 < n; j += 2, acc += 4, table += 8) {
         const int32_t a0 = acc[0], a1 = acc[1], a2 = acc[2], a3 = acc[3];
-        const int32_t v00 = clamp_s16(requantize_s16_at(a0, table, mulh), kind, lo, hi);
-        const int32_t v01 = clamp_s16(requantize_s16_at(a1, table + 4, mulh), kind, lo, hi);
-        const int32_t v10 = clamp_s16(requantize_s16_at(a2, table, mulh), kind, lo, hi);
-        const int32_t v11 = clamp_s16(requantize_s16_at(a3, table + 4, mulh), kind, lo, hi);
+        const int32_t v00 = tm_clamp_s16(requantize_s16_at(a0, table, mulh), kind, lo, hi);
+        const int32_t v01 = tm_clamp_s16(requantize_s16_at(a1, table + 4, mulh), kind, lo, hi);
+        const int32_t v10 = tm_clamp_s16(requantize_s16_at(a2, table, mulh), kind, lo, hi);
+        const int32_t v11 = tm_clamp_s16(requantize_s16_at(a3, table + 4, mulh), kind, lo, hi);
         tm_st32(out0 + j, pack_s16(v00, v01));
         tm_st32(out1 + j, pack_s16(v10, v11));
     }
     if (j < n) { /* an odd channel count: the last channel alone */
-        out0[j] = (int16_t)clamp_s16(requantize_s16_at(acc[0], table, mulh), kind, lo, hi);
-        out1[j] = (int16_t)clamp_s16(requantize_s16_at(acc[2], table, mulh), kind, lo, hi);
+        out0[j] = (int16_t)tm_clamp_s16(requantize_s16_at(acc[0], table, mulh), kind, lo, hi);
+        out1[j] = (int16_t)tm_clamp_s16(requantize_s16_at(acc[2], table, mulh), kind, lo, hi);
     }
 }
 
@@ -927,15 +902,15 @@ static inline __attribute__((always_inline)) void store_s16_as(const int32_t *ac
  */
 static void store_s16(const int32_t *acc, const int32_t *table, int all_mulh, int n, int32_t lo, int32_t hi,
                       int16_t *out0, int16_t *out1) {
-    const int kind = s16_clamp_kind(lo, hi);
+    const int kind = tm_s16_clamp_kind(lo, hi);
     if (!all_mulh) {
-        store_s16_as(acc, table, n, lo, hi, out0, out1, 0, S16_CLAMP_RANGE);
-    } else if (kind == S16_CLAMP_NONE) {
-        store_s16_as(acc, table, n, lo, hi, out0, out1, 1, S16_CLAMP_NONE);
-    } else if (kind == S16_CLAMP_RELU) {
-        store_s16_as(acc, table, n, lo, hi, out0, out1, 1, S16_CLAMP_RELU);
+        store_s16_as(acc, table, n, lo, hi, out0, out1, 0, TM_S16_CLAMP_RANGE);
+    } else if (kind == TM_S16_CLAMP_NONE) {
+        store_s16_as(acc, table, n, lo, hi, out0, out1, 1, TM_S16_CLAMP_NONE);
+    } else if (kind == TM_S16_CLAMP_RELU) {
+        store_s16_as(acc, table, n, lo, hi, out0, out1, 1, TM_S16_CLAMP_RELU);
     } else {
-        store_s16_as(acc, table, n, lo, hi, out0, out1, 1, S16_CLAMP_RANGE);
+        store_s16_as(acc, table, n, lo, hi, out0, out1, 1, TM_S16_CLAMP_RANGE);
     }
 }
 

@@ -96,6 +96,34 @@ static inline int32_t tm_dsp_requantize_right(int32_t acc, int32_t multiplier, i
     return hi >> right_m1;
 }
 
+/* SMMULR: floor((a * b + 2^31) / 2^32), the rounded high word of the product. */
+static inline int32_t tm_smmulr(int32_t a, int32_t b) {
+    int32_t r;
+    __asm__("smmulr %0, %1, %2" : "=r"(r) : "r"(a), "r"(b));
+    return r;
+}
+
+/* The clamps of int16 outputs: TFLite's int16 activations are none (one SSAT) or ReLU (one USAT), else any
+ * range; callers pass the kind as a constant to get one loop per kind. */
+enum { TM_S16_CLAMP_RANGE, TM_S16_CLAMP_NONE, TM_S16_CLAMP_RELU };
+
+static inline int tm_s16_clamp_kind(int32_t lo, int32_t hi) {
+    if (hi != INT16_MAX) {
+        return TM_S16_CLAMP_RANGE;
+    }
+    return lo == INT16_MIN ? TM_S16_CLAMP_NONE : lo == 0 ? TM_S16_CLAMP_RELU : TM_S16_CLAMP_RANGE;
+}
+
+static inline __attribute__((always_inline)) int32_t tm_clamp_s16(int32_t v, int kind, int32_t lo, int32_t hi) {
+    if (kind == TM_S16_CLAMP_NONE) {
+        return __ssat(v, 16);
+    }
+    if (kind == TM_S16_CLAMP_RELU) {
+        return __usat(v, 15);
+    }
+    return v < lo ? lo : v > hi ? hi : v;
+}
+
 /* Per-channel requantization constants: multiplier, and for a right shift half and right - 1. */
 typedef struct {
     int32_t multiplier, shift, half, right_m1;
