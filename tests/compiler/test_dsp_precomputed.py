@@ -40,10 +40,15 @@ def tflm_output(acc: int, m: int, shift: int, out_offset: int, act_min: int, act
     return min(max(x + out_offset, act_min), act_max)
 
 
-def kernel_output(acc: int, words: tuple[int, int, int]) -> int:
+def kernel_output(acc: int, words: tuple[int, int, int], sign_of_sum: bool = False) -> int:
+    """The kernels' requantization: SMMULR(2 acc, M), the sign, c, ASR r, SSAT #8; with `sign_of_sum` the sign
+    is the sum's, in SMMLAR(2 acc, M, c - [acc < 0]) (conv_2d_wide.c explains why both are exact)."""
     m, c, r = words
-    x = (wrap32(2 * acc) * m + 2**31) >> 32
-    x = wrap32(x + (x >> 31) + c) >> r
+    if sign_of_sum:
+        x = wrap32(((c - int(acc < 0)) * 2**32 + wrap32(2 * acc) * m + 2**31) >> 32) >> r
+    else:
+        x = (wrap32(2 * acc) * m + 2**31) >> 32
+        x = wrap32(x + (x >> 31) + c) >> r
     return min(max(x, -128), 127)
 
 
@@ -80,13 +85,15 @@ def test_every_channel_with_words_requantizes_as_tflite_over_its_reach(seed: int
         w = weights[oc].astype(np.int64)
         lo = int(bias[oc]) + int(np.minimum(w * xl, w * xh).sum())
         hi = int(bias[oc]) + int(np.maximum(w * xl, w * xh).sum())
-        sums = {lo, hi, lo + 1, hi - 1, *(int(s) for s in rng.integers(lo, hi + 1, size=300))}
+        near_zero = (s for s in range(-300, 300) if lo <= s <= hi)   # x = 0 > acc: the two signs differ
+        sums = {lo, hi, lo + 1, hi - 1, *near_zero, *(int(s) for s in rng.integers(lo, hi + 1, size=300))}
         m, shift = arrays["out_multiplier"][1][oc], arrays["out_shift"][1][oc]
         words = (int(table[oc, 0]), int(table[oc, 1]), int(table[oc, 2]))
         for s in sorted(sums):
             expected = tflm_output(s, m, shift, fields["output_offset"], fields["act_min"], fields["act_max"])
-            ours = min(max(kernel_output(s, words), fields["act_min"]), fields["act_max"])
-            assert ours == expected, f"channel {oc} sum {s} words {words}"
+            for sign_of_sum in (False, True):
+                ours = min(max(kernel_output(s, words, sign_of_sum), fields["act_min"]), fields["act_max"])
+                assert ours == expected, f"channel {oc} sum {s} words {words} sign of the sum {sign_of_sum}"
     assert with_words >= OUT_C // 2
 
 

@@ -238,10 +238,15 @@ def random_conv_wide(rng: np.random.Generator) -> bytes:
     pixel, 1x1 pointwise layers, and channels whose bias is near +-2^30 with a tiny scale (constant
     outputs, decided from the weights' exact range)."""
     g = GraphBuilder()
-    kind = int(rng.integers(0, 5))
+    kind = int(rng.integers(0, 6))
     h, w = int(rng.integers(1, 8)), int(rng.integers(1, 8))
-    if kind == 0:  # 1x1 pointwise, stride 1
-        in_c, kh, kw, stride = int(rng.choice([4, 8, 16, 64, 256])), 1, 1, 1
+    dilation = 1
+    if kind == 5:  # few input channels, tall filters (KWS's first layer: 1 channel, 10x4, stride 2): the padded plane
+        h, w = int(rng.integers(8, 20)), int(rng.integers(3, 10))
+        in_c, kh, kw = int(rng.choice([1, 1, 2, 3, 5])), int(rng.integers(1, 11)), int(rng.integers(1, 5))
+        stride, dilation = int(rng.integers(1, 3)), int(rng.choice([1, 1, 2]))
+    elif kind == 0:  # 1x1 pointwise, stride 1
+        in_c, kh, kw, stride = int(rng.choice([4, 8, 16, 64, 256, 3, 6, 12])), 1, 1, 1
     elif kind == 4:  # few pixels, several chunks: the columns of all pixels filled once (VWW's last layers)
         h, w = int(rng.integers(1, 4)), int(rng.integers(1, 4))
         in_c, kh, kw, stride = int(rng.choice([128, 256])), 1, 1, 1
@@ -255,11 +260,12 @@ def random_conv_wide(rng: np.random.Generator) -> bytes:
         h, w = int(rng.integers(1, 8)), int(rng.integers(1, 8))
         in_c, kh, kw = int(rng.integers(1, 24)), int(rng.integers(1, 4)), int(rng.integers(1, 4))
         stride = int(rng.integers(1, 3))
-    same = bool(rng.random() < 0.6) or kh > h or kw > w
-    out_h = (h + stride - 1) // stride if same else (h - kh + stride) // stride
+    kh_eff = (kh - 1) * dilation + 1
+    same = bool(rng.random() < 0.6) or kh_eff > h or kw > w
+    out_h = (h + stride - 1) // stride if same else (h - kh_eff + stride) // stride
     out_w = (w + stride - 1) // stride if same else (w - kw + stride) // stride
     out_c = int(rng.choice([2, 4, 8, 16, 24])) if rng.random() < 0.85 else int(rng.choice([3, 9]))
-    out_c = int(rng.choice([18, 32])) if kind == 4 else out_c
+    out_c = int(rng.choice([18, 32])) if kind == 4 else 64 if kind == 5 and rng.random() < 0.3 else out_c
     in_scale, in_zp = float(rng.uniform(0.005, 0.2)), int(rng.choice([-128, 127, int(rng.integers(-128, 128))]))
     w_scales = rng.uniform(0.002, 0.05, size=out_c)
     taps = kh * kw * in_c
@@ -280,6 +286,7 @@ def random_conv_wide(rng: np.random.Generator) -> bytes:
     opt = fb.Conv2DOptionsT()
     opt.padding = 0 if same else 1
     opt.strideH = opt.strideW = stride
+    opt.dilationHFactor, opt.dilationWFactor = dilation, 1
     opt.fusedActivationFunction = 1 if relu else 0
     g.op("CONV_2D", [x, f, b], [y], opt)
     return g.build([x], [y])

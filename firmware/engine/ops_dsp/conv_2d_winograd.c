@@ -83,13 +83,12 @@ typedef struct {
     "sub     " RB ", r10, r11\n"                     \
     "sub     " RB ", " RB ", r12\n"
 
-/* 2 acc = y / 2 + 2 bias (y = 4 sum, exactly), SMMULR by M, the sign, c (rounding and output offset), ASR r,
- * SSAT #8: conv_2d_wide.c's requantization; r3-r6 the channel's M, c, r, 2 bias. */
+/* 2 acc = y / 2 + 2 bias (y = 4 sum, exactly), SMMLAR by M onto c (rounding and output offset) less the sign
+ * (r12), ASR r, SSAT #8: conv_2d_wide.c's requantization; r3-r6 the channel's M, c, r, 2 bias. */
 #define WINO_RQ(X)                           \
     "add     " X ", r6, " X ", asr #1\n"     \
-    "smmulr  " X ", " X ", r3\n"             \
-    "add     " X ", " X ", " X ", asr #31\n" \
-    "add     " X ", " X ", r4\n"             \
+    "sub     r12, r4, " X ", lsr #31\n"      \
+    "smmlar  " X ", " X ", r3, r12\n"        \
     "asr     " X ", " X ", r5\n"             \
     "ssat    " X ", #8, " X "\n"
 

@@ -429,7 +429,8 @@ static void dw_pixel_asm(const dw_ctx_t *c, const dw_rq_t *rq, const int32_t *ta
  * assembly call.  Per group of 4 channels the 9 taps are fixed offsets (0, ch, 2 ch in each of 3 rows):
  * 8 instructions per tap (LDR, LDRD of the pre-widened filter, 2 SXTAB16, 4 SMLAxx) with no tap list,
  * and the requantization of conv_2d_wide.c (filter and bias doubled once per op, so the sums are 2 acc:
- * SMMULR, the sign, the rounding constant with the output offset, ASR, SSAT; 6 instructions per output).
+ * SMMLAR onto the rounding constant with the output offset less the sum's sign, ASR, SSAT: 5 instructions
+ * per output, and one word stored per group).
  * Table per group (DW3_GROUP_WORDS): 4 doubled biases, 9 x 2 doubled widened filter words, M, c, r x 4.
  */
 
@@ -458,9 +459,8 @@ typedef struct {
 
 #define DW3_RQ(A)                          \
     "ldm     r1!, {r8-r10}\n"               \
-    "smmulr  " A ", " A ", r8\n"            \
-    "add     " A ", " A ", " A ", asr #31\n" \
-    "add     " A ", " A ", r9\n"            \
+    "sub     r11, r9, " A ", lsr #31\n"     \
+    "smmlar  " A ", " A ", r8, r11\n"       \
     "asr     " A ", " A ", r10\n"           \
     "ssat    " A ", #8, " A "\n"
 
@@ -489,10 +489,10 @@ __attribute__((naked)) static void dw3_run(const dw3_job_t *job __attribute__((u
         "add     r0, r0, #4\n"
         DW3_RQ("r4") DW3_RQ("r5") DW3_RQ("r6") DW3_RQ("r7")
         "ldr     r11, [sp, #4]\n"
-        "strb    r4, [r11], #1\n"
-        "strb    r5, [r11], #1\n"
-        "strb    r6, [r11], #1\n"
-        "strb    r7, [r11], #1\n"
+        "bfi     r4, r5, #8, #8\n" /* the four channels: one word */
+        "bfi     r4, r6, #16, #8\n"
+        "bfi     r4, r7, #24, #8\n"
+        "str     r4, [r11], #4\n"
         "str     r11, [sp, #4]\n"
         "ldr     r8, [sp, #12]\n"
         "cmp     r1, r8\n"

@@ -51,6 +51,20 @@ static inline int32_t tm_sxtab16_ror8(int32_t a, uint32_t x) {
 
 static inline void tm_st32(void *p, uint32_t v) { memcpy(p, &v, sizeof v); }
 
+/* (a's low half, b's low half) and (a's high half, b's high half): one PKHBT / PKHTB each, which gcc 12 does
+ * not form from the masks and shifts. */
+static inline uint32_t tm_pack_lo16(uint32_t a, uint32_t b) {
+    uint32_t r;
+    __asm__("pkhbt %0, %1, %2, lsl #16" : "=r"(r) : "r"(a), "r"(b));
+    return r;
+}
+
+static inline uint32_t tm_pack_hi16(uint32_t a, uint32_t b) {
+    uint32_t r;
+    __asm__("pkhtb %0, %2, %1, asr #16" : "=r"(r) : "r"(a), "r"(b));
+    return r;
+}
+
 /* The offset replicated in both halfwords, for SXTAB16. */
 static inline int32_t tm_pack_offset(int32_t offset) {
     return (int32_t)(((uint32_t)offset & 0xFFFFu) | ((uint32_t)offset << 16));

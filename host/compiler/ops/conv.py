@@ -65,9 +65,9 @@ DSP_S16_WIDE_WEIGHT_BYTES = 9216                # S16_WIDE_WEIGHT_BYTES
 DSP_S16_WIDE_GROUPS = 72                        # S16_WIDE_GROUPS
 WIDE_MAX_TAPS = 256                             # ops_dsp/conv_2d_wide.c WIDE_*
 WIDE_WEIGHT_BYTES = 9216
-WIDE_SCRATCH_BYTES = 10240
+WIDE_SCRATCH_BYTES = 10752
 WIDE_MAX_CHUNK = 64
-WIDE_TABLE_WORDS = 4 + 10 * (WIDE_MAX_CHUNK // 2)
+WIDE_TABLE_WORDS = 6 + 12 * (WIDE_MAX_CHUNK // 2)
 WIDE_STAGE_BYTES = WIDE_MAX_TAPS + 8
 DW_MAX_TAPS = 64                                # ops_dsp/depthwise_conv_2d.c DW_*
 DW_MAX_PREPARED = 256
@@ -128,7 +128,7 @@ def _wide_runs(p: Mapping[str, int], out_c: int, kp: int, pixels: int) -> bool:
     if out_c % 2 or out_c < 2 or kp > WIDE_MAX_TAPS or p["act_min"] != -128 or p["act_max"] != 127:
         return False
     max_chunk = min(WIDE_WEIGHT_BYTES // (2 * kp), WIDE_MAX_CHUNK) & ~1
-    cols_bytes = ((pixels + 1) // 2) * 4 * kp
+    cols_bytes = ((pixels + 2) // 3) * 6 * kp
     all_cols = out_c > max_chunk and cols_bytes + 2 * 2 * kp <= WIDE_SCRATCH_BYTES
     if all_cols:
         max_chunk = min((WIDE_SCRATCH_BYTES - cols_bytes) // (2 * kp), WIDE_MAX_CHUNK) & ~1
@@ -241,7 +241,7 @@ def _lower(ctx: OpContext, kind: str, geometry: dict[str, int], depth_multiplier
         lowered.guarded_arrays["winograd"] = ("TM_CONV_WINOGRAD", "int16_t",
                                               winograd_weights(weights.reshape(dims.out_c, 3, 3, dims.in_c)))
     elif kind == "TM_OP_CONV_2D" and dtype in ("int8", "int16") and dims.f_c == dims.in_c and (wide or gemm):
-        doubled = wide and wide_doubles(pixels, kp)   # the im2col path takes them undoubled only
+        doubled = wide   # conv_2d_wide.c takes them doubled, in its order; the im2col path undoubled only
         stream = wide_weights(weights.reshape(dims.out_c, -1), kp, doubled, natural=dtype == "int16")
         lowered.guarded_arrays["weights16"] = ("TM_CONV_WEIGHTS16", "int16_t", stream)
         lowered.fields["weights16_doubled"] = int(doubled)
@@ -261,23 +261,21 @@ def _wide_rq_wanted(kind: str, fields: Mapping[str, int], dims: ConvDims) -> boo
     return (dims.f_h, dims.f_w) == (3, 3)
 
 
-def wide_doubles(pixels: int, kp: int) -> bool:
-    """conv_2d_wide.c's `dbl`: the wide path doubles the weights (not the sums) beyond about 1.5 kp pixel pairs."""
-    return ((pixels + 1) // 2) * 4 > 6 * kp
-
-
 def wide_weights(weights: np.ndarray, kp: int, doubled: bool, natural: bool = False) -> bytes:
-    """int8 weights [out_c (even), k] in conv_2d_wide.c's widen_weights layout for all channels (int16,
-    little-endian): per channel pair, per group of 4 taps (zero-padded to kp), SXTB16's words of the first
-    channel (taps 0, 2 and 1, 3), then the second's; times 2 when `doubled`.  `natural` (int16x8 ops,
-    conv_2d_gemm.c's s16_natural): the taps in natural order, 0, 1 and 2, 3."""
+    """int8 weights [out_c (even), k] widened to int16 (little-endian) for all channels, per channel pair and group of
+    4 taps (zero-padded to kp).  `doubled`: conv_2d_wide.c's widen_weights, times 2, SXTB16's words in the order
+    wide_triples reads them, the first channel's taps 0, 2, the second's 0, 2, the first's 1, 3, the second's 1, 3.
+    Else conv_2d_gemm.c's: the first channel's two words, then the second's; SXTB16's order (taps 0, 2 and 1, 3), or
+    with `natural` (int16x8 ops, conv_2d_gemm.c's s16_natural) the taps in natural order, 0, 1 and 2, 3."""
     out_c, k = weights.shape
     padded = np.zeros((out_c, kp), dtype=np.int16)
     padded[:, :k] = weights
     order = [0, 1, 2, 3] if natural else [0, 2, 1, 3]
     groups = padded.reshape(out_c // 2, 2, kp // 4, 4)[..., order]   # pair, channel, group, tap order
-    stream = groups.transpose(0, 2, 1, 3) * (2 if doubled else 1)           # pair, group, channel, 4
-    return stream.astype("<i2").tobytes()
+    if doubled:
+        halves = groups.reshape(out_c // 2, 2, kp // 4, 2, 2)           # pair, channel, group, word, 2 taps
+        return (halves.transpose(0, 2, 3, 1, 4) * 2).astype("<i2").tobytes()   # pair, group, word, channel, 2
+    return groups.transpose(0, 2, 1, 3).astype("<i2").tobytes()       # pair, group, channel, 4
 
 
 INT32_MIN, INT32_MAX = -(2**31), 2**31 - 1
@@ -313,7 +311,7 @@ def _wide_channel_in(fields: Mapping[str, int], m: int, shift: int, lo: int, hi:
         return [m, c - (1 << 32) if c >= 1 << 31 else c, right]
     v_lo, v_hi = _mbqm_right(lo, m, shift), _mbqm_right(hi, m, shift)
     if v_lo == v_hi:
-        return [0, 2 * min(max(v_lo + o, fields["act_min"]), fields["act_max"]), 1]
+        return [0, 2 * min(max(v_lo + o, fields["act_min"]), fields["act_max"]) + 1, 1]   # v with either sign
     return None
 
 
