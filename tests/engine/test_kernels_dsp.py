@@ -8,8 +8,10 @@ path), int16x8 FULLY_CONNECTED up to depth 1000.  More seeds: `-m slow`."""
 
 from __future__ import annotations
 
+import dataclasses
 import shutil
 from collections.abc import Callable
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -17,6 +19,7 @@ import pytest
 from host.compiler.compile import compile_bytes
 from host.core.boards import load_board
 from host.emulators.launch import boot_elf
+from host.engine import build
 from host.engine.build import build_firmware
 from host.engine.reference import ReferenceInterpreter
 from tests.support.chip import assert_bit_exact_on_chip, default_suite_boards
@@ -446,6 +449,23 @@ def test_dsp_paths(board_name: str, op: str, dsp_board_dirs: dict) -> None:
 @pytest.mark.parametrize("board_name", BOARDS)
 def test_dsp_paths_more_seeds(board_name: str, op: str, dsp_board_dirs: dict) -> None:
     _check(board_name, op, range(SEEDS, SEEDS + SLOW_SEEDS), dsp_board_dirs)
+
+
+def test_wide_conv_without_the_compilers_copies(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """Where a build leaves the compiler's copies out (a board short of flash: TM_CONV_WEIGHTS16=0,
+    TM_CONV_WIDE_RQ=0), the wide CONV_2D path widens and doubles the weights itself, in the order wide_triples
+    reads them, and computes the requantization words: bit-exact the same."""
+    def leave_all_out(model, board, mlperf=False):  # noqa: ANN001, ANN202
+        return dataclasses.replace(model, guarded_bytes={}), {macro: "0" for macro in model.guarded_bytes}
+
+    monkeypatch.setattr(build, "without_guarded_if_short", leave_all_out)
+    for seed in range(4):
+        rng = np.random.default_rng([seed, 97])
+        data = random_conv_wide(rng)
+        model = compile_bytes(data, name="chip_model")
+        out = tmp_path / str(seed)
+        assert_bit_exact_on_chip("mps2-an386", out, data, f"CONV_2D_WIDE without copies, seed {seed}", rng, model)
+        assert build_firmware(model, load_board("mps2-an386"), out).kernel_weights_bytes == 0
 
 
 def quantize_edges() -> np.ndarray:
