@@ -236,17 +236,12 @@ static void build_plane(const wide_ctx_t *c, int8_t *plane, int32_t bytes) {
     }
 }
 
-/* The taps of the output pixel at plane row py, column px from the plane (in_c % 4 != 0, dilation_w 1). */
+/* The taps of the output pixel at plane row py, column px from the plane (in_c % 4 != 0, dilation_w 1), when a
+ * filter row is not whole groups (those take plane_triple): staged as int8, then widened. */
 static void plane_fill(const wide_ctx_t *c, int16_t *buf, int8_t *stage, int py, int px, int col) {
     const tm_conv_params_t *p = c->p;
     const int run = c->f_w * c->in_c, row_bytes = c->plane_w * c->in_c;
     const int8_t *row = c->plane + py * row_bytes + px * c->in_c;
-    if ((run & 3) == 0) { /* whole groups per filter row: widened straight from the plane */
-        for (int fy = 0, g = 0; fy < c->f_h; ++fy, g += run >> 2, row += p->dilation_h * row_bytes) {
-            widen_words(buf, row, run, g, col, c->off2);
-        }
-        return;
-    }
     int8_t *d = stage;
     for (int fy = 0; fy < c->f_h; ++fy, d += run, row += p->dilation_h * row_bytes) {
         for (int i = 0; i < run; i += 4) { /* the last word past the run: overwritten, or padding below */
