@@ -306,11 +306,6 @@ static void add_tail(const gemm_ctx_t *g, const int16_t *buf, int oc0, int pairs
     }
 }
 
-static inline int32_t clamp_to(int32_t v, int32_t lo, int32_t hi) {
-    v = v < lo ? lo : v;
-    return v > hi ? hi : v;
-}
-
 /*
  * Output channels [oc0 + j0, oc0 + j1) of both pixels from a chunk's sums (acc[4 * (j / 2) + j % 2]
  * pixel 0, + 2 pixel 1, as gemm_pairs stores them).  out1 may be out0 (a lone last pixel: same values).
@@ -332,8 +327,8 @@ static void requantize_range(const gemm_ctx_t *g, const int32_t *acc, int oc0, i
             v0 = tm_dsp_requantize(v0, m, sh);
             v1 = tm_dsp_requantize(v1, m, sh);
         }
-        out0[j] = (int8_t)clamp_to(v0 + out_offset, lo, hi);
-        out1[j] = (int8_t)clamp_to(v1 + out_offset, lo, hi);
+        out0[j] = (int8_t)tm_clamp_i32(v0 + out_offset, lo, hi);
+        out1[j] = (int8_t)tm_clamp_i32(v1 + out_offset, lo, hi);
     }
 }
 
@@ -749,7 +744,7 @@ static void pixels_pair_s16_long(const gemm_ctx_t *g, const int16_t *buf, int16_
             for (int px = 0; px < 2; ++px) { /* tm_requantize_s16 adds the bias */
                 const int32_t v = tm_requantize_s16(a[2 * px], g->bias_any, p->acc64, oc, p->out_multiplier[oc],
                                                     p->out_shift[oc]);
-                (px ? out1 : out0)[oc] = (int16_t)clamp_to(v, g->act_min, g->act_max);
+                (px ? out1 : out0)[oc] = (int16_t)tm_clamp_i32(v, g->act_min, g->act_max);
             }
         }
     }
@@ -936,8 +931,8 @@ static void pixels_pair_s16(const gemm_ctx_t *g, const int32_t *table, int all_m
             const int32_t *a = acc + 4 * (j >> 1) + (j & 1);
             const int32_t v0 = tm_dsp_requantize(a[0], p->out_multiplier[oc], p->out_shift[oc]);
             const int32_t v1 = tm_dsp_requantize(a[2], p->out_multiplier[oc], p->out_shift[oc]);
-            out0[oc] = (int16_t)clamp_to(v0, lo, hi);
-            out1[oc] = (int16_t)clamp_to(v1, lo, hi);
+            out0[oc] = (int16_t)tm_clamp_i32(v0, lo, hi);
+            out1[oc] = (int16_t)tm_clamp_i32(v1, lo, hi);
         }
     }
 }

@@ -135,7 +135,7 @@ static inline __attribute__((always_inline)) int32_t tm_clamp_s16(int32_t v, int
     if (kind == TM_S16_CLAMP_RELU) {
         return __usat(v, 15);
     }
-    return v < lo ? lo : v > hi ? hi : v;
+    return tm_clamp_i32(v, lo, hi);
 }
 
 /* Per-channel requantization constants: multiplier, and for a right shift half and right - 1. */
