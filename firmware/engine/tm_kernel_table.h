@@ -48,7 +48,8 @@
 #ifndef TM_CONV_WEIGHTS16
 #define TM_CONV_WEIGHTS16 (TM_HAVE_DSP && !TM_HAVE_MVE)
 #endif
-/* CONV_2D 3x3 stride-1 filters transformed for the DSP kernel's Winograd path (ops_dsp/conv_2d_winograd.c). */
+/* CONV_2D 3x3 stride-1 filters transformed for the DSP kernel's Winograd paths (ops_dsp/conv_2d_winograd.c,
+ * conv_2d_winograd16.c). */
 #ifndef TM_CONV_WINOGRAD
 #define TM_CONV_WINOGRAD (TM_HAVE_DSP && !TM_HAVE_MVE)
 #endif

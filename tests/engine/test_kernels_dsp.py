@@ -178,6 +178,52 @@ def random_conv_int16_wide(rng: np.random.Generator) -> bytes:
                        bias_of)
 
 
+def random_conv_int16_winograd(rng: np.random.Generator) -> bytes:
+    """int16x8 CONV_2D 3x3, stride 1, over a ReLU's output (a 1x1 CONV_2D with ReLU before it): the Winograd
+    F(2, 3) path (conv_2d_winograd16.c).  SAME and VALID, output widths not a multiple of 4 (a tile pair cut by
+    the image's edge), in_c a multiple of 4 up to its 128, out_c even up to 130 (more than one 64-channel
+    table), no activation, ReLU or ReLU6, an int64 bias or none, total shifts of 14..16 (both forms of the
+    requantization table); now and then weights all +-127 over 1152 taps, whose sums may not fit (the compiler
+    leaves the filter alone: the im2col path)."""
+    g = GraphBuilder()
+    h, w = int(rng.integers(1, 10)), int(rng.integers(2, 12))
+    in_c = int(rng.choice([4, 8, 12, 16, 32, 64, 128]))
+    out_c = int(rng.choice([2, 4, 6, 16, 18, 64])) if rng.random() < 0.85 else int(rng.choice([66, 130]))
+    if in_c * out_c > 4096:   # the reference interpreter's arena and the test's time
+        h, w = min(h, 5), min(w, 6)
+    same = bool(rng.random() < 0.6) or h < 3 or w < 4
+    out_h, out_w = (h, w) if same else (h - 2, w - 2)
+    src_c = int(rng.choice([3, 8]))
+    x_scale = float(rng.uniform(0.005, 0.2)) / 256.0
+    x = g.tensor((1, h, w, src_c), "int16", x_scale, 0)
+    s0 = rng.uniform(0.002, 0.05, size=in_c)
+    f0 = g.tensor((in_c, 1, 1, src_c), "int8", list(s0), 0,
+                  rng.integers(-127, 128, size=(in_c, 1, 1, src_c), dtype=np.int8), quantized_dimension=0)
+    t_scale = x_scale * float(s0.mean()) * 60.0 * np.sqrt(src_c) / 127 * float(rng.uniform(0.3, 1.5))
+    t = g.tensor((1, h, w, in_c), "int16", t_scale, 0)
+    opt0 = fb.Conv2DOptionsT()
+    opt0.padding, opt0.strideH, opt0.strideW, opt0.fusedActivationFunction = 0, 1, 1, 1   # ReLU
+    g.op("CONV_2D", [x, f0, -1], [t], opt0)
+    w_scales = rng.uniform(0.002, 0.05, size=out_c)
+    out_scale = t_scale * float(w_scales.mean()) * 60.0 * np.sqrt(9 * in_c) * float(rng.uniform(0.3, 3)) / 127
+    if rng.random() < 0.2:   # total shifts of 14..16
+        out_scale = t_scale * float(np.median(w_scales)) * float(rng.uniform(0.5, 2))
+    limit = 128 if in_c <= 64 else 60   # 32767 * 1152 * 60 / 2 < 2^30 (winograd16_sums_fit)
+    weights = rng.integers(-limit + 1, limit, size=(out_c, 3, 3, in_c), dtype=np.int8)
+    if rng.random() < 0.1:
+        weights = rng.choice([-127, 127], size=weights.shape).astype(np.int8)
+    f = g.tensor(weights.shape, "int8", list(w_scales), 0, weights, quantized_dimension=0)
+    bias = rng.integers(-500_000, 500_000, size=out_c).astype(np.int64)
+    b = g.tensor((out_c,), "int64", list(t_scale * w_scales), 0, bias) if rng.random() < 0.85 else -1
+    y = g.tensor((1, out_h, out_w, out_c), "int16", out_scale, 0)
+    opt = fb.Conv2DOptionsT()
+    opt.padding = 0 if same else 1
+    opt.strideH = opt.strideW = 1
+    opt.fusedActivationFunction = int(rng.choice([0, 1, 3]))
+    g.op("CONV_2D", [t, f, b], [y], opt)
+    return g.build([x], [y])
+
+
 def random_fc_int16(rng: np.random.Generator) -> bytes:
     """int16x8 FULLY_CONNECTED with depths up to 1000 (summed in parts beyond 508), int64/int32/no bias,
     per-tensor weights, units not a multiple of 4."""
@@ -421,6 +467,7 @@ GENERATORS = {
     "CONV_2D_INT16": random_conv_int16,
     "CONV_2D_INT16_LONG": lambda rng: random_conv_int16(rng, long=True),
     "CONV_2D_INT16_WIDE": random_conv_int16_wide,
+    "CONV_2D_INT16_WINOGRAD": random_conv_int16_winograd,
     "FULLY_CONNECTED_INT16": random_fc_int16,
     "QUANTIZE": BUILDER_GENERATORS["QUANTIZE"],
     "DEQUANTIZE": BUILDER_GENERATORS["DEQUANTIZE"],

@@ -16,7 +16,8 @@
  * with the same valid range are computed together against two output channels
  * (2 x 2 block: each widened input and weight quadruple is used twice).
  *
- * int16x8 takes the same im2col path (conv_2d_gemm.c) when it fits; grouped convolutions, and whatever
+ * int16x8 3x3 stride-1 layers over a ReLU's output whose filter the compiler transformed take the Winograd F(2, 3)
+ * path (conv_2d_winograd16.c); else int16x8 takes the same im2col path (conv_2d_gemm.c) when it fits; grouped convolutions, and whatever
  * the table (tm_kernel_table.h) does not give this kernel, go to the next kernel of the row.
  */
 #include "dsp_conv.h"
@@ -28,9 +29,13 @@ int32_t tm_conv_2d_dsp_scratch_bytes(const tm_conv_params_t *p, const tm_conv_di
     if (d->f_c != d->in_c || !TM_KERNEL_TAKES(conv_2d, dsp, dtype)) {
         return TM_SCRATCH_NEXT;
     }
-    if (dtype == TM_INT16) {
-        return p->input_offset == 0 && taps <= TM_DSP_GEMM_MAX_TAPS ? tm_dsp_conv_2d_gemm_scratch_bytes(d->in_c, dtype)
-                                                                    : TM_SCRATCH_NEXT;
+    if (dtype == TM_INT16) { /* without p->winograd or for an input with a negative value the im2col path runs */
+        if (p->input_offset != 0 || taps > TM_DSP_GEMM_MAX_TAPS) {
+            return TM_SCRATCH_NEXT;
+        }
+        const int32_t gemm16 = tm_dsp_conv_2d_gemm_scratch_bytes(d->in_c, dtype);
+        const int32_t wino16 = tm_dsp_conv_2d_winograd16_scratch_bytes(p, d);
+        return wino16 > gemm16 ? wino16 : gemm16;
     }
     const int32_t wide = tm_dsp_conv_2d_wide_scratch_bytes(p, d);
     const int32_t gemm = taps <= TM_DSP_GEMM_MAX_TAPS ? tm_dsp_conv_2d_gemm_scratch_bytes(d->in_c, dtype) : 0;
@@ -114,6 +119,11 @@ tm_status_t tm_kernel_conv_2d_dsp(const tm_model_t *model, const tm_op_t *op) {
         f_t->dims[3] == in_t->dims[3] && f_t->dims[0] == out_t->dims[3] && p->input_offset == 0 && input && filter &&
         output) {
         const int taps = f_t->dims[1] * f_t->dims[2] * f_t->dims[3];
+        if (TM_CONV_WINOGRAD && /* builds without the transformed filters need not hold the path */
+            tm_dsp_conv_2d_winograd16(p, (const int16_t *)(const void *)input, filter, tm_in_data(model, op, 2),
+                                      (int16_t *)(void *)output, in_t->dims, f_t->dims, out_t->dims)) {
+            return TM_OK;
+        }
         if (tm_dsp_conv_2d_gemm_fits(taps)) {
             tm_dsp_conv_2d_gemm_s16(p, (const int16_t *)(const void *)input, filter, tm_in_data(model, op, 2),
                                     (int16_t *)(void *)output, in_t->dims, f_t->dims, out_t->dims);

@@ -751,25 +751,6 @@ static void pixels_pair_s16_long(const gemm_ctx_t *g, const int16_t *buf, int16_
 }
 
 
-/*
- * int16x8 with an int64 bias, TFLite's 64-bit requantization of a sum that fits int32: the low 32 bits of
- * (acc * reduced + 2^(right - 1)) >> right, right in 1..31 (TFLite casts the shifted int64 to int32):
- * SMULL's two words plus the rounding constant, shifted and or-ed (left = 32 - right).
- */
-static inline int32_t requantize_s16_64(int32_t acc, int32_t reduced, uint32_t half, int32_t right, int32_t left) {
-    int32_t lo, hi;
-    __asm__("smull %0, %1, %2, %3\n\t"
-            "adds  %0, %0, %4\n\t"
-            "adc   %1, %1, #0\n\t"
-            "lsr   %0, %0, %5\n\t"
-            "lsl   %1, %1, %6\n\t"
-            "orr   %0, %0, %1"
-            : "=&r"(lo), "=&r"(hi)
-            : "r"(acc), "r"(reduced), "r"(half), "r"(right), "r"(left)
-            : "cc");
-    return lo;
-}
-
 /* Sum of |w| over n int8 weights: by words, USADA8 of w + 128 against 128. */
 static int32_t abs_sum_s8(const int8_t *w, int n) {
     uint32_t sum = 0;
@@ -825,14 +806,8 @@ int tm_dsp_s16_channels_fit(const tm_conv_params_t *p, const int8_t *filter, int
     return 1;
 }
 
-/*
- * The requantization table of channels [oc0, oc0 + n) of an op that fits (int64 bias), 4 words per channel:
- * the bias, then where every channel's total shift right = 15 - shift is 16..31 (the usual case) TFLite's
- * 16-bit multiplier times 2^(32 - right) (requantize_s16_at), else the multiplier, 2^(right - 1) and right.
- * Returns which form the table has (1: the first).
- */
-static int s16_table(const gemm_ctx_t *g, int oc0, int n, int32_t *table) {
-    const tm_conv_params_t *p = g->p;
+/* The requantization table of an op that fits (dsp_conv.h). */
+int tm_dsp_s16_table(const tm_conv_params_t *p, const int64_t *bias, int oc0, int n, int32_t *table) {
     int all_mulh = 1;
     for (int oc = oc0; oc < oc0 + n; ++oc) {
         all_mulh &= 15 - p->out_shift[oc] >= 16;
@@ -842,7 +817,7 @@ static int s16_table(const gemm_ctx_t *g, int oc0, int n, int32_t *table) {
         const int32_t m = p->out_multiplier[oc], right = 15 - p->out_shift[oc];
         const int32_t reduced = m < 0x7FFF0000 ? (m + (1 << 15)) >> 16 : 0x7FFF;
         int32_t *t = table + 4 * j;
-        t[0] = g->bias_any ? (int32_t)((const int64_t *)g->bias_any)[oc] : 0;
+        t[0] = bias ? (int32_t)bias[oc] : 0;
         if (all_mulh) {
             t[1] = (int32_t)((uint32_t)reduced << (32 - right)), t[2] = 0, t[3] = 0;
         } else {
@@ -850,24 +825,6 @@ static int s16_table(const gemm_ctx_t *g, int oc0, int n, int32_t *table) {
         }
     }
     return all_mulh;
-}
-
-/*
- * TFLite's 64-bit requantization of a sum that fits int32 from s16_table's words t.  `mulh` (a total shift right
- * of 16..31): one SMMULR, as with scaled = reduced * 2^(32 - right) (below 2^31 as reduced < 2^15),
- * floor((acc * scaled + 2^31) / 2^32) is floor((acc * reduced + 2^(right - 1)) / 2^right), TFLite's value,
- * which fits int32 (below 2^30).  Else requantize_s16_64.
- */
-static inline __attribute__((always_inline)) int32_t requantize_s16_at(int32_t acc, const int32_t *t, int mulh) {
-    return mulh ? tm_smmulr(acc + t[0], t[1])
-                : requantize_s16_64(acc + t[0], t[1], (uint32_t)t[2], t[3], 32 - t[3]);
-}
-
-/* Two int16 values in one word, the first in the low halfword (PKHBT). */
-static inline uint32_t pack_s16(int32_t lo, int32_t hi) {
-    uint32_t r;
-    __asm__("pkhbt %0, %1, %2, lsl #16" : "=r"(r) : "r"(lo), "r"(hi));
-    return r;
 }
 
 /* store_s16 for one form of the table and one clamp (constants: the compiler makes one loop of each), a pair of
@@ -878,22 +835,22 @@ static inline __attribute__((always_inline)) void store_s16_as(const int32_t *ac
     int j = 0;
     for (; j + 1 < n; j += 2, acc += 4, table += 8) {
         const int32_t a0 = acc[0], a1 = acc[1], a2 = acc[2], a3 = acc[3];
-        const int32_t v00 = tm_clamp_s16(requantize_s16_at(a0, table, mulh), kind, lo, hi);
-        const int32_t v01 = tm_clamp_s16(requantize_s16_at(a1, table + 4, mulh), kind, lo, hi);
-        const int32_t v10 = tm_clamp_s16(requantize_s16_at(a2, table, mulh), kind, lo, hi);
-        const int32_t v11 = tm_clamp_s16(requantize_s16_at(a3, table + 4, mulh), kind, lo, hi);
-        tm_st32(out0 + j, pack_s16(v00, v01));
-        tm_st32(out1 + j, pack_s16(v10, v11));
+        const int32_t v00 = tm_clamp_s16(tm_requantize_s16_at(a0, table, mulh), kind, lo, hi);
+        const int32_t v01 = tm_clamp_s16(tm_requantize_s16_at(a1, table + 4, mulh), kind, lo, hi);
+        const int32_t v10 = tm_clamp_s16(tm_requantize_s16_at(a2, table, mulh), kind, lo, hi);
+        const int32_t v11 = tm_clamp_s16(tm_requantize_s16_at(a3, table + 4, mulh), kind, lo, hi);
+        tm_st32(out0 + j, tm_pack_s16(v00, v01));
+        tm_st32(out1 + j, tm_pack_s16(v10, v11));
     }
     if (j < n) { /* an odd channel count: the last channel alone */
-        out0[j] = (int16_t)tm_clamp_s16(requantize_s16_at(acc[0], table, mulh), kind, lo, hi);
-        out1[j] = (int16_t)tm_clamp_s16(requantize_s16_at(acc[2], table, mulh), kind, lo, hi);
+        out0[j] = (int16_t)tm_clamp_s16(tm_requantize_s16_at(acc[0], table, mulh), kind, lo, hi);
+        out1[j] = (int16_t)tm_clamp_s16(tm_requantize_s16_at(acc[2], table, mulh), kind, lo, hi);
     }
 }
 
 /*
  * Outputs [0, n) of two pixels (out1 may be out0) from their int32 sums in gemm_pairs' order (acc[4 * (j / 2) +
- * j % 2] pixel 0, + 2 pixel 1) and s16_table's table (all_mulh: its return): requantized and clamped.
+ * j % 2] pixel 0, + 2 pixel 1) and tm_dsp_s16_table's table (all_mulh: its return): requantized and clamped.
  */
 static void store_s16(const int32_t *acc, const int32_t *table, int all_mulh, int n, int32_t lo, int32_t hi,
                       int16_t *out0, int16_t *out1) {
@@ -1052,7 +1009,7 @@ static void conv_s16_wide(const gemm_ctx_t *g, int16_t *output, int pixels, int 
         if (!pre) {
             widen_weights_s16(g, oc0, 2 * pairs, w);
         }
-        const int all_mulh = s16_table(g, oc0, n, table);
+        const int all_mulh = tm_dsp_s16_table(g->p, (const int64_t *)g->bias_any, oc0, n, table);
         for (int pix = 0; pix < pixels; pix += 2) {
             const int two = pix + 1 < pixels;
             int16_t *o0 = output + pix * g->out_c + oc0, *o1 = output + (two ? pix + 1 : pix) * g->out_c + oc0;
@@ -1089,7 +1046,7 @@ static int s16_wide_plan(const gemm_ctx_t *g) {
 static void conv_s16_pairs(const gemm_ctx_t *g, int fast, int16_t *output, int pixels) {
     int16_t buf[GEMM_COLUMN_SLOTS] __attribute__((aligned(8)));
     int32_t table[4 * S16_TABLE_CHANNELS];
-    const int all_mulh = fast && g->p->acc64 ? s16_table(g, 0, g->out_c, table) : 0;
+    const int all_mulh = fast && g->p->acc64 ? tm_dsp_s16_table(g->p, (const int64_t *)g->bias_any, 0, g->out_c, table) : 0;
     for (int pix = 0; pix < pixels; pix += 2) {
         const int two = pix + 1 < pixels;
         int16_t *o0 = output + pix * g->out_c, *o1 = output + (two ? pix + 1 : pix) * g->out_c;

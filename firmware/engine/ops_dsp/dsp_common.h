@@ -117,6 +117,44 @@ static inline int32_t tm_smmulr(int32_t a, int32_t b) {
     return r;
 }
 
+/*
+ * int16x8 with an int64 bias, TFLite's 64-bit requantization of a sum that fits int32: the low 32 bits of
+ * (acc * reduced + 2^(right - 1)) >> right, right in 1..31 (TFLite casts the shifted int64 to int32):
+ * SMULL's two words plus the rounding constant, shifted and or-ed (left = 32 - right).
+ */
+static inline int32_t tm_requantize_s16_64(int32_t acc, int32_t reduced, uint32_t half, int32_t right,
+                                           int32_t left) {
+    int32_t lo, hi;
+    __asm__("smull %0, %1, %2, %3\n\t"
+            "adds  %0, %0, %4\n\t"
+            "adc   %1, %1, #0\n\t"
+            "lsr   %0, %0, %5\n\t"
+            "lsl   %1, %1, %6\n\t"
+            "orr   %0, %0, %1"
+            : "=&r"(lo), "=&r"(hi)
+            : "r"(acc), "r"(reduced), "r"(half), "r"(right), "r"(left)
+            : "cc");
+    return lo;
+}
+
+/*
+ * TFLite's 64-bit requantization of a sum that fits int32 from tm_dsp_s16_table's words t (conv_2d_gemm.c).
+ * `mulh` (a total shift right of 16..31): one SMMULR, as with scaled = reduced * 2^(32 - right) (below 2^31 as
+ * reduced < 2^15), floor((acc * scaled + 2^31) / 2^32) is floor((acc * reduced + 2^(right - 1)) / 2^right),
+ * TFLite's value, which fits int32 (below 2^30).  Else tm_requantize_s16_64.
+ */
+static inline __attribute__((always_inline)) int32_t tm_requantize_s16_at(int32_t acc, const int32_t *t, int mulh) {
+    return mulh ? tm_smmulr(acc + t[0], t[1])
+                : tm_requantize_s16_64(acc + t[0], t[1], (uint32_t)t[2], t[3], 32 - t[3]);
+}
+
+/* Two int16 values in one word, the first in the low halfword (PKHBT). */
+static inline uint32_t tm_pack_s16(int32_t lo, int32_t hi) {
+    uint32_t r;
+    __asm__("pkhbt %0, %1, %2, lsl #16" : "=r"(r) : "r"(lo), "r"(hi));
+    return r;
+}
+
 /* The clamps of int16 outputs: TFLite's int16 activations are none (one SSAT) or ReLU (one USAT), else any
  * range; callers pass the kind as a constant to get one loop per kind. */
 enum { TM_S16_CLAMP_RANGE, TM_S16_CLAMP_NONE, TM_S16_CLAMP_RELU };

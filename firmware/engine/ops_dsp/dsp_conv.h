@@ -45,6 +45,28 @@ int tm_dsp_conv_2d_winograd(const tm_conv_params_t *p, const int8_t *input, cons
 int tm_dsp_winograd_takes(const tm_conv_params_t *p, const tm_conv_dims_t *d);
 int32_t tm_dsp_conv_2d_winograd_scratch_bytes(const tm_conv_params_t *p, const tm_conv_dims_t *d);
 
+/* int16x8 CONV_2D, 3x3, stride 1, over a non-negative input, in Winograd F(2, 3) along the rows over the filter
+ * the compiler transformed (p->winograd, conv_2d_winograd16.c): returns 0, having done nothing, without
+ * p->winograd, for dims it does not take or an input with a negative value. */
+int tm_dsp_conv_2d_winograd16(const tm_conv_params_t *p, const int16_t *input, const int8_t *filter,
+                              const void *bias, int16_t *output, const int32_t in_dims[4], const int32_t f_dims[4],
+                              const int32_t out_dims[4]);
+
+/* Whether that path takes an op of these dims (3x3, stride and dilation 1, input offset 0, in_c a multiple of 4
+ * up to 128, even out_c, at least 2 output columns): the compiler transforms the filter of these only where the
+ * input is a ReLU's and the sums fit (host/compiler/ops/conv.py); and its scratch, or 0. */
+int tm_dsp_winograd16_takes(const tm_conv_params_t *p, const tm_conv_dims_t *d);
+int32_t tm_dsp_conv_2d_winograd16_scratch_bytes(const tm_conv_params_t *p, const tm_conv_dims_t *d);
+
+/*
+ * The requantization table of channels [oc0, oc0 + n) of an int16x8 op that fits (int64 bias or none:
+ * tm_dsp_s16_channels_fit), 4 words per channel: the bias, then where every channel's total shift right =
+ * 15 - shift is 16..31 (the usual case) TFLite's 16-bit multiplier times 2^(32 - right) (tm_requantize_s16_at,
+ * dsp_common.h), else the multiplier, 2^(right - 1) and right.  Returns which form the table has (1: the first).
+ * conv_2d_gemm.c.
+ */
+int tm_dsp_s16_table(const tm_conv_params_t *p, const int64_t *bias, int oc0, int n, int32_t *table);
+
 /* Requantization of channel oc by the wide kernels (conv_2d_wide.c, depthwise_conv_2d.c), which
  * compute SMMULR(2 acc, M), add c and the sign, shift right by r and saturate: the table words M, c, r
  * into t (when not 0); returns 0 when the channel cannot be done so.  Its k weights are w[i * w_stride].

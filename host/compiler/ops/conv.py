@@ -21,7 +21,7 @@ from host.compiler.ops.base import (
     uses_64bit_accumulator,
 )
 from host.compiler.scratch import NEXT, per_kernel
-from host.tflite.reader import PADDINGS
+from host.tflite.reader import ACTIVATIONS, PADDINGS
 
 INT8 = ("int8",)
 
@@ -81,6 +81,16 @@ WINO_V_WORDS = 16 * (WINO_MAX_IN_C + 1) + 1
 WINO_SCRATCH_BYTES = (WINO_V_WORDS + 16 * 4 + WINO_MAX_IN_C // 4 + 4 * WINO_CHUNK + 48 + 24 + 2 + 64) * 4
 # F(2x2, 3x3) with the filter transform's halves doubled: U = (2G) g (2G)^T (ops_dsp/conv_2d_winograd.c).
 WINO_G2 = np.array([[2, 0, 0], [1, 1, 1], [1, -1, 1], [0, 0, 2]], dtype=np.int64)
+WINO16_MAX_IN_C = 128                           # ops_dsp/conv_2d_winograd16.c WINO16_*
+WINO16_CHUNK = 64
+# WINO16_SCRATCH_WORDS: V of a tile pair at its largest with its control words, the 8 combined sums, the padding pixel,
+# the requantization table and offsets, the pixel pointers and wino16_sums' frame
+WINO16_V_WORDS = 4 * (4 * (3 * WINO16_MAX_IN_C // 4) + 1) + 1
+WINO16_SCRATCH_BYTES = (WINO16_V_WORDS + 8 + WINO16_MAX_IN_C // 2 + 5 * WINO16_CHUNK + 18 + 2 + 16 + 9) * 4
+# The producers whose fused activation makes their output non-negative (int16: zero point 0), by the option slot
+# of that activation (host/compiler/ops: conv.py, add.py, fully_connected.py, mul.py, pooling.py).
+ACTIVATION_SLOTS = {"CONV_2D": 3, "DEPTHWISE_CONV_2D": 4, "ADD": 0, "FULLY_CONNECTED": 0, "MUL": 0,
+                    "AVERAGE_POOL_2D": 5, "MAX_POOL_2D": 5}
 MVE_PATCH_BYTES = 1152                          # ops_mve/mve_common.h TM_MVE_PATCH_BYTES
 MVE_CHANNEL_CHUNK = 64                          # TM_MVE_CHANNEL_CHUNK
 MVE_GROUP_BYTES = 64                            # sizeof(tm_mve_group_t)
@@ -123,6 +133,59 @@ def winograd_weights(weights: np.ndarray) -> bytes:
     return groups.transpose(0, 2, 3, 1, 4).astype("<i2").tobytes()                   # pair, p, group, ch, 4
 
 
+def winograd16_takes(p: Mapping[str, int], d: ConvDims) -> bool:
+    """tm_dsp_winograd16_takes (ops_dsp/conv_2d_winograd16.c): does the int16x8 Winograd path take these dims?"""
+    return (d.f_h == d.f_w == 3 and d.f_c == d.in_c and p["stride_h"] == p["stride_w"] == 1
+            and p["dilation_h"] == p["dilation_w"] == 1 and p["input_offset"] == 0 and d.in_c % 4 == 0
+            and 4 <= d.in_c <= WINO16_MAX_IN_C and d.out_c % 2 == 0 and d.out_c >= 2 and d.out_w >= 2)
+
+
+def input_after_relu(ctx: OpContext) -> bool:
+    """Whether the op's input is made by an op of this graph whose fused ReLU or ReLU6 keeps it non-negative
+    (its zero point 0: the clamp's floor is 0)."""
+    index = ctx.op.inputs[0]
+    producer = next((op for op in ctx.graph.operators if index in op.outputs), None)
+    if producer is None or producer.opcode not in ACTIVATION_SLOTS or producer.options is None:
+        return False
+    activation = ACTIVATIONS.get(int(producer.options.scalar(ACTIVATION_SLOTS[producer.opcode], "b", 0)), "?")
+    return activation in ("RELU", "RELU6") and qparams(ctx.input(0))[1] == 0
+
+
+def winograd16_sums_fit(weights: np.ndarray) -> bool:
+    """Whether twice every channel's sum over inputs in [0, 32767] fits int32 (conv_2d_winograd16.c's 2 * sum):
+    32767 * max(sum of the positive weights, sum of the negative ones' magnitudes) < 2^30, per output channel."""
+    w = weights.reshape(weights.shape[0], -1).astype(np.int64)
+    reach = np.maximum(np.where(w > 0, w, 0).sum(axis=1), np.where(w < 0, -w, 0).sum(axis=1))
+    return bool((32767 * reach < 2**30).all())
+
+
+def winograd16_weights(weights: np.ndarray) -> bytes:
+    """int8 OHWI 3x3 weights [out_c (even), 3, 3, in_c (a multiple of 4)] in the F(2, 3) Winograd domain along the
+    rows for conv_2d_winograd16.c (int16, little-endian): U = (2G) g per output channel, input channel and filter
+    row (|U| <= 381), laid out per output-channel pair, per position t, per filter row, per group of 4 input
+    channels, the first channel's 4 values in natural order, then the second's."""
+    out_c, _, _, in_c = weights.shape
+    u = np.einsum("ta,kyac->ktyc", WINO_G2, weights.astype(np.int64))                # k, t, row, c
+    groups = u.reshape(out_c // 2, 2, 4, 3, in_c // 4, 4)                              # pair, ch, t, row, group, 4
+    return groups.transpose(0, 2, 3, 4, 1, 5).astype("<i2").tobytes()                # pair, t, row, group, ch, 4
+
+
+def _winograd_filter(ctx: OpContext, fields: Mapping[str, int], arrays: Mapping[str, tuple[str, list[int]]],
+                     dims: ConvDims, weights: np.ndarray) -> bytes | None:
+    """The transformed filter of a CONV_2D the DSP kernel's Winograd paths take, or None: int8 3x3 stride-1 ops
+    (conv_2d_winograd.c); int16x8 ones over a ReLU's output whose sums fit, with an int64 bias or none and the
+    int32 route's requantization (conv_2d_winograd16.c declines others: they would lose the widened weights)."""
+    dtype = ctx.input(0).dtype
+    if dtype == "int8" and winograd_takes(fields, dims):
+        return winograd_weights(weights.reshape(dims.out_c, 3, 3, dims.in_c))
+    if dtype != "int16" or not winograd16_takes(fields, dims) or not fields["acc64"] or fields["acc32_fits"] != 1:
+        return None
+    w = weights.reshape(dims.out_c, 3, 3, dims.in_c)
+    if not all(1 <= 15 - shift <= 31 for shift in arrays["out_shift"][1]):
+        return None
+    return winograd16_weights(w) if input_after_relu(ctx) and winograd16_sums_fit(w) else None
+
+
 def _wide_runs(p: Mapping[str, int], out_c: int, kp: int, pixels: int) -> bool:
     """wide_plan (ops_dsp/conv_2d_wide.c): do the dims and activation range let the wide path run?"""
     if out_c % 2 or out_c < 2 or kp > WIDE_MAX_TAPS or p["act_min"] != -128 or p["act_max"] != 127:
@@ -152,8 +215,10 @@ def conv_2d_scratch_bytes(kernel: str, p: Mapping[str, int], d: ConvDims, dtype:
         taps = d.f_h * d.f_w * d.f_c
         if d.f_c != d.in_c or not row.takes("dsp", dtype):
             return NEXT
-        if dtype == "int16":
-            return _dsp_gemm_scratch(d.in_c, dtype) if p["input_offset"] == 0 and taps <= DSP_GEMM_MAX_TAPS else NEXT
+        if dtype == "int16":   # without the transformed filter or over a negative input the im2col path runs
+            if p["input_offset"] != 0 or taps > DSP_GEMM_MAX_TAPS:
+                return NEXT
+            return max(_dsp_gemm_scratch(d.in_c, dtype), WINO16_SCRATCH_BYTES if winograd16_takes(p, d) else 0)
         gemm = _dsp_gemm_scratch(d.in_c, dtype) if taps <= DSP_GEMM_MAX_TAPS else 0
         winograd = WINO_SCRATCH_BYTES if winograd_takes(p, d) else 0   # without its filter the others run
         return max(_dsp_wide_scratch(p, d), gemm, winograd)
@@ -237,9 +302,10 @@ def _lower(ctx: OpContext, kind: str, geometry: dict[str, int], depth_multiplier
     filt = ctx.input(1)
     assert filt.data is not None
     weights = np.frombuffer(filt.data, dtype=np.int8)
-    if kind == "TM_OP_CONV_2D" and dtype == "int8" and winograd_takes(lowered.fields, dims):
-        lowered.guarded_arrays["winograd"] = ("TM_CONV_WINOGRAD", "int16_t",
-                                              winograd_weights(weights.reshape(dims.out_c, 3, 3, dims.in_c)))
+    winograd = _winograd_filter(ctx, lowered.fields, lowered.arrays, dims, weights) if kind == "TM_OP_CONV_2D" \
+        else None
+    if winograd is not None:
+        lowered.guarded_arrays["winograd"] = ("TM_CONV_WINOGRAD", "int16_t", winograd)
     elif kind == "TM_OP_CONV_2D" and dtype in ("int8", "int16") and dims.f_c == dims.in_c and (wide or gemm):
         doubled = wide   # conv_2d_wide.c takes them doubled, in its order; the im2col path undoubled only
         stream = wide_weights(weights.reshape(dims.out_c, -1), kp, doubled, natural=dtype == "int16")
