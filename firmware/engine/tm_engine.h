@@ -108,7 +108,7 @@ typedef struct {
     /* CONV_2D 3x3 stride-1 filters in the Winograd domain for the DSP kernel's Winograd paths, int16: int8 ops'
      * F(2x2, 3x3) (ops_dsp/conv_2d_winograd.c: U = (2G) g (2G)^T), int16x8 ops' F(2, 3) along the rows
      * (ops_dsp/conv_2d_winograd16.c: U = (2G) g), or NULL: the model's C file holds them only where
-     * TM_CONV_WINOGRAD is set (tm_kernel_table.h). */
+     * TM_CONV_WINOGRAD (int8) or TM_CONV_WINOGRAD16 (int16x8) is set (tm_kernel_table.h). */
     const int16_t *winograd;
     /* int8 CONV_2D and 3x3 DEPTHWISE_CONV_2D: per output channel the words M, c, r that tm_dsp_wide_rq
      * (ops_dsp/conv_2d_wide.c) finds from the weights, r = 0 where it finds none, computed by the compiler

@@ -49,9 +49,13 @@
 #define TM_CONV_WEIGHTS16 (TM_HAVE_DSP && !TM_HAVE_MVE)
 #endif
 /* CONV_2D 3x3 stride-1 filters transformed for the DSP kernel's Winograd paths (ops_dsp/conv_2d_winograd.c,
- * conv_2d_winograd16.c). */
+ * conv_2d_winograd16.c); a build whose model holds none sets the macro to 0, leaving the path's code out
+ * (host/engine/build.py, DATA_ONLY_PATHS). */
 #ifndef TM_CONV_WINOGRAD
 #define TM_CONV_WINOGRAD (TM_HAVE_DSP && !TM_HAVE_MVE)
+#endif
+#ifndef TM_CONV_WINOGRAD16 /* int16x8's (ops_dsp/conv_2d_winograd16.c) */
+#define TM_CONV_WINOGRAD16 (TM_HAVE_DSP && !TM_HAVE_MVE)
 #endif
 /* The requantization words of the DSP kernels' register-blocked paths, per channel (tm_dsp_wide_rq). */
 #ifndef TM_CONV_WIDE_RQ

@@ -10,6 +10,8 @@
 #define SYST_CSR (*(volatile uint32_t *)0xE000E010u)
 #define SYST_RVR (*(volatile uint32_t *)0xE000E014u)
 #define SYST_CVR (*(volatile uint32_t *)0xE000E018u)
+#define SCB_ICSR (*(volatile uint32_t *)0xE000ED04u)
+#define ICSR_PENDSTSET (1u << 26) /* SysTick's exception pending */
 #ifndef CPU_CLOCK_HZ
 #define CPU_CLOCK_HZ 25000000u
 #endif
@@ -27,12 +29,20 @@ void systick_init(void) {
 }
 
 uint64_t ticks_now(void) {
-    /* Read wraps around the counter; retry if a wrap happened in between. */
-    uint32_t before, after, count;
+    /* Read wraps around the counter; retry if the handler counted a wrap in between.  A wrap it has not counted
+     * yet (its exception still pending: QEMU takes interrupts between translation blocks, a core some cycles
+     * late) leaves the counter reloaded but wraps one short, a period (50 ms) early: a pending SysTick with the
+     * counter in the upper half of its period is that wrap, counted here.  (Pending with the counter in the lower
+     * half: the wrap came after the counter was read, which still holds the old period's count.) */
+    uint32_t before, after, count, pending;
     do {
         before = wraps;
         count = SYST_CVR;
+        pending = SCB_ICSR & ICSR_PENDSTSET;
         after = wraps;
     } while (before != after);
+    if (pending && count > SYST_RELOAD / 2u) {
+        ++before;
+    }
     return (uint64_t)before * (SYST_RELOAD + 1u) + (SYST_RELOAD - count);
 }

@@ -145,8 +145,19 @@ GUARDED_DATA = {"TM_FC_WEIGHTS16": ("FULLY_CONNECTED weights widened for the DSP
                 "TM_CONV_WEIGHTS16": ("CONV_2D weights widened for the DSP kernel", ("dsp",), ("mve",)),
                 "TM_CONV_WINOGRAD": ("CONV_2D 3x3 filters in the Winograd domain for the DSP kernel", ("dsp",),
                                      ("mve",)),
+                "TM_CONV_WINOGRAD16": ("CONV_2D int16x8 3x3 filters in the Winograd domain for the DSP kernel",
+                                       ("dsp",), ("mve",)),
                 "TM_CONV_WIDE_RQ": ("CONV_2D and DEPTHWISE_CONV_2D requantization words for the DSP kernels",
                                     ("dsp",), ("mve",))}
+
+# Guards of kernel paths that run only over the model's guarded data (the Winograd paths, over the filters the compiler
+# transformed): a build whose model holds none of it sets the macro to 0, so the path's code is left out of the image.
+DATA_ONLY_PATHS = ("TM_CONV_WINOGRAD", "TM_CONV_WINOGRAD16")
+
+
+def paths_without_data(model: CompiledModel) -> dict[str, str]:
+    """-D defines that leave out the DATA_ONLY_PATHS whose data the model does not hold."""
+    return {macro: "0" for macro in DATA_ONLY_PATHS if macro not in model.guarded_bytes}
 
 
 def guarded_weights(model: CompiledModel, board: Board) -> list[tuple[str, int]]:
@@ -390,7 +401,8 @@ def build_firmware(model: CompiledModel, board: Board, out_dir: Path | None = No
     out_dir = out_dir or BUILD_DIR / board.name / (model.name + suffix)
     out_dir.mkdir(parents=True, exist_ok=True)
     model_c = model.write(out_dir)
-    defines = {**(mlperf_defines(model, mlperf_model_id) if mlperf else pre), **leave_out} or None
+    defines = {**(mlperf_defines(model, mlperf_model_id) if mlperf else pre), **paths_without_data(model),
+               **leave_out} or None
     objs = _compile_all(board, sources(board, model_c), out_dir / "obj", defines)
     image = _link(board, objs, out_dir, out_dir / "firmware.elf")
     return dataclasses.replace(image, kernel_weights_bytes=sum(size for _, size in guarded_weights(model, board)))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from host.perf import HAND_WRITTEN, Row, kept_text, render, target_verdict
+from host.perf import HAND_WRITTEN, Cost, PrecisionRow, Row, kept_text, precision_verdict, render, target_verdict
 
 
 def test_render_adds_cycles_and_keeps_the_hand_written_part(tmp_path: Path) -> None:
@@ -33,3 +33,18 @@ def test_render_judges_the_cycle_targets_on_the_whole_estimate() -> None:
     assert "VWW" not in text.split("Cycle targets")[1].split("Targets (issue 6)")[0]   # not measured: no row
     assert target_verdict(10, 10, 10) == "**met**"
     assert render([Row("ResNet-8 (IC)", "mps2-an500", 100, 50, 10, 20)], 1.0).count("Cycle targets") == 0
+
+
+def test_render_judges_the_int16x8_target_on_instructions_and_every_cycle_estimate() -> None:
+    m4 = PrecisionRow("mps2-an386", Cost(8_055_920, (12_958_631, 13_369_511)),
+                      Cost(9_544_840, (15_908_941, 16_444_681)))
+    m7 = PrecisionRow("mps2-an500", Cost(8_044_800), Cost(11_581_320))
+    m55 = PrecisionRow("mps3-an547", Cost(3_755_531), Cost(6_112_906))
+    text = render([], 1.0, precision=[m4, m7, m55])
+    assert ("| mps2-an386 | 8,055,920 | 9,544,840 | 1.185× | 12,958,631 – 13,369,511 | 15,908,941 – 16,444,681 | "
+            "1.228× / 1.230× | ≤ 1.25× | **met** |") in text
+    assert "| mps2-an500 | 8,044,800 | 11,581,320 | 1.440× | – | – | – | ≤ 1.25× | not met: 1.15× the target |" in text
+    assert "| mps3-an547 | 3,755,531 | 6,112,906 | 1.628× | – | – | – | ≤ 2.2× | **met** |" in text
+    late = PrecisionRow("mps2-an386", Cost(100, (100, 100)), Cost(120, (120, 126)))   # P = 3 decides
+    assert precision_verdict(late) == "not met: 1.01× the target"
+    assert "int16x8 against int8" not in render([], 1.0)

@@ -24,6 +24,10 @@ from host.core.paths import ROOT
 README = ROOT / "README.md"
 BOARD, MODEL = "mps2-an386", "models/digits_cnn_int8.tflite"   # what `make flash` passes by default
 TICK = 40
+# The evaluate table's medians: each count is read in whole SysTick ticks from a start phase that the emulator's
+# idle time moves, and a median of 50 is the mean of two of them: runs differ by up to two ticks (60 instructions
+# seen, 2026-12-07).
+MEDIAN_SLACK = 2 * TICK
 HAS_TOOLS = shutil.which("qemu-system-arm") is not None and shutil.which("arm-none-eabi-gcc") is not None
 needs_tools = pytest.mark.skipif(not HAS_TOOLS, reason="needs qemu-system-arm and gcc-arm-none-eabi (make deps)")
 
@@ -106,7 +110,7 @@ def test_evaluate_num_50_prints_what_the_readme_shows(flash_output: list[str], t
         got_cols, want_cols = columns(got), columns(want)
         assert got_cols[:-1] == want_cols[:-1], f"printed:\n{got}\nREADME:\n{want}"
         got_instr, want_instr = (int(c[-1].replace(",", "")) for c in (got_cols, want_cols))
-        assert abs(got_instr - want_instr) <= TICK, f"printed:\n{got}\nREADME:\n{want}"
+        assert abs(got_instr - want_instr) <= MEDIAN_SLACK, f"printed:\n{got}\nREADME:\n{want}"
     assert agreement == shown_agreement
     suffix = " (metrics.json, report.md, predictions.npz, gallery.npz, report.html)"
     assert results.startswith("results: ") and results.endswith(suffix)

@@ -116,12 +116,16 @@ def test_winograd16_filters_give_twice_the_direct_sums(seed: int) -> None:
 
 
 def test_winograd16_sums_fit_at_the_bound() -> None:
-    """32767 * max(positive sum, negative magnitude) < 2^30 per channel, the kernel's 2 * sum in int32."""
+    """|bias| + 32767 * max(positive sum, negative magnitude) < 2^30 per channel: the kernel's 2 * (sum + bias)
+    in int32."""
     w = np.zeros((2, 3, 3, 128), dtype=np.int8)
     w[0, ..., :] = 28   # 1152 * 28 * 32767 < 2^30
-    assert winograd16_sums_fit(w)
+    assert winograd16_sums_fit(w, None)
+    room = 2**30 - 1 - 32767 * 1152 * 28
+    assert winograd16_sums_fit(w, np.array([room, -room]))
+    assert not winograd16_sums_fit(w, np.array([room + 1, 0]))
     w[1, ..., :] = -29  # 1152 * 29 * 32767 >= 2^30
-    assert not winograd16_sums_fit(w)
+    assert not winograd16_sums_fit(w, None)
 
 
 def test_the_int16_ops_the_kernel_takes() -> None:
@@ -166,3 +170,5 @@ def test_int16_filters_transformed_only_over_a_relu(activation: int, transformed
     arrays = REGISTRY["CONV_2D"].lower(OpContext(graph.operators[1], graph)).guarded_arrays
     assert ("winograd" in arrays) == transformed
     assert ("weights16" in arrays) != transformed
+    if transformed:   # its own guard: builds of models without such ops leave the int16x8 path out
+        assert arrays["winograd"][0] == "TM_CONV_WINOGRAD16"

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import shutil
+import subprocess
 from collections.abc import Callable
 from pathlib import Path
 
@@ -183,8 +184,8 @@ def random_conv_int16_winograd(rng: np.random.Generator) -> bytes:
     F(2, 3) path (conv_2d_winograd16.c).  SAME and VALID, output widths not a multiple of 4 (a tile pair cut by
     the image's edge), in_c a multiple of 4 up to its 128, out_c even up to 130 (more than one 64-channel
     table), no activation, ReLU or ReLU6, an int64 bias or none, total shifts of 14..16 (both forms of the
-    requantization table); now and then weights all +-127 over 1152 taps, whose sums may not fit (the compiler
-    leaves the filter alone: the im2col path)."""
+    requantization table: the assembly requantization and the C one); now and then weights all +-127 over 1152
+    taps or a bias of 2^30, whose sums may not fit (the compiler leaves the filter alone: the im2col path)."""
     g = GraphBuilder()
     h, w = int(rng.integers(1, 10)), int(rng.integers(2, 12))
     in_c = int(rng.choice([4, 8, 12, 16, 32, 64, 128]))
@@ -214,6 +215,8 @@ def random_conv_int16_winograd(rng: np.random.Generator) -> bytes:
         weights = rng.choice([-127, 127], size=weights.shape).astype(np.int8)
     f = g.tensor(weights.shape, "int8", list(w_scales), 0, weights, quantized_dimension=0)
     bias = rng.integers(-500_000, 500_000, size=out_c).astype(np.int64)
+    if rng.random() < 0.15:   # beyond winograd16_sums_fit's reach: the im2col path
+        bias[int(rng.integers(0, out_c))] = int(rng.choice([-1, 1])) * (1 << 30)
     b = g.tensor((out_c,), "int64", list(t_scale * w_scales), 0, bias) if rng.random() < 0.85 else -1
     y = g.tensor((1, out_h, out_w, out_c), "int16", out_scale, 0)
     opt = fb.Conv2DOptionsT()
@@ -542,3 +545,17 @@ def test_quantize_rounding_edges(board_name: str, dtype: str, dsp_board_dirs: di
                 ours, _ = device.infer_arrays(xs.astype(np.float32))
                 golden = ReferenceInterpreter(data).run(xs.astype(np.float32))
                 assert ours[0].tobytes() == golden[0].tobytes(), (board_name, dtype, scale, zp, ours[0], golden[0])
+
+
+def test_winograd_paths_only_in_the_firmware_of_models_that_have_them(tmp_path: Path) -> None:
+    """The Winograd paths run only over the compiler's transformed filters (TM_CONV_WINOGRAD, TM_CONV_WINOGRAD16):
+    a model without them gets firmware without their code (host/engine/build.py, DATA_ONLY_PATHS)."""
+    def symbols(data: bytes, name: str) -> str:
+        image = build_firmware(compile_bytes(data, name=name), load_board("mps2-an386"), tmp_path / name)
+        return subprocess.run([build.toolchain("nm"), str(image.elf)], capture_output=True, text=True,
+                              check=True).stdout
+
+    int16 = symbols(random_conv_int16_winograd(np.random.default_rng([0, 5])), "int16_wino")
+    assert "wino16_run_end" in int16 and "wino_run_end" not in int16
+    int8 = symbols(random_conv_winograd(np.random.default_rng([0, 7])), "int8_wino")
+    assert "wino_run_end" in int8 and "wino16_run_end" not in int8

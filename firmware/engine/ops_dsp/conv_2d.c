@@ -119,7 +119,7 @@ tm_status_t tm_kernel_conv_2d_dsp(const tm_model_t *model, const tm_op_t *op) {
         f_t->dims[3] == in_t->dims[3] && f_t->dims[0] == out_t->dims[3] && p->input_offset == 0 && input && filter &&
         output) {
         const int taps = f_t->dims[1] * f_t->dims[2] * f_t->dims[3];
-        if (TM_CONV_WINOGRAD && /* builds without the transformed filters need not hold the path */
+        if (TM_CONV_WINOGRAD16 && /* builds without the transformed filters need not hold the path */
             tm_dsp_conv_2d_winograd16(p, (const int16_t *)(const void *)input, filter, tm_in_data(model, op, 2),
                                       (int16_t *)(void *)output, in_t->dims, f_t->dims, out_t->dims)) {
             return TM_OK;

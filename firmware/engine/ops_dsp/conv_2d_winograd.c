@@ -124,38 +124,15 @@ typedef struct {
     "strb    r10, [r11, r12]\n"
 
 /*
- * A tile pair and a channel pair whole.  The sums of the 16 positions: the 4 sums zeroed, then a jump through
- * the control word that starts each position of V into a run of WINO_MAX_GROUPS groups at the op's group count
- * (TM_DSP_WIDE_GROUP_ASM, 40 bytes each: r0 V, r1 U, r3-r6 sums), whose end (wino_run_end) pushes the 4 sums;
- * after the last position V's final control word leads to wino_run_exit.  Then, with a table, per combination
+ * A tile pair and a channel pair whole.  The sums of the 16 positions: the Winograd paths' loop
+ * (TM_DSP_WINO_SUMS_ASM, dsp_conv.h) over runs of up to WINO_MAX_GROUPS groups, to wino_run_exit.  Then, with a
+ * table, per combination
  * A^T M A, the requantization and the stores; without one (another activation range, a channel tm_dsp_wide_rq
  * does not take, a tile pair cut by the image's edge) the sums are copied to job->m for wino_store.
  */
 __attribute__((naked)) static void wino_pair(const wino_job_t *job __attribute__((unused))) {
     __asm__ volatile(
-        "push    {r4-r11, lr}\n"
-        "sub     sp, sp, #8\n"
-        "str     r0, [sp]\n"
-        "ldr     r1, [r0, #4]\n"
-        "ldr     r0, [r0, #0]\n"
-        "movs    r3, #0\n"
-        "movs    r4, #0\n"
-        "movs    r5, #0\n"
-        "movs    r6, #0\n"
-        "ldr     pc, [r0], #4\n"
-        ".rept " WINO_XSTR(WINO_MAX_GROUPS) "\n"
-        TM_DSP_WIDE_GROUP_ASM
-        ".endr\n"
-        ".global wino_run_end\n"
-        "wino_run_end:\n"
-        "push    {r3-r6}\n"
-        "movs    r3, #0\n"
-        "movs    r4, #0\n"
-        "movs    r5, #0\n"
-        "movs    r6, #0\n"
-        "ldr     pc, [r0], #4\n"
-        ".global wino_run_exit\n"
-        "wino_run_exit:\n"
+        TM_DSP_WINO_SUMS_ASM(WINO_XSTR(WINO_MAX_GROUPS), "wino_run_end", "wino_run_exit")
         "ldr     r0, [sp, #256]\n"
         "ldr     r1, [r0, #12]\n"
         "cmp     r1, #0\n"
@@ -314,12 +291,7 @@ int tm_dsp_conv_2d_winograd(const tm_conv_params_t *p, const int8_t *input, cons
     const int32_t u_words = 16 * c.groups * 4; /* per channel pair */
     const int row_bytes = d.out_w * d.out_c;
     wino_job_t job = {.v = v, .m = m, .out_c = d.out_c, .row_bytes = row_bytes};
-    /* the control words: each position jumps to its groups' run, the last one out (wino_pair) */
-    const int32_t stride = 4 * c.groups + 1;
-    for (int pos = 0; pos < 16; ++pos) {
-        v[pos * stride] = (int32_t)(((uintptr_t)wino_run_end - 40u * (uint32_t)c.groups) | 1u);
-    }
-    v[16 * stride] = (int32_t)((uintptr_t)wino_run_exit | 1u);
+    tm_dsp_wino_controls(v, 16, 4 * c.groups + 1, wino_run_end, wino_run_exit, c.groups); /* wino_pair's */
     for (int k0 = 0; k0 < d.out_c; k0 += WINO_CHUNK) {
         const int n = d.out_c - k0 < WINO_CHUNK ? d.out_c - k0 : WINO_CHUNK;
         const int fast = wino_table(p, filter, bias, 9 * d.in_c, k0, n, table);

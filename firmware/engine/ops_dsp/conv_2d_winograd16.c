@@ -17,7 +17,7 @@
  * is stored less 32768 (SADD16 then EOR with 0x80008000), so V is int16.  The sums (SMLAD, ADD) are mod 2^32
  * and the identity holds over the integers: A^T (U . V) plus the offset's share 32768 * sum U1 (per channel:
  * wino16_offset) is 2 * sum mod 2^32, which is 2 * sum exactly as the compiler stored U only where
- * 32767 * max(sum of the positive weights, sum of the negative ones' magnitudes) < 2^30 for every channel.
+ * |bias| + 32767 * max(sum of the positive weights, sum of the negative ones' magnitudes) < 2^30 for every channel.
  * An arithmetic shift right by 1 gives the sum; bias, requantization and clamp are conv_2d_gemm.c's int32 route
  * (tm_dsp_s16_table, which also needs |bias| + 32768 * sum |w| < 2^31: tm_dsp_s16_channels_fit).
  *
@@ -27,8 +27,8 @@
  * words of tile 0 then tile 1, and a last control word (out of the loop); the compiler's U is per output-channel
  * pair, per position, per filter row, per group, the words of channel 0 then channel 1.  The products of one
  * tile pair and one channel pair are conv_2d_winograd.c's loop (TM_DSP_WIDE_GROUP_ASM, 18 cycles per 16 MACs)
- * into 4 sums per position, combined by A^T at its end; the requantization and the stores follow in C
- * (wino16_store).
+ * into 4 sums per position, combined by A^T at its end, requantized and stored there too (wino16_rq) where the
+ * table's form and the clamp allow, else in C (wino16_store).
  *
  * Scratch (stack): V of one tile pair at its largest (WINO16_MAX_IN_C), the 8 combined sums, a padding pixel, the
  * requantization table and offsets of up to WINO16_CHUNK channels, the pixel pointers and wino16_sums' frame:
@@ -42,7 +42,7 @@
 #define WINO16_M_WORDS 8
 #define WINO16_PAD_WORDS (WINO16_MAX_IN_C / 2)
 #define WINO16_CHUNK 64 /* output channels per requantization table */
-#define WINO16_TABLE_WORDS (5 * WINO16_CHUNK) /* tm_dsp_s16_table's 4 words and the offset's share */
+#define WINO16_TABLE_WORDS (7 * WINO16_CHUNK) /* tm_dsp_s16_table's 4 words, the offset's share, wino16_rq's 2 */
 #define WINO16_FRAME_WORDS (18 + 2 + 16 + 9) /* pixel pointers; wino16_sums' job, sums and saved registers */
 #define WINO16_SCRATCH_WORDS \
     (WINO16_V_WORDS + WINO16_M_WORDS + WINO16_PAD_WORDS + WINO16_TABLE_WORDS + WINO16_FRAME_WORDS)
@@ -67,41 +67,30 @@ int32_t tm_dsp_conv_2d_winograd16_scratch_bytes(const tm_conv_params_t *p, const
 typedef struct {
     const int32_t *v; /* +0 the tile pair's transformed input, with its control words (wino16_input) */
     const int32_t *u; /* +4 the channel pair's transformed filter */
-    int32_t *m;       /* +8 per sum q = 2 tile + channel, A^T's m1 - m2 - m3 at m[q], m0 + m1 + m2 at m[4 + q] */
+    int32_t *m;       /* +8 without a table: per sum q = 2 tile + channel, A^T's m1 - m2 - m3 at m[q], m0 + m1 + m2
+                       *    at m[4 + q], for wino16_store */
+    const int32_t *rq; /* +12 per channel of the pair c, M' (wino16_rq), or NULL */
+    int16_t *out;      /* +16 with rq: output of tile 0's first pixel, channel 0 */
+    int32_t pixel_bytes; /* +20 out_c * 2 */
+    int32_t relu;      /* +24 the clamp: 1 USAT #15 (ReLU), 0 SSAT #16 (none) */
 } wino16_job_t;
+
+/* 2 (sum + bias) = A^T's combination + c, then TFLite's requantization: SMMULR by M' (wino16_rq). */
+#define WINO16_RQ(X, C, M)                 \
+    "add     " X ", " X ", " C "\n"        \
+    "smmulr  " X ", " X ", " M "\n"
 
 /*
  * The 4 sums (tile 0 channel 0, tile 0 channel 1, tile 1 channel 0, tile 1 channel 1) of each position of a tile
- * pair and a channel pair: zeroed, then a jump through the control word that starts each position of V into a
- * run of WINO16_MAX_GROUPS groups at the op's group count (TM_DSP_WIDE_GROUP_ASM, 40 bytes each: r0 V, r1 U,
- * r3-r6 sums), whose end (wino16_run_end) pushes them; after the last position V's final control word leads to
- * wino16_run_exit, which combines the pushed sums as A^T does into job->m.
+ * pair and a channel pair: the Winograd paths' loop (TM_DSP_WINO_SUMS_ASM, dsp_conv.h) over runs of up to
+ * WINO16_MAX_GROUPS groups, whose exit (wino16_run_exit) combines the pushed sums as A^T does.  With job->rq the outputs follow in the same
+ * call (2 instructions each, then the clamp, two channels per word stored), else the combined sums go to job->m
+ * for wino16_store.
  */
 __attribute__((naked)) static void wino16_sums(const wino16_job_t *job __attribute__((unused))) {
     __asm__ volatile(
-        "push    {r4-r11, lr}\n"
-        "sub     sp, sp, #8\n"
-        "str     r0, [sp]\n"
-        "ldr     r1, [r0, #4]\n"
-        "ldr     r0, [r0, #0]\n"
-        "movs    r3, #0\n"
-        "movs    r4, #0\n"
-        "movs    r5, #0\n"
-        "movs    r6, #0\n"
-        "ldr     pc, [r0], #4\n"
-        ".rept " WINO16_XSTR(WINO16_MAX_GROUPS) "\n"
-        TM_DSP_WIDE_GROUP_ASM
-        ".endr\n"
-        ".global wino16_run_end\n"
-        "wino16_run_end:\n"
-        "push    {r3-r6}\n"
-        "movs    r3, #0\n"
-        "movs    r4, #0\n"
-        "movs    r5, #0\n"
-        "movs    r6, #0\n"
-        "ldr     pc, [r0], #4\n"
-        ".global wino16_run_exit\n"
-        "wino16_run_exit:\n" /* A^T: per sum q, m0 + m1 + m2 to job->m[4 + q] and m1 - m2 - m3 to job->m[q] */
+        TM_DSP_WINO_SUMS_ASM(WINO16_XSTR(WINO16_MAX_GROUPS), "wino16_run_end", "wino16_run_exit")
+        /* A^T: per sum q, m0 + m1 + m2 to job->m[4 + q] and m1 - m2 - m3 to job->m[q] */
         "ldm     sp!, {r2-r9}\n" /* positions 3 (r2-r5) and 2 (r6-r9): the last pushed lowest */
         "add     r2, r2, r6\n"    /* m2 + m3 */
         "add     r3, r3, r7\n"
@@ -122,6 +111,50 @@ __attribute__((naked)) static void wino16_sums(const wino16_job_t *job __attribu
         "add     r8, r8, r12\n"
         "add     r9, r9, lr\n"
         "ldr     r0, [sp]\n"
+        "ldr     r1, [r0, #12]\n"
+        "cmp     r1, #0\n"
+        "beq.w   7f\n"
+        "ldm     r1, {r10-r12, lr}\n" /* channel 0's c, M' (A: r6, r8; B: r2, r4), channel 1's (r7, r9; r3, r5) */
+        WINO16_RQ("r6", "r10", "r11") WINO16_RQ("r2", "r10", "r11")
+        WINO16_RQ("r8", "r10", "r11") WINO16_RQ("r4", "r10", "r11")
+        WINO16_RQ("r7", "r12", "lr") WINO16_RQ("r3", "r12", "lr")
+        WINO16_RQ("r9", "r12", "lr") WINO16_RQ("r5", "r12", "lr")
+        "ldr     r1, [r0, #24]\n"
+        "cmp     r1, #0\n"
+        "beq     5f\n"
+        "usat    r6, #15, r6\n"
+        "usat    r2, #15, r2\n"
+        "usat    r8, #15, r8\n"
+        "usat    r4, #15, r4\n"
+        "usat    r7, #15, r7\n"
+        "usat    r3, #15, r3\n"
+        "usat    r9, #15, r9\n"
+        "usat    r5, #15, r5\n"
+        "b       6f\n"
+        "5:\n"
+        "ssat    r6, #16, r6\n"
+        "ssat    r2, #16, r2\n"
+        "ssat    r8, #16, r8\n"
+        "ssat    r4, #16, r4\n"
+        "ssat    r7, #16, r7\n"
+        "ssat    r3, #16, r3\n"
+        "ssat    r9, #16, r9\n"
+        "ssat    r5, #16, r5\n"
+        "6:\n" /* pixels 0 .. 3: (A0, A1), (B0, B1), (A2, A3), (B2, B3) */
+        "pkhbt   r6, r6, r7, lsl #16\n"
+        "pkhbt   r2, r2, r3, lsl #16\n"
+        "pkhbt   r8, r8, r9, lsl #16\n"
+        "pkhbt   r4, r4, r5, lsl #16\n"
+        "ldr     r1, [r0, #20]\n"
+        "ldr     r0, [r0, #16]\n"
+        "str     r6, [r0]\n"
+        "str     r2, [r0, r1]\n"
+        "add     r0, r0, r1, lsl #1\n"
+        "str     r8, [r0]\n"
+        "str     r4, [r0, r1]\n"
+        "add     sp, sp, #8\n"
+        "pop     {r4-r11, pc}\n"
+        "7:\n"
         "ldr     r1, [r0, #8]\n"
         "stm     r1, {r2-r9}\n"
         "add     sp, sp, #8\n"
@@ -246,6 +279,20 @@ static inline __attribute__((always_inline)) void wino16_store_as(const int32_t 
     }
 }
 
+/*
+ * The words of channels [k0, k0 + n) for wino16_sums' requantization where the table is of the first form (a
+ * total shift right of 16..31: t[1] = reduced * 2^(32 - right), even): c = 32768 * sum U1 + 2 bias and M' = t[1] / 2.
+ * A^T's combination + c is 2 (sum + bias) mod 2^32, exactly so as the compiler stored U only where
+ * |bias| + 32767 * max(sum w+, sum |w-|) < 2^30; SMMULR(2 (sum + bias), M') multiplies the same 64-bit product as
+ * tm_requantize_s16_at's SMMULR(sum + bias, t[1]): the same result.
+ */
+static void wino16_rq(const int32_t *table, const int32_t *share, int n, int32_t *rq) {
+    for (int j = 0; j < n; ++j) {
+        rq[2 * j] = (int32_t)((uint32_t)share[j] + 2u * (uint32_t)table[4 * j]);
+        rq[2 * j + 1] = table[4 * j + 1] >> 1;
+    }
+}
+
 typedef struct {
     const int32_t *table, *share;
     int out_c, mulh, kind;
@@ -277,7 +324,7 @@ int tm_dsp_conv_2d_winograd16(const tm_conv_params_t *p, const int16_t *input, c
         return 0;
     }
     int32_t v[WINO16_V_WORDS], m[WINO16_M_WORDS], pad[WINO16_PAD_WORDS], table[4 * WINO16_CHUNK];
-    int32_t share[WINO16_CHUNK];
+    int32_t share[WINO16_CHUNK], rq[2 * WINO16_CHUNK];
     for (int i = 0; i < WINO16_PAD_WORDS; ++i) {
         pad[i] = 0;
     }
@@ -286,19 +333,17 @@ int tm_dsp_conv_2d_winograd16(const tm_conv_params_t *p, const int16_t *input, c
     const int groups = 3 * c.groups;   /* per position */
     const int32_t u_words = 4 * 4 * groups; /* per channel pair */
     const int row_values = d.out_w * d.out_c;
-    wino16_job_t job = {.v = v, .m = m};
-    /* the control words: each position jumps to its groups' run, the last one out (wino16_sums) */
-    const int32_t stride = 4 * groups + 1;
-    for (int t = 0; t < 4; ++t) {
-        v[t * stride] = (int32_t)(((uintptr_t)wino16_run_end - 40u * (uint32_t)groups) | 1u);
-    }
-    v[4 * stride] = (int32_t)((uintptr_t)wino16_run_exit | 1u);
+    const int kind = tm_s16_clamp_kind(p->act_min, p->act_max);
+    wino16_job_t job = {.v = v, .m = m, .pixel_bytes = 2 * d.out_c, .relu = kind == TM_S16_CLAMP_RELU};
+    tm_dsp_wino_controls(v, 4, 4 * groups + 1, wino16_run_end, wino16_run_exit, groups); /* wino16_sums' */
     wino16_out_t o = {.table = table, .share = share, .out_c = d.out_c, .lo = p->act_min, .hi = p->act_max,
-                      .kind = tm_s16_clamp_kind(p->act_min, p->act_max)};
+                      .kind = kind};
     for (int k0 = 0; k0 < d.out_c; k0 += WINO16_CHUNK) {
         const int n = d.out_c - k0 < WINO16_CHUNK ? d.out_c - k0 : WINO16_CHUNK;
         o.mulh = tm_dsp_s16_table(p, (const int64_t *)bias, k0, n, table);
         wino16_offset(p->winograd, c.groups, k0, n, share);
+        const int fast = o.mulh && kind != TM_S16_CLAMP_RANGE; /* wino16_sums requantizes */
+        wino16_rq(table, share, n, rq);
         for (int bt = 0; bt < d.batches; ++bt) {
             c.in = input + bt * d.in_h * d.in_w * d.in_c;
             int16_t *out = output + bt * d.out_h * row_values;
@@ -309,6 +354,12 @@ int tm_dsp_conv_2d_winograd16(const tm_conv_params_t *p, const int16_t *input, c
                     int16_t *px = out + oy * row_values + ox * d.out_c;
                     for (int k = k0; k < k0 + n; k += 2) {
                         job.u = (const int32_t *)(const void *)p->winograd + (k >> 1) * u_words;
+                        if (fast && cols == 4) {
+                            job.rq = rq + 2 * (k - k0), job.out = px + k;
+                            wino16_sums(&job);
+                            continue;
+                        }
+                        job.rq = 0;
                         wino16_sums(&job);
                         wino16_store(&o, m, k - k0, px + k, cols);
                     }

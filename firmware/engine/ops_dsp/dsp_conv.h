@@ -115,6 +115,44 @@ int tm_dsp_depthwise_planar(const tm_conv_params_t *p, const int8_t *in_b, const
     "smlad   r6, r9, r12, r6\n"          \
     "smlad   r6, r10, lr, r6\n"
 
+/*
+ * The products loop of the Winograd paths (conv_2d_winograd.c's wino_pair, conv_2d_winograd16.c's wino16_sums),
+ * whose job starts with V (+0) and U (+4): the frame (the job at [sp]), 4 sums zeroed, a jump through the control
+ * word that starts each position of V into a run of GROUPS groups (TM_DSP_WIDE_GROUP_ASM, 40 bytes each: r0 V,
+ * r1 U, r3-r6 sums) at the op's group count; the run's end, label END, pushes the 4 sums and jumps through the next
+ * control word; the last one (tm_dsp_wino_controls) leads to label EXIT, after which the caller's code goes on
+ * with the positions' sums pushed (the first the highest) and the job at [sp + 16 * positions].
+ */
+#define TM_DSP_WINO_ZERO_SUMS "movs    r3, #0\n" "movs    r4, #0\n" "movs    r5, #0\n" "movs    r6, #0\n"
+#define TM_DSP_WINO_SUMS_ASM(GROUPS, END, EXIT) \
+    "push    {r4-r11, lr}\n"                    \
+    "sub     sp, sp, #8\n"                      \
+    "str     r0, [sp]\n"                        \
+    "ldr     r1, [r0, #4]\n"                    \
+    "ldr     r0, [r0, #0]\n"                    \
+    TM_DSP_WINO_ZERO_SUMS                       \
+    "ldr     pc, [r0], #4\n"                    \
+    ".rept " GROUPS "\n"                        \
+    TM_DSP_WIDE_GROUP_ASM                       \
+    ".endr\n"                                   \
+    ".global " END "\n"                         \
+    END ":\n"                                   \
+    "push    {r3-r6}\n"                         \
+    TM_DSP_WINO_ZERO_SUMS                       \
+    "ldr     pc, [r0], #4\n"                    \
+    ".global " EXIT "\n"                        \
+    EXIT ":\n"
+
+/* The control words of a Winograd path's V (TM_DSP_WINO_SUMS_ASM): `positions` of them, stride words apart, each
+ * jumping into the run at the op's group count (its end, run_end, less 40 bytes a group), then one to run_exit. */
+static inline void tm_dsp_wino_controls(int32_t *v, int positions, int32_t stride, const char *run_end,
+                                        const char *run_exit, int groups) {
+    for (int pos = 0; pos < positions; ++pos) {
+        v[pos * stride] = (int32_t)(((uintptr_t)run_end - 40u * (uint32_t)groups) | 1u);
+    }
+    v[positions * stride] = (int32_t)((uintptr_t)run_exit | 1u);
+}
+
 /* int16x8 (input offset 0): SMLAD takes the int16 activations as they are.  int32 sums are exact up to
  * TM_DSP_S16_EXACT_TAPS taps (|int16 * int8| <= 2^22, 511 * 2^22 < 2^31): longer dot products are
  * summed in parts, in int64 (TFLM's 64-bit accumulator; the 32-bit one wraps the same). */

@@ -86,7 +86,7 @@ WINO16_CHUNK = 64
 # WINO16_SCRATCH_WORDS: V of a tile pair at its largest with its control words, the 8 combined sums, the padding pixel,
 # the requantization table and offsets, the pixel pointers and wino16_sums' frame
 WINO16_V_WORDS = 4 * (4 * (3 * WINO16_MAX_IN_C // 4) + 1) + 1
-WINO16_SCRATCH_BYTES = (WINO16_V_WORDS + 8 + WINO16_MAX_IN_C // 2 + 5 * WINO16_CHUNK + 18 + 2 + 16 + 9) * 4
+WINO16_SCRATCH_BYTES = (WINO16_V_WORDS + 8 + WINO16_MAX_IN_C // 2 + 7 * WINO16_CHUNK + 18 + 2 + 16 + 9) * 4
 # The producers whose fused activation makes their output non-negative (int16: zero point 0), by the option slot
 # of that activation (host/compiler/ops: conv.py, add.py, fully_connected.py, mul.py, pooling.py).
 ACTIVATION_SLOTS = {"CONV_2D": 3, "DEPTHWISE_CONV_2D": 4, "ADD": 0, "FULLY_CONNECTED": 0, "MUL": 0,
@@ -151,12 +151,15 @@ def input_after_relu(ctx: OpContext) -> bool:
     return activation in ("RELU", "RELU6") and qparams(ctx.input(0))[1] == 0
 
 
-def winograd16_sums_fit(weights: np.ndarray) -> bool:
-    """Whether twice every channel's sum over inputs in [0, 32767] fits int32 (conv_2d_winograd16.c's 2 * sum):
-    32767 * max(sum of the positive weights, sum of the negative ones' magnitudes) < 2^30, per output channel."""
+def winograd16_sums_fit(weights: np.ndarray, bias: np.ndarray | None) -> bool:
+    """Whether twice every channel's sum plus its bias, over inputs in [0, 32767], fits int32 (conv_2d_winograd16.c's
+    2 * sum and 2 * (sum + bias)): |bias| + 32767 * max(sum of the positive weights, sum of the negative ones'
+    magnitudes) < 2^30, per output channel."""
     w = weights.reshape(weights.shape[0], -1).astype(np.int64)
-    reach = np.maximum(np.where(w > 0, w, 0).sum(axis=1), np.where(w < 0, -w, 0).sum(axis=1))
-    return bool((32767 * reach < 2**30).all())
+    reach = 32767 * np.maximum(np.where(w > 0, w, 0).sum(axis=1), np.where(w < 0, -w, 0).sum(axis=1))
+    if bias is not None:
+        reach += np.abs(bias.astype(np.int64))
+    return bool((reach < 2**30).all())
 
 
 def winograd16_weights(weights: np.ndarray) -> bytes:
@@ -183,7 +186,11 @@ def _winograd_filter(ctx: OpContext, fields: Mapping[str, int], arrays: Mapping[
     w = weights.reshape(dims.out_c, 3, 3, dims.in_c)
     if not all(1 <= 15 - shift <= 31 for shift in arrays["out_shift"][1]):
         return None
-    return winograd16_weights(w) if input_after_relu(ctx) and winograd16_sums_fit(w) else None
+    bias = ctx.tensor(2)
+    bias_values = None if bias is None or bias.data is None else np.frombuffer(bias.data, dtype="<i8")
+    if bias is not None and bias_values is None:
+        return None
+    return winograd16_weights(w) if input_after_relu(ctx) and winograd16_sums_fit(w, bias_values) else None
 
 
 def _wide_runs(p: Mapping[str, int], out_c: int, kp: int, pixels: int) -> bool:
@@ -305,7 +312,8 @@ def _lower(ctx: OpContext, kind: str, geometry: dict[str, int], depth_multiplier
     winograd = _winograd_filter(ctx, lowered.fields, lowered.arrays, dims, weights) if kind == "TM_OP_CONV_2D" \
         else None
     if winograd is not None:
-        lowered.guarded_arrays["winograd"] = ("TM_CONV_WINOGRAD", "int16_t", winograd)
+        macro = "TM_CONV_WINOGRAD16" if dtype == "int16" else "TM_CONV_WINOGRAD"
+        lowered.guarded_arrays["winograd"] = (macro, "int16_t", winograd)
     elif kind == "TM_OP_CONV_2D" and dtype in ("int8", "int16") and dims.f_c == dims.in_c and (wide or gemm):
         doubled = wide   # conv_2d_wide.c takes them doubled, in its order; the im2col path undoubled only
         stream = wide_weights(weights.reshape(dims.out_c, -1), kp, doubled, natural=dtype == "int16")
