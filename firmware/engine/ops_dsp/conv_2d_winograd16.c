@@ -28,7 +28,9 @@
  * pair, per position, per filter row, per group, the words of channel 0 then channel 1.  The products of one
  * tile pair and one channel pair are conv_2d_winograd.c's loop (TM_DSP_WIDE_GROUP_ASM, 18 cycles per 16 MACs)
  * into 4 sums per position, combined by A^T at its end, requantized and stored there too (wino16_rq) where the
- * table's form and the clamp allow, else in C (wino16_store).
+ * table's form and the clamp allow, else in C (wino16_store).  The tile pairs are taken down each column: the
+ * next output row's filter rows 0 and 1 read the input rows of this one's 1 and 2, so V's rows move up
+ * (wino16_next_row, about 2 cycles a word) and only one input row is transformed per tile pair.
  *
  * Scratch (stack): V of one tile pair at its largest (WINO16_MAX_IN_C), the 8 combined sums, a padding pixel, the
  * requantization table and offsets of up to WINO16_CHUNK channels, the pixel pointers and wino16_sums' frame:
@@ -65,7 +67,7 @@ int32_t tm_dsp_conv_2d_winograd16_scratch_bytes(const tm_conv_params_t *p, const
 
 /* Work of wino16_sums (read by the assembly: keep the field offsets). */
 typedef struct {
-    const int32_t *v; /* +0 the tile pair's transformed input, with its control words (wino16_input) */
+    const int32_t *v; /* +0 the tile pair's transformed input, with its control words (wino16_input_row) */
     const int32_t *u; /* +4 the channel pair's transformed filter */
     int32_t *m;       /* +8 without a table: per sum q = 2 tile + channel, A^T's m1 - m2 - m3 at m[q], m0 + m1 + m2
                        *    at m[4 + q], for wino16_store */
@@ -202,19 +204,30 @@ static void wino16_row(const uint32_t *const px[6], int32_t *o, int stride, int 
     }
 }
 
-/* V of the tile pair whose inputs start at (y0, x0): per filter row, the 6 pixels x0 .. x0 + 5 of input row
- * y0 + row (c->pad outside the image, so no tap is tested). */
-static void wino16_input(const wino16_ctx_t *c, int32_t *v, int y0, int x0) {
-    const int stride = 4 * 3 * c->groups + 1; /* words from position t to t + 1 */
-    for (int row = 0; row < 3; ++row) {
-        const int y = y0 + row;
-        const uint32_t *px[6];
-        for (int j = 0; j < 6; ++j) {
-            const int x = x0 + j;
-            const int inside = (unsigned)y < (unsigned)c->in_h && (unsigned)x < (unsigned)c->in_w;
-            px[j] = (const uint32_t *)(const void *)(inside ? c->in + (y * c->in_w + x) * c->in_c : c->pad);
+/* V's filter row `row` (0 .. 2) of a tile pair from input row y, pixels x0 .. x0 + 5 (c->pad outside the image,
+ * so no tap is tested). */
+static void wino16_input_row(const wino16_ctx_t *c, int32_t *v, int row, int y, int x0) {
+    const uint32_t *px[6];
+    for (int j = 0; j < 6; ++j) {
+        const int x = x0 + j;
+        const int inside = (unsigned)y < (unsigned)c->in_h && (unsigned)x < (unsigned)c->in_w;
+        px[j] = (const uint32_t *)(const void *)(inside ? c->in + (y * c->in_w + x) * c->in_c : c->pad);
+    }
+    /* after position 0's control word; 4 * 3 * groups + 1 words from position t to t + 1 */
+    wino16_row(px, v + 1 + 4 * row * c->groups, 4 * 3 * c->groups + 1, c->groups);
+}
+
+/* The next output row of the same tile pair: per position, filter rows 1 and 2 move to 0 and 1 (the input rows
+ * they read are the next output row's rows 0 and 1), by words, two of them at a time (8 * groups words). */
+static void wino16_next_row(const wino16_ctx_t *c, int32_t *v) {
+    const int stride = 4 * 3 * c->groups + 1, row_words = 4 * c->groups;
+    for (int t = 0; t < 4; ++t) {
+        uint32_t *dst = (uint32_t *)(void *)(v + 1 + t * stride);
+        const uint32_t *src = dst + row_words, *end = dst + 2 * row_words;
+        for (; dst < end; dst += 4, src += 4) {
+            const uint32_t a = src[0], b = src[1], e = src[2], f = src[3];
+            dst[0] = a, dst[1] = b, dst[2] = e, dst[3] = f;
         }
-        wino16_row(px, v + 1 + 4 * row * c->groups, stride, c->groups); /* after position 0's control word */
     }
 }
 
@@ -347,10 +360,17 @@ int tm_dsp_conv_2d_winograd16(const tm_conv_params_t *p, const int16_t *input, c
         for (int bt = 0; bt < d.batches; ++bt) {
             c.in = input + bt * d.in_h * d.in_w * d.in_c;
             int16_t *out = output + bt * d.out_h * row_values;
-            for (int oy = 0; oy < d.out_h; ++oy) {
-                for (int ox = 0; ox < d.out_w; ox += 4) {
-                    const int cols = d.out_w - ox < 4 ? d.out_w - ox : 4;
-                    wino16_input(&c, v, oy - p->pad_h, ox - p->pad_w);
+            for (int ox = 0; ox < d.out_w; ox += 4) { /* down each column of tile pairs: V's rows move up */
+                const int cols = d.out_w - ox < 4 ? d.out_w - ox : 4, x0 = ox - p->pad_w;
+                for (int oy = 0; oy < d.out_h; ++oy) {
+                    const int y0 = oy - p->pad_h;
+                    if (oy == 0) {
+                        wino16_input_row(&c, v, 0, y0, x0);
+                        wino16_input_row(&c, v, 1, y0 + 1, x0);
+                    } else {
+                        wino16_next_row(&c, v);
+                    }
+                    wino16_input_row(&c, v, 2, y0 + 2, x0);
                     int16_t *px = out + oy * row_values + ox * d.out_c;
                     for (int k = k0; k < k0 + n; k += 2) {
                         job.u = (const int32_t *)(const void *)p->winograd + (k >> 1) * u_words;
