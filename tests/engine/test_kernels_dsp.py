@@ -18,6 +18,7 @@ import numpy as np
 import pytest
 
 from host.compiler.compile import compile_bytes
+from host.compiler.ops import conv as conv_ops
 from host.core.boards import load_board
 from host.emulators.launch import boot_elf
 from host.engine import build
@@ -560,6 +561,48 @@ def test_quantize_rounding_edges(board_name: str, dtype: str, dsp_board_dirs: di
                 ours, _ = device.infer_arrays(xs.astype(np.float32))
                 golden = ReferenceInterpreter(data).run(xs.astype(np.float32))
                 assert ours[0].tobytes() == golden[0].tobytes(), (board_name, dtype, scale, zp, ours[0], golden[0])
+
+
+def conv_int16_winograd_over_model_input(rng: np.random.Generator) -> bytes:
+    """An int16x8 CONV_2D 3x3, stride 1, SAME, ReLU, directly over the model's (signed) input: the compiler gives it
+    no Winograd filter (input_after_relu is false)."""
+    g = GraphBuilder()
+    h, w, in_c, out_c = 6, 7, 8, 6
+    x_scale = 0.05 / 256.0
+    x = g.tensor((1, h, w, in_c), "int16", x_scale, 0)
+    w_scales = rng.uniform(0.002, 0.05, size=out_c)
+    weights = rng.integers(-127, 128, size=(out_c, 3, 3, in_c), dtype=np.int8)
+    f = g.tensor(weights.shape, "int8", list(w_scales), 0, weights, quantized_dimension=0)
+    bias = rng.integers(-500_000, 500_000, size=out_c).astype(np.int64)
+    b = g.tensor((out_c,), "int64", list(x_scale * w_scales), 0, bias)
+    y = g.tensor((1, h, w, out_c), "int16", x_scale * float(w_scales.mean()) * 1200.0, 0)
+    opt = fb.Conv2DOptionsT()
+    opt.padding, opt.strideH, opt.strideW, opt.fusedActivationFunction = 0, 1, 1, 1
+    g.op("CONV_2D", [x, f, b], [y], opt)
+    return g.build([x], [y])
+
+
+def test_winograd16_hands_a_negative_input_to_im2col(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """conv_2d_winograd16.c's F(2, 3) is exact only over inputs in [0, 32767], which the compiler's graph rule
+    (input_after_relu) promises; the kernel still checks the input's signs and hands anything else to the im2col
+    path.  With the rule forced true over a signed model input: the filter is there, and the chip matches TFLite
+    Micro both on inputs with negative values (the fallback) and on their magnitudes (the Winograd path)."""
+    monkeypatch.setattr(conv_ops, "input_after_relu", lambda ctx: True)
+    data = conv_int16_winograd_over_model_input(np.random.default_rng([3, 11]))
+    model = compile_bytes(data, name="wino16_signed")
+    assert "TM_CONV_WINOGRAD16" in model.guarded_bytes
+    board = load_board("mps2-an386")
+    image = build_firmware(model, board, tmp_path)
+    reference = ReferenceInterpreter(data)
+    rng = np.random.default_rng(5)
+    signed = rng.integers(-32768, 32768, size=model.inputs[0].shape).astype(np.int16)
+    with boot_elf(board, image.elf, model.sha256, timeout_s=60) as device:
+        for label, xs in (("signed", signed), ("magnitudes", np.abs(signed.astype(np.int32)).clip(0, 32767))):
+            xs = xs.astype(np.int16)
+            assert (xs < 0).any() == (label == "signed")
+            ours, _ = device.infer_arrays(xs)
+            golden = reference.run(xs)
+            assert ours[0].tobytes() == golden[0].tobytes(), (label, ours[0], golden[0])
 
 
 def test_winograd_paths_only_in_the_firmware_of_models_that_have_them(tmp_path: Path) -> None:

@@ -594,13 +594,6 @@ static void fill_natural_s16(const gemm_ctx_t *g, int16_t *buf, int y0, int x0, 
     }
 }
 
-static void zero_s16(int16_t *buf, int n, int g, int col) {
-    uint32_t *dst = (uint32_t *)(void *)buf + 4 * g + 2 * col;
-    for (int i = 0; i < n; i += 4, dst += 4) {
-        dst[0] = 0, dst[1] = 0;
-    }
-}
-
 /* int16x8, in_c not a multiple of 4 and at most S16_STAGE_TAPS taps: the taps in natural order first
  * (out-of-image taps 0, which is what skipping them adds: the input offset is 0), padded with zeros to
  * whole groups, then permuted; the K % 4 last taps are thus in SXTB16 order too (g->padded). */
@@ -686,7 +679,7 @@ static void fill_column_s16(const gemm_ctx_t *g, int16_t *buf, int pix, int col)
             if (row_ok && x >= 0 && x < g->in_w) {
                 group_s16(g, buf, g->input16 + (y * g->in_w + x) * g->in_c, g->in_c, grp, col);
             } else {
-                zero_s16(buf, g->in_c, grp, col);
+                zero_groups_s16((uint32_t *)(void *)buf + 4 * grp + 2 * col, g->in_c >> 2);
             }
         }
     }
