@@ -491,6 +491,14 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def _pace_said(args: argparse.Namespace, paced: bool | None) -> str:
+    """How fast the board ran, for a hint."""
+    if args.port is not None:
+        return "the board at its own speed"
+    on = args.mode == "p" if paced is None else paced
+    return f"the emulated board paced at {PACED_RATE}" if on else "the emulated board unpaced"
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.port is not None and args.pace == "on":
@@ -505,6 +513,9 @@ def main(argv: list[str] | None = None) -> int:
     for line in session.summary:
         if "ulp-mlperf:" in line and "---" not in line:
             print(f"score    {line.split('ulp-mlperf:', 1)[1].strip()}")
+    if any("ERROR 2" in line for line in session.summary):
+        print(f"hint     ERROR 2: the five timed loops took under 10 s of wall time ({_pace_said(args, paced)}); "
+              "a longer loop: --test-script with a larger `infer N W` (docs/mlperf.md, \"Pacing\")")
     print(f"session  {session.folder} (log.txt, results.txt, results.json)")
     return 0
 

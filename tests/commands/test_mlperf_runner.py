@@ -238,6 +238,20 @@ def test_runner_benchmarks(model_id: str, mode: str, files: int, builds: Builds,
 
 
 @pytest.mark.slow
+def test_error_2_comes_with_a_hint(builds: Builds, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Unpaced with the runner's own N, kws01's five timed loops end within 10 s: the runner's ERROR 2 is printed
+    as its score, then a hint naming the pace and the way to a longer loop."""
+    _, elf = builds["kws01"]
+    data = write_dataset(tmp_path / "datasets", "kws01", 5)
+    assert mlperf_runner.main(["--dataset", str(data.root), "--mode", "p", "--elf", str(elf), "--pace", "off",
+                               "--out", str(tmp_path / "out")]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert "score    ERROR 2 - loop exited before 10 seconds elapsed." in lines
+    (hint,) = [line for line in lines if line.startswith("hint ")]
+    assert "the emulated board unpaced" in hint and "--test-script" in hint
+
+
+@pytest.mark.slow
 def test_runner_median_throughput_unpaced_with_a_longer_timed_loop(builds: Builds, tmp_path: Path) -> None:
     """Unpaced (`--pace off`), the emulated board beats the runner's 10 s wall-time floor with the fixed N of
     tests_performance.yaml; a longer timed loop gets the median all the same: kws01 at N = 700 (3.5 M

@@ -348,6 +348,8 @@ def test_evaluate_reports_the_cycles_that_check_estimates(tmp_path: Path) -> Non
     from host.study.units import from_npz
 
     n = 5   # odd: both medians are one inference's estimate (check prints its median rounded)
+    # host.evaluate runs what is flashed: flash it here (`make test-slow` alone runs no test that does)
+    subprocess.run([sys.executable, "-m", "host.flash"], check=True, capture_output=True, timeout=300)
     run = subprocess.run([sys.executable, "-m", "host.evaluate", "--num", str(n), "--attacks", "none", "--cycles",
                           "--workers", "0", "--no-progress", "--out", str(tmp_path), "--run-id", "cyc"],
                          capture_output=True, text=True, timeout=300)
