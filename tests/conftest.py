@@ -1,11 +1,15 @@
-"""Fixtures shared by the attack tests: the shipped digits models, loaded once per session."""
+"""Fixtures shared by the tests: the shipped digits models, loaded once per session; the default board flashed."""
 
 from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
 
 import pytest
 
 from host.attacks import FloatModel, ReferenceOracle, load_float_model
-from host.core.paths import DEFAULT_FLOAT_MODEL, DEFAULT_MODEL
+from host.core.paths import DEFAULT_FLOAT_MODEL, DEFAULT_MODEL, ROOT
 
 
 @pytest.fixture(scope="session")
@@ -18,3 +22,15 @@ def float_model() -> FloatModel:
 def oracle() -> ReferenceOracle:
     """The shipped int8 digits model behind the TFLite Micro reference interpreter."""
     return ReferenceOracle(DEFAULT_MODEL)
+
+
+@pytest.fixture(scope="module")
+def flashed_default_board() -> None:
+    """`make flash` of the default model into build/flash/ (a no-op when current), for the tests whose host.evaluate,
+    host.check or link runs read the flashed board: none of them depends on an earlier test having flashed it.
+    Without QEMU or the toolchain it does nothing (the tests that need them skip)."""
+    if shutil.which("qemu-system-arm") is None or shutil.which("arm-none-eabi-gcc") is None:
+        return
+    proc = subprocess.run([sys.executable, "-m", "host.flash"], cwd=ROOT, capture_output=True, text=True,
+                          timeout=600)
+    assert proc.returncode == 0, proc.stderr

@@ -189,16 +189,8 @@ class CorruptingBackend(backends.ReferenceBackend):
         return backends.Inference(bytes(output), 1000 + index, None)
 
 
-@pytest.fixture
-def flashed() -> None:
-    """host.evaluate reads the flashed board's manifest: flash the default model (a no-op when current), so that
-    the test does not depend on one that ran before it."""
-    if shutil.which("arm-none-eabi-gcc") is None:
-        pytest.skip("needs gcc-arm-none-eabi (make deps)")
-    subprocess.run([sys.executable, "-m", "host.flash"], cwd=ROOT, check=True, capture_output=True, timeout=300)
-
-
-@pytest.mark.usefixtures("flashed")
+@pytest.mark.skipif(shutil.which("arm-none-eabi-gcc") is None, reason="needs gcc-arm-none-eabi (make deps)")
+@pytest.mark.usefixtures("flashed_default_board")   # host.evaluate reads the flashed board's manifest
 def test_chip_mismatch_reported_with_index_and_bytes(tmp_path: Path, monkeypatch, capsys) -> None:  # noqa: ANN001
     @contextlib.contextmanager
     def corrupting_chip(spec, model, plugin=None):  # noqa: ANN001, ANN202

@@ -335,6 +335,7 @@ def test_cycles_need_the_chip(capsys: pytest.CaptureFixture[str]) -> None:
 
 
 @pytest.mark.slow   # about 19 s: an evaluate run and a check run, both with the plugin
+@pytest.mark.usefixtures("flashed_default_board")   # host.evaluate runs what is flashed
 def test_evaluate_reports_the_cycles_that_check_estimates(tmp_path: Path) -> None:
     """`host.evaluate --cycles`: every chip unit counts with the plugin; the journal keeps each inference's
     estimate, whose median equals host.check --cycles on the same inputs (same firmware, same windows), and
@@ -348,8 +349,6 @@ def test_evaluate_reports_the_cycles_that_check_estimates(tmp_path: Path) -> Non
     from host.study.units import from_npz
 
     n = 5   # odd: both medians are one inference's estimate (check prints its median rounded)
-    # host.evaluate runs what is flashed: flash it here (`make test-slow` alone runs no test that does)
-    subprocess.run([sys.executable, "-m", "host.flash"], check=True, capture_output=True, timeout=300)
     run = subprocess.run([sys.executable, "-m", "host.evaluate", "--num", str(n), "--attacks", "none", "--cycles",
                           "--workers", "0", "--no-progress", "--out", str(tmp_path), "--run-id", "cyc"],
                          capture_output=True, text=True, timeout=300)

@@ -289,7 +289,7 @@ class Rfc2217Bridge:
             thread.join(timeout=3)
 
 
-def test_rfc2217_link_to_a_remote_board(flashed, model) -> None:  # noqa: ANN001
+def test_rfc2217_link_to_a_remote_board(flashed_default_board, model) -> None:  # noqa: ANN001
     from host.emulators.qemu import QemuProcess
 
     board = load_board(DEFAULT_BOARD)
@@ -308,7 +308,7 @@ def test_rfc2217_link_to_a_remote_board(flashed, model) -> None:  # noqa: ANN001
             bridge.close()
 
 
-def test_link_url_from_the_environment(flashed, model, monkeypatch: pytest.MonkeyPatch) -> None:  # noqa: ANN001
+def test_link_url_from_the_environment(flashed_default_board, model, monkeypatch: pytest.MonkeyPatch) -> None:  # noqa: ANN001
     from host.emulators.qemu import QemuProcess
 
     board = load_board(DEFAULT_BOARD)
@@ -337,7 +337,7 @@ def _listening_ports(pid: int) -> set[int]:
     return ports
 
 
-def test_each_emulator_listens_on_the_port_it_announced(flashed) -> None:  # noqa: ANN001
+def test_each_emulator_listens_on_the_port_it_announced(flashed_default_board) -> None:  # noqa: ANN001
     """QEMU picks its UART's port itself and announces it, so emulators started at once get distinct
     ports, each its own (a port chosen beforehand could be taken by another process before QEMU bound
     it, and a client then reached another emulator); an emulator that cannot start is a clear error."""
@@ -401,13 +401,8 @@ def _state(pid: int) -> str:
         return "gone"
 
 
-@pytest.fixture(scope="module")
-def flashed(model) -> None:  # noqa: ANN001
-    subprocess.run([sys.executable, "-m", "host.flash"], cwd=ROOT, check=True, capture_output=True, timeout=300)
-
-
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGKILL])
-def test_emulator_stops_when_host_is_interrupted_or_killed(flashed, sig: int) -> None:  # noqa: ANN001
+def test_emulator_stops_when_host_is_interrupted_or_killed(flashed_default_board, sig: int) -> None:  # noqa: ANN001
     code = ("import faulthandler, signal\nfaulthandler.register(signal.SIGUSR1)\n"  # a stack dump if it hangs
             # Ctrl-C as in a terminal: a shell's background job inherits SIGINT ignored, and Python keeps that.
             "signal.signal(signal.SIGINT, signal.default_int_handler)\n"

@@ -60,14 +60,7 @@ needs_qemu = pytest.mark.skipif(
     reason="needs qemu-system-arm and gcc-arm-none-eabi (make deps)")
 
 
-@pytest.fixture(scope="module", autouse=True)
-def flashed_default_board() -> None:
-    """The runs below evaluate the flashed board: flash the default model (a no-op when current)."""
-    if shutil.which("qemu-system-arm") is None or shutil.which("arm-none-eabi-gcc") is None:
-        return
-    proc = subprocess.run([sys.executable, "-m", "host.flash"], cwd=ROOT, capture_output=True, text=True,
-                          timeout=600)
-    assert proc.returncode == 0, proc.stderr
+pytestmark = pytest.mark.usefixtures("flashed_default_board")   # the runs below evaluate the flashed board
 
 
 # ---------------------------------------------------------------- helpers
