@@ -306,6 +306,11 @@ def identify(port: str, baud: int, timeout_s: float = 5.0) -> Identity:
     return Identity(name, model, input_bytes)
 
 
+def is_paced(mode: str, paced: bool | None) -> bool:
+    """Whether the emulated board runs paced: as asked, else (None) in performance mode only."""
+    return mode == "p" if paced is None else paced
+
+
 @contextlib.contextmanager
 def emulated_port(board_name: str, elf: Path | None, workdir: Path, paced: bool = False) -> Iterator[str]:
     """Boot the MLPerf build of an emulated board in QEMU and bridge its UART to a pty; yields the pty.
@@ -415,7 +420,7 @@ def run(dataset: Path, mode: str, port: str | None = None, board: str = DEFAULT_
         out: Path | None = None, timeout_s: float | None = None, paced: bool | None = None) -> RunnerSession:
     """The whole launch: checks, the emulated board if no port is given, the runner, its session.
     `paced`: the emulated board in wall-clock time (default: in performance mode only)."""
-    paced = mode == "p" if paced is None else paced
+    paced = is_paced(mode, paced)
     runner = (runner or Path(os.environ.get(RUNNER_ENV) or DEFAULT_RUNNER)).resolve()
     check_runner(runner)
     device_list = (device_list or runner / DEFAULT_DEVICE_LIST).resolve()
@@ -495,8 +500,7 @@ def _pace_said(args: argparse.Namespace, paced: bool | None) -> str:
     """How fast the board ran, for a hint."""
     if args.port is not None:
         return "the board at its own speed"
-    on = args.mode == "p" if paced is None else paced
-    return f"the emulated board paced at {PACED_RATE}" if on else "the emulated board unpaced"
+    return f"the emulated board paced at {PACED_RATE}" if is_paced(args.mode, paced) else "the emulated board unpaced"
 
 
 def main(argv: list[str] | None = None) -> int:
