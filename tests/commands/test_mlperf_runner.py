@@ -6,8 +6,9 @@ Small datasets in the runner's format are written to a temp folder: the first CI
 class for ic01 (../shared/data/cifar10, exact pixels), seeded random inputs for kws01, vww01 and ad01. Every
 m-results vector the runner parsed must equal TFLite Micro's output for that file as the firmware prints it
 (dequantized, 3 decimals); for ad01 the anomaly score of the reference submission (MSE between output and
-input in single precision, summed in order). The default suite runs ad01 accuracy mode and the bad-input
-cases; `make test-slow` runs ic01, kws01, vww01, ad01 in performance and accuracy mode.
+input in single precision, summed in order). The default suite runs ad01 accuracy mode, the bad-input
+cases and a tripwire on the pace (the runner's loops against make bench's instruction counts); `make test-slow`
+runs ic01, kws01, vww01, ad01 in performance and accuracy mode.
 """
 
 from __future__ import annotations
@@ -304,3 +305,36 @@ def test_busy_port_and_silent_port(tmp_path: Path) -> None:
 def test_pace_is_for_the_emulated_board(tmp_path: Path) -> None:
     assert_one_error(launch("--dataset", str(tmp_path), "--port", "/dev/ttyACM0", "--pace", "on"),
                      "--pace is for the emulated board")
+
+
+# The models' rows of make bench's table (docs/performance.md) for the benchmarks.
+PERF_ROWS = {"ic01": "ResNet-8 (IC)", "kws01": "DS-CNN KWS", "vww01": "MobileNetV1-0.25 VWW", "ad01": "ToyCar AD"}
+PACED_MARGIN = 1.2   # the loops must last 1.2 x the runner's 10 s: faster kernels must not bring back ERROR 2
+
+
+def bench_instructions(model_row: str) -> int:
+    """Instructions per inference of the optimized build on mps2-an386, as make bench last measured them."""
+    for line in (ROOT / "docs" / "performance.md").read_text().splitlines():
+        cells = [c.strip() for c in line.strip("|").split("|")]
+        if len(cells) > 3 and cells[0] == model_row and cells[1] == BOARD:
+            return int(cells[3].replace(",", ""))
+    raise AssertionError(f"no {model_row} / {BOARD} row in docs/performance.md (run make bench)")
+
+
+@pytest.mark.parametrize("model_id", sorted(PERF_ROWS))
+def test_paced_loops_outlast_the_runners_10_s(model_id: str) -> None:
+    """A tripwire for the default suite (the runs themselves are slow tests): at the launcher's pace, the five
+    loops of the runner's own performance script (`infer N W`, warm-ups included; ad01's loop count times its 2
+    windows a file) last at least PACED_MARGIN x 10 s by make bench's instruction counts, which leave out the
+    MLPerf mode's own per-inference work (so the real loops are longer).  Kernels faster by more than the margin
+    fail this, where they used to surface only as ERROR 2 in make test-slow: then lower the pace (PACED_SHIFT)."""
+    text = (RUNNER / "tests_performance.yaml").read_text()
+    block = text.index(f"{model_id}:")
+    start = text.index("infer ", block)
+    iterations, warmups = (int(v) for v in text[start:text.index("\n", start)].split()[1:3])
+    loops = 5 * (2 if model_id == "ad01" else 1)
+    ns_per_instruction = 2 ** mlperf_runner.PACED_SHIFT
+    seconds = loops * (iterations + warmups) * bench_instructions(PERF_ROWS[model_id]) * ns_per_instruction / 1e9
+    assert seconds >= PACED_MARGIN * 10.0, (
+        f"{model_id}: the paced loops would take {seconds:.1f} s at {mlperf_runner.PACED_RATE}, under "
+        f"{PACED_MARGIN} x the runner's 10 s (ERROR 2): raise PACED_SHIFT in host/mlperf_runner.py")

@@ -283,18 +283,23 @@ def random_conv_no_act(rng: np.random.Generator, depthwise: bool) -> bytes:
     return g.build([x], [y])
 
 
-def random_conv_wide(rng: np.random.Generator) -> bytes:
+def random_conv_wide(rng: np.random.Generator, rgb_stride2: bool = False) -> bytes:
     """int8 CONV_2D on the path over weights widened once per op (conv_2d_wide.c): an activation range of
     all of int8 (none, or ReLU with output zero point -128), even out_c (odd: the fallback), up to 256 taps
     rounded to 4 (some beyond: the fallback), several channel chunks (few pixels: all columns filled once),
     in_c not a multiple of 4 (staged columns, zero-weight padding taps, the 3x3 RGB fast fill), a lone last
     pixel, 1x1 pointwise layers, and channels whose bias is near +-2^30 with a tiny scale (constant
-    outputs, decided from the weights' exact range)."""
+    outputs, decided from the weights' exact range).  `rgb_stride2`: VWW's first layer, 3x3 stride 2 over
+    3 channels of an image wide enough for row triples of windows inside it (rgb3_triple_s2), and its
+    border (the per-pixel fills)."""
     g = GraphBuilder()
-    kind = int(rng.integers(0, 6))
+    kind = 6 if rgb_stride2 else int(rng.integers(0, 6))
     h, w = int(rng.integers(1, 8)), int(rng.integers(1, 8))
     dilation = 1
-    if kind == 5:  # few input channels, tall filters (KWS's first layer: 1 channel, 10x4, stride 2): the padded plane
+    if kind == 6:
+        h, w = int(rng.integers(7, 20)), int(rng.integers(7, 26))
+        in_c, kh, kw, stride = 3, 3, 3, 2
+    elif kind == 5:  # few input channels, tall filters (KWS's first layer: 1 channel, 10x4, stride 2): the padded plane
         h, w = int(rng.integers(8, 20)), int(rng.integers(3, 10))
         in_c, kh, kw = int(rng.choice([1, 1, 2, 3, 5])), int(rng.integers(1, 11)), int(rng.integers(1, 5))
         stride, dilation = int(rng.integers(1, 3)), int(rng.choice([1, 1, 2]))
@@ -428,13 +433,17 @@ def random_dw_run(rng: np.random.Generator) -> bytes:
     return _dw3x3(rng, (h, w, ch), (out_h, out_w), stride, same, (in_scale, in_zp, w_scales, out_scale), weights, bias)
 
 
-def random_dw_planar(rng: np.random.Generator) -> bytes:
+def random_dw_planar(rng: np.random.Generator, big_planes: bool = False) -> bytes:
     """int8 DEPTHWISE_CONV_2D 3x3, stride 1, on the channel-plane path (depthwise_conv_2d_planar.c): runs
     along x and (taller than wide) along y, odd and even run lengths, SAME and VALID, any channel count,
     no activation or ReLU with output zero point -128; channels with a tiny scale and a bias near +-2^30
     (constant outputs) and channels whose multiplier exceeds 1 (a left shift: the one-output-at-a-time
-    fallback); sizes around the path's limits (25 pixels; runs of 62, 64 plane rows)."""
+    fallback); sizes around the path's limits (25 pixels; runs of 62, 64 plane rows).  `big_planes`: both
+    sides 17 to 40 (VWW's 48 x 48 and 24 x 24 layers), too many runs for four planes at once: each plane
+    filled alone (fill_quads), at either alignment of its rows."""
     long_side, short_side = int(rng.choice([5, 9, 25, 40, 61, 62, 63, 64])), int(rng.integers(3, 14))
+    if big_planes:
+        long_side, short_side = int(rng.integers(17, 41)), int(rng.integers(17, 41))
     h, w = (long_side, short_side) if rng.random() < 0.5 else (short_side, long_side)
     ch = int(rng.choice([1, 3, 4, 8, 13, 16]))
     same = bool(rng.random() < 0.6)
@@ -455,12 +464,14 @@ def random_dw_planar(rng: np.random.Generator) -> bytes:
 
 GENERATORS = {
     "DEPTHWISE_CONV_2D_PLANAR": random_dw_planar,
+    "DEPTHWISE_CONV_2D_PLANAR_BIG": lambda rng: random_dw_planar(rng, big_planes=True),
     "DEPTHWISE_CONV_2D_RUN": random_dw_run,
     "DEPTHWISE_CONV_2D_RUN_MORE": random_dw_run,
     "CONV_2D_WINOGRAD": random_conv_winograd,
     "CONV_2D_WINOGRAD_MORE": random_conv_winograd,
     "CONV_2D_WIDE": random_conv_wide,
     "CONV_2D_WIDE_MORE": random_conv_wide,
+    "CONV_2D_WIDE_RGB_STRIDE2": lambda rng: random_conv_wide(rng, rgb_stride2=True),
     "CONV_2D_NO_ACT": lambda rng: random_conv_no_act(rng, depthwise=False),
     "DEPTHWISE_CONV_2D_NO_ACT": lambda rng: random_conv_no_act(rng, depthwise=True),
     "ADD_SAME_SHAPE": random_add_same_shape,

@@ -15,9 +15,11 @@
  * out-of-image and padding taps 0); then one assembly call does all channel pairs of the chunk, three
  * pixels by two channels: per 2 taps one LDM of the three pixels' words, one LDM of the two channels'
  * and 6 SMLAD (8 instructions, 13 estimated M4 cycles, per 12 MACs; two pixels by two channels took 18
- * per 16, and three by two is the largest block whose sums, operands and two pointers fit the 14
- * registers), fully unrolled: the call jumps into a run of WIDE_MAX_GROUPS groups at the op's group
- * count, so there is no loop counter.  The requantization follows in the same call, with the sums still
+ * per 16; three by two is the largest block whose sums, a tap pair's operands, two pointers and the
+ * table pointer fit the 14 registers; two pixels by four channels with the weights loaded in two halves
+ * would fit without the table pointer, at 17 per 16: about 0.13 M cycles less on VWW, not done), fully
+ * unrolled: the call jumps into a run of WIDE_MAX_GROUPS groups at the op's group count, so there is no
+ * loop counter.  The requantization follows in the same call, with the sums still
  * in registers, 4 instructions per output and a store per two outputs:
  *   SRDHM(acc, M) = floor((acc * M + 2^30) / 2^31) = floor((2 acc * M + 2^31) / 2^32) = SMMULR(2 acc, M)
  * (exact while 2 acc fits int32, hence the bound on the sums), then the rounding right shift by r, ties
@@ -118,68 +120,64 @@ static inline uint32_t *wide_slot(int16_t *buf, int g, int col) {
 #define WIDE_RUN_BYTES 4096 /* WIDE_MAX_GROUPS groups of two WIDE_HALF_ASM */
 _Static_assert(WIDE_RUN_BYTES == WIDE_MAX_GROUPS * 64, "wide_triples' run");
 
-/* 2 acc (the weights are doubled): SMMLAR by M onto c less the sign (lr), rounding right shift by s with the
+/* 2 acc (the weights are doubled): SMMLAR by M onto c less the sign (r11), rounding right shift by s with the
  * offset folded into c, SSAT #8 */
 #define WIDE_RQ(A, M, C, S)                   \
-    "sub     lr, " C ", " A ", lsr #31\n"     \
-    "smmlar  " A ", " A ", " M ", lr\n"       \
+    "sub     r11, " C ", " A ", lsr #31\n"    \
+    "smmlar  " A ", " A ", " M ", r11\n"      \
     "asr     " A ", " A ", " S "\n"           \
     "ssat    " A ", #8, " A "\n"
 
 /*
  * Table: words 0..5 the first pair's biases; then per pair M0, c0, r0, M1, c1, r1 and the next pair's six
  * biases (zeros after the last).  Registers in the unrolled MAC: r0 taps, r1 weights, r2-r7 sums, r8-r10
- * taps, r11 r12 weights.  Stack: [sp] buf, +4 table, +8 out0, +12 d1, +16 d2, +20 out0_end, +24 entry.
- * Each pixel's two channels are one halfword (even offsets); a repeated last pixel (d1 or d2 the previous
- * one's) stores the same bytes again.
+ * taps, r11 r12 weights, lr the table (the one register the MAC leaves free: the tail reads the table
+ * without a load of its pointer and a store of it back).  Stack: [sp] buf, +4 out0, +8 d1, +12 d2,
+ * +16 out0_end, +20 entry, read by one LDM per pair.  Each pixel's two channels are one halfword (even
+ * offsets); a repeated last pixel (d1 or d2 the previous one's) stores the same bytes again.
  */
 __attribute__((naked)) static void wide_triples(const wide_job_t *job __attribute__((unused))) {
     __asm__ volatile(
         "push    {r4-r11, lr}\n"
-        "sub     sp, sp, #28\n"
+        "sub     sp, sp, #24\n"
         "ldm     r0, {r1-r8}\n"
         "adr.w   r9, 8f\n" /* the run's end (beyond ADR's reach): its start + 64 bytes per group */
         "add.w   r9, r9, #" WIDE_XSTR(WIDE_RUN_BYTES) "\n"
         "sub     r9, r9, r8, lsl #6\n"
         "orr     r9, r9, #1\n"
-        "stm     sp, {r1, r3, r4, r5, r6, r7, r9}\n"
+        "stm     sp, {r1, r4, r5, r6, r7, r9}\n"
+        "mov     lr, r3\n"
         "mov     r0, r1\n"
         "mov     r1, r2\n"
-        "mov     r8, r3\n"
-        "ldmia   r8!, {r2-r7}\n"
-        "str     r8, [sp, #4]\n"
-        "ldr     pc, [sp, #24]\n"
+        "ldmia   lr!, {r2-r7}\n"
+        "bx      r9\n"
         "8:\n"
         ".rept " WIDE_XSTR(WIDE_MAX_GROUPS) "\n"
         WIDE_HALF_ASM
         WIDE_HALF_ASM
         ".endr\n"
         "9:\n"
-        "ldr     r0, [sp, #4]\n"
-        "ldmia   r0!, {r8-r10}\n"
+        "ldmia   lr!, {r8-r10}\n"
         WIDE_RQ("r2", "r8", "r9", "r10")
         WIDE_RQ("r3", "r8", "r9", "r10")
         WIDE_RQ("r4", "r8", "r9", "r10")
-        "ldmia   r0!, {r8-r10}\n"
+        "ldmia   lr!, {r8-r10}\n"
         WIDE_RQ("r5", "r8", "r9", "r10")
         WIDE_RQ("r6", "r8", "r9", "r10")
         WIDE_RQ("r7", "r8", "r9", "r10")
-        "ldr     r8, [sp, #8]\n"
-        "ldrd    r9, r10, [sp, #12]\n"
         "bfi     r2, r5, #8, #8\n"
         "bfi     r3, r6, #8, #8\n"
         "bfi     r4, r7, #8, #8\n"
+        "ldm     sp, {r0, r8-r12}\n" /* buf, out0, d1, d2, out0_end, entry */
         "strh    r3, [r8, r9]\n"
         "strh    r4, [r8, r10]\n"
         "strh    r2, [r8], #2\n"
-        "ldmia   r0!, {r2-r7}\n"
-        "strd    r0, r8, [sp, #4]\n"
-        "ldr     lr, [sp, #20]\n"
-        "ldr     r0, [sp]\n"
-        "cmp     r8, lr\n"
+        "ldmia   lr!, {r2-r7}\n"
+        "str     r8, [sp, #4]\n"
+        "cmp     r8, r11\n"
         "it      ne\n"
-        "ldrne   pc, [sp, #24]\n"
-        "add     sp, sp, #28\n"
+        "bxne    r12\n"
+        "add     sp, sp, #24\n"
         "pop     {r4-r11, pc}\n");
 }
 
@@ -460,6 +458,41 @@ static inline void widen_group3(uint32_t *dst, const int8_t *s0, const int8_t *s
     dst[4] = (uint32_t)tm_sxtab16_ror8(off2, x1), dst[5] = (uint32_t)tm_sxtab16_ror8(off2, x2);
 }
 
+/* One group of 4 taps of three pixels for pointwise_columns: the three words loaded back to back, the high
+ * halves (taps 1, 3) widened first so that the low ones can replace their sources, and the group's 6 words
+ * stored by one STM (7 cycles where six STR took 12). */
+#define PW_GROUP3_ASM                          \
+    "ldr     r4, [%[s0]], #4\n"                \
+    "ldr     r5, [%[s1]], #4\n"                \
+    "ldr     r6, [%[s2]], #4\n"                \
+    "sxtab16 r7, %[off2], r4, ror #8\n"        \
+    "sxtab16 r8, %[off2], r5, ror #8\n"        \
+    "sxtab16 r9, %[off2], r6, ror #8\n"        \
+    "sxtab16 r4, %[off2], r4\n"                \
+    "sxtab16 r5, %[off2], r5\n"                \
+    "sxtab16 r6, %[off2], r6\n"                \
+    "stmia   %[d]!, {r4-r9}\n"
+
+/* `groups` (>= 1) groups of the word-aligned taps at s0, s1, s2 into the column words from d on, two groups per
+ * pass of the loop (an odd count enters at the second copy). */
+static void pointwise_columns(uint32_t *d, const int8_t *s0, const int8_t *s1, const int8_t *s2, int groups,
+                              int32_t off2) {
+    __asm__ volatile(
+        "tst     %[n], #1\n"
+        "itt     ne\n"
+        "addne   %[n], %[n], #1\n"
+        "bne     2f\n"
+        "1:\n"
+        PW_GROUP3_ASM
+        "2:\n"
+        PW_GROUP3_ASM
+        "subs    %[n], %[n], #2\n"
+        "bne     1b\n"
+        : [d] "+r"(d), [s0] "+r"(s0), [s1] "+r"(s1), [s2] "+r"(s2), [n] "+r"(groups)
+        : [off2] "r"(off2)
+        : "r4", "r5", "r6", "r7", "r8", "r9", "cc", "memory");
+}
+
 /* The taps of pixels p0, p1, p2 from the plane when each filter row is whole groups: per group 3 loads, 6 SXTAB16
  * and the group's 6 words stored in a row. */
 static void plane_triple(const wide_ctx_t *c, int16_t *buf, int p0, int p1, int p2) {
@@ -477,6 +510,103 @@ static void plane_triple(const wide_ctx_t *c, int16_t *buf, int p0, int p1, int 
     }
 }
 
+/* The three pixels' words of one group (r4-r6, as loaded) widened (low halves in place, high halves into r7-r9)
+ * and stored by one STM: the group's 6 column words. */
+#define RGB3_GROUP_ASM                         \
+    "sxtab16 r7, r10, r4, ror #8\n"            \
+    "sxtab16 r8, r10, r5, ror #8\n"            \
+    "sxtab16 r9, r10, r6, ror #8\n"            \
+    "sxtab16 r4, r10, r4\n"                    \
+    "sxtab16 r5, r10, r5\n"                    \
+    "sxtab16 r6, r10, r6\n"                    \
+    "stmia   r0!, {r4-r9}\n"
+
+/*
+ * The 7 groups of three 3x3 RGB windows at stride 2 (their first bytes at q, q + 6, q + 12; rows row3 bytes
+ * apart) into the column words at dst, group by group: each group's word of each pixel as rgb3_column builds
+ * it (the 28th tap the zero point, k[1] = zp << 24), then one STM per group where rgb3_column stores 14 words
+ * one by one.  k[0] is the input offset pair.
+ */
+__attribute__((naked)) static void rgb3_triple_s2(uint32_t *dst __attribute__((unused)),
+                                                  const int8_t *q __attribute__((unused)),
+                                                  int row3 __attribute__((unused)),
+                                                  const int32_t k[2] __attribute__((unused))) {
+    __asm__ volatile(
+        "push    {r4-r11, lr}\n"
+        "ldrd    r10, r11, [r3]\n"
+        "add     r12, r1, r2\n" /* row 1 */
+        "add     lr, r12, r2\n" /* row 2 */
+        "ldr     r4, [r1]\n" /* row 0, bytes 0-3 */
+        "ldr     r5, [r1, #6]\n"
+        "ldr     r6, [r1, #12]\n"
+        RGB3_GROUP_ASM
+        "ldr     r4, [r1, #4]\n" /* row 0, bytes 4-7 */
+        "ldr     r5, [r1, #10]\n"
+        "ldr     r6, [r1, #16]\n"
+        RGB3_GROUP_ASM
+        "ldrb    r4, [r1, #8]\n" /* row 0, byte 8; row 1, bytes 0-2 */
+        "ldrb    r5, [r1, #14]\n"
+        "ldrb    r6, [r1, #20]\n"
+        "ldr     r2, [r12]\n"
+        "orr     r4, r4, r2, lsl #8\n"
+        "ldr     r2, [r12, #6]\n"
+        "orr     r5, r5, r2, lsl #8\n"
+        "ldr     r2, [r12, #12]\n"
+        "orr     r6, r6, r2, lsl #8\n"
+        RGB3_GROUP_ASM
+        "ldr     r4, [r12, #3]\n" /* row 1, bytes 3-6 */
+        "ldr     r5, [r12, #9]\n"
+        "ldr     r6, [r12, #15]\n"
+        RGB3_GROUP_ASM
+        "ldrh    r4, [r12, #7]\n" /* row 1, bytes 7-8; row 2, bytes 0-1 */
+        "ldrh    r5, [r12, #13]\n"
+        "ldrh    r6, [r12, #19]\n"
+        "ldr     r2, [lr]\n"
+        "orr     r4, r4, r2, lsl #16\n"
+        "ldr     r2, [lr, #6]\n"
+        "orr     r5, r5, r2, lsl #16\n"
+        "ldr     r2, [lr, #12]\n"
+        "orr     r6, r6, r2, lsl #16\n"
+        RGB3_GROUP_ASM
+        "ldr     r4, [lr, #2]\n" /* row 2, bytes 2-5 */
+        "ldr     r5, [lr, #8]\n"
+        "ldr     r6, [lr, #14]\n"
+        RGB3_GROUP_ASM
+        "ldr     r4, [lr, #5]\n" /* row 2, bytes 6-8 (of 5-8), and the zero point */
+        "ldr     r5, [lr, #11]\n"
+        "ldr     r6, [lr, #17]\n"
+        "orr     r4, r11, r4, lsr #8\n"
+        "orr     r5, r11, r5, lsr #8\n"
+        "orr     r6, r11, r6, lsr #8\n"
+        RGB3_GROUP_ASM
+        "pop     {r4-r11, pc}\n");
+}
+
+/* VWW's first layer: three pixels of one output row whose windows lie inside the image, from one division and
+ * one bounds check (per pixel, the division, the checks and the loop's frame cost more than the column itself);
+ * 0 when they do not (the last pixel repeated, a row's end, the border). */
+static int rgb3_triple(const wide_ctx_t *c, int16_t *buf, int pix, int p2) {
+    const tm_conv_params_t *p = c->p;
+    const int oy = pix / c->out_w, ox = pix - oy * c->out_w;
+    const int y0 = oy * p->stride_h - p->pad_h, x0 = ox * p->stride_w - p->pad_w;
+    if (p2 != pix + 2 || ox + 2 >= c->out_w || y0 < 0 || y0 + 3 > c->in_h || x0 < 0 ||
+        x0 + 2 * p->stride_w + 3 > c->in_w) {
+        return 0;
+    }
+    const int8_t *w0 = c->input + (y0 * c->in_w + x0) * 3;
+    const int step = 3 * p->stride_w, row3 = 3 * c->in_w;
+    const uint32_t zp = (uint8_t)(-p->input_offset);
+    if (p->stride_w == 2) {
+        const int32_t k[2] = {c->off2, (int32_t)(zp << 24)};
+        rgb3_triple_s2(wide_slot(buf, 0, 0), w0, row3, k);
+        return 1;
+    }
+    rgb3_column(wide_slot(buf, 0, 0), w0, row3, c->off2, zp);
+    rgb3_column(wide_slot(buf, 0, 1), w0 + step, row3, c->off2, zp);
+    rgb3_column(wide_slot(buf, 0, 2), w0 + 2 * step, row3, c->off2, zp);
+    return 1;
+}
+
 /* The columns of pixels pix, pix + 1, pix + 2 (past the last pixel, the previous one again). */
 static void fill_triple(const wide_ctx_t *c, int16_t *buf, int pix, int pixels) {
     const int p1 = pix + 1 < pixels ? pix + 1 : pix, p2 = pix + 2 < pixels ? pix + 2 : p1;
@@ -484,6 +614,10 @@ static void fill_triple(const wide_ctx_t *c, int16_t *buf, int pix, int pixels) 
         const int32_t off2 = c->off2;
         const int8_t *s0 = c->input + pix * c->in_c, *s1 = c->input + p1 * c->in_c, *s2 = c->input + p2 * c->in_c;
         uint32_t *dst = wide_slot(buf, 0, 0);
+        if ((c->in_c & 3) == 0 && ((uintptr_t)c->input & 3) == 0) { /* word-aligned pixels: the STM form */
+            pointwise_columns(dst, s0, s1, s2, c->kp >> 2, off2);
+            return;
+        }
         int i = 0; /* kp = in_c rounded up to 4: the word past a pixel meets zero weights */
         if (c->kp & 4) { /* then two groups per pass: half the loop's branches */
             widen_group3(dst, s0, s1, s2, off2);
@@ -497,6 +631,9 @@ static void fill_triple(const wide_ctx_t *c, int16_t *buf, int pix, int pixels) 
     }
     if (c->plane && ((c->f_w * c->in_c) & 3) == 0) { /* KWS's first layer: whole groups per filter row */
         plane_triple(c, buf, pix, p1, p2);
+        return;
+    }
+    if (c->rgb3 && rgb3_triple(c, buf, pix, p2)) {
         return;
     }
     const int px[3] = {pix, p1, p2};
