@@ -139,7 +139,7 @@ _Static_assert(WIDE_RUN_BYTES == WIDE_MAX_GROUPS * 64, "wide_triples' run");
 __attribute__((naked)) static void wide_triples(const wide_job_t *job __attribute__((unused))) {
     __asm__ volatile(
         "push    {r4-r11, lr}\n"
-        "sub     sp, sp, #24\n"
+        "sub     sp, sp, #28\n" /* 6 words and a pad: sp stays 8-byte aligned */
         "ldm     r0, {r1-r8}\n"
         "adr.w   r9, 8f\n" /* the run's end (beyond ADR's reach): its start + 64 bytes per group */
         "add.w   r9, r9, #" WIDE_XSTR(WIDE_RUN_BYTES) "\n"
@@ -177,7 +177,7 @@ __attribute__((naked)) static void wide_triples(const wide_job_t *job __attribut
         "cmp     r8, r11\n"
         "it      ne\n"
         "bxne    r12\n"
-        "add     sp, sp, #24\n"
+        "add     sp, sp, #28\n"
         "pop     {r4-r11, pc}\n");
 }
 

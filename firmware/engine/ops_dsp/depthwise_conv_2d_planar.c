@@ -168,9 +168,10 @@ typedef struct {
 
 /*
  * `quads` (>= 1) times four values of one channel (bytes at src, src + step, ...) into the word-aligned plane row
- * at d: four LDRSB back to back, two PKHBT, two SADD16 of the offset pair and one STRD per four (16 cycles with
- * the loop, where gcc's byte load, add and halfword store per value took about 20; two quads per pass saved
- * under 5 k cycles on VWW).  Not inlined: inside tm_dsp_depthwise_planar its operands did not fit the registers.
+ * at d: four LDRSB back to back, two PKHBT, two SADD16 of the offset pair and one STRD per four (17.6 estimated
+ * cycles a quad with the loop on VWW, where gcc's byte load, add and halfword store per value counted 25; two
+ * quads per pass saved under 5 k cycles on VWW).  Not inlined: inside tm_dsp_depthwise_planar gcc found no
+ * registers for its operands ("impossible constraints").
  */
 __attribute__((noinline)) static void fill_quads(const int8_t *src, int step, int quads, int16_t *d, int32_t off2) {
     __asm__ volatile(
