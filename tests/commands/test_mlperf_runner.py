@@ -164,13 +164,17 @@ def expected(model_id: str, model_path: Path, model: CompiledModel, x: np.ndarra
     return [float(s) for s in expected_scores(model, outputs)]
 
 
+def infer_step(model_id: str) -> tuple[str, int, int]:
+    """The runner's tests_performance.yaml, and where the model's `infer N W` line starts and ends in it."""
+    text = (RUNNER / "tests_performance.yaml").read_text()
+    start = text.index("infer ", text.index(f"{model_id}:"))
+    return text, start, text.index("\n", start)
+
+
 def scaled_script(tmp_path: Path, model_id: str, iterations: int) -> Path:
     """The runner's tests_performance.yaml with the model's `infer N W` at N = iterations (its --test_script
     option): a timed loop long enough in wall time for the runner to print its median throughput."""
-    text = (RUNNER / "tests_performance.yaml").read_text()
-    block = text.index(f"{model_id}:")
-    start = text.index("infer ", block)
-    end = text.index("\n", start)
+    text, start, end = infer_step(model_id)
     warmups = text[start:end].split()[2]
     path = tmp_path / "tests_performance_long.yaml"
     path.write_text(text[:start] + f"infer {iterations} {warmups}" + text[end:])
@@ -328,10 +332,8 @@ def test_paced_loops_outlast_the_runners_10_s(model_id: str) -> None:
     windows a file) last at least PACED_MARGIN x 10 s by make bench's instruction counts, which leave out the
     MLPerf mode's own per-inference work (so the real loops are longer).  Kernels faster by more than the margin
     fail this, where they used to surface only as ERROR 2 in make test-slow: then lower the pace (PACED_SHIFT)."""
-    text = (RUNNER / "tests_performance.yaml").read_text()
-    block = text.index(f"{model_id}:")
-    start = text.index("infer ", block)
-    iterations, warmups = (int(v) for v in text[start:text.index("\n", start)].split()[1:3])
+    text, start, end = infer_step(model_id)
+    iterations, warmups = (int(v) for v in text[start:end].split()[1:3])
     loops = 5 * (2 if model_id == "ad01" else 1)
     ns_per_instruction = 2 ** mlperf_runner.PACED_SHIFT
     seconds = loops * (iterations + warmups) * bench_instructions(PERF_ROWS[model_id]) * ns_per_instruction / 1e9
