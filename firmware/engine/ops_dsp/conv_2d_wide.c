@@ -458,20 +458,24 @@ static inline void widen_group3(uint32_t *dst, const int8_t *s0, const int8_t *s
     dst[4] = (uint32_t)tm_sxtab16_ror8(off2, x1), dst[5] = (uint32_t)tm_sxtab16_ror8(off2, x2);
 }
 
-/* One group of 4 taps of three pixels for pointwise_columns: the three words loaded back to back, the high
- * halves (taps 1, 3) widened first so that the low ones can replace their sources, and the group's 6 words
- * stored by one STM (7 cycles where six STR took 12). */
+/* The three pixels' words of one group (r4-r6, as loaded) widened with the offset pair OFF2, the high halves (taps
+ * 1, 3) first into r7-r9 so that the low ones can replace their sources, and stored by one STM at D: the group's
+ * 6 column words (7 cycles where six STR took 12).  pointwise_columns' and rgb3_triple_s2's. */
+#define WIDEN3_STM_ASM(OFF2, D)                \
+    "sxtab16 r7, " OFF2 ", r4, ror #8\n"       \
+    "sxtab16 r8, " OFF2 ", r5, ror #8\n"       \
+    "sxtab16 r9, " OFF2 ", r6, ror #8\n"       \
+    "sxtab16 r4, " OFF2 ", r4\n"               \
+    "sxtab16 r5, " OFF2 ", r5\n"               \
+    "sxtab16 r6, " OFF2 ", r6\n"               \
+    "stmia   " D "!, {r4-r9}\n"
+
+/* One group of 4 taps of three pixels for pointwise_columns: the three words loaded back to back. */
 #define PW_GROUP3_ASM                          \
     "ldr     r4, [%[s0]], #4\n"                \
     "ldr     r5, [%[s1]], #4\n"                \
     "ldr     r6, [%[s2]], #4\n"                \
-    "sxtab16 r7, %[off2], r4, ror #8\n"        \
-    "sxtab16 r8, %[off2], r5, ror #8\n"        \
-    "sxtab16 r9, %[off2], r6, ror #8\n"        \
-    "sxtab16 r4, %[off2], r4\n"                \
-    "sxtab16 r5, %[off2], r5\n"                \
-    "sxtab16 r6, %[off2], r6\n"                \
-    "stmia   %[d]!, {r4-r9}\n"
+    WIDEN3_STM_ASM("%[off2]", "%[d]")
 
 /* `groups` (>= 1) groups of the word-aligned taps at s0, s1, s2 into the column words from d on, two groups per
  * pass of the loop (an odd count enters at the second copy). */
@@ -510,16 +514,8 @@ static void plane_triple(const wide_ctx_t *c, int16_t *buf, int p0, int p1, int 
     }
 }
 
-/* The three pixels' words of one group (r4-r6, as loaded) widened (low halves in place, high halves into r7-r9)
- * and stored by one STM: the group's 6 column words. */
-#define RGB3_GROUP_ASM                         \
-    "sxtab16 r7, r10, r4, ror #8\n"            \
-    "sxtab16 r8, r10, r5, ror #8\n"            \
-    "sxtab16 r9, r10, r6, ror #8\n"            \
-    "sxtab16 r4, r10, r4\n"                    \
-    "sxtab16 r5, r10, r5\n"                    \
-    "sxtab16 r6, r10, r6\n"                    \
-    "stmia   r0!, {r4-r9}\n"
+/* rgb3_triple_s2's group: the offset pair in r10, the column words at r0. */
+#define RGB3_GROUP_ASM WIDEN3_STM_ASM("r10", "r0")
 
 /*
  * The 7 groups of three 3x3 RGB windows at stride 2 (their first bytes at q, q + 6, q + 12; rows row3 bytes
