@@ -128,9 +128,10 @@ typedef struct {
     int16_t acc64;                    /* int16x8: 64-bit accumulator + requantize */
     const int32_t *out_multiplier;
     const int32_t *out_shift;
-    /* int8 weights widened to int16 by the compiler for the DSP kernel (ops_dsp/fully_connected.c,
-     * "Pre-widened weights": units padded to 4, depth to 8, interleaved per 4 units), or NULL: the
-     * model's C file holds them only where TM_FC_WEIGHTS16 is set (tm_kernel_table.h). */
+    /* int8 weights widened to int16 and doubled by the compiler for the DSP kernel, with the doubled bias
+     * (ops_dsp/fully_connected.c, "Pre-widened weights": units in groups of 6, then of 4, each group's
+     * biases first, depth padded to 4; only when |bias| + depth * 255 * 128 < 2^30), or NULL: the model's
+     * C file holds them only where TM_FC_WEIGHTS16 is set (tm_kernel_table.h). */
     const int16_t *weights16;
 } tm_fc_params_t;
 

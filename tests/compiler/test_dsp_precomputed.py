@@ -9,7 +9,10 @@ the channel can reach, tried at both ends of that range and in between.  Channel
 The kernels' bit-exactness on chips is tests/engine's.
 
 acc32_fits (int16x8 CONV_2D, read by tm_dsp_s16_channels_fit): 1 exactly when every channel has
-|bias| + 32768 * sum |w| < 2^31, 2 when one has not, 0 for the ops it does not describe."""
+|bias| + 32768 * sum |w| < 2^31, 2 when one has not, 0 for the ops it does not describe.
+
+FULLY_CONNECTED's pre-widened stream (host/compiler/ops/fully_connected.py, read by fc16_hextets and fc16_quads):
+its groups of units, its layout and the bound on the sums that decides whether it is emitted."""
 
 from __future__ import annotations
 
@@ -18,6 +21,7 @@ import pytest
 
 from host.compiler import quant
 from host.compiler.compile import compile_bytes
+from host.compiler.ops import fully_connected as fc_ops
 from host.compiler.ops.conv import ConvDims, wide_rq_table
 from tests.support.tflite_builder import GraphBuilder, fb
 
@@ -124,3 +128,44 @@ def test_acc32_fits_follows_the_rule(largest: int, bias: int, expected: int) -> 
     biases[1] = bias
     model = compile_bytes(int16_conv(weights, biases), name="acc32")
     assert f".acc32_fits = {expected}" in model.c_source
+
+
+@pytest.mark.parametrize("units", [*range(1, 20), 126, 127, 128, 640])
+def test_fc16_groups_pad_at_most_one_unit(units: int) -> None:
+    """The pre-widened FULLY_CONNECTED stream's groups (fc16_groups, mirrored by ops_dsp/fully_connected.c) hold every
+    unit and pad at most one (an odd count), except 1 or 2 units, which take one quad."""
+    hextets, quads = fc_ops.fc16_groups(units)
+    held = 6 * hextets + 4 * quads
+    assert held >= units and quads <= 2
+    assert held - units <= (3 if units <= 2 else 1)
+
+
+def test_fc16_stream_holds_the_doubled_weights_and_biases() -> None:
+    """widened_weights' layout, read back the way fc16_hextets and fc16_quads read it: per group its doubled biases,
+    then per 4 elements each unit's 4 doubled weights; padded units and elements are zero."""
+    rng = np.random.default_rng(3)
+    units, depth = 15, 10   # 2 hextets + 1 quad (16 units), depth padded to 12
+    weights = rng.integers(-128, 128, size=(units, depth), dtype=np.int8)
+    bias = rng.integers(-2**20, 2**20, size=units).astype(np.int32)
+    stream = memoryview(fc_ops.widened_weights(weights, bias))
+    pos, u0, got_w, got_b = 0, 0, np.zeros((16, 12), np.int64), np.zeros(16, np.int64)
+    assert fc_ops.fc16_groups(units) == (2, 1)
+    for size in (6, 6, 4):
+        got_b[u0:u0 + size] = np.frombuffer(stream[pos:pos + 4 * size], "<i4")
+        pos += 4 * size
+        block = np.frombuffer(stream[pos:pos + 2 * size * 12], "<i2").reshape(3, size, 4)
+        got_w[u0:u0 + size] = block.transpose(1, 0, 2).reshape(size, 12)
+        pos, u0 = pos + 2 * size * 12, u0 + size
+    assert pos == len(stream)
+    assert (got_w[:units, :depth] == 2 * weights.astype(np.int64)).all()
+    assert not got_w[units:].any() and not got_w[:, depth:].any()
+    assert (got_b[:units] == 2 * bias.astype(np.int64)).all() and not got_b[units:].any()
+
+
+def test_fc16_sums_fit_at_the_bound() -> None:
+    """The stream (2 * (sum + bias) in int32) only where |bias| + depth * 255 * 128 < 2^30."""
+    weights = np.zeros((2, 100), np.int8)
+    edge = 2**30 - 100 * 255 * 128
+    assert fc_ops.fc16_sums_fit(weights, np.array([0, edge - 1], np.int32))
+    assert not fc_ops.fc16_sums_fit(weights, np.array([-edge, 0], np.int32))
+    assert fc_ops.fc16_sums_fit(weights, None)

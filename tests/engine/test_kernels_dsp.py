@@ -4,7 +4,8 @@ kernels as fallback): ADD without broadcasting (tabulated inputs), QUANTIZE / DE
 rounding ties and the float32 just below 0.5), CONV_2D through the im2col + matrix
 product path (odd pixel counts, odd channel counts, tap counts not a multiple of 4, the KWS-like 10x4
 first layer; int16x8 with int64/int32/no bias, also over 508 taps) and above its tap limit (direct
-path), int16x8 FULLY_CONNECTED up to depth 1000.  More seeds: `-m slow`."""
+path), int16x8 FULLY_CONNECTED up to depth 1000, int8 FULLY_CONNECTED over the compiler's pre-widened stream
+(six units per pass, its requantization in registers and the general one).  More seeds: `-m slow`."""
 
 from __future__ import annotations
 
@@ -248,6 +249,44 @@ def random_fc_int16(rng: np.random.Generator) -> bytes:
     return g.build([x], [y])
 
 
+def random_fc_int8_wide(rng: np.random.Generator, stored: bool = False) -> bytes:
+    """int8 FULLY_CONNECTED over the compiler's pre-widened stream (ops_dsp/fully_connected.c, fc16_hextets):
+    depths up to 1000 (runs of 128 elements jumped into, then repeated), unit counts up to 140 (hextets, the
+    quads after them, odd counts, more hextets than one chunk of stored sums), the SMMLAR requantization in
+    registers (no activation, or ReLU at zero point -128) and the stored sums' general one (other clamps,
+    output scales that need a left shift), biases large enough that the compiler keeps the int8 weights.
+    `stored`: always one of the general requantization's cases (a clamp narrower than int8, or a left shift)."""
+    g = GraphBuilder()
+    batches, depth = int(rng.integers(1, 3)), int(rng.choice([rng.integers(1, 140), rng.integers(120, 1000)]))
+    units = int(rng.choice([rng.integers(1, 20), rng.integers(100, 141)]))
+    in_scale, in_zp = float(rng.uniform(0.01, 0.2)), int(rng.integers(-128, 128))
+    w_scale, small = float(rng.uniform(0.002, 0.05)), rng.random() < 0.4
+    weights = rng.integers(-2 if small else -127, 3 if small else 128, size=(units, depth), dtype=np.int8)
+    # sums spread over the int8 outputs (most not clamped, so the rounding shows), or for small weights a
+    # right shift of 1 to 4 (rounding ties common), or a multiplier above 1 (a left shift)
+    spread = 147.0 * (1.0 if small else 73.0) * np.sqrt(depth) / 100.0 * float(rng.uniform(0.5, 2.0))
+    out_scale = in_scale * w_scale * (2.0 ** int(rng.integers(1, 5)) * float(rng.uniform(1.0, 1.9)) if small
+                                      else spread)
+    left_shift = rng.random() < (0.5 if stored else 0.15)
+    if left_shift:
+        out_scale = in_scale * w_scale * float(rng.uniform(0.3, 0.9))
+    bias = rng.integers(-3000 * depth, 3000 * depth, size=units).astype(np.int32)
+    if rng.random() < 0.1:   # |bias| + depth * 255 * 128 >= 2^30: no pre-widened stream
+        bias[int(rng.integers(units))] = int(rng.choice([-1, 1])) * (2 ** 30 - depth * 255 * 64)
+    x = g.tensor((batches, depth), "int8", in_scale, in_zp)
+    f = g.tensor((units, depth), "int8", w_scale, 0, weights)
+    b = g.tensor((units,), "int32", in_scale * w_scale, 0, bias) if rng.random() < 0.85 else -1
+    activation = int(rng.choice([1, 3] if stored and not left_shift else [0, 0, 1, 3]))
+    out_zp = int(rng.choice([-128, 127, rng.integers(-128, 128)]))
+    if activation:   # ReLU at zero point -128 clamps nothing; above it, the clamp is narrower than int8
+        out_zp = int(rng.integers(-127, 128)) if stored or rng.random() < 0.5 else -128
+    y = g.tensor((batches, units), "int8", out_scale, out_zp)
+    opt = fb.FullyConnectedOptionsT()
+    opt.fusedActivationFunction = activation
+    g.op("FULLY_CONNECTED", [x, f, b], [y], opt)
+    return g.build([x], [y])
+
+
 def random_conv_no_act(rng: np.random.Generator, depthwise: bool) -> bytes:
     """int8 (depthwise) CONV_2D with no fused activation (act range all of int8): the requantization with
     the output offset folded into the rounding constant and SSAT as the clamp (tm_dsp_rq_table), output
@@ -484,6 +523,8 @@ GENERATORS = {
     "CONV_2D_INT16_WIDE": random_conv_int16_wide,
     "CONV_2D_INT16_WINOGRAD": random_conv_int16_winograd,
     "FULLY_CONNECTED_INT16": random_fc_int16,
+    "FULLY_CONNECTED_WIDE": random_fc_int8_wide,
+    "FULLY_CONNECTED_WIDE_STORED": lambda rng: random_fc_int8_wide(rng, stored=True),
     "QUANTIZE": BUILDER_GENERATORS["QUANTIZE"],
     "DEQUANTIZE": BUILDER_GENERATORS["DEQUANTIZE"],
 }
@@ -500,9 +541,11 @@ def _check(board_name: str, op: str, seeds: range, dirs: dict) -> None:  # noqa:
         assert_bit_exact_on_chip(board_name, dirs[board_name], GENERATORS[op](rng), f"{op} seed {seed}", rng)
 
 
-# Paths the M55's builds leave out (Helium runs those ops; TM_CONV_WINOGRAD and TM_CONV_WINOGRAD16 are 0 there): its
-# runs of these generators repeat the Helium kernels' tests, so the default suite leaves them to `make test-slow`.
-NOT_ON_M55 = {"CONV_2D_WINOGRAD", "CONV_2D_WINOGRAD_MORE", "CONV_2D_INT16_WINOGRAD"}
+# Paths the M55's builds leave out (Helium runs those ops; TM_CONV_WINOGRAD, TM_CONV_WINOGRAD16 and TM_FC_WEIGHTS16
+# are 0 there): its runs of these generators repeat the Helium kernels' tests, so the default suite leaves them to
+# `make test-slow`.
+NOT_ON_M55 = {"CONV_2D_WINOGRAD", "CONV_2D_WINOGRAD_MORE", "CONV_2D_INT16_WINOGRAD", "FULLY_CONNECTED_WIDE",
+              "FULLY_CONNECTED_WIDE_STORED"}
 
 
 def default_cases() -> list:
@@ -548,18 +591,40 @@ def test_wide_conv_without_the_compilers_copies(monkeypatch: pytest.MonkeyPatch,
 def quantize_edges() -> np.ndarray:
     """Float inputs whose quotient by a power-of-two scale is a rounding tie, the float32 just below 0.5,
     values near the int8/int16 limits and beyond them (saturation; not beyond int32, where TFLM's cast is
-    undefined)."""
+    undefined). The first value is no tie, so that ties fall both first and second in the int8 kernel's pairs."""
     below_half = float(np.nextafter(np.float32(0.5), np.float32(0)))
-    base = [0.0, -0.0, 0.5, -0.5, 1.5, -1.5, 2.5, -2.5, below_half, -below_half, 126.5, 127.5, -128.5, -129.5,
+    base = [0.25, 0.0, -0.0, 0.5, -0.5, 1.5, -1.5, 2.5, -2.5, below_half, -below_half, 126.5, 127.5, -128.5, -129.5,
             32766.5, 32767.5, -32768.5, 1048575.5, 1048576.0, -1048577.0, 5.0e8, -5.0e8]
     return np.array(base + [k + 0.5 for k in range(-200, 200, 7)], dtype=np.float32)
+
+
+def reciprocal_traps(scale: float, n: int) -> np.ndarray:
+    """n float32 inputs (the first found, then zeros) whose quotient by `scale` lies within +-120 (not clamped
+    to int8 with a small zero point) and whose quotient and product by its float32 reciprocal round half away
+    from zero to different integers: a QUANTIZE that multiplies must notice these and divide."""
+    s = np.float32(scale)
+    inv = np.float32(1) / s
+    found = []
+    for k in range(120):
+        x = np.float32((k + 0.5) * float(s))
+        for _ in range(4):
+            for candidate in (x, -x):
+                q, qp = np.float64(candidate / s), np.float64(candidate * inv)
+                if np.sign(q) * np.floor(abs(q) + 0.5) != np.sign(qp) * np.floor(abs(qp) + 0.5):
+                    found.append(candidate)
+            x = np.nextafter(x, np.float32(np.inf))
+    out = np.zeros(n, dtype=np.float32)
+    out[:min(n, len(found))] = found[:n]
+    return out
 
 
 @pytest.mark.parametrize("dtype", ["int8", "int16"])
 @pytest.mark.parametrize("board_name", default_suite_boards(BOARDS))
 def test_quantize_rounding_edges(board_name: str, dtype: str, dsp_board_dirs: dict) -> None:
     edges = quantize_edges()
-    for scale, zp in ((1.0, 0), (0.25, 3), (1.0, -7)):
+    # 0.013: quotients and products by the reciprocal round differently (reciprocal_traps; the raw edges' quotients
+    # would pass int32)
+    for scale, zp in ((1.0, 0), (0.25, 3), (1.0, -7), (0.013, 5)):
         g = GraphBuilder()
         x = g.tensor((len(edges),), "float32")
         y = g.tensor((len(edges),), dtype, scale, zp)
@@ -568,7 +633,8 @@ def test_quantize_rounding_edges(board_name: str, dtype: str, dsp_board_dirs: di
         model = compile_bytes(data, name="quantize_edges")
         image = build_firmware(model, load_board(board_name), dsp_board_dirs[board_name])
         with boot_elf(load_board(board_name), image.elf, model.sha256, timeout_s=60) as device:
-            for xs in (edges * np.float32(scale), edges):
+            tried = [reciprocal_traps(scale, len(edges))] if scale == 0.013 else [edges]
+            for xs in (edges * np.float32(scale), *tried):
                 ours, _ = device.infer_arrays(xs.astype(np.float32))
                 golden = ReferenceInterpreter(data).run(xs.astype(np.float32))
                 assert ours[0].tobytes() == golden[0].tobytes(), (board_name, dtype, scale, zp, ours[0], golden[0])

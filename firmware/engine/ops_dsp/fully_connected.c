@@ -2,8 +2,10 @@
  * FULLY_CONNECTED, int8 and int16x8 (weights zero point 0), for cores with the DSP
  * extension.  Same results as ops/fully_connected.c, bit for bit.
  *
- * Depth up to FC_MAX_DEPTH: the input row is widened (int8) or reordered (int16) once,
- * then four units per pass in assembly.  Deeper int8 rows: two units per pass in C.
+ * Depth up to FC_MAX_DEPTH: the input row is widened (int8) or reordered (int16) once, then
+ * six units per pass in assembly over the compiler's pre-widened int8 weights (p->weights16,
+ * "Pre-widened weights" below), or four units per pass over the int8 weights.  Deeper int8
+ * rows: two units per pass in C.
  * Weights with a zero point and deeper int16 rows go to the next kernel (tm_kernel_table.h).
  */
 #include "tm_kernels.h"
@@ -187,24 +189,145 @@ static void fc_outputs(const tm_fc_params_t *p, const int32_t *acc, const int32_
 }
 
 /*
- * Pre-widened weights (p->weights16, from the compiler where TM_FC_WEIGHTS16 is set): no SXTB16 on the
- * weights.  Per quad of units the stream holds, per 4 elements of depth, each unit's 4 weights as two
- * int16 pairs, so one LDM of 4 words feeds two units and SMLAD takes the input's natural int16 pairs.
- * Per 8 elements (32 MACs) the loop below spends two LDRD (3 cycles each on a Cortex-M4), four LDM of
- * 4 (5 each) and 16 SMLAD; it does 16 elements per pass (entered half way when the groups of 8 are odd),
- * so with the branch 43.5 cycles per 32 MACs, 1.36 per MAC, against 30 per 16 MACs (1.88) above.
- * Units are padded to 4 and depth to 8 with zero weights, so there is no tail: the padded sums are
- * computed and dropped, the padded inputs (zeroed) multiply zeros.
+ * Pre-widened weights (p->weights16, from the compiler where TM_FC_WEIGHTS16 is set,
+ * host/compiler/ops/fully_connected.py): no SXTB16 on the weights.  The stream holds the units in groups of
+ * six (hextets) and then, only where sixes alone would pad, of four (quads; fc16_groups); per group each
+ * unit's doubled bias (int32), then per 4 elements of depth each unit's 4 weights, doubled, as two int16
+ * pairs that SMLAD multiplies with the input's natural pairs.  Padded units have zero weights and bias, the
+ * depth is padded to 4 with zero weights (and the input row with zeros).  The compiler builds the stream
+ * only when |bias| + depth * 255 * 128 < 2^30, so the sums, 2 * (sum + bias), fit int32 exactly.
+ *
+ * Six units per pass is the most the M4's 14 registers hold with the weights loaded in three LDM of 4 per
+ * 4 elements: 6 sums, 2 input words, 4 weight words, the two pointers, and no end register: the depth is
+ * fully unrolled (a run of FC16_RUN_BODIES bodies the call jumps into, repeated for deeper rows).  Per 4
+ * elements one LDRD of the input, three LDM of 4 weight words and 12 SMLAD: 30 estimated M4 cycles per 24
+ * MACs (1.25 per MAC; four units per pass took 43.5 per 32).  The sums start from the stream's doubled
+ * biases, and the requantization follows with them in registers (the wide CONV_2D path's form,
+ * conv_2d_wide.c: SRDHM(acc, M) = SMMULR(2 acc, M), the sign taken from the sum,
+ * SMMLAR(2 acc, M, c - [acc < 0]) then ASR by r and SSAT #8, c = 2^(r-1) + o 2^r), 4 instructions an output
+ * where the loop over stored sums took 19; ops it does not cover (per-channel multipliers, a left shift, a
+ * clamp narrower than int8, ...) store the sums and take fc_outputs.
  */
+#define FC16_HEXTET 6
+#define FC16_QUAD 4
+#define FC16_RUN_BODIES 32 /* 4 elements each: 128 elements, 2 KiB of code */
+#define FC16_CHUNK_HEXTETS (FC_CHUNK_UNITS / FC16_HEXTET) /* whose sums fit acc */
+#define FC16_STR(x) #x
+#define FC16_XSTR(x) FC16_STR(x)
+
+/* fc16_groups in host/compiler/ops/fully_connected.py. */
+static void fc16_groups(int units, int *hextets, int *quads) {
+    const int even = units + (units & 1), rest = even % FC16_HEXTET;
+    *quads = even == 2 ? 1 : (rest == 2 ? 2 : (rest == 4 ? 1 : 0));
+    *hextets = even == 2 ? 0 : (even - FC16_QUAD * *quads) / FC16_HEXTET;
+}
+
+/* Work of fc16_hextets (read and updated by the assembly: keep the field offsets). */
 typedef struct {
-    const int16_t *x;  /* +0  widened input, padded to the depth in groups of 8 */
-    const int16_t *w;  /* +4  the first quad's stream */
-    int32_t row_bytes; /* +8  bytes of the padded input row (16 per group of 8) */
-    int32_t quads;     /* +12 quads left (>= 1) */
-    int32_t *acc;      /* +16 where the next quad's 4 sums go */
+    const int16_t *x;   /* +0  widened input, padded to the depth in groups of 4 */
+    const int16_t *w;   /* +4  the next group's stream (updated) */
+    int32_t first;      /* +8  bodies of the first run (1 .. FC16_RUN_BODIES) */
+    int32_t runs;       /* +12 full runs after it */
+    int32_t hextets;    /* +16 hextets left (>= 1) */
+    void *out;          /* +20 int8 outputs, or int32 sums when store_sums (updated) */
+    int32_t multiplier; /* +24 M */
+    int32_t c;          /* +28 2^(r-1) + o 2^r */
+    int32_t right;      /* +32 r */
+    int32_t store_sums; /* +36 */
+    int32_t runs_left;  /* +40 the assembly's */
+    uint32_t entry;     /* +44 the assembly's: where the first run is entered */
 } fc16_job_t;
 
-#define FC16_GROUP                                                                                                \
+/* 4 elements of depth for 6 units: the input pair words in r8 r9, the weights through r10-r12 lr, sums r2-r7.
+ * 64 bytes (every instruction a 32-bit one), which the jump into the run counts on. */
+#define FC16_BODY                                                                                                 \
+    "ldrd    r8, r9, [r0], #8\n"                                                                                \
+    "ldmia.w r1!, {r10, r11, r12, lr}\n"                                                                        \
+    "smlad   r2, r8, r10, r2\n"                                                                                 \
+    "smlad   r2, r9, r11, r2\n"                                                                                 \
+    "smlad   r3, r8, r12, r3\n"                                                                                 \
+    "smlad   r3, r9, lr, r3\n"                                                                                  \
+    "ldmia.w r1!, {r10, r11, r12, lr}\n"                                                                        \
+    "smlad   r4, r8, r10, r4\n"                                                                                 \
+    "smlad   r4, r9, r11, r4\n"                                                                                 \
+    "smlad   r5, r8, r12, r5\n"                                                                                 \
+    "smlad   r5, r9, lr, r5\n"                                                                                  \
+    "ldmia.w r1!, {r10, r11, r12, lr}\n"                                                                        \
+    "smlad   r6, r8, r10, r6\n"                                                                                 \
+    "smlad   r6, r9, r11, r6\n"                                                                                 \
+    "smlad   r7, r8, r12, r7\n"                                                                                 \
+    "smlad   r7, r9, lr, r7\n"
+
+/* The output of the doubled sum A: M in r9, c in r10, r in r11 (scratch r12). */
+#define FC16_RQ(A)                            \
+    "sub     r12, r10, " A ", lsr #31\n"      \
+    "smmlar  " A ", " A ", r9, r12\n"         \
+    "asr     " A ", " A ", r11\n"             \
+    "ssat    " A ", #8, " A "\n"
+
+__attribute__((naked)) static void fc16_hextets(fc16_job_t *job __attribute__((unused))) {
+    __asm__ volatile(
+        "push    {r0, r4-r11, lr}\n"
+        "ldr     r1, [r0, #4]\n"
+        "ldr     r8, [r0, #8]\n"
+        "adr.w   r9, 8f\n"
+        "sub     r9, r9, r8, lsl #6\n"
+        "orr     r9, r9, #1\n"
+        "str     r9, [r0, #44]\n" /* the entry into the run for the first bodies */
+        "mov     lr, r0\n"
+        "1:\n"
+        "ldr     r8, [lr, #12]\n"
+        "ldr     r9, [lr, #44]\n"
+        "ldr     r0, [lr, #0]\n"
+        "str     r8, [lr, #40]\n"
+        "ldmia   r1!, {r2-r7}\n"
+        "bx      r9\n"
+        "7:\n"
+        ".rept " FC16_XSTR(FC16_RUN_BODIES) "\n" FC16_BODY ".endr\n"
+        "8:\n"
+        "ldr     lr, [sp]\n"
+        "ldr     r8, [lr, #40]\n"
+        "subs    r8, r8, #1\n"
+        "bpl     5f\n"
+        "ldr     r8, [lr, #36]\n"
+        "cmp     r8, #0\n"
+        "bne     3f\n"
+        "add     r8, lr, #20\n"
+        "ldm     r8, {r8-r11}\n" /* out, M, c, r */
+        FC16_RQ("r2") FC16_RQ("r3") FC16_RQ("r4") FC16_RQ("r5") FC16_RQ("r6") FC16_RQ("r7")
+        "bfi     r2, r3, #8, #8\n" /* three halfword stores (unaligned for an odd row: the M4 allows STRH so) */
+        "bfi     r4, r5, #8, #8\n"
+        "bfi     r6, r7, #8, #8\n"
+        "strh    r2, [r8], #2\n"
+        "strh    r4, [r8], #2\n"
+        "strh    r6, [r8], #2\n"
+        "4:\n"
+        "str     r8, [lr, #20]\n"
+        "ldr     r8, [lr, #16]\n"
+        "subs    r8, r8, #1\n"
+        "str     r8, [lr, #16]\n"
+        "bne     1b\n"
+        "str     r1, [lr, #4]\n"
+        "pop     {r0, r4-r11, pc}\n"
+        "3:\n" /* the sums stored */
+        "ldr     r8, [lr, #20]\n"
+        "stmia   r8!, {r2-r7}\n"
+        "b       4b\n"
+        "5:\n" /* another run of the depth */
+        "str     r8, [lr, #40]\n"
+        "b       7b\n");
+}
+
+/* Work of fc16_quads (read and updated by the assembly: keep the field offsets). */
+typedef struct {
+    const int16_t *x;  /* +0  widened input, padded to the depth in groups of 4 */
+    const int16_t *w;  /* +4  the first quad's stream */
+    int32_t row_bytes; /* +8  bytes of the padded input row (8 per group of 4) */
+    int32_t quads;     /* +12 quads left (>= 1) */
+    int32_t *acc;      /* +16 where the next quad's 4 sums go */
+} fc16_quad_job_t;
+
+#define FC16_QUAD_BODY                                                                                            \
     "ldrd    r8, r9, [r0], #8\n"                                                                                \
     "ldmia   r1!, {r10, r11, r12, lr}\n"                                                                        \
     "smlad   r4, r8, r10, r4\n"                                                                                 \
@@ -217,7 +340,8 @@ typedef struct {
     "smlad   r7, r8, r12, r7\n"                                                                                 \
     "smlad   r7, r9, lr, r7\n"
 
-__attribute__((naked)) static void fc16_quads(fc16_job_t *job __attribute__((unused))) {
+/* The quads after the hextets (at most 2 per op): two bodies per pass, entered at the second for an odd count. */
+__attribute__((naked)) static void fc16_quads(fc16_quad_job_t *job __attribute__((unused))) {
     __asm__ volatile(
         "push    {r0, r4-r11, lr}\n"
         "ldr     r1, [r0, #4]\n"
@@ -225,15 +349,12 @@ __attribute__((naked)) static void fc16_quads(fc16_job_t *job __attribute__((unu
         "ldr     r3, [sp]\n"
         "ldr     r0, [r3, #0]\n"
         "ldr     r2, [r3, #8]\n"
-        "tst     r2, #16\n"
+        "tst     r2, #8\n"
         "add     r2, r0, r2\n"
-        "mov.w   r4, #0\n"
-        "mov.w   r5, #0\n"
-        "mov.w   r6, #0\n"
-        "mov.w   r7, #0\n"
+        "ldmia   r1!, {r4-r7}\n"
         "bne     3f\n"
-        "2:\n" FC16_GROUP FC16_GROUP
-        "3:\n" FC16_GROUP FC16_GROUP
+        "2:\n" FC16_QUAD_BODY
+        "3:\n" FC16_QUAD_BODY
         "cmp     r0, r2\n"
         "bne     2b\n"
         "ldr     r3, [sp]\n"
@@ -247,17 +368,49 @@ __attribute__((naked)) static void fc16_quads(fc16_job_t *job __attribute__((unu
         "pop     {r0, r4-r11, pc}\n");
 }
 
-/* x (depth int8) + offset into buf in natural order, zeros up to the depth rounded up to 8. */
+/* The words from x up to end (a multiple of 4 bytes) + the offset pair off2 into dst in natural order, (x0, x1),
+ * (x2, x3) per word: 8 elements per pass (two LDR, which may be unaligned; four SXTAB16, two PKHBT, two PKHTB,
+ * one STM), the first pass 4 when the words are odd. */
+__attribute__((naked)) static void widen_natural_run(const int8_t *x __attribute__((unused)),
+                                                     uint32_t *dst __attribute__((unused)),
+                                                     const int8_t *end __attribute__((unused)),
+                                                     int32_t off2 __attribute__((unused))) {
+    __asm__ volatile(
+        "push    {r4-r9, lr}\n"
+        "sub     r12, r2, r0\n"
+        "tst     r12, #4\n"
+        "beq     2f\n"
+        "ldr     r4, [r0], #4\n"
+        "sxtab16 r12, r3, r4\n"
+        "sxtab16 lr, r3, r4, ror #8\n"
+        "pkhbt   r6, r12, lr, lsl #16\n"
+        "pkhtb   r7, lr, r12, asr #16\n"
+        "stmia   r1!, {r6, r7}\n"
+        "2:\n"
+        "cmp     r0, r2\n"
+        "beq     3f\n"
+        "1:\n"
+        "ldr     r4, [r0], #4\n"
+        "ldr     r5, [r0], #4\n"
+        "sxtab16 r12, r3, r4\n"
+        "sxtab16 lr, r3, r4, ror #8\n"
+        "pkhbt   r6, r12, lr, lsl #16\n"
+        "pkhtb   r7, lr, r12, asr #16\n"
+        "sxtab16 r12, r3, r5\n"
+        "sxtab16 lr, r3, r5, ror #8\n"
+        "pkhbt   r8, r12, lr, lsl #16\n"
+        "pkhtb   r9, lr, r12, asr #16\n"
+        "stmia   r1!, {r6-r9}\n"
+        "cmp     r0, r2\n"
+        "bne     1b\n"
+        "3:\n"
+        "pop     {r4-r9, pc}\n");
+}
+
+/* x (depth int8) + offset into buf in natural order, zeros up to the depth rounded up to 4. */
 static void widen_input_natural(const int8_t *x, int depth, int32_t offset, int16_t *buf) {
-    const int32_t off2 = tm_pack_offset(offset);
-    const int k4 = depth & ~3, padded = (depth + 7) & ~7;
-    uint32_t *dst = (uint32_t *)(void *)buf;
-    for (int i = 0; i < k4; i += 4, dst += 2) {
-        const uint32_t v = tm_ld32(x + i);
-        const uint32_t even = (uint32_t)__sxtab16(off2, v), odd = (uint32_t)tm_sxtab16_ror8(off2, v);
-        dst[0] = (even & 0xFFFFu) | (odd << 16);        /* (x0, x1): PKHBT */
-        dst[1] = (even >> 16) | (odd & 0xFFFF0000u);    /* (x2, x3): PKHTB */
-    }
+    const int k4 = depth & ~3, padded = (depth + 3) & ~3;
+    widen_natural_run(x, (uint32_t *)(void *)buf, x + k4, tm_pack_offset(offset));
     for (int i = k4; i < depth; ++i) {
         buf[i] = (int16_t)(x[i] + offset);
     }
@@ -266,18 +419,73 @@ static void widen_input_natural(const int8_t *x, int depth, int32_t offset, int1
     }
 }
 
-static void fc_widened16(const tm_fc_params_t *p, const int8_t *input, const int32_t *bias, int8_t *output,
-                         int batches, int units, int depth) {
+/* Whether the op's requantization takes the SMMLAR form (one multiplier M >= 0, a right shift r of 1 to 24,
+ * |o 2^r| < 2^27, the clamp all of int8; the sums' bound is the compiler's), with its constants put in job. */
+static int fc16_requantization(const tm_fc_params_t *p, fc16_job_t *job) {
+    const int32_t m = p->out_multiplier[0], right = -p->out_shift[0], o = p->output_offset;
+    if (!(p->n_multipliers == 1 && m >= 0 && right >= 1 && right <= 24 && p->act_min == -128 && p->act_max == 127 &&
+          o > -(1 << (27 - right)) && o < (1 << (27 - right)))) {
+        return 0;
+    }
+    job->multiplier = m, job->right = right;
+    job->c = (int32_t)(1u << (right - 1)) + (int32_t)((uint32_t)o << right);
+    return 1;
+}
+
+/* Outputs of n units from their doubled sums (bias included): the SMMLAR form (in C: a quad's or a padded
+ * hextet's few units) or, for the other ops, the halved sums through fc_outputs. */
+static void fc16_outputs(const tm_fc_params_t *p, const fc16_job_t *rq, int smmlar, int32_t *acc, int u0, int n,
+                         int8_t *out) {
+    if (smmlar) {
+        for (int u = 0; u < n; ++u) {
+            const int32_t c = rq->c - (int32_t)((uint32_t)acc[u] >> 31);
+            const int64_t t = (int64_t)acc[u] * rq->multiplier + (int64_t)((uint64_t)(int64_t)c << 32) + 0x80000000LL;
+            const int32_t v = (int32_t)(t >> 32) >> rq->right;
+            out[u] = (int8_t)(v < -128 ? -128 : (v > 127 ? 127 : v));
+        }
+        return;
+    }
+    for (int u = 0; u < n; ++u) {
+        acc[u] >>= 1; /* exact: the weights and the bias were doubled */
+    }
+    fc_outputs(p, acc, NULL, u0, n, out);
+}
+
+static void fc_widened16(const tm_fc_params_t *p, const int8_t *input, int8_t *output, int batches, int units,
+                         int depth) {
     int16_t buf[FC_MAX_DEPTH] __attribute__((aligned(8)));
     int32_t acc[FC_CHUNK_SUMS];
-    const int padded = (depth + 7) & ~7;
+    const int padded = (depth + 3) & ~3, bodies = padded / 4;
+    const int runs = (bodies - 1) / FC16_RUN_BODIES;
+    int hextets, quads;
+    fc16_groups(units, &hextets, &quads);
+    fc16_job_t job = {buf, NULL, bodies - runs * FC16_RUN_BODIES, runs, 0, NULL, 0, 0, 0, 0, 0, 0};
+    const int smmlar = fc16_requantization(p, &job);
+    /* with no quads, an odd unit count pads the last hextet: its sums go through acc, so no byte past the row */
+    const int padded_hextet = (units & 1) && quads == 0;
     for (int b = 0; b < batches; ++b) {
+        int8_t *out = output + b * units;
         widen_input_natural(input + b * depth, depth, p->input_offset, buf);
-        for (int u0 = 0; u0 < units; u0 += FC_CHUNK_UNITS) {
-            const int n = units - u0 < FC_CHUNK_UNITS ? units - u0 : FC_CHUNK_UNITS;
-            fc16_job_t job = {buf, p->weights16 + u0 * padded, padded * (int32_t)sizeof(int16_t), (n + 3) / 4, acc};
-            fc16_quads(&job);
-            fc_outputs(p, acc, bias, u0, n, output + b * units + u0);
+        job.w = p->weights16;
+        for (int h0 = 0; h0 < hextets;) {
+            const int store = !smmlar || (padded_hextet && h0 == hextets - 1);
+            const int left = hextets - h0;
+            const int n = store ? (left > FC16_CHUNK_HEXTETS ? FC16_CHUNK_HEXTETS : left) : left - padded_hextet;
+            const int u0 = FC16_HEXTET * h0, count = units - u0 < FC16_HEXTET * n ? units - u0 : FC16_HEXTET * n;
+            job.hextets = n, job.store_sums = store;
+            job.out = store ? (void *)acc : (void *)(out + u0);
+            fc16_hextets(&job);
+            if (store) {
+                fc16_outputs(p, &job, smmlar, acc, u0, count, out + u0);
+            }
+            h0 += n;
+        }
+        if (quads > 0) {
+            const int u0 = FC16_HEXTET * hextets;
+            fc16_quad_job_t qjob = {buf, job.w, padded * (int32_t)sizeof(int16_t), quads, acc};
+            fc16_quads(&qjob);
+            fc16_outputs(p, &job, smmlar, acc, u0, units - u0 < FC16_QUAD * quads ? units - u0 : FC16_QUAD * quads,
+                         out + u0);
         }
     }
 }
@@ -428,7 +636,7 @@ tm_status_t tm_kernel_fully_connected_dsp(const tm_model_t *model, const tm_op_t
     const int units = w_t->dims[0], depth = w_t->dims[1];
     const int batches = tm_elements(out_t) / units;
     if (p->weights16 && depth <= FC_MAX_DEPTH) {
-        fc_widened16(p, input, bias, output, batches, units, depth);
+        fc_widened16(p, input, output, batches, units, depth);
         return TM_OK;
     }
     if (depth <= FC_MAX_DEPTH) {

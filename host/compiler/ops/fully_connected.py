@@ -59,16 +59,47 @@ def fully_connected_scratch_bytes(kernel: str, p: Mapping[str, int], d: FcDims, 
     raise ValueError(f"FULLY_CONNECTED has no {kernel} kernel with scratch")
 
 
-def widened_weights(weights: np.ndarray) -> bytes:
-    """int8 weights [units, depth] as the DSP kernel's pre-widened int16 stream (little-endian): units
-    padded with zeros to a multiple of 4, depth to a multiple of 8; per 4 units (a quad), per 4 elements
-    of depth, each unit's 4 weights in order (two words: the pairs SMLAD multiplies with the input's)."""
+FC16_HEXTET, FC16_QUAD = 6, 4     # ops_dsp/fully_connected.c: units per group of the pre-widened stream
+
+
+def fc16_groups(units: int) -> tuple[int, int]:
+    """(hextets, quads): the groups of 6 and of 4 units the DSP kernel's pre-widened stream holds for `units`
+    (fc16_groups in ops_dsp/fully_connected.c). Quads only where sixes alone would pad: units rounded up to
+    even, then 2 quads if that is 2 more than a multiple of 6, 1 if 4 more (2 units: one padded quad)."""
+    even = units + units % 2
+    if even == 2:
+        return 0, 1
+    quads = {0: 0, 2: 2, 4: 1}[even % 6]
+    return (even - FC16_QUAD * quads) // FC16_HEXTET, quads
+
+
+def fc16_sums_fit(weights: np.ndarray, bias: np.ndarray | None) -> bool:
+    """Whether twice every unit's sum plus its bias fits int32 whatever the int8 input: |bias| + depth * 255 * 128
+    < 2^30 (the kernel accumulates doubled weights from 2 * bias)."""
+    reach = weights.shape[1] * 255 * 128
+    return reach + (int(np.abs(bias.astype(np.int64)).max()) if bias is not None and bias.size else 0) < 2 ** 30
+
+
+def widened_weights(weights: np.ndarray, bias: np.ndarray | None) -> bytes:
+    """int8 weights [units, depth] and int32 bias as the DSP kernel's pre-widened stream (little-endian): the
+    units in groups (fc16_groups: hextets, then quads; padded units have zero weights and bias), the depth
+    padded with zeros to a multiple of 4. Per group: each unit's doubled bias (int32), then per 4 elements of
+    depth each unit's 4 weights, doubled, as int16 (two words: the pairs SMLAD multiplies with the input's)."""
     units, depth = weights.shape
-    padded = np.zeros((-(-units // 4) * 4, -(-depth // 8) * 8), dtype=np.int16)
-    padded[:units, :depth] = weights
-    quads, groups = padded.shape[0] // 4, padded.shape[1] // 4
-    stream = padded.reshape(quads, 4, groups, 4).transpose(0, 2, 1, 3)   # quad, group, unit, element
-    return stream.astype("<i2").tobytes()
+    hextets, quads = fc16_groups(units)
+    total = FC16_HEXTET * hextets + FC16_QUAD * quads
+    padded = np.zeros((total, -(-depth // 4) * 4), dtype=np.int16)
+    padded[:units, :depth] = 2 * weights.astype(np.int16)
+    doubled_bias = np.zeros(total, dtype="<i4")
+    if bias is not None:
+        doubled_bias[:units] = 2 * bias.astype(np.int64)
+    groups = padded.shape[1] // 4
+    stream, u0 = [], 0
+    for size in [FC16_HEXTET] * hextets + [FC16_QUAD] * quads:
+        block = padded[u0:u0 + size].reshape(size, groups, 4).transpose(1, 0, 2)   # group, unit, element
+        stream += [doubled_bias[u0:u0 + size].tobytes(), block.astype("<i2").tobytes()]
+        u0 += size
+    return b"".join(stream)
 
 
 @register("FULLY_CONNECTED")
@@ -120,7 +151,11 @@ class FullyConnected:
         if dtype == "int8" and lowered.fields["filter_offset"] == 0 and dims.depth <= DSP_FC_MAX_DEPTH:
             assert weights.data is not None
             matrix = np.frombuffer(weights.data, dtype=np.int8).reshape(units, dims.depth)
-            lowered.guarded_arrays["weights16"] = ("TM_FC_WEIGHTS16", "int16_t", widened_weights(matrix))
+            bias = ctx.tensor(2)
+            bias_values = None if bias is None else np.frombuffer(bias.data or b"", dtype="<i4")
+            if (bias is None or bias.data is not None) and fc16_sums_fit(matrix, bias_values):
+                lowered.guarded_arrays["weights16"] = ("TM_FC_WEIGHTS16", "int16_t",
+                                                       widened_weights(matrix, bias_values))
         lowered.scratch = per_kernel(row_of(lowered.kind),
                                      lambda kernel: fully_connected_scratch_bytes(kernel, lowered.fields, dims, dtype))
         return lowered
