@@ -99,8 +99,10 @@ def test_firmware_builds_for_renode(tmp_path: Path) -> None:
         image = build_firmware(model, load_board(BOARD), out_dir=tmp_path / str(mlperf), mlperf=mlperf)
         # a bound that catches unintended growth: 65,940 B on 2026-12-04 (DSP kernels included), 92,184 B on
         # 2026-12-06 with the 12,672 B of weights the compiler widens for the DSP kernels, 105,688 B with the
-        # Winograd path (its 16 KB of transformed filters in place of 9 KB of widened weights, 5 KB of code)
-        assert image.elf.exists() and image.flash_bytes < 112 * 1024
+        # Winograd path (its 16 KB of transformed filters in place of 9 KB of widened weights, 5 KB of code),
+        # 115,100 B (MLPERF=1) on 2026-12-07 with FULLY_CONNECTED's run of 32 six-unit bodies (2 KB of code) and
+        # the assembly QUANTIZE, DEQUANTIZE and input widening
+        assert image.elf.exists() and image.flash_bytes < 120 * 1024
 
 
 @needs_renode

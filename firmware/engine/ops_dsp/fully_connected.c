@@ -208,6 +208,7 @@ static void fc_outputs(const tm_fc_params_t *p, const int32_t *acc, const int32_
  * where the loop over stored sums took 19; ops it does not cover (per-channel multipliers, a left shift, a
  * clamp narrower than int8, ...) store the sums and take fc_outputs.
  */
+#if TM_FC_WEIGHTS16 /* builds without the compiler's stream (Helium; a board short of flash) leave this out */
 #define FC16_HEXTET 6
 #define FC16_QUAD 4
 #define FC16_RUN_BODIES 32 /* 4 elements each: 128 elements, 2 KiB of code */
@@ -489,6 +490,7 @@ static void fc_widened16(const tm_fc_params_t *p, const int8_t *input, int8_t *o
         }
     }
 }
+#endif /* TM_FC_WEIGHTS16 */
 
 /* x (depth int8) + offset into buf: groups of 4 in SXTB16 order, the depth % 4 last in natural order. */
 static void widen_input(const int8_t *x, int depth, int32_t offset, int16_t *buf) {
@@ -635,10 +637,12 @@ tm_status_t tm_kernel_fully_connected_dsp(const tm_model_t *model, const tm_op_t
     }
     const int units = w_t->dims[0], depth = w_t->dims[1];
     const int batches = tm_elements(out_t) / units;
+#if TM_FC_WEIGHTS16
     if (p->weights16 && depth <= FC_MAX_DEPTH) {
         fc_widened16(p, input, output, batches, units, depth);
         return TM_OK;
     }
+#endif
     if (depth <= FC_MAX_DEPTH) {
         fc_widened(p, input, weights, bias, output, batches, units, depth);
         return TM_OK;
