@@ -77,6 +77,7 @@ def test_check_on_chip_with_profile() -> None:
     assert "CONV_2D" in out.split("profile", 1)[1] and "%" in out
 
 
+@pytest.mark.slow   # 24 s; the default suite runs the same pair in tests/commands/test_readme.py
 @needs_toolchain
 def test_make_flash_then_evaluate_on_the_emulated_board(tmp_path: Path) -> None:
     """The README's main job: `make flash && python -m host.evaluate` (a short run)."""

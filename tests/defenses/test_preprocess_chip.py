@@ -179,6 +179,7 @@ def int16_model() -> bytes:
     return quantize(load_float_keras(DEFAULT_FLOAT_MODEL), load_digits_split()[0][:300], "int16x8")
 
 
+@pytest.mark.slow   # 27 s; CI's David-and-Goliath quick study runs its defenses on the chip every time (.ci/run)
 @needs_chip
 def test_study_runs_defenses_on_the_chip(tmp_path: Path) -> None:
     """[[defense]] on_chip = true: per defense the chip's accuracy, bit-exactness with the reference on

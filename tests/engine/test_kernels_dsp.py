@@ -541,20 +541,15 @@ def _check(board_name: str, op: str, seeds: range, dirs: dict) -> None:  # noqa:
         assert_bit_exact_on_chip(board_name, dirs[board_name], GENERATORS[op](rng), f"{op} seed {seed}", rng)
 
 
-# Paths the M55's builds leave out (Helium runs those ops; TM_CONV_WINOGRAD, TM_CONV_WINOGRAD16 and TM_FC_WEIGHTS16
-# are 0 there): its runs of these generators repeat the Helium kernels' tests, so the default suite leaves them to
-# `make test-slow`.
-NOT_ON_M55 = {"CONV_2D_WINOGRAD", "CONV_2D_WINOGRAD_MORE", "CONV_2D_INT16_WINOGRAD", "FULLY_CONNECTED_WIDE",
-              "FULLY_CONNECTED_WIDE_STORED"}
-
-
 def default_cases() -> list:
-    """(board, op) for the default suite: the M7's (default_suite_boards) and the M55's NOT_ON_M55 marked slow."""
+    """(board, op) for the default suite: the M4's; the M7's and the M55's marked slow (the same C compiled for
+    other cores; the M55's builds leave out the paths Helium runs, e.g. TM_CONV_WINOGRAD and TM_FC_WEIGHTS16 are 0
+    there); `make test-slow` runs them, and every shared model on every board (tests/core/test_boards.py)."""
     cases = []
     for board in default_suite_boards(BOARDS):
         name = board if isinstance(board, str) else board.values[0]
         for op in sorted(GENERATORS):
-            slow = not isinstance(board, str) or (name == "mps3-an547" and op in NOT_ON_M55)
+            slow = not isinstance(board, str) or name == "mps3-an547"
             cases.append(pytest.param(name, op, marks=pytest.mark.slow) if slow else pytest.param(name, op))
     return cases
 
