@@ -239,25 +239,18 @@ typedef struct {
     uint32_t entry;     /* +44 the assembly's: where the first run is entered */
 } fc16_job_t;
 
-/* 4 elements of depth for 6 units: the input pair words in r8 r9, the weights through r10-r12 lr, sums r2-r7.
- * 64 bytes (every instruction a 32-bit one), which the jump into the run counts on. */
+/* Two units' 4 weights of 4 elements (one LDM of 4 words into r10-r12 lr) times the input pairs in r8 r9, into
+ * the sums S0 and S1.  Every instruction a 32-bit one. */
+#define FC16_UNIT_PAIR(S0, S1)                                                                                    \
+    "ldmia.w r1!, {r10, r11, r12, lr}\n"                                                                        \
+    "smlad   " S0 ", r8, r10, " S0 "\n"                                                                         \
+    "smlad   " S0 ", r9, r11, " S0 "\n"                                                                         \
+    "smlad   " S1 ", r8, r12, " S1 "\n"                                                                         \
+    "smlad   " S1 ", r9, lr, " S1 "\n"
+
+/* 4 elements of depth for 6 units, sums r2-r7: 64 bytes, which the jump into the run counts on. */
 #define FC16_BODY                                                                                                 \
-    "ldrd    r8, r9, [r0], #8\n"                                                                                \
-    "ldmia.w r1!, {r10, r11, r12, lr}\n"                                                                        \
-    "smlad   r2, r8, r10, r2\n"                                                                                 \
-    "smlad   r2, r9, r11, r2\n"                                                                                 \
-    "smlad   r3, r8, r12, r3\n"                                                                                 \
-    "smlad   r3, r9, lr, r3\n"                                                                                  \
-    "ldmia.w r1!, {r10, r11, r12, lr}\n"                                                                        \
-    "smlad   r4, r8, r10, r4\n"                                                                                 \
-    "smlad   r4, r9, r11, r4\n"                                                                                 \
-    "smlad   r5, r8, r12, r5\n"                                                                                 \
-    "smlad   r5, r9, lr, r5\n"                                                                                  \
-    "ldmia.w r1!, {r10, r11, r12, lr}\n"                                                                        \
-    "smlad   r6, r8, r10, r6\n"                                                                                 \
-    "smlad   r6, r9, r11, r6\n"                                                                                 \
-    "smlad   r7, r8, r12, r7\n"                                                                                 \
-    "smlad   r7, r9, lr, r7\n"
+    "ldrd    r8, r9, [r0], #8\n" FC16_UNIT_PAIR("r2", "r3") FC16_UNIT_PAIR("r4", "r5") FC16_UNIT_PAIR("r6", "r7")
 
 /* The output of the doubled sum A: M in r9, c in r10, r in r11 (scratch r12). */
 #define FC16_RQ(A)                            \
@@ -328,18 +321,8 @@ typedef struct {
     int32_t *acc;      /* +16 where the next quad's 4 sums go */
 } fc16_quad_job_t;
 
-#define FC16_QUAD_BODY                                                                                            \
-    "ldrd    r8, r9, [r0], #8\n"                                                                                \
-    "ldmia   r1!, {r10, r11, r12, lr}\n"                                                                        \
-    "smlad   r4, r8, r10, r4\n"                                                                                 \
-    "smlad   r4, r9, r11, r4\n"                                                                                 \
-    "smlad   r5, r8, r12, r5\n"                                                                                 \
-    "smlad   r5, r9, lr, r5\n"                                                                                  \
-    "ldmia   r1!, {r10, r11, r12, lr}\n"                                                                        \
-    "smlad   r6, r8, r10, r6\n"                                                                                 \
-    "smlad   r6, r9, r11, r6\n"                                                                                 \
-    "smlad   r7, r8, r12, r7\n"                                                                                 \
-    "smlad   r7, r9, lr, r7\n"
+/* 4 elements of depth for 4 units, sums r4-r7. */
+#define FC16_QUAD_BODY "ldrd    r8, r9, [r0], #8\n" FC16_UNIT_PAIR("r4", "r5") FC16_UNIT_PAIR("r6", "r7")
 
 /* The quads after the hextets (at most 2 per op): two bodies per pass, entered at the second for an odd count. */
 __attribute__((naked)) static void fc16_quads(fc16_quad_job_t *job __attribute__((unused))) {
