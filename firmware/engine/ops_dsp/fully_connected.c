@@ -454,8 +454,8 @@ static void fc_widened16(const tm_fc_params_t *p, const int8_t *input, int8_t *o
         for (int h0 = 0; h0 < hextets;) {
             const int store = !smmlar || (padded_hextet && h0 == hextets - 1);
             const int left = hextets - h0;
-            const int n = store ? (left > FC16_CHUNK_HEXTETS ? FC16_CHUNK_HEXTETS : left) : left - padded_hextet;
-            const int u0 = FC16_HEXTET * h0, count = units - u0 < FC16_HEXTET * n ? units - u0 : FC16_HEXTET * n;
+            const int n = store ? tm_min_i32(left, FC16_CHUNK_HEXTETS) : left - padded_hextet;
+            const int u0 = FC16_HEXTET * h0, count = tm_min_i32(units - u0, FC16_HEXTET * n);
             job.hextets = n, job.store_sums = store;
             job.out = store ? (void *)acc : (void *)(out + u0);
             fc16_hextets(&job);
@@ -468,8 +468,7 @@ static void fc_widened16(const tm_fc_params_t *p, const int8_t *input, int8_t *o
             const int u0 = FC16_HEXTET * hextets;
             fc16_quad_job_t qjob = {buf, job.w, padded * (int32_t)sizeof(int16_t), quads, acc};
             fc16_quads(&qjob);
-            fc16_outputs(p, &job, smmlar, acc, u0, units - u0 < FC16_QUAD * quads ? units - u0 : FC16_QUAD * quads,
-                         out + u0);
+            fc16_outputs(p, &job, smmlar, acc, u0, tm_min_i32(units - u0, FC16_QUAD * quads), out + u0);
         }
     }
 }

@@ -30,7 +30,7 @@ static inline int32_t quantize_one(float x, float scale, int32_t zero_point, int
     return v < lo ? lo : (v > hi ? hi : v);
 }
 
-/* One element's check in quantize_s8_run: X the input, Q M T F scratch; branches to SLOW when the element needs the
+/* One element's check in quantize_s8_run: X the input, Q T F scratch; branches to SLOW when the element needs the
  * division, else leaves the truncation t in T. */
 #define QUANTIZE_CHECK(X, Q, T, F, SLOW)          \
     "vmul.f32 " Q ", " X ", s8\n"                 \
