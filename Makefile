@@ -5,6 +5,8 @@ PYTHON ?= python3
 BOARD  ?= mps2-an386
 MODEL  ?= models/digits_cnn_int8.tflite
 PYTEST ?= $(PYTHON) -m pytest
+# make test runs this many tests at a time (pytest-xdist; 0: one at a time, in the pytest process itself)
+TEST_JOBS ?= 2
 LINT_IMPORTS := $(PYTHON) -c "import sys; from importlinter.cli import lint_imports_command; sys.argv[1:] = ['--no-cache']; lint_imports_command()"
 
 DEB_PACKAGES := gcc-arm-none-eabi libnewlib-arm-none-eabi qemu-system-arm socat gcc ser2net chromium
@@ -17,7 +19,7 @@ help:
 	@echo "make flash [BOARD=$(BOARD)] [MODEL=$(MODEL)]  compile model, build firmware, flash/install it"
 	@echo "           [PREPROCESS=squeeze:4|median:2]      with an input pre-processing stage (docs/defenses.md)"
 	@echo "python -m host.evaluate                         evaluate the flashed board (see README)"
-	@echo "make test        default test suite (18 to 20 min on 2 cores)"
+	@echo "make test        default test suite, TEST_JOBS=$(TEST_JOBS) at a time (13 min on 2 cores)"
 	@echo "make test-slow   long tests (about 50 min on 2 cores; not in CI)"
 	@echo "make bench       benchmarks"
 	@echo "make lint        ruff, and import-linter (the package layers, no cycles)"
@@ -40,7 +42,7 @@ flash: deps
 	@$(PYTHON) -m host.flash --board $(BOARD) --model $(MODEL)
 
 test: deps
-	@$(PYTEST) -q
+	@$(PYTEST) -q -n $(TEST_JOBS) -p no:benchmark
 
 test-slow: deps
 	@$(PYTEST) -q -m slow

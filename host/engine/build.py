@@ -2,17 +2,22 @@
 
 Objects are compiled in parallel into build/<board>/<model>/ and only rebuilt
 when their source or flags change. Flash and RAM use are read from the ELF.
+Builds into one directory take turns (a lock file there), and the ELF is replaced
+whole, so processes building or booting the same firmware at once see a complete one.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import fcntl
 import functools
 import hashlib
 import os
 import re
 import shutil
 import subprocess
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -399,12 +404,12 @@ def build_firmware(model: CompiledModel, board: Board, out_dir: Path | None = No
                         hint="drop PREPROCESS or MLPERF")
     suffix = "-mlperf" if mlperf else (f"-pre{pre['TM_PREPROCESS']}-{pre['TM_PREPROCESS_PARAM']}" if pre else "")
     out_dir = out_dir or BUILD_DIR / board.name / (model.name + suffix)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    model_c = model.write(out_dir)
     defines = {**(mlperf_defines(model, mlperf_model_id) if mlperf else pre), **paths_without_data(model),
                **leave_out} or None
-    objs = _compile_all(board, sources(board, model_c), out_dir / "obj", defines)
-    image = _link(board, objs, out_dir, out_dir / "firmware.elf")
+    with build_lock(out_dir):
+        model_c = model.write(out_dir)
+        objs = _compile_all(board, sources(board, model_c), out_dir / "obj", defines)
+        image = _link(board, objs, out_dir, out_dir / "firmware.elf")
     return dataclasses.replace(image, kernel_weights_bytes=sum(size for _, size in guarded_weights(model, board)))
 
 
@@ -433,6 +438,16 @@ def _flash_sections(image: FirmwareImage) -> list[str]:
     return names
 
 
+@contextlib.contextmanager
+def build_lock(out_dir: Path) -> Iterator[None]:
+    """Hold the build directory's lock: two processes building the same firmware at once (two runs of
+    one model, parallel tests) would otherwise overwrite each other's model.c and objects mid-compile."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    with open(out_dir / ".build.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)   # released when the file closes, or when the process dies
+        yield
+
+
 def _compile_all(board: Board, srcs: list[Path], obj_dir: Path,
                  extra_defines: dict[str, str] | None = None) -> list[Path]:
     obj_dir.mkdir(parents=True, exist_ok=True)
@@ -447,16 +462,20 @@ def _compile_all(board: Board, srcs: list[Path], obj_dir: Path,
 
 def _link(board: Board, objs: list[Path], out_dir: Path, elf: Path) -> FirmwareImage:
     cc, flags = toolchain("gcc"), cflags(board)
+    partial = elf.with_suffix(f".{os.getpid()}.tmp")
     link = [cc, *flags[:4], "-nostartfiles", "--specs=nano.specs", "--specs=nosys.specs",
             f"-Wl,--defsym=__stack_size={board.stack_bytes}", f"-L{FIRMWARE_DIR / 'runtime'}", f"-L{out_dir}",
             f"-T{_memory_script(board, out_dir)}", "-Wl,--gc-sections", f"-Wl,-Map={elf.with_suffix('.map')}",
-            *map(str, objs), "-o", str(elf)]
+            *map(str, objs), "-o", str(partial)]
     result = subprocess.run(link, capture_output=True, text=True)
     if result.returncode != 0:
+        partial.unlink(missing_ok=True)
+        elf.unlink(missing_ok=True)   # as the linker leaves it: no ELF of an older build beside a failed one
         explained, overflow = _explain_link_error(result.stderr)
         raise UserError(f"firmware link failed for board {board.name}:\n{explained}",
                         hint="the model or its arena does not fit the board's memory: choose a bigger board "
                              "or a smaller model" if overflow else None)
+    partial.replace(elf)   # whole: a process booting this directory's previous ELF reads that one intact
     return image_sizes(elf, board)
 
 
@@ -468,8 +487,9 @@ def build_calibration(board: Board, out_dir: Path | None = None) -> FirmwareImag
     srcs = [runtime / "calibrate" / "calibrate.c", runtime / "startup.c", runtime / "systick.c",
             FIRMWARE_DIR / "drivers" / f"uart_{board.uart_driver}.c",
             *(board.directory / s for s in board.extra_sources)]
-    objs = _compile_all(board, srcs, out_dir / "obj")
-    return _link(board, objs, out_dir, out_dir / "calibrate.elf")
+    with build_lock(out_dir):
+        objs = _compile_all(board, srcs, out_dir / "obj")
+        return _link(board, objs, out_dir, out_dir / "calibrate.elf")
 
 
 _OVERFLOW = re.compile(r"region [`'](\w+)' overflowed by (\d+) bytes")

@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import os
 import shutil
 import sys
 import time
@@ -31,8 +32,9 @@ def install(image: FirmwareImage, model: CompiledModel, model_path: Path, board:
     """Put the ELF and its manifest where the device layer looks (build/flash/<board>/)."""
     target = images.flash_dir(board.name)
     target.mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(image.elf, target / "firmware.elf.tmp")
-    (target / "firmware.elf.tmp").replace(target / "firmware.elf")
+    partial = target / f"firmware.elf.{os.getpid()}.tmp"   # each process its own: two may flash at once
+    shutil.copyfile(image.elf, partial)
+    partial.replace(target / "firmware.elf")
     manifest = {
         "board": board.name,
         "model_path": _display(model_path),
@@ -46,7 +48,9 @@ def install(image: FirmwareImage, model: CompiledModel, model_path: Path, board:
         "built": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         **(extra or {}),
     }
-    (target / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
+    partial = target / f"manifest.json.{os.getpid()}.tmp"
+    partial.write_text(json.dumps(manifest, indent=2) + "\n")
+    partial.replace(target / "manifest.json")   # whole: the device layer may be reading the previous one
     return target
 
 
