@@ -22,6 +22,7 @@ from typing import Any
 
 from host.core.data import load_npz_dataset
 from host.core.errors import UserError, run_cli
+from host.core.files import write_whole
 from host.defenses.pixelcnn import load_pixelcnn, train_pixelcnn
 
 
@@ -88,13 +89,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def _save(model: Any, out: Path) -> None:
     """Write the checkpoint atomically: a reader sees the previous epoch's file or this one's, never half."""
-    out.parent.mkdir(parents=True, exist_ok=True)
-    partial = out.with_name(out.stem + ".partial.keras")
-    try:
-        model.save(partial)
-        partial.replace(out)
-    finally:
-        partial.unlink(missing_ok=True)
+    write_whole(out, model.save, suffix=".keras")   # Keras picks the format by the name's end
 
 
 if __name__ == "__main__":

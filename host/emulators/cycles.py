@@ -31,6 +31,7 @@ from pathlib import Path
 
 from host.core.boards import Board
 from host.core.errors import UserError
+from host.core.files import write_whole
 from host.core.paths import BUILD_DIR, FIRMWARE_DIR
 from host.engine.build import toolchain
 
@@ -59,13 +60,14 @@ def build_plugin(api_version: int = PLUGIN_API_VERSION) -> Path:
     cc = shutil.which("gcc") or shutil.which("cc")
     if cc is None:
         raise CyclesUnavailable("cannot build the QEMU cycle plugin: no host C compiler (gcc)", hint=HOST_CC_HINT)
-    library.parent.mkdir(parents=True, exist_ok=True)
-    partial = library.with_suffix(f".{os.getpid()}.tmp")  # two builds at once each write their own
-    result = subprocess.run([cc, *flags, "-o", str(partial), *map(str, sources)], capture_output=True, text=True)
-    if result.returncode != 0:
-        raise CyclesUnavailable(f"cannot build the QEMU cycle plugin ({PLUGIN_DIR}):\n{result.stderr.strip()[-1500:]}",
-                                hint="cycles are not counted; instructions are")
-    partial.replace(library)
+
+    def compile_plugin(partial: Path) -> None:
+        result = subprocess.run([cc, *flags, "-o", str(partial), *map(str, sources)], capture_output=True, text=True)
+        if result.returncode != 0:
+            raise CyclesUnavailable(f"cannot build the QEMU cycle plugin ({PLUGIN_DIR}):\n"
+                                    f"{result.stderr.strip()[-1500:]}", hint="cycles are not counted; instructions are")
+
+    write_whole(library, compile_plugin)   # two builds at once each write their own
     return library
 
 

@@ -25,6 +25,7 @@ from pathlib import Path
 from host.compiler import CompiledModel
 from host.core.boards import Board, MemoryRegion, list_boards, load_board
 from host.core.errors import UserError
+from host.core.files import write_whole
 from host.core.paths import BUILD_DIR, FIRMWARE_DIR
 from host.engine.preprocess import parse_stage
 
@@ -462,20 +463,21 @@ def _compile_all(board: Board, srcs: list[Path], obj_dir: Path,
 
 def _link(board: Board, objs: list[Path], out_dir: Path, elf: Path) -> FirmwareImage:
     cc, flags = toolchain("gcc"), cflags(board)
-    partial = elf.with_suffix(f".{os.getpid()}.tmp")
     link = [cc, *flags[:4], "-nostartfiles", "--specs=nano.specs", "--specs=nosys.specs",
             f"-Wl,--defsym=__stack_size={board.stack_bytes}", f"-L{FIRMWARE_DIR / 'runtime'}", f"-L{out_dir}",
             f"-T{_memory_script(board, out_dir)}", "-Wl,--gc-sections", f"-Wl,-Map={elf.with_suffix('.map')}",
-            *map(str, objs), "-o", str(partial)]
-    result = subprocess.run(link, capture_output=True, text=True)
-    if result.returncode != 0:
-        partial.unlink(missing_ok=True)
-        elf.unlink(missing_ok=True)   # as the linker leaves it: no ELF of an older build beside a failed one
-        explained, overflow = _explain_link_error(result.stderr)
-        raise UserError(f"firmware link failed for board {board.name}:\n{explained}",
-                        hint="the model or its arena does not fit the board's memory: choose a bigger board "
-                             "or a smaller model" if overflow else None)
-    partial.replace(elf)   # whole: a process booting this directory's previous ELF reads that one intact
+            *map(str, objs), "-o"]
+
+    def run_linker(partial: Path) -> None:
+        result = subprocess.run([*link, str(partial)], capture_output=True, text=True)
+        if result.returncode != 0:
+            elf.unlink(missing_ok=True)   # as the linker leaves it: no ELF of an older build beside a failed one
+            explained, overflow = _explain_link_error(result.stderr.replace(str(partial), str(elf)))
+            raise UserError(f"firmware link failed for board {board.name}:\n{explained}",
+                            hint="the model or its arena does not fit the board's memory: choose a bigger board "
+                                 "or a smaller model" if overflow else None)
+
+    write_whole(elf, run_linker)   # a process booting this directory's previous ELF reads that one intact
     return image_sizes(elf, board)
 
 

@@ -13,17 +13,15 @@ from __future__ import annotations
 
 import ctypes
 import hashlib
-import os
 import shutil
 import subprocess
-import threading
-from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 
 from host.compiler.types import CompiledModel
 from host.core.errors import UserError
+from host.core.files import write_whole
 from host.core.paths import BUILD_DIR, FIRMWARE_DIR
 
 ENGINE_DIR = FIRMWARE_DIR / "engine"
@@ -66,18 +64,6 @@ def _run(cmd: list[str]) -> None:
         raise UserError(f"host-native build failed: {' '.join(cmd[:3])} ...\n{result.stderr}")
 
 
-def _built(target: Path, build: Callable[[Path], None]) -> None:
-    """Run build(tmp) into a file of this process and thread only, then move it onto target: workers
-    that build the same library at once (a fresh checkout's first study) never share a file, and a
-    failed build leaves nothing behind."""
-    tmp = target.with_name(f"{target.name}.{os.getpid()}-{threading.get_ident()}.tmp")
-    try:
-        build(tmp)
-        tmp.replace(target)
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
 def _objects(sources: list[Path], objdir: Path) -> list[Path]:
     """Each source compiled into objdir (kept across calls: the directory is per source hash)."""
     objdir.mkdir(parents=True, exist_ok=True)
@@ -85,7 +71,7 @@ def _objects(sources: list[Path], objdir: Path) -> list[Path]:
     for i, src in enumerate(sources):
         obj = objdir / f"{i:02d}_{src.stem}.o"  # ops/ and ops_<feature>/ share file names
         if not obj.exists():
-            _built(obj, lambda tmp, src=src: _run([_cc(), *CFLAGS, "-c", str(src), "-o", str(tmp)]))
+            write_whole(obj, lambda tmp, src=src: _run([_cc(), *CFLAGS, "-c", str(src), "-o", str(tmp)]))
         objects.append(obj)
     return objects
 
@@ -97,7 +83,7 @@ def engine_archive() -> Path:
     if archive.exists():
         return archive
     objects = _objects(sources, archive.with_suffix(".objs"))
-    _built(archive, lambda tmp: _run(["ar", "rcs", str(tmp), *map(str, objects)]))
+    write_whole(archive, lambda tmp: _run(["ar", "rcs", str(tmp), *map(str, objects)]))
     return archive
 
 
@@ -110,7 +96,7 @@ def kernel_library() -> ctypes.CDLL:
     if not lib.exists():
         objects = _objects(sources, NATIVE_DIR / f"libtm-{digest}.objs")
         kernels = [str(o) for o in objects if o.stem[3:] != SHIM.stem]
-        _built(lib, lambda tmp: _run([_cc(), *CFLAGS, "-shared", *kernels, "-o", str(tmp)]))
+        write_whole(lib, lambda tmp: _run([_cc(), *CFLAGS, "-shared", *kernels, "-o", str(tmp)]))
     return ctypes.CDLL(str(lib))
 
 
@@ -124,8 +110,8 @@ class NativeModel:
         lib = NATIVE_DIR / f"model-{key}.so"
         if not lib.exists():
             src = NATIVE_DIR / f"model-{key}.c"
-            _built(src, lambda tmp: tmp.write_text(model.c_source))
-            _built(lib, lambda tmp: _run([_cc(), *CFLAGS, "-shared", str(src), "-Wl,--whole-archive", str(archive),
+            write_whole(src, lambda tmp: tmp.write_text(model.c_source))
+            write_whole(lib, lambda tmp: _run([_cc(), *CFLAGS, "-shared", str(src), "-Wl,--whole-archive", str(archive),
                                           "-Wl,--no-whole-archive", "-o", str(tmp)]))
         self._lib = ctypes.CDLL(str(lib))
         self._lib.tm_native_run.restype = ctypes.c_int

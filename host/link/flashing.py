@@ -11,7 +11,6 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
-import os
 import shutil
 import sys
 import time
@@ -20,6 +19,7 @@ from pathlib import Path
 from host.compiler import CompiledModel, compile_tflite
 from host.core.boards import Board, load_board
 from host.core.errors import UserError
+from host.core.files import write_text_whole, write_whole
 from host.core.paths import ROOT
 from host.engine.build import FirmwareImage, build_firmware, export_image
 from host.link import images
@@ -32,9 +32,7 @@ def install(image: FirmwareImage, model: CompiledModel, model_path: Path, board:
     """Put the ELF and its manifest where the device layer looks (build/flash/<board>/)."""
     target = images.flash_dir(board.name)
     target.mkdir(parents=True, exist_ok=True)
-    partial = target / f"firmware.elf.{os.getpid()}.tmp"   # each process its own: two may flash at once
-    shutil.copyfile(image.elf, partial)
-    partial.replace(target / "firmware.elf")
+    write_whole(target / "firmware.elf", lambda partial: shutil.copyfile(image.elf, partial))
     manifest = {
         "board": board.name,
         "model_path": _display(model_path),
@@ -48,9 +46,7 @@ def install(image: FirmwareImage, model: CompiledModel, model_path: Path, board:
         "built": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         **(extra or {}),
     }
-    partial = target / f"manifest.json.{os.getpid()}.tmp"
-    partial.write_text(json.dumps(manifest, indent=2) + "\n")
-    partial.replace(target / "manifest.json")   # whole: the device layer may be reading the previous one
+    write_text_whole(target / "manifest.json", json.dumps(manifest, indent=2) + "\n")
     return target
 
 

@@ -29,6 +29,7 @@ import numpy as np
 from host.backends.backend import ModelIO
 from host.compiler.ops import supported_ops
 from host.core.errors import UserError
+from host.core.files import write_bytes_whole, write_text_whole
 from host.core.paths import BUILD_DIR
 from host.core.quiet import import_tensorflow_quietly
 from host.engine.reference import ReferenceInterpreter
@@ -372,11 +373,8 @@ def _read_cached(path: Path) -> bytes | None:
 
 
 def _write_cached(path: Path, data: bytes, meta: dict[str, Any]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(f".tmp{os.getpid()}")
-    tmp.write_bytes(data)
-    tmp.replace(path)
-    path.with_suffix(".json").write_text(json.dumps(meta, indent=2) + "\n")
+    write_bytes_whole(path, data)
+    write_text_whole(path.with_suffix(".json"), json.dumps(meta, indent=2) + "\n")
 
 
 def load_quantized(path: Path | str, precision: str) -> QuantizedModel:

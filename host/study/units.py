@@ -55,6 +55,7 @@ from host.backends.pool import BackendPool
 from host.backends.verify import cycle_counting
 from host.core.boards import load_board
 from host.core.errors import UserError
+from host.core.files import write_bytes_whole
 from host.core.quiet import import_tensorflow_quietly
 from host.core.timing import CpuTiming, wait_states
 from host.defenses import get_defense
@@ -97,9 +98,7 @@ class Blob:
         """This blob as a file in the worker's cache (written once, atomically)."""
         target = cache_dir() / f"{self.sha256}{self.suffix}"
         if not target.is_file():
-            tmp = target.with_name(f"{target.name}.{os.getpid()}.tmp")
-            tmp.write_bytes(self.data)
-            os.replace(tmp, target)
+            write_bytes_whole(target, self.data)
         return target
 
 
