@@ -1,16 +1,28 @@
-"""Files written whole: a writer fills a file of its own process and thread, which then replaces the target.
+"""Files written whole, and directories written by one process at a time.
 
 Several processes build or cache the same file at once (Dask workers of a fresh checkout, two runs of one
-model, tests in parallel): none shares a half-written file with another, a reader finds the previous file or
-the new one complete, and a failed write leaves nothing behind.
+model, tests in parallel). With write_whole none shares a half-written file with another, a reader finds
+the previous file or the new one complete, and a failed write leaves nothing behind; directory_lock makes
+writers of files that belong together (a firmware build's sources, objects and ELF) take turns.
 """
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import os
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
+
+
+@contextlib.contextmanager
+def directory_lock(directory: Path) -> Iterator[None]:
+    """Hold `directory`'s lock (its file .lock, flock: released when the file closes or the process dies)."""
+    directory.mkdir(parents=True, exist_ok=True)
+    with open(directory / ".lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        yield
 
 
 def write_whole(target: Path, write: Callable[[Path], None], suffix: str = "") -> None:

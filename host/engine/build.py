@@ -2,22 +2,19 @@
 
 Objects are compiled in parallel into build/<board>/<model>/ and only rebuilt
 when their source or flags change. Flash and RAM use are read from the ELF.
-Builds into one directory take turns (a lock file there), and the ELF is replaced
+Builds into one directory take turns (host.core.files.directory_lock), and the ELF is replaced
 whole, so processes building or booting the same firmware at once see a complete one.
 """
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
-import fcntl
 import functools
 import hashlib
 import os
 import re
 import shutil
 import subprocess
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,7 +22,7 @@ from pathlib import Path
 from host.compiler import CompiledModel
 from host.core.boards import Board, MemoryRegion, list_boards, load_board
 from host.core.errors import UserError
-from host.core.files import write_whole
+from host.core.files import directory_lock, write_whole
 from host.core.paths import BUILD_DIR, FIRMWARE_DIR
 from host.engine.preprocess import parse_stage
 
@@ -407,7 +404,7 @@ def build_firmware(model: CompiledModel, board: Board, out_dir: Path | None = No
     out_dir = out_dir or BUILD_DIR / board.name / (model.name + suffix)
     defines = {**(mlperf_defines(model, mlperf_model_id) if mlperf else pre), **paths_without_data(model),
                **leave_out} or None
-    with build_lock(out_dir):
+    with directory_lock(out_dir):   # another process building this firmware would rewrite model.c mid-compile
         model_c = model.write(out_dir)
         objs = _compile_all(board, sources(board, model_c), out_dir / "obj", defines)
         image = _link(board, objs, out_dir, out_dir / "firmware.elf")
@@ -437,16 +434,6 @@ def _flash_sections(image: FirmwareImage) -> list[str]:
         if match and "LOAD" in flags and "CONTENTS" in flags and image.board.flash.contains(int(match.group(4), 16)):
             names.append(match.group(1))
     return names
-
-
-@contextlib.contextmanager
-def build_lock(out_dir: Path) -> Iterator[None]:
-    """Hold the build directory's lock: two processes building the same firmware at once (two runs of
-    one model, parallel tests) would otherwise overwrite each other's model.c and objects mid-compile."""
-    out_dir.mkdir(parents=True, exist_ok=True)
-    with open(out_dir / ".build.lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)   # released when the file closes, or when the process dies
-        yield
 
 
 def _compile_all(board: Board, srcs: list[Path], obj_dir: Path,
@@ -489,7 +476,7 @@ def build_calibration(board: Board, out_dir: Path | None = None) -> FirmwareImag
     srcs = [runtime / "calibrate" / "calibrate.c", runtime / "startup.c", runtime / "systick.c",
             FIRMWARE_DIR / "drivers" / f"uart_{board.uart_driver}.c",
             *(board.directory / s for s in board.extra_sources)]
-    with build_lock(out_dir):
+    with directory_lock(out_dir):
         objs = _compile_all(board, srcs, out_dir / "obj")
         return _link(board, objs, out_dir, out_dir / "calibrate.elf")
 

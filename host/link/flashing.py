@@ -19,7 +19,7 @@ from pathlib import Path
 from host.compiler import CompiledModel, compile_tflite
 from host.core.boards import Board, load_board
 from host.core.errors import UserError
-from host.core.files import write_text_whole, write_whole
+from host.core.files import directory_lock, write_text_whole, write_whole
 from host.core.paths import ROOT
 from host.engine.build import FirmwareImage, build_firmware, export_image
 from host.link import images
@@ -31,8 +31,14 @@ def install(image: FirmwareImage, model: CompiledModel, model_path: Path, board:
             extra: dict | None = None) -> Path:
     """Put the ELF and its manifest where the device layer looks (build/flash/<board>/)."""
     target = images.flash_dir(board.name)
-    target.mkdir(parents=True, exist_ok=True)
-    write_whole(target / "firmware.elf", lambda partial: shutil.copyfile(image.elf, partial))
+    with directory_lock(target):   # the ELF and its manifest of one process, whoever else flashes the board
+        write_whole(target / "firmware.elf", lambda partial: shutil.copyfile(image.elf, partial))
+        _write_manifest(image, model, model_path, board, target, extra)
+    return target
+
+
+def _write_manifest(image: FirmwareImage, model: CompiledModel, model_path: Path, board: Board, target: Path,
+                    extra: dict | None) -> None:
     manifest = {
         "board": board.name,
         "model_path": _display(model_path),
@@ -47,7 +53,6 @@ def install(image: FirmwareImage, model: CompiledModel, model_path: Path, board:
         **(extra or {}),
     }
     write_text_whole(target / "manifest.json", json.dumps(manifest, indent=2) + "\n")
-    return target
 
 
 def _display(path: Path) -> str:

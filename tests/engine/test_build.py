@@ -1,4 +1,4 @@
-"""Firmware builds of one directory by several processes at once (host.engine.build.build_lock).
+"""Firmware builds of one directory by several processes at once (host.core.files.directory_lock).
 
 Two runs of one model, or tests in parallel (`make test` runs two at a time), build into the same
 build/<board>/<model>/: they must take turns, and each must end with a whole ELF.
@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
+from host.core.files import directory_lock
 from host.core.paths import DEFAULT_MODEL, ROOT
-from host.engine.build import build_lock
 
 pytestmark = pytest.mark.skipif(shutil.which("arm-none-eabi-gcc") is None, reason="no Arm toolchain")
 
@@ -31,7 +31,7 @@ build_firmware(compile_tflite(sys.argv[1]), load_board("mps2-an386"), Path(sys.a
 
 def test_builds_of_one_directory_take_turns_and_leave_a_whole_elf(tmp_path: Path) -> None:
     out = tmp_path / "fw"
-    with build_lock(out):
+    with directory_lock(out):
         builders = [subprocess.Popen([sys.executable, "-c", BUILD, str(DEFAULT_MODEL), str(out)], cwd=ROOT,
                                      stderr=subprocess.PIPE, text=True) for _ in range(2)]
         time.sleep(2.0)   # time enough to import and write model.c, were the lock not honoured
