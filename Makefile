@@ -20,7 +20,7 @@ help:
 	@echo "           [PREPROCESS=squeeze:4|median:2]      with an input pre-processing stage (docs/defenses.md)"
 	@echo "python -m host.evaluate                         evaluate the flashed board (see README)"
 	@echo "make test        default test suite, TEST_JOBS=$(TEST_JOBS) at a time (13 min on 2 cores)"
-	@echo "make test-slow   long tests (about 50 min on 2 cores; not in CI)"
+	@echo "make test-slow   long tests, TEST_JOBS at a time (42 min on 2 cores; not in CI)"
 	@echo "make bench       benchmarks"
 	@echo "make lint        ruff, and import-linter (the package layers, no cycles)"
 	@echo "make deps        install Debian and Python dependencies (done by the targets above)"
@@ -45,7 +45,7 @@ test: deps
 	@$(PYTEST) -q -n $(TEST_JOBS) -p no:benchmark
 
 test-slow: deps
-	@$(PYTEST) -q -m slow
+	@$(PYTEST) -q -n $(TEST_JOBS) -p no:benchmark -m slow
 
 STUDY_INT8 := ../shared/models/david-goliath/cifar_resnet_int8.tflite
 
