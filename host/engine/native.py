@@ -111,8 +111,8 @@ class NativeModel:
         if not lib.exists():
             src = NATIVE_DIR / f"model-{key}.c"
             write_whole(src, lambda tmp: tmp.write_text(model.c_source))
-            write_whole(lib, lambda tmp: _run([_cc(), *CFLAGS, "-shared", str(src), "-Wl,--whole-archive", str(archive),
-                                          "-Wl,--no-whole-archive", "-o", str(tmp)]))
+            write_whole(lib, lambda tmp: _run([_cc(), *CFLAGS, "-shared", str(src), "-Wl,--whole-archive",
+                                               str(archive), "-Wl,--no-whole-archive", "-o", str(tmp)]))
         self._lib = ctypes.CDLL(str(lib))
         self._lib.tm_native_run.restype = ctypes.c_int
         self._in_bytes = sum(t.nbytes for t in model.inputs)
