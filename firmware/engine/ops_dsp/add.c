@@ -59,18 +59,22 @@ static void table_range(const int32_t *t, int32_t *lo, int32_t *hi) {
 /*
  * Whether the output's requantization takes the wide kernels' form (conv_2d_wide.c, WIDE_RQ: SMMULR of the
  * doubled sum by M, minus 1 when negative, plus c, shifted right by r, which is TFLite's MBQM plus the offset
- * exactly for sums within +-2^30, a right shift r of 1..24 and |offset * 2^r| < 2^27: tm_dsp_plain_rq_c,
- * tested in tests/compiler/test_dsp_precomputed.py), with c in *c.  The sums' range is the tables'.
+ * exactly for sums within +-2^30, a right shift r of 1..24 and |offset * 2^r| < 2^27: tm_dsp_wide_rq's plain
+ * case, tested in tests/compiler/test_dsp_precomputed.py); then c into *c.  The sums' range is the tables'.
  */
 static int add_plain_form(const tm_add_params_t *p, const int32_t *t1, const int32_t *t2, int32_t *c) {
-    *c = tm_dsp_plain_rq_c(p->output_multiplier, -p->output_shift, p->output_offset);
-    if (*c == 0) {
+    const int32_t right = -p->output_shift, o = p->output_offset;
+    if (p->output_multiplier < 0 || right < 1 || right > 24 || o <= -(1 << (27 - right)) || o >= (1 << (27 - right))) {
         return 0;
     }
     int32_t lo1, hi1, lo2, hi2;
     table_range(t1, &lo1, &hi1);
     table_range(t2, &lo2, &hi2);
-    return (int64_t)lo1 + lo2 > -(1LL << 30) && (int64_t)hi1 + hi2 < (1LL << 30);
+    if ((int64_t)lo1 + lo2 <= -(1LL << 30) || (int64_t)hi1 + hi2 >= (1LL << 30)) {
+        return 0;
+    }
+    *c = (int32_t)(1u << (right - 1)) + (int32_t)((uint32_t)o << right);
+    return 1;
 }
 
 /* add_plain's loop (constant `full`: the activation range is all of int8, one SSAT). */

@@ -393,10 +393,10 @@ static int wide_channel_in(const tm_conv_params_t *p, int oc, int64_t lo, int64_
         return WIDE_UNSUPPORTED;
     }
     /* plain first (exact whenever it applies, constant channels included): no 64-bit products */
-    const int32_t c = tm_dsp_plain_rq_c(m, right, o);
-    if (c != 0 && lo > -(1LL << 30) && hi < (1LL << 30)) {
+    if (right >= 1 && right <= 24 && lo > -(1LL << 30) && hi < (1LL << 30) && o > -(1 << (27 - right)) &&
+        o < (1 << (27 - right))) {
         if (t) {
-            t[0] = m, t[1] = c, t[2] = right;
+            t[0] = m, t[1] = (int32_t)(1u << (right - 1)) + (int32_t)((uint32_t)o << right), t[2] = right;
         }
         return WIDE_PLAIN;
     }

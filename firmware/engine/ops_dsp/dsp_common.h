@@ -176,20 +176,6 @@ static inline __attribute__((always_inline)) int32_t tm_clamp_s16(int32_t v, int
     return tm_clamp_i32(v, lo, hi);
 }
 
-/*
- * The constant c of the requantization's SMMLAR form (conv_2d_wide.c, tm_dsp_wide_rq), or 0 where the form does
- * not apply.  For a multiplier M >= 0 (TFLite's: 0 or in [2^30, 2^31)), a right shift r of 1..24 and
- * |offset * 2^r| < 2^27, SMMLAR(2 * acc, M, c - (acc < 0)) >> r with c = 2^(r-1) + offset * 2^r is TFLite's
- * requantization plus the offset for every sum |acc| < 2^30, which the caller bounds.  c = 2^(r-1) (1 + 2 offset)
- * is never 0.
- */
-static inline int32_t tm_dsp_plain_rq_c(int32_t multiplier, int32_t right, int32_t offset) {
-    if (multiplier < 0 || right < 1 || right > 24 || offset <= -(1 << (27 - right)) || offset >= (1 << (27 - right))) {
-        return 0;
-    }
-    return (int32_t)(1u << (right - 1)) + (int32_t)((uint32_t)offset << right);
-}
-
 /* Per-channel requantization constants: multiplier, and for a right shift half and right - 1. */
 typedef struct {
     int32_t multiplier, shift, half, right_m1;

@@ -403,15 +403,17 @@ static void widen_input_natural(const int8_t *x, int depth, int32_t offset, int1
     }
 }
 
-/* Whether the op's requantization takes the SMMLAR form (one multiplier, tm_dsp_plain_rq_c, and the clamp all of
- * int8; the sums' bound is the compiler's), with its constants put in job. */
+/* Whether the op's requantization takes the SMMLAR form (one multiplier M >= 0, a right shift r of 1 to 24,
+ * |o 2^r| < 2^27, the clamp all of int8; the sums' bound is the compiler's), with its constants put in job. */
 static int fc16_requantization(const tm_fc_params_t *p, fc16_job_t *job) {
-    if (p->n_multipliers != 1 || p->act_min != -128 || p->act_max != 127) {
+    const int32_t m = p->out_multiplier[0], right = -p->out_shift[0], o = p->output_offset;
+    if (!(p->n_multipliers == 1 && m >= 0 && right >= 1 && right <= 24 && p->act_min == -128 && p->act_max == 127 &&
+          o > -(1 << (27 - right)) && o < (1 << (27 - right)))) {
         return 0;
     }
-    job->multiplier = p->out_multiplier[0], job->right = -p->out_shift[0];
-    job->c = tm_dsp_plain_rq_c(job->multiplier, job->right, p->output_offset);
-    return job->c != 0;
+    job->multiplier = m, job->right = right;
+    job->c = (int32_t)(1u << (right - 1)) + (int32_t)((uint32_t)o << right);
+    return 1;
 }
 
 /* Outputs of n units from their doubled sums (bias included): the SMMLAR form (in C: a quad's or a padded

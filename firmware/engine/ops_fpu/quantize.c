@@ -100,15 +100,19 @@ __attribute__((naked)) static const float *quantize_s8_run(const float *x __attr
 static void quantize_s8(const float *x, int8_t *y, int32_t n, float scale, int32_t zp) {
     const float inv = 1.0f / scale;
     const union { float f; int32_t i; } consts[4] = {{.f = inv}, {.f = 0.5f}, {.f = 0.5f - 0.0009765625f}, {.i = zp}};
-    const int by_reciprocal = scale > 0 && inv >= 1.17549435e-38f && inv < 3.4e38f; /* positive, 1/scale normal */
-    for (int32_t i = 0; i < n; ++i) {
-        if (by_reciprocal) {
+    int32_t i = 0;
+    if (scale > 0 && inv >= 1.17549435e-38f && inv < 3.4e38f) { /* a positive scale whose reciprocal is normal */
+        while (i < n) {
             i += (int32_t)(quantize_s8_run(x + i, y + i, x + i + ((n - i) & ~1), &consts[0].f) - (x + i));
-            if (i == n) {
-                break;
+            if (i < n) {
+                y[i] = (int8_t)quantize_one(x[i], scale, zp, INT8_MIN, INT8_MAX);
+                ++i;
             }
         }
-        y[i] = (int8_t)quantize_one(x[i], scale, zp, INT8_MIN, INT8_MAX); /* a tie, NaN or infinity: divide */
+        return;
+    }
+    for (; i < n; ++i) {
+        y[i] = (int8_t)quantize_one(x[i], scale, zp, INT8_MIN, INT8_MAX);
     }
 }
 
