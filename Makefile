@@ -19,7 +19,7 @@ help:
 	@echo "make flash [BOARD=$(BOARD)] [MODEL=$(MODEL)]  compile model, build firmware, flash/install it"
 	@echo "           [PREPROCESS=squeeze:4|median:2]      with an input pre-processing stage (docs/defenses.md)"
 	@echo "python -m host.evaluate                         evaluate the flashed board (see README)"
-	@echo "make test        default test suite, TEST_JOBS=$(TEST_JOBS) at a time (13 min on 2 cores)"
+	@echo "make test        default test suite, TEST_JOBS=$(TEST_JOBS) at a time (13-15 min on 2 cores)"
 	@echo "make test-slow   long tests, TEST_JOBS at a time (42 min on 2 cores; not in CI)"
 	@echo "make bench       benchmarks"
 	@echo "make lint        ruff, and import-linter (the package layers, no cycles)"
