@@ -21,7 +21,7 @@ import numpy as np
 
 from host.compiler.types import CompiledModel
 from host.core.errors import UserError
-from host.core.files import write_whole
+from host.core.files import write_text_whole, write_whole
 from host.core.paths import BUILD_DIR, FIRMWARE_DIR
 
 ENGINE_DIR = FIRMWARE_DIR / "engine"
@@ -110,7 +110,7 @@ class NativeModel:
         lib = NATIVE_DIR / f"model-{key}.so"
         if not lib.exists():
             src = NATIVE_DIR / f"model-{key}.c"
-            write_whole(src, lambda tmp: tmp.write_text(model.c_source))
+            write_text_whole(src, model.c_source)
             write_whole(lib, lambda tmp: _run([_cc(), *CFLAGS, "-shared", str(src), "-Wl,--whole-archive",
                                                str(archive), "-Wl,--no-whole-archive", "-o", str(tmp)]))
         self._lib = ctypes.CDLL(str(lib))
