@@ -32,9 +32,9 @@ from host.core.boards import load_board
 from host.core.data import digits_test_set, load_npz_dataset
 from host.core.errors import UserError, run_cli
 from host.core.paths import DEFAULT_BOARD, DEFAULT_FLOAT_MODEL, DEFAULT_MODEL, RESULTS_DIR
-from host.emulators.launch import board_link
 from host.link.device import LINK_ENV
 from host.link.images import read_flashed
+from host.link.probe import find_serial_port
 from host.reporting.files import write_study
 from host.reporting.text import chip_mismatches, print_study, print_summary
 from host.study.cluster import open_executor
@@ -221,14 +221,15 @@ def experiment_from_args(args: argparse.Namespace) -> tuple[Experiment, ModelIO,
                         "models", hint="quantize it with python -m host.quantize")
     dataset, n_all, info = _flag_dataset(args)
     board = args.board or DEFAULT_BOARD
-    firmware = _flashed_firmware(model, board) if args.backend == "device" else None
+    place, port = _flag_link(args, board)
+    firmware = _flashed_firmware(model, board) if args.backend == "device" and place is None and port is None else None
     specs = tuple(AttackSpec(name, _attack_eps(name, eps), {**attack_params.get(name, {})}) for name in attacks)
     experiment = Experiment(
         source=Path("<flags>"), name="evaluate", seed=args.seed, float_model=args.float_model.resolve(),
         given={precision: args.model.resolve()}, precisions=(FLOAT, precision), dataset=dataset,
         input_range=(0.0, 1.0), representative=None, chip_board=board, chip_precisions=(precision,),
-        chip_num=None, attacks=specs, chip_port=None, chip_backend=args.backend, chip_firmware=firmware,
-        chip_cycles=bool(getattr(args, "cycles", False)))
+        chip_num=None, attacks=specs, chip_place=place, chip_port=port, chip_backend=args.backend,
+        chip_firmware=firmware, chip_cycles=bool(getattr(args, "cycles", False)))
     info.update(board=board, n=n_all, chip=f"{board} ({args.backend})" if args.backend != "device" else board)
     return experiment, model, info
 
@@ -251,9 +252,43 @@ def _flag_dataset(args: argparse.Namespace) -> tuple[SliceSpec, int, dict[str, A
     return SliceSpec(path, 0, args.num), len(dataset), {"name": dataset.name, "meta": meta}
 
 
+def _flag_link(args: argparse.Namespace, board: str) -> tuple[str | None, str | None]:
+    """(labgrid place, link URL) of a flag run's chip: --place, --port, else $SLINGSHOT_LINK, else for a real
+    board flashed from this machine the serial port host.flash recorded (or found again by the board file's
+    USB ids); (None, None): an emulator of the flashed firmware, or a worker that offers the board."""
+    if args.place is not None and args.port is not None:
+        raise UserError("--place and --port both name the board's link", hint="give one of them")
+    option = "--place" if args.place is not None else "--port" if args.port is not None else None
+    if option is not None:
+        if args.backend != "device":
+            raise UserError(f"{option} needs --backend device (the {args.backend} backend runs on this host)")
+        if (args.devices or 1) > 1:
+            raise UserError(f"--devices {args.devices} boots emulators; {option} is one board",
+                            hint=f"drop --devices with {option}")
+        if args.cycles:
+            raise UserError(f"--cycles counts in QEMU booted here, not on a board behind {option}",
+                            hint=f"drop --cycles, or drop {option} to run on the emulated board")
+        return args.place, args.port
+    if args.backend != "device":
+        return None, None
+    return None, os.environ.get(LINK_ENV) or _flashed_port(board)
+
+
+def _flashed_port(board: str) -> str | None:
+    """The serial port of a real board flashed from this machine (build/flash/<board>/), else None."""
+    spec = load_board(board)
+    if spec.emulated:
+        return None
+    try:
+        image = read_flashed(board)
+    except UserError:
+        return None   # flashed elsewhere: a worker that offers the board runs it (docs/cluster.md)
+    return image.port or find_serial_port(spec)
+
+
 def _flashed_firmware(model: ModelIO, board: str) -> Path | None:
-    """The firmware flashed for an emulated board (checked to run `model`); None for a board behind a link."""
-    if os.environ.get(LINK_ENV) or not load_board(board).emulated:
+    """The firmware flashed for an emulated board (checked to run `model`); None for a real board."""
+    if not load_board(board).emulated:
         return None
     image = read_flashed(board)
     if image.model_sha256 != model.sha256:
@@ -292,23 +327,15 @@ def main(argv: list[str] | None = None) -> int:
         raise UserError("--quick applies to --config studies only")
     if args.resume is not None:
         args = resumed_args(args, this_argv)
-    if args.place is not None or args.port is not None:
-        option = "--place" if args.place is not None else "--port"
-        if args.backend != "device":
-            raise UserError(f"{option} needs --backend device (the {args.backend} backend runs on this host)")
-        if (args.devices or 1) > 1:
-            raise UserError(f"--devices {args.devices} boots emulators; {option} is one board",
-                            hint=f"drop --devices with {option}")
-    with board_link(args.place, args.port):
-        experiment, model, info = experiment_from_args(args)
-        run_id = args.resume or resolve_run_id(args.run_id, args.backend, args.seed)
-        return run(experiment, args, run_id, args.stored_argv if args.resume else this_argv,
-                   flag_view=(model, info), label=f"python -m host.evaluate --resume {run_id}")
+    experiment, model, info = experiment_from_args(args)
+    run_id = args.resume or resolve_run_id(args.run_id, args.backend, args.seed)
+    return run(experiment, args, run_id, args.stored_argv if args.resume else this_argv,
+               flag_view=(model, info), label=f"python -m host.evaluate --resume {run_id}")
 
 
 # Options that decide which inferences a run makes: fixed on --resume (the run's own are read back).
 WORK_OPTIONS = ("num", "eps", "attacks", "attack_param", "board", "backend", "model", "float_model", "dataset",
-                "seed", "run_id")
+                "seed", "run_id", "cycles")
 
 
 def _given_options(argv: list[str]) -> set[str]:
@@ -341,11 +368,16 @@ def resumed_args(args: argparse.Namespace, argv: list[str]) -> argparse.Namespac
     return resumed
 
 
-def _linked_chip(experiment: Experiment, place: str | None, port: str | None) -> Experiment:
-    """--place / --port with --config: the study's [chip] is that board, which runs the flashed firmware."""
-    option = f"--place {place}" if place is not None else f"--port {port}"
+def _linked_chip(experiment: Experiment, place: str | None, port: str | None, cycles: bool,
+                 option: str | None = None) -> Experiment:
+    """--place / --port (or $SLINGSHOT_LINK) with --config: the study's [chip] is that board, which runs the
+    flashed firmware."""
+    option = option or (f"--place {place}" if place is not None else f"--port {port}")
     if place is not None and port is not None:
         raise UserError("--place and --port both name the board's link", hint="give one of them")
+    if cycles:
+        raise UserError(f"--cycles counts in QEMU booted here, not on a board behind {option}",
+                        hint=f"drop --cycles, or drop {option} to run on the emulated board")
     if not experiment.chip_board:
         raise UserError(f"{option}: the study has no [chip] board", hint="add [chip] board = \"…\" to the config")
     if len(experiment.chip_precisions) > 1 or any(d.on_chip for d in experiment.defenses):
@@ -378,10 +410,13 @@ def run_study(args: argparse.Namespace, this_argv: list[str]) -> int:
         Journal.check_exists(args.out / args.resume / DB_NAME)
     _check_config_flags(args.config, this_argv)
     experiment = load_experiment(args.config, quick=args.quick)
+    if args.place is not None or args.port is not None:
+        experiment = _linked_chip(experiment, args.place, args.port, cycles=args.cycles)
+    elif os.environ.get(LINK_ENV) and experiment.chip_board and experiment.chip_backend == "device" and \
+            experiment.chip_place is None and experiment.chip_port is None:
+        experiment = _linked_chip(experiment, None, os.environ[LINK_ENV], cycles=args.cycles, option=f"${LINK_ENV}")
     if args.cycles:
         experiment = dataclasses.replace(experiment, chip_cycles=True)   # as [chip] cycles = true
-    if args.place is not None or args.port is not None:
-        experiment = _linked_chip(experiment, args.place, args.port)
     if args.resume is not None:
         if args.run_id is not None and args.run_id != args.resume:
             raise UserError(f"--run-id {args.run_id} conflicts with --resume {args.resume}", hint="give only --resume")
@@ -393,6 +428,21 @@ def run_study(args: argparse.Namespace, this_argv: list[str]) -> int:
     return run(experiment, args, run_id, this_argv, label=resume)
 
 
+def where_to_run(experiment: Experiment, args: argparse.Namespace, flags: bool) -> tuple[str | None, int | None]:
+    """(scheduler, workers) for open_executor: --scheduler or --workers (not both), else the config's
+    [cluster], else --devices (a flag run), else one process for a host backend, else a LocalCluster."""
+    if args.scheduler is not None or args.workers is not None:
+        return args.scheduler, args.workers   # the command line wins over [cluster]; both: open_executor refuses
+    if experiment.cluster_scheduler is not None:
+        return experiment.cluster_scheduler, None
+    workers = experiment.cluster_workers
+    if workers is None and flags and args.devices is not None:
+        workers = args.devices
+    if workers is None and experiment.chip_backend != "device":
+        workers = 0   # --backend native/reference: host work only, one process is enough
+    return None, workers
+
+
 def run(experiment: Experiment, args: argparse.Namespace, run_id: str, argv: list[str],
         flag_view: tuple[ModelIO, dict[str, Any]] | None = None, label: str = "") -> int:
     """Any run, flags or config: checked, planned into units, run where the flags or [cluster] say,
@@ -401,15 +451,10 @@ def run(experiment: Experiment, args: argparse.Namespace, run_id: str, argv: lis
     if args.resume is None and (out_dir / DB_NAME).exists():
         raise UserError(f"run '{run_id}' already exists in {args.out}",
                         hint=f"continue it with --resume {run_id}, or choose another --run-id")
-    scheduler = args.scheduler or experiment.cluster_scheduler
-    workers = args.workers if args.workers is not None else experiment.cluster_workers
-    if workers is None and flag_view is not None and args.devices is not None:
-        workers = args.devices
-    if workers is None and experiment.chip_backend != "device":
-        workers = 0   # --backend native/reference: host work only, one process is enough
+    scheduler, workers = where_to_run(experiment, args, flags=flag_view is not None)
     configure_threads()   # before TensorFlow starts: one thread, as on every worker (byte-identical floats)
     resume_hint = label + (f" --out {args.out}" if args.out != RESULTS_DIR else "")
-    with open_executor(scheduler, None if scheduler else workers) as executor:
+    with open_executor(scheduler, workers) as executor:
         executor.warm()   # the workers load TensorFlow while this process checks the run
         prepared = prepare(experiment)   # data, models and attacks checked before the run directory exists
         check_placement(executor, experiment)

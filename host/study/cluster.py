@@ -262,6 +262,7 @@ def _connect(address: str) -> DaskExecutor:
     except (OSError, TimeoutError) as err:
         raise UserError(f"the Dask scheduler at {address} does not answer ({type(err).__name__})",
                         hint=hint) from None
+    _check_imports_slingshot(client, address)
     try:
         client.wait_for_workers(1, timeout=WORKERS_TIMEOUT_S)
     except (OSError, TimeoutError):
@@ -269,6 +270,18 @@ def _connect(address: str) -> DaskExecutor:
         raise UserError(f"the Dask scheduler at {address} has no worker after {WORKERS_TIMEOUT_S} s",
                         hint=f"start workers with `dask worker {address} --nthreads 1` (docs/cluster.md)") from None
     return DaskExecutor(client)
+
+
+def _check_imports_slingshot(client: Any, address: str) -> None:
+    """The scheduler unpickles the units' task graph, so its Python must import `host` too: asked once here
+    (a builtin, which any Python unpickles), rather than failing the first unit with Dask's traceback."""
+    try:
+        client.run_on_scheduler(exec, "import host")
+    except ImportError as err:
+        client.close()
+        raise UserError(f"the Dask scheduler at {address} cannot import slingshot ({err})",
+                        hint="start `dask scheduler` from a Python where this checkout is installed (pip install -e "
+                             ".), as on the workers (docs/cluster.md, \"Several machines\")") from None
 
 
 def _local_cluster(workers: int) -> DaskExecutor:

@@ -154,3 +154,36 @@ def test_flash_list_prints_the_detected_boards(monkeypatch: pytest.MonkeyPatch, 
     assert flash.main(["--list"]) == 0
     out = capsys.readouterr().out
     assert "/dev/ttyACM0" in out and "board nucleo-f446re" in out and "(detected with mbed-tools)" in out
+
+
+def test_evaluate_uses_the_port_and_the_link_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """A flag run used to boot QEMU whatever --port or SLINGSHOT_LINK said: now its chip is the link."""
+    url = f"socket://127.0.0.1:{free_port()}"
+    argv = ["--num", "2", "--attacks", "fgsm", "--eps", "0.1", "--workers", "0", "--no-progress", "--out",
+            str(tmp_path)]
+    with pytest.raises(UserError, match="cannot open the link " + url):
+        evaluate.main([*argv, "--port", url, "--run-id", "port"])
+    monkeypatch.setenv(LINK_ENV, url)
+    with pytest.raises(UserError, match="cannot open the link " + url):
+        evaluate.main([*argv, "--run-id", "env"])
+
+
+@pytest.mark.parametrize(("argv", "message"), [
+    (["--port", "socket://x:1", "--cycles"], "--cycles counts in QEMU booted here, not on a board behind --port"),
+    (["--config", str(ROOT / "configs" / "digits-quick.toml"), "--port", "socket://x:1", "--cycles"],
+     "--cycles counts in QEMU booted here"),
+    (["--scheduler", "tcp://127.0.0.1:1", "--workers", "2"], "--scheduler and --workers both say where to run"),
+])
+def test_evaluate_refuses_what_a_link_or_a_cluster_cannot_do(argv: list[str], message: str) -> None:
+    with pytest.raises(UserError, match=message):
+        evaluate.main(argv)
+
+
+def test_workers_on_the_command_line_win_over_the_config_scheduler(tmp_path: Path) -> None:
+    from argparse import Namespace
+
+    config = write(tmp_path, STUDY + '\n[cluster]\nscheduler = "tcp://127.0.0.1:1"\n')
+    experiment = load_experiment(config)
+    assert evaluate.where_to_run(experiment, Namespace(scheduler=None, workers=0), flags=False) == (None, 0)
+    assert evaluate.where_to_run(experiment, Namespace(scheduler=None, workers=None), flags=False) == \
+        ("tcp://127.0.0.1:1", None)

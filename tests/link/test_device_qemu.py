@@ -321,6 +321,22 @@ def test_link_url_from_the_environment(flashed_default_board, model, monkeypatch
             assert dev.info.board == DEFAULT_BOARD and dev.infer(bytes(64)).ticks > 0
 
 
+def test_evaluate_runs_its_chip_through_the_port(flashed_default_board, tmp_path: Path,  # noqa: ANN001
+                                                 capsys: pytest.CaptureFixture[str]) -> None:
+    """python -m host.evaluate --port: every chip inference over that link (a flag run used to boot an emulator
+    of its own whatever --port said; tests/commands/test_board_links.py shows the link is opened)."""
+    from host import evaluate
+    from host.emulators.qemu import QemuProcess
+
+    with QemuProcess(load_board(DEFAULT_BOARD), read_flashed(DEFAULT_BOARD).elf) as qemu:
+        port = qemu.launch()
+        time.sleep(0.3)   # QEMU opens its socket
+        argv = ["--port", f"socket://127.0.0.1:{port}", "--num", "3", "--attacks", "fgsm", "--eps", "0.1",
+                "--workers", "0", "--no-progress", "--out", str(tmp_path), "--run-id", "link"]
+        assert evaluate.main(argv) == 0
+    assert "chip vs reference: bit-exact (6/6 identical)" in capsys.readouterr().out
+
+
 def _listening_ports(pid: int) -> set[int]:
     """TCP ports on which process `pid` holds a listening socket (Linux /proc)."""
     inodes = set()

@@ -348,6 +348,43 @@ def test_a_scheduler_that_does_not_answer_is_one_error_line(tmp_path) -> None:
     assert not out.exists()
 
 
+# A `dask scheduler` in a Python that has distributed but not this checkout: site-packages appended to the path
+# without its .pth files (python -S), so the editable install of slingshot is not there.
+NO_SLINGSHOT_SCHEDULER = """\
+import sys, sysconfig
+sys.path.append(sysconfig.get_paths()["purelib"])
+from distributed.cli.dask_scheduler import main
+sys.argv = ["dask-scheduler", "--host", "127.0.0.1", "--port", "0", "--no-dashboard",
+            "--dashboard-address", "127.0.0.1:0", "--scheduler-file", sys.argv[1]]
+main()
+"""
+
+
+@needs_dask
+def test_a_scheduler_that_cannot_import_slingshot_is_one_error_line(tmp_path) -> None:
+    """Dask's scheduler unpickles the units: without slingshot it failed the first unit with Dask's traceback."""
+    scheduler_file = tmp_path / "scheduler.json"
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    with open(tmp_path / "scheduler.log", "wb") as log:
+        scheduler = subprocess.Popen([sys.executable, "-S", "-c", NO_SLINGSHOT_SCHEDULER, str(scheduler_file)],
+                                     cwd=tmp_path, env=env, stdout=log, stderr=subprocess.STDOUT,
+                                     start_new_session=True)
+    try:
+        deadline = time.monotonic() + 60
+        while not scheduler_file.exists() and scheduler.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.1)
+        time.sleep(0.5)   # the file may be written, not yet complete
+        address = json.loads(scheduler_file.read_text())["address"]
+        config = write_config(tmp_path, precisions=("float32", "int8"), chip_precisions=("int8",))
+        done = evaluate(config, tmp_path / "out", "s", "--scheduler", address, cache=tmp_path / "cache", timeout=120)
+    finally:
+        kill_group(scheduler)
+    error = failed_cleanly(done)
+    assert f"the Dask scheduler at {address} cannot import slingshot" in error, error
+    assert "No module named 'host'" in error and "pip install -e ." in done.stderr, done.stderr
+    assert not (tmp_path / "out").exists()
+
+
 def _alive(p: psutil.Process) -> bool:
     try:
         return p.is_running() and p.status() != psutil.STATUS_ZOMBIE

@@ -382,6 +382,7 @@ def test_resume_conflicting_options(tmp_path: Path) -> None:
                          (["--attacks", "fgsm", "--seed", "3"], "--attacks, --seed"),
                          (["--backend", "device"], "--backend"),
                          (["--dataset", "x.npz"], "--dataset"),
+                         (["--cycles"], "--cycles"),           # counting cycles or not is the run's own too
                          (["--run-id", "other"], "--run-id")]:
         proc = run_module("--resume", "r", "--out", str(tmp_path), *extra)
         assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr
