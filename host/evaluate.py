@@ -47,7 +47,7 @@ from host.study.evaluation import (
     DEFAULT_WINDOW,
     add_flag_view,
 )
-from host.study.journal import DB_NAME, Journal, experiment_fingerprint
+from host.study.journal import DB_NAME, Journal, check_writable_dir, experiment_fingerprint
 from host.study.runner import check_placement, make_attack, prepare, run_experiment
 from host.study.units import configure_threads
 
@@ -448,6 +448,7 @@ def run(experiment: Experiment, args: argparse.Namespace, run_id: str, argv: lis
     """Any run, flags or config: checked, planned into units, run where the flags or [cluster] say,
     journaled, reported (metrics.json, report.md, report.html)."""
     out_dir = args.out / run_id
+    check_writable_dir(args.out)
     if args.resume is None and (out_dir / DB_NAME).exists():
         raise UserError(f"run '{run_id}' already exists in {args.out}",
                         hint=f"continue it with --resume {run_id}, or choose another --run-id")
@@ -457,7 +458,7 @@ def run(experiment: Experiment, args: argparse.Namespace, run_id: str, argv: lis
     with open_executor(scheduler, workers) as executor:
         executor.warm()   # the workers load TensorFlow while this process checks the run
         prepared = prepare(experiment)   # data, models and attacks checked before the run directory exists
-        check_placement(executor, experiment)
+        check_placement(executor, experiment, prepared[4])
         journal = Journal.start(out_dir / DB_NAME, experiment_fingerprint(experiment), argv,
                                 resume=args.resume is not None)
         print(f"run {run_id}: every finished unit is kept in {journal.path}; if the run stops, continue it "

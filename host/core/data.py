@@ -70,6 +70,10 @@ def _check_dataset(ds: Dataset) -> None:
     lo, hi = ds.input_range
     if not lo < hi:
         raise UserError(f"dataset '{ds.name}': empty input range [{lo}, {hi}]")
+    finite = np.isfinite(ds.x)
+    if not finite.all():
+        raise UserError(f"dataset '{ds.name}': {int(finite.size - finite.sum())} input values are NaN or infinite",
+                        hint="every input value must be a finite number within the input range")
     if ds.y.size and (ds.y.min() < 0 or ds.y.max() >= len(ds.class_names)):
         raise UserError(
             f"dataset '{ds.name}': labels must be in 0..{len(ds.class_names) - 1}, "
@@ -129,9 +133,16 @@ def load_npz_dataset(
     missing = [k for k in ("x", "y") if k not in arrays]
     if missing:
         raise UserError(f"{path}: missing array(s) {missing}; expected 'x' (NHWC) and 'y' (labels)")
-    x = arrays["x"]
+    x, y = arrays["x"], arrays["y"]
+    if not (np.issubdtype(x.dtype, np.integer) or np.issubdtype(x.dtype, np.floating)):
+        raise UserError(f"{path}: 'x' holds {x.dtype} values; it must hold numbers")
+    if not (np.issubdtype(y.dtype, np.integer) or (np.issubdtype(y.dtype, np.floating) and
+                                                   np.array_equal(y, np.round(y)))):
+        raise UserError(f"{path}: 'y' holds {y.dtype} values; it must hold integer class indices")
+    if len(x) == 0:
+        raise UserError(f"{path}: no samples ('x' is empty)", hint="save at least one input and its label")
     x = x.astype(np.float32) / 255.0 if x.dtype == np.uint8 else x.astype(np.float32)
-    y = arrays["y"].astype(np.int64).reshape(-1)
+    y = y.astype(np.int64).reshape(-1)
     if class_names is None:
         stored = arrays.get("class_names")
         class_names = tuple(str(c) for c in stored) if stored is not None else tuple(

@@ -22,6 +22,7 @@ from __future__ import annotations
 import fcntl
 import hashlib
 import json
+import os
 import sqlite3
 import time
 from pathlib import Path
@@ -46,6 +47,17 @@ CREATE TABLE IF NOT EXISTS units (
 """
 
 
+def check_writable_dir(out: Path) -> None:
+    """--out can hold run directories: it is a directory, or the nearest existing parent is a writable one
+    (checked before a cluster starts or any work is done; nothing is created here)."""
+    existing = next((p for p in (out, *out.parents) if p.exists()), None)
+    if existing is not None and existing.is_dir() and os.access(existing, os.W_OK | os.X_OK):
+        return
+    what = "is not a directory" if existing is not None and not existing.is_dir() else "cannot be written"
+    raise UserError(f"--out {out}: {existing if existing != out else 'it'} {what}",
+                    hint="give --out a directory this user can create or write")
+
+
 class Journal:
     """One run's units, keyed; use from the client's main thread."""
 
@@ -61,7 +73,11 @@ class Journal:
         if path.exists():
             raise UserError(f"{path.parent} already holds a run",
                             hint=f"continue it with --resume {path.parent.name}, or choose another --run-id")
-        path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as err:
+            raise UserError(f"cannot create the run directory {path.parent} ({err.strerror})",
+                            hint="give --out a directory this user can create or write") from None
         journal = cls(path, _connect(path))
         journal._db.executescript(_TABLES)
         journal._set({"schema": str(SCHEMA), "fingerprint": fingerprint, "status": "running",

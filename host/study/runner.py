@@ -49,7 +49,7 @@ from host.defenses.checkpoints import kept_epochs
 from host.emulators.cycles import CyclesUnavailable, build_plugin
 from host.emulators.launch import board_link
 from host.engine.build import build_firmware
-from host.link.device import LINK_ENV
+from host.link.device import LINK_ENV, connect
 from host.quantization.quantize import experiment_models, load_float_keras
 from host.study import metrics
 from host.study.cluster import SerialExecutor
@@ -781,11 +781,15 @@ def check_trained_models(exp: Experiment, float_model: FloatModel, representativ
                                 hint="a defended model must have the undefended one's inputs and classes")
 
 
-def check_placement(executor: Any, exp: Experiment) -> None:
+def check_placement(executor: Any, exp: Experiment, targets: dict[str, Target]) -> None:
     """The [chip] can run where the units go: an emulated board's emulator is on every worker, a real
-    board is some worker's resource (before any run directory or long work exists)."""
-    if not exp.chip_board or exp.chip_place is not None or exp.chip_port is not None or exp.chip_backend != "device":
-        return   # no chip, this process's own link, or a host backend
+    board is some worker's resource, a board behind --port answers with the model's firmware (before any
+    run directory or long work exists; a labgrid place is acquired with the run)."""
+    if not exp.chip_board or exp.chip_place is not None or exp.chip_backend != "device":
+        return   # no chip, a place, or a host backend
+    if exp.chip_port is not None:
+        with connect(load_board(exp.chip_board), exp.chip_port, targets[exp.chip_precisions[0]].model.sha256):
+            return
     board = load_board(exp.chip_board)
     if board.emulated:
         executor.check_emulators({EMULATOR_PROGRAMS[board.emulator_kind or "qemu"]})

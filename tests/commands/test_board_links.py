@@ -157,7 +157,8 @@ def test_flash_list_prints_the_detected_boards(monkeypatch: pytest.MonkeyPatch, 
 
 
 def test_evaluate_uses_the_port_and_the_link_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    """A flag run used to boot QEMU whatever --port or SLINGSHOT_LINK said: now its chip is the link."""
+    """A flag run used to boot QEMU whatever --port or SLINGSHOT_LINK said: now its chip is the link, opened
+    before the run directory is made."""
     url = f"socket://127.0.0.1:{free_port()}"
     argv = ["--num", "2", "--attacks", "fgsm", "--eps", "0.1", "--workers", "0", "--no-progress", "--out",
             str(tmp_path)]
@@ -166,6 +167,7 @@ def test_evaluate_uses_the_port_and_the_link_environment(monkeypatch: pytest.Mon
     monkeypatch.setenv(LINK_ENV, url)
     with pytest.raises(UserError, match="cannot open the link " + url):
         evaluate.main([*argv, "--run-id", "env"])
+    assert list(tmp_path.iterdir()) == []   # found before any run directory exists
 
 
 @pytest.mark.parametrize(("argv", "message"), [

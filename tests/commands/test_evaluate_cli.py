@@ -58,6 +58,8 @@ def assert_clean_failure(proc: subprocess.CompletedProcess, message: str) -> Non
         (["--devices", "2"], "--devices 2 needs --backend device"),
         (["--window", "0"], "--window must be at least 1"),
         (["--max-restarts", "-1"], "--max-restarts must be >= 0"),
+        (["--out", "README.md"], "--out README.md: it is not a directory"),
+        (["--out", "README.md/runs"], "--out README.md/runs: README.md is not a directory"),
         (["--resume", "x", "--config", "configs/digits-quick.toml"], "--resume: no run journal"),
         (["--config", "configs/digits-quick.toml", "--num", "5"], "--num, --backend cannot be combined with --config"),
         (["--config", "configs/digits-quick.toml", "--seed", "3"], "--backend, --seed cannot be combined with"),

@@ -82,3 +82,22 @@ def test_npz_dataset_scales_uint8_and_checks(tmp_path) -> None:  # noqa: ANN001
         load_npz_dataset(path)
     with pytest.raises(UserError, match="not found"):
         load_npz_dataset(tmp_path / "absent.npz")
+
+
+def test_npz_dataset_without_samples_or_numbers_is_refused(tmp_path) -> None:  # noqa: ANN001
+    """An empty set, text arrays and NaN inputs used to reach the run (a KeyError, a misleading oracle error)."""
+    path = tmp_path / "bad.npz"
+    np.savez(path, x=np.zeros((0, 2, 2, 1), np.float32), y=np.zeros(0, np.int64))
+    with pytest.raises(UserError, match="no samples"):
+        load_npz_dataset(path)
+    np.savez(path, x=np.full((2, 2, 2, 1), "a"), y=np.array([0, 1]))
+    with pytest.raises(UserError, match="'x' holds <U1 values; it must hold numbers"):
+        load_npz_dataset(path)
+    np.savez(path, x=np.zeros((2, 2, 2, 1), np.float32), y=np.array([0.5, 1.0]))
+    with pytest.raises(UserError, match="'y' holds float64 values; it must hold integer class indices"):
+        load_npz_dataset(path)
+    x = np.zeros((2, 2, 2, 1), np.float32)
+    x[1, 0, 0, 0], x[1, 1, 1, 0] = np.nan, np.inf
+    np.savez(path, x=x, y=np.array([0, 1]))
+    with pytest.raises(UserError, match="2 input values are NaN or infinite"):
+        load_npz_dataset(path)

@@ -321,10 +321,11 @@ def test_link_url_from_the_environment(flashed_default_board, model, monkeypatch
             assert dev.info.board == DEFAULT_BOARD and dev.infer(bytes(64)).ticks > 0
 
 
-def test_evaluate_runs_its_chip_through_the_port(flashed_default_board, tmp_path: Path,  # noqa: ANN001
-                                                 capsys: pytest.CaptureFixture[str]) -> None:
+def test_evaluate_runs_its_chip_through_the_port(flashed_default_board, tmp_path: Path) -> None:  # noqa: ANN001
     """python -m host.evaluate --port: every chip inference over that link (a flag run used to boot an emulator
     of its own whatever --port said; tests/commands/test_board_links.py shows the link is opened)."""
+    import json
+
     from host import evaluate
     from host.emulators.qemu import QemuProcess
 
@@ -334,7 +335,8 @@ def test_evaluate_runs_its_chip_through_the_port(flashed_default_board, tmp_path
         argv = ["--port", f"socket://127.0.0.1:{port}", "--num", "3", "--attacks", "fgsm", "--eps", "0.1",
                 "--workers", "0", "--no-progress", "--out", str(tmp_path), "--run-id", "link"]
         assert evaluate.main(argv) == 0
-    assert "chip vs reference: bit-exact (6/6 identical)" in capsys.readouterr().out
+    summary = json.loads((tmp_path / "link" / "metrics.json").read_text())["summary"]
+    assert (summary["chip_inferences"], summary["chip_mismatches"]) == (6, 0)
 
 
 def _listening_ports(pid: int) -> set[int]:
