@@ -20,7 +20,7 @@ import statistics
 import sys
 from pathlib import Path
 
-from host.backends.inputs import parse_inputs, parse_range
+from host.backends.inputs import check_num, parse_inputs, parse_range
 from host.backends.verify import (
     ChipCycles,
     check,
@@ -35,7 +35,8 @@ from host.core.boards import load_board
 from host.core.errors import UserError, run_cli
 from host.core.paths import DEFAULT_BOARD
 from host.core.timing import CycleEstimate
-from host.emulators.launch import board_link
+from host.emulators.launch import board_link, require_emulated
+from host.link.device import LINK_ENV
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -70,9 +71,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    if args.target == "chip":
-        load_board(args.board)  # an unknown board fails before compiling
-    elif args.profile or args.cycles:
+    load_board(args.board)  # an unknown board fails before compiling, whatever the target
+    check_num(args.num)
+    if args.target == "native" and (args.profile or args.cycles):
         option = "--profile" if args.profile else "--cycles"
         raise UserError(f"{option} needs the chip (--target chip): the host build has no tick counter")
     if args.functions < 0 or (args.functions and not args.cycles):
@@ -91,6 +92,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _main(args: argparse.Namespace, url: str | None) -> int:
+    if args.target == "chip":
+        refuse_unbootable(args.board, url, args.cycles)
     model = compile_tflite(args.model)
     inputs, count = parse_inputs(args.inputs, model, args.seed, parse_range(args.input_range), args.num)
     chip_cycles: ChipCycles | None = None
@@ -125,6 +128,18 @@ def _main(args: argparse.Namespace, url: str | None) -> int:
         print(localize(args.model, first_inputs))
     print(f"bit-exact {exact}/{total}")
     return 0 if exact == total else 1
+
+
+def refuse_unbootable(board_name: str, url: str | None, cycles: bool) -> None:
+    """A real board is reached over its link, never booted here: say so before its firmware is built."""
+    board = load_board(board_name)
+    if board.emulated:
+        return
+    if url is None:
+        require_emulated(board)
+    if cycles:  # --cycles boots QEMU whatever the link
+        raise UserError(f"--cycles counts in QEMU booted here, and board {board.name} is not emulated",
+                        hint=f"drop --cycles to check the board over {LINK_ENV}, or pick an emulated board")
 
 
 def print_functions(per_function: dict[str, CycleEstimate], top: int) -> None:

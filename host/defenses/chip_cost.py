@@ -21,9 +21,9 @@ from pathlib import Path
 
 import numpy as np
 
-from host.backends.inputs import parse_inputs, parse_range
+from host.backends.inputs import check_num, parse_inputs, parse_range, spec_count
 from host.compiler import compile_tflite
-from host.core.boards import load_board
+from host.core.boards import Board, list_boards, load_board
 from host.core.data import load_digits_split
 from host.core.errors import UserError, run_cli
 from host.core.paths import DEFAULT_BOARD
@@ -76,10 +76,20 @@ def load_batch(spec: str, model_path: Path, seed: int, input_range: tuple[float,
 
     model = compile_tflite(model_path)
     if spec.startswith("digits:"):  # the built-in digits test split (models/README.md)
-        x = load_digits_split()[2][:int(spec.split(":", 1)[1])]
+        count = spec_count(spec, hint="digits:N with N >= 1 (the first N of the digits test split), random:N or a .npz")
+        x = load_digits_split()[2][:count]
         return model.inputs[0].quantize(x).reshape(len(x), *model.inputs[0].shape[1:])
     inputs, _ = parse_inputs(spec, model, seed, input_range, num)
     return np.stack([sample[0] for sample in inputs]).reshape(-1, *model.inputs[0].shape[1:])
+
+
+def emulated_board(name: str) -> Board:
+    """The board, refused unless emulated: its firmware is booted here, and there is no link option."""
+    board = load_board(name)
+    if not board.emulated:
+        raise UserError(f"board {name} is not emulated: chip_cost boots the firmware in an emulator",
+                        hint=f"pick an emulated board: {', '.join(b for b in list_boards() if load_board(b).emulated)}")
+    return board
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -88,7 +98,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--board", default=DEFAULT_BOARD, help="emulated board (default: %(default)s)")
     p.add_argument("--stages", default=DEFAULT_STAGES, help="comma-separated (default: %(default)s)")
     p.add_argument("--inputs", default="random:10",
-                   help="random:N (default), digits:N (the digits test split) or a .npz (x: images)")
+                   help="random:N (default %(default)s), digits:N (the digits test split) or a .npz (x: images)")
     p.add_argument("--num", type=int, default=None, help="first N samples of a .npz")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--input-range", default="0,1", metavar="LO,HI",
@@ -102,6 +112,8 @@ def main(argv: list[str] | None = None) -> int:
     if not stages or None in stages:
         raise UserError(f"--stages {args.stages!r}: give stages such as squeeze:4,median:2")
     input_range = parse_range(args.input_range)
+    check_num(args.num)
+    emulated_board(args.board)
     batch = load_batch(args.inputs, args.model, args.seed, input_range, args.num)
     print(f"model    {args.model}: input {batch.dtype} {batch.shape[1:]}, {len(batch)} inputs ({args.inputs}), "
           f"board {args.board}")

@@ -40,16 +40,21 @@ LAUNCHERS: dict[str, tuple[str, Launcher]] = {
 }
 
 
+def require_emulated(spec: Board) -> None:
+    """A board that is not emulated is reached over its link, never booted here."""
+    if not spec.emulated:
+        raise UserError(f"board {spec.name} is not emulated: connect to it with a link URL",
+                        hint="give its link: --port rfc2217://HOST:PORT (or /dev/ttyACM0), --place NAME (a labgrid "
+                        f"place), or {LINK_ENV}=URL; see docs/boards.md")
+
+
 @contextmanager
 def boot_elf(spec: Board, elf: Path, model_sha256: bytes, timeout_s: float = 30.0,
              window: int = 1, cpus: set[int] | None = None, plugin: CyclePlugin | None = None) -> Iterator[Device]:
     """Run a firmware ELF on an emulated board; the emulator always stops on exit.  QEMU is
     bound to `cpus` (None: one core, round-robin; empty: not bound); Renode is not bound.
     `plugin`: QEMU's cycle plugin (host.emulators.cycles), whose counts the caller reads."""
-    if not spec.emulated:
-        raise UserError(f"board {spec.name} is not emulated: connect to it with a link URL",
-                        hint="give its link: --port rfc2217://HOST:PORT (or /dev/ttyACM0), --place NAME (a labgrid "
-                        f"place), or {LINK_ENV}=URL; see docs/boards.md")
+    require_emulated(spec)
     name, launch = LAUNCHERS[spec.emulator_kind]
     with launch(spec, elf, cpus, plugin) as emulator, attach_owned(
             spec, emulator.start(), model_sha256, timeout_s, window, describe=f"board {spec.name} ({name})") as device:

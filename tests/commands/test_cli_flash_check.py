@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from host.core.paths import DEFAULT_MODEL, FLASH_DIR, ROOT
@@ -58,8 +59,92 @@ def test_check_bad_inputs_spec(tmp_path: Path) -> None:
     assert_clean_failure(run("host.check", "--model", str(DEFAULT_MODEL), "--inputs", "random:0"), "random:N")
     assert_clean_failure(run("host.check", "--model", str(DEFAULT_MODEL), "--inputs", str(tmp_path / "x.npz")),
                          "not found")
+    (tmp_path / "notes.npz").write_text("not an archive\n")  # np.load tried to unpickle it: a traceback
+    proc = run("host.check", "--model", str(DEFAULT_MODEL), "--inputs", str(tmp_path / "notes.npz"))
+    assert_clean_failure(proc, "notes.npz: not an .npz file")
+    assert proc.stderr.count("error:") == 1, proc.stderr
     assert_clean_failure(run("host.check", "--model", str(DEFAULT_MODEL), "--target", "native", "--profile"),
                          "--profile needs the chip")
+
+
+def bad_npz(tmp_path: Path, kind: str) -> Path:
+    """An .npz that host.check's inputs refuse (each used to be a traceback or a verdict on nothing)."""
+    path = tmp_path / f"{kind}.npz"
+    if kind == "text":
+        path.write_text("x = 1, 2, 3\n")
+    elif kind == "object":
+        np.savez(path, x=np.array([np.zeros((8, 8, 1)), None], dtype=object))
+    elif kind == "strings":
+        np.savez(path, x=np.full((3, 8, 8, 1), "a"))
+    elif kind == "no-arrays":
+        np.savez(path)
+    else:
+        np.savez(path, x=np.zeros((0 if kind == "no-samples" else 4, 8, 8, 1), np.float32))
+    return path
+
+
+@pytest.mark.parametrize(("kind", "argv", "message"), [
+    ("text", [], "text.npz: not an .npz file"),
+    ("object", [], "object.npz: not a readable .npz file .Object arrays"),
+    ("strings", [], "strings.npz: array 'x' holds <U1 values, not numbers"),
+    ("no-arrays", [], "no-arrays.npz: the .npz holds no arrays"),
+    ("no-samples", [], "bad --inputs '.*no-samples.npz': array 'x' holds no samples"),
+    ("four", ["--num", "-3"], "bad --num -3"),
+    ("four", ["--num", "0"], "bad --num 0"),
+])
+def test_check_refuses_bad_npz_inputs(kind: str, argv: list[str], message: str, tmp_path: Path,
+                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    from host import check
+    from host.core.errors import UserError
+
+    monkeypatch.setattr(check, "native_runner", _must_not_run)
+    with pytest.raises(UserError, match=message):
+        check.main(["--model", str(DEFAULT_MODEL), "--target", "native", "--inputs", str(bad_npz(tmp_path, kind)),
+                    *argv])
+
+
+def _must_not_run(*args: object, **kwargs: object) -> None:
+    raise AssertionError("the check went on to build and run")
+
+
+def test_check_counts_the_samples_of_the_input_array(tmp_path: Path) -> None:
+    """Labels saved before the inputs made `bit-exact 3/5` (exit 1) of 3 matching inputs."""
+    from host.backends.inputs import parse_inputs
+    from host.compiler import compile_tflite
+
+    path = tmp_path / "labelled.npz"
+    np.savez(path, y=np.arange(5), x=np.zeros((3, 8, 8, 1), np.float32))
+    inputs, count = parse_inputs(str(path), compile_tflite(DEFAULT_MODEL), seed=0)
+    assert count == 3 and len(list(inputs)) == 3
+    inputs, count = parse_inputs(str(path), compile_tflite(DEFAULT_MODEL), seed=0, limit=2)
+    assert count == 2 and len(list(inputs)) == 2
+
+
+def test_check_native_refuses_an_unknown_board(monkeypatch: pytest.MonkeyPatch) -> None:
+    from host import check
+    from host.core.errors import UserError
+
+    monkeypatch.setattr(check, "native_runner", _must_not_run)
+    with pytest.raises(UserError, match="unknown board 'bogus'"):
+        check.main(["--model", str(DEFAULT_MODEL), "--target", "native", "--board", "bogus"])
+
+
+@pytest.mark.parametrize(("link", "argv", "message"), [
+    (None, [], "board nucleo-f446re is not emulated: connect to it with a link URL"),
+    ("socket://127.0.0.1:1", ["--cycles"], "--cycles counts in QEMU booted here, and board nucleo-f446re is not"),
+])
+def test_check_refuses_a_real_board_it_would_boot_before_building(
+        link: str | None, argv: list[str], message: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    from host import check
+    from host.core.errors import UserError
+    from host.link.device import LINK_ENV
+
+    monkeypatch.delenv(LINK_ENV, raising=False)
+    if link is not None:
+        monkeypatch.setenv(LINK_ENV, link)
+    monkeypatch.setattr(check, "run_on_chip", _must_not_run)  # builds the firmware, then boots it
+    with pytest.raises(UserError, match=message):
+        check.main(["--model", str(DEFAULT_MODEL), "--board", "nucleo-f446re", *argv])
 
 
 def test_check_native_verdict() -> None:
