@@ -153,9 +153,10 @@ class QemuProcess:
             self.plugin.reset()
         self._stderr_head = b""
         stderr: Any = subprocess.PIPE if self.paced_shift is None else tempfile.TemporaryFile()  # noqa: SIM115  (closed with the process)
+        # Its own session: a Ctrl-C in the terminal reaches its owner, which stops it, not QEMU under a unit.
         self.process = subprocess.Popen(self.command(0), stdin=subprocess.DEVNULL,
                                         stdout=subprocess.DEVNULL, stderr=stderr,
-                                        preexec_fn=die_with_parent)
+                                        preexec_fn=die_with_parent, start_new_session=True)
         if stderr is not subprocess.PIPE:
             self.process.stderr = stderr   # read back, and closed, like the pipe
         running_emulators.add(self)

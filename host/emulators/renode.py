@@ -114,7 +114,7 @@ class RenodeProcess(QemuProcess):
         # stdin stays open (a pipe never written): the --console monitor would quit at end of input.
         self.process = subprocess.Popen(self.command(self.port), stdin=subprocess.PIPE,
                                         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                                        preexec_fn=die_with_parent)
+                                        preexec_fn=die_with_parent, start_new_session=True)
         running_emulators.add(self)
         return self.port
 

@@ -22,6 +22,7 @@ import logging
 import os
 import queue
 import shutil
+import signal
 import socket
 import sys
 from collections.abc import Callable, Iterable, Iterator
@@ -297,7 +298,20 @@ def _local_cluster(workers: int) -> DaskExecutor:
             raise UserError(f"the Dask worker processes did not start ({err})",
                             hint="run with --workers 0 (every unit in this process) to see why") from None
         client = Client(cluster)
-    return DaskExecutor(client, cluster)
+    executor = DaskExecutor(client, cluster)
+    try:
+        client.run(_ignore_terminal_interrupts)
+    except BaseException:
+        executor.close()
+        raise
+    return executor
+
+
+def _ignore_terminal_interrupts() -> None:
+    """In a LocalCluster worker (its event loop runs in the process's main thread): the terminal's Ctrl-C reaches
+    the whole process group; the command stops the cluster, so the worker need not print a KeyboardInterrupt
+    traceback of its own."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 @contextlib.contextmanager

@@ -306,6 +306,34 @@ def test_a_killed_client_resumes_with_only_the_missing_units(tmp_path, reference
     assert not qemu_of(cache)
 
 
+
+@needs_qemu
+@needs_dask
+def test_ctrl_c_in_the_terminal_stops_a_local_cluster_run_cleanly(tmp_path) -> None:
+    """Ctrl-C signals the terminal's whole process group: its LocalCluster workers printed KeyboardInterrupt
+    tracebacks, and QEMU died under a chip unit (the worker then restarted it) while the command stopped."""
+    config, out, cache = write_config(tmp_path, precisions=("float32", "int8"), chip_precisions=("int8",)), \
+        tmp_path / "out", tmp_path / "cache"
+    args = [sys.executable, "-m", "host.evaluate", "--config", str(config), "--out", str(out), "--no-progress",
+            "--run-id", "c", "--workers", "1"]
+    proc = subprocess.Popen(args, cwd=REPO, env=environment(cache), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, start_new_session=True,   # a terminal's job:
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))  # Ctrl-C not ignored
+    try:
+        wait_for_units(out / "c" / "results.sqlite", proc, lambda c: c["chip"] >= 1)
+        assert qemu_of(cache), "no QEMU running for the run's chip units"
+        os.killpg(proc.pid, signal.SIGINT)
+        _, stderr = proc.communicate(timeout=60)
+    finally:
+        kill_group(proc)
+    assert proc.returncode == 130, stderr
+    assert "Traceback" not in stderr and "restarting it" not in stderr, stderr
+    assert "continue with: python -m host.evaluate" in stderr, stderr
+    deadline = time.monotonic() + 10
+    while qemu_of(cache) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not qemu_of(cache)
+
 @needs_dask
 def test_a_board_no_worker_offers_fails_before_any_run_directory(tmp_path) -> None:
     config = write_config(tmp_path, board="nucleo-l4r5zi", precisions=("float32", "int8"), chip_precisions=("int8",))
