@@ -21,8 +21,12 @@ from host.core.data import load_npz_dataset
 from host.core.errors import UserError, run_cli
 from host.quantization.quantize import (
     CACHE_DIR,
+    check_labelled_data,
     experiment_models,
     float_accuracy,
+    load_float_keras,
+    model_input_shape,
+    model_num_classes,
     tflite_accuracy,
     unsupported_ops,
 )
@@ -53,12 +57,27 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def _check_counts(args: argparse.Namespace) -> None:
+    """Sample counts and starts, before any file is read."""
+    for flag, value in (("--rep-num", args.rep_num), ("--num", args.num)):
+        if value is not None and value < 1:
+            raise UserError(f"{flag} must be at least 1, got {value}", hint=f"omit {flag} for the default")
+    if args.rep_start < 0:
+        raise UserError(f"--rep-start must be 0 or more, got {args.rep_start}")
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    _check_counts(args)
+    float_model = load_float_keras(args.float_model)
     rep = _npz_slice(args.representative, args.rep_start, args.rep_num)[0] if args.representative else None
-    given = {k: v for k, v in (("int8", args.int8), ("int16x8", args.int16)) if v is not None}
-    models = experiment_models(args.float_model, rep, given, cache_dir=args.cache_dir)
+    # --data is checked against the model before the conversions, which can take minutes.
     data = _npz_slice(args.data, 0, args.num) if args.data else None
+    if data:
+        check_labelled_data(*data, model_input_shape(float_model), model_num_classes(float_model),
+                            what=f"--data {args.data}")
+    given = {k: v for k, v in (("int8", args.int8), ("int16x8", args.int16)) if v is not None}
+    models = experiment_models(args.float_model, rep, given, cache_dir=args.cache_dir, float_model=float_model)
     rows = [("float", "host Keras", "", float_accuracy(models.float_model, *data) if data else None)]
     for q in models.quantized.values():
         ops = unsupported_ops(q.data)

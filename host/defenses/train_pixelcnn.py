@@ -16,9 +16,12 @@ Imports: host.core, host.defenses.pixelcnn.
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 from host.core.data import load_npz_dataset
 from host.core.errors import UserError, run_cli
@@ -47,17 +50,48 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
-    if args.out.suffix != ".keras":
-        raise UserError(f"--out {args.out}: the checkpoint must be a .keras file")
-    for name in ("epochs", "batch_size", "hidden", "residual_blocks"):
+def _check_options(args: argparse.Namespace) -> None:
+    """The numbers and the output path, before any image is read or any epoch is trained."""
+    for name in ("epochs", "batch_size", "hidden", "residual_blocks", *(("num",) if args.num is not None else ())):
         if getattr(args, name) < 1:
             raise UserError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(args, name)}")
-    x = load_npz_dataset(args.data).x[args.start:None if args.num is None else args.start + args.num]
-    if args.held_out < 0 or len(x) <= args.held_out:
+    for name in ("start", "held_out"):
+        if getattr(args, name) < 0:
+            raise UserError(f"--{name.replace('_', '-')} must be 0 or more, got {getattr(args, name)}")
+    # NaN fails every comparison, so test for the good case.
+    if not (math.isfinite(args.learning_rate) and args.learning_rate > 0):
+        raise UserError(f"--learning-rate must be a positive number, got {args.learning_rate:g}",
+                        hint="the default is 1e-3")
+    _check_out(args.out)
+
+
+def _check_out(out: Path) -> None:
+    """The checkpoint is written after the first epoch: a path that cannot hold it fails now instead."""
+    if out.suffix != ".keras":
+        raise UserError(f"--out {out}: the checkpoint must be a .keras file")
+    if out.is_dir():
+        raise UserError(f"--out {out} is a directory", hint="give the checkpoint's file name, e.g. DIR/pixelcnn.keras")
+    parent = next((p for p in out.parents if p.exists()), None)
+    if parent is not None and not parent.is_dir():
+        raise UserError(f"--out {out}: {parent} is a file, not a directory")
+
+
+def _pool(args: argparse.Namespace) -> np.ndarray:
+    """The --start/--num images of --data, more than --held-out of them."""
+    images = load_npz_dataset(args.data).x
+    if args.start >= len(images):
+        raise UserError(f"--start {args.start}: {args.data} has only {len(images)} images (0..{len(images) - 1})")
+    x = images[args.start:None if args.num is None else args.start + args.num]   # finite: load_npz_dataset
+    if len(x) <= args.held_out:
         raise UserError(f"the pool has {len(x)} images from index {args.start}: too few to hold out {args.held_out}",
                         hint="lower --held-out or give more images (--start, --num)")
+    return x
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    _check_options(args)
+    x = _pool(args)
     train, held = (x[:len(x) - args.held_out], x[len(x) - args.held_out:]) if args.held_out else (x, x[:0])
     init = load_pixelcnn(args.init, tuple(x.shape[1:])) if args.init is not None else None
     start = f"from {args.init}" if init is not None else f"hidden {args.hidden}, {args.residual_blocks} residual blocks"

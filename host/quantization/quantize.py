@@ -96,7 +96,8 @@ def load_float_keras(path: Path | str) -> Any:
         raise UserError(f"float model not found: {path}", hint="pass a .keras, .h5 or SavedModel directory")
     if path.is_dir():
         if not (path / "saved_model.pb").is_file():
-            raise UserError(f"{path} is a directory but not a SavedModel (no saved_model.pb)")
+            raise UserError(f"{path} is a directory but not a SavedModel (no saved_model.pb)",
+                            hint="pass a .keras or .h5 file, or a SavedModel directory")
         return _load_saved_model(path)
     if path.suffix.lower() not in FLOAT_SUFFIXES:
         raise UserError(
@@ -177,11 +178,36 @@ def model_input_shape(model: Any) -> tuple[int | None, ...]:
     return tuple(None if d is None else int(d) for d in inputs[0].shape)
 
 
+def model_num_classes(model: Any) -> int | None:
+    """The number of class scores of a single-output model (None when unknown)."""
+    outputs = list(getattr(model, "outputs", None) or [])
+    last = outputs[0].shape[-1] if len(outputs) == 1 else None
+    return None if last is None else int(last)
+
+
+def _fits_input(x: np.ndarray, shape: tuple[int | None, ...]) -> bool:
+    """True when x is a batch of the model's input (a None dimension takes any size)."""
+    return x.ndim == len(shape) and all(d is None or d == s for d, s in zip(shape[1:], x.shape[1:], strict=True))
+
+
+def check_labelled_data(x: np.ndarray, y: np.ndarray, input_shape: tuple[int | None, ...], classes: int | None,
+                        what: str, model: str = "the float model") -> None:
+    """UserError unless `model` can score (x, y): inputs of its shape (batch first; None takes any size), labels
+    among its classes. Called before any conversion or long work, so bad data fails fast. (Finite values: the
+    .npz loader's check, host.core.data.)"""
+    if not _fits_input(x, input_shape):
+        raise UserError(f"{what}: inputs of shape {tuple(x.shape[1:])}, but {model} takes {tuple(input_shape[1:])}",
+                        hint="pass inputs of the model's shape (NHWC), or the model they were made for")
+    if classes is not None and len(y) and (int(y.min()) < 0 or int(y.max()) >= classes):
+        raise UserError(f"{what}: labels {int(y.min())}..{int(y.max())}, but {model} has {classes} classes",
+                        hint="the labels must be class indices 0..classes-1")
+
+
 def check_representative(model: Any, representative: np.ndarray) -> np.ndarray:
     """The representative set as float32 NHWC matching the model's input; UserError otherwise."""
     x = np.asarray(representative)
     shape = model_input_shape(model)
-    if x.ndim != len(shape) or any(d is not None and d != s for d, s in zip(shape[1:], x.shape[1:], strict=True)):
+    if not _fits_input(x, shape):
         raise UserError(
             f"representative set has shape {x.shape} but the model expects input {shape}",
             hint="a batch of inputs scaled exactly like the evaluation inputs (e.g. N x 32 x 32 x 3 in [0, 1])",
@@ -326,6 +352,17 @@ class ExperimentModels:
         return self.quantized[normalize_precision(precision)]
 
 
+def check_cache_dir(cache_dir: Path | str) -> None:
+    """UserError unless cache_dir is a directory or can be made one (checked before a conversion is wasted)."""
+    cache_dir = Path(cache_dir)
+    for path in (cache_dir, *cache_dir.parents):
+        if path.is_dir():
+            return
+        if path.exists():
+            raise UserError(f"quantization cache {cache_dir}: {path} is a file, not a directory",
+                            hint="give a directory for the cache (it is created if missing), or remove that file")
+
+
 def cache_key(model_sha256: str, representative_sha256: str, precision: str) -> str:
     """The cache file stem for one conversion (TF version and recipe version included)."""
     text = f"{model_sha256}|{representative_sha256}|{normalize_precision(precision)}|tf{_tensorflow_version()}|" \
@@ -348,6 +385,7 @@ def quantize_cached(
     float_path, cache_dir = Path(float_path), Path(cache_dir)
     if not float_path.exists():
         raise UserError(f"float model not found: {float_path}")
+    check_cache_dir(cache_dir)
     rep_sha = array_sha256(np.asarray(representative, dtype=np.float32))
     target = cache_dir / f"{cache_key(file_sha256(float_path), rep_sha, precision)}.tflite"
     cached = _read_cached(target)
@@ -402,11 +440,14 @@ def experiment_models(
     given: Mapping[str, Path | str] | None = None,
     precisions: Sequence[str] = PRECISIONS,
     cache_dir: Path | str = CACHE_DIR,
+    float_model: Any = None,
 ) -> ExperimentModels:
-    """The float model plus each precision: a given .tflite, or quantized (cached) from the float model."""
+    """The float model plus each precision: a given .tflite, or quantized (cached) from the float model.
+
+    `float_model` (the file already loaded) is optional: without it the file is loaded here."""
     float_path = Path(float_path)
-    if not float_path.exists():
-        raise UserError(f"float model not found: {float_path}", hint="pass a .keras, .h5 or SavedModel directory")
+    # Load first: a missing or unreadable model is the real problem, not a missing representative set.
+    float_model = float_model if float_model is not None else load_float_keras(float_path)
     given_by = {normalize_precision(k): Path(v) for k, v in (given or {}).items()}
     wanted = list(dict.fromkeys([normalize_precision(p) for p in precisions] + list(given_by)))
     missing = [p for p in wanted if p not in given_by]
@@ -415,7 +456,8 @@ def experiment_models(
             f"no representative set to quantize {', '.join(missing)} and no such .tflite given",
             hint="pass representative inputs (not the evaluation images), or the existing .tflite files",
         )
-    float_model = load_float_keras(float_path)
+    if missing:
+        check_cache_dir(cache_dir)
     models = ExperimentModels(float_path, float_model)
     for precision in sorted(wanted, key=_precision_order):
         if precision in given_by:

@@ -50,7 +50,7 @@ from host.emulators.cycles import CyclesUnavailable, build_plugin
 from host.emulators.launch import board_link
 from host.engine.build import build_firmware
 from host.link.device import LINK_ENV, connect
-from host.quantization.quantize import experiment_models, load_float_keras
+from host.quantization.quantize import check_labelled_data, experiment_models, load_float_keras
 from host.study import metrics
 from host.study.cluster import SerialExecutor
 from host.study.config import FLOAT, AttackSpec, DefenseSpec, Experiment, SliceSpec, attack_params
@@ -163,17 +163,8 @@ def prepare_targets(exp: Experiment, models: Any) -> dict[str, Target]:
 def check_dataset_fits(exp: Experiment, x: np.ndarray, y: np.ndarray, float_model: FloatModel,
                        what: str | None = None) -> None:
     """A dataset's inputs and labels (the evaluated one by default) against the float model, before any long work."""
-    what = what or f"[dataset] {exp.dataset.path}"
-    want = tuple(float_model.input_shape[1:])
-    if tuple(x.shape[1:]) != want:
-        raise UserError(f"{what}: inputs of shape {tuple(x.shape[1:])}, but the float model "
-                        f"{Path(exp.float_model).name} takes {want}",
-                        hint="point the path to inputs of the model's shape (NHWC), or use the model "
-                             "they were made for")
-    classes = float_model.num_classes
-    if len(y) and (int(y.min()) < 0 or int(y.max()) >= classes):
-        raise UserError(f"{what}: labels {int(y.min())}..{int(y.max())}, but the float model "
-                        f"has {classes} classes", hint="the labels must be class indices 0..classes-1")
+    check_labelled_data(x, y, (None, *float_model.input_shape[1:]), float_model.num_classes,
+                        what or f"[dataset] {exp.dataset.path}", model=f"the float model {Path(exp.float_model).name}")
 
 
 def chip_stages(exp: Experiment) -> dict[str, Any]:
@@ -743,9 +734,11 @@ def prepare(exp: Experiment) -> tuple[np.ndarray, np.ndarray, Any, FloatModel, d
     import_tensorflow_quietly()
     x, y = load_slice(exp.dataset, exp.input_range)
     rep = load_slice(exp.representative, exp.input_range)[0] if exp.representative else None
-    models = experiment_models(exp.float_model, rep, exp.given, [p for p in exp.precisions if p != FLOAT])
-    float_model = FloatModel(models.float_model, exp.input_range)
-    check_dataset_fits(exp, x, y, float_model)
+    keras_model = load_float_keras(exp.float_model)
+    float_model = FloatModel(keras_model, exp.input_range)
+    check_dataset_fits(exp, x, y, float_model)   # before the conversions, which can take minutes
+    models = experiment_models(exp.float_model, rep, exp.given, [p for p in exp.precisions if p != FLOAT],
+                               float_model=keras_model)
     check_trained_models(exp, float_model, rep is not None)
     if exp.qat is not None:
         x_qat, y_qat = load_slice(exp.qat.data, exp.input_range)

@@ -182,6 +182,45 @@ def test_the_training_command_writes_a_checkpoint_that_learned(tmp_path: Path, c
         main(["--data", str(tmp_path / "pool.npz"), "--held-out", "40", "--out", str(out)])
 
 
+@pytest.mark.parametrize("flags,message", [
+    (["--learning-rate", "-1"], "--learning-rate must be a positive number, got -1"),
+    (["--learning-rate", "0"], "--learning-rate must be a positive number, got 0"),
+    (["--learning-rate", "nan"], "--learning-rate must be a positive number, got nan"),
+    (["--held-out", "-5"], "--held-out must be 0 or more, got -5"),
+    (["--start", "-3"], "--start must be 0 or more, got -3"),
+    (["--start", "12"], r"--start 12: .*pool.npz has only 12 images \(0..11\)"),
+    (["--num", "-3"], "--num must be at least 1, got -3"),
+])
+def test_the_training_command_refuses_bad_numbers(tmp_path: Path, flags: list[str], message: str) -> None:
+    """Refused before any training: a negative learning rate used to save a diverged checkpoint."""
+    from host.defenses.train_pixelcnn import main
+
+    np.savez(tmp_path / "pool.npz", x=np.zeros((12, *SHAPE), np.uint8), y=np.zeros(12, np.uint8))
+    out = tmp_path / "pixelcnn.keras"
+    with pytest.raises(UserError, match=message):
+        main(["--data", str(tmp_path / "pool.npz"), "--held-out", "2", "--epochs", "1", "--hidden", "4",
+              "--residual-blocks", "1", *flags, "--out", str(out)])
+    assert not out.exists()
+
+
+def test_the_training_command_refuses_non_finite_images_and_unwritable_outputs(tmp_path: Path) -> None:
+    from host.defenses.train_pixelcnn import main
+
+    x = np.full((12, *SHAPE), 0.5, np.float32)
+    x[3, 1, 2, 0] = np.nan
+    np.savez(tmp_path / "nan.npz", x=x, y=np.zeros(12, np.uint8))
+    common = ["--held-out", "2", "--epochs", "1", "--hidden", "4", "--residual-blocks", "1"]
+    with pytest.raises(UserError, match="1 .*values .*are NaN or infinite"):
+        main(["--data", str(tmp_path / "nan.npz"), *common, "--out", str(tmp_path / "p.keras")])
+    np.savez(tmp_path / "pool.npz", x=np.zeros((12, *SHAPE), np.uint8), y=np.zeros(12, np.uint8))
+    (tmp_path / "file").write_text("")
+    (tmp_path / "dir.keras").mkdir()
+    with pytest.raises(UserError, match="file is a file, not a directory"):
+        main(["--data", str(tmp_path / "pool.npz"), *common, "--out", str(tmp_path / "file/p.keras")])
+    with pytest.raises(UserError, match="dir.keras is a directory"):
+        main(["--data", str(tmp_path / "pool.npz"), *common, "--out", str(tmp_path / "dir.keras")])
+
+
 def test_training_continues_from_a_checkpoint(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     """--init trains a saved PixelCNN further: its first epoch starts where the saved one ended."""
     from host.defenses.train_pixelcnn import main

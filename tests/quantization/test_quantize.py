@@ -164,6 +164,68 @@ def test_cli_reports_errors_without_traceback(tmp_path, capsys) -> None:  # noqa
     assert capsys.readouterr().err.startswith("error: float model not found")
 
 
+@pytest.fixture(scope="module")
+def npz_files(tmp_path_factory, digits) -> dict[str, Path]:  # noqa: ANN001
+    """A representative set and evaluation sets that the digits model cannot score."""
+    folder = tmp_path_factory.mktemp("npz")
+    x_test, y_test = digits[2][:3], digits[3][:3]
+    nan = x_test.copy()
+    nan[0, 0, 0, 0] = np.nan
+    arrays = {"rep": (digits[0][:20], digits[1][:20]), "wrong-shape": (np.zeros((3, 28, 28, 1), np.float32), y_test),
+              "labels-99": (x_test, np.full(3, 99)), "nan": (nan, y_test), "good": (x_test, y_test)}
+    for name, (x, y) in arrays.items():
+        np.savez(folder / f"{name}.npz", x=x, y=y)
+    return {name: folder / f"{name}.npz" for name in arrays}
+
+
+def _cli(npz_files: dict[str, Path], *extra: str) -> list[str]:
+    return ["--float-model", str(DEFAULT_FLOAT_MODEL), "--representative", str(npz_files["rep"]), *extra]
+
+
+@pytest.mark.parametrize("name,message", [
+    ("wrong-shape", r"inputs of shape \(28, 28, 1\), but the float model takes \(8, 8, 1\)"),
+    ("labels-99", "labels 99..99, but the float model has 10 classes"),
+    ("nan", "1 input values are NaN or infinite"),
+])
+def test_cli_checks_data_before_converting(tmp_path, npz_files, name, message) -> None:  # noqa: ANN001
+    cache = tmp_path / "cache"
+    with pytest.raises(UserError, match=message):
+        main(_cli(npz_files, "--rep-num", "20", "--data", str(npz_files[name]), "--cache-dir", str(cache)))
+    assert not cache.exists()   # refused before any conversion
+
+
+@pytest.mark.parametrize("flags,message", [
+    (["--rep-num", "0"], "--rep-num must be at least 1, got 0"),
+    (["--rep-num", "-5"], "--rep-num must be at least 1, got -5"),
+    (["--rep-start", "-1"], "--rep-start must be 0 or more, got -1"),
+    (["--rep-num", "20", "--num", "0"], "--num must be at least 1, got 0"),
+])
+def test_cli_refuses_sample_counts_below_one(tmp_path, npz_files, flags, message) -> None:  # noqa: ANN001
+    with pytest.raises(UserError, match=message):
+        main(_cli(npz_files, *flags, "--data", str(npz_files["good"]), "--cache-dir", str(tmp_path)))
+
+
+def test_a_file_as_cache_dir_is_a_user_error(tmp_path, npz_files, digits, capsys) -> None:  # noqa: ANN001
+    (tmp_path / "file").write_text("not a directory")
+    argv = _cli(npz_files, "--rep-num", "20", "--cache-dir", str(tmp_path / "file"))
+    assert run_cli(main, argv) == 2
+    err = capsys.readouterr().err.splitlines()
+    assert err[0] == f"error: quantization cache {tmp_path / 'file'}: {tmp_path / 'file'} is a file, not a directory"
+    assert err[1].startswith("  hint: ") and len(err) == 2
+    with pytest.raises(UserError, match="is a file, not a directory"):
+        quantize_cached(DEFAULT_FLOAT_MODEL, digits[0][:20], "int8", tmp_path / "file" / "sub")
+
+
+def test_an_unusable_float_model_is_reported_before_the_representative_set(tmp_path) -> None:  # noqa: ANN001
+    (tmp_path / "x.tflite").write_text("not a model")
+    with pytest.raises(UserError, match="unsupported float model file x.tflite"):
+        main(["--float-model", str(tmp_path / "x.tflite")])
+    with pytest.raises(UserError, match="is a directory but not a SavedModel"):
+        main(["--float-model", str(tmp_path)])
+    with pytest.raises(UserError, match="unsupported float model file x.tflite"):
+        experiment_models(tmp_path / "x.tflite", None, cache_dir=tmp_path)
+
+
 def test_array_hash_depends_on_shape_and_dtype() -> None:
     x = np.arange(6, dtype=np.float32)
     assert array_sha256(x) == array_sha256(x.copy())

@@ -735,3 +735,23 @@ def _without_timings(document: object) -> object:
     if isinstance(document, list):
         return [_without_timings(v) for v in document]
     return document
+
+
+def test_a_dataset_of_other_inputs_is_refused_before_any_conversion(tmp_path: Path,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """The dataset was checked against the float model only after the precisions were quantized (minutes on a
+    large model)."""
+    import host.quantization.quantize as quantization
+    from host.study.runner import prepare
+
+    np.savez(tmp_path / "wide.npz", x=np.zeros((4, 32, 32, 3), np.uint8), y=np.zeros(4, np.uint8))
+    config = BASE.replace('precisions = ["float32", "int8"]', 'precisions = ["float32", "int8", "int16x8"]') \
+        .replace('path = "builtin:digits-test"\nnum = 12', f'path = "{tmp_path / "wide.npz"}"') \
+        + '[dataset.representative]\npath = "builtin:digits-train"\nnum = 20\n'
+
+    def no_conversion(*args: object, **kwargs: object) -> None:
+        raise AssertionError("a precision was quantized before the dataset was checked")
+
+    monkeypatch.setattr(quantization, "quantize_cached", no_conversion)
+    with pytest.raises(UserError, match=r"inputs of shape \(32, 32, 3\), but the float model digits_cnn.keras takes"):
+        prepare(load_experiment(write(tmp_path, config)))
