@@ -361,6 +361,11 @@ def resumed_args(args: argparse.Namespace, argv: list[str]) -> argparse.Namespac
                         "may be given)")
     stored = Journal.stored_argv(args.out / run_id / DB_NAME, run_id)
     resumed = build_parser().parse_args(stored)
+    if resumed.config is not None:
+        study = f"--config {resumed.config}{' --quick' if resumed.quick else ''}"
+        raise UserError(f"--resume {run_id}: the run is a study, started with {study}",
+                        hint=f"resume it with: python -m host.evaluate {study} --resume {run_id}"
+                             + (f" --out {args.out}" if args.out != RESULTS_DIR else ""))
     for name in ("workers", "scheduler", "devices", "window", "max_restarts", "no_progress", "out", "resume",
                  "port", "place"):
         setattr(resumed, name, getattr(args, name))

@@ -124,8 +124,9 @@ def main(argv: list[str] | None = None) -> int:
     check_board_options(args)
     started = time.monotonic()
 
+    preprocess_range = parse_range(args.preprocess_range, "--preprocess-range")
     image, model, target = flash(args.model, args.board, args.mlperf, args.mlperf_model, args.probe, args.port,
-                                 args.drive, args.preprocess, parse_range(args.preprocess_range), args.place)
+                                 args.drive, args.preprocess, preprocess_range, args.place)
     print(f"model    {args.model}: {len(model.ops)} ops, arena {model.arena_bytes:,} B, "
           f"weights {model.weights_bytes:,} B")
     for line in image.usage_lines():

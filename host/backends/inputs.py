@@ -139,11 +139,11 @@ def parse_inputs(spec: str, model: CompiledModel, seed: int, input_range: tuple[
     return npz_inputs(Path(spec), model.inputs, input_range, limit)
 
 
-def parse_range(text: str) -> tuple[float, float]:
+def parse_range(text: str, option: str = "--input-range") -> tuple[float, float]:
     try:
         lo, hi = (float(v) for v in text.split(","))
     except ValueError:
-        raise UserError(f"--input-range {text!r}: expected LO,HI such as 0,1 or 0,255") from None
+        raise UserError(f"{option} {text!r}: expected LO,HI such as 0,1 or 0,255") from None
     if not lo < hi:
-        raise UserError(f"--input-range {text!r}: LO must be below HI")
+        raise UserError(f"{option} {text!r}: LO must be below HI")
     return lo, hi

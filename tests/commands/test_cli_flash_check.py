@@ -55,6 +55,14 @@ def test_unknown_board_lists_boards(module: str) -> None:
     assert_clean_failure(proc, "unknown board 'arduino-uno'", "mps2-an386")
 
 
+def test_flash_names_the_range_option_it_was_given() -> None:
+    from host import flash
+    from host.core.errors import UserError
+
+    with pytest.raises(UserError, match="--preprocess-range '5,1': LO must be below HI"):
+        flash.main(["--preprocess", "squeeze:4", "--preprocess-range", "5,1"])
+
+
 def test_check_bad_inputs_spec(tmp_path: Path) -> None:
     assert_clean_failure(run("host.check", "--model", str(DEFAULT_MODEL), "--inputs", "random:0"), "random:N")
     assert_clean_failure(run("host.check", "--model", str(DEFAULT_MODEL), "--inputs", str(tmp_path / "x.npz")),

@@ -530,3 +530,15 @@ def test_a_resumed_run_reads_its_trained_models_back(tmp_path: Path) -> None:
             assert journal.get(key) == key.encode() + bytes(range(256))
     finally:
         journal.close()
+
+
+def test_resuming_a_study_without_its_config_says_how(tmp_path: Path) -> None:
+    """It said the config, models or dataset had changed: the run was a study, resumed with --config."""
+    journal = Journal.start(tmp_path / "r" / "results.sqlite", "0" * 64,
+                            ["--config", "configs/digits-quick.toml", "--quick"], resume=False)
+    journal.close()
+    proc = run_module("--resume", "r", "--out", str(tmp_path))
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr
+    assert "error: --resume r: the run is a study, started with --config configs/digits-quick.toml --quick" \
+        in proc.stderr, proc.stderr
+    assert f"--config configs/digits-quick.toml --quick --resume r --out {tmp_path}" in proc.stderr
