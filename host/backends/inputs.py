@@ -77,6 +77,14 @@ def _check_array(path: Path, name: str, array: np.ndarray, info: TensorInfo) -> 
                         hint=f"inputs are floats (quantized with the model's scale) or {info.dtype}")
     if array.ndim == 0 or (tuple(array.shape[1:]) != info.shape[1:] and tuple(array.shape[1:]) != info.shape):
         raise UserError(f"{path}: array shape {array.shape} does not fit input {info.name} {info.shape}")
+    if array.dtype.kind == "f" and array.size and not np.isfinite(array).all():
+        raise UserError(f"{path}: array {name!r} holds NaN or infinite values", hint=NPZ_HINT)
+    scaled = array.dtype == np.uint8 and info.dtype != "uint8"   # images 0..255, mapped onto the input range
+    if array.dtype.kind in "iu" and not scaled and np.issubdtype(np.dtype(info.dtype), np.integer) and array.size:
+        limits = np.iinfo(np.dtype(info.dtype))
+        if array.min() < limits.min or array.max() > limits.max:   # they would wrap around silently
+            raise UserError(f"{path}: array {name!r} holds {array.min()}..{array.max()}, outside {info.dtype}'s "
+                            f"{limits.min}..{limits.max}", hint="give the model's own integers, or floats")
 
 
 def _sample_count(path: Path, named: list[tuple[str, np.ndarray]]) -> int:

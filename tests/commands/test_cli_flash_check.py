@@ -86,6 +86,10 @@ def bad_npz(tmp_path: Path, kind: str) -> Path:
         np.savez(path, x=np.full((3, 8, 8, 1), "a"))
     elif kind == "no-arrays":
         np.savez(path)
+    elif kind == "nan":
+        np.savez(path, x=np.full((2, 8, 8, 1), np.nan, np.float32))
+    elif kind == "wide-ints":
+        np.savez(path, x=np.full((2, 8, 8, 1), 300, np.int64))
     else:
         np.savez(path, x=np.zeros((0 if kind == "no-samples" else 4, 8, 8, 1), np.float32))
     return path
@@ -97,6 +101,8 @@ def bad_npz(tmp_path: Path, kind: str) -> Path:
     ("strings", [], "strings.npz: array 'x' holds <U1 values, not numbers"),
     ("no-arrays", [], "no-arrays.npz: the .npz holds no arrays"),
     ("no-samples", [], "bad --inputs '.*no-samples.npz': array 'x' holds no samples"),
+    ("nan", [], "nan.npz: array 'x' holds NaN or infinite values"),
+    ("wide-ints", [], "wide-ints.npz: array 'x' holds 300..300, outside int8's -128..127"),
     ("four", ["--num", "-3"], "bad --num -3"),
     ("four", ["--num", "0"], "bad --num 0"),
 ])
