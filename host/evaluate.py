@@ -37,7 +37,7 @@ from host.link.images import read_flashed
 from host.link.probe import find_serial_port
 from host.reporting.files import write_study
 from host.reporting.text import chip_mismatches, print_study, print_summary
-from host.study.cluster import open_executor
+from host.study.cluster import check_where, open_executor
 from host.study.config import FLOAT, AttackSpec, Experiment, SliceSpec, load_experiment
 from host.study.evaluation import (
     DEFAULT_ATTACKS,
@@ -321,6 +321,7 @@ def main(argv: list[str] | None = None) -> int:
         print(describe_registry())
         return 0
     this_argv = list(sys.argv[1:] if argv is None else argv)
+    check_where(args.scheduler, args.workers)   # before the model, the flashed image or TensorFlow are read
     if args.config is not None:
         return run_study(args, this_argv)   # a --place or --port is the study's [chip] (run_context links it)
     if args.quick:

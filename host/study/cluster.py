@@ -227,14 +227,19 @@ def default_workers() -> int:
     return max(1, len(os.sched_getaffinity(0)))
 
 
+def check_where(scheduler: str | None, workers: int | None) -> None:
+    """An existing cluster (--scheduler) or one this command starts (--workers N), not both."""
+    if scheduler is not None and workers is not None:
+        raise UserError("--scheduler and --workers both say where to run",
+                        hint="--workers sizes the cluster this command starts; an existing cluster has its own")
+
+
 @contextlib.contextmanager
 def open_executor(scheduler: str | None = None, workers: int | None = None,
                   log: Callable[[str], None] | None = None) -> Iterator[SerialExecutor | DaskExecutor]:
     """The executor for a run (module docstring); closed (a LocalCluster stopped) on exit."""
     say = log or (lambda message: print(message, file=sys.stderr))
-    if scheduler is not None and workers is not None:
-        raise UserError("--scheduler and --workers both say where to run",
-                        hint="--workers sizes the cluster this command starts; an existing cluster has its own")
+    check_where(scheduler, workers)
     if scheduler is None and workers == 0:
         yield SerialExecutor()
         return
