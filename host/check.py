@@ -35,7 +35,7 @@ from host.core.boards import load_board
 from host.core.errors import UserError, run_cli
 from host.core.paths import DEFAULT_BOARD
 from host.core.timing import CycleEstimate
-from host.emulators.launch import board_link, require_emulated
+from host.emulators.launch import board_link, cycles_over_link, require_emulated
 from host.link.device import LINK_ENV
 
 
@@ -83,8 +83,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.target != "chip":
             raise UserError(f"{option} needs --target chip")
         if args.cycles:
-            raise UserError(f"--cycles counts in QEMU booted here, not on a board behind {option}",
-                            hint=f"drop --cycles, or drop {option} to check on the emulated board")
+            raise cycles_over_link(option)
     if args.target == "native":
         return _main(args, None)
     with board_link(args.place, args.port) as url:

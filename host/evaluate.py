@@ -32,6 +32,7 @@ from host.core.boards import load_board
 from host.core.data import digits_test_set, load_npz_dataset
 from host.core.errors import UserError, run_cli
 from host.core.paths import DEFAULT_BOARD, DEFAULT_FLOAT_MODEL, DEFAULT_MODEL, RESULTS_DIR
+from host.emulators.launch import cycles_over_link
 from host.link.device import LINK_ENV
 from host.link.images import read_flashed
 from host.link.probe import find_serial_port
@@ -266,8 +267,7 @@ def _flag_link(args: argparse.Namespace, board: str) -> tuple[str | None, str | 
             raise UserError(f"--devices {args.devices} boots emulators; {option} is one board",
                             hint=f"drop --devices with {option}")
         if args.cycles:
-            raise UserError(f"--cycles counts in QEMU booted here, not on a board behind {option}",
-                            hint=f"drop --cycles, or drop {option} to run on the emulated board")
+            raise cycles_over_link(option)
         return args.place, args.port
     if args.backend != "device":
         return None, None
@@ -382,8 +382,7 @@ def _linked_chip(experiment: Experiment, place: str | None, port: str | None, cy
     if place is not None and port is not None:
         raise UserError("--place and --port both name the board's link", hint="give one of them")
     if cycles:
-        raise UserError(f"--cycles counts in QEMU booted here, not on a board behind {option}",
-                        hint=f"drop --cycles, or drop {option} to run on the emulated board")
+        raise cycles_over_link(option)
     if not experiment.chip_board:
         raise UserError(f"{option}: the study has no [chip] board", hint="add [chip] board = \"…\" to the config")
     if len(experiment.chip_precisions) > 1 or any(d.on_chip for d in experiment.defenses):

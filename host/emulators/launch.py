@@ -91,6 +91,12 @@ def open_device(board: str | None = None, expected_sha256: bytes | None = None,
         yield device
 
 
+def cycles_over_link(option: str) -> UserError:
+    """--cycles with a board behind a link: QEMU's cycle plugin counts only in an emulator booted here."""
+    return UserError(f"--cycles counts in QEMU booted here, not on a board behind {option}",
+                     hint=f"drop --cycles, or drop {option} to run on the emulated board")
+
+
 @contextmanager
 def board_link(place: str | None = None, port: str | None = None) -> Iterator[str | None]:
     """The link of a command's `--place NAME` or `--port URL`, else $SLINGSHOT_LINK, else None (boot
