@@ -32,7 +32,7 @@ from host.core.boards import load_board
 from host.core.data import digits_test_set, load_npz_dataset
 from host.core.errors import UserError, run_cli
 from host.core.paths import DEFAULT_BOARD, DEFAULT_FLOAT_MODEL, DEFAULT_MODEL, RESULTS_DIR
-from host.emulators.launch import cycles_over_link
+from host.emulators.launch import cycles_over_link, require_protocol_mode
 from host.link.device import LINK_ENV
 from host.link.images import read_flashed
 from host.link.probe import find_serial_port
@@ -283,6 +283,7 @@ def _flashed_port(board: str) -> str | None:
         image = read_flashed(board)
     except UserError:
         return None   # flashed elsewhere: a worker that offers the board runs it (docs/cluster.md)
+    require_protocol_mode(image)
     return image.port or find_serial_port(spec)
 
 
@@ -291,6 +292,7 @@ def _flashed_firmware(model: ModelIO, board: str) -> Path | None:
     if not load_board(board).emulated:
         return None
     image = read_flashed(board)
+    require_protocol_mode(image)
     if image.model_sha256 != model.sha256:
         raise UserError(f"the model flashed on {board} ({image.model_path}) is not the model you asked for",
                         hint="run `make flash MODEL=<your model>` first, or pass --model of the flashed one")

@@ -19,7 +19,7 @@ from host.emulators.cycles import CyclePlugin, CyclesUnavailable
 from host.emulators.qemu import QemuProcess
 from host.emulators.renode import RenodeProcess
 from host.link.device import LINK_ENV, Device, attach_owned, connect
-from host.link.images import read_flashed
+from host.link.images import FlashedImage, read_flashed
 from host.link.labgrid import acquired_place  # labgrid itself is imported only when a place is acquired
 from host.link.probe import find_serial_port
 
@@ -76,10 +76,7 @@ def open_device(board: str | None = None, expected_sha256: bytes | None = None,
         raise UserError(
             f"the model flashed on {board_name} ({image.model_path}) is not the model you asked for",
             hint="run `make flash MODEL=<your model>` first, or pass --model of the flashed one")
-    if image.mode == "mlperf":
-        raise UserError(f"the firmware flashed on {board_name} is the MLPerf Tiny mode build: it speaks the "
-                        "EEMBC text protocol, not slingshot's (docs/mlperf.md)",
-                        hint=f"run `make flash BOARD={board_name}` without MLPERF=1 first")
+    require_protocol_mode(image)
     url = url or os.environ.get(LINK_ENV) or None
     if url is None and not spec.emulated:
         url = image.port or find_serial_port(spec)
@@ -89,6 +86,14 @@ def open_device(board: str | None = None, expected_sha256: bytes | None = None,
         return
     with boot_elf(spec, image.elf, image.model_sha256, timeout_s, window) as device:
         yield device
+
+
+def require_protocol_mode(image: FlashedImage) -> None:
+    """The flashed firmware speaks slingshot's protocol, not the MLPerf Tiny mode's EEMBC text one."""
+    if image.mode == "mlperf":
+        raise UserError(f"the firmware flashed on {image.board} is the MLPerf Tiny mode build: it speaks the "
+                        "EEMBC text protocol, not slingshot's (docs/mlperf.md)",
+                        hint=f"run `make flash BOARD={image.board}` without MLPERF=1 first")
 
 
 def cycles_over_link(option: str) -> UserError:

@@ -189,3 +189,20 @@ def test_workers_on_the_command_line_win_over_the_config_scheduler(tmp_path: Pat
     assert evaluate.where_to_run(experiment, Namespace(scheduler=None, workers=0), flags=False) == (None, 0)
     assert evaluate.where_to_run(experiment, Namespace(scheduler=None, workers=None), flags=False) == \
         ("tcp://127.0.0.1:1", None)
+
+
+def test_evaluate_refuses_a_board_flashed_in_mlperf_mode(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The flag run booted whatever was flashed: an MLPerf Tiny mode build, which speaks the EEMBC text protocol,
+    then failed its handshake in a worker."""
+    import dataclasses
+
+    from host.core.paths import DEFAULT_BOARD
+    from host.link.images import FlashedImage
+
+    image = FlashedImage(board=DEFAULT_BOARD, model_path=str(DEFAULT_MODEL),
+                         model_sha256=bytes(32), elf=Path("firmware.elf"), flash_bytes=0, ram_bytes=0, mode="mlperf",
+                         port=None)
+    monkeypatch.setattr(evaluate, "read_flashed", lambda board: dataclasses.replace(image, board=board))
+    monkeypatch.delenv(LINK_ENV, raising=False)
+    with pytest.raises(UserError, match=f"the firmware flashed on {DEFAULT_BOARD} is the MLPerf Tiny mode build"):
+        evaluate.main(["--num", "2", "--attacks", "fgsm", "--eps", "0.1", "--workers", "0"])
