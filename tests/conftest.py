@@ -12,6 +12,16 @@ from host.attacks import FloatModel, ReferenceOracle, load_float_model
 from host.core.paths import DEFAULT_FLOAT_MODEL, DEFAULT_MODEL, ROOT
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    """absl's logging handler (TensorFlow's) writes to the sys.stderr of its creation, pytest's capture here, and
+    closes that stream when logging is reconfigured unless it is the sys.stderr of the moment: under `capsys`, a
+    later dictConfig (distributed's) closed pytest's own capture ("I/O operation on closed file"). The real
+    stderr is never closed."""
+    import absl.logging
+
+    absl.logging.get_absl_handler().python_handler.stream = sys.__stderr__
+
+
 @pytest.fixture(scope="session")
 def float_model() -> FloatModel:
     """The shipped float digits model (models/)."""
