@@ -62,6 +62,15 @@ class Dataset:
             )
 
 
+def check_finite(x: np.ndarray, what: str) -> None:
+    """Inputs that are all finite numbers: NaN passes every range check (each comparison is false) and reaches
+    the attacks and the quantizer as garbage."""
+    finite = np.isfinite(x)
+    if not finite.all():
+        raise UserError(f"{what}: {int(finite.size - finite.sum())} input values are NaN or infinite",
+                        hint="every input value must be a finite number within the input range")
+
+
 def _check_dataset(ds: Dataset) -> None:
     if ds.x.ndim != 4:
         raise UserError(f"dataset '{ds.name}': inputs must be NHWC (4-D), got shape {ds.x.shape}")
@@ -70,10 +79,7 @@ def _check_dataset(ds: Dataset) -> None:
     lo, hi = ds.input_range
     if not lo < hi:
         raise UserError(f"dataset '{ds.name}': empty input range [{lo}, {hi}]")
-    finite = np.isfinite(ds.x)
-    if not finite.all():
-        raise UserError(f"dataset '{ds.name}': {int(finite.size - finite.sum())} input values are NaN or infinite",
-                        hint="every input value must be a finite number within the input range")
+    check_finite(ds.x, f"dataset '{ds.name}'")
     if ds.y.size and (ds.y.min() < 0 or ds.y.max() >= len(ds.class_names)):
         raise UserError(
             f"dataset '{ds.name}': labels must be in 0..{len(ds.class_names) - 1}, "

@@ -39,7 +39,7 @@ from host.attacks.oracle import FloatOracle, QuantizedOracle
 from host.backends.backend import ModelIO, ReferenceBackend
 from host.compiler.compile import compile_bytes
 from host.core.boards import load_board
-from host.core.data import load_digits_split
+from host.core.data import check_finite, load_digits_split
 from host.core.errors import UserError
 from host.core.paths import BUILD_DIR
 from host.core.quiet import import_tensorflow_quietly
@@ -135,6 +135,9 @@ def load_slice(spec: SliceSpec, input_range: tuple[float, float]) -> tuple[np.nd
     if x.dtype == np.uint8:
         x = x.astype(np.float32) * np.float32((hi - lo) / 255.0) + np.float32(lo)
     x = x.astype(np.float32)
+    if len(x) == 0:
+        raise UserError(f"{spec.path}: no samples from {spec.start}", hint="a slice of at least one input")
+    check_finite(x, str(spec.path))
     if x.size and (x.min() < lo - 1e-6 or x.max() > hi + 1e-6):
         raise UserError(f"{spec.path}: values {x.min():g}..{x.max():g} outside input_range [{lo:g}, {hi:g}]",
                         hint="set [dataset] input_range to the range the model was trained on")

@@ -755,3 +755,17 @@ def test_a_dataset_of_other_inputs_is_refused_before_any_conversion(tmp_path: Pa
     monkeypatch.setattr(quantization, "quantize_cached", no_conversion)
     with pytest.raises(UserError, match=r"inputs of shape \(32, 32, 3\), but the float model digits_cnn.keras takes"):
         prepare(load_experiment(write(tmp_path, config)))
+
+
+def test_a_study_dataset_with_nan_or_no_samples_is_refused(tmp_path: Path) -> None:
+    """A config's dataset is read by load_slice, not the flags' loader: NaN passed its range check (every
+    comparison with NaN is false), and an empty slice went on to the run."""
+    from host.study.config import SliceSpec
+
+    x = np.zeros((3, 8, 8, 1), np.float32)
+    x[1, 2, 3, 0] = np.nan
+    np.savez(tmp_path / "nan.npz", x=x, y=np.zeros(3, np.int64))
+    with pytest.raises(UserError, match="nan.npz: 1 input values are NaN or infinite"):
+        load_slice(SliceSpec(tmp_path / "nan.npz", 0, None), (0.0, 1.0))
+    with pytest.raises(UserError, match="nan.npz: no samples from 3"):
+        load_slice(SliceSpec(tmp_path / "nan.npz", 3, None), (0.0, 1.0))
