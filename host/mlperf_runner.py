@@ -48,11 +48,11 @@ TEST_SCRIPTS = {"p": "tests_performance.yaml", "a": "tests_accuracy.yaml"}
 MODE_NAMES = {"p": "performance", "a": "accuracy"}
 # The runner's performance mode reports ERROR 2 instead of a throughput when its five timed windows
 # take < 10 s of wall time.  Unpaced, QEMU runs the small models far faster than a board would, so the
-# emulated board runs paced: one instruction per 2^4 = 16 ns of wall time, 62.5 M instructions per
-# second, a Cortex-M4 at 120 MHz (the runner's NUCLEO-L4R5ZI) at 1.9 cycles per instruction, where our
-# estimate for these firmware is 1.6 (docs/performance.md).  Its m-lap-us stamps are then that virtual
-# time.  At 2^3 (125 M per second) the kernels of 2026-12-07 ran ic01's, kws01's and vww01's loops in 8 s.
-PACED_SHIFT = 4
+# emulated board runs paced: one instruction per 2^5 = 32 ns of wall time, 31.25 M instructions per
+# second.  Its m-lap-us stamps are then that virtual time.  At 2^3 (125 M per second) the kernels of
+# 2026-12-07 ran ic01's, kws01's and vww01's loops in 8 s; at 2^4 (62.5 M) vww01's, pruned of its dead
+# channels (host/compiler/prune.py, 5.0 M instructions an inference), in about 10 s.
+PACED_SHIFT = 5
 PACED_RATE = f"{1000 / 2 ** PACED_SHIFT:g} M instructions per second"
 RUNNER_MODULES = {"yaml": "pyyaml", "sklearn": "scikit-learn", "matplotlib": "matplotlib", "usb": "pyusb",
                   "scipy": "scipy", "numpy": "numpy", "serial": "pyserial"}

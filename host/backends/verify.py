@@ -92,7 +92,8 @@ def summary_lines(model: CompiledModel, path: Path, target: str) -> list[str]:
         f"ops      {len(model.ops)}: " + ", ".join(sorted(set(model.ops))),
         "inputs   " + "; ".join(f"{t.name} {t.dtype}{list(t.shape)}" for t in model.inputs),
         "outputs  " + "; ".join(f"{t.name} {t.dtype}{list(t.shape)}" for t in model.outputs),
-        f"arena    {model.arena_bytes:,} bytes   weights {model.weights_bytes:,} bytes",
+        f"arena    {model.arena_bytes:,} bytes   weights {model.weights_bytes:,} bytes"
+        + (f"   ({model.cut_channels:,} dead channels cut: docs/engine.md, Pipeline)" if model.cut_channels else ""),
     ]
 
 

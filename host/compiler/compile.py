@@ -11,6 +11,7 @@ import numpy as np
 from host.compiler.emit import EmitTensor, emit_model_c
 from host.compiler.ops import REGISTRY, LoweredOp, OpContext, supported_ops
 from host.compiler.planner import plan_arena, plan_without_reuse
+from host.compiler.prune import prune_dead_channels
 from host.compiler.scratch import OpScratch
 from host.compiler.types import CompiledModel, TensorInfo
 from host.core.errors import UserError
@@ -34,7 +35,8 @@ def compile_file(path: Path | str, name: str | None = None, reuse_arena: bool = 
 
 def compile_bytes(data: bytes, name: str = "model", reuse_arena: bool = True) -> CompiledModel:
     """Compile flatbuffer bytes.  reuse_arena=False gives every tensor its own
-    bytes (for debugging: intermediate tensors stay readable after a run)."""
+    bytes and keeps every channel (for debugging: intermediate tensors stay readable after a run);
+    otherwise channels no output depends on are cut first (host/compiler/prune.py)."""
     model = parse_model(data)
     if len(model.subgraphs) != 1:
         raise UnsupportedModelError(
@@ -43,8 +45,11 @@ def compile_bytes(data: bytes, name: str = "model", reuse_arena: bool = True) ->
         )
     graph = model.subgraphs[0]
     _check_graph(graph)
+    graph, cut = prune_dead_channels(graph) if reuse_arena else (graph, 0)
     lowered = [REGISTRY[op.opcode].lower(OpContext(op, graph)) for op in graph.operators]
-    return _build(graph, lowered, data, _c_identifier(name), reuse_arena)
+    model = _build(graph, lowered, data, _c_identifier(name), reuse_arena)
+    model.cut_channels = cut
+    return model
 
 
 def _c_identifier(name: str) -> str:

@@ -65,6 +65,7 @@ class CompiledModel:
     op_scratch: list[OpScratch] = field(default_factory=list)  # per op: its kernels' scratch (stack) bytes
     # flash bytes model.c holds only in builds where a macro of tm_kernel_table.h is set (macro -> bytes)
     guarded_bytes: dict[str, int] = field(default_factory=dict)
+    cut_channels: int = 0              # dead channels the compiler removed (host/compiler/prune.py)
 
     def scratch_bytes(self, features: tuple[str, ...] | list[str]) -> int:
         """The most scratch any op's kernel holds on a core with `features` (host.engine.build.cpu_features:

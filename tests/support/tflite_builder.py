@@ -495,3 +495,55 @@ def random_mean(rng: np.random.Generator, dtype: str = "int8") -> bytes:
 
 GENERATORS["MEAN"] = random_mean
 GENERATORS["MEAN_INT16"] = lambda rng: random_mean(rng, "int16")
+
+
+def _conv_layer(g: GraphBuilder, rng: np.random.Generator, x: int, in_c: int, out_c: int, hw: tuple[int, int],
+                dtype: str, depthwise: bool, with_bias: bool = True) -> tuple[int, float]:
+    """A 3x3 depthwise (multiplier 1) or 1x1 CONV_2D, stride 1 and SAME padding, from tensor x; returns its
+    output tensor and that tensor's scale."""
+    in_scale = g.tensors[x].quantization.scale[0]
+    w_scales = rng.uniform(0.002, 0.05, size=out_c)
+    k = 3 if depthwise else 1
+    shape = (1, k, k, out_c) if depthwise else (out_c, k, k, in_c)
+    weights = rng.integers(-127, 128, size=shape, dtype=np.int8)
+    fan_in = k * k * (1 if depthwise else in_c)
+    out_scale = _output_scale(rng, in_scale, float(w_scales.mean()), fan_in)
+    if dtype == "int16":  # sums of int16 values span more than int8's: without this the scales of a chain
+        out_scale *= 16   # shrink until TFLM's prepare refuses them (no_integer_overflow_from_quantization)
+    out_zp = 0 if dtype == "int16" else int(rng.integers(-128, 128))
+    f = g.tensor(shape, "int8", list(w_scales), 0, weights, quantized_dimension=3 if depthwise else 0)
+    bias_type = "int64" if dtype == "int16" else "int32"
+    bias = rng.integers(-2000, 2000, size=out_c).astype(bias_type)
+    b = g.tensor((out_c,), bias_type, list(in_scale * w_scales), 0, bias) if with_bias else -1
+    y = g.tensor((1, *hw, out_c), dtype, out_scale, out_zp)
+    opt = fb.DepthwiseConv2DOptionsT() if depthwise else fb.Conv2DOptionsT()
+    if depthwise:
+        opt.depthMultiplier = 1
+    opt.padding, opt.strideH, opt.strideW = 0, 1, 1
+    opt.dilationHFactor = opt.dilationWFactor = 1
+    opt.fusedActivationFunction = int(rng.choice(ACTIVATIONS))
+    g.op("DEPTHWISE_CONV_2D" if depthwise else "CONV_2D", [x, f, b], [y], opt)
+    return y, out_scale
+
+
+def random_dead_channel_chain(rng: np.random.Generator, dtype: str = "int8", depthwise_layers: int = 1,
+                              dead: int = 5, producer_bias: bool = True,
+                              also_output: bool = False) -> tuple[bytes, int]:
+    """1x1 conv -> `depthwise_layers` 3x3 depthwise convs -> 1x1 conv, the last conv's filter zero on `dead`
+    random input channels (all of them if `dead` is the count), as MobileNet's trained layers have them;
+    `also_output` makes the first conv's output a model output too. Returns the model and the channel count."""
+    g = GraphBuilder()
+    h, w = int(rng.integers(3, 9)), int(rng.integers(3, 9))
+    in_c, mid_c, out_c = int(rng.integers(1, 6)), int(rng.integers(max(dead, 2), 24)), int(rng.integers(1, 9))
+    in_scale, in_zp = _activation_qparams(rng, dtype)
+    x = g.tensor((1, h, w, in_c), dtype, in_scale, in_zp)
+    first, _ = _conv_layer(g, rng, x, in_c, mid_c, (h, w), dtype, depthwise=False, with_bias=producer_bias)
+    t = first
+    for _ in range(depthwise_layers):
+        t, _ = _conv_layer(g, rng, t, mid_c, mid_c, (h, w), dtype, depthwise=True)
+    y, _ = _conv_layer(g, rng, t, mid_c, out_c, (h, w), dtype, depthwise=False)
+    filt = g.buffers[g.tensors[g.operators[-1].inputs[1]].buffer]
+    weights = np.frombuffer(filt.data, dtype=np.int8).reshape(out_c, 1, 1, mid_c).copy()
+    weights[..., rng.choice(mid_c, size=dead, replace=False)] = 0
+    filt.data = weights.tobytes()
+    return g.build([x], [y, first] if also_output else [y]), mid_c
