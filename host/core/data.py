@@ -71,6 +71,16 @@ def check_finite(x: np.ndarray, what: str) -> None:
                         hint="every input value must be a finite number within the input range")
 
 
+def check_number_arrays(x: np.ndarray, y: np.ndarray | None, what: str) -> None:
+    """'x' of numbers and 'y' of integer class indices, as saved in an .npz (strings or objects in either
+    would fail later in a conversion, as a traceback)."""
+    if not (np.issubdtype(x.dtype, np.integer) or np.issubdtype(x.dtype, np.floating)):
+        raise UserError(f"{what}: 'x' holds {x.dtype} values; it must hold numbers")
+    if y is not None and not (np.issubdtype(y.dtype, np.integer) or (np.issubdtype(y.dtype, np.floating) and
+                                                                     np.array_equal(y, np.round(y)))):
+        raise UserError(f"{what}: 'y' holds {y.dtype} values; it must hold integer class indices")
+
+
 def _check_dataset(ds: Dataset) -> None:
     if ds.x.ndim != 4:
         raise UserError(f"dataset '{ds.name}': inputs must be NHWC (4-D), got shape {ds.x.shape}")
@@ -140,11 +150,7 @@ def load_npz_dataset(
     if missing:
         raise UserError(f"{path}: missing array(s) {missing}; expected 'x' (NHWC) and 'y' (labels)")
     x, y = arrays["x"], arrays["y"]
-    if not (np.issubdtype(x.dtype, np.integer) or np.issubdtype(x.dtype, np.floating)):
-        raise UserError(f"{path}: 'x' holds {x.dtype} values; it must hold numbers")
-    if not (np.issubdtype(y.dtype, np.integer) or (np.issubdtype(y.dtype, np.floating) and
-                                                   np.array_equal(y, np.round(y)))):
-        raise UserError(f"{path}: 'y' holds {y.dtype} values; it must hold integer class indices")
+    check_number_arrays(x, y, str(path))
     if len(x) == 0:
         raise UserError(f"{path}: no samples ('x' is empty)", hint="save at least one input and its label")
     x = x.astype(np.float32) / 255.0 if x.dtype == np.uint8 else x.astype(np.float32)

@@ -39,7 +39,7 @@ from host.attacks.oracle import FloatOracle, QuantizedOracle
 from host.backends.backend import ModelIO, ReferenceBackend
 from host.compiler.compile import compile_bytes
 from host.core.boards import load_board
-from host.core.data import check_finite, load_digits_split
+from host.core.data import check_finite, check_number_arrays, load_digits_split
 from host.core.errors import UserError
 from host.core.paths import BUILD_DIR
 from host.core.quiet import import_tensorflow_quietly
@@ -129,6 +129,7 @@ def load_slice(spec: SliceSpec, input_range: tuple[float, float]) -> tuple[np.nd
             x, y = data["x"][spec.start:stop], (data["y"][spec.start:stop] if "y" in data else None)
     except (OSError, ValueError) as err:
         raise UserError(f"{spec.path}: not a readable .npz ({err})") from None
+    check_number_arrays(x, y, str(spec.path))
     if spec.num is not None and len(x) < spec.num:
         raise UserError(f"{spec.path}: asked for {spec.num} samples from {spec.start}, it has {len(x) + spec.start}")
     lo, hi = input_range

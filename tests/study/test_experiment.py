@@ -769,3 +769,15 @@ def test_a_study_dataset_with_nan_or_no_samples_is_refused(tmp_path: Path) -> No
         load_slice(SliceSpec(tmp_path / "nan.npz", 0, None), (0.0, 1.0))
     with pytest.raises(UserError, match="nan.npz: no samples from 3"):
         load_slice(SliceSpec(tmp_path / "nan.npz", 3, None), (0.0, 1.0))
+
+
+def test_a_study_dataset_of_strings_is_refused(tmp_path: Path) -> None:
+    """Strings in 'x' or 'y' failed in load_slice's conversion, as a ValueError traceback."""
+    from host.study.config import SliceSpec
+
+    np.savez(tmp_path / "sx.npz", x=np.array([["a", "b"]] * 3), y=np.zeros(3, np.int64))
+    np.savez(tmp_path / "sy.npz", x=np.zeros((3, 8, 8, 1), np.float32), y=np.array(["cat", "dog", "cat"]))
+    with pytest.raises(UserError, match="sx.npz: 'x' holds <U1 values; it must hold numbers"):
+        load_slice(SliceSpec(tmp_path / "sx.npz", 0, None), (0.0, 1.0))
+    with pytest.raises(UserError, match="sy.npz: 'y' holds <U3 values; it must hold integer class indices"):
+        load_slice(SliceSpec(tmp_path / "sy.npz", 0, None), (0.0, 1.0))
