@@ -121,14 +121,16 @@ def _owned_constants(graph: Subgraph, index: int) -> bool:
     another op)."""
     op = graph.operators[index]
     mine = [t for t in op.inputs[1:3] if t >= 0]
-    return all(graph.tensors[t].data is not None and sum(t in other.inputs for other in graph.operators) == 1
-               for t in mine)
+    return all(graph.tensors[t].data is not None and _reader_count(graph, t) == 1 for t in mine)
 
 
 def _cuttable(graph: Subgraph, tensor: int) -> bool:
     """An activation with exactly one reader that is not a model input or output (nobody else sees it)."""
-    readers = sum(tensor in op.inputs for op in graph.operators)
-    return readers == 1 and tensor not in graph.outputs and tensor not in graph.inputs
+    return _reader_count(graph, tensor) == 1 and tensor not in graph.outputs and tensor not in graph.inputs
+
+
+def _reader_count(graph: Subgraph, tensor: int) -> int:
+    return sum(tensor in op.inputs for op in graph.operators)
 
 
 def _producer(graph: Subgraph, tensor: int) -> int | None:
