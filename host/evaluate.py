@@ -32,7 +32,7 @@ from host.core.boards import load_board
 from host.core.data import digits_test_set, load_npz_dataset
 from host.core.errors import UserError, run_cli
 from host.core.paths import DEFAULT_BOARD, DEFAULT_FLOAT_MODEL, DEFAULT_MODEL, RESULTS_DIR
-from host.emulators.launch import cycles_over_link, require_protocol_mode
+from host.emulators.launch import check_one_link, cycles_over_link, require_model, require_protocol_mode
 from host.link.device import LINK_ENV
 from host.link.images import read_flashed
 from host.link.probe import find_serial_port
@@ -257,8 +257,7 @@ def _flag_link(args: argparse.Namespace, board: str) -> tuple[str | None, str | 
     """(labgrid place, link URL) of a flag run's chip: --place, --port, else $SLINGSHOT_LINK, else for a real
     board flashed from this machine the serial port host.flash recorded (or found again by the board file's
     USB ids); (None, None): an emulator of the flashed firmware, or a worker that offers the board."""
-    if args.place is not None and args.port is not None:
-        raise UserError("--place and --port both name the board's link", hint="give one of them")
+    check_one_link(args.place, args.port)
     option = "--place" if args.place is not None else "--port" if args.port is not None else None
     if option is not None:
         if args.backend != "device":
@@ -293,9 +292,7 @@ def _flashed_firmware(model: ModelIO, board: str) -> Path | None:
         return None
     image = read_flashed(board)
     require_protocol_mode(image)
-    if image.model_sha256 != model.sha256:
-        raise UserError(f"the model flashed on {board} ({image.model_path}) is not the model you asked for",
-                        hint="run `make flash MODEL=<your model>` first, or pass --model of the flashed one")
+    require_model(image, model.sha256)
     return image.elf
 
 
@@ -381,8 +378,7 @@ def _linked_chip(experiment: Experiment, place: str | None, port: str | None, cy
     """--place / --port (or $SLINGSHOT_LINK) with --config: the study's [chip] is that board, which runs the
     flashed firmware."""
     option = option or (f"--place {place}" if place is not None else f"--port {port}")
-    if place is not None and port is not None:
-        raise UserError("--place and --port both name the board's link", hint="give one of them")
+    check_one_link(place, port)
     if cycles:
         raise cycles_over_link(option)
     if not experiment.chip_board:

@@ -25,7 +25,7 @@ from host.compiler.types import TensorInfo
 from host.core.boards import load_board
 from host.core.errors import UserError
 from host.core.paths import DEFAULT_BOARD
-from host.emulators.launch import boot_elf, open_device
+from host.emulators.launch import boot_elf, open_device, require_model
 from host.engine.native import NativeModel
 from host.engine.reference import ReferenceInterpreter
 from host.link.device import LINK_ENV
@@ -227,10 +227,7 @@ def pin_firmware(model: ModelIO, board: str | None, into: Path) -> PinnedFirmwar
     if os.environ.get(LINK_ENV) or not load_board(name).emulated:
         return None
     image = read_flashed(name)
-    if image.model_sha256 != model.sha256:
-        raise UserError(
-            f"the model flashed on {name} ({image.model_path}) is not the model you asked for",
-            hint="run `make flash MODEL=<your model>` first, or pass --model of the flashed one")
+    require_model(image, model.sha256)
     data = image.elf.read_bytes()
     into.mkdir(parents=True, exist_ok=True)
     (into / "firmware.elf").write_bytes(data)

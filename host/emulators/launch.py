@@ -72,10 +72,8 @@ def open_device(board: str | None = None, expected_sha256: bytes | None = None,
     board_name = board or DEFAULT_BOARD
     spec = load_board(board_name)
     image = read_flashed(board_name)
-    if expected_sha256 is not None and image.model_sha256 != expected_sha256:
-        raise UserError(
-            f"the model flashed on {board_name} ({image.model_path}) is not the model you asked for",
-            hint="run `make flash MODEL=<your model>` first, or pass --model of the flashed one")
+    if expected_sha256 is not None:
+        require_model(image, expected_sha256)
     require_protocol_mode(image)
     url = url or os.environ.get(LINK_ENV) or None
     if url is None and not spec.emulated:
@@ -86,6 +84,19 @@ def open_device(board: str | None = None, expected_sha256: bytes | None = None,
         return
     with boot_elf(spec, image.elf, image.model_sha256, timeout_s, window) as device:
         yield device
+
+
+def require_model(image: FlashedImage, model_sha256: bytes) -> None:
+    """The flashed firmware runs the model asked for (its .tflite's sha256)."""
+    if image.model_sha256 != model_sha256:
+        raise UserError(f"the model flashed on {image.board} ({image.model_path}) is not the model you asked for",
+                        hint="run `make flash MODEL=<your model>` first, or pass --model of the flashed one")
+
+
+def check_one_link(place: str | None, port: str | None) -> None:
+    """A command's --place and --port are two ways to name one link: at most one is given."""
+    if place is not None and port is not None:
+        raise UserError("--place and --port both name the board's link", hint="give one of them")
 
 
 def require_protocol_mode(image: FlashedImage) -> None:
@@ -108,8 +119,7 @@ def board_link(place: str | None = None, port: str | None = None) -> Iterator[st
     an emulator). A labgrid place (host.link.labgrid, imported only then) is acquired for the duration
     and released on exit, Ctrl-C or error. The URL is also put in $SLINGSHOT_LINK meanwhile, so that
     every `open_device` of this process (the device backends, the pool) connects to it."""
-    if place is not None and port is not None:
-        raise UserError("--place and --port both name the board's link", hint="give one of them")
+    check_one_link(place, port)
     if place is None:
         url = port or os.environ.get(LINK_ENV) or None
         with _link_env(url):
